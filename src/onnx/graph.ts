@@ -1,0 +1,299 @@
+/**
+ * A small graph model over ONNX (after onnx-graphsurgeon's Graph/Node/Tensor): nodes with plain
+ * string inputs/outputs, initializers decoded to typed arrays, producers/consumers, topological
+ * order, and conversion back to a ModelProto. Nothing outside src/onnx/ needs protobuf objects.
+ */
+import { NetmomentsError } from '../errors.js';
+import {
+  DataType,
+  makeModel,
+  makeTensor,
+  onnx,
+  toNumber,
+  type AttributeProto,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+} from './proto.js';
+import { decodeTensor, type TensorValue } from './tensor.js';
+
+export type Dim = number | string | null;
+
+export interface ValueInfo {
+  name: string;
+  /** ONNX element type code (1 = float32). */
+  elemType: number;
+  /** undefined when the model gives no shape at all. */
+  shape?: Dim[];
+}
+
+export interface GraphNode {
+  name: string;
+  opType: string;
+  domain: string;
+  /** '' marks an omitted optional input. */
+  inputs: string[];
+  outputs: string[];
+  attributes: AttributeProto[];
+}
+
+export interface OpsetImport {
+  domain: string;
+  version: number;
+}
+
+export class Graph {
+  name = 'graph';
+  inputs: ValueInfo[] = [];
+  outputs: ValueInfo[] = [];
+  nodes: GraphNode[] = [];
+  initializers = new Map<string, TensorValue>();
+  /** value_info entries of the model (intermediate shapes), by name. */
+  valueInfo = new Map<string, ValueInfo>();
+  opsetImports: OpsetImport[] = [{ domain: '', version: 13 }];
+  irVersion = 8;
+  producerName = '';
+  producerVersion = '';
+  metadata: Record<string, string> = {};
+
+  /** Opset version of the default (ai.onnx) domain. */
+  get opset(): number {
+    return this.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 1;
+  }
+
+  /** Graph inputs that are not initializers (ONNX IR < 4 lists initializers as inputs too). */
+  get dataInputs(): ValueInfo[] {
+    return this.inputs.filter((i) => !this.initializers.has(i.name));
+  }
+
+  producerOf(tensor: string): GraphNode | undefined {
+    return this.producerIndex().get(tensor);
+  }
+
+  consumersOf(tensor: string): GraphNode[] {
+    return this.nodes.filter((n) => n.inputs.includes(tensor));
+  }
+
+  private producerIndex(): Map<string, GraphNode> {
+    const m = new Map<string, GraphNode>();
+    for (const n of this.nodes) for (const o of n.outputs) if (o) m.set(o, n);
+    return m;
+  }
+
+  /** The Relu nodes in graph order (the index is the split point's "index"). */
+  relus(): GraphNode[] {
+    return this.nodes.filter((n) => n.opType === 'Relu' && (n.domain === '' || n.domain === 'ai.onnx'));
+  }
+
+  /**
+   * Sort nodes topologically (stable: keeps the file's order where it is already valid).
+   * Throws on a cycle or on an input that nothing produces.
+   */
+  sortTopologically(file?: string): void {
+    const available = new Set<string>(['', ...this.inputs.map((i) => i.name), ...this.initializers.keys()]);
+    const remaining = [...this.nodes];
+    const sorted: GraphNode[] = [];
+    while (remaining.length > 0) {
+      const before = remaining.length;
+      for (let i = 0; i < remaining.length; ) {
+        const n = remaining[i];
+        if (n.inputs.every((x) => available.has(x))) {
+          sorted.push(n);
+          for (const o of n.outputs) available.add(o);
+          remaining.splice(i, 1);
+        } else i++;
+      }
+      if (remaining.length === before) {
+        const n = remaining[0];
+        const missing = n.inputs.filter((x) => !available.has(x));
+        throw new NetmomentsError(
+          `node '${n.name || n.opType}' reads ${missing.map((m) => `'${m}'`).join(', ')}, which no node, input or initializer produces (or the graph has a cycle)`,
+          { file },
+        );
+      }
+    }
+    this.nodes = sorted;
+  }
+
+  /** Shallow structural copy (initializer data shared). */
+  clone(): Graph {
+    const g = new Graph();
+    g.name = this.name;
+    g.inputs = this.inputs.map((v) => ({ ...v, shape: v.shape ? [...v.shape] : undefined }));
+    g.outputs = this.outputs.map((v) => ({ ...v, shape: v.shape ? [...v.shape] : undefined }));
+    g.nodes = this.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attributes: [...n.attributes] }));
+    g.initializers = new Map(this.initializers);
+    g.valueInfo = new Map(this.valueInfo);
+    g.opsetImports = this.opsetImports.map((o) => ({ ...o }));
+    g.irVersion = this.irVersion;
+    g.producerName = this.producerName;
+    g.producerVersion = this.producerVersion;
+    g.metadata = { ...this.metadata };
+    return g;
+  }
+
+  /** Drop nodes and initializers that no output depends on. */
+  prune(): void {
+    const needed = new Set(this.outputs.map((o) => o.name));
+    const keep: GraphNode[] = [];
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const n = this.nodes[i];
+      if (n.outputs.some((o) => needed.has(o))) {
+        keep.push(n);
+        for (const x of n.inputs) if (x) needed.add(x);
+      }
+    }
+    this.nodes = keep.reverse();
+    for (const name of [...this.initializers.keys()]) if (!needed.has(name)) this.initializers.delete(name);
+    this.inputs = this.inputs.filter((i) => needed.has(i.name) || !this.initializers.has(i.name));
+  }
+
+  toModelProto(): ModelProto {
+    const initializer: TensorProto[] = [...this.initializers.values()].map(encodeTensorValue);
+    const graph: GraphProto = {
+      name: this.name,
+      node: this.nodes.map(nodeToProto),
+      input: this.inputs.map(valueInfoToProto),
+      output: this.outputs.map(valueInfoToProto),
+      initializer,
+      valueInfo: [...this.valueInfo.values()].map(valueInfoToProto),
+    };
+    const def = this.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx');
+    const model = makeModel(graph, {
+      opset: def?.version ?? 13,
+      irVersion: this.irVersion,
+      producerName: this.producerName,
+      producerVersion: this.producerVersion,
+      metadata: this.metadata,
+      extraOpsets: this.opsetImports.filter((o) => o !== def),
+    });
+    return model;
+  }
+
+  toBytes(): Uint8Array {
+    return onnx.ModelProto.encode(onnx.ModelProto.fromObject(this.toModelProto() as Record<string, unknown>)).finish();
+  }
+}
+
+function encodeTensorValue(t: TensorValue): TensorProto {
+  if (t.data instanceof BigInt64Array) return makeTensor(t.name, DataType.INT64, t.dims, t.data);
+  const dt = t.dataType === DataType.BOOL ? DataType.BOOL : t.dataType;
+  if (dt === DataType.INT8) {
+    return { name: t.name, dataType: dt, dims: t.dims, rawData: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).slice() };
+  }
+  return makeTensor(t.name, dt, t.dims, t.data as ArrayLike<number>);
+}
+
+function nodeToProto(n: GraphNode): NodeProto {
+  return { name: n.name, opType: n.opType, domain: n.domain, input: n.inputs, output: n.outputs, attribute: n.attributes };
+}
+
+function valueInfoToProto(v: ValueInfo): ValueInfoProto {
+  const vi: ValueInfoProto = { name: v.name, type: { tensorType: { elemType: v.elemType } } };
+  if (v.shape) {
+    vi.type!.tensorType!.shape = {
+      dim: v.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : typeof d === 'string' ? { dimParam: d } : {})),
+    };
+  }
+  return vi;
+}
+
+export function valueInfoFromProto(vi: ValueInfoProto): ValueInfo {
+  const tt = vi.type?.tensorType;
+  const shape = tt?.shape
+    ? (tt.shape.dim ?? []).map((d): Dim => {
+        if (d.dimValue !== undefined && d.dimValue !== null && (d.dimParam === undefined || d.dimParam === null || d.dimParam === '')) {
+          const v = toNumber(d.dimValue);
+          return v > 0 ? v : null;
+        }
+        return d.dimParam ? d.dimParam : null;
+      })
+    : undefined;
+  return { name: vi.name ?? '', elemType: tt?.elemType ?? 0, shape };
+}
+
+export interface GraphFromProtoOptions {
+  file?: string;
+  /** Resolves external-data tensors (see load.ts). */
+  external?: (t: TensorProto) => Uint8Array;
+}
+
+export function graphFromModelProto(model: ModelProto, options: GraphFromProtoOptions = {}): Graph {
+  const gp = model.graph;
+  if (!gp) throw new NetmomentsError('the file holds no graph (is it an ONNX model?)', { file: options.file });
+  const g = new Graph();
+  g.name = gp.name || 'graph';
+  g.irVersion = toNumber(model.irVersion ?? 8);
+  g.producerName = model.producerName ?? '';
+  g.producerVersion = model.producerVersion ?? '';
+  g.opsetImports = (model.opsetImport ?? []).map((o) => ({ domain: o.domain ?? '', version: toNumber(o.version ?? 1) }));
+  if (g.opsetImports.length === 0) g.opsetImports = [{ domain: '', version: 1 }];
+  for (const p of model.metadataProps ?? []) if (p.key) g.metadata[p.key] = p.value ?? '';
+  for (const t of gp.initializer ?? []) {
+    const v = decodeTensor(t, options.external);
+    g.initializers.set(v.name, v);
+  }
+  g.inputs = (gp.input ?? []).map(valueInfoFromProto);
+  g.outputs = (gp.output ?? []).map(valueInfoFromProto);
+  for (const vi of gp.valueInfo ?? []) {
+    const v = valueInfoFromProto(vi);
+    g.valueInfo.set(v.name, v);
+  }
+  g.nodes = (gp.node ?? []).map((n, i) => ({
+    name: n.name || `${n.opType ?? 'node'}_${i}`,
+    opType: n.opType ?? '',
+    domain: n.domain ?? '',
+    inputs: [...(n.input ?? [])],
+    outputs: [...(n.output ?? [])],
+    attributes: [...(n.attribute ?? [])],
+  }));
+  return g;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attribute access
+
+function findAttr(node: GraphNode, name: string): AttributeProto | undefined {
+  return node.attributes.find((a) => a.name === name);
+}
+
+export function hasAttr(node: GraphNode, name: string): boolean {
+  return findAttr(node, name) !== undefined;
+}
+
+export function attrInt(node: GraphNode, name: string, fallback: number): number {
+  const a = findAttr(node, name);
+  return a && a.i !== undefined && a.i !== null ? toNumber(a.i) : fallback;
+}
+
+export function attrFloat(node: GraphNode, name: string, fallback: number): number {
+  const a = findAttr(node, name);
+  return a && a.f !== undefined && a.f !== null ? a.f : fallback;
+}
+
+export function attrInts(node: GraphNode, name: string): number[] | undefined {
+  const a = findAttr(node, name);
+  return a ? (a.ints ?? []).map(toNumber) : undefined;
+}
+
+export function attrFloats(node: GraphNode, name: string): number[] | undefined {
+  const a = findAttr(node, name);
+  return a ? [...(a.floats ?? [])] : undefined;
+}
+
+export function attrString(node: GraphNode, name: string, fallback: string): string {
+  const a = findAttr(node, name);
+  return a && a.s ? new TextDecoder().decode(a.s) : fallback;
+}
+
+export function attrTensor(node: GraphNode, name: string): TensorValue | undefined {
+  const a = findAttr(node, name);
+  return a?.t ? decodeTensor(a.t) : undefined;
+}
+
+/** Does this node hold a subgraph (If/Loop/Scan bodies)? */
+export function hasSubgraph(node: GraphNode): boolean {
+  return node.attributes.some((a) => a.g || (a.graphs && a.graphs.length > 0));
+}
