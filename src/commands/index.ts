@@ -1,0 +1,5 @@
+/** Every CLI command, one file each. Commands are thin: parse, call the library, write the report. */
+import type { CommandModule } from 'yargs';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: CommandModule<any, any>[] = [];
