@@ -34,7 +34,10 @@ export function bytesPerElement(dataType: number): number | undefined {
 }
 
 function fromBytes(dataType: number, bytes: Uint8Array, count: number): TensorData {
-  const copy = bytes.slice(); // aligned copy
+  // An aligned copy. Not bytes.slice(): protobufjs hands out Node Buffers, whose slice() is a view
+  // into the (pooled) file buffer, so copy.buffer would start somewhere else entirely.
+  const copy = new Uint8Array(bytes.length);
+  copy.set(bytes);
   switch (dataType) {
     case DataType.FLOAT:
       return new Float32Array(copy.buffer, 0, count);
