@@ -12,6 +12,7 @@ import {
   toNumber,
   type AttributeProto,
   type GraphProto,
+  type FunctionProto,
   type ModelProto,
   type NodeProto,
   type TensorProto,
@@ -57,6 +58,12 @@ export class Graph {
   producerName = '';
   producerVersion = '';
   metadata: Record<string, string> = {};
+  /** ModelProto.doc_string, domain and model_version (kept when the model is written back). */
+  docString = '';
+  modelDomain = '';
+  modelVersion = 0;
+  /** Model-local functions (ModelProto.functions), passed through unchanged. */
+  functions: FunctionProto[] = [];
 
   /** Opset version of the default (ai.onnx) domain. */
   get opset(): number {
@@ -131,6 +138,10 @@ export class Graph {
     g.producerName = this.producerName;
     g.producerVersion = this.producerVersion;
     g.metadata = { ...this.metadata };
+    g.docString = this.docString;
+    g.modelDomain = this.modelDomain;
+    g.modelVersion = this.modelVersion;
+    g.functions = [...this.functions];
     return g;
   }
 
@@ -169,6 +180,10 @@ export class Graph {
       metadata: this.metadata,
       extraOpsets: this.opsetImports.filter((o) => o !== def),
     });
+    if (this.docString) model.docString = this.docString;
+    if (this.modelDomain) model.domain = this.modelDomain;
+    if (this.modelVersion) model.modelVersion = this.modelVersion;
+    if (this.functions.length > 0) model.functions = this.functions;
     return model;
   }
 
@@ -190,7 +205,9 @@ function nodeToProto(n: GraphNode): NodeProto {
   return { name: n.name, opType: n.opType, domain: n.domain, input: n.inputs, output: n.outputs, attribute: n.attributes };
 }
 
-function valueInfoToProto(v: ValueInfo): ValueInfoProto {
+/** A ValueInfo as protobuf; elemType 0 with no shape writes no type at all (onnxruntime infers it). */
+export function valueInfoToProto(v: ValueInfo): ValueInfoProto {
+  if (v.elemType === 0 && !v.shape) return { name: v.name };
   const vi: ValueInfoProto = { name: v.name, type: { tensorType: { elemType: v.elemType } } };
   if (v.shape) {
     vi.type!.tensorType!.shape = {
@@ -231,6 +248,10 @@ export function graphFromModelProto(model: ModelProto, options: GraphFromProtoOp
   g.opsetImports = (model.opsetImport ?? []).map((o) => ({ domain: o.domain ?? '', version: toNumber(o.version ?? 1) }));
   if (g.opsetImports.length === 0) g.opsetImports = [{ domain: '', version: 1 }];
   for (const p of model.metadataProps ?? []) if (p.key) g.metadata[p.key] = p.value ?? '';
+  g.docString = model.docString ?? '';
+  g.modelDomain = model.domain ?? '';
+  g.modelVersion = toNumber(model.modelVersion ?? 0) || 0;
+  g.functions = [...(model.functions ?? [])];
   for (const t of gp.initializer ?? []) {
     const v = decodeTensor(t, options.external);
     g.initializers.set(v.name, v);

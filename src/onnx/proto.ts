@@ -17,6 +17,8 @@ export type NodeProto = O.INodeProto;
 export type TensorProto = O.ITensorProto;
 export type AttributeProto = O.IAttributeProto;
 export type ValueInfoProto = O.IValueInfoProto;
+export type FunctionProto = O.IFunctionProto;
+export type SparseTensorProto = O.ISparseTensorProto;
 
 /** ONNX TensorProto.DataType codes we deal with. */
 export const DataType = {
