@@ -1,0 +1,14 @@
+/** Div: d(a / b) = (T_a - y T_b) / b with y = a / b (quotient rule). */
+import type { TangentRule } from '../types.js';
+import { requireSameRank } from './util.js';
+
+export const div: TangentRule = (c) => {
+  const ta = c.t(0);
+  const tb = c.t(1);
+  if (ta) requireSameRank(c, c.x(0), c.y(0));
+  if (tb) requireSameRank(c, c.x(1), c.y(0));
+  if (!tb) return [c.b.op('Div', [ta!, c.x(1)])];
+  const ytb = c.b.op('Mul', [c.y(0), tb]);
+  const num = ta ? c.b.op('Sub', [ta, ytb]) : c.b.op('Neg', [ytb]);
+  return [c.b.op('Div', [num, c.x(1)])];
+};

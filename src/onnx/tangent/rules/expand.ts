@@ -1,0 +1,14 @@
+/** Expand: the same broadcast of the tangent (the target shape keeps the batch of 1 in front). */
+import type { TangentRule } from '../types.js';
+import { onlyData, requireBatchOne, requireSameRank } from './util.js';
+
+export const expand: TangentRule = (c) => {
+  const t = onlyData(c);
+  requireBatchOne(c, c.y(0));
+  requireSameRank(c, c.x(0), c.y(0));
+  if (c.b.rank(c.x(0)) === undefined || c.b.rank(c.y(0)) === undefined) {
+    const target = c.b.constantInts(c.x(1));
+    if (!target || target[0] !== 1) c.unsupported('its target shape is not known to keep the batch axis first');
+  }
+  return [c.b.op('Expand', [t, c.x(1)])];
+};

@@ -1,0 +1,25 @@
+/**
+ * MatMul: d(A B) = T_A B + A T_B. A varying A must have rank >= 2 (its batch of 1 is a row axis);
+ * a varying B must have rank >= 3 (its batch of 1 is a broadcast batch axis).
+ */
+import type { TangentRule } from '../types.js';
+
+export const matmul: TangentRule = (c) => {
+  const terms: string[] = [];
+  const ta = c.t(0);
+  const tb = c.t(1);
+  if (ta) {
+    const r = c.b.rank(c.x(0));
+    if (r !== undefined && r < 2) c.unsupported(`varying input A has rank ${r}, so it has no batch axis`);
+    terms.push(c.b.op('MatMul', [ta, c.x(1)]));
+  }
+  if (tb) {
+    const r = c.b.rank(c.x(1));
+    const ra = c.b.rank(c.x(0));
+    if (r === undefined || r < 3 || ra === undefined || ra > r) {
+      c.unsupported(`varying input B needs a known rank >= 3 (at least that of A) so that its batch axis is a broadcast axis`);
+    }
+    terms.push(c.b.op('MatMul', [c.x(0), tb]));
+  }
+  return [terms.length === 1 ? terms[0] : c.b.op('Add', terms)];
+};
