@@ -1,0 +1,440 @@
+/**
+ * Jacobians of one model part (the bottom or the top of a split) at a linearization point.
+ *
+ * A JacobianEngine is created once per part and owns ONE onnxruntime session (onnxruntime-node
+ * leaks memory when sessions are created and released in a loop): in 'jvp' mode the session of the
+ * tangent model (src/onnx/tangent/build.ts), which takes the point as an input, so that one session
+ * serves every point and every batch of directions; in 'fd' mode the session of the plain forward
+ * model, run on batches of perturbed points (central differences). `auto` uses JVP and falls back
+ * to finite differences, with a warning naming the op, when an op has no tangent rule.
+ *
+ * Tangent runs are float32 (onnxruntime's CPU Conv has no float64 kernel); the results are stored
+ * as float64. The full Jacobian J (rows = output elements, flattened in C order without the batch
+ * axis, concatenated over the requested outputs; cols = input elements, concatenated over the
+ * varying inputs) is J * I computed in chunks of identity columns sized from a memory budget.
+ */
+import { NetmomentsError } from '../errors.js';
+import type { Graph, ValueInfo } from '../onnx/graph.js';
+import { DataType } from '../onnx/proto.js';
+import { buildTangentModel, perSampleDims, type TangentModel } from '../onnx/tangent/build.js';
+import { MissingTangentRuleError } from '../onnx/tangent/types.js';
+import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
+import {
+  defaultStep,
+  finiteDifferenceJacobian,
+  finiteDifferenceJvp,
+  resolveColumns,
+  type BatchFunction,
+  type ColumnOptions,
+  type JacobianResult,
+} from './finiteDifference.js';
+import { probeShapes } from './shapes.js';
+
+export { finiteDifferenceJacobian, finiteDifferenceJvp, type BatchFunction, type JacobianResult, type ColumnOptions } from './finiteDifference.js';
+
+export type JacobianMode = 'auto' | 'jvp' | 'fd';
+
+export interface JacobianEngineOptions {
+  /** Graph inputs to differentiate by (default: every data input). */
+  varying?: string[];
+  /** Tensors to differentiate (default: the graph outputs). */
+  outputs?: string[];
+  /** Default 'auto'. */
+  mode?: JacobianMode;
+  threads?: number;
+  provider?: Provider;
+  /** Called with a one-line message when auto mode falls back to finite differences. */
+  onWarning?: (message: string) => void;
+  /** Memory for one batch of tangent directions (default 256 MiB). */
+  memoryBudgetBytes?: number;
+  /** Finite-difference step (default: 1e-3 of the point's largest magnitude, at least 1e-3). */
+  fdStep?: number;
+  /**
+   * Probe the part's static shapes once (one extra session, released at once) so that the tangent
+   * rules can check axes and skip needless broadcasts (default true). Without them the rules use
+   * run-time shapes only.
+   */
+  staticShapes?: boolean;
+}
+
+/** One tensor's place in a flattened vector (the point, the Jacobian's rows or columns). */
+export interface TensorSlot {
+  name: string;
+  /** Per-sample dims (without the batch axis). */
+  dims: number[];
+  size: number;
+  offset: number;
+}
+
+/** A linearization point: the concatenation of the primal inputs (in `primalInputs` order) or one array per input. */
+export type Point = ArrayLike<number> | Record<string, ArrayLike<number>>;
+
+export interface JvpResult {
+  /** [k, rows]: J d_i for each direction. */
+  tangents: Float64Array;
+  outputValue: Float64Array;
+}
+
+const DEFAULT_BUDGET = 256 * 1024 * 1024;
+
+function slots(items: { name: string; dims: number[] }[]): TensorSlot[] {
+  let offset = 0;
+  return items.map(({ name, dims }) => {
+    const size = dims.reduce((a, d) => a * d, 1);
+    const s = { name, dims, size, offset };
+    offset += size;
+    return s;
+  });
+}
+
+const total = (s: TensorSlot[]) => s.reduce((a, x) => a + x.size, 0);
+
+export class JacobianEngine {
+  /** How Jacobians are computed: forward-mode tangent model, or central finite differences. */
+  readonly mode: 'jvp' | 'fd';
+  /** Why auto mode fell back to finite differences, when it did. */
+  readonly fallback?: { opType: string; reason: string };
+  /** Inputs the point covers (the varying ones and any others the outputs read). */
+  readonly primalInputs: TensorSlot[];
+  /** The Jacobian's columns: the varying inputs, concatenated. */
+  readonly inputs: TensorSlot[];
+  /** The Jacobian's rows: the requested outputs, concatenated. */
+  readonly outputs: TensorSlot[];
+  readonly inputSize: number;
+  readonly outputSize: number;
+  /** Directions per tangent run when none is asked for. */
+  readonly defaultChunk: number;
+
+  private constructor(
+    private readonly session: ModelSession,
+    init: {
+      mode: 'jvp' | 'fd';
+      fallback?: { opType: string; reason: string };
+      primalInputs: TensorSlot[];
+      varying: string[];
+      outputs: TensorSlot[];
+      defaultChunk: number;
+      tangent?: TangentModel;
+      fd?: { batched: boolean; step?: number };
+    },
+  ) {
+    this.mode = init.mode;
+    this.fallback = init.fallback;
+    this.primalInputs = init.primalInputs;
+    this.inputs = slots(init.varying.map((v) => init.primalInputs.find((p) => p.name === v)!));
+    this.outputs = init.outputs;
+    this.inputSize = total(this.inputs);
+    this.outputSize = total(this.outputs);
+    this.defaultChunk = init.defaultChunk;
+    this.tangent = init.tangent;
+    this.fd = init.fd;
+  }
+
+  private readonly tangent?: TangentModel;
+  private readonly fd?: { batched: boolean; step?: number };
+
+  static async create(graph: Graph, options: JacobianEngineOptions = {}): Promise<JacobianEngine> {
+    const mode = options.mode ?? 'auto';
+    const varying = options.varying ?? graph.dataInputs.map((i) => i.name);
+    const outputs = options.outputs ?? graph.outputs.map((o) => o.name);
+    const budget = options.memoryBudgetBytes ?? DEFAULT_BUDGET;
+    const sessionOptions = { threads: options.threads, provider: options.provider };
+    for (const name of varying) {
+      const inp = graph.dataInputs.find((i) => i.name === name);
+      if (!inp) throw new NetmomentsError(`'${name}' is not an input of the model part`, { code: 'BAD_USAGE' });
+      if (inp.elemType !== DataType.FLOAT) throw new NetmomentsError(`input '${name}' is not float32; Jacobians need float32 inputs`, { code: 'UNSUPPORTED' });
+    }
+    let fallback: { opType: string; reason: string } | undefined;
+    if (mode !== 'fd') {
+      const shapes = options.staticShapes === false ? undefined : await probeShapes(graph, { threads: options.threads });
+      let tm: TangentModel | undefined;
+      let session: ModelSession | undefined;
+      try {
+        tm = buildTangentModel(graph, { varying, outputs, shapes });
+        session = await ModelSession.create(tm.bytes, sessionOptions);
+        const primalInputs = slots(tm.primalInputs);
+        const engine = new JacobianEngine(session, {
+          mode: 'jvp',
+          primalInputs,
+          varying,
+          outputs: [],
+          defaultChunk: 1,
+          tangent: tm,
+        });
+        // One warm-up run at the zero point: finds the output shapes and surfaces run-time errors now.
+        const warm = await engine.runTangent(new Float32Array(total(primalInputs)), new Float32Array(engine.inputSize), 1);
+        const outSlots = slots(outputs.map((o) => ({ name: o, dims: warm.dims[o] })));
+        const perDirection = 8 * tangentElements(tm, shapes, engine.inputSize + total(outSlots));
+        const defaultChunk = Math.max(1, Math.floor(budget / perDirection));
+        return new JacobianEngine(session, { mode: 'jvp', primalInputs, varying, outputs: outSlots, defaultChunk, tangent: tm });
+      } catch (e) {
+        await session?.release();
+        if (mode === 'jvp') {
+          if (e instanceof NetmomentsError) throw e;
+          throw new NetmomentsError(`the tangent model failed: ${e instanceof Error ? e.message : String(e)}`, { code: 'UNSUPPORTED', cause: e });
+        }
+        if (e instanceof MissingTangentRuleError) {
+          fallback = { opType: e.opType, reason: e.message };
+        } else {
+          fallback = { opType: '(tangent model)', reason: e instanceof Error ? e.message : String(e) };
+        }
+        options.onWarning?.(
+          `${fallback.reason}; computing Jacobians by central finite differences instead (slower, step-dependent near kinks)`,
+        );
+      }
+    }
+    return JacobianEngine.createFd(graph, varying, outputs, options, fallback);
+  }
+
+  private static async createFd(
+    graph: Graph,
+    varying: string[],
+    outputs: string[],
+    options: JacobianEngineOptions,
+    fallback: { opType: string; reason: string } | undefined,
+  ): Promise<JacobianEngine> {
+    const g = graph.clone();
+    g.sortTopologically();
+    const needed = new Set(outputs);
+    for (let i = g.nodes.length - 1; i >= 0; i--) {
+      const n = g.nodes[i];
+      if (n.outputs.some((o) => needed.has(o))) for (const x of n.inputs) if (x) needed.add(x);
+    }
+    const used = g.dataInputs.filter((i) => needed.has(i.name) || varying.includes(i.name));
+    // A model whose batch axis is fixed runs one point at a time; a symbolic batch axis runs batches.
+    const batched = used.every((i) => i.shape !== undefined && typeof i.shape[0] !== 'number');
+    const primalInputs = slots(used.map((i) => ({ name: i.name, dims: perSampleDims(i) })));
+    g.inputs = used.map((i): ValueInfo => ({ ...i, shape: [batched ? 'N' : 1, ...perSampleDims(i)] }));
+    g.outputs = outputs.map((o) => ({ name: o, elemType: DataType.FLOAT }));
+    g.valueInfo.clear();
+    g.prune();
+    const session = await ModelSession.create(g.toBytes(), { threads: options.threads, provider: options.provider });
+    const engine = new JacobianEngine(session, { mode: 'fd', fallback, primalInputs, varying, outputs: [], defaultChunk: 1, fd: { batched, step: options.fdStep } });
+    const dims = await engine.forwardDims();
+    const outSlots = slots(outputs.map((o) => ({ name: o, dims: dims[o] })));
+    const perDirection = 2 * 4 * (total(primalInputs) + total(outSlots)) * 4;
+    const defaultChunk = Math.max(1, Math.min(4096, Math.floor((options.memoryBudgetBytes ?? DEFAULT_BUDGET) / perDirection)));
+    return new JacobianEngine(session, { mode: 'fd', fallback, primalInputs, varying, outputs: outSlots, defaultChunk, fd: { batched, step: options.fdStep } });
+  }
+
+  /** The serialized tangent model (jvp mode), e.g. for inspection. */
+  get tangentModel(): TangentModel | undefined {
+    return this.tangent;
+  }
+
+  /** Split a point into per-input float32 arrays. */
+  private pointFeeds(point: Point): Record<string, HostTensor> {
+    const feeds: Record<string, HostTensor> = {};
+    const isArray = (p: Point): p is ArrayLike<number> => typeof (p as ArrayLike<number>).length === 'number';
+    if (isArray(point)) {
+      const n = total(this.primalInputs);
+      if (point.length !== n) {
+        throw new NetmomentsError(
+          `the point has ${point.length} values; the model part reads ${n} (${this.primalInputs.map((s) => `${s.name} [${s.dims.join(', ')}]`).join(', ')})`,
+        );
+      }
+      for (const s of this.primalInputs) {
+        const data = new Float32Array(s.size);
+        for (let i = 0; i < s.size; i++) data[i] = point[s.offset + i];
+        feeds[s.name] = { type: 'float32', data, dims: [1, ...s.dims] };
+      }
+    } else {
+      for (const s of this.primalInputs) {
+        const v = point[s.name];
+        if (!v) throw new NetmomentsError(`the point gives no value for input '${s.name}'`);
+        if (v.length !== s.size) throw new NetmomentsError(`the point's '${s.name}' has ${v.length} values, expected ${s.size}`);
+        feeds[s.name] = { type: 'float32', data: Float32Array.from(v), dims: [1, ...s.dims] };
+      }
+    }
+    for (const f of Object.values(feeds)) {
+      for (const v of f.data as Float32Array) if (!Number.isFinite(v)) throw new NetmomentsError('the point holds a non-finite value');
+    }
+    return feeds;
+  }
+
+  /** One run of the tangent model: k directions, row-major [k, inputSize]. */
+  private async runTangent(
+    point: Point | Record<string, HostTensor>,
+    directions: Float32Array,
+    k: number,
+  ): Promise<{ tangents: Record<string, Float32Array>; primal: Record<string, Float32Array>; dims: Record<string, number[]> }> {
+    const tm = this.tangent!;
+    const feeds = isFeeds(point) ? { ...point } : this.pointFeeds(point);
+    for (const s of this.inputs) {
+      let data: Float32Array;
+      if (this.inputs.length === 1) data = directions.subarray(0, k * s.size);
+      else {
+        data = new Float32Array(k * s.size);
+        for (let d = 0; d < k; d++) data.set(directions.subarray(d * this.inputSize + s.offset, d * this.inputSize + s.offset + s.size), d * s.size);
+      }
+      feeds[tm.tangentInputs[s.name]] = { type: 'float32', data, dims: [k, ...s.dims] };
+    }
+    const names = Object.keys(tm.primalOutputs);
+    const out = await this.session.run(feeds, [...names.map((o) => tm.primalOutputs[o]), ...names.map((o) => tm.tangentOutputs[o])]);
+    const tangents: Record<string, Float32Array> = {};
+    const primal: Record<string, Float32Array> = {};
+    const dims: Record<string, number[]> = {};
+    for (const o of names) {
+      const p = out[tm.primalOutputs[o]];
+      const t = out[tm.tangentOutputs[o]];
+      primal[o] = toFloat32(p);
+      tangents[o] = toFloat32(t);
+      dims[o] = t.dims.slice(1);
+      if (t.dims[0] !== k) throw new Error(`tangent model: output '${o}' has batch ${t.dims[0]}, expected ${k}`);
+    }
+    return { tangents, primal, dims };
+  }
+
+  /** Output dims of the forward model (fd mode), from one run at the zero point. */
+  private async forwardDims(): Promise<Record<string, number[]>> {
+    const feeds: Record<string, HostTensor> = {};
+    for (const s of this.primalInputs) feeds[s.name] = { type: 'float32', data: new Float32Array(s.size), dims: [1, ...s.dims] };
+    const out = await this.session.run(feeds);
+    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.dims.slice(1)]));
+  }
+
+  /** The forward model on `count` points given as [count, inputSize] over the varying inputs; others from `base`. */
+  private batchFunction(base: Record<string, HostTensor>): BatchFunction {
+    return async (points, count) => {
+      const out = new Float64Array(count * this.outputSize);
+      const runOnce = async (start: number, m: number) => {
+        const feeds: Record<string, HostTensor> = {};
+        for (const s of this.primalInputs) {
+          const v = this.inputs.find((x) => x.name === s.name);
+          const data = new Float32Array(m * s.size);
+          for (let d = 0; d < m; d++) {
+            if (v) data.set(points.subarray((start + d) * this.inputSize + v.offset, (start + d) * this.inputSize + v.offset + v.size), d * s.size);
+            else data.set(base[s.name].data as Float32Array, d * s.size);
+          }
+          feeds[s.name] = { type: 'float32', data, dims: [m, ...s.dims] };
+        }
+        const r = await this.session.run(feeds);
+        for (const o of this.outputs) {
+          const t = toFloat32(r[o.name]);
+          for (let d = 0; d < m; d++) {
+            const dst = (start + d) * this.outputSize + o.offset;
+            for (let i = 0; i < o.size; i++) out[dst + i] = t[d * o.size + i];
+          }
+        }
+      };
+      if (this.fd!.batched && count > 1) {
+        try {
+          await runOnce(0, count);
+          return out;
+        } catch {
+          // A symbolic batch axis that the model fixes inside (Reshape to [1, ...]): one point at a time.
+          this.fd!.batched = false;
+        }
+      }
+      for (let d = 0; d < count; d++) await runOnce(d, 1);
+      return out;
+    };
+  }
+
+  private varyingPoint(feeds: Record<string, HostTensor>): Float32Array {
+    const x = new Float32Array(this.inputSize);
+    for (const s of this.inputs) x.set(feeds[s.name].data as Float32Array, s.offset);
+    return x;
+  }
+
+  /**
+   * The Jacobian at `point` (columns: all varying input elements, or the given subset in that
+   * order), with the output value there.
+   */
+  async jacobian(point: Point, options: ColumnOptions = {}): Promise<JacobianResult> {
+    const feeds = this.pointFeeds(point);
+    if (this.mode === 'fd') {
+      const x = this.varyingPoint(feeds);
+      return finiteDifferenceJacobian(this.batchFunction(feeds), x, this.fd!.step ?? defaultStep(x), {
+        columns: options.columns,
+        chunk: options.chunk ?? this.defaultChunk,
+      });
+    }
+    const cols = resolveColumns(options.columns, this.inputSize);
+    const rows = this.outputSize;
+    const chunk = Math.max(1, Math.min(cols.length, options.chunk ?? this.defaultChunk));
+    const J = new Float64Array(rows * cols.length);
+    const directions = new Float32Array(chunk * this.inputSize);
+    let outputValue: Float64Array | undefined;
+    for (let c0 = 0; c0 < cols.length || outputValue === undefined; c0 += chunk) {
+      const m = Math.max(1, Math.min(chunk, cols.length - c0));
+      directions.fill(0, 0, m * this.inputSize);
+      for (let d = 0; d < m && c0 + d < cols.length; d++) directions[d * this.inputSize + cols[c0 + d]] = 1;
+      const r = await this.runTangent(feeds, directions, m);
+      if (!outputValue) outputValue = this.concatOutputs(r.primal);
+      for (const o of this.outputs) {
+        const t = r.tangents[o.name];
+        for (let d = 0; d < m && c0 + d < cols.length; d++) {
+          const col = c0 + d;
+          for (let i = 0; i < o.size; i++) J[(o.offset + i) * cols.length + col] = t[d * o.size + i];
+        }
+      }
+    }
+    return { J, rows, cols: cols.length, outputValue: outputValue! };
+  }
+
+  /** J d for k directions (row-major [k, inputSize]); returns [k, outputSize] and the output value. */
+  async jvp(point: Point, directions: ArrayLike<number>, k: number, options: { chunk?: number } = {}): Promise<JvpResult> {
+    if (directions.length !== k * this.inputSize) {
+      throw new NetmomentsError(`${directions.length} tangent values for ${k} directions of ${this.inputSize} elements`, { code: 'BAD_USAGE' });
+    }
+    const feeds = this.pointFeeds(point);
+    if (this.mode === 'fd') {
+      const x = this.varyingPoint(feeds);
+      return finiteDifferenceJvp(this.batchFunction(feeds), x, directions, k, this.fd!.step ?? defaultStep(x), options.chunk ?? this.defaultChunk);
+    }
+    const chunk = Math.max(1, Math.min(Math.max(k, 1), options.chunk ?? this.defaultChunk));
+    const out = new Float64Array(k * this.outputSize);
+    const buf = new Float32Array(chunk * this.inputSize);
+    let outputValue: Float64Array | undefined;
+    for (let d0 = 0; d0 < k || outputValue === undefined; d0 += chunk) {
+      const m = Math.max(1, Math.min(chunk, k - d0));
+      if (k === 0) buf.fill(0);
+      else for (let i = 0; i < m * this.inputSize; i++) buf[i] = directions[d0 * this.inputSize + i];
+      const r = await this.runTangent(feeds, buf, m);
+      if (!outputValue) outputValue = this.concatOutputs(r.primal);
+      if (k === 0) break;
+      for (const o of this.outputs) {
+        const t = r.tangents[o.name];
+        for (let d = 0; d < m; d++) for (let i = 0; i < o.size; i++) out[(d0 + d) * this.outputSize + o.offset + i] = t[d * o.size + i];
+      }
+    }
+    return { tangents: out, outputValue: outputValue! };
+  }
+
+  private concatOutputs(values: Record<string, Float32Array>): Float64Array {
+    const v = new Float64Array(this.outputSize);
+    for (const o of this.outputs) v.set(values[o.name], o.offset);
+    return v;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** Factory: one engine per model part (see JacobianEngine). */
+export function createJacobianEngine(graph: Graph, options: JacobianEngineOptions = {}): Promise<JacobianEngine> {
+  return JacobianEngine.create(graph, options);
+}
+
+function isFeeds(p: unknown): p is Record<string, HostTensor> {
+  if (!p || typeof p !== 'object' || typeof (p as ArrayLike<number>).length === 'number') return false;
+  const first = Object.values(p as object)[0] as unknown;
+  return !!first && typeof first === 'object' && 'dims' in (first as object) && 'type' in (first as object);
+}
+
+function toFloat32(t: HostTensor): Float32Array {
+  return t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number>);
+}
+
+/** Elements of all tangent tensors per direction (an upper bound on a run's working set). */
+function tangentElements(tm: TangentModel, shapes: ReadonlyMap<string, readonly number[]> | undefined, fallback: number): number {
+  if (!shapes) return 64 * fallback;
+  let n = 0;
+  for (const name of tm.tangentTensors) {
+    const s = shapes.get(name);
+    n += s ? s.slice(1).reduce((a, d) => a * d, 1) : fallback;
+  }
+  return Math.max(n, fallback);
+}
