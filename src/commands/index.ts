@@ -3,3 +3,5 @@ import type { CommandModule } from 'yargs';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [];
+import { inspectCommand } from './inspect.js'; commands.push(inspectCommand);
+import { splitCommand } from './split.js'; commands.push(splitCommand);

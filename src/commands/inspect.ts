@@ -1,0 +1,184 @@
+/**
+ * `netmoments inspect MODEL [--json]`: what the model is and where it can be split.
+ * JSON schema netmoments.inspect/1 (docs/ONNX.md):
+ *   {"schema", "file", "inputs": [{name, type, shape}], "outputs": [...], "opset", "producer",
+ *    "ops": {op: count}, "parameters", "metadata",
+ *    "relus": [{"index","node","tensor","input","output","shape","width","supported","unsupportedOps"}]}
+ */
+import type { CommandModule } from 'yargs';
+import type { Dim, Graph } from '../onnx/graph.js';
+import { loadModel } from '../onnx/load.js';
+import { dataTypeName } from '../onnx/proto.js';
+import { tensorInfo, type TensorInfo } from '../onnx/shapes.js';
+import { partition } from '../onnx/split.js';
+import { splitPointOf, type SplitPoint } from '../onnx/splitpoint.js';
+import { isLinearizable } from '../onnx/tangent/registry.js';
+
+export interface TensorSummary {
+  name: string;
+  type: string;
+  shape: Dim[] | null;
+}
+
+export interface InspectRelu extends SplitPoint {
+  /** The ReLU's output tensor (same as output). */
+  tensor: string;
+  /** Every op below and above this split has a tangent rule. */
+  supported: boolean;
+  unsupportedOps: string[];
+}
+
+export interface InspectReport {
+  schema: 'netmoments.inspect/1';
+  file: string;
+  inputs: TensorSummary[];
+  outputs: TensorSummary[];
+  opset: number;
+  producer: string;
+  ops: Record<string, number>;
+  parameters: number;
+  metadata: Record<string, string>;
+  relus: InspectRelu[];
+}
+
+function opName(domain: string, opType: string): string {
+  return domain && domain !== 'ai.onnx' ? `${domain}.${opType}` : opType;
+}
+
+/** Ops of these nodes that the linearizer has no rule for (sorted, unique). */
+export function unsupportedOps(nodes: Graph['nodes']): string[] {
+  const out = new Set<string>();
+  for (const n of nodes) {
+    const custom = n.domain !== '' && n.domain !== 'ai.onnx';
+    if (custom || !isLinearizable(n.opType)) out.add(opName(n.domain, n.opType));
+  }
+  return [...out].sort();
+}
+
+/** Number of weights: elements of floating-point initializers. */
+export function parameterCount(graph: Graph): number {
+  let n = 0;
+  for (const t of graph.initializers.values()) if (t.data instanceof Float32Array || t.data instanceof Float64Array) n += t.data.length;
+  return n;
+}
+
+/** Build the inspect report of a loaded graph (runs the model once or twice at zeros for shapes). */
+export async function inspectGraph(graph: Graph, file: string, info?: Map<string, TensorInfo>): Promise<InspectReport> {
+  const ops: Record<string, number> = {};
+  for (const n of graph.nodes) {
+    const k = opName(n.domain, n.opType);
+    ops[k] = (ops[k] ?? 0) + 1;
+  }
+  const relus = graph.relus();
+  const tinfo = info ?? (await tensorInfo(graph, { file }));
+  const outputs: TensorSummary[] = graph.outputs.map((o) => {
+    const t = tinfo.get(o.name);
+    return { name: o.name, type: dataTypeName(t?.elemType ?? o.elemType), shape: t ? [...t.dims] : (o.shape ?? null) };
+  });
+  const inspected: InspectRelu[] = relus.map((node, index) => {
+    const sp = splitPointOf({ index, node }, tinfo, file);
+    const p = partition(graph, { index, node }, { file });
+    const bad = unsupportedOps([...p.bottom, ...p.top]);
+    return {
+      index: sp.index,
+      node: sp.node,
+      tensor: sp.output,
+      input: sp.input,
+      output: sp.output,
+      shape: sp.shape,
+      width: sp.width,
+      supported: bad.length === 0,
+      unsupportedOps: bad,
+    };
+  });
+  return {
+    schema: 'netmoments.inspect/1',
+    file,
+    inputs: graph.dataInputs.map((i) => ({ name: i.name, type: dataTypeName(i.elemType), shape: i.shape ? [...i.shape] : null })),
+    outputs,
+    opset: graph.opset,
+    producer: `${graph.producerName} ${graph.producerVersion}`.trim(),
+    ops,
+    parameters: parameterCount(graph),
+    metadata: { ...graph.metadata },
+    relus: inspected,
+  };
+}
+
+/** Load a model file and build its inspect report. */
+export async function inspectModel(file: string): Promise<InspectReport> {
+  const model = loadModel(file);
+  return inspectGraph(model.graph, file);
+}
+
+function fmtShape(shape: Dim[] | null): string {
+  if (!shape) return '(no shape)';
+  return `[${shape.map((d) => (d === null ? '?' : String(d))).join(', ')}]`;
+}
+
+function table(rows: string[][], indent = '  '): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r) => indent + r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  ').trimEnd()).join('\n');
+}
+
+/** The human-readable report. */
+export function formatInspect(r: InspectReport): string {
+  const lines: string[] = [];
+  lines.push(`model       ${r.file}`);
+  lines.push(`producer    ${r.producer || '(not recorded)'}`);
+  lines.push(`opset       ${r.opset}`);
+  lines.push(`parameters  ${r.parameters.toLocaleString('en-US')}`);
+  lines.push('');
+  lines.push('inputs');
+  lines.push(table(r.inputs.map((t) => [t.name, t.type, fmtShape(t.shape)])));
+  lines.push('outputs');
+  lines.push(table(r.outputs.map((t) => [t.name, t.type, fmtShape(t.shape)])));
+  lines.push('ops');
+  const ops = Object.entries(r.ops).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  lines.push(table(ops.map(([op, n]) => [op, String(n)])));
+  const pre = Object.entries(r.metadata).filter(([k]) => k.startsWith('netmoments.'));
+  if (pre.length > 0) {
+    lines.push('netmoments metadata (preprocessing, provenance)');
+    lines.push(table(pre.map(([k, v]) => [k, v])));
+  }
+  lines.push('');
+  if (r.relus.length === 0) {
+    lines.push('ReLU split points: none (the model has no top-level Relu node; it cannot be split)');
+  } else {
+    lines.push(`ReLU split points (${r.relus.length}; split with --relu INDEX)`);
+    const rows = [['index', 'node', 'tensor', 'shape', 'width p', 'linearizable']];
+    for (const s of r.relus) {
+      rows.push([
+        String(s.index),
+        s.node,
+        s.tensor,
+        fmtShape(s.shape),
+        String(s.width),
+        s.supported ? 'yes' : `no (${s.unsupportedOps.join(', ')})`,
+      ]);
+    }
+    lines.push(table(rows));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+interface InspectArgs {
+  model: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export const inspectCommand: CommandModule<object, InspectArgs> = {
+  command: 'inspect <model>',
+  describe: "Show a model's inputs, outputs, ops, parameters and ReLU split points",
+  builder: (y) =>
+    y
+      .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model file' })
+      .option('json', { type: 'boolean', describe: 'Print the report as JSON (schema netmoments.inspect/1)' }) as never,
+  handler: async (argv) => {
+    const model = loadModel(argv.model);
+    if (!argv.quiet) for (const w of model.warnings) process.stderr.write(`netmoments: ${argv.model}: note: ${w}\n`);
+    const report = await inspectGraph(model.graph, argv.model);
+    process.stdout.write(argv.json ? `${JSON.stringify(report, null, 2)}\n` : formatInspect(report));
+  },
+};
