@@ -119,7 +119,6 @@ export function validateModelProto(model: ModelProto, file?: string): void {
     if (!Number.isInteger(v) || v < 1 || v > 1000) fail(`opset import ${quote(o.domain ?? '')} has invalid version ${v}`, file);
   }
   const nodes = gp.node ?? [];
-  if (nodes.length === 0) fail('the model graph has no nodes', file);
   const hasDefaultOpset = (model.opsetImport ?? []).some((o) => !o.domain || o.domain === 'ai.onnx');
   if (!hasDefaultOpset && nodes.some((n) => !n.domain || n.domain === 'ai.onnx')) {
     fail('the model uses ai.onnx operators but imports no ai.onnx opset', file);

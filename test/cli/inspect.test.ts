@@ -1,0 +1,70 @@
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ROOT, runCli } from '../helpers/cli.js';
+import { reluInIfNet, residualNet } from '../onnx/models.js';
+
+const LENET = join(ROOT, 'fixtures', 'lenet.onnx');
+const RELU_KEYS = ['index', 'node', 'tensor', 'input', 'output', 'shape', 'width', 'supported', 'unsupportedOps'];
+const TOP_KEYS = ['schema', 'file', 'inputs', 'outputs', 'opset', 'producer', 'ops', 'parameters', 'metadata', 'relus'];
+
+function tmpModel(name: string, bytes: Uint8Array): string {
+  const dir = mkdtempSync(join(tmpdir(), 'nm-inspect-'));
+  const file = join(dir, name);
+  writeFileSync(file, bytes);
+  return file;
+}
+
+describe('netmoments inspect', () => {
+  it('--json prints the netmoments.inspect/1 report with exactly the documented keys', () => {
+    const file = tmpModel('residual.onnx', residualNet());
+    const r = runCli(['inspect', file, '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(Object.keys(j)).toEqual(TOP_KEYS);
+    expect(j.schema).toBe('netmoments.inspect/1');
+    expect(j.file).toBe(file);
+    expect(j.inputs).toEqual([{ name: 'x', type: 'float32', shape: ['N', 1, 6, 6] }]);
+    expect(j.outputs).toEqual([{ name: 'y', type: 'float32', shape: ['N', 4] }]);
+    expect(j.opset).toBe(13);
+    expect(j.producer).toBe('netmoments');
+    expect(j.ops).toEqual({ Conv: 3, Relu: 2, Add: 2, MaxPool: 1, Flatten: 1, Gemm: 1 });
+    expect(j.parameters).toBe(18 + 2 + 36 + 2 + 2 + 72 + 4 + 3);
+    expect(j.metadata).toEqual({ 'netmoments.preprocess': 'x - 127.5', author: 'test' });
+    expect(j.relus).toHaveLength(2);
+    for (const s of j.relus) expect(Object.keys(s)).toEqual(RELU_KEYS);
+    expect(j.relus[0]).toEqual({
+      index: 0, node: 'relu1', tensor: 'r1', input: 'a', output: 'r1', shape: [2, 6, 6], width: 72, supported: true, unsupportedOps: [],
+    });
+  });
+
+  it('prints a readable table', () => {
+    const file = tmpModel('residual.onnx', residualNet());
+    const r = runCli(['inspect', file]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/ReLU split points \(2/);
+    expect(r.stdout).toMatch(/index\s+node\s+tensor\s+shape\s+width p\s+linearizable/);
+    expect(r.stdout).toMatch(/0\s+relu1\s+r1\s+\[2, 6, 6\]\s+72\s+yes/);
+    expect(r.stdout).toMatch(/netmoments\.preprocess\s+x - 127\.5/);
+  });
+
+  it('reports a model whose ReLU sits in a control-flow body as having no split point, with If unsupported', () => {
+    const file = tmpModel('if.onnx', reluInIfNet());
+    const r = runCli(['inspect', file, '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.relus).toEqual([]);
+    expect(j.ops.If).toBe(1);
+  });
+
+  it.runIf(existsSync(LENET))('lists LeNet\'s 3 ReLUs with widths 11520, 3200, 500, all supported', () => {
+    const r = runCli(['inspect', 'fixtures/lenet.onnx', '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.relus.map((s: { width: number }) => s.width)).toEqual([11520, 3200, 500]);
+    expect(j.relus.map((s: { shape: number[] }) => s.shape)).toEqual([[20, 24, 24], [50, 8, 8], [500]]);
+    expect(j.relus.every((s: { supported: boolean }) => s.supported)).toBe(true);
+  });
+});
