@@ -15,6 +15,7 @@
  */
 import { NetmomentsError } from '../errors.js';
 import type { Graph, ValueInfo } from '../onnx/graph.js';
+import { makeBatchDynamic } from '../onnx/batch.js';
 import { DataType } from '../onnx/proto.js';
 import { buildTangentModel, perSampleDims, type TangentModel } from '../onnx/tangent/build.js';
 import { MissingTangentRuleError } from '../onnx/tangent/types.js';
@@ -193,8 +194,14 @@ export class JacobianEngine {
     options: JacobianEngineOptions,
     fallback: { opType: string; reason: string } | undefined,
   ): Promise<JacobianEngine> {
-    const g = graph.clone();
+    let g = graph.clone();
     g.sortTopologically();
+    try {
+      // Fixed batch-1 exports (Reshape to [1, ...]) run batches of perturbed points after this rewrite.
+      g = makeBatchDynamic(g);
+    } catch {
+      // keep the model as it is; the batch function then runs one point at a time
+    }
     const needed = new Set(outputs);
     for (let i = g.nodes.length - 1; i >= 0; i--) {
       const n = g.nodes[i];

@@ -1,6 +1,6 @@
 /**
  * MatMul: d(A B) = T_A B + A T_B. A varying A must have rank >= 2 (its batch of 1 is a row axis);
- * a varying B must have rank >= 3 (its batch of 1 is a broadcast batch axis).
+ * a varying B must have rank >= 3 (its batch of 1 is a broadcast batch axis); checked when ranks are known.
  */
 import type { TangentRule } from '../types.js';
 
@@ -16,8 +16,10 @@ export const matmul: TangentRule = (c) => {
   if (tb) {
     const r = c.b.rank(c.x(1));
     const ra = c.b.rank(c.x(0));
-    if (r === undefined || r < 3 || ra === undefined || ra > r) {
-      c.unsupported(`varying input B needs a known rank >= 3 (at least that of A) so that its batch axis is a broadcast axis`);
+    // Unknown ranks are trusted: a rank-2 B would put the batch on the contraction axis, and the
+    // run would then fail on mismatched dims rather than give a wrong answer.
+    if ((r !== undefined && r < 3) || (r !== undefined && ra !== undefined && ra > r)) {
+      c.unsupported(`varying input B needs rank >= 3 (at least that of A) so that its batch axis is a broadcast axis`);
     }
     terms.push(c.b.op('MatMul', [c.x(0), tb]));
   }

@@ -26,5 +26,8 @@ export const maxPool: TangentRule = (c) => {
   }
   const flat = c.b.op('Flatten', [source], { axis: 1 }); // [k, C*H*W]
   const picked = c.b.op('Gather', [flat, indices], { axis: 1 }); // [k, 1, C, Ho, Wo]
-  return [c.b.reshapeLike(picked, c.y(0)), undefined];
+  // Squeeze rather than reshape to shape(y): with ceil_mode, onnxruntime's kernel can drop a last
+  // window that starts in the padding while shape inference keeps it, and a Shape(y) folded from
+  // the inferred shape would then disagree with the data.
+  return [c.b.squeeze(picked, [1]), undefined];
 };
