@@ -177,6 +177,36 @@ describe('loadModel', () => {
     expect(loadError(encodeModel(makeModel(g))).message).toMatch(/nest deeper/);
   });
 
+  it('turns protobuf recursion too deep for the stack into a one-line error', () => {
+    // graph { node { attribute { g { node { attribute { g ... } } } } } }, 20,000 levels, built inside out.
+    const varint = (n: number): number[] => {
+      const out: number[] = [];
+      while (n > 127) {
+        out.push((n & 127) | 128);
+        n >>>= 7;
+      }
+      out.push(n);
+      return out;
+    };
+    // Only headers, no payload: compute each length from the inside out, then emit outer to inner.
+    const headers: number[][] = [];
+    let len = 0;
+    const wrap = (tag: number): void => {
+      const h = [(tag << 3) | 2, ...varint(len)];
+      headers.push(h);
+      len += h.length;
+    };
+    for (let d = 0; d < 20000; d++) {
+      wrap(6); // AttributeProto.g
+      wrap(5); // NodeProto.attribute
+      wrap(1); // GraphProto.node
+    }
+    wrap(7); // ModelProto.graph
+    const bytes = Uint8Array.from(headers.reverse().flat());
+    const e = loadError(bytes);
+    expect(e.message).toMatch(/nest|not an ONNX model/);
+  });
+
   it('rejects a graph output nothing produces and a model without a data input', () => {
     const g: GraphProto = {
       name: 'g',
