@@ -1,0 +1,494 @@
+/**
+ * Two-stage linearization of a PL network at its K-th ReLU (DESIGN.md section 2):
+ *
+ *   R(x) = top(relu(bottom(x)), skip(x)),   z = bottom(x) the ReLU's input (p units), g = top(...) (d outputs)
+ *   A = d bottom/dx (xb),   B = d top/dy (yb),   D = d top/d skip * d skip/dx (xb)   (skip paths)
+ *   c1 = bottom(xb) - A xb,   c2 = top(yb) - B yb - D xb,   yb = relu(bottom(xb))
+ *
+ * so that g(x) ~ B relu(A x + c1) + D x + c2, exact for an (Affine, ReLU, Affine) net. All
+ * Jacobians are forward-mode JVPs through tangent models (src/onnx/tangent), one onnxruntime
+ * session per part created once and reused for every point.
+ *
+ * The noise enters only through Sigma = F F^T: pushing the r columns of F through the JVP gives
+ * A F, D F and, for every other ReLU / max-pool layer, the standard deviation of each unit under
+ * the linearized noise, all from the same passes (DESIGN.md cost model: r directions instead of n).
+ * The linearization point's offset delta = mu - xb is one more direction.
+ */
+import { NetmomentsError } from '../errors.js';
+import { makeBatchDynamic } from '../onnx/batch.js';
+import type { Graph, GraphNode } from '../onnx/graph.js';
+import type { LoadedModel } from '../onnx/load.js';
+import { DataType } from '../onnx/proto.js';
+import { splitModelAt, type SplitResult } from '../onnx/split.js';
+import type { SplitPoint } from '../onnx/splitpoint.js';
+import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
+import { createJacobianEngine, type JacobianEngine, type JacobianMode } from './jacobian.js';
+import { maxPoolWindows, type PoolWindows } from './pooling.js';
+import { Phi } from '../moments/special.js';
+
+export interface LinearizerOptions {
+  /** ReLU index (0-based, graph order) or node/tensor name; default the last ReLU. */
+  relu?: number | string;
+  /** The tensor g: a model output or an intermediate tensor above the cut; default the first output. */
+  output?: string;
+  jacobian?: JacobianMode;
+  threads?: number;
+  provider?: Provider;
+  /** One-line warnings (finite-difference fallback, ...). */
+  onWarning?: (message: string) => void;
+  /** Count expected sign flips of the other ReLU and max-pool layers (default true). */
+  flips?: boolean;
+}
+
+export interface TensorDescription {
+  name: string;
+  /** Per-sample shape (no batch axis). */
+  shape: number[];
+  size: number;
+}
+
+/** Expected number of units that change state under the noise, per nonlinear layer. */
+export interface LayerFlips {
+  node: string;
+  op: 'Relu' | 'MaxPool';
+  /** ReLU units or pooling windows. */
+  units: number;
+  /** Sum over units of P(sign flips) (ReLU) or a union bound on P(winner changes) (max pool), under the linearized noise. */
+  expectedFlips: number;
+  /** The ReLU the model is split at: its nonlinearity is handled exactly. */
+  isSplit: boolean;
+}
+
+/** The linearization at a point, projected on the noise directions. */
+export interface PointLinearization {
+  point: Float32Array;
+  /** bottom(xb): the split ReLU's pre-activation at the point (p). */
+  zb: Float64Array;
+  /** The model output g at the point (d). */
+  gb: Float64Array;
+  /** A F (p x r, row-major), F the noise directions. */
+  AF: Float64Array;
+  /** A delta (p) for the offset delta = mu - xb, when one was given. */
+  Adelta?: Float64Array;
+  /** B (d x p). */
+  B: Float64Array;
+  /** D F (d x r) when the top reads tensors that skip the cut. */
+  DF?: Float64Array;
+  /** D delta (d). */
+  Ddelta?: Float64Array;
+  r: number;
+  flips: LayerFlips[];
+}
+
+/** The plain matrices of the surrogate (identity directions), as `netmoments linearize` writes them. */
+export interface AffineSurrogate {
+  A: Float64Array; // p x n
+  c1: Float64Array; // p
+  B: Float64Array; // d x p
+  c2: Float64Array; // d
+  D?: Float64Array; // d x n
+  zb: Float64Array;
+  gb: Float64Array;
+}
+
+interface FlipLayerSpec {
+  node: GraphNode;
+  op: 'Relu' | 'MaxPool';
+  tensor: string;
+  windows?: PoolWindows;
+}
+
+const CHUNK_BYTES = 96 * 1024 * 1024;
+
+export class Linearizer {
+  private constructor(
+    readonly model: LoadedModel,
+    readonly split: SplitPoint,
+    /** Tensors the top reads from below the cut (besides the ReLU output). */
+    readonly skip: string[],
+    readonly input: TensorDescription,
+    readonly output: TensorDescription,
+    private readonly parts: {
+      bottom: JacobianEngine;
+      topB: JacobianEngine;
+      topFlips?: JacobianEngine;
+      forward: ModelSession;
+      forwardBatched: { value: boolean };
+      bottomFlips: FlipLayerSpec[];
+      topFlipSpecs: FlipLayerSpec[];
+      /** skip tensors that are the model input itself (identity Jacobian). */
+      inputSkips: string[];
+      innerSkips: string[];
+      /** How the Jacobians were computed. */
+      mode: string;
+    },
+  ) {}
+
+  /** n: input elements. */
+  get n(): number {
+    return this.input.size;
+  }
+  /** p: split width. */
+  get p(): number {
+    return this.split.width;
+  }
+  /** d: output elements. */
+  get d(): number {
+    return this.output.size;
+  }
+  get jacobianMode(): string {
+    return this.parts.mode;
+  }
+
+  static async create(model: LoadedModel, options: LinearizerOptions = {}): Promise<Linearizer> {
+    const file = model.file;
+    const graph = makeBatchDynamic(model.graph, { file });
+    const dataInputs = graph.dataInputs;
+    if (dataInputs.length !== 1) {
+      throw new NetmomentsError(
+        `the model has ${dataInputs.length} data inputs (${dataInputs.map((i) => `'${i.name}'`).join(', ')}); netmoments analyses models with one input`,
+        { file, code: 'UNSUPPORTED' },
+      );
+    }
+    const inp = dataInputs[0];
+    if (inp.elemType !== DataType.FLOAT) {
+      throw new NetmomentsError(`the model input '${inp.name}' is not float32; netmoments analyses float32 models`, { file, code: 'UNSUPPORTED' });
+    }
+    const relus = graph.relus();
+    const relu = options.relu ?? (relus.length > 0 ? relus.length - 1 : 0);
+    const sessionOptions = { threads: options.threads, provider: options.provider, file };
+    const sr: SplitResult & { info: Map<string, { dims: (number | string | null)[] }> } = await splitModelAt(graph, relu, {
+      output: options.output,
+      ...sessionOptions,
+    });
+    const dimsOf = (name: string): number[] => {
+      const t = sr.info.get(name);
+      if (!t) throw new NetmomentsError(`the shape of tensor '${name}' is unknown`, { file });
+      return t.dims.slice(1).map((d) => {
+        if (typeof d !== 'number') throw new NetmomentsError(`tensor '${name}' has a dynamic dimension besides the batch axis`, { file, code: 'UNSUPPORTED' });
+        return d;
+      });
+    };
+    const describe = (name: string): TensorDescription => {
+      const shape = dimsOf(name);
+      return { name, shape, size: shape.reduce((a, b) => a * b, 1) };
+    };
+    const input = describe(inp.name);
+    const outName = sr.top.outputs[0].name;
+    const output = describe(outName);
+
+    const inputSkips = sr.skip.filter((s) => s === inp.name);
+    const innerSkips = sr.skip.filter((s) => s !== inp.name);
+    const flipsWanted = options.flips !== false;
+    const flipSpecs = (nodes: GraphNode[]): FlipLayerSpec[] => {
+      if (!flipsWanted) return [];
+      const out: FlipLayerSpec[] = [];
+      for (const node of nodes) {
+        if (node.opType === 'Relu' && node.outputs[0] !== sr.relu.output) out.push({ node, op: 'Relu', tensor: node.inputs[0] });
+        if (node.opType === 'MaxPool') {
+          const windows = maxPoolWindows(node, dimsOf(node.inputs[0]));
+          if (windows) out.push({ node, op: 'MaxPool', tensor: node.inputs[0], windows });
+        }
+      }
+      return out;
+    };
+    const bottomFlips = flipSpecs(sr.bottom.nodes);
+    const topFlipSpecs = flipSpecs(sr.top.nodes);
+    const unique = (names: string[]) => [...new Set(names)];
+    const engineOptions = { mode: options.jacobian ?? 'auto', threads: options.threads, provider: options.provider, onWarning: options.onWarning };
+    const bottom = await createJacobianEngine(sr.bottom, {
+      ...engineOptions,
+      varying: [inp.name],
+      outputs: unique([sr.relu.input, ...innerSkips, ...bottomFlips.map((f) => f.tensor)]),
+    });
+    const topVarying = [sr.relu.output, ...sr.skip];
+    const topB = await createJacobianEngine(sr.top, { ...engineOptions, varying: topVarying, outputs: [outName] });
+    const topFlips =
+      topFlipSpecs.length > 0
+        ? await createJacobianEngine(sr.top, { ...engineOptions, varying: topVarying, outputs: unique([outName, ...topFlipSpecs.map((f) => f.tensor)]) })
+        : undefined;
+    const fwd = graph.clone();
+    fwd.outputs = [{ name: outName, elemType: DataType.FLOAT }];
+    fwd.valueInfo.delete(outName);
+    fwd.prune();
+    const forward = await ModelSession.create(fwd.toBytes(), sessionOptions);
+    const modes = new Set([bottom.mode, topB.mode, ...(topFlips ? [topFlips.mode] : [])]);
+    return new Linearizer(model, sr.relu, sr.skip, input, output, {
+      bottom,
+      topB,
+      topFlips,
+      forward,
+      forwardBatched: { value: true },
+      bottomFlips,
+      topFlipSpecs,
+      inputSkips,
+      innerSkips,
+      mode: modes.size === 1 ? [...modes][0] : 'mixed',
+    });
+  }
+
+  /** The real model's output g on `count` inputs ([count, n] float32), float64 [count, d]. */
+  async evaluate(xs: Float32Array, count: number): Promise<Float64Array> {
+    if (xs.length !== count * this.n) throw new NetmomentsError(`${xs.length} values for ${count} inputs of ${this.n} elements`);
+    const out = new Float64Array(count * this.d);
+    const run = async (start: number, m: number) => {
+      const feed: HostTensor = { type: 'float32', data: xs.subarray(start * this.n, (start + m) * this.n), dims: [m, ...this.input.shape] };
+      const r = await this.parts.forward.run({ [this.input.name]: feed }, [this.output.name]);
+      const t = r[this.output.name].data as Float32Array;
+      if (t.length !== m * this.d) throw new NetmomentsError(`the model returned ${t.length} values for ${m} inputs, expected ${m * this.d}`, { file: this.model.file });
+      for (let i = 0; i < m * this.d; i++) out[start * this.d + i] = t[i];
+    };
+    if (count > 1 && this.parts.forwardBatched.value) {
+      try {
+        await run(0, count);
+        return out;
+      } catch {
+        // a model that bakes batch 1 in somewhere the rewrite did not reach: one input at a time
+        this.parts.forwardBatched.value = false;
+      }
+    }
+    for (let i = 0; i < count; i++) await run(i, 1);
+    return out;
+  }
+
+  /**
+   * Linearize at `point` and project on the noise directions: `directions` is F^T, r rows of n
+   * (Sigma = F F^T), `delta` the offset mu - xb (omitted when zero).
+   */
+  async linearize(point: Float32Array, directions: Float64Array, r: number, delta?: Float64Array): Promise<PointLinearization> {
+    const { n, p, d } = this;
+    if (point.length !== n) throw new NetmomentsError(`the linearization point has ${point.length} elements, the model input has ${n}`);
+    if (directions.length !== r * n) throw new Error(`linearize: ${directions.length} direction values for r = ${r}, n = ${n}`);
+    const withDelta = delta !== undefined && delta.some((v) => v !== 0);
+    const kTotal = r + (withDelta ? 1 : 0);
+    const dir = (k: number, i: number): number => (k < r ? directions[k * n + i] : delta![i]);
+
+    // ---- bottom: A F, J_skip F, and the flip statistics of bottom layers
+    const bottom = this.parts.bottom;
+    const slotOf = (e: JacobianEngine, name: string) => {
+      const s = e.outputs.find((o) => o.name === name);
+      if (!s) throw new Error(`internal: engine has no output ${name}`);
+      return s;
+    };
+    const base = await bottom.jvp(point, new Float64Array(0), 0);
+    const zSlot = slotOf(bottom, this.split.input);
+    const zb = base.outputValue.slice(zSlot.offset, zSlot.offset + zSlot.size);
+    const AF = new Float64Array(p * r);
+    const Adelta = withDelta ? new Float64Array(p) : undefined;
+    const skipSlots = this.parts.innerSkips.map((s) => slotOf(bottom, s));
+    const skipSize = skipSlots.reduce((a, s) => a + s.size, 0) + this.parts.inputSkips.length * n;
+    // top inputs per direction: [y (p), skip tensors in split order]
+    const topDirs = new Float64Array(kTotal * (p + skipSize));
+    const bottomStats = this.parts.bottomFlips.map((f) => newStats(f, base.outputValue, slotOf(bottom, f.tensor)));
+    const chunk = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (8 * Math.max(bottom.outputSize, n)))));
+    const mask = Float64Array.from(zb, (v) => (v > 0 ? 1 : 0));
+    for (let k0 = 0; k0 < kTotal; k0 += chunk) {
+      const m = Math.min(chunk, kTotal - k0);
+      const dirs = new Float64Array(m * n);
+      for (let k = 0; k < m; k++) for (let i = 0; i < n; i++) dirs[k * n + i] = dir(k0 + k, i);
+      const t = (await bottom.jvp(point, dirs, m)).tangents;
+      const O = bottom.outputSize;
+      for (let k = 0; k < m; k++) {
+        const kk = k0 + k;
+        const row = t.subarray(k * O, (k + 1) * O);
+        if (kk < r) for (let u = 0; u < p; u++) AF[u * r + kk] = row[zSlot.offset + u];
+        else for (let u = 0; u < p; u++) Adelta![u] = row[zSlot.offset + u];
+        // the top's input tangents under the surrogate: y' = mask * z', skips as they are
+        const td = topDirs.subarray(kk * (p + skipSize), (kk + 1) * (p + skipSize));
+        for (let u = 0; u < p; u++) td[u] = mask[u] * row[zSlot.offset + u];
+        let off = p;
+        for (const s of this.skip) {
+          if (this.parts.inputSkips.includes(s)) {
+            for (let i = 0; i < n; i++) td[off + i] = dir(kk, i);
+            off += n;
+          } else {
+            const sl = skipSlots[this.parts.innerSkips.indexOf(s)];
+            td.set(row.subarray(sl.offset, sl.offset + sl.size), off);
+            off += sl.size;
+          }
+        }
+        for (const st of bottomStats) accumulate(st, row, kk < r);
+      }
+    }
+
+    // ---- top: B (identity on y), D F (y' = 0, skips), and flips of top layers
+    const topPoint: Record<string, Float64Array | Float32Array> = { [this.split.output]: Float64Array.from(zb, (v) => (v > 0 ? v : 0)) };
+    for (const s of this.skip) {
+      if (this.parts.inputSkips.includes(s)) topPoint[s] = point;
+      else {
+        const sl = skipSlots[this.parts.innerSkips.indexOf(s)];
+        topPoint[s] = base.outputValue.slice(sl.offset, sl.offset + sl.size);
+      }
+    }
+    const topB = this.parts.topB;
+    const bRes = await topB.jacobian(topPoint, { columns: Int32Array.from({ length: p }, (_, i) => i) });
+    const B = bRes.J; // d x p
+    const gb = bRes.outputValue.slice(0, d);
+    let DF: Float64Array | undefined;
+    let Ddelta: Float64Array | undefined;
+    if (this.skip.length > 0 && kTotal > 0) {
+      const skipOnly = new Float64Array(kTotal * (p + skipSize));
+      for (let k = 0; k < kTotal; k++) {
+        const src = topDirs.subarray(k * (p + skipSize) + p, (k + 1) * (p + skipSize));
+        skipOnly.set(src, k * (p + skipSize) + p);
+      }
+      const t = (await topB.jvp(topPoint, skipOnly, kTotal)).tangents;
+      DF = new Float64Array(d * r);
+      for (let k = 0; k < r; k++) for (let i = 0; i < d; i++) DF[i * r + k] = t[k * d + i];
+      if (withDelta) Ddelta = t.slice(r * d, r * d + d);
+    }
+    let topStats: Stats[] = [];
+    if (this.parts.topFlips) {
+      const tf = this.parts.topFlips;
+      const baseTop = await tf.jvp(topPoint, new Float64Array(0), 0);
+      topStats = this.parts.topFlipSpecs.map((f) => newStats(f, baseTop.outputValue, slotOf(tf, f.tensor)));
+      const K = p + skipSize;
+      const ch = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (8 * Math.max(tf.outputSize, K)))));
+      for (let k0 = 0; k0 < kTotal; k0 += ch) {
+        const m = Math.min(ch, kTotal - k0);
+        const t = (await tf.jvp(topPoint, topDirs.subarray(k0 * K, (k0 + m) * K), m)).tangents;
+        for (let k = 0; k < m; k++) for (const st of topStats) accumulate(st, t.subarray(k * tf.outputSize, (k + 1) * tf.outputSize), k0 + k < r);
+      }
+    }
+
+    // the split ReLU itself: P(sign flips) of each unit from its exact marginal
+    const splitFlips: LayerFlips = (() => {
+      let e = 0;
+      for (let u = 0; u < p; u++) {
+        let v = 0;
+        for (let k = 0; k < r; k++) v += AF[u * r + k] ** 2;
+        const m = zb[u] + (Adelta ? Adelta[u] : 0);
+        e += flipProbability(m, zb[u], Math.sqrt(v));
+      }
+      return { node: this.split.node, op: 'Relu', units: p, expectedFlips: e, isSplit: true };
+    })();
+    const flips = [...bottomStats.map(finish), splitFlips, ...topStats.map(finish)];
+    return { point, zb, gb, AF, Adelta, B, DF, Ddelta, r, flips };
+  }
+
+  /** The plain surrogate matrices A, c1, B, c2 (and D) at `point`: n identity directions. */
+  async surrogate(point: Float32Array): Promise<AffineSurrogate> {
+    const { n, p, d } = this;
+    const eye = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) eye[i * n + i] = 1;
+    const lin = await this.linearize(point, eye, n);
+    // with F = I: AF = A (p x n), DF = D (d x n)
+    const A = lin.AF;
+    const c1 = new Float64Array(p);
+    for (let u = 0; u < p; u++) {
+      let s = 0;
+      for (let i = 0; i < n; i++) s += A[u * n + i] * point[i];
+      c1[u] = lin.zb[u] - s;
+    }
+    const c2 = new Float64Array(d);
+    for (let i = 0; i < d; i++) {
+      let s = 0;
+      for (let u = 0; u < p; u++) s += lin.B[i * p + u] * (lin.zb[u] > 0 ? lin.zb[u] : 0);
+      if (lin.DF) for (let j = 0; j < n; j++) s += lin.DF[i * n + j] * point[j];
+      c2[i] = lin.gb[i] - s;
+    }
+    return { A, c1, B: lin.B, c2, D: lin.DF, zb: lin.zb, gb: lin.gb };
+  }
+
+  async release(): Promise<void> {
+    await this.parts.bottom.release();
+    await this.parts.topB.release();
+    await this.parts.topFlips?.release();
+    await this.parts.forward.release();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expected flips of a nonlinear layer under the linearized noise.
+
+/**
+ * P(a unit's state differs from its state at the point) for a unit whose linearized value is
+ * Gaussian with mean m and sd s: Phi(-|m|/s) measured against the sign of the value at the point;
+ * with s = 0 the state is fixed (0 or 1).
+ */
+function flipProbability(m: number, atPoint: number, s: number): number {
+  const onAtPoint = atPoint > 0;
+  if (!(s > 0)) return (m > 0) === onAtPoint ? 0 : 1;
+  const pOn = Phi(m / s);
+  return onAtPoint ? 1 - pOn : pOn;
+}
+
+interface Stats {
+  spec: FlipLayerSpec;
+  /** values of the layer's input tensor at the point */
+  value: Float64Array;
+  offset: number;
+  /** Relu: per-unit sum of squares and offset shift; MaxPool: per (window, member) pair. */
+  sumsq: Float64Array;
+  shift: Float64Array;
+  winners?: Int32Array;
+}
+
+function newStats(spec: FlipLayerSpec, values: Float64Array, slot: { offset: number; size: number }): Stats {
+  const value = values.slice(slot.offset, slot.offset + slot.size);
+  if (spec.op === 'Relu') return { spec, value, offset: slot.offset, sumsq: new Float64Array(slot.size), shift: new Float64Array(slot.size) };
+  const w = spec.windows!;
+  const winners = new Int32Array(w.windows);
+  for (let i = 0; i < w.windows; i++) {
+    let best = -1;
+    for (let j = 0; j < w.kernel; j++) {
+      const idx = w.members[i * w.kernel + j];
+      if (idx < 0) continue;
+      if (best < 0 || value[idx] > value[best]) best = idx; // strict: first maximal element wins ties
+    }
+    winners[i] = best;
+  }
+  return { spec, value, offset: slot.offset, sumsq: new Float64Array(w.windows * w.kernel), shift: new Float64Array(w.windows * w.kernel), winners };
+}
+
+/** Add one direction's tangent (noise direction: to the variance; the offset direction: to the mean). */
+function accumulate(st: Stats, row: Float64Array, isNoise: boolean): void {
+  const o = st.offset;
+  if (st.spec.op === 'Relu') {
+    for (let u = 0; u < st.value.length; u++) {
+      const t = row[o + u];
+      if (isNoise) st.sumsq[u] += t * t;
+      else st.shift[u] += t;
+    }
+    return;
+  }
+  const w = st.spec.windows!;
+  for (let i = 0; i < w.windows; i++) {
+    const win = st.winners![i];
+    if (win < 0) continue;
+    const tw = row[o + win];
+    for (let j = 0; j < w.kernel; j++) {
+      const idx = w.members[i * w.kernel + j];
+      if (idx < 0 || idx === win) continue;
+      const diff = tw - row[o + idx];
+      if (isNoise) st.sumsq[i * w.kernel + j] += diff * diff;
+      else st.shift[i * w.kernel + j] += diff;
+    }
+  }
+}
+
+function finish(st: Stats): LayerFlips {
+  const name = st.spec.node.name;
+  if (st.spec.op === 'Relu') {
+    let e = 0;
+    for (let u = 0; u < st.value.length; u++) e += flipProbability(st.value[u] + st.shift[u], st.value[u], Math.sqrt(st.sumsq[u]));
+    return { node: name, op: 'Relu', units: st.value.length, expectedFlips: e, isSplit: false };
+  }
+  const w = st.spec.windows!;
+  let e = 0;
+  for (let i = 0; i < w.windows; i++) {
+    const win = st.winners![i];
+    if (win < 0) continue;
+    let pw = 0;
+    for (let j = 0; j < w.kernel; j++) {
+      const idx = w.members[i * w.kernel + j];
+      if (idx < 0 || idx === win) continue;
+      // margin winner - other: mean (value gap + shift), sd sqrt(sumsq); P(margin < 0), ties that stay tied do not count
+      const gap = st.value[win] - st.value[idx] + st.shift[i * w.kernel + j];
+      const s = Math.sqrt(st.sumsq[i * w.kernel + j]);
+      pw += s > 0 ? Phi(-gap / s) : gap < 0 ? 1 : 0;
+    }
+    e += Math.min(1, pw);
+  }
+  return { node: name, op: 'MaxPool', units: w.windows, expectedFlips: e, isSplit: false };
+}
