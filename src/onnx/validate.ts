@@ -16,8 +16,8 @@ export const MAX_DIM = 2 ** 31 - 1;
 export const MAX_ELEMENTS = 2 ** 32;
 /** How deep If/Loop/Scan bodies may nest. */
 export const MAX_SUBGRAPH_DEPTH = 16;
-/** The IR versions we accept (ONNX 1.0 wrote IR 3; ONNX 1.18 writes IR 11). */
-export const MAX_IR_VERSION = 12;
+/** The IR versions we accept (ONNX 1.0 wrote IR 3; ONNX 1.10 IR 8; the newest releases IR 13). */
+export const MAX_IR_VERSION = 13;
 
 const CONTROL_FLOW = new Set(['If', 'Loop', 'Scan', 'SequenceMap']);
 
