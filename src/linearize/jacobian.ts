@@ -17,7 +17,7 @@ import { NetmomentsError } from '../errors.js';
 import type { Graph, ValueInfo } from '../onnx/graph.js';
 import { makeBatchDynamic } from '../onnx/batch.js';
 import { DataType } from '../onnx/proto.js';
-import { buildTangentModel, perSampleDims, type TangentModel } from '../onnx/tangent/build.js';
+import { buildTangentModel, inputDims, type TangentModel } from '../onnx/tangent/build.js';
 import { MissingTangentRuleError } from '../onnx/tangent/types.js';
 import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
 import {
@@ -61,10 +61,12 @@ export interface JacobianEngineOptions {
 /** One tensor's place in a flattened vector (the point, the Jacobian's rows or columns). */
 export interface TensorSlot {
   name: string;
-  /** Per-sample dims (without the batch axis). */
+  /** Per-sample dims (without the batch axis), or the full dims of an input that has no batch axis. */
   dims: number[];
   size: number;
   offset: number;
+  /** Whether the tensor has a leading batch axis (fed as [1, ...dims]). */
+  batched: boolean;
 }
 
 /** A linearization point: the concatenation of the primal inputs (in `primalInputs` order) or one array per input. */
@@ -78,11 +80,11 @@ export interface JvpResult {
 
 const DEFAULT_BUDGET = 256 * 1024 * 1024;
 
-function slots(items: { name: string; dims: number[] }[]): TensorSlot[] {
+function slots(items: { name: string; dims: number[]; batched?: boolean }[]): TensorSlot[] {
   let offset = 0;
-  return items.map(({ name, dims }) => {
+  return items.map(({ name, dims, batched }) => {
     const size = dims.reduce((a, d) => a * d, 1);
-    const s = { name, dims, size, offset };
+    const s = { name, dims, size, offset, batched: batched ?? true };
     offset += size;
     return s;
   });
@@ -209,9 +211,12 @@ export class JacobianEngine {
     }
     const used = g.dataInputs.filter((i) => needed.has(i.name) || varying.includes(i.name));
     // A model whose batch axis is fixed runs one point at a time; a symbolic batch axis runs batches.
-    const batched = used.every((i) => i.shape !== undefined && typeof i.shape[0] !== 'number');
-    const primalInputs = slots(used.map((i) => ({ name: i.name, dims: perSampleDims(i) })));
-    g.inputs = used.map((i): ValueInfo => ({ ...i, shape: [batched ? 'N' : 1, ...perSampleDims(i)] }));
+    const batched = used.every((i) => (i.shape !== undefined && typeof i.shape[0] !== 'number') || !inputDims(i, varying.includes(i.name)).batched);
+    const primalInputs = slots(used.map((i) => ({ name: i.name, ...inputDims(i, varying.includes(i.name)) })));
+    g.inputs = used.map((i, k): ValueInfo => {
+      const s = primalInputs[k];
+      return { ...i, shape: s.batched ? [batched ? 'N' : 1, ...s.dims] : s.dims };
+    });
     g.outputs = outputs.map((o) => ({ name: o, elemType: DataType.FLOAT }));
     g.valueInfo.clear();
     g.prune();
@@ -243,14 +248,14 @@ export class JacobianEngine {
       for (const s of this.primalInputs) {
         const data = new Float32Array(s.size);
         for (let i = 0; i < s.size; i++) data[i] = point[s.offset + i];
-        feeds[s.name] = { type: 'float32', data, dims: [1, ...s.dims] };
+        feeds[s.name] = { type: 'float32', data, dims: feedDims(s) };
       }
     } else {
       for (const s of this.primalInputs) {
         const v = point[s.name];
         if (!v) throw new NetmomentsError(`the point gives no value for input '${s.name}'`);
         if (v.length !== s.size) throw new NetmomentsError(`the point's '${s.name}' has ${v.length} values, expected ${s.size}`);
-        feeds[s.name] = { type: 'float32', data: Float32Array.from(v), dims: [1, ...s.dims] };
+        feeds[s.name] = { type: 'float32', data: Float32Array.from(v), dims: feedDims(s) };
       }
     }
     for (const f of Object.values(feeds)) {
@@ -295,7 +300,7 @@ export class JacobianEngine {
   /** Output dims of the forward model (fd mode), from one run at the zero point. */
   private async forwardDims(): Promise<Record<string, number[]>> {
     const feeds: Record<string, HostTensor> = {};
-    for (const s of this.primalInputs) feeds[s.name] = { type: 'float32', data: new Float32Array(s.size), dims: [1, ...s.dims] };
+    for (const s of this.primalInputs) feeds[s.name] = { type: 'float32', data: new Float32Array(s.size), dims: feedDims(s) };
     const out = await this.session.run(feeds);
     return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.dims.slice(1)]));
   }
@@ -307,6 +312,10 @@ export class JacobianEngine {
       const runOnce = async (start: number, m: number) => {
         const feeds: Record<string, HostTensor> = {};
         for (const s of this.primalInputs) {
+          if (!s.batched) {
+            feeds[s.name] = base[s.name];
+            continue;
+          }
           const v = this.inputs.find((x) => x.name === s.name);
           const data = new Float32Array(m * s.size);
           for (let d = 0; d < m; d++) {
@@ -423,6 +432,10 @@ export class JacobianEngine {
 /** Factory: one engine per model part (see JacobianEngine). */
 export function createJacobianEngine(graph: Graph, options: JacobianEngineOptions = {}): Promise<JacobianEngine> {
   return JacobianEngine.create(graph, options);
+}
+
+function feedDims(s: TensorSlot): number[] {
+  return s.batched ? [1, ...s.dims] : s.dims;
 }
 
 function isFeeds(p: unknown): p is Record<string, HostTensor> {

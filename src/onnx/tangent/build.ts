@@ -32,8 +32,10 @@ export interface PrimalInputSpec {
   name: string;
   /** ONNX element type (1 = float32). */
   elemType: number;
-  /** Per-sample dims (the primal runs as [1, ...dims]). */
+  /** Per-sample dims when batched (the primal runs as [1, ...dims]); else the full dims. */
   dims: number[];
+  /** Whether its leading axis is the batch axis (always so for varying inputs). */
+  batched: boolean;
   /** Whether it gets a tangent. */
   varying: boolean;
 }
@@ -165,7 +167,8 @@ export function buildTangentModel(source: Graph, options: TangentModelOptions): 
   const primalInputs: PrimalInputSpec[] = [];
   for (const inp of dataInputs) {
     if (!needed.has(inp.name) && !tangent.has(inp.name)) continue;
-    primalInputs.push({ name: inp.name, elemType: inp.elemType || DataType.FLOAT, dims: perSampleDims(inp, options.shapes), varying: tangentInputs[inp.name] !== undefined });
+    const varying = tangentInputs[inp.name] !== undefined;
+    primalInputs.push({ name: inp.name, elemType: inp.elemType || DataType.FLOAT, ...inputDims(inp, varying, options.shapes), varying });
   }
 
   const tg = new Graph();
@@ -174,7 +177,7 @@ export function buildTangentModel(source: Graph, options: TangentModelOptions): 
   tg.irVersion = Math.max(graph.irVersion, 4);
   tg.producerName = 'netmoments';
   tg.inputs = [
-    ...primalInputs.map((p) => ({ name: p.name, elemType: p.elemType, shape: [1, ...p.dims] })),
+    ...primalInputs.map((p) => ({ name: p.name, elemType: p.elemType, shape: p.batched ? [1, ...p.dims] : p.dims })),
     ...primalInputs.filter((p) => p.varying).map((p) => ({ name: tangentInputs[p.name], elemType: DataType.FLOAT, shape: ['k', ...p.dims] })),
   ];
   tg.outputs = outputs;
@@ -190,6 +193,23 @@ export function buildTangentModel(source: Graph, options: TangentModelOptions): 
     tangentOutputs,
     tangentTensors: [...tangent.keys()],
   };
+}
+
+/**
+ * How to feed a graph input: batched (leading axis 1 or symbolic; dims without it) or, for an input
+ * that does not vary and has a fixed leading dimension other than 1 (a weight fed as an input), as
+ * it is.
+ */
+export function inputDims(
+  inp: ValueInfo,
+  varying: boolean,
+  shapes?: ReadonlyMap<string, readonly number[]>,
+): { dims: number[]; batched: boolean } {
+  const d0 = inp.shape?.[0];
+  if (!varying && inp.shape && inp.shape.length > 0 && typeof d0 === 'number' && d0 !== 1 && inp.shape.every((d) => typeof d === 'number')) {
+    return { dims: inp.shape as number[], batched: false };
+  }
+  return { dims: perSampleDims(inp, shapes), batched: true };
 }
 
 /** Per-sample dims of a graph input: its shape without the leading batch axis (1 or symbolic). */
