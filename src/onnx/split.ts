@@ -249,8 +249,11 @@ export async function compareSplit(
     let d = 0;
     let m = 0;
     for (let i = 0; i < a.length; i++) {
-      d = Math.max(d, Math.abs(Number(a[i]) - Number(b[i])));
-      m = Math.max(m, Math.abs(Number(a[i])));
+      const x = Number(a[i]);
+      const z = Number(b[i]);
+      if (Object.is(x, z) || x === z || (Number.isNaN(x) && Number.isNaN(z))) continue; // Inf == Inf, NaN ~ NaN
+      d = Math.max(d, Number.isFinite(x) && Number.isFinite(z) ? Math.abs(x - z) : Number.POSITIVE_INFINITY);
+      if (Number.isFinite(x)) m = Math.max(m, Math.abs(x));
     }
     return { name, maxAbsDiff: d, maxAbs: m };
   });
