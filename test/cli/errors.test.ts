@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectBadInput, runCli } from '../helpers/cli.js';
-import { fcNet, noReluNet, reluInIfNet, residualNet } from '../onnx/models.js';
+import { DataType, makeNode, makeTensor } from '../../src/onnx/proto.js';
+import { fcNet, noReluNet, reluInIfNet, reluNetWith, residualNet } from '../onnx/models.js';
 
 function tmp(): string {
   return mkdtempSync(join(tmpdir(), 'nm-errors-'));
@@ -80,22 +81,28 @@ describe('CLI errors', () => {
     splitFails(file, ['--relu', '0', '--output', 'zzz'], /no tensor named 'zzz'/);
   });
 
+  it('a failed split leaves an existing out dir as it was, and an unwritable out dir is one line', () => {
+    const dir = tmp();
+    const file = write(dir, 'residual.onnx', residualNet());
+    const out = join(dir, 'out');
+    mkdirSync(out);
+    writeFileSync(join(out, 'keep.txt'), 'x');
+    const r = runCli(['split', file, '--relu', '9', '--out-dir', out]);
+    expectBadInput(r, file, /out of range/);
+    expect(readdirSync(out)).toEqual(['keep.txt']);
+    const blocker = write(dir, 'blocker', new Uint8Array([1]));
+    const bad = join(blocker, 'sub');
+    const w = runCli(['split', file, '--relu', '0', '--out-dir', bad]);
+    expectBadInput(w, bad, /cannot write the split/);
+    expect(readdirSync(dir).sort()).toEqual(['blocker', 'out', 'residual.onnx']);
+  });
+
   it('a non-finite weight names the initializer', () => {
     const dir = tmp();
-    const bytes = fcNet();
-    const file = write(dir, 'nan.onnx', bytes);
-    // Overwrite the first float of W0's raw data with NaN: find the 4 bytes of its first value.
-    const text = Buffer.from(bytes);
-    const at = text.indexOf(Buffer.from('W0')) ;
-    expect(at).toBeGreaterThan(0);
-    // The tensor's raw_data follows its name; set every aligned float in a window after the name to NaN bytes.
-    const nan = Buffer.from(new Float32Array([Number.NaN]).buffer);
-    const m = Buffer.from(bytes);
-    const start = m.indexOf(Buffer.from([0x4a]), at); // field 9 (raw_data) tag 0x4a
-    expect(start).toBeGreaterThan(0);
-    nan.copy(m, start + 2);
-    writeFileSync(file, m);
-    expectBadInput(runCli(['inspect', file]), file, /initializer 'W0' holds a non-finite value/);
+    const bias = makeTensor('bias', DataType.FLOAT, [3], [0, 1, Number.NaN]);
+    const file = write(dir, 'nan.onnx', reluNetWith([bias], [makeNode('Add', ['r', 'bias'], ['y'], { name: 'add' })]));
+    expectBadInput(runCli(['inspect', file]), file, /initializer 'bias' holds a non-finite value \(NaN at element 2\)/);
+    splitFails(file, ['--relu', '0'], /initializer 'bias' holds a non-finite value/);
   });
 
   it('usage errors exit 2: missing required option, unknown option, unknown command, no command', () => {
