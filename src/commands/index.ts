@@ -5,3 +5,5 @@ import type { CommandModule } from 'yargs';
 export const commands: CommandModule<any, any>[] = [];
 import { inspectCommand } from './inspect.js'; commands.push(inspectCommand);
 import { splitCommand } from './split.js'; commands.push(splitCommand);
+import { analyzeCommand } from './analyze.js'; commands.push(analyzeCommand);
+import { linearizeCommand } from './linearize.js'; commands.push(linearizeCommand);

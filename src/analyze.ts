@@ -1,0 +1,322 @@
+/**
+ * `analyze`: closed-form moments of a model's output under Gaussian input noise, per input.
+ *
+ * For each input x: mu = x + noise mean; linearize at xb (default mu) at ReLU K (two-stage
+ * linearization, src/linearize/linearizer.ts); push the noise factor F (Sigma = F F^T, restricted to
+ * the elements with nonzero variance) through the JVPs to get A F, B, D F; then the moments engine
+ * gives the mean (Theorem 1), the exact variance and covariance (general-mean second moments) and
+ * the paper's variance (Theorem 2) of the surrogate g(x) = B relu(A x + c1) + D x + c2. In the
+ * noise's own coordinates x = mu + F e, e ~ N(0, I_r), so the engine sees A F, D F and sigma = 1.
+ */
+import { NetmomentsError } from './errors.js';
+import { Linearizer, type LayerFlips, type LinearizerOptions, type TensorDescription } from './linearize/linearizer.js';
+import type { LoadedModel } from './onnx/load.js';
+import type { SplitPoint } from './onnx/splitpoint.js';
+import { networkMoments, type NetworkMoments, type Noise } from './moments/network.js';
+import type { LinearAlgebra } from './moments/linalg.js';
+import { classProbabilities } from './moments/classprob.js';
+import { covarianceFactor, monteCarloMoments } from './moments/montecarlo.js';
+import { reduceNoise, windowIndices, type InputWindow, type NoiseSpec, type ReducedNoise } from './noise.js';
+
+export type VarianceMode = 'exact' | 'paper' | 'both' | 'none';
+
+export interface AnalyzeOptions extends LinearizerOptions {
+  /** Default: isotropic sigma 1. */
+  noise?: NoiseSpec;
+  /** Where `noise` came from (messages, report). */
+  noiseFile?: string;
+  /** Keep the noise only inside this window of the last two input dimensions. */
+  window?: InputWindow;
+  /** Added to every input: mu = x + noiseMean. */
+  noiseMean?: Float64Array;
+  /** Linearization point: 'mean' (mu, default), 'input' (x) or an explicit point. */
+  at?: 'mean' | 'input' | Float32Array;
+  variance?: VarianceMode;
+  /** Keep the d x d covariance in the results. */
+  covariance?: boolean;
+  /** Monte Carlo samples through the real model (0: none). */
+  mc?: number;
+  seed?: number;
+  /** Quasi-Monte Carlo points for the class probabilities (default 4096). */
+  probabilitySamples?: number;
+  linalg?: LinearAlgebra;
+}
+
+export interface MonteCarloSummary {
+  samples: number;
+  mean: number[];
+  variance: number[];
+}
+
+export interface AnalyzeResult {
+  input: number;
+  mean: number[];
+  variance: number[] | null;
+  variancePaper: number[] | null;
+  covariance?: number[][];
+  clean: number[];
+  predicted: number;
+  cleanPredicted: number;
+  classProbabilities: number[] | null;
+  classProbabilitiesError: number | null;
+  flipProbability: number | null;
+  marginBound: number | null;
+  linearization: { point: string; jacobian: string; expectedFlips: LayerFlips[]; uncertainUnits: number };
+  mc?: MonteCarloSummary;
+}
+
+export interface AnalyzeReport {
+  schema: 'netmoments.analyze/1';
+  model: string;
+  split: SplitPoint;
+  output: { name: string; shape: number[]; size: number };
+  noise: {
+    kind: NoiseSpec['kind'];
+    sigma?: number;
+    file?: string;
+    meanFile?: string | null;
+    window: number[] | null;
+    support: number;
+  };
+  linearizationPoint: string;
+  run: { version: string; modelSha256: string; seed: number; threads: number | null; jacobian: string; variance: VarianceMode };
+  results: AnalyzeResult[];
+}
+
+export const VERSION = '0.1.0';
+
+/**
+ * Noise directions F^T (r x n, rows are directions) with Sigma = F F^T on the reduced support.
+ * A full covariance is factored by its eigendecomposition (negative eigenvalues beyond round-off
+ * are an error naming the most negative one).
+ */
+export function noiseDirections(noise: ReducedNoise, file?: string): { F: Float64Array; r: number } {
+  const { n, support } = noise;
+  const q = support.length;
+  if (noise.sigma.kind === 'isotropic' || noise.sigma.kind === 'diagonal') {
+    const F = new Float64Array(q * n);
+    for (let k = 0; k < q; k++) {
+      const sd = noise.sigma.kind === 'isotropic' ? noise.sigma.sigma : Math.sqrt(noise.sigma.variance[k]);
+      F[k * n + support[k]] = sd;
+    }
+    return { F, r: q };
+  }
+  const { factor, rank } = covarianceFactor(noise.sigma.cov, q, 1e-9, 'the noise covariance');
+  const F = new Float64Array(rank * n);
+  for (let k = 0; k < rank; k++) for (let i = 0; i < q; i++) F[k * n + support[i]] = factor[i * rank + k];
+  return { F, r: rank };
+}
+
+function argmax(v: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
+  return best;
+}
+
+function finiteArray(v: ArrayLike<number>, what: string, file?: string): number[] {
+  const out = Array.from(v);
+  for (const x of out) if (!Number.isFinite(x)) throw new NetmomentsError(`the ${what} came out non-finite; the model or the noise is out of the range float64 can represent`, { file, code: 'BAD_INPUT' });
+  return out;
+}
+
+/** One model, one split, one noise: analyses inputs one by one, sessions created once. */
+export class Analyzer {
+  private constructor(
+    readonly linearizer: Linearizer,
+    readonly options: AnalyzeOptions,
+    readonly noise: ReducedNoise,
+    private readonly directions: { F: Float64Array; r: number },
+  ) {}
+
+  static async create(model: LoadedModel, options: AnalyzeOptions = {}): Promise<Analyzer> {
+    const linearizer = await Linearizer.create(model, options);
+    try {
+      const n = linearizer.n;
+      const spec = options.noise ?? { kind: 'isotropic', sigma: 1 };
+      const win = options.window ? windowIndices(linearizer.input.shape, options.window, model.file) : undefined;
+      const noise = reduceNoise(spec, n, win, options.noiseFile);
+      if (options.noiseMean) {
+        if (options.noiseMean.length !== n) throw new NetmomentsError(`the noise mean has ${options.noiseMean.length} elements, the model input has ${n}`);
+        for (const v of options.noiseMean) if (!Number.isFinite(v)) throw new NetmomentsError('the noise mean holds a non-finite value');
+      }
+      if (options.at instanceof Float32Array && options.at.length !== n) {
+        throw new NetmomentsError(`the linearization point has ${options.at.length} elements, the model input has ${n}`);
+      }
+      const directions = noiseDirections(noise, options.noiseFile);
+      return new Analyzer(linearizer, options, noise, directions);
+    } catch (e) {
+      await linearizer.release();
+      throw e;
+    }
+  }
+
+  get split(): SplitPoint {
+    return this.linearizer.split;
+  }
+  get output(): TensorDescription {
+    return this.linearizer.output;
+  }
+
+  /** Analyse one input x (n float32 values, model units); `index` names it in the result and seeds its Monte Carlo. */
+  async analyzeInput(x: Float32Array, index: number): Promise<AnalyzeResult & { moments: NetworkMoments }> {
+    const { n, p, d } = this.linearizer;
+    const o = this.options;
+    const file = this.linearizer.model.file;
+    if (x.length !== n) throw new NetmomentsError(`input ${index} has ${x.length} elements, the model input has ${n}`);
+    for (let i = 0; i < n; i++) if (!Number.isFinite(x[i])) throw new NetmomentsError(`input ${index} holds a non-finite value at element ${i}`);
+    const mu = Float64Array.from(x);
+    if (o.noiseMean) for (let i = 0; i < n; i++) mu[i] += o.noiseMean[i];
+    const xb = o.at instanceof Float32Array ? o.at : o.at === 'input' ? x : Float32Array.from(mu);
+    const delta = new Float64Array(n);
+    for (let i = 0; i < n; i++) delta[i] = mu[i] - xb[i];
+
+    const lin = await this.linearizer.linearize(xb, this.directions.F, this.directions.r, delta);
+    const r = this.directions.r;
+    // m = bottom(xb) + A (mu - xb); c2 = top(yb) - B yb + D (mu - xb)
+    const m = Float64Array.from(lin.zb, (v, u) => v + (lin.Adelta ? lin.Adelta[u] : 0));
+    const c2 = new Float64Array(d);
+    for (let i = 0; i < d; i++) {
+      let s = 0;
+      for (let u = 0; u < p; u++) s += lin.B[i * p + u] * (lin.zb[u] > 0 ? lin.zb[u] : 0);
+      c2[i] = lin.gb[i] - s + (lin.Ddelta ? lin.Ddelta[i] : 0);
+    }
+    const mode = o.variance ?? 'both';
+    const wantExact = mode === 'exact' || mode === 'both';
+    const wantPaper = mode === 'paper' || mode === 'both';
+    const moments = await networkMoments(
+      {
+        A: { data: lin.AF, rows: p, cols: r },
+        B: { data: lin.B, rows: d, cols: p },
+        D: lin.DF ? { data: lin.DF, rows: d, cols: r } : undefined,
+        m,
+        c2,
+        mu: lin.DF ? new Float64Array(r) : undefined,
+      },
+      { kind: 'isotropic', sigma: 1 },
+      { variance: mode !== 'none', covariance: mode !== 'none', paper: wantPaper, linalg: o.linalg },
+    );
+    const mean = finiteArray(moments.mean, 'mean', file);
+    const clean = Array.from(await this.linearizer.evaluate(x, 1));
+    const cleanPredicted = argmax(clean);
+    let probs: number[] | null = null;
+    let probsErr: number | null = null;
+    let flip: number | null = null;
+    let bound: number | null = null;
+    if (moments.covariance) {
+      const cp = await classProbabilities(moments.mean, moments.covariance, {
+        points: o.probabilitySamples ?? 4096,
+        seed: seedFor(o.seed ?? 0, index),
+        trueClass: cleanPredicted,
+      });
+      probs = finiteArray(cp.probabilities, 'class probabilities', file);
+      probsErr = cp.stdErr.reduce((a, v) => Math.max(a, v), 0);
+      flip = cp.misclassification?.probability ?? null;
+      bound = cp.marginBound ?? null;
+    }
+    const result: AnalyzeResult & { moments: NetworkMoments } = {
+      input: index,
+      mean,
+      variance: wantExact && moments.variance ? finiteArray(moments.variance, 'variance', file) : null,
+      variancePaper: wantPaper && moments.variancePaper ? finiteArray(moments.variancePaper, 'paper variance', file) : null,
+      clean,
+      predicted: argmax(mean),
+      cleanPredicted,
+      classProbabilities: probs,
+      classProbabilitiesError: probsErr,
+      flipProbability: flip,
+      marginBound: bound,
+      linearization: {
+        point: o.at instanceof Float32Array ? 'file' : (o.at ?? 'mean'),
+        jacobian: this.linearizer.jacobianMode,
+        expectedFlips: lin.flips,
+        uncertainUnits: moments.units.uncertain,
+      },
+      moments,
+    };
+    if (o.covariance && moments.covariance) {
+      const cov = moments.covariance;
+      result.covariance = Array.from({ length: d }, (_, i) => finiteArray(cov.subarray(i * d, (i + 1) * d), 'covariance', file));
+    }
+    if (o.mc && o.mc > 0) {
+      const mc = await monteCarloMoments((xs, count) => this.linearizer.evaluate(xs, count), d, mu, this.fullNoise(), {
+        samples: o.mc,
+        batchSize: 1000,
+        seed: seedFor(o.seed ?? 0, index),
+      });
+      result.mc = { samples: mc.samples, mean: Array.from(mc.mean), variance: Array.from(mc.variance) };
+    }
+    return result;
+  }
+
+  /** Sigma over all n input elements, for sampling: F F^T with the factor already built. */
+  private fullNoise(): Noise {
+    const { F, r } = this.directions;
+    const n = this.linearizer.n;
+    if (this.noise.sigma.kind === 'isotropic' && this.noise.support.length === n) return { kind: 'isotropic', sigma: this.noise.sigma.sigma };
+    if (this.noise.sigma.kind !== 'full') {
+      const variance = new Float64Array(n);
+      this.noise.support.forEach((i, k) => (variance[i] = F[k * n + i] ** 2));
+      return { kind: 'diagonal', variance };
+    }
+    // F^T is r x n; the sampler wants F (n x r)
+    const factor = new Float64Array(n * r);
+    for (let k = 0; k < r; k++) for (let i = 0; i < n; i++) factor[i * r + k] = F[k * n + i];
+    return { kind: 'lowrank', factor, rank: r };
+  }
+
+  async release(): Promise<void> {
+    await this.linearizer.release();
+  }
+}
+
+/** A per-input seed from (seed, index): distinct streams, the same for the same pair. */
+export function seedFor(seed: number, index: number): number {
+  return ((seed >>> 0) * 2654435761 + index * 40503 + 1) >>> 0;
+}
+
+/** Analyse `count` inputs ([count, n] float32 in model units) and build the report. */
+export async function analyze(
+  model: LoadedModel,
+  inputs: Float32Array,
+  count: number,
+  options: AnalyzeOptions = {},
+  onProgress?: (done: number, total: number) => void,
+): Promise<AnalyzeReport> {
+  const analyzer = await Analyzer.create(model, options);
+  try {
+    const n = analyzer.linearizer.n;
+    if (inputs.length !== count * n) throw new NetmomentsError(`${inputs.length} input values for ${count} inputs of ${n} elements`);
+    const results: AnalyzeResult[] = [];
+    for (let i = 0; i < count; i++) {
+      const { moments: _m, ...res } = await analyzer.analyzeInput(inputs.subarray(i * n, (i + 1) * n), i);
+      results.push(res);
+      onProgress?.(i + 1, count);
+    }
+    const spec = options.noise ?? { kind: 'isotropic', sigma: 1 };
+    return {
+      schema: 'netmoments.analyze/1',
+      model: model.file,
+      split: analyzer.split,
+      output: { name: analyzer.output.name, shape: analyzer.output.shape, size: analyzer.output.size },
+      noise: {
+        kind: spec.kind,
+        ...(spec.kind === 'isotropic' ? { sigma: spec.sigma } : { file: options.noiseFile }),
+        meanFile: null,
+        window: options.window ? [options.window.row, options.window.col, options.window.height, options.window.width] : null,
+        support: analyzer.noise.support.length,
+      },
+      linearizationPoint: options.at instanceof Float32Array ? 'file' : (options.at ?? 'mean'),
+      run: {
+        version: VERSION,
+        modelSha256: model.sha256,
+        seed: options.seed ?? 0,
+        threads: options.threads ?? null,
+        jacobian: analyzer.linearizer.jacobianMode,
+        variance: options.variance ?? 'both',
+      },
+      results,
+    };
+  } finally {
+    await analyzer.release();
+  }
+}

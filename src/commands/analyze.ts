@@ -1,0 +1,122 @@
+/**
+ * `netmoments analyze MODEL --input FILE [options]`: the main job. Closed-form mean, exact and
+ * paper variance, covariance, class and flip probabilities of the model's output under Gaussian
+ * input noise, per input; optional Monte Carlo through the real model beside them. Writes
+ * netmoments.analyze/1 JSON (schemas/analyze.schema.json) or CSV; a human summary goes to stderr
+ * when the report goes to a file or a pipe.
+ */
+import type { CommandModule } from 'yargs';
+import { analyze, type AnalyzeReport, type VarianceMode } from '../analyze.js';
+import { NetmomentsError } from '../errors.js';
+import { loadModel } from '../onnx/load.js';
+import { parseNpy, npyToFloat32 } from '../data/npy.js';
+import { readFileSync } from 'node:fs';
+import { checkInputVector } from '../data/layout.js';
+import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
+import { Linearizer } from '../linearize/linearizer.js';
+import { emit, modelRunOptions, noiseFromArgs, noiseOptions, openInputs, stderrWriter, type ModelRunArgs, type NoiseArgs } from './common.js';
+import { progressBar } from '../report/progress.js';
+import { analyzeCsv, analyzeSummary } from '../report/analyze.js';
+
+interface AnalyzeArgs extends NoiseArgs, ModelRunArgs {
+  model: string;
+  input?: string;
+  at: string;
+  variance: VarianceMode;
+  covariance?: boolean;
+  mc: number;
+  seed: number;
+  format: 'json' | 'csv';
+  out?: string;
+  quiet?: boolean;
+}
+
+export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
+  command: 'analyze <model>',
+  describe: 'Mean, variance and covariance of the model output under Gaussian input noise, in closed form',
+  builder: (y) =>
+    modelRunOptions(noiseOptions(y))
+      .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model file (piecewise-linear: Conv, Gemm, Relu, MaxPool, ...)' })
+      .option('input', {
+        type: 'string',
+        describe: 'Input x: .npy (model units; one input or a batch [N, ...]), .png or MNIST idx (pixels, preprocessed); default the zero input',
+      })
+      .option('at', { type: 'string', default: 'mean', describe: "Linearization point: 'mean' (mu = x + noise mean), 'input' (x), or a .npy file" })
+      .option('variance', { choices: ['exact', 'paper', 'both', 'none'] as const, default: 'both' as const, describe: 'Which variance to report' })
+      .option('covariance', { type: 'boolean', describe: 'Include the full d x d output covariance' })
+      .option('mc', { type: 'number', default: 0, describe: 'Also run N Monte Carlo samples through the real model (the paper used 75000)' })
+      .option('seed', { type: 'number', default: 0, describe: 'Seed of Monte Carlo and class probabilities (input i uses (seed, i))' })
+      .option('format', { choices: ['json', 'csv'] as const, default: 'json' as const, describe: 'Report format' })
+      .option('out', { type: 'string', describe: 'Write the report to this file (atomically) instead of stdout' })
+      .example('$0 analyze fixtures/lenet.onnx --input fixtures/mnist/digit-0.png --sigma 8 --mc 10000', 'one MNIST digit, pixel noise sd 8, with Monte Carlo beside')
+      .example('$0 analyze model.onnx --input batch.npy --relu 1 --window 10,10,7,7 --sigma 20 --format csv --out r.csv', 'noise only in a 7x7 patch, split at ReLU 1') as never,
+  handler: async (argv) => {
+    const warn = stderrWriter(argv.quiet);
+    if (!Number.isInteger(argv.mc) || argv.mc < 0) throw new NetmomentsError(`--mc must be a whole number >= 0, got ${argv.mc}`, { code: 'BAD_USAGE' });
+    if (argv.threads !== undefined && !(Number.isInteger(argv.threads) && argv.threads > 0)) {
+      throw new NetmomentsError(`--threads must be a whole number >= 1, got ${argv.threads}`, { code: 'BAD_USAGE' });
+    }
+    const model = loadModel(argv.model);
+    // The input's shape comes from a linearizer-independent probe: the model's declared input.
+    const inputShape = Linearizer.inputShapeOf(model);
+    const n = inputShape.reduce((a, b) => a * b, 1);
+    let inputs: Float32Array;
+    let count: number;
+    if (argv.input) {
+      const ds = openInputs(argv.input, model, inputShape, argv, undefined, warn);
+      count = ds.size;
+      if (count === 0) throw new NetmomentsError('holds no inputs', { file: argv.input });
+      inputs = ds.getBatch(Array.from({ length: count }, (_, i) => i));
+    } else {
+      warn(`no --input: analysing the zero input (as in the paper's synthetic study)`);
+      inputs = new Float32Array(n);
+      count = 1;
+    }
+    let at: 'mean' | 'input' | Float32Array = 'mean';
+    if (argv.at === 'input' || argv.at === 'mean') at = argv.at;
+    else {
+      let bytes: Uint8Array;
+      try {
+        bytes = readFileSync(argv.at);
+      } catch {
+        throw new NetmomentsError("no such file (--at takes 'mean', 'input' or a .npy file)", { file: argv.at });
+      }
+      const a = parseNpy(bytes, argv.at);
+      checkInputVector(a.shape, n, 'the linearization point', argv.at);
+      at = npyToFloat32(a);
+    }
+    const noise = noiseFromArgs(argv, n, warn);
+    const bar = argv.quiet || count < 2 ? undefined : progressBar('analyze', count);
+    let report: AnalyzeReport;
+    try {
+      report = await analyze(
+        model,
+        inputs,
+        count,
+        {
+          relu: argv.relu,
+          output: argv.output,
+          jacobian: argv.jacobian,
+          threads: argv.threads,
+          provider: argv.provider,
+          onWarning: warn,
+          ...noise,
+          at,
+          variance: argv.variance,
+          covariance: argv.covariance,
+          mc: argv.mc,
+          seed: argv.seed,
+          linalg: sharedOrtLinearAlgebra({ threads: argv.threads }),
+        },
+        (done) => bar?.update(done),
+      );
+    } finally {
+      bar?.stop();
+    }
+    if (noise.noiseMeanFile) report.noise.meanFile = noise.noiseMeanFile;
+    if (typeof at !== 'string') report.linearizationPoint = argv.at;
+    const text = argv.format === 'csv' ? analyzeCsv(report) : `${JSON.stringify(report, null, 2)}\n`;
+    emit(text, argv.out);
+    if (!argv.quiet && (argv.out || !process.stdout.isTTY)) process.stderr.write(analyzeSummary(report, argv.out));
+  },
+};

@@ -1,0 +1,143 @@
+/**
+ * What several commands share: the noise options (analyze, report, gate, sensitivity...), reading
+ * inputs with the model's preprocessing, and writing a report to a file (atomically) or stdout.
+ */
+import { readFileSync } from 'node:fs';
+import type { Argv } from 'yargs';
+import { NetmomentsError } from '../errors.js';
+import { openDataset, type Dataset } from '../data/dataset.js';
+import { parseNpy, npyToFloat64 } from '../data/npy.js';
+import { checkCovariance, checkInputVector } from '../data/layout.js';
+import { preprocessingFromMetadata, type Preprocessing } from '../data/preprocess.js';
+import type { LoadedModel } from '../onnx/load.js';
+import { parseWindow, type InputWindow, type NoiseSpec } from '../noise.js';
+import { writeFileAtomic } from '../report/write.js';
+import type { AnalyzeOptions } from '../analyze.js';
+
+export interface NoiseArgs {
+  sigma?: number;
+  'noise-var'?: string;
+  'noise-cov'?: string;
+  'noise-mean'?: string;
+  window?: string;
+}
+
+export interface ModelRunArgs {
+  relu?: string;
+  output?: string;
+  jacobian?: 'auto' | 'jvp' | 'fd';
+  threads?: number;
+  provider?: 'cpu' | 'cuda';
+  scale?: number;
+  offset?: number;
+}
+
+export function noiseOptions<T>(y: Argv<T>): Argv<T & NoiseArgs> {
+  return y
+    .option('sigma', { type: 'number', describe: 'Isotropic noise: Sigma = sigma^2 I, sigma in model input units (default 1)', group: 'Noise:' })
+    .option('noise-var', { type: 'string', describe: 'Diagonal noise: .npy of n per-element variances', group: 'Noise:' })
+    .option('noise-cov', { type: 'string', describe: 'Full noise covariance: .npy of n x n (symmetric PSD)', group: 'Noise:' })
+    .option('noise-mean', { type: 'string', describe: '.npy of n values added to every input (mu = x + noise mean; default 0)', group: 'Noise:' })
+    .option('window', {
+      type: 'string',
+      describe: 'R,C,H,W: keep the noise only inside rows R..R+H-1 and columns C..C+W-1 of the last two input dimensions',
+      group: 'Noise:',
+    })
+    .conflicts('sigma', ['noise-var', 'noise-cov'])
+    .conflicts('noise-var', 'noise-cov') as unknown as Argv<T & NoiseArgs>;
+}
+
+export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
+  return y
+    .option('relu', { type: 'string', describe: 'ReLU to split at: 0-based index from `inspect`, or a node name (default: the last ReLU)', group: 'Model:' })
+    .option('output', { type: 'string', describe: 'The tensor g: a model output or an intermediate tensor (default: the first output)', group: 'Model:' })
+    .option('jacobian', { choices: ['auto', 'jvp', 'fd'] as const, default: 'auto' as const, describe: 'Jacobians by forward-mode JVP, finite differences, or JVP with FD fallback', group: 'Model:' })
+    .option('threads', { type: 'number', describe: 'onnxruntime intra-op threads (default: onnxruntime decides)', group: 'Model:' })
+    .option('provider', { choices: ['cpu', 'cuda'] as const, default: 'cpu' as const, describe: 'onnxruntime execution provider', group: 'Model:' })
+    .option('scale', { type: 'number', describe: 'Preprocessing for image inputs (PNG, idx, uint8 .npy): model = pixel/255 * scale + offset (default: from the model metadata, else 1)', group: 'Model:' })
+    .option('offset', { type: 'number', describe: 'Preprocessing offset (see --scale)', group: 'Model:' }) as unknown as Argv<T & ModelRunArgs>;
+}
+
+function readVector(path: string, n: number, what: string): Float64Array {
+  const bytes = readBytes(path);
+  const a = parseNpy(bytes, path);
+  checkInputVector(a.shape, n, what, path);
+  return npyToFloat64(a);
+}
+
+function readBytes(path: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new NetmomentsError(code === 'ENOENT' ? 'no such file' : `cannot read the file (${code})`, { file: path });
+  }
+}
+
+/** The noise spec, window and noise mean from the options, for inputs of n elements. */
+export function noiseFromArgs(
+  args: NoiseArgs,
+  n: number,
+  warn: (m: string) => void,
+): Pick<AnalyzeOptions, 'noise' | 'noiseFile' | 'window' | 'noiseMean'> & { noiseMeanFile?: string } {
+  let noise: NoiseSpec;
+  let noiseFile: string | undefined;
+  if (args['noise-var']) {
+    noiseFile = args['noise-var'];
+    noise = { kind: 'diagonal', variance: readVector(noiseFile, n, 'the noise variance') };
+  } else if (args['noise-cov']) {
+    noiseFile = args['noise-cov'];
+    const a = parseNpy(readBytes(noiseFile), noiseFile);
+    checkCovariance(a.shape, n, noiseFile);
+    noise = { kind: 'full', cov: npyToFloat64(a) };
+  } else {
+    if (args.sigma === undefined) warn('no noise given: using isotropic noise with sigma 1 (model input units); set --sigma, --noise-var or --noise-cov');
+    noise = { kind: 'isotropic', sigma: args.sigma ?? 1 };
+    if (!Number.isFinite(noise.sigma) || noise.sigma < 0) {
+      throw new NetmomentsError(`--sigma must be a finite number >= 0, got ${args.sigma}`, { code: 'BAD_USAGE' });
+    }
+  }
+  const window: InputWindow | undefined = args.window ? parseWindow(args.window) : undefined;
+  const noiseMean = args['noise-mean'] ? readVector(args['noise-mean'], n, 'the noise mean') : undefined;
+  return { noise, noiseFile, window, noiseMean, noiseMeanFile: args['noise-mean'] };
+}
+
+/** Preprocessing for image-like sources: --scale/--offset, else the model's metadata, else identity. */
+export function preprocessingFor(model: LoadedModel, args: ModelRunArgs, warn?: (m: string) => void): Preprocessing {
+  const meta = preprocessingFromMetadata(model.graph.metadata, model.file);
+  const p = { scale: args.scale ?? meta?.scale ?? 1, offset: args.offset ?? meta?.offset ?? 0 };
+  if (meta && args.scale === undefined && args.offset === undefined && warn) {
+    warn(`image inputs are scaled as the model's metadata says: pixel/255 * ${p.scale} + ${p.offset}${meta.source ? ` (${meta.source})` : ''}`);
+  }
+  return p;
+}
+
+/** Is this data source raw pixels (PNG, idx, uint8 .npy), to which image preprocessing applies? */
+function isPixelSource(path: string, ds: Dataset): boolean {
+  if (ds.kind !== 'npy') return true;
+  try {
+    return parseNpy(readBytes(path), path).dtype === 'uint8';
+  } catch {
+    return false;
+  }
+}
+
+/** Open inputs for a model: float .npy files are model units; image sources get the preprocessing. */
+export function openInputs(path: string, model: LoadedModel, inputShape: number[], args: ModelRunArgs, labels?: string, warn?: (m: string) => void): Dataset {
+  const probe = openDataset(path, { inputShape, labels });
+  if (!isPixelSource(path, probe)) return probe;
+  return openDataset(path, { inputShape, labels, preprocessing: preprocessingFor(model, args, warn) });
+}
+
+/** Write a report to `out` atomically, or to stdout. */
+export function emit(text: string, out?: string): void {
+  if (out) writeFileAtomic(out, text);
+  else process.stdout.write(text);
+}
+
+/** Warnings and summaries go to stderr (unless --quiet). */
+export function stderrWriter(quiet?: boolean): (m: string) => void {
+  return (m: string) => {
+    if (!quiet) process.stderr.write(`netmoments: ${m}\n`);
+  };
+}

@@ -1,0 +1,41 @@
+/**
+ * netmoments as a library: the API the CLI commands use too.
+ *
+ *   import { loadModel, linearize, analyze } from 'netmoments';
+ *   const model = loadModel('lenet.onnx');
+ *   const report = await analyze(model, x, 1, { noise: { kind: 'isotropic', sigma: 8 }, relu: 2 });
+ */
+export { NetmomentsError, type ErrorCode } from './errors.js';
+export { loadModel, loadModelBytes, type LoadedModel } from './onnx/load.js';
+export { Graph, type GraphNode, type ValueInfo } from './onnx/graph.js';
+export { makeBatchDynamic } from './onnx/batch.js';
+export { splitModel, splitModelAt, type SplitResult } from './onnx/split.js';
+export { resolveRelu, splitPoints, resolveSplitPoint, type SplitPoint } from './onnx/splitpoint.js';
+export { Linearizer, type LinearizerOptions, type PointLinearization, type AffineSurrogate, type LayerFlips } from './linearize/linearizer.js';
+export { createJacobianEngine, JacobianEngine, type JacobianMode } from './linearize/jacobian.js';
+export { analyze, Analyzer, noiseDirections, type AnalyzeOptions, type AnalyzeReport, type AnalyzeResult, type VarianceMode } from './analyze.js';
+export { reduceNoise, windowIndices, parseWindow, type NoiseSpec, type InputWindow, type ReducedNoise } from './noise.js';
+export * from './moments/index.js';
+export * from './data/index.js';
+export { sharedOrtLinearAlgebra, OrtLinearAlgebra } from './runtime/linalg.js';
+
+import { Linearizer, type AffineSurrogate, type LinearizerOptions } from './linearize/linearizer.js';
+import type { LoadedModel } from './onnx/load.js';
+
+/**
+ * The two-stage linearization at `point`: g(x) ~ B relu(A x + c1) + D x + c2 with A [p, n],
+ * B [d, p], D [d, n] (only when tensors skip the cut), row-major float64.
+ */
+export async function linearize(
+  model: LoadedModel,
+  point: Float32Array,
+  options: LinearizerOptions = {},
+): Promise<AffineSurrogate & Pick<Linearizer, 'split' | 'skip' | 'input' | 'output'>> {
+  const lin = await Linearizer.create(model, { ...options, flips: false });
+  try {
+    const s = await lin.surrogate(point);
+    return { ...s, split: lin.split, skip: lin.skip, input: lin.input, output: lin.output };
+  } finally {
+    await lin.release();
+  }
+}

@@ -1,0 +1,70 @@
+/** CSV and human-readable renderings of an analyze report. */
+import type { AnalyzeReport } from '../analyze.js';
+
+const CSV_COLUMNS = [
+  'input', 'output_index', 'mean', 'variance', 'variance_paper', 'sd', 'clean', 'predicted', 'clean_predicted',
+  'class_probability', 'flip_probability', 'margin_bound', 'mc_samples', 'mc_mean', 'mc_variance',
+];
+
+function num(v: number | null | undefined): string {
+  return v === null || v === undefined ? '' : String(v);
+}
+
+/** One row per input and output index with the JSON's per-input fields repeated. */
+export function analyzeCsv(report: AnalyzeReport): string {
+  const lines = [CSV_COLUMNS.join(',')];
+  for (const r of report.results) {
+    for (let i = 0; i < r.mean.length; i++) {
+      lines.push(
+        [
+          r.input, i, r.mean[i], num(r.variance?.[i]), num(r.variancePaper?.[i]), num(r.variance ? Math.sqrt(r.variance[i]) : null),
+          r.clean[i], r.predicted, r.cleanPredicted, num(r.classProbabilities?.[i]), num(r.flipProbability), num(r.marginBound),
+          r.mc ? r.mc.samples : '', num(r.mc?.mean[i]), num(r.mc?.variance[i]),
+        ].join(','),
+      );
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const f = (v: number, digits = 4) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(digits));
+
+/** A short account for a person, on stderr. */
+export function analyzeSummary(report: AnalyzeReport, out?: string): string {
+  const s = report.split;
+  const noise =
+    report.noise.kind === 'isotropic'
+      ? `isotropic sigma ${report.noise.sigma}`
+      : `${report.noise.kind} covariance from ${report.noise.file}`;
+  const lines: string[] = [];
+  lines.push(
+    `analyzed ${report.results.length} input(s) of ${report.model}: split at ReLU ${s.index} ('${s.node}', p = ${s.width}), ` +
+      `output '${report.output.name}' (d = ${report.output.size}), noise ${noise}${report.noise.window ? ` in window ${report.noise.window.join(',')}` : ''}, ` +
+      `linearized at the ${report.linearizationPoint}`,
+  );
+  const shown = report.results.slice(0, 5);
+  for (const r of shown) {
+    const flip = r.flipProbability === null ? 'n/a' : f(r.flipProbability, 3);
+    lines.push(
+      `  input ${r.input}: clean class ${r.cleanPredicted}, class of the mean ${r.predicted}, P(flip) ${flip}` +
+        (r.marginBound !== null ? ` (Cantelli bound ${f(r.marginBound, 3)})` : ''),
+    );
+    const order = r.mean.map((_, i) => i).sort((a, b) => r.mean[b] - r.mean[a]).slice(0, Math.min(3, r.mean.length));
+    for (const i of order) {
+      const sd = r.variance ? ` sd ${f(Math.sqrt(r.variance[i]))}` : '';
+      const sdp = r.variancePaper ? ` (paper sd ${f(Math.sqrt(r.variancePaper[i]))})` : '';
+      const mc = r.mc ? `   | Monte Carlo (${r.mc.samples}): mean ${f(r.mc.mean[i])} sd ${f(Math.sqrt(r.mc.variance[i]))}` : '';
+      lines.push(`    g[${i}]: mean ${f(r.mean[i])}${sd}${sdp}${mc}`);
+    }
+    const risky = r.linearization.expectedFlips.filter((l) => !l.isSplit && l.expectedFlips >= 1);
+    if (risky.length > 0) {
+      lines.push(
+        `    linearization: expected state changes elsewhere: ${risky.map((l) => `${l.node} ${f(l.expectedFlips, 1)}/${l.units}`).join(', ')}` +
+          ' (the surrogate holds these fixed)',
+      );
+    }
+  }
+  if (report.results.length > shown.length) lines.push(`  ... ${report.results.length - shown.length} more`);
+  if (out) lines.push(`report written to ${out}`);
+  return `${lines.join('\n')}\n`;
+}
