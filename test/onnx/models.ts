@@ -239,7 +239,25 @@ export function reluNetWith(inits: TensorProto[], extraNodes: NodeProto[] = [], 
   });
 }
 
+/** float64 throughout: x [N,3] float64 -> Gemm -> Relu -> Gemm -> y float64. */
+export function float64Net(seed = 8): Uint8Array {
+  const r = rng(seed);
+  const d = (name: string, dims: number[]): TensorProto => makeTensor(name, DataType.DOUBLE, dims, Array.from(randn(r, dims.reduce((a, b) => a * b, 1))));
+  return model({
+    name: 'f64',
+    node: [
+      makeNode('Gemm', ['x', 'W1', 'b1'], ['h'], { name: 'fc1', attributes: { transB: 1 } }),
+      makeNode('Relu', ['h'], ['r'], { name: 'relu' }),
+      makeNode('Gemm', ['r', 'W2', 'b2'], ['y'], { name: 'fc2', attributes: { transB: 1 } }),
+    ],
+    input: [makeValueInfo('x', DataType.DOUBLE, ['N', 3])],
+    output: [makeValueInfo('y', DataType.DOUBLE, ['N', 2])],
+    initializer: [d('W1', [4, 3]), d('b1', [4]), d('W2', [2, 4]), d('b2', [2])],
+  });
+}
+
 export const ALL_MODELS: Record<string, () => Uint8Array> = {
+  float64: () => float64Net(),
   fc: () => fcNet(),
   fcDeep: () => fcNet(8, [6, 5, 4, 3], 2, 11),
   residual: () => residualNet(),
