@@ -9,7 +9,7 @@
  * noise's own coordinates x = mu + F e, e ~ N(0, I_r), so the engine sees A F, D F and sigma = 1.
  */
 import { NetmomentsError } from './errors.js';
-import { Linearizer, type LayerFlips, type LinearizerOptions, type TensorDescription } from './linearize/linearizer.js';
+import { Linearizer, type LayerFlips, type LinearizerOptions, type PointLinearization, type TensorDescription } from './linearize/linearizer.js';
 import type { LoadedModel } from './onnx/load.js';
 import type { SplitPoint } from './onnx/splitpoint.js';
 import { networkMoments, type NetworkMoments, type Noise } from './moments/network.js';
@@ -17,6 +17,8 @@ import type { LinearAlgebra } from './moments/linalg.js';
 import { classProbabilities } from './moments/classprob.js';
 import { covarianceFactor, monteCarloMoments } from './moments/montecarlo.js';
 import { reduceNoise, windowIndices, type InputWindow, type NoiseSpec, type ReducedNoise } from './noise.js';
+import { checkMemory, estimateAnalyzeMemory, linearizerSizes, memoryLimit } from './resources.js';
+import { perInputShape } from './data/layout.js';
 
 export type VarianceMode = 'exact' | 'paper' | 'both' | 'none';
 
@@ -40,6 +42,13 @@ export interface AnalyzeOptions extends LinearizerOptions {
   /** Quasi-Monte Carlo points for the class probabilities (default 4096). */
   probabilitySamples?: number;
   linalg?: LinearAlgebra;
+  /**
+   * Most memory the run may plan to use: bytes, or a size such as '512M' or '4G' (src/resources.ts).
+   * Default: 80% of the memory available when the run starts. The estimate is checked before any
+   * session is created and again once the split's sizes are known; a run over the limit is a
+   * RESOURCE error naming the estimate and what lowers it.
+   */
+  maxMemory?: number | string;
 }
 
 export interface MonteCarloSummary {
@@ -101,7 +110,14 @@ export function noiseDirections(noise: ReducedNoise, file?: string): { F: Float6
     }
     return { F, r: q };
   }
-  const { factor, rank } = covarianceFactor(noise.sigma.cov, q, 1e-9, 'the noise covariance');
+  let factored: ReturnType<typeof covarianceFactor>;
+  try {
+    factored = covarianceFactor(noise.sigma.cov, q, 1e-9, 'the noise covariance');
+  } catch (e) {
+    if (e instanceof NetmomentsError && !e.file && file) throw new NetmomentsError(e.message, { file, code: e.code });
+    throw e;
+  }
+  const { factor, rank } = factored;
   const F = new Float64Array(rank * n);
   for (let k = 0; k < rank; k++) for (let i = 0; i < q; i++) F[k * n + support[i]] = factor[i * rank + k];
   return { F, r: rank };
@@ -125,16 +141,33 @@ export class Analyzer {
     readonly linearizer: Linearizer,
     readonly options: AnalyzeOptions,
     readonly noise: ReducedNoise,
-    private readonly directions: { F: Float64Array; r: number },
+    /** The noise directions F^T (r x n) on the noise's support (noiseDirections). */
+    readonly directions: { F: Float64Array; r: number },
   ) {}
 
   static async create(model: LoadedModel, options: AnalyzeOptions = {}): Promise<Analyzer> {
+    const limit = memoryLimit(options.maxMemory);
+    Analyzer.checkMemoryBeforeSplit(model, options, limit);
     const linearizer = await Linearizer.create(model, options);
     try {
       const n = linearizer.n;
       const spec = options.noise ?? { kind: 'isotropic', sigma: 1 };
       const win = options.window ? windowIndices(linearizer.input.shape, options.window, model.file) : undefined;
       const noise = reduceNoise(spec, n, win, options.noiseFile);
+      checkMemory(
+        estimateAnalyzeMemory({
+          ...linearizerSizes(linearizer),
+          r: noise.support.length,
+          modelBytes: model.bytes.length,
+          covarianceSupport: noise.sigma.kind === 'full' ? noise.support.length : 0,
+          mc: options.mc,
+          mcLowRank: noise.sigma.kind === 'full',
+          probabilityPoints: options.variance === 'none' ? 0 : (options.probabilitySamples ?? 4096),
+          paper: options.variance !== 'exact' && options.variance !== 'none',
+        }),
+        limit,
+        model.file,
+      );
       if (options.noiseMean) {
         if (options.noiseMean.length !== n) throw new NetmomentsError(`the noise mean has ${options.noiseMean.length} elements, the model input has ${n}`);
         for (const v of options.noiseMean) if (!Number.isFinite(v)) throw new NetmomentsError('the noise mean holds a non-finite value');
@@ -148,6 +181,29 @@ export class Analyzer {
       await linearizer.release();
       throw e;
     }
+  }
+
+  /**
+   * The memory check that can run before any onnxruntime session: the input size n and the noise
+   * (its support, a full covariance's eigendecomposition) are known from the model's declared input.
+   */
+  private static checkMemoryBeforeSplit(model: LoadedModel, options: AnalyzeOptions, limit: ReturnType<typeof memoryLimit>): void {
+    const inputs = model.graph.dataInputs;
+    if (inputs.length !== 1 || !inputs[0].shape) return; // Linearizer.create says what is wrong
+    const shape = perInputShape(inputs[0].shape, model.file, inputs[0].name);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const spec = options.noise ?? { kind: 'isotropic', sigma: 1 };
+    let r = n;
+    let q = 0;
+    // (no index arrays for an absurd n: the estimate with r = n refuses it)
+    const win = options.window && n <= 2 ** 28 ? windowIndices(shape, options.window, model.file) : undefined;
+    if (spec.kind === 'isotropic') r = spec.sigma === 0 ? 0 : (win?.length ?? n);
+    else {
+      const noise = reduceNoise(spec, n, win, options.noiseFile);
+      r = noise.support.length;
+      q = noise.sigma.kind === 'full' ? r : 0;
+    }
+    checkMemory(estimateAnalyzeMemory({ n, r, modelBytes: model.bytes.length, covarianceSupport: q }), limit, model.file);
   }
 
   get split(): SplitPoint {
@@ -171,30 +227,10 @@ export class Analyzer {
     for (let i = 0; i < n; i++) delta[i] = mu[i] - xb[i];
 
     const lin = await this.linearizer.linearize(xb, this.directions.F, this.directions.r, delta);
-    const r = this.directions.r;
-    // m = bottom(xb) + A (mu - xb); c2 = top(yb) - B yb + D (mu - xb)
-    const m = Float64Array.from(lin.zb, (v, u) => v + (lin.Adelta ? lin.Adelta[u] : 0));
-    const c2 = new Float64Array(d);
-    for (let i = 0; i < d; i++) {
-      let s = 0;
-      for (let u = 0; u < p; u++) s += lin.B[i * p + u] * (lin.zb[u] > 0 ? lin.zb[u] : 0);
-      c2[i] = lin.gb[i] - s + (lin.Ddelta ? lin.Ddelta[i] : 0);
-    }
     const mode = o.variance ?? 'both';
     const wantExact = mode === 'exact' || mode === 'both';
     const wantPaper = mode === 'paper' || mode === 'both';
-    const moments = await networkMoments(
-      {
-        A: { data: lin.AF, rows: p, cols: r },
-        B: { data: lin.B, rows: d, cols: p },
-        D: lin.DF ? { data: lin.DF, rows: d, cols: r } : undefined,
-        m,
-        c2,
-        mu: lin.DF ? new Float64Array(r) : undefined,
-      },
-      { kind: 'isotropic', sigma: 1 },
-      { variance: mode !== 'none', covariance: mode !== 'none', paper: wantPaper, linalg: o.linalg },
-    );
+    const moments = await surrogateMoments(lin, p, d, mode, o.linalg);
     const mean = finiteArray(moments.mean, 'mean', file);
     const clean = Array.from(await this.linearizer.evaluate(x, 1));
     const cleanPredicted = argmax(clean);
@@ -249,7 +285,7 @@ export class Analyzer {
   }
 
   /** Sigma over all n input elements, for sampling: F F^T with the factor already built. */
-  private fullNoise(): Noise {
+  fullNoise(): Noise {
     const { F, r } = this.directions;
     const n = this.linearizer.n;
     if (this.noise.sigma.kind === 'isotropic' && this.noise.support.length === n) return { kind: 'isotropic', sigma: this.noise.sigma.sigma };
@@ -267,6 +303,42 @@ export class Analyzer {
   async release(): Promise<void> {
     await this.linearizer.release();
   }
+}
+
+/**
+ * The moments of the surrogate g(x) = B relu(A x + c1) + D x + c2 from a linearization projected
+ * on the noise directions (Linearizer.linearize, or a stored bank centre projected the same way):
+ * m = bottom(xb) + A (mu - xb), c2 = top(yb) - B yb + D (mu - xb), in the noise's own coordinates
+ * (x = mu + F e, e ~ N(0, I_r)), so the engine sees A F, D F and sigma = 1. The covariance is
+ * computed whenever a variance is.
+ */
+export async function surrogateMoments(
+  lin: Pick<PointLinearization, 'zb' | 'gb' | 'AF' | 'Adelta' | 'B' | 'DF' | 'Ddelta' | 'r'>,
+  p: number,
+  d: number,
+  mode: VarianceMode,
+  linalg?: LinearAlgebra,
+): Promise<NetworkMoments> {
+  const r = lin.r;
+  const m = Float64Array.from(lin.zb, (v, u) => v + (lin.Adelta ? lin.Adelta[u] : 0));
+  const c2 = new Float64Array(d);
+  for (let i = 0; i < d; i++) {
+    let s = 0;
+    for (let u = 0; u < p; u++) s += lin.B[i * p + u] * (lin.zb[u] > 0 ? lin.zb[u] : 0);
+    c2[i] = lin.gb[i] - s + (lin.Ddelta ? lin.Ddelta[i] : 0);
+  }
+  return networkMoments(
+    {
+      A: { data: lin.AF, rows: p, cols: r },
+      B: { data: lin.B, rows: d, cols: p },
+      D: lin.DF ? { data: lin.DF, rows: d, cols: r } : undefined,
+      m,
+      c2,
+      mu: lin.DF ? new Float64Array(r) : undefined,
+    },
+    { kind: 'isotropic', sigma: 1 },
+    { variance: mode !== 'none', covariance: mode !== 'none', paper: mode === 'paper' || mode === 'both', linalg },
+  );
 }
 
 /** A per-input seed from (seed, index): distinct streams, the same for the same pair. */

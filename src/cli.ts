@@ -15,6 +15,8 @@ export const EXIT_INTERNAL = 3;
 /** Thrown by a command that ran fine but whose check failed (gate): exit 1. */
 export class CheckFailed extends Error {}
 
+class UsageError extends Error {}
+
 export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes('--debug');
   let usageError: string | undefined;
@@ -36,7 +38,9 @@ export async function main(argv: string[]): Promise<number> {
     .exitProcess(false)
     .fail((msg, err) => {
       if (err) throw err;
+      // stop here: without the throw yargs would go on and run the command's handler
       usageError = msg;
+      throw new UsageError(msg);
     });
   for (const c of commands) parser = parser.command(c);
   try {

@@ -4,7 +4,32 @@
  * released in a loop) and reused for every batch.
  */
 import * as ort from 'onnxruntime-node';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { NetmomentsError, oneLine } from '../errors.js';
+
+// onnxruntime's own logger writes multi-line errors to stderr; our errors say it in one line.
+ort.env.logLevel = 'fatal';
+
+/**
+ * Whether onnxruntime-node has its CUDA provider library beside its binding (it does only when it
+ * was installed with ONNXRUNTIME_NODE_INSTALL=cuda12). Checked before asking onnxruntime, which
+ * would print a multi-line error of its own.
+ */
+export function cudaProviderInstalled(): boolean {
+  try {
+    const pkg = dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
+    const dir = join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
+    const lib = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
+    return existsSync(join(dir, lib));
+  } catch {
+    return false;
+  }
+}
+
+const CUDA_HELP =
+  'install onnxruntime-node with its CUDA binaries (ONNXRUNTIME_NODE_INSTALL=cuda12 npm install onnxruntime-node, with CUDA 12 and cuDNN 9 on the machine), or use --provider cpu';
 
 export type Provider = 'cpu' | 'cuda';
 
@@ -41,6 +66,9 @@ export class ModelSession {
 
   static async create(model: Uint8Array, options: SessionOptions = {}): Promise<ModelSession> {
     const provider = options.provider ?? 'cpu';
+    if (provider === 'cuda' && !cudaProviderInstalled()) {
+      throw new NetmomentsError(`the CUDA execution provider is not installed: ${CUDA_HELP}`, { code: 'UNSUPPORTED', file: options.file });
+    }
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: [provider],
       graphOptimizationLevel: 'all',
@@ -57,8 +85,7 @@ export class ModelSession {
       const msg = oneLine(e instanceof Error ? e.message : String(e));
       if (provider === 'cuda') {
         throw new NetmomentsError(
-          `the CUDA execution provider is not available (${msg}); install onnxruntime-node with CUDA binaries: ` +
-            `ONNXRUNTIME_NODE_INSTALL=cuda12 npm install onnxruntime-node, or use --provider cpu`,
+          `the CUDA execution provider is not available (${msg}); ${CUDA_HELP}`,
           { code: 'UNSUPPORTED', file: options.file },
         );
       }
