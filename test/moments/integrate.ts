@@ -100,7 +100,7 @@ export function normalGenerator(seed: number): () => number {
       has = false;
       return spare;
     }
-    const u1 = (u() * 4294967296 + u()) / 18446744073709552000 || 1e-300;
+    const u1 = u() + u() / 4294967296 || 1e-300; // 53 random bits in (0, 1)
     const u2 = u();
     const r = Math.sqrt(-2 * Math.log(u1));
     spare = r * Math.sin(2 * Math.PI * u2);

@@ -1,0 +1,559 @@
+/**
+ * Moments of a shallow piecewise-linear network under Gaussian input (DESIGN.md section 2):
+ *
+ *   g(x) = B relu(A x + c1) + D x + c2,     x ~ N(mu, Sigma),
+ *   A: p x n, B: d x p, D: d x n (optional skip path), z = A x + c1 ~ N(m, S), S = A Sigma A^T,
+ *   s_v = sqrt(S_vv), a_v = m_v / s_v.
+ *
+ * Mean (Bibi, Alfadly, Ghanem, CVPR 2018, Theorem 1; exact for any m):
+ *   E[g] = B E[relu(z)] + D mu + c2,    E[relu(z_v)] = m_v Phi(a_v) + s_v phi(a_v).
+ * Mean convention for the skip path: D x is linear, so E[D x] = D mu with the `mu` passed in
+ * `ShallowNetwork.mu`; every constant (top(yb) - B yb - D xb from a linearization at xb) belongs
+ * in c2. To avoid cancellation, pass mu - xb as `mu` and top(yb) - B yb as c2 (the same device as
+ * m = bottom(xb) + A (mu - xb) for the pre-activation mean, see preActivationMean).
+ *
+ * Exact covariance, in centred form. Write relu(z_v) = E relu(z_v) + Phi(a_v)(z_v - m_v) + R_v; by
+ * Stein's lemma Cov(relu(z_u), z_v) = Phi(a_u) S_uv, so the residuals R are uncorrelated with z (and
+ * with x), and
+ *   K = Cov(relu(z)) = diag(Phi(a)) S diag(Phi(a)) + C,   C_uv = s_u s_v c(a_u, a_v; rho_uv),
+ * with c the pair correction of relu.ts (Rosenbaum 1961 rearranged; c vanishes when either unit is
+ * surely on or surely off). With H = B diag(Phi(a)) A + D (the expected Jacobian of g), the skip
+ * terms of DESIGN.md (D Sigma D^T + B diag(Phi) A Sigma D^T + transpose) fold into
+ *   Cov(g) = H Sigma H^T + B_U C_UU B_U^T,
+ * where U are the "uncertain" units: those with Phi(-|a|) >= decidedTail (1e-17). A unit with
+ * Phi(-|a|) < 1e-17 is treated as exactly linear (a > 0: relu(z) = z, Phi = 1) or exactly off
+ * (Phi = 0), which removes all its pair terms; a unit with s = 0 is the constant max(m, 0). The
+ * mean is always computed with the exact formula.
+ *
+ * The paper's variance (Theorem 2; derived for m = 0 and applied by the paper for any m):
+ *   var_paper(g_i) = B_i (C0 - m0 m0^T) B_i^T,  C0_uv = s_u s_v / (2pi) (sqrt(1 - rho^2) + rho (pi - arccos rho)),
+ *   m0_v = s_v / sqrt(2pi),
+ * computed in the same centred form: C0 - m0 m0^T = S / 4 + s_u s_v c0(rho), c0 from
+ * reluPairCorrectionPaper. With a skip path the paper has no formula; we report the same zero-mean
+ * assumption carried through, H0 Sigma H0^T + B C0' B^T with H0 = B A / 2 + D, so that the paper's
+ * variance equals the exact one whenever m = 0.
+ *
+ * Memory: the pair matrix is never held whole. Pair terms are computed in row panels (at most
+ * `panelElements` doubles), S for the panel by one product of noise factors, and folded into
+ * W = C B_U^T (|U| x d) at once; Cov += B_U W at the end. Only the upper triangle of C is evaluated.
+ */
+import { NetmomentsError } from '../errors.js';
+import { type LinearAlgebra, jsLinearAlgebra, matVec, rowDots } from './linalg.js';
+import { pairCorrectionClosedForm, reluMean, reluVarianceCorrection } from './relu.js';
+import { GL_W, GL_X, Phi } from './special.js';
+
+/** A row-major float64 matrix. */
+export interface Matrix {
+  data: Float64Array;
+  rows: number;
+  cols: number;
+}
+
+/** Input covariance Sigma (n x n): sigma^2 I, diag(variance), a full matrix, or F F^T with F n x rank. */
+export type Noise =
+  | { kind: 'isotropic'; sigma: number }
+  | { kind: 'diagonal'; variance: Float64Array }
+  | { kind: 'full'; cov: Float64Array /* n x n row-major */ }
+  | { kind: 'lowrank'; factor: Float64Array; rank: number /* Sigma = F F^T, F n x rank row-major */ };
+
+/** g(x) = B relu(z) + D x + c2 with z ~ N(m, A Sigma A^T). */
+export interface ShallowNetwork {
+  /** p x n. */
+  A: Matrix;
+  /** d x p. */
+  B: Matrix;
+  /** d x n skip path (optional). */
+  D?: Matrix;
+  /** Pre-activation mean m = E[A x + c1] (p); see preActivationMean. */
+  m: Float64Array;
+  /** Output offset (d). */
+  c2: Float64Array;
+  /** Required with D: the vector the skip path's mean D mu is taken of (see the file comment). */
+  mu?: Float64Array;
+}
+
+export interface MomentsOptions {
+  /** Exact variance (default true). */
+  variance?: boolean;
+  /** The paper's Theorem 2 variance (default true). */
+  paper?: boolean;
+  /** Exact d x d covariance (default true). */
+  covariance?: boolean;
+  /** Dense products (default: plain TypeScript; use src/runtime/linalg.ts for onnxruntime). */
+  linalg?: LinearAlgebra;
+  /** A unit with Phi(-|a|) below this is treated as surely on/off (default 1e-17). */
+  decidedTail?: number;
+  /** Most doubles one pair panel may hold (default 4M = 32 MB). */
+  panelElements?: number;
+}
+
+/** Unit states (per pre-activation). */
+export const UnitState = { Off: 0, On: 1, Uncertain: 2, Constant: 3 } as const;
+export type UnitStateCode = (typeof UnitState)[keyof typeof UnitState];
+
+export interface UnitStats {
+  /** a_v = m_v / s_v (+-Infinity for s_v = 0; -Infinity when m_v = 0 too, since relu(0) = 0). */
+  a: Float64Array;
+  /** s_v = sqrt((A Sigma A^T)_vv). */
+  s: Float64Array;
+  /** Phi(a_v): the probability the unit is on (the exact value, also for decided units). */
+  Phi: Float64Array;
+  /** UnitState code per unit. */
+  state: Uint8Array;
+  on: number;
+  off: number;
+  uncertain: number;
+  constant: number;
+}
+
+export interface NetworkMoments {
+  mean: Float64Array;
+  /** Exact variance (d), when asked. */
+  variance?: Float64Array;
+  /** The paper's Theorem 2 variance (d), when asked. */
+  variancePaper?: Float64Array;
+  /** Exact covariance (d x d row-major), when asked. */
+  covariance?: Float64Array;
+  units: UnitStats;
+  /** Pair terms evaluated for the exact covariance (|U| (|U| + 1) / 2). */
+  pairTerms: number;
+  /** Pair terms evaluated for the paper's variance. */
+  paperPairTerms: number;
+}
+
+/**
+ * Pre-activation mean m = bottom(xb) + A (mu - xb): the first-order expansion at the
+ * linearization point xb, written so that the large terms A mu and c1 = bottom(xb) - A xb never
+ * cancel each other (DESIGN.md section 2).
+ */
+export function preActivationMean(bottomAtXb: Float64Array, A: Matrix, mu: Float64Array, xb: Float64Array): Float64Array {
+  if (bottomAtXb.length !== A.rows) throw new NetmomentsError(`bottom(xb) has ${bottomAtXb.length} values, A has ${A.rows} rows`);
+  if (mu.length !== A.cols || xb.length !== A.cols) {
+    throw new NetmomentsError(`mu and xb must have ${A.cols} values (A's columns), got ${mu.length} and ${xb.length}`);
+  }
+  const dx = new Float64Array(A.cols);
+  for (let j = 0; j < A.cols; j++) dx[j] = mu[j] - xb[j];
+  const m = matVec(A.data, A.rows, A.cols, dx);
+  for (let v = 0; v < A.rows; v++) m[v] += bottomAtXb[v];
+  return m;
+}
+
+/** Expected number of units whose sign differs from the sign at the mean: sum_v Phi(-|a_v|). */
+export function expectedFlips(units: UnitStats): number {
+  let t = 0;
+  for (let v = 0; v < units.a.length; v++) if (units.s[v] > 0) t += Phi(-Math.abs(units.a[v]));
+  return t;
+}
+
+function checkMatrix(M: Matrix, name: string, rows?: number, cols?: number): void {
+  if (!(M.data instanceof Float64Array)) throw new NetmomentsError(`${name} must be a Float64Array`);
+  if (M.data.length !== M.rows * M.cols) throw new NetmomentsError(`${name} has ${M.data.length} values, not ${M.rows}x${M.cols}`);
+  if (rows !== undefined && M.rows !== rows) throw new NetmomentsError(`${name} has ${M.rows} rows, ${rows} expected`);
+  if (cols !== undefined && M.cols !== cols) throw new NetmomentsError(`${name} has ${M.cols} columns, ${cols} expected`);
+  checkFinite(M.data, name);
+}
+
+function checkFinite(x: Float64Array, name: string): void {
+  for (let i = 0; i < x.length; i++) {
+    if (!Number.isFinite(x[i])) throw new NetmomentsError(`${name} holds a non-finite value (${x[i]}) at element ${i}`);
+  }
+}
+
+/** Validate a noise description for n inputs (shapes, finiteness, symmetry and sign of the diagonal). */
+export function validateNoise(noise: Noise, n: number): void {
+  switch (noise.kind) {
+    case 'isotropic':
+      if (!(Number.isFinite(noise.sigma) && noise.sigma >= 0)) throw new NetmomentsError(`the noise sigma must be finite and >= 0, got ${noise.sigma}`);
+      return;
+    case 'diagonal':
+      if (noise.variance.length !== n) throw new NetmomentsError(`the noise variance has ${noise.variance.length} values, the input has ${n}`);
+      for (let i = 0; i < n; i++) {
+        const v = noise.variance[i];
+        if (!(Number.isFinite(v) && v >= 0)) throw new NetmomentsError(`the noise variance must be finite and >= 0, element ${i} is ${v}`);
+      }
+      return;
+    case 'full': {
+      if (noise.cov.length !== n * n) throw new NetmomentsError(`the noise covariance has ${noise.cov.length} values, a ${n}x${n} matrix is needed`);
+      checkFinite(noise.cov, 'the noise covariance');
+      let scale = 0;
+      for (let i = 0; i < n; i++) scale = Math.max(scale, Math.abs(noise.cov[i * n + i]));
+      const tol = 1e-9 * scale;
+      for (let i = 0; i < n; i++) {
+        if (noise.cov[i * n + i] < 0) throw new NetmomentsError(`the noise covariance is not positive semi-definite: diagonal element ${i} is ${noise.cov[i * n + i]}`);
+        for (let j = i + 1; j < n; j++) {
+          if (Math.abs(noise.cov[i * n + j] - noise.cov[j * n + i]) > tol) {
+            throw new NetmomentsError(`the noise covariance is not symmetric: (${i},${j}) is ${noise.cov[i * n + j]} but (${j},${i}) is ${noise.cov[j * n + i]}`);
+          }
+        }
+      }
+      return;
+    }
+    case 'lowrank':
+      if (!(Number.isInteger(noise.rank) && noise.rank >= 0)) throw new NetmomentsError(`the noise factor rank must be a non-negative integer, got ${noise.rank}`);
+      if (noise.factor.length !== n * noise.rank) {
+        throw new NetmomentsError(`the noise factor has ${noise.factor.length} values, ${n}x${noise.rank} expected`);
+      }
+      checkFinite(noise.factor, 'the noise factor');
+      return;
+    default:
+      throw new NetmomentsError(`unknown noise kind '${(noise as { kind: string }).kind}'`, { code: 'BAD_USAGE' });
+  }
+}
+
+/** L, R (rows x cols) with X Sigma X^T = L R^T; `same` when L and R are one array. */
+export interface NoiseFactors {
+  L: Float64Array;
+  R: Float64Array;
+  cols: number;
+}
+
+/**
+ * Factors of X Sigma X^T for X (rows x n): isotropic L = R = sigma X; diagonal L = R = X diag(sqrt v)
+ * on the columns with v > 0; full L = X Sigma, R = X; low rank L = R = X F.
+ */
+export async function noiseFactors(la: LinearAlgebra, noise: Noise, X: Float64Array, rows: number, n: number): Promise<NoiseFactors> {
+  switch (noise.kind) {
+    case 'isotropic': {
+      const L = new Float64Array(rows * n);
+      for (let i = 0; i < L.length; i++) L[i] = noise.sigma * X[i];
+      return { L, R: L, cols: n };
+    }
+    case 'diagonal': {
+      const support: number[] = [];
+      for (let j = 0; j < n; j++) if (noise.variance[j] > 0) support.push(j);
+      const k = support.length;
+      const sq = support.map((j) => Math.sqrt(noise.variance[j]));
+      const L = new Float64Array(rows * k);
+      for (let i = 0; i < rows; i++) for (let t = 0; t < k; t++) L[i * k + t] = X[i * n + support[t]] * sq[t];
+      return { L, R: L, cols: k };
+    }
+    case 'full': {
+      const L = await la.gemm(X, rows, n, noise.cov, n, n);
+      return { L, R: X, cols: n };
+    }
+    case 'lowrank': {
+      const L = await la.gemm(X, rows, n, noise.factor, n, noise.rank);
+      return { L, R: L, cols: noise.rank };
+    }
+  }
+}
+
+function gatherRows(X: Float64Array, cols: number, idx: Int32Array): Float64Array {
+  const out = new Float64Array(idx.length * cols);
+  for (let t = 0; t < idx.length; t++) out.set(X.subarray(idx[t] * cols, idx[t] * cols + cols), t * cols);
+  return out;
+}
+
+function gatherFactors(F: NoiseFactors, idx: Int32Array): NoiseFactors {
+  const L = gatherRows(F.L, F.cols, idx);
+  return { L, R: F.R === F.L ? L : gatherRows(F.R, F.cols, idx), cols: F.cols };
+}
+
+/** Columns idx of B (d x p), transposed: |idx| x d, optionally scaled per column. */
+function gatherColumnsTransposed(B: Matrix, idx: Int32Array, scale?: Float64Array): Float64Array {
+  const d = B.rows;
+  const p = B.cols;
+  const out = new Float64Array(idx.length * d);
+  for (let i = 0; i < d; i++) {
+    const bo = i * p;
+    for (let t = 0; t < idx.length; t++) out[t * d + i] = B.data[bo + idx[t]] * (scale ? scale[t] : 1);
+  }
+  return out;
+}
+
+/** Half-nodes t in (0, 1) and weights of the three Gauss-Legendre rules: theta = asin(rho) * t. */
+const HALF_T: Float64Array[] = GL_X.map((xs) => {
+  const t = new Float64Array(2 * xs.length);
+  for (let i = 0; i < xs.length; i++) {
+    t[2 * i] = (1 - xs[i]) / 2;
+    t[2 * i + 1] = (1 + xs[i]) / 2;
+  }
+  return t;
+});
+const HALF_W: Float64Array[] = GL_W.map((ws) => {
+  const w = new Float64Array(2 * ws.length);
+  for (let i = 0; i < ws.length; i++) w[2 * i] = w[2 * i + 1] = ws[i];
+  return w;
+});
+const INV_FOUR_PI = 1 / (4 * Math.PI);
+const INV_TWO_PI = 1 / (2 * Math.PI);
+
+/**
+ * Turn a panel of S values into C values in place. Panel rows are units r0..r0+rows-1, columns
+ * units r0..r0+width-1 (so its first `rows` columns are the diagonal block). Only entries on or
+ * above the diagonal are evaluated; the diagonal block's lower triangle is mirrored.
+ * exact: C_uv = s_u s_v c(a_u, a_v; rho) (relu.ts: quadrature for |rho| < 0.925, closed form else);
+ * paper: C_uv = s_u s_v c0(rho).
+ */
+export function pairPanel(panel: Float64Array, rows: number, width: number, r0: number, s: Float64Array, a: Float64Array, diag: Float64Array, paper: boolean): void {
+  const T0 = HALF_T[0], T1 = HALF_T[1], T2 = HALF_T[2];
+  const W0 = HALF_W[0], W1 = HALF_W[1], W2 = HALF_W[2];
+  for (let li = 0; li < rows; li++) {
+    const u = r0 + li;
+    const su = s[u];
+    const au = a[u];
+    const row = li * width;
+    panel[row + li] = diag[u];
+    for (let lj = li + 1; lj < width; lj++) {
+      const v = r0 + lj;
+      const sv = s[v];
+      const ss = su * sv;
+      let rho = panel[row + lj] / ss;
+      if (rho > 1) rho = 1;
+      else if (rho < -1) rho = -1;
+      let c: number;
+      if (paper) {
+        c = (rho * Math.asin(rho) - (rho * rho) / (1 + Math.sqrt((1 - rho) * (1 + rho)))) * INV_TWO_PI;
+      } else if (rho === 0) {
+        c = 0;
+      } else {
+        const ar = rho < 0 ? -rho : rho;
+        if (ar < 0.925) {
+          const T = ar < 0.3 ? T0 : ar < 0.75 ? T1 : T2;
+          const W = ar < 0.3 ? W0 : ar < 0.75 ? W1 : W2;
+          const av = a[v];
+          const asr = Math.asin(rho);
+          const hs = 0.5 * (au * au + av * av);
+          const hk = au * av;
+          let sum = 0;
+          for (let q = 0; q < T.length; q++) {
+            const sn = Math.sin(asr * T[q]);
+            sum += W[q] * (rho - sn) * Math.exp((sn * hk - hs) / (1 - sn * sn));
+          }
+          c = sum * asr * INV_FOUR_PI;
+        } else {
+          c = pairCorrectionClosedForm(au, a[v], rho);
+        }
+      }
+      const val = ss * c;
+      panel[row + lj] = val;
+      if (lj < rows) panel[lj * width + li] = val;
+    }
+  }
+}
+
+/**
+ * W = C B_U^T (q x d) for the q units of `s`/`a`, C their pair-correction matrix, computed panel by
+ * panel (see the file comment). F are the units' noise factors (S = F.L F.R^T), Bt = B_U^T (q x d).
+ */
+export async function foldPairs(
+  la: LinearAlgebra, F: NoiseFactors, s: Float64Array, a: Float64Array, diag: Float64Array, Bt: Float64Array, d: number,
+  paper: boolean, panelElements: number,
+): Promise<{ W: Float64Array; pairs: number }> {
+  const q = s.length;
+  const W = new Float64Array(q * d);
+  if (q === 0 || d === 0) return { W, pairs: 0 };
+  const bs = Math.max(1, Math.min(q, Math.floor(panelElements / q)));
+  const k = F.cols;
+  let pairs = 0;
+  for (let r0 = 0; r0 < q; r0 += bs) {
+    const r1 = Math.min(q, r0 + bs);
+    const rows = r1 - r0;
+    const width = q - r0;
+    const panel = await la.gemm(F.L.subarray(r0 * k, r1 * k), rows, k, F.R.subarray(r0 * k, q * k), width, k, { transB: true });
+    pairPanel(panel, rows, width, r0, s, a, diag, paper);
+    pairs += (rows * (rows + 1)) / 2 + rows * (width - rows);
+    const w1 = await la.gemm(panel, rows, width, Bt.subarray(r0 * d, q * d), width, d);
+    for (let i = 0; i < rows * d; i++) W[r0 * d + i] += w1[i];
+    const rest = width - rows;
+    if (rest > 0) {
+      const off = new Float64Array(rows * rest);
+      for (let li = 0; li < rows; li++) off.set(panel.subarray(li * width + rows, (li + 1) * width), li * rest);
+      const w2 = await la.gemm(off, rows, rest, Bt.subarray(r0 * d, r1 * d), rows, d, { transA: true });
+      const base = r1 * d;
+      for (let i = 0; i < rest * d; i++) W[base + i] += w2[i];
+    }
+  }
+  return { W, pairs };
+}
+
+/** out[i] = sum_u Bt[u, i] W[u, i]. */
+function columnDots(Bt: Float64Array, W: Float64Array, q: number, d: number): Float64Array {
+  const out = new Float64Array(d);
+  for (let u = 0; u < q; u++) {
+    const o = u * d;
+    for (let i = 0; i < d; i++) out[i] += Bt[o + i] * W[o + i];
+  }
+  return out;
+}
+
+function symmetrize(M: Float64Array, d: number): void {
+  for (let i = 0; i < d; i++) {
+    for (let j = i + 1; j < d; j++) {
+      const v = 0.5 * (M[i * d + j] + M[j * d + i]);
+      M[i * d + j] = v;
+      M[j * d + i] = v;
+    }
+  }
+}
+
+/** H = B_L diag(w_L) A_L (+ D): d x n, over the units idx with weights w (one per idx entry). */
+async function expectedJacobian(la: LinearAlgebra, net: ShallowNetwork, idx: Int32Array, w: Float64Array): Promise<Float64Array> {
+  const d = net.B.rows;
+  const n = net.A.cols;
+  let H: Float64Array;
+  if (idx.length === 0) H = new Float64Array(d * n);
+  else {
+    const BtL = gatherColumnsTransposed(net.B, idx, w); // |L| x d
+    const AL = gatherRows(net.A.data, n, idx); // |L| x n
+    H = await la.gemm(BtL, idx.length, d, AL, idx.length, n, { transA: true });
+  }
+  if (net.D) for (let i = 0; i < H.length; i++) H[i] += net.D.data[i];
+  return H;
+}
+
+/** Shapes and values of a network description; returns [n, p, d]. */
+export function validateNetwork(net: ShallowNetwork): [number, number, number] {
+  const n = net.A.cols;
+  const p = net.A.rows;
+  const d = net.B.rows;
+  checkMatrix(net.A, 'A');
+  checkMatrix(net.B, 'B', undefined, p);
+  if (net.m.length !== p) throw new NetmomentsError(`the pre-activation mean has ${net.m.length} values, A has ${p} rows`);
+  checkFinite(net.m, 'the pre-activation mean');
+  if (net.c2.length !== d) throw new NetmomentsError(`the output offset c2 has ${net.c2.length} values, B has ${d} rows`);
+  checkFinite(net.c2, 'the output offset c2');
+  if (net.D) {
+    checkMatrix(net.D, 'D', d, n);
+    if (!net.mu) throw new NetmomentsError('a skip path D needs the input mean mu (for E[D x] = D mu)', { code: 'BAD_USAGE' });
+  }
+  if (net.mu) {
+    if (net.mu.length !== n) throw new NetmomentsError(`mu has ${net.mu.length} values, the input has ${n}`);
+    checkFinite(net.mu, 'mu');
+  }
+  return [n, p, d];
+}
+
+/**
+ * Per-unit statistics: s from the noise factors of A, a = m / s, Phi(a), and the unit state.
+ * Returns the factors too (rows for all p units) for reuse by the pair terms.
+ */
+export async function unitStatistics(
+  la: LinearAlgebra, net: ShallowNetwork, noise: Noise, decidedTail = 1e-17,
+): Promise<{ units: UnitStats; factors: NoiseFactors }> {
+  const [n, p] = [net.A.cols, net.A.rows];
+  const factors = await noiseFactors(la, noise, net.A.data, p, n);
+  const s2 = rowDots(factors.L, factors.R, p, factors.cols);
+  const a = new Float64Array(p);
+  const s = new Float64Array(p);
+  const P = new Float64Array(p);
+  const state = new Uint8Array(p);
+  let on = 0, off = 0, uncertain = 0, constant = 0;
+  for (let v = 0; v < p; v++) {
+    const mv = net.m[v];
+    const sv = s2[v] > 0 ? Math.sqrt(s2[v]) : 0;
+    s[v] = sv;
+    if (sv === 0) {
+      a[v] = mv > 0 ? Infinity : -Infinity;
+      P[v] = mv > 0 ? 1 : 0;
+      state[v] = UnitState.Constant;
+      constant++;
+      continue;
+    }
+    const av = mv / sv;
+    a[v] = av;
+    P[v] = Phi(av);
+    if (Phi(-Math.abs(av)) < decidedTail) {
+      if (av > 0) {
+        state[v] = UnitState.On;
+        on++;
+      } else {
+        state[v] = UnitState.Off;
+        off++;
+      }
+    } else {
+      state[v] = UnitState.Uncertain;
+      uncertain++;
+    }
+  }
+  return { units: { a, s, Phi: P, state, on, off, uncertain, constant }, factors };
+}
+
+/** Mean E[g] = B E[relu(z)] + D mu + c2. */
+export function networkMean(net: ShallowNetwork, units: UnitStats): Float64Array {
+  const p = net.A.rows;
+  const er = new Float64Array(p);
+  for (let v = 0; v < p; v++) er[v] = reluMean(net.m[v], units.s[v]);
+  const mean = matVec(net.B.data, net.B.rows, p, er);
+  for (let i = 0; i < mean.length; i++) mean[i] += net.c2[i];
+  if (net.D && net.mu) {
+    const dm = matVec(net.D.data, net.D.rows, net.D.cols, net.mu);
+    for (let i = 0; i < mean.length; i++) mean[i] += dm[i];
+  }
+  return mean;
+}
+
+/**
+ * Mean, exact variance and covariance, and the paper's variance of g(x) = B relu(A x + c1) + D x + c2
+ * under x ~ N(mu, Sigma); see the file comment for the formulas and conventions.
+ */
+export async function networkMoments(net: ShallowNetwork, noise: Noise, options: MomentsOptions = {}): Promise<NetworkMoments> {
+  const [n, p, d] = validateNetwork(net);
+  validateNoise(noise, n);
+  const la = options.linalg ?? jsLinearAlgebra;
+  const wantCov = options.covariance ?? true;
+  const wantVar = (options.variance ?? true) || wantCov;
+  const wantPaper = options.paper ?? true;
+  const panelElements = options.panelElements ?? 4_000_000;
+  const decidedTail = options.decidedTail ?? 1e-17;
+
+  const { units, factors } = await unitStatistics(la, net, noise, decidedTail);
+  const mean = networkMean(net, units);
+  const result: NetworkMoments = { mean, units, pairTerms: 0, paperPairTerms: 0 };
+
+  if (wantVar) {
+    // Linear (Stein) part: H Sigma H^T with H = B diag(Phi) A + D over units that are on or uncertain.
+    const lin: number[] = [];
+    for (let v = 0; v < p; v++) if (units.state[v] === UnitState.On || units.state[v] === UnitState.Uncertain) lin.push(v);
+    const L = Int32Array.from(lin);
+    const wL = Float64Array.from(lin, (v) => (units.state[v] === UnitState.On ? 1 : units.Phi[v]));
+    const H = await expectedJacobian(la, net, L, wL);
+    const HF = await noiseFactors(la, noise, H, d, n);
+
+    // Correction part over the uncertain units.
+    const U = Int32Array.from({ length: p }, (_, v) => v).filter((v) => units.state[v] === UnitState.Uncertain);
+    const q = U.length;
+    const sU = Float64Array.from(U, (v) => units.s[v]);
+    const aU = Float64Array.from(U, (v) => units.a[v]);
+    const diagU = Float64Array.from(U, (v) => units.s[v] * units.s[v] * reluVarianceCorrection(units.a[v]));
+    const BtU = gatherColumnsTransposed(net.B, U);
+    const { W, pairs } = await foldPairs(la, gatherFactors(factors, U), sU, aU, diagU, BtU, d, false, panelElements);
+    result.pairTerms = pairs;
+
+    if (wantCov) {
+      const cov = await la.gemm(HF.L, d, HF.cols, HF.R, d, HF.cols, { transB: true });
+      if (q > 0) {
+        const covC = await la.gemm(BtU, q, d, W, q, d, { transA: true });
+        for (let i = 0; i < cov.length; i++) cov[i] += covC[i];
+      }
+      symmetrize(cov, d);
+      result.covariance = cov;
+      result.variance = Float64Array.from({ length: d }, (_, i) => cov[i * d + i]);
+    } else {
+      const v = rowDots(HF.L, HF.R, d, HF.cols);
+      const vc = columnDots(BtU, W, q, d);
+      for (let i = 0; i < d; i++) v[i] += vc[i];
+      result.variance = v;
+    }
+  }
+
+  if (wantPaper) {
+    const P = Int32Array.from({ length: p }, (_, v) => v).filter((v) => units.s[v] > 0);
+    const half = new Float64Array(P.length).fill(0.5);
+    const H0 = await expectedJacobian(la, net, P, half);
+    const H0F = await noiseFactors(la, noise, H0, d, n);
+    const v0 = rowDots(H0F.L, H0F.R, d, H0F.cols);
+    const sP = Float64Array.from(P, (v) => units.s[v]);
+    const aP = new Float64Array(P.length);
+    const c0diag = (Math.PI / 2 - 1) / (2 * Math.PI);
+    const diagP = Float64Array.from(P, (v) => units.s[v] * units.s[v] * c0diag);
+    const BtP = gatherColumnsTransposed(net.B, P);
+    const { W, pairs } = await foldPairs(la, gatherFactors(factors, P), sP, aP, diagP, BtP, d, true, panelElements);
+    result.paperPairTerms = pairs;
+    const vc = columnDots(BtP, W, P.length, d);
+    for (let i = 0; i < d; i++) v0[i] += vc[i];
+    result.variancePaper = v0;
+  }
+  return result;
+}
+
