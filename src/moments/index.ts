@@ -1,0 +1,65 @@
+/**
+ * The moments engine: closed-form Gaussian moments of (Affine, ReLU, Affine) networks with the
+ * exact variance beyond the paper's Theorem 2, Monte Carlo ground truth, gradients of the mean and
+ * class probabilities. No ONNX model logic lives here; onnxruntime enters only through the
+ * LinearAlgebra interface (src/runtime/linalg.ts implements it on onnxruntime's float64 Gemm).
+ */
+export { INV_SQRT_2PI, Phi, Phi2, PhiInv, SQRT_2PI, millsComplement, phi } from './special.js';
+export {
+  clampRho,
+  pairCorrectionClosedForm,
+  pairCorrectionQuadrature,
+  reluChi,
+  reluCovariance,
+  reluCrossMoment,
+  reluCrossMomentPaper,
+  reluMean,
+  reluPairCorrection,
+  reluPairCorrectionPaper,
+  reluPsi,
+  reluSecondMoment,
+  reluVariance,
+  reluVarianceCorrection,
+  rosenbaumStd,
+} from './relu.js';
+export { type GemmOptions, type LinearAlgebra, gemmSync, jsLinearAlgebra, matTVec, matVec, rowDots, transpose } from './linalg.js';
+export {
+  type Matrix,
+  type MomentsOptions,
+  type NetworkMoments,
+  type Noise,
+  type NoiseFactors,
+  type ShallowNetwork,
+  type UnitStateCode,
+  type UnitStats,
+  UnitState,
+  expectedFlips,
+  networkMean,
+  networkMoments,
+  noiseFactors,
+  preActivationMean,
+  unitStatistics,
+  validateNetwork,
+  validateNoise,
+} from './network.js';
+export {
+  type BatchFunction,
+  type BatchFunction64,
+  type CovarianceFactor,
+  type MonteCarloOptions,
+  type MonteCarloResult,
+  GaussianSampler,
+  MomentAccumulator,
+  Rng,
+  covarianceFactor,
+  monteCarloMoments,
+  monteCarloMoments64,
+} from './montecarlo.js';
+export { type MeanGradient, differenceWeights, meanGradient, networkMeanOnly } from './gradients.js';
+export {
+  type ClassProbabilities,
+  type ClassProbabilityOptions,
+  cantelliMarginBound,
+  classProbabilities,
+  pivotedCholesky,
+} from './classprob.js';
