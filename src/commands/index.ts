@@ -7,3 +7,7 @@ import { inspectCommand } from './inspect.js'; commands.push(inspectCommand);
 import { splitCommand } from './split.js'; commands.push(splitCommand);
 import { analyzeCommand } from './analyze.js'; commands.push(analyzeCommand);
 import { linearizeCommand } from './linearize.js'; commands.push(linearizeCommand);
+import { tightnessCommand } from './tightness.js'; commands.push(tightnessCommand);
+import { sensitivityCommand } from './sensitivity.js'; commands.push(sensitivityCommand);
+import { foolingCommand } from './fooling.js'; commands.push(foolingCommand);
+import { attackCommand } from './attack.js'; commands.push(attackCommand);

@@ -1,0 +1,57 @@
+/** Small helpers the experiment commands share (argument checks, CSV, JSON numbers). */
+import { NetmomentsError } from '../errors.js';
+
+/** A whole number >= min from an option, or a one-line usage error naming the option. */
+export function wholeNumber(name: string, v: unknown, min: number): number {
+  const x = Number(v);
+  if (!(Number.isInteger(x) && x >= min)) throw new NetmomentsError(`--${name} must be a whole number >= ${min}, got ${String(v)}`, { code: 'BAD_USAGE' });
+  return x;
+}
+
+/** A finite number in [lo, hi] (open bounds when lo/hiOpen), or a one-line usage error. */
+export function numberIn(name: string, v: unknown, lo: number, hi: number, open: { lo?: boolean; hi?: boolean } = {}): number {
+  const x = Number(v);
+  const okLo = open.lo ? x > lo : x >= lo;
+  const okHi = open.hi ? x < hi : x <= hi;
+  if (!(Number.isFinite(x) && okLo && okHi)) {
+    const range = `${open.lo ? '(' : '['}${lo}, ${hi}${open.hi ? ')' : ']'}`;
+    throw new NetmomentsError(`--${name} must be a number in ${range}, got ${String(v)}`, { code: 'BAD_USAGE' });
+  }
+  return x;
+}
+
+/** The first `count` indices of a dataset of `size` (all when count is undefined); an error when count > size. */
+export function firstIndices(size: number, count: number | undefined, file: string): number[] {
+  const c = count ?? size;
+  if (c > size) throw new NetmomentsError(`--count ${c} asks for more inputs than the data holds (${size})`, { file, code: 'BAD_USAGE' });
+  return Array.from({ length: c }, (_, i) => i);
+}
+
+/** CSV text from a header and rows (numbers at full precision, strings quoted when needed). */
+export function csv(header: string[], rows: Array<Array<string | number | boolean | null>>): string {
+  const cell = (v: string | number | boolean | null) => {
+    if (v === null) return '';
+    if (typeof v === 'number') return Number.isFinite(v) ? String(v) : '';
+    const s = String(v);
+    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return `${[header, ...rows].map((r) => r.map(cell).join(',')).join('\n')}\n`;
+}
+
+/** JSON.stringify that turns typed arrays into arrays and non-finite numbers into null. */
+export function toJson(value: unknown): string {
+  return `${JSON.stringify(
+    value,
+    (_k, v) => {
+      if (ArrayBuffer.isView(v) && !(v instanceof DataView)) return Array.from(v as unknown as ArrayLike<number>);
+      if (typeof v === 'number' && !Number.isFinite(v)) return null;
+      return v;
+    },
+    2,
+  )}\n`;
+}
+
+/** n significant digits for summaries. */
+export function sig(v: number, n = 3): string {
+  return Number.isFinite(v) ? Number(v.toPrecision(n)).toString() : 'n/a';
+}
