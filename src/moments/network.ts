@@ -39,8 +39,8 @@
  */
 import { NetmomentsError } from '../errors.js';
 import { type LinearAlgebra, jsLinearAlgebra, matVec, rowDots } from './linalg.js';
-import { pairCorrectionClosedForm, reluMean, reluVarianceCorrection } from './relu.js';
-import { GL_W, GL_X, Phi } from './special.js';
+import { pairCorrectionClosedForm, reluMean, reluPsi, reluVarianceCorrection } from './relu.js';
+import { GL_W, GL_X, Phi, Phi2, phi } from './special.js';
 
 /** A row-major float64 matrix. */
 export interface Matrix {
@@ -288,6 +288,18 @@ const INV_TWO_PI = 1 / (2 * Math.PI);
 export function pairPanel(panel: Float64Array, rows: number, width: number, r0: number, s: Float64Array, a: Float64Array, diag: Float64Array, paper: boolean): void {
   const T0 = HALF_T[0], T1 = HALF_T[1], T2 = HALF_T[2];
   const W0 = HALF_W[0], W1 = HALF_W[1], W2 = HALF_W[2];
+  // Per-unit values the closed form (|rho| >= 0.925) needs, on the side a <= 0 it is evaluated on.
+  const Pn = new Float64Array(width); // Phi(-|a|)
+  const Sn = new Float64Array(width); // psi(-|a|)
+  const Ph = new Float64Array(width); // phi(a)
+  if (!paper) {
+    for (let lj = 0; lj < width; lj++) {
+      const x = -Math.abs(a[r0 + lj]);
+      Pn[lj] = Phi(x);
+      Sn[lj] = reluPsi(x);
+      Ph[lj] = phi(x);
+    }
+  }
   for (let li = 0; li < rows; li++) {
     const u = r0 + li;
     const su = s[u];
@@ -322,7 +334,29 @@ export function pairPanel(panel: Float64Array, rows: number, width: number, r0: 
           }
           c = sum * asr * INV_FOUR_PI;
         } else {
-          c = pairCorrectionClosedForm(au, a[v], rho);
+          // Rosenbaum's closed form after the flips that make a, b <= 0 (pairCorrectionClosedForm,
+          // inlined with the per-unit values above)
+          let ap = au;
+          let bp = a[v];
+          let rp = rho;
+          if (ap > 0) {
+            ap = -ap;
+            rp = -rp;
+          }
+          if (bp > 0) {
+            bp = -bp;
+            rp = -rp;
+          }
+          const rr = Math.sqrt((1 - rp) * (1 + rp));
+          if (rr === 0) c = pairCorrectionClosedForm(au, a[v], rho);
+          else {
+            const phA = Ph[li];
+            const phB = Ph[lj];
+            const tb = (bp - rp * ap) / rr;
+            const e =
+              (ap * bp + rp) * Phi2(ap, bp, rp) + ap * phB * Phi((ap - rp * bp) / rr) + bp * phA * Phi(tb) + rr * phA * phi(tb);
+            c = e - Sn[li] * Sn[lj] - rp * Pn[li] * Pn[lj];
+          }
         }
       }
       const val = ss * c;

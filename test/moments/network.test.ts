@@ -8,9 +8,10 @@ import {
   UnitState,
   expectedFlips,
   networkMoments,
+  pairPanel,
   preActivationMean,
 } from '../../src/moments/network.js';
-import { reluCrossMoment, reluCrossMomentPaper, reluMean } from '../../src/moments/relu.js';
+import { reluCrossMoment, reluCrossMomentPaper, reluMean, reluPairCorrection, reluVarianceCorrection } from '../../src/moments/relu.js';
 import { Phi } from '../../src/moments/special.js';
 import { OrtLinearAlgebra } from '../../src/runtime/linalg.js';
 import { minEigenvalue, mulberry32, naiveMatMul, naiveTranspose, normalGenerator } from './integrate.js';
@@ -278,6 +279,25 @@ describe('network moments: identities and properties', () => {
       ),
       { numRuns: 150, seed: 42 },
     );
+  });
+
+  it('the pair kernel equals s_u s_v c(a_u, a_v; rho) of relu.ts for every branch of rho (incl. +-1)', () => {
+    const q = 7;
+    const a = Float64Array.of(-8.3, -2, -0.4, 0, 0.9, 3.3, 8.4);
+    const s = Float64Array.of(0.5, 1, 2, 1.5, 0.7, 3, 1.1);
+    const rhos = [-1, -0.999, -0.93, -0.9, -0.6, -0.2, 0, 0.25, 0.5, 0.8, 0.924, 0.925, 0.97, 1];
+    const diag = Float64Array.from(a, (x, u) => s[u] * s[u] * reluVarianceCorrection(x));
+    for (let k = 0; k < rhos.length; k++) {
+      const R = new Float64Array(q * q);
+      for (let u = 0; u < q; u++) for (let v = 0; v < q; v++) R[u * q + v] = u === v ? 1 : rhos[(k + u + 2 * v) % rhos.length];
+      const panel = Float64Array.from(R, (r, i) => r * s[Math.floor(i / q)] * s[i % q]);
+      pairPanel(panel, q, q, 0, s, a, diag, false);
+      for (let u = 0; u < q; u++) for (let v = u + 1; v < q; v++) {
+        const want = s[u] * s[v] * reluPairCorrection(a[u], a[v], R[u * q + v]);
+        expect(Math.abs(panel[u * q + v] - want), `a=${a[u]},${a[v]} rho=${R[u * q + v]}`).toBeLessThanOrEqual(1e-15 * s[u] * s[v]);
+        expect(panel[v * q + u]).toBe(panel[u * q + v]);
+      }
+    }
   });
 
   it('pair panels of any size give the same answer (memory-bounded folding)', async () => {
