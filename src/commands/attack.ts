@@ -27,6 +27,7 @@ interface AttackArgs extends ModelRunArgs {
   data?: string;
   labels?: string;
   count?: number;
+  start: number;
   target?: number;
   untargeted?: boolean;
   universal?: boolean;
@@ -129,7 +130,8 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
       .option('input', { type: 'string', describe: 'Input(s) to attack: .npy (model units; one or a batch), .png, idx' })
       .option('data', { type: 'string', describe: 'With --universal: the images the one noise mean is optimized over' })
       .option('labels', { type: 'string', describe: 'Labels file: the true classes (default: the clean prediction)' })
-      .option('count', { type: 'number', describe: 'Use the first N inputs (default all)' })
+      .option('count', { type: 'number', describe: 'Use N inputs from --start (default: all from there)' })
+      .option('start', { type: 'number', default: 0, describe: 'Index of the first input used (0-based)' })
       .option('target', { type: 'number', describe: 'Eq. 3: make this class the most likely' })
       .option('untargeted', { type: 'boolean', describe: 'Eq. 4: move away from the true class, on a random --alpha fraction of the input' })
       .option('universal', { type: 'boolean', describe: 'One noise mean for all inputs of --data: minimizes the average closed-form correct-class margin' })
@@ -169,7 +171,7 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
     const model = loadModel(argv.model);
     const inputShape = Linearizer.inputShapeOf(model);
     const ds = openInputs(source, model, inputShape, argv, argv.labels, warn);
-    const indices = firstIndices(ds.size, count, source);
+    const indices = firstIndices(ds.size, count, source, wholeNumber('start', argv.start, 0));
     if (indices.length === 0) throw new NetmomentsError('holds no inputs', { file: source });
     const disp = displayFor(model, argv);
     const linalg = sharedOrtLinearAlgebra({ threads: argv.threads });

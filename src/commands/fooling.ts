@@ -23,6 +23,7 @@ interface FoolingArgs extends ModelRunArgs {
   data: string;
   labels?: string;
   count?: number;
+  start: number;
   perturbation: string;
   sigma: number;
   mc: number;
@@ -56,7 +57,8 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
       .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model' })
       .option('data', { type: 'string', demandOption: true, describe: 'Inputs (.npy in model units, idx, PNG or a folder of PNGs)' })
       .option('labels', { type: 'string', describe: 'Labels file, reported beside each image' })
-      .option('count', { type: 'number', describe: 'Use the first N inputs (default all)' })
+      .option('count', { type: 'number', describe: 'Use N inputs from --start (default: all from there)' })
+      .option('start', { type: 'number', default: 0, describe: 'Index of the first input used (0-based)' })
       .option('perturbation', { type: 'string', demandOption: true, describe: '.npy of n values added to every input (model units), e.g. mu.npy of `attack --universal`' })
       .option('sigma', { type: 'number', default: 0, describe: 'Isotropic noise around x + P (model units; 0: the perturbation alone)' })
       .option('mc', { type: 'number', default: 0, describe: 'Also sample N noisy inputs per image through the real model' })
@@ -75,7 +77,7 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
     const n = inputShape.reduce((a, b) => a * b, 1);
     const perturbation = readPerturbation(argv.perturbation, n);
     const ds = openInputs(argv.data, model, inputShape, argv, argv.labels, warn);
-    const indices = firstIndices(ds.size, count, argv.data);
+    const indices = firstIndices(ds.size, count, argv.data, wholeNumber('start', argv.start, 0));
     if (indices.length === 0) throw new NetmomentsError('holds no inputs', { file: argv.data });
     const bar = argv.quiet ? undefined : progressBar('fooling', indices.length);
     let res;

@@ -23,6 +23,7 @@ interface SensitivityArgs extends ModelRunArgs {
   data: string;
   labels?: string;
   count?: number;
+  start: number;
   'window-size': number;
   stride: number;
   sigma: number;
@@ -53,7 +54,8 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
       .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model' })
       .option('data', { type: 'string', demandOption: true, describe: 'Inputs (.npy in model units, idx, PNG or a folder of PNGs)' })
       .option('labels', { type: 'string', describe: 'Labels file (.npy, idx1 or text): maps are grouped by label (default: by the clean class)' })
-      .option('count', { type: 'number', describe: 'Use the first N inputs (default all)' })
+      .option('count', { type: 'number', describe: 'Use N inputs from --start (default: all from there)' })
+      .option('start', { type: 'number', default: 0, describe: 'Index of the first input used (0-based)' })
       .option('window-size', { type: 'number', default: 7, describe: 'Window side w (the noise covers w x w of the last two input dimensions, all channels)' })
       .option('stride', { type: 'number', default: 1, describe: 'Window stride' })
       .option('sigma', { type: 'number', demandOption: true, describe: 'Noise standard deviation inside the window (model input units)' })
@@ -72,7 +74,7 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
     const model = loadModel(argv.model);
     const inputShape = Linearizer.inputShapeOf(model);
     const ds = openInputs(argv.data, model, inputShape, argv, argv.labels, warn);
-    const indices = firstIndices(ds.size, count, argv.data);
+    const indices = firstIndices(ds.size, count, argv.data, wholeNumber('start', argv.start, 0));
     if (indices.length === 0) throw new NetmomentsError('holds no inputs', { file: argv.data });
     const bar = argv.quiet ? undefined : progressBar('sensitivity', indices.length);
     let result;

@@ -25,8 +25,10 @@ interface TightnessArgs extends NoiseArgs, ModelRunArgs {
   synthetic?: boolean;
   paper?: boolean;
   runs: number;
+  start: number;
   mc: number;
   'max-var': string;
+  'mean-sd': number;
   seed: number;
   'out-dir': string;
   quiet?: boolean;
@@ -45,7 +47,7 @@ function quantityPlots(s: TightnessStudy): Record<string, string> {
       x: s.runDetails.map((r) => pick(r).x[i]),
       y: s.runDetails.map((r) => pick(r).y[i]),
     }));
-  const where = s.mode === 'synthetic' ? `max variance ${s.noise.maxVariance}` : s.noise.sigma !== undefined ? `sigma ${s.noise.sigma}` : `noise ${s.noise.file}`;
+  const where = s.mode === 'synthetic' ? `max variance ${s.noise.maxVariance}${s.noise.inputMeanSd ? `, input mean sd ${s.noise.inputMeanSd}` : ', zero input'}` : s.noise.sigma !== undefined ? `sigma ${s.noise.sigma}` : `noise ${s.noise.file}`;
   const sub = (f: { slope: number; r2: number }) => `${s.runs} runs, ${s.mc} MC samples, ReLU ${s.split.index}, ${where}; slope ${sig(f.slope, 4)}, R^2 ${sig(f.r2, 3)}`;
   files[`${s.name}-mean.svg`] = scatterSvg({
     title: `${s.name}: mean`,
@@ -115,8 +117,10 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
       .option('synthetic', { type: 'boolean', describe: 'Runs at the zero input with random covariances in each --max-var regime (the paper\'s synthetic study)' })
       .option('paper', { type: 'boolean', describe: 'The paper\'s synthetic study: FC and conv nets of depth 2, 3, 4, split at ReLU 1 (l = 2), regimes 1e-4, 1, 200' })
       .option('runs', { type: 'number', default: 20, describe: 'Runs per study (inputs with --data, covariance draws otherwise; the paper used 200)' })
+      .option('start', { type: 'number', default: 0, describe: 'With --data: index of the first input (run k analyses input start + k)' })
       .option('mc', { type: 'number', default: 10000, describe: 'Monte Carlo samples per run (the paper used 75000)' })
       .option('max-var', { type: 'string', default: PAPER_REGIMES.join(','), describe: 'Synthetic regimes: comma-separated maximum variances' })
+      .option('mean-sd', { type: 'number', default: 0, describe: 'Synthetic: draw each run\'s input mean from N(0, s^2 I) and linearize there (default 0: the zero input, as in the paper)' })
       .option('seed', { type: 'number', default: 0, describe: 'Seed of the covariance draws and the Monte Carlo' })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for tightness.json, runs.csv and the SVG plots' })
       .example('$0 tightness fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --sigma 8 --runs 100 --mc 10000 --out-dir out/table1', 'Table 1 on the bundled LeNet')
@@ -132,6 +136,8 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
     if (argv.threads !== undefined) wholeNumber('threads', argv.threads, 1);
     const regimes = parseNumberList(argv['max-var'], '--max-var');
     for (const v of regimes) if (!(v > 0)) throw new NetmomentsError(`--max-var values must be > 0, got ${v}`, { code: 'BAD_USAGE' });
+    const meanSd = Number(argv['mean-sd']);
+    if (!(Number.isFinite(meanSd) && meanSd >= 0)) throw new NetmomentsError(`--mean-sd must be a number >= 0, got ${argv['mean-sd']}`, { code: 'BAD_USAGE' });
     const linalg = sharedOrtLinearAlgebra({ threads: argv.threads });
     const common = { runs, mc, seed: argv.seed, linalg };
     const studies: TightnessStudy[] = [];
@@ -142,7 +148,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
         for (const v of regimes) {
           const bar = argv.quiet ? undefined : progressBar(`${label ?? 'tightness'} var ${v}`, runs);
           try {
-            studies.push(await tightnessSynthetic(model, { ...common, maxVariance: v, linearizer: lin, onProgress: (k) => bar?.update(k) }));
+            studies.push(await tightnessSynthetic(model, { ...common, maxVariance: v, meanSd, linearizer: lin, onProgress: (k) => bar?.update(k) }));
           } finally {
             bar?.stop();
           }
@@ -165,10 +171,12 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
       const inputShape = Linearizer.inputShapeOf(model);
       const n = inputShape.reduce((a, b) => a * b, 1);
       const ds = openInputs(argv.data!, model, inputShape, argv, undefined, warn);
+      const start = wholeNumber('start', argv.start, 0);
+      if (start >= ds.size) throw new NetmomentsError(`--start ${start} is past the last input (the data holds ${ds.size})`, { file: argv.data, code: 'BAD_USAGE' });
       let r = runs;
-      if (r > ds.size) {
-        warn(`--runs ${runs} but ${argv.data} holds ${ds.size} inputs: running ${ds.size}`);
-        r = ds.size;
+      if (start + r > ds.size) {
+        warn(`--runs ${runs} from input ${start} but ${argv.data} holds ${ds.size} inputs: running ${ds.size - start}`);
+        r = ds.size - start;
       }
       const noise = noiseFromArgs(argv, n, warn);
       if (noise.noiseMean) throw new NetmomentsError('tightness compares zero-mean noise around each input: --noise-mean is not used here', { code: 'BAD_USAGE' });
@@ -185,6 +193,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
             noise: noise.noise!,
             noiseFile: noise.noiseFile,
             window: noise.window,
+            indices: Array.from({ length: r }, (_, k) => start + k),
             onProgress: (k) => bar?.update(k),
           }),
         );

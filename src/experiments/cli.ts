@@ -20,11 +20,15 @@ export function numberIn(name: string, v: unknown, lo: number, hi: number, open:
   return x;
 }
 
-/** The first `count` indices of a dataset of `size` (all when count is undefined); an error when count > size. */
-export function firstIndices(size: number, count: number | undefined, file: string): number[] {
-  const c = count ?? size;
-  if (c > size) throw new NetmomentsError(`--count ${c} asks for more inputs than the data holds (${size})`, { file, code: 'BAD_USAGE' });
-  return Array.from({ length: c }, (_, i) => i);
+/**
+ * Indices start .. start + count - 1 of a dataset of `size` (count default: to the end); an error
+ * naming the data file when they do not fit.
+ */
+export function firstIndices(size: number, count: number | undefined, file: string, start = 0): number[] {
+  if (start >= size && size > 0) throw new NetmomentsError(`--start ${start} is past the last input (the data holds ${size})`, { file, code: 'BAD_USAGE' });
+  const c = count ?? size - start;
+  if (start + c > size) throw new NetmomentsError(`--start ${start} --count ${c} asks for more inputs than the data holds (${size})`, { file, code: 'BAD_USAGE' });
+  return Array.from({ length: c }, (_, i) => start + i);
 }
 
 /** CSV text from a header and rows (numbers at full precision, strings quoted when needed). */

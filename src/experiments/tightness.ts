@@ -7,8 +7,9 @@
  * variance. Two kinds of runs:
  *   - data: run k analyses input k of a dataset under the user's noise (linearized at the image,
  *     as the paper does for LeNet on MNIST, Table 1);
- *   - synthetic: the input mean is 0 (the paper's synthetic study, linearized at x = 0), and run k
- *     draws a random covariance in a regime of maximum variance V:
+ *   - synthetic: the input mean is 0 (the paper's synthetic study, linearized at x = 0; with
+ *     meanSd > 0 each run draws mu ~ N(0, meanSd^2 I) and linearizes there), and run k draws a
+ *     random covariance in a regime of maximum variance V:
  *       t_k ~ U(0.01, 1),  v_i ~ U(0, t_k V) per input element,
  *       Sigma = diag(sqrt v) R diag(sqrt v),  R = G G^T with G n x n i.i.d. normal, rows normalised,
  *     so every variance is at most V, the correlations are random and full rank, and the runs spread
@@ -38,6 +39,8 @@ export interface TightnessRun {
   input?: number;
   /** Synthetic runs: t_k V, the largest variance this draw allows. */
   maxVariance?: number;
+  /** Synthetic runs with random input means: |mu|. */
+  inputMeanNorm?: number;
   analytic: { mean: number[]; variance: number[]; variancePaper: number[] };
   mc: { samples: number; mean: number[]; variance: number[]; meanStdErr: number[] };
   /** Expected state changes of the other nonlinear layers under the linearized noise. */
@@ -60,7 +63,7 @@ export interface TightnessStudy {
   output: TensorDescription;
   mode: 'data' | 'synthetic';
   /** Data: the noise of every run; synthetic: the regime. */
-  noise: { kind: string; sigma?: number; file?: string; window?: number[] | null; maxVariance?: number; construction?: string };
+  noise: { kind: string; sigma?: number; file?: string; window?: number[] | null; maxVariance?: number; inputMeanSd?: number; construction?: string };
   linearizationPoint: string;
   runs: number;
   mc: number;
@@ -215,6 +218,8 @@ export async function tightnessSynthetic(
     relu?: number | string;
     output?: string;
     maxVariance: number;
+    /** Input mean of each run ~ N(0, meanSd^2 I), linearized there (default 0: the zero input, as in the paper). */
+    meanSd?: number;
     threads?: number;
     onWarning?: (m: string) => void;
     linearizer?: Linearizer;
@@ -228,13 +233,16 @@ export async function tightnessSynthetic(
   const lin = options.linearizer ?? (await Linearizer.create(model, { relu: options.relu, output: options.output, threads: options.threads, onWarning: options.onWarning }));
   try {
     const { n, p, d } = lin;
-    const point = new Float32Array(n);
-    const mu = new Float64Array(n);
+    const meanSd = options.meanSd ?? 0;
+    if (!(Number.isFinite(meanSd) && meanSd >= 0)) throw new NetmomentsError(`the input mean sd must be a number >= 0, got ${meanSd}`, { code: 'BAD_USAGE' });
     const details: TightnessRun[] = [];
     const seed = options.seed ?? 0;
     for (let k = 0; k < options.runs; k++) {
       const rng = new Rng(seedFor(seed, k) ^ 0x5bd1e995);
       const { Ft, scale } = regimeFactor(n, options.maxVariance, rng);
+      const point = new Float32Array(n);
+      if (meanSd > 0) for (let i = 0; i < n; i++) point[i] = meanSd * rng.normal();
+      const mu = Float64Array.from(point);
       const L = await lin.linearize(point, Ft, n);
       const c2 = new Float64Array(d);
       for (let i = 0; i < d; i++) {
@@ -262,6 +270,7 @@ export async function tightnessSynthetic(
       details.push({
         run: k,
         maxVariance: scale,
+        ...(meanSd > 0 ? { inputMeanNorm: Math.hypot(...mu) } : {}),
         analytic: { mean: Array.from(mom.mean), variance: Array.from(mom.variance!), variancePaper: Array.from(mom.variancePaper!) },
         mc: { samples: mc.samples, mean: Array.from(mc.mean), variance: Array.from(mc.variance), meanStdErr: Array.from(mc.meanStdErr) },
         expectedFlips: L.flips,
@@ -270,7 +279,7 @@ export async function tightnessSynthetic(
     }
     const { table, fit } = summarizeRuns(details, d);
     return {
-      name: options.name ?? `${baseName(model.file)}-relu${lin.split.index}-var${options.maxVariance}`,
+      name: options.name ?? `${baseName(model.file)}-relu${lin.split.index}-var${options.maxVariance}${meanSd > 0 ? `-mean${meanSd}` : ''}`,
       model: model.file,
       split: lin.split,
       output: lin.output,
@@ -278,9 +287,10 @@ export async function tightnessSynthetic(
       noise: {
         kind: 'full',
         maxVariance: options.maxVariance,
+        inputMeanSd: meanSd,
         construction: 't ~ U(0.01, 1); v_i ~ U(0, t V); Sigma = diag(sqrt v) G G^T diag(sqrt v), G i.i.d. normal with unit rows',
       },
-      linearizationPoint: 'zero',
+      linearizationPoint: meanSd > 0 ? 'mean' : 'zero',
       runs: options.runs,
       mc: options.mc,
       table,
