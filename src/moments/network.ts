@@ -38,7 +38,7 @@
  * W = C B_U^T (|U| x d) at once; Cov += B_U W at the end. Only the upper triangle of C is evaluated.
  */
 import { NetmomentsError } from '../errors.js';
-import { type LinearAlgebra, jsLinearAlgebra, matVec, rowDots } from './linalg.js';
+import { type LinearAlgebra, jsLinearAlgebra, matVec, rowDots, transpose } from './linalg.js';
 import { pairCorrectionClosedForm, reluMean, reluPsi, reluVarianceCorrection } from './relu.js';
 import { GL_W, GL_X, Phi, Phi2, phi } from './special.js';
 
@@ -391,9 +391,13 @@ export async function foldPairs(
     for (let i = 0; i < rows * d; i++) W[r0 * d + i] += w1[i];
     const rest = width - rows;
     if (rest > 0) {
-      const off = new Float64Array(rows * rest);
-      for (let li = 0; li < rows; li++) off.set(panel.subarray(li * width + rows, (li + 1) * width), li * rest);
-      const w2 = await la.gemm(off, rows, rest, Bt.subarray(r0 * d, r1 * d), rows, d, { transA: true });
+      // the off-diagonal block transposed (rest x rows): a plain product runs ~15% faster than transA
+      const offT = new Float64Array(rest * rows);
+      for (let li = 0; li < rows; li++) {
+        const o = li * width + rows;
+        for (let lj = 0; lj < rest; lj++) offT[lj * rows + li] = panel[o + lj];
+      }
+      const w2 = await la.gemm(offT, rest, rows, Bt.subarray(r0 * d, r1 * d), rows, d);
       const base = r1 * d;
       for (let i = 0; i < rest * d; i++) W[base + i] += w2[i];
     }
@@ -428,9 +432,9 @@ async function expectedJacobian(la: LinearAlgebra, net: ShallowNetwork, idx: Int
   let H: Float64Array;
   if (idx.length === 0) H = new Float64Array(d * n);
   else {
-    const BtL = gatherColumnsTransposed(net.B, idx, w); // |L| x d
+    const BL = transpose(gatherColumnsTransposed(net.B, idx, w), idx.length, d); // d x |L|
     const AL = gatherRows(net.A.data, n, idx); // |L| x n
-    H = await la.gemm(BtL, idx.length, d, AL, idx.length, n, { transA: true });
+    H = await la.gemm(BL, d, idx.length, AL, idx.length, n);
   }
   if (net.D) for (let i = 0; i < H.length; i++) H[i] += net.D.data[i];
   return H;
@@ -557,7 +561,7 @@ export async function networkMoments(net: ShallowNetwork, noise: Noise, options:
     if (wantCov) {
       const cov = await la.gemm(HF.L, d, HF.cols, HF.R, d, HF.cols, { transB: true });
       if (q > 0) {
-        const covC = await la.gemm(BtU, q, d, W, q, d, { transA: true });
+        const covC = await la.gemm(transpose(BtU, q, d), d, q, W, q, d);
         for (let i = 0; i < cov.length; i++) cov[i] += covC[i];
       }
       symmetrize(cov, d);
