@@ -18,13 +18,14 @@ import { NetmomentsError } from '../errors.js';
 import { makeBatchDynamic } from '../onnx/batch.js';
 import type { Graph, GraphNode } from '../onnx/graph.js';
 import type { LoadedModel } from '../onnx/load.js';
-import { DataType } from '../onnx/proto.js';
+import { DataType, dataTypeName } from '../onnx/proto.js';
 import { splitModelAt, type SplitResult } from '../onnx/split.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
 import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
 import { createJacobianEngine, type JacobianEngine, type JacobianMode } from './jacobian.js';
 import { maxPoolWindows, type PoolWindows } from './pooling.js';
 import { Phi } from '../moments/special.js';
+import { perInputShape } from '../data/layout.js';
 
 export interface LinearizerOptions {
   /** ReLU index (0-based, graph order) or node/tensor name; default the last ReLU. */
@@ -140,8 +141,32 @@ export class Linearizer {
     return this.parts.mode;
   }
 
+  /** Per-sample shape of the model's (single) data input, without the batch axis. */
+  static inputShapeOf(model: LoadedModel): number[] {
+    const inputs = model.graph.dataInputs;
+    if (inputs.length !== 1) {
+      throw new NetmomentsError(
+        `the model has ${inputs.length} data inputs (${inputs.map((i) => `'${i.name}'`).join(', ')}); netmoments analyses models with one input`,
+        { file: model.file, code: 'UNSUPPORTED' },
+      );
+    }
+    if (!inputs[0].shape) throw new NetmomentsError(`the model input '${inputs[0].name}' has no declared shape`, { file: model.file, code: 'UNSUPPORTED' });
+    return perInputShape(inputs[0].shape, model.file, inputs[0].name);
+  }
+
   static async create(model: LoadedModel, options: LinearizerOptions = {}): Promise<Linearizer> {
     const file = model.file;
+    Linearizer.inputShapeOf(model);
+    if (options.output === undefined && model.graph.outputs.length > 0) {
+      const first = model.graph.outputs[0].name;
+      const producer = model.graph.producerOf(first);
+      if (producer && ['Softmax', 'LogSoftmax', 'Sigmoid'].includes(producer.opType)) {
+        options.onWarning?.(
+          `the model's output '${first}' comes from ${producer.opType}, which is not piecewise linear; the moments are of the linearized ${producer.opType}. ` +
+            `For the logits use --output ${producer.inputs[0]}`,
+        );
+      }
+    }
     const graph = makeBatchDynamic(model.graph, { file });
     const dataInputs = graph.dataInputs;
     if (dataInputs.length !== 1) {
@@ -152,7 +177,14 @@ export class Linearizer {
     }
     const inp = dataInputs[0];
     if (inp.elemType !== DataType.FLOAT) {
-      throw new NetmomentsError(`the model input '${inp.name}' is not float32; netmoments analyses float32 models`, { file, code: 'UNSUPPORTED' });
+      throw new NetmomentsError(`the model input '${inp.name}' is ${dataTypeName(inp.elemType)}, not float32; netmoments analyses float32 models`, { file, code: 'UNSUPPORTED' });
+    }
+    const quantized = quantization(graph);
+    if (quantized) {
+      throw new NetmomentsError(
+        `the model is ${quantized.type}-quantized (${quantized.op} node '${quantized.node}'); netmoments analyses float32 models: use the model as exported before quantization`,
+        { file, code: 'UNSUPPORTED' },
+      );
     }
     const relus = graph.relus();
     const relu = options.relu ?? (relus.length > 0 ? relus.length - 1 : 0);
@@ -396,6 +428,28 @@ export class Linearizer {
     await this.parts.topFlips?.release();
     await this.parts.forward.release();
   }
+}
+
+/** Ops of quantized models (their derivative is zero almost everywhere; no Jacobian means anything). */
+const QUANTIZATION_OPS = new Set([
+  'QuantizeLinear', 'DequantizeLinear', 'DynamicQuantizeLinear', 'QLinearConv', 'QLinearMatMul', 'MatMulInteger', 'ConvInteger',
+  'QLinearAdd', 'QLinearMul', 'QLinearAveragePool', 'QLinearGlobalAveragePool', 'QLinearLeakyRelu', 'QLinearSigmoid', 'QLinearConcat',
+  'DynamicQuantizeMatMul', 'MatMulIntegerToFloat', 'QGemm',
+]);
+
+/** The first quantization node and the integer type it works in (from its zero point; ONNX's default is uint8). */
+function quantization(graph: Graph): { op: string; node: string; type: string } | undefined {
+  const node = graph.nodes.find((n) => QUANTIZATION_OPS.has(n.opType));
+  if (!node) return undefined;
+  let type = 'uint8';
+  for (const name of node.inputs) {
+    const t = name ? graph.initializers.get(name) : undefined;
+    if (t && (t.dataType === DataType.INT8 || t.dataType === DataType.UINT8)) {
+      type = dataTypeName(t.dataType);
+      break;
+    }
+  }
+  return { op: node.opType, node: node.name, type };
 }
 
 // ---------------------------------------------------------------------------------------------
