@@ -5,7 +5,8 @@
  *     (n = 784 inputs, isotropic noise), for a realistic mix of unit states and for the worst case
  *     where every unit is uncertain, with dense products on onnxruntime's float64 Gemm;
  *   - B K B^T for d = 1000, p = 4096 on onnxruntime vs plain TypeScript loops.
- * Usage: npm run bench:moments   (compiles this file and the sources it imports to dist/bench/)
+ * Usage: npm run bench:moments   (compiles this file, the sources it imports and the pair worker
+ * script to dist/bench/; the engine uses the available cores for pair terms, see pairThreads)
  */
 import { cpus, loadavg } from 'node:os';
 import { type LinearAlgebra, jsLinearAlgebra } from '../src/moments/linalg.js';
@@ -102,6 +103,7 @@ async function scenario(name: string, p: number, d: number, off: number, on: num
   }
   console.log(
     `${name.padEnd(34)} p=${String(p).padStart(4)} d=${String(d).padStart(4)}  units on/off/uncertain ${u.on}/${u.off}/${u.uncertain}` +
+      `  pair threads ${exact.pairThreads}` +
       `  |rho| <.3/<.75/<.925/>=.925 ${bands.map((b) => ((100 * b) / 20000).toFixed(0) + '%').join('/')}` +
       `\n    exact var+cov ${fmt(tExact)} s (${exact.pairTerms} pair terms)  paper var ${fmt(tPaper)} s (${paper.paperPairTerms} pair terms)  exact/paper ${(tExact / tPaper).toFixed(2)}`,
   );

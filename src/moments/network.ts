@@ -37,6 +37,10 @@
  * `panelElements` doubles), S for the panel by one product of noise factors, and folded into
  * W = C B_U^T (|U| x d) at once; Cov += B_U W at the end. Only the upper triangle of C is evaluated.
  */
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { NetmomentsError } from '../errors.js';
 import { type LinearAlgebra, jsLinearAlgebra, matVec, rowDots, transpose } from './linalg.js';
 import { pairCorrectionClosedForm, reluMean, reluPsi, reluVarianceCorrection } from './relu.js';
@@ -85,6 +89,12 @@ export interface MomentsOptions {
   decidedTail?: number;
   /** Most doubles one pair panel may hold (default 4M = 32 MB). */
   panelElements?: number;
+  /**
+   * Threads for the pair terms: the main thread plus threads - 1 worker threads (default: the
+   * available parallelism, at most 4). Falls back to one thread where workers cannot start (e.g.
+   * when running from the TypeScript sources, which have no compiled worker script).
+   */
+  threads?: number;
 }
 
 /** Unit states (per pre-activation). */
@@ -119,6 +129,8 @@ export interface NetworkMoments {
   pairTerms: number;
   /** Pair terms evaluated for the paper's variance. */
   paperPairTerms: number;
+  /** Threads that evaluated pair terms (1 unless worker threads were used). */
+  pairThreads: number;
 }
 
 /**
@@ -286,6 +298,19 @@ const INV_TWO_PI = 1 / (2 * Math.PI);
  * paper: C_uv = s_u s_v c0(rho).
  */
 export function pairPanel(panel: Float64Array, rows: number, width: number, r0: number, s: Float64Array, a: Float64Array, diag: Float64Array, paper: boolean): void {
+  pairPanelRows(panel, rows, width, r0, s, a, diag, paper, 0, rows);
+}
+
+/**
+ * pairPanel for panel rows [rowStart, rowEnd) only. Threads that take disjoint row ranges of one
+ * panel never touch each other's entries: a row range writes its own rows at and right of the
+ * diagonal and mirrors into rows below it, at columns left of their diagonal, which those rows'
+ * owner neither reads nor writes.
+ */
+export function pairPanelRows(
+  panel: Float64Array, rows: number, width: number, r0: number, s: Float64Array, a: Float64Array, diag: Float64Array, paper: boolean,
+  rowStart: number, rowEnd: number,
+): void {
   const T0 = HALF_T[0], T1 = HALF_T[1], T2 = HALF_T[2];
   const W0 = HALF_W[0], W1 = HALF_W[1], W2 = HALF_W[2];
   // Per-unit values the closed form (|rho| >= 0.925) needs, on the side a <= 0 it is evaluated on.
@@ -293,14 +318,14 @@ export function pairPanel(panel: Float64Array, rows: number, width: number, r0: 
   const Sn = new Float64Array(width); // psi(-|a|)
   const Ph = new Float64Array(width); // phi(a)
   if (!paper) {
-    for (let lj = 0; lj < width; lj++) {
+    for (let lj = rowStart; lj < width; lj++) {
       const x = -Math.abs(a[r0 + lj]);
       Pn[lj] = Phi(x);
       Sn[lj] = reluPsi(x);
       Ph[lj] = phi(x);
     }
   }
-  for (let li = 0; li < rows; li++) {
+  for (let li = rowStart; li < rowEnd; li++) {
     const u = r0 + li;
     const su = s[u];
     const au = a[u];
@@ -372,11 +397,13 @@ export function pairPanel(panel: Float64Array, rows: number, width: number, r0: 
  */
 export async function foldPairs(
   la: LinearAlgebra, F: NoiseFactors, s: Float64Array, a: Float64Array, diag: Float64Array, Bt: Float64Array, d: number,
-  paper: boolean, panelElements: number,
-): Promise<{ W: Float64Array; pairs: number }> {
+  paper: boolean, panelElements: number, threads = 1,
+): Promise<{ W: Float64Array; pairs: number; threads: number }> {
   const q = s.length;
   const W = new Float64Array(q * d);
-  if (q === 0 || d === 0) return { W, pairs: 0 };
+  if (q === 0 || d === 0) return { W, pairs: 0, threads: 1 };
+  // Worker threads only pay off for many pairs (each panel is copied to shared memory once).
+  const pool = threads > 1 && q * q > 2e5 ? await PairPool.get(threads - 1, s, a, diag) : null;
   const bs = Math.max(1, Math.min(q, Math.floor(panelElements / q)));
   const k = F.cols;
   let pairs = 0;
@@ -385,7 +412,8 @@ export async function foldPairs(
     const rows = r1 - r0;
     const width = q - r0;
     const panel = await la.gemm(F.L.subarray(r0 * k, r1 * k), rows, k, F.R.subarray(r0 * k, q * k), width, k, { transB: true });
-    pairPanel(panel, rows, width, r0, s, a, diag, paper);
+    if (pool) await pool.run(panel, rows, width, r0, paper);
+    else pairPanel(panel, rows, width, r0, s, a, diag, paper);
     pairs += (rows * (rows + 1)) / 2 + rows * (width - rows);
     const w1 = await la.gemm(panel, rows, width, Bt.subarray(r0 * d, q * d), width, d);
     for (let i = 0; i < rows * d; i++) W[r0 * d + i] += w1[i];
@@ -402,7 +430,109 @@ export async function foldPairs(
       for (let i = 0; i < rest * d; i++) W[base + i] += w2[i];
     }
   }
-  return { W, pairs };
+  return { W, pairs, threads: pool ? pool.threads : 1 };
+}
+
+/**
+ * Worker threads that evaluate row ranges of a pair panel (pairPanelRows) while the main thread
+ * does its own range. The panel travels in a SharedArrayBuffer; each thread's rows are chosen so
+ * the pair counts are balanced. Workers are started once per process and unref'd.
+ */
+class PairPool {
+  private static workers: Worker[] | null | undefined;
+  private static nextId = 1;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
+
+  private constructor(
+    private readonly workers: Worker[],
+    private readonly s: Float64Array,
+    private readonly a: Float64Array,
+    private readonly diag: Float64Array,
+  ) {}
+
+  private static start(count: number): Worker[] | null {
+    if (PairPool.workers !== undefined && (PairPool.workers === null || PairPool.workers.length >= count)) return PairPool.workers;
+    const script = new URL('./pairWorker.js', import.meta.url);
+    let path: string;
+    try {
+      path = fileURLToPath(script);
+    } catch {
+      PairPool.workers = null;
+      return null;
+    }
+    if (!existsSync(path)) {
+      PairPool.workers = null;
+      return null;
+    }
+    const ws = PairPool.workers ?? [];
+    while (ws.length < count) {
+      const w = new Worker(script);
+      w.unref();
+      ws.push(w);
+    }
+    PairPool.workers = ws;
+    return ws;
+  }
+
+  static async get(count: number, s: Float64Array, a: Float64Array, diag: Float64Array): Promise<PairPool | null> {
+    const all = PairPool.start(count);
+    if (!all) return null;
+    const pool = new PairPool(all.slice(0, count), s, a, diag);
+    for (const w of pool.workers) w.postMessage({ type: 'units', s, a, diag });
+    return pool;
+  }
+
+  async run(panel: Float64Array, rows: number, width: number, r0: number, paper: boolean): Promise<void> {
+    const parts = this.workers.length + 1;
+    // row cut points with equal pair counts: rows near the top of a panel hold more pairs
+    const total = rows * width - (rows * (rows - 1)) / 2;
+    const cuts = [0];
+    let acc = 0;
+    for (let li = 0; li < rows && cuts.length < parts; li++) {
+      acc += width - li;
+      if (acc >= (total * cuts.length) / parts) cuts.push(li + 1);
+    }
+    while (cuts.length < parts) cuts.push(rows);
+    cuts.push(rows);
+    const shared = new Float64Array(new SharedArrayBuffer(panel.byteLength));
+    shared.set(panel);
+    const done = this.workers.map((w, t) => this.call(w, { type: 'rows', panel: shared, rows, width, r0, paper, rowStart: cuts[t + 1], rowEnd: cuts[t + 2] }));
+    pairPanelRows(shared, rows, width, r0, this.s, this.a, this.diag, paper, cuts[0], cuts[1]);
+    try {
+      await Promise.all(done);
+    } catch {
+      // a worker died: `panel` still holds the S values, so do the whole panel here
+      pairPanel(panel, rows, width, r0, this.s, this.a, this.diag, paper);
+      return;
+    }
+    panel.set(shared);
+  }
+
+  get threads(): number {
+    return this.workers.length + 1;
+  }
+
+  private call(w: Worker, msg: Record<string, unknown>): Promise<void> {
+    const id = PairPool.nextId++;
+    return new Promise<void>((resolve, reject) => {
+      const onMessage = (reply: { id: number; error?: string }) => {
+        if (reply.id !== id) return;
+        w.off('message', onMessage);
+        w.off('error', onError);
+        if (reply.error) reject(new Error(`pair worker failed: ${reply.error}`));
+        else resolve();
+      };
+      const onError = (e: unknown) => {
+        w.off('message', onMessage);
+        PairPool.workers = undefined;
+        reject(e);
+      };
+      w.on('message', onMessage);
+      w.once('error', onError);
+      w.ref();
+      w.postMessage({ ...msg, id });
+    }).finally(() => w.unref());
+  }
 }
 
 /** out[i] = sum_u Bt[u, i] W[u, i]. */
@@ -534,10 +664,11 @@ export async function networkMoments(net: ShallowNetwork, noise: Noise, options:
   const wantPaper = options.paper ?? true;
   const panelElements = options.panelElements ?? 4_000_000;
   const decidedTail = options.decidedTail ?? 1e-17;
+  const threads = options.threads ?? Math.min(4, availableParallelism());
 
   const { units, factors } = await unitStatistics(la, net, noise, decidedTail);
   const mean = networkMean(net, units);
-  const result: NetworkMoments = { mean, units, pairTerms: 0, paperPairTerms: 0 };
+  const result: NetworkMoments = { mean, units, pairTerms: 0, paperPairTerms: 0, pairThreads: 1 };
 
   if (wantVar) {
     // Linear (Stein) part: H Sigma H^T with H = B diag(Phi) A + D over units that are on or uncertain.
@@ -555,8 +686,9 @@ export async function networkMoments(net: ShallowNetwork, noise: Noise, options:
     const aU = Float64Array.from(U, (v) => units.a[v]);
     const diagU = Float64Array.from(U, (v) => units.s[v] * units.s[v] * reluVarianceCorrection(units.a[v]));
     const BtU = gatherColumnsTransposed(net.B, U);
-    const { W, pairs } = await foldPairs(la, gatherFactors(factors, U), sU, aU, diagU, BtU, d, false, panelElements);
+    const { W, pairs, threads: used } = await foldPairs(la, gatherFactors(factors, U), sU, aU, diagU, BtU, d, false, panelElements, threads);
     result.pairTerms = pairs;
+    result.pairThreads = Math.max(result.pairThreads, used);
 
     if (wantCov) {
       const cov = await la.gemm(HF.L, d, HF.cols, HF.R, d, HF.cols, { transB: true });
@@ -586,8 +718,9 @@ export async function networkMoments(net: ShallowNetwork, noise: Noise, options:
     const c0diag = (Math.PI / 2 - 1) / (2 * Math.PI);
     const diagP = Float64Array.from(P, (v) => units.s[v] * units.s[v] * c0diag);
     const BtP = gatherColumnsTransposed(net.B, P);
-    const { W, pairs } = await foldPairs(la, gatherFactors(factors, P), sP, aP, diagP, BtP, d, true, panelElements);
+    const { W, pairs, threads: used } = await foldPairs(la, gatherFactors(factors, P), sP, aP, diagP, BtP, d, true, panelElements, threads);
     result.paperPairTerms = pairs;
+    result.pairThreads = Math.max(result.pairThreads, used);
     const vc = columnDots(BtP, W, P.length, d);
     for (let i = 0; i < d; i++) v0[i] += vc[i];
     result.variancePaper = v0;
