@@ -407,28 +407,32 @@ export async function foldPairs(
   const bs = Math.max(1, Math.min(q, Math.floor(panelElements / q)));
   const k = F.cols;
   let pairs = 0;
-  for (let r0 = 0; r0 < q; r0 += bs) {
-    const r1 = Math.min(q, r0 + bs);
-    const rows = r1 - r0;
-    const width = q - r0;
-    const panel = await la.gemm(F.L.subarray(r0 * k, r1 * k), rows, k, F.R.subarray(r0 * k, q * k), width, k, { transB: true });
-    if (pool) await pool.run(panel, rows, width, r0, paper);
-    else pairPanel(panel, rows, width, r0, s, a, diag, paper);
-    pairs += (rows * (rows + 1)) / 2 + rows * (width - rows);
-    const w1 = await la.gemm(panel, rows, width, Bt.subarray(r0 * d, q * d), width, d);
-    for (let i = 0; i < rows * d; i++) W[r0 * d + i] += w1[i];
-    const rest = width - rows;
-    if (rest > 0) {
-      // the off-diagonal block transposed (rest x rows): a plain product runs ~15% faster than transA
-      const offT = new Float64Array(rest * rows);
-      for (let li = 0; li < rows; li++) {
-        const o = li * width + rows;
-        for (let lj = 0; lj < rest; lj++) offT[lj * rows + li] = panel[o + lj];
+  try {
+    for (let r0 = 0; r0 < q; r0 += bs) {
+      const r1 = Math.min(q, r0 + bs);
+      const rows = r1 - r0;
+      const width = q - r0;
+      const panel = await la.gemm(F.L.subarray(r0 * k, r1 * k), rows, k, F.R.subarray(r0 * k, q * k), width, k, { transB: true });
+      if (pool) await pool.run(panel, rows, width, r0, paper);
+      else pairPanel(panel, rows, width, r0, s, a, diag, paper);
+      pairs += (rows * (rows + 1)) / 2 + rows * (width - rows);
+      const w1 = await la.gemm(panel, rows, width, Bt.subarray(r0 * d, q * d), width, d);
+      for (let i = 0; i < rows * d; i++) W[r0 * d + i] += w1[i];
+      const rest = width - rows;
+      if (rest > 0) {
+        // the off-diagonal block transposed (rest x rows): a plain product runs ~15% faster than transA
+        const offT = new Float64Array(rest * rows);
+        for (let li = 0; li < rows; li++) {
+          const o = li * width + rows;
+          for (let lj = 0; lj < rest; lj++) offT[lj * rows + li] = panel[o + lj];
+        }
+        const w2 = await la.gemm(offT, rest, rows, Bt.subarray(r0 * d, r1 * d), rows, d);
+        const base = r1 * d;
+        for (let i = 0; i < rest * d; i++) W[base + i] += w2[i];
       }
-      const w2 = await la.gemm(offT, rest, rows, Bt.subarray(r0 * d, r1 * d), rows, d);
-      const base = r1 * d;
-      for (let i = 0; i < rest * d; i++) W[base + i] += w2[i];
     }
+  } finally {
+    pool?.close();
   }
   return { W, pairs, threads: pool ? pool.threads : 1 };
 }
@@ -441,7 +445,8 @@ export async function foldPairs(
 class PairPool {
   private static workers: Worker[] | null | undefined;
   private static nextId = 1;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
+  /** Folds may run concurrently (several networkMoments calls awaiting at once): units are per fold. */
+  private readonly fold = PairPool.nextId++;
 
   private constructor(
     private readonly workers: Worker[],
@@ -478,8 +483,13 @@ class PairPool {
     const all = PairPool.start(count);
     if (!all) return null;
     const pool = new PairPool(all.slice(0, count), s, a, diag);
-    for (const w of pool.workers) w.postMessage({ type: 'units', s, a, diag });
+    for (const w of pool.workers) w.postMessage({ type: 'units', fold: pool.fold, s, a, diag });
     return pool;
+  }
+
+  /** Let the workers drop this fold's units. */
+  close(): void {
+    for (const w of this.workers) w.postMessage({ type: 'drop', fold: this.fold });
   }
 
   async run(panel: Float64Array, rows: number, width: number, r0: number, paper: boolean): Promise<void> {
@@ -496,7 +506,9 @@ class PairPool {
     cuts.push(rows);
     const shared = new Float64Array(new SharedArrayBuffer(panel.byteLength));
     shared.set(panel);
-    const done = this.workers.map((w, t) => this.call(w, { type: 'rows', panel: shared, rows, width, r0, paper, rowStart: cuts[t + 1], rowEnd: cuts[t + 2] }));
+    const done = this.workers.map((w, t) =>
+      this.call(w, { type: 'rows', fold: this.fold, panel: shared, rows, width, r0, paper, rowStart: cuts[t + 1], rowEnd: cuts[t + 2] }),
+    );
     pairPanelRows(shared, rows, width, r0, this.s, this.a, this.diag, paper, cuts[0], cuts[1]);
     try {
       await Promise.all(done);
