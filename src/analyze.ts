@@ -164,6 +164,7 @@ export class Analyzer {
           mcLowRank: noise.sigma.kind === 'full',
           probabilityPoints: options.variance === 'none' ? 0 : (options.probabilitySamples ?? 4096),
           paper: options.variance !== 'exact' && options.variance !== 'none',
+          variance: options.variance !== 'none',
         }),
         limit,
         model.file,

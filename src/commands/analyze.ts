@@ -107,6 +107,7 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
           mc: argv.mc,
           seed: argv.seed,
           linalg: sharedOrtLinearAlgebra({ threads: argv.threads }),
+          maxMemory: argv['max-memory'],
         },
         (done) => bar?.update(done),
       );

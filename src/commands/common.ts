@@ -30,6 +30,7 @@ export interface ModelRunArgs {
   provider?: 'cpu' | 'cuda';
   scale?: number;
   offset?: number;
+  'max-memory'?: string;
 }
 
 export function noiseOptions<T>(y: Argv<T>): Argv<T & NoiseArgs> {
@@ -55,7 +56,12 @@ export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
     .option('threads', { type: 'number', describe: 'onnxruntime intra-op threads (default: onnxruntime decides)', group: 'Model:' })
     .option('provider', { choices: ['cpu', 'cuda'] as const, default: 'cpu' as const, describe: 'onnxruntime execution provider', group: 'Model:' })
     .option('scale', { type: 'number', describe: 'Preprocessing for image inputs (PNG, idx, uint8 .npy): model = pixel/255 * scale + offset (default: from the model metadata, else 1)', group: 'Model:' })
-    .option('offset', { type: 'number', describe: 'Preprocessing offset (see --scale)', group: 'Model:' }) as unknown as Argv<T & ModelRunArgs>;
+    .option('offset', { type: 'number', describe: 'Preprocessing offset (see --scale)', group: 'Model:' })
+    .option('max-memory', {
+      type: 'string',
+      describe: 'Refuse a run whose estimated memory exceeds this size, e.g. 512M or 4G (default: 80% of the memory available)',
+      group: 'Model:',
+    }) as unknown as Argv<T & ModelRunArgs>;
 }
 
 function readVector(path: string, n: number, what: string): Float64Array {

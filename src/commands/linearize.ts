@@ -12,6 +12,7 @@ import { encodeNpy } from '../data/npy.js';
 import { writeFilesAtomic } from '../report/write.js';
 import { VERSION } from '../analyze.js';
 import { modelRunOptions, openInputs, stderrWriter, type ModelRunArgs } from './common.js';
+import { checkMemory, estimateAnalyzeMemory, linearizerSizes, memoryLimit } from '../resources.js';
 
 interface LinearizeArgs extends ModelRunArgs {
   model: string;
@@ -44,8 +45,12 @@ export const linearizeCommand: CommandModule<object, LinearizeArgs> = {
       }
       x = ds.get(argv.index);
     } else warn('no --input: linearizing at the zero input');
+    // the surrogate pushes n identity directions: the noise-direction terms of the estimate with r = n
+    const limit = memoryLimit(argv['max-memory']);
+    checkMemory(estimateAnalyzeMemory({ n, r: n, modelBytes: model.bytes.length, probabilityPoints: 0 }), limit, argv.model);
     const lin = await Linearizer.create(model, { relu: argv.relu, output: argv.output, jacobian: argv.jacobian, threads: argv.threads, provider: argv.provider, onWarning: warn, flips: false });
     try {
+      checkMemory(estimateAnalyzeMemory({ ...linearizerSizes(lin), r: n, modelBytes: model.bytes.length, probabilityPoints: 0 }), limit, argv.model);
       const s = await lin.surrogate(x);
       const { p, d } = lin;
       const files: Record<string, Uint8Array | string> = {
