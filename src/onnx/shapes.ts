@@ -8,6 +8,7 @@ import { NetmomentsError } from '../errors.js';
 import { ModelSession, type HostTensor, type HostTensorType, type SessionOptions } from '../runtime/session.js';
 import type { Dim, Graph, ValueInfo } from './graph.js';
 import { DataType, dataTypeName } from './proto.js';
+import { checkShapeProbe } from '../resources.js';
 
 export interface TensorInfo {
   name: string;
@@ -176,6 +177,7 @@ export async function intermediateShapes(
 export async function tensorInfo(graph: Graph, options: RunOptions = {}): Promise<Map<string, TensorInfo>> {
   const dynamic = graph.dataInputs.filter(hasDynamicBatch);
   const symbol = dynamic.length > 0 ? dynamicName(dynamic[0]) : 'N';
+  checkShapeProbe(graph.dataInputs, options.file);
   const feeds1 = zeroFeeds(graph, 1, options.file);
   const run1 = await runWithIntermediates(graph, feeds1, 'all', options);
   let all2: Record<string, HostTensor> | undefined;
