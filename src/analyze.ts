@@ -224,6 +224,9 @@ export class Analyzer {
     const mu = Float64Array.from(x);
     if (o.noiseMean) for (let i = 0; i < n; i++) mu[i] += o.noiseMean[i];
     const xb = o.at instanceof Float32Array ? o.at : o.at === 'input' ? x : Float32Array.from(mu);
+    for (let i = 0; i < n; i++) {
+      if (!Number.isFinite(xb[i])) throw new NetmomentsError(`the linearization point of input ${index} holds a value beyond the float32 range at element ${i} (input plus noise mean)`, { file });
+    }
     const delta = new Float64Array(n);
     for (let i = 0; i < n; i++) delta[i] = mu[i] - xb[i];
 

@@ -9,7 +9,7 @@ import type { CommandModule } from 'yargs';
 import { analyze, type AnalyzeReport, type VarianceMode } from '../analyze.js';
 import { NetmomentsError } from '../errors.js';
 import { loadModel } from '../onnx/load.js';
-import { parseNpy, npyToFloat32 } from '../data/npy.js';
+import { parseNpy, npyToFloat32, npyToFloat64 } from '../data/npy.js';
 import { readFileSync } from 'node:fs';
 import { checkInputVector } from '../data/layout.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
@@ -84,6 +84,10 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       const a = parseNpy(bytes, argv.at);
       checkInputVector(a.shape, n, 'the linearization point', argv.at);
       at = npyToFloat32(a);
+      const bad = at.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) {
+        throw new NetmomentsError(`the linearization point holds a value that is not a finite float32 (${npyToFloat64(a)[bad]} at element ${bad})`, { file: argv.at });
+      }
     }
     const noise = noiseFromArgs(argv, n, warn);
     const bar = argv.quiet || count < 2 ? undefined : progressBar('analyze', count);

@@ -68,8 +68,15 @@ function readVector(path: string, n: number, what: string): Float64Array {
   const bytes = readBytes(path);
   const a = parseNpy(bytes, path);
   checkInputVector(a.shape, n, what, path);
-  return npyToFloat64(a);
+  const v = npyToFloat64(a);
+  // the model runs in float32: a value beyond its range (or NaN/Inf) cannot be fed
+  for (let i = 0; i < v.length; i++) {
+    if (!(Math.abs(v[i]) <= FLOAT32_MAX)) throw new NetmomentsError(`${what} holds ${v[i]} at element ${i}, not a finite float32 value`, { file: path });
+  }
+  return v;
 }
+
+const FLOAT32_MAX = 3.4028234663852886e38;
 
 function readBytes(path: string): Uint8Array {
   try {

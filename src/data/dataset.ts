@@ -245,6 +245,12 @@ function openNpy(path: string, bytes: Uint8Array, options: OpenDatasetOptions, p
   }
   const { size, inputShape } = layoutOf(a.shape, options.inputShape, path);
   const data = applyPreprocessing(values, a.dtype === 'uint8' ? 255 : 1, p);
+  // float64 values beyond the float32 range become Infinity here (the model runs in float32)
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      throw new NetmomentsError(`element ${i} is ${values[i]}, beyond the float32 range the model runs in`, { file: path });
+    }
+  }
   const labels = options.labels ? listLabels(options.labels, size) : undefined;
   return new ArrayDataset('npy', path, size, inputShape, data, p, labels);
 }
