@@ -148,7 +148,10 @@ export class Analyzer {
   static async create(model: LoadedModel, options: AnalyzeOptions = {}): Promise<Analyzer> {
     const limit = memoryLimit(options.maxMemory);
     Analyzer.checkMemoryBeforeSplit(model, options, limit);
-    const linearizer = await Linearizer.create(model, options);
+    const linearizer = await Linearizer.create(model, options).catch((e: unknown) => {
+      // what goes wrong while the model is split and its tangent models are built is about the model
+      throw e instanceof NetmomentsError && !e.file ? new NetmomentsError(e.message, { file: model.file, code: e.code, cause: e }) : e;
+    });
     try {
       const n = linearizer.n;
       const spec = options.noise ?? { kind: 'isotropic', sigma: 1 };
@@ -216,6 +219,18 @@ export class Analyzer {
 
   /** Analyse one input x (n float32 values, model units); `index` names it in the result and seeds its Monte Carlo. */
   async analyzeInput(x: Float32Array, index: number): Promise<AnalyzeResult & { moments: NetworkMoments }> {
+    try {
+      return await this.analyzeOne(x, index);
+    } catch (e) {
+      // A problem found while running the model (values that overflow float32, a non-finite
+      // Jacobian) is about the model at this input: say which, and name the model.
+      if (!(e instanceof NetmomentsError) || e.file) throw e;
+      const hint = /non-finite/.test(e.message) ? ' (the model overflows float32 here: its weights or the input are out of range)' : '';
+      throw new NetmomentsError(`input ${index}: ${e.message}${hint}`, { file: this.linearizer.model.file, code: e.code, cause: e });
+    }
+  }
+
+  private async analyzeOne(x: Float32Array, index: number): Promise<AnalyzeResult & { moments: NetworkMoments }> {
     const { n, p, d } = this.linearizer;
     const o = this.options;
     const file = this.linearizer.model.file;
