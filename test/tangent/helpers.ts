@@ -99,41 +99,108 @@ export function fdNoise(fd: JacobianResult, step: number): number {
 }
 
 /**
- * Whole networks (many units, so some kink always lies within a step of some column): JVP vs FD in
- * norm, ||J_jvp - J_fd||_F <= froTol ||J_fd||_F, and per entry for all but a small fraction.
+ * Whole networks, where some kink always lies within a step of some column and float32 rounding
+ * limits small steps. Central differences are computed at steps h0, h0/2, h0/4, ... For each
+ * column, the FD estimate is taken at the largest step h where FD(h) and FD(h/2) agree within
+ * their rounding noise (no kink crossed within h: along one input coordinate a PL network is PL,
+ * and central differences are exact between kinks). Columns where no step is self-consistent are
+ * unverifiable (a kink too close to the point). The JVP takes no part in these choices. Then:
+ * at least `minVerifiable` of the columns are verifiable, and on every verifiable column
+ * |J_jvp - J_fd| <= tol * max |J| + 3 * noise(h) entry by entry.
  */
 export async function expectJvpCloseToFd(
   g: Graph,
-  o: { point: Point; step: number; froTol: number; entryTol: number; maxBadFraction: number; varying?: string[]; outputs?: string[] },
-): Promise<{ jvp: JacobianResult; fd: JacobianResult; relFro: number; badFraction: number }> {
+  o: {
+    point: Point;
+    /** Largest step (default 0.05 * max(1, rms(point))). */
+    step?: number;
+    /** Number of halvings (default 12). */
+    levels?: number;
+    tol?: number;
+    minVerifiable?: number;
+    varying?: string[];
+    outputs?: string[];
+    maxColumns?: number;
+    seed?: number;
+  },
+): Promise<{ jvp: JacobianResult; verifiable: number; worst: number }> {
   const common = { varying: o.varying, outputs: o.outputs };
+  const values = isArrayLike(o.point) ? Array.from(o.point) : Object.values(o.point).flatMap((v) => Array.from(v));
+  const rms = Math.sqrt(values.reduce((a, v) => a + v * v, 0) / Math.max(1, values.length));
+  const h0 = o.step ?? 0.05 * Math.max(1, rms);
+  const steps = Array.from({ length: (o.levels ?? 12) + 1 }, (_, i) => h0 / 2 ** i);
+  const tol = o.tol ?? 1e-3;
   const jvpEngine = await createJacobianEngine(g, { ...common, mode: 'jvp' });
-  const fdEngine = await createJacobianEngine(g, { ...common, mode: 'fd', fdStep: o.step });
   try {
-    const jvp = await jvpEngine.jacobian(o.point);
-    const fd = await fdEngine.jacobian(o.point);
-    expect([jvp.rows, jvp.cols]).toEqual([fd.rows, fd.cols]);
-    expect(maxAbsDiff(jvp.outputValue, fd.outputValue)).toBeLessThanOrEqual(1e-5 * Math.max(1, maxAbs(fd.outputValue)));
-    let d2 = 0;
-    let n2 = 0;
-    let bad = 0;
-    const bound = o.entryTol * maxAbs(fd.J) + fdNoise(fd, o.step);
-    for (let i = 0; i < fd.J.length; i++) {
-      const d = jvp.J[i] - fd.J[i];
-      d2 += d * d;
-      n2 += fd.J[i] * fd.J[i];
-      if (Math.abs(d) > bound) bad++;
+    const n = jvpEngine.inputSize;
+    let columns: Int32Array | undefined;
+    if (o.maxColumns !== undefined && n > o.maxColumns) {
+      const r = rng(o.seed ?? 99);
+      const all = Array.from({ length: n }, (_, i) => i);
+      for (let i = n - 1; i > 0; i--) {
+        const j = Math.floor(r.uniform() * (i + 1));
+        [all[i], all[j]] = [all[j], all[i]];
+      }
+      columns = Int32Array.from(all.slice(0, o.maxColumns).sort((a, b) => a - b));
     }
-    const relFro = Math.sqrt(d2 / n2);
-    const badFraction = bad / fd.J.length;
-    expect(n2).toBeGreaterThan(0);
-    expect(relFro).toBeLessThanOrEqual(o.froTol);
-    expect(badFraction).toBeLessThanOrEqual(o.maxBadFraction);
-    return { jvp, fd, relFro, badFraction };
+    const jvp = await jvpEngine.jacobian(o.point, { columns });
+    const { rows, cols } = jvp;
+    const fds: JacobianResult[] = [];
+    for (const step of steps) {
+      const e = await createJacobianEngine(g, { ...common, mode: 'fd', fdStep: step });
+      try {
+        fds.push(await e.jacobian(o.point, { columns }));
+      } finally {
+        await e.release();
+      }
+    }
+    expect(maxAbsDiff(jvp.outputValue, fds[0].outputValue)).toBeLessThanOrEqual(1e-5 * Math.max(1, maxAbs(fds[0].outputValue)));
+    const scale = maxAbs(jvp.J);
+    expect(scale).toBeGreaterThan(0);
+    const noise = steps.map((h) => fdNoise(fds[0], h));
+    let verifiable = 0;
+    let worst = 0;
+    for (let c = 0; c < cols; c++) {
+      let level = -1;
+      for (let i = 0; i + 1 < steps.length && level < 0; i++) {
+        let ok = true;
+        for (let r = 0; r < rows && ok; r++) {
+          ok = Math.abs(fds[i].J[r * cols + c] - fds[i + 1].J[r * cols + c]) <= 2 * (noise[i] + noise[i + 1]) + tol * scale;
+        }
+        if (ok) level = i;
+      }
+      if (level < 0) continue;
+      verifiable++;
+      for (let r = 0; r < rows; r++) {
+        const excess = Math.abs(jvp.J[r * cols + c] - fds[level].J[r * cols + c]) / (tol * scale + 3 * noise[level]);
+        if (process.env.NM_DEBUG && excess > 1) {
+          console.log('DBG col', c, 'row', r, 'level', level, 'jvp', jvp.J[r * cols + c], 'fd', fds.map((f) => f.J[r * cols + c].toExponential(3)).join(' '), 'noise', noise[level], 'scale', scale);
+        }
+        worst = Math.max(worst, excess);
+      }
+    }
+    expect(verifiable / cols).toBeGreaterThanOrEqual(o.minVerifiable ?? 0.7);
+    // worst: the largest |J_jvp - J_fd| in units of its allowance (<= 1 passes).
+    expect(worst).toBeLessThanOrEqual(1);
+    return { jvp, verifiable: verifiable / cols, worst };
   } finally {
     await jvpEngine.release();
-    await fdEngine.release();
   }
+}
+
+function isArrayLike(p: Point): p is ArrayLike<number> {
+  return typeof (p as ArrayLike<number>).length === 'number';
+}
+
+/** ||a - b||_F / ||b||_F. */
+export function relFroDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d2 = 0;
+  let n2 = 0;
+  for (let i = 0; i < b.length; i++) {
+    d2 += (a[i] - b[i]) ** 2;
+    n2 += b[i] ** 2;
+  }
+  return n2 > 0 ? Math.sqrt(d2 / n2) : Math.sqrt(d2);
 }
 
 /** JVP Jacobian vs central finite differences at a random (or given) point. */
