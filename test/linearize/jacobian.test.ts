@@ -202,6 +202,29 @@ describe('--jacobian auto | jvp | fd', () => {
     await expectJvpMatchesFd(convW, { varying: ['x'] });
   });
 
+  it('rules decline uses that move the batch axis, naming the op', () => {
+    const one = (node: ReturnType<typeof makeNode>, inits = [] as ReturnType<typeof intInit>[]) =>
+      buildGraph({ inputs: [['x', ['N', 2, 3]]], outputs: ['y'], nodes: [node], initializers: inits });
+    const cases: [string, ReturnType<typeof buildGraph>][] = [
+      ['Transpose', one(makeNode('Transpose', ['x'], ['y'], { attributes: { perm: [1, 0, 2] } }))],
+      ['Concat', one(makeNode('Concat', ['x', 'x'], ['y'], { attributes: { axis: 0 } }))],
+      ['Gather', one(makeNode('Gather', ['x', 'i'], ['y'], { attributes: { axis: 0 } }), [intInit('i', [0])])],
+      ['Softmax', one(makeNode('Softmax', ['x'], ['y'], { attributes: { axis: 0 } }))],
+      ['ReduceSum', one(makeNode('ReduceSum', ['x'], ['y']))],
+    ];
+    for (const [op, g] of cases) {
+      let error: unknown;
+      try {
+        buildTangentModel(g, { varying: ['x'], outputs: ['y'] });
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(MissingTangentRuleError);
+      expect((error as MissingTangentRuleError).opType).toBe(op);
+      expect((error as Error).message).toMatch(/batch/);
+    }
+  });
+
   it('fd mode computes the same Jacobian as jvp on a model both can do', async () => {
     const g = smallNet(7);
     const f = await createJacobianEngine(g, { mode: 'fd', fdStep: 1e-3 });

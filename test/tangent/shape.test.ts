@@ -212,7 +212,7 @@ describe('combining and selecting', () => {
     );
   });
 
-  it('Split (opset 11 attribute, opset 13 input) and ReduceMean/ReduceSum', async () => {
+  it('Split (opset 11 attribute, opset 13 input, opset 18 num_outputs) and ReduceMean/ReduceSum (axes as attribute and as input)', async () => {
     await expectJvpMatchesFd(
       buildGraph({
         opset: 11,
@@ -235,6 +235,18 @@ describe('combining and selecting', () => {
           makeNode('ReduceMean', ['x'], ['m'], { attributes: { axes: [-1] } }),
         ],
         initializers: [intInit('sp', [4, 1]), intInit('ax', [2])],
+      }),
+    );
+    await expectJvpMatchesFd(
+      buildGraph({
+        opset: 18,
+        inputs: [['x', ['N', 5, 2]]],
+        outputs: ['m', 'a', 'b'],
+        nodes: [
+          makeNode('ReduceMean', ['x', 'ax'], ['m'], { attributes: { keepdims: 0 } }),
+          makeNode('Split', ['x'], ['a', 'b'], { attributes: { axis: 1, num_outputs: 2 } }),
+        ],
+        initializers: [intInit('ax', [-2])],
       }),
     );
   });
