@@ -33,7 +33,8 @@ export function oneLine(message: string): string {
     .map((s) => s.trim())
     .filter((s) => s.length > 0)
     .join(' ')
-    .replace(/\s+/g, ' ');
+    .replace(/\s+/g, ' ')
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, '?'); // no terminal escapes from names inside a model
 }
 
 /** Throw a BAD_INPUT error about `file` unless `cond` holds. */

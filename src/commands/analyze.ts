@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { checkInputVector } from '../data/layout.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import { Linearizer } from '../linearize/linearizer.js';
-import { emit, modelRunOptions, noiseFromArgs, noiseOptions, openInputs, stderrWriter, type ModelRunArgs, type NoiseArgs } from './common.js';
+import { emit, modelRunOptions, noiseFromArgs, noiseOptions, openInputs, printableText, stderrWriter, type ModelRunArgs, type NoiseArgs } from './common.js';
 import { progressBar } from '../report/progress.js';
 import { analyzeCsv, analyzeSummary } from '../report/analyze.js';
 
@@ -122,6 +122,6 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
     if (typeof at !== 'string') report.linearizationPoint = argv.at;
     const text = argv.format === 'csv' ? analyzeCsv(report) : `${JSON.stringify(report, null, 2)}\n`;
     emit(text, argv.out);
-    if (!argv.quiet && (argv.out || !process.stdout.isTTY)) process.stderr.write(analyzeSummary(report, argv.out));
+    if (!argv.quiet && (argv.out || !process.stdout.isTTY)) process.stderr.write(printableText(analyzeSummary(report, argv.out)));
   },
 };

@@ -151,6 +151,11 @@ export function emit(text: string, out?: string): void {
 /** Warnings and summaries go to stderr (unless --quiet). */
 export function stderrWriter(quiet?: boolean): (m: string) => void {
   return (m: string) => {
-    if (!quiet) process.stderr.write(`netmoments: ${m}\n`);
+    if (!quiet) process.stderr.write(`netmoments: ${printableText(m)}\n`);
   };
+}
+
+/** Text that quotes names from a model, with control characters other than newlines shown as '?' (no terminal escapes). */
+export function printableText(s: string): string {
+  return s.replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g, '?');
 }

@@ -116,7 +116,13 @@ function fmtShape(shape: Dim[] | null): string {
   return `[${shape.map((d) => (d === null ? '?' : String(d))).join(', ')}]`;
 }
 
-function table(rows: string[][], indent = '  '): string {
+/** Strings from the model (names, metadata) with control characters shown as '?': no terminal escapes reach the screen. */
+function printable(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+}
+
+function table(cells: string[][], indent = '  '): string {
+  const rows = cells.map((r) => r.map(printable));
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   return rows.map((r) => indent + r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  ').trimEnd()).join('\n');
 }
@@ -125,7 +131,7 @@ function table(rows: string[][], indent = '  '): string {
 export function formatInspect(r: InspectReport): string {
   const lines: string[] = [];
   lines.push(`model       ${r.file}`);
-  lines.push(`producer    ${r.producer || '(not recorded)'}`);
+  lines.push(`producer    ${printable(r.producer) || '(not recorded)'}`);
   lines.push(`opset       ${r.opset}`);
   lines.push(`parameters  ${r.parameters.toLocaleString('en-US')}`);
   lines.push('');
