@@ -75,7 +75,7 @@ export class OrtLinearAlgebra implements LinearAlgebra {
     if (!s) {
       const opts: ort.InferenceSession.SessionOptions = {
         executionProviders: ['cpu'],
-        logSeverityLevel: 3,
+        logSeverityLevel: 4,
         graphOptimizationLevel: 'all',
         // Up to four sessions share the cores; idle onnxruntime threads spin by default and would
         // steal the cores from whichever session runs.

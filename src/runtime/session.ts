@@ -72,7 +72,7 @@ export class ModelSession {
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: [provider],
       graphOptimizationLevel: 'all',
-      logSeverityLevel: 3,
+      logSeverityLevel: 4,
     };
     if (options.threads !== undefined && options.threads > 0) {
       sessionOptions.intraOpNumThreads = options.threads;
