@@ -194,6 +194,15 @@ export class Analyzer {
   private static checkMemoryBeforeSplit(model: LoadedModel, options: AnalyzeOptions, limit: ReturnType<typeof memoryLimit>): void {
     const inputs = model.graph.dataInputs;
     if (inputs.length !== 1 || !inputs[0].shape) return; // Linearizer.create says what is wrong
+    const lead = inputs[0].shape[0];
+    if (typeof lead === 'number' && lead !== 1) {
+      // the tangent models need a batch axis of 1 or a symbolic one; say so before the shape probe
+      // runs the model at this batch (65535 copies of LeNet's input need some 10 GiB of activations)
+      throw new NetmomentsError(`the model input '${inputs[0].name}' has a fixed batch dimension ${lead}; netmoments analyses models whose axis 0 is a batch of 1 or symbolic`, {
+        file: model.file,
+        code: 'UNSUPPORTED',
+      });
+    }
     const shape = perInputShape(inputs[0].shape, model.file, inputs[0].name);
     const n = shape.reduce((a, b) => a * b, 1);
     const spec = options.noise ?? { kind: 'isotropic', sigma: 1 };
