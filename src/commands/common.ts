@@ -103,6 +103,10 @@ export function noiseFromArgs(
     const a = parseNpy(readBytes(noiseFile), noiseFile);
     checkCovariance(a.shape, n, noiseFile);
     noise = { kind: 'full', cov: npyToFloat64(a) };
+    // the model runs in float32: a (co)variance beyond its range cannot be sampled or pushed through it
+    noise.cov.forEach((v, i) => {
+      if (!(Math.abs(v) <= FLOAT32_MAX)) throw new NetmomentsError(`the noise covariance holds ${v} at element ${i}, not a finite float32 value`, { file: noiseFile });
+    });
   } else {
     if (args.sigma === undefined) warn('no noise given: using isotropic noise with sigma 1 (model input units); set --sigma, --noise-var or --noise-cov');
     noise = { kind: 'isotropic', sigma: args.sigma ?? 1 };

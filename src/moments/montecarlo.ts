@@ -104,6 +104,13 @@ export interface CovarianceFactor {
 export function covarianceFactor(cov: Float64Array, n: number, relTol = 1e-9, what = 'the noise covariance'): CovarianceFactor {
   if (cov.length !== n * n) throw new NetmomentsError(`${what} has ${cov.length} values, a ${n}x${n} matrix is needed`);
   if (n === 0) return { factor: new Float64Array(0), rank: 0, eigenvalues: new Float64Array(0) };
+  // The decomposition squares entries: beyond ~1e150 it overflows to NaN and ml-matrix's QL
+  // iteration then fails with a TypeError instead of an answer.
+  let largest = 0;
+  for (let i = 0; i < cov.length; i++) largest = Math.max(largest, Math.abs(cov[i]));
+  if (!(largest <= 1e150)) {
+    throw new NetmomentsError(`${what} holds ${Number.isNaN(largest) ? 'NaN' : largest.toPrecision(3)}, ${Number.isFinite(largest) ? 'too large to factor in float64' : 'a non-finite value'}`);
+  }
   const rows: number[][] = [];
   for (let i = 0; i < n; i++) {
     const r = new Array<number>(n);
