@@ -304,3 +304,18 @@ export function checkShapeProbe(inputs: readonly InputLike[], file?: string, lim
     { code: 'RESOURCE', file },
   );
 }
+
+/**
+ * A zero-filled float32 buffer of `count` values for `what`, refused (RESOURCE, naming `file`)
+ * when it alone exceeds the limit, or when the allocation fails (a process under ulimit -v or a
+ * cgroup can fail where the available memory looked sufficient).
+ */
+export function allocateFloat32(count: number, what: string, file?: string, limit: MemoryLimit | number = memoryLimit()): Float32Array {
+  checkMemory({ total: count * 4, parts: [{ what, bytes: count * 4, lever: 'a model with a smaller input' }] }, limit, file);
+  try {
+    return new Float32Array(count);
+  } catch (e) {
+    throw new NetmomentsError(`cannot allocate ${formatBytes(count * 4)} for ${what} (${e instanceof Error ? e.message : String(e)})`, { code: 'RESOURCE', file, cause: e });
+  }
+}
+

@@ -17,6 +17,7 @@ import { Linearizer } from '../linearize/linearizer.js';
 import { emit, modelRunOptions, noiseFromArgs, noiseOptions, openInputs, printableText, stderrWriter, type ModelRunArgs, type NoiseArgs } from './common.js';
 import { progressBar } from '../report/progress.js';
 import { analyzeCsv, analyzeSummary } from '../report/analyze.js';
+import { allocateFloat32, memoryLimit } from '../resources.js';
 
 interface AnalyzeArgs extends NoiseArgs, ModelRunArgs {
   model: string;
@@ -69,7 +70,7 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       inputs = ds.getBatch(Array.from({ length: count }, (_, i) => i));
     } else {
       warn(`no --input: analysing the zero input (as in the paper's synthetic study)`);
-      inputs = new Float32Array(n);
+      inputs = allocateFloat32(n, `the zero input (${n} values)`, argv.model, memoryLimit(argv['max-memory']));
       count = 1;
     }
     let at: 'mean' | 'input' | Float32Array = 'mean';
