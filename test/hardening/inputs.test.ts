@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { NetmomentsError } from '../../src/errors.js';
 import { encodeNpy } from '../../src/data/npy.js';
 import { openDataset, readLabelFile } from '../../src/data/dataset.js';
+import { covarianceFactor } from '../../src/moments/montecarlo.js';
 import { expectBadInput, ROOT, runCli } from '../helpers/cli.js';
 import { cli, tmp, write } from './models.js';
 
@@ -60,7 +61,7 @@ describe('non-finite values', () => {
     const cov = psd();
     cov[N + 1] = Infinity;
     const c = write(dir, 'cov.npy', encodeNpy(cov, [N, N]));
-    await analyzeFails(['--input', ok, '--noise-cov', c], c, /non-finite value at element 13/);
+    await analyzeFails(['--input', ok, '--noise-cov', c], c, /holds Infinity at element 13/);
     const m = write(dir, 'mean.npy', vec(Array.from({ length: N }, (_, i) => (i === 4 ? -Infinity : 0))));
     await analyzeFails(['--input', ok, '--sigma', '1', '--noise-mean', m], m, /the noise mean holds -Infinity at element 4/);
     const m2 = write(dir, 'mean2.npy', vec(Array.from({ length: N }, (_, i) => (i === 1 ? 1e300 : 0))));
@@ -122,6 +123,15 @@ describe('covariances', () => {
     await analyzeFails(['--input', ok, '--noise-cov', asym], asym, /not symmetric: element \(0,1\)/);
     const v = write(dir, 'negvar.npy', vec(Array.from({ length: N }, (_, i) => (i === 8 ? -0.5 : 1))));
     await analyzeFails(['--input', ok, '--noise-var', v], v, /the noise variance is negative \(-0\.5\) at element 8/);
+  });
+
+  it('entries too large to factor: refused naming the file (CLI) and with a NetmomentsError (library), not a crash inside the eigendecomposition', async () => {
+    const C = psd();
+    C[6 * N + 6] = 1.7e308; // found by the fuzz test: ml-matrix's QL iteration threw a TypeError on the overflow
+    const f = write(dir, 'huge.npy', encodeNpy(C, [N, N]));
+    await analyzeFails(['--input', ok, '--noise-cov', f], f, /the noise covariance holds 1\.7e\+308 at element 78, not a finite float32 value/);
+    expect(() => covarianceFactor(C, N)).toThrow(NetmomentsError);
+    expect(() => covarianceFactor(C, N)).toThrow(/the noise covariance holds 1\.70e\+308, too large to factor in float64/);
   });
 
   it('a singular but valid covariance (rank 1) is accepted', async () => {

@@ -14,6 +14,7 @@ import { analyze } from '../../src/analyze.js';
 import { inspectGraph } from '../../src/commands/inspect.js';
 import { DataType, encodeModel, makeModel, makeNode, makeValueInfo, onnx } from '../../src/onnx/proto.js';
 import {
+  allocateFloat32,
   checkMemory,
   checkShapeProbe,
   defaultMemoryLimit,
@@ -172,6 +173,14 @@ describe('absurd declared sizes are refused before any session runs', () => {
     expectBadInput(runCli(['analyze', file, '--quiet'], { timeoutMs: 60_000 }), file, /this run would need about .* of memory \(noise directions F \(4294967296 x 4294967296\)/);
     // refused from the declared shapes, not after allocating: far below the minutes a 16 GiB run takes
     expect(Date.now() - t0).toBeLessThan(50_000);
+  });
+
+  it('the zero input of a model declaring 2^31 - 1 elements: refused when over the limit, and a failed allocation is a RESOURCE error', () => {
+    // found by the fuzz test: under ulimit -v the allocation threw a RangeError (exit 3)
+    const e = errorOf(() => allocateFloat32(2 ** 31 - 1, 'the zero input', 'm.onnx', { bytes: 1024 ** 3, source: 'option' }));
+    expect(e.code).toBe('RESOURCE');
+    expect(e.message).toMatch(/this run would need about 8\.0 GiB of memory \(the zero input 8\.0 GiB\)/);
+    expect(allocateFloat32(10, 'x')).toHaveLength(10);
   });
 
   it('a window does not make an absurd input acceptable, and a small one passes the probe check', async () => {
