@@ -5,6 +5,7 @@
  *
  *   node scripts/experiments.mjs OUT [stage ...]     run stages (default: all), outputs under OUT/
  *   node scripts/experiments.mjs OUT --tables        print the markdown tables from OUT/
+ *   node scripts/experiments.mjs OUT figures         copy / redraw the pictures of docs/RESULTS.md into docs/figures/
  *
  * Every stage is one or more `netmoments` commands (printed before they run, and the same as in
  * docs/RESULTS.md), except `figure3-check`, which samples the real model through the library to
@@ -44,6 +45,10 @@ const STAGES = {
     ['fooling', LENET, '--data', DIGITS, '--start', '50', '--count', '50', '--perturbation', '{OUT}/universal/mu.npy', '--sigma', '1', '--mc', '1000', '--out', '{OUT}/table2-heldout.json'],
     ['fooling', LENET, '--data', DIGITS, '--count', '50', '--perturbation', '{OUT}/universal/mu.npy', '--sigma', '1', '--mc', '1000', '--out', '{OUT}/table2-train.json'],
   ],
+  'table2-small': [
+    ['attack', LENET, '--universal', '--data', DIGITS, '--labels', LABELS, '--count', '50', '--beta', '15', '--iters', '150', '--out-dir', '{OUT}/universal-beta15'],
+    ['fooling', LENET, '--data', DIGITS, '--start', '50', '--count', '50', '--perturbation', '{OUT}/universal-beta15/mu.npy', '--sigma', '1', '--mc', '1000', '--out', '{OUT}/table2-beta15-heldout.json'],
+  ],
   attacks: [
     ['attack', LENET, '--input', DIGITS, '--count', '20', '--target', '3', '--out-dir', '{OUT}/eq3-paper'],
     ['attack', LENET, '--input', DIGITS, '--count', '20', '--target', '3', '--rounds', '5', '--iters', '60', '--out-dir', '{OUT}/eq3-relinearized'],
@@ -62,54 +67,54 @@ function run(argv) {
 }
 
 /**
- * figure3-check: for the 10 first images of OUT/figure3-sweep-1000 (stride 3, sigma 1000), the
- * window with the largest P(flip) and the window at the median, sampled 2000 times through the real
- * model: the fraction of samples whose class differs from the clean class, against the closed-form
- * P(flip) and the mean's decision.
+ * figure3-check: for each sigma of the sweep (stride 3), the first 10 digits, the window with the
+ * largest closed-form P(flip) and the window at the median, sampled 2000 times through the real
+ * model: the fraction of samples whose class differs from the clean class, against the
+ * closed-form P(flip) and the mean's decision.
  */
 async function figure3Check() {
   const { loadModel, Linearizer, GaussianSampler, Rng, openDataset, windowIndices } = await import(join(ROOT, 'dist', 'index.js'));
-  const dir = join(OUT, 'figure3-sweep-1000');
-  const rep = JSON.parse(readFileSync(join(dir, 'sensitivity.json'), 'utf8'));
   const { parseNpy, npyToFloat64 } = await import(join(ROOT, 'dist', 'data', 'npy.js'));
-  const flip = npyToFloat64(parseNpy(readFileSync(join(dir, 'flip-probability.npy'))));
-  const fooled = npyToFloat64(parseNpy(readFileSync(join(dir, 'fooling-mean.npy'))));
-  const { rows, cols } = rep.positions;
-  const stride = rep.noise.stride;
-  const w = rep.noise.windowSize;
-  const sigma = rep.noise.sigma;
   const model = loadModel(join(ROOT, LENET));
   const lin = await Linearizer.create(model, { flips: false });
   const ds = openDataset(join(ROOT, DIGITS), { inputShape: [1, 28, 28] });
-  const P = rows * cols;
   const out = [];
   try {
-    for (let k = 0; k < 10; k++) {
-      const im = rep.images[k];
-      const f = flip.subarray(k * P, (k + 1) * P);
-      const order = Array.from({ length: P }, (_, t) => t).sort((a, b) => f[b] - f[a]);
-      for (const [which, t] of [['max', order[0]], ['median', order[Math.floor(P / 2)]]]) {
-        const r = Math.floor(t / cols) * stride;
-        const c = (t % cols) * stride;
-        const idx = windowIndices([1, 28, 28], { row: r, col: c, height: w, width: w });
-        const x = ds.get(im.input);
-        const variance = new Float64Array(784);
-        for (const i of idx) variance[i] = sigma * sigma;
-        const sampler = new GaussianSampler(Float64Array.from(x), { kind: 'diagonal', variance });
-        const rng = new Rng(1000 + k);
-        const N = 2000;
-        let away = 0;
-        for (let done = 0; done < N; done += 500) {
-          const xs = new Float32Array(500 * 784);
-          sampler.sample(rng, xs, 500);
-          const y = await lin.evaluate(xs, 500);
-          for (let s = 0; s < 500; s++) {
-            let best = 0;
-            for (let j = 1; j < 10; j++) if (y[s * 10 + j] > y[s * 10 + best]) best = j;
-            if (best !== im.cleanClass) away++;
+    for (const sweep of ['250', '500', '1000']) {
+      const dir = join(OUT, `figure3-sweep-${sweep}`);
+      if (!existsSync(join(dir, 'sensitivity.json'))) continue;
+      const rep = JSON.parse(readFileSync(join(dir, 'sensitivity.json'), 'utf8'));
+      const flip = npyToFloat64(parseNpy(readFileSync(join(dir, 'flip-probability.npy'))));
+      const fooled = npyToFloat64(parseNpy(readFileSync(join(dir, 'fooling-mean.npy'))));
+      const { rows, cols } = rep.positions;
+      const { stride, windowSize: w, sigma } = rep.noise;
+      const P = rows * cols;
+      for (let k = 0; k < 10; k++) {
+        const im = rep.images[k];
+        const f = flip.subarray(k * P, (k + 1) * P);
+        const order = Array.from({ length: P }, (_, t) => t).sort((a, b) => f[b] - f[a]);
+        for (const [which, t] of [['max', order[0]], ['median', order[Math.floor(P / 2)]]]) {
+          const r = Math.floor(t / cols) * stride;
+          const c = (t % cols) * stride;
+          const idx = windowIndices([1, 28, 28], { row: r, col: c, height: w, width: w });
+          const variance = new Float64Array(784);
+          for (const i of idx) variance[i] = sigma * sigma;
+          const sampler = new GaussianSampler(Float64Array.from(ds.get(im.input)), { kind: 'diagonal', variance });
+          const rng = new Rng(1000 + k);
+          const N = 2000;
+          let away = 0;
+          for (let done = 0; done < N; done += 500) {
+            const xs = new Float32Array(500 * 784);
+            sampler.sample(rng, xs, 500);
+            const y = await lin.evaluate(xs, 500);
+            for (let s = 0; s < 500; s++) {
+              let best = 0;
+              for (let j = 1; j < 10; j++) if (y[s * 10 + j] > y[s * 10 + best]) best = j;
+              if (best !== im.cleanClass) away++;
+            }
           }
+          out.push({ sigma, input: im.input, which, row: r, col: c, flipProbability: f[t], foolingMean: fooled[k * P + t], sampled: away / N, samples: N });
         }
-        out.push({ input: im.input, which, row: r, col: c, flipProbability: f[t], foolingMean: fooled[k * P + t], sampled: away / N, samples: N });
       }
     }
   } finally {
@@ -117,6 +122,34 @@ async function figure3Check() {
   }
   writeFileSync(join(OUT, 'figure3-check.json'), `${JSON.stringify(out, null, 2)}\n`);
   process.stderr.write(`wrote ${join(OUT, 'figure3-check.json')}\n`);
+}
+
+/** figures: the pictures docs/RESULTS.md shows, into docs/figures/ (tightness SVGs redrawn from the JSON). */
+async function figures() {
+  const { tightnessPlots } = await import(join(ROOT, 'dist', 'experiments', 'tightness.js'));
+  const { copyFileSync } = await import('node:fs');
+  const dest = join(ROOT, 'docs', 'figures');
+  mkdirSync(dest, { recursive: true });
+  const svg = [
+    ['table1-sigma8', 'lenet-relu2-data', ['variance', 'variance-paper', 'mean'], 'table1'],
+    ['figure2-mean1', 'fc-2-relu1-var0.0001-mean1', ['variance', 'variance-paper'], 'figure2'],
+    ['figure2-mean1', 'conv-4-relu1-var1-mean1', ['variance', 'mean'], 'figure2'],
+  ];
+  for (const [dir, study, kinds, prefix] of svg) {
+    const rep = JSON.parse(readFileSync(join(OUT, dir, 'tightness.json'), 'utf8'));
+    const s = rep.studies.find((x) => x.name === study);
+    const plots = tightnessPlots(s);
+    for (const k of kinds) writeFileSync(join(dest, `${prefix}-${study}-${k}.svg`), plots[`${study}-${k}.svg`]);
+  }
+  const png = [
+    ['figure3/flip-probability.png', 'figure3-flip-probability.png'],
+    ['figure3/fooling-mean.png', 'figure3-fooling-mean.png'],
+    ['eq3-relinearized/attack-0.png', 'eq3-attack-0.png'],
+    ['eq4-paper/attack-2.png', 'eq4-attack-2.png'],
+    ['universal/universal.png', 'universal.png'],
+  ];
+  for (const [src, name] of png) copyFileSync(join(OUT, src), join(dest, name));
+  process.stderr.write(`wrote ${svg.length + png.length} figure groups to ${dest}\n`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,17 +209,24 @@ function tables() {
   }
   const chk = read('figure3-check.json');
   if (chk) {
-    lines.push('\n### Figure 3 check: closed-form P(flip) against 2000 samples through the real model (sigma 1000, stride 3)\n');
-    lines.push('| digit | window | (row, col) | fooled by the mean | P(flip), closed form | sampled flip rate |');
-    lines.push('|---|---|---|---|---|---|');
-    for (const c of chk) lines.push(`| ${c.input} | ${c.which} | (${c.row}, ${c.col}) | ${c.foolingMean ? 'yes' : 'no'} | ${f(c.flipProbability)} | ${f(c.sampled)} |`);
+    lines.push('\n### Figure 3 check: closed-form P(flip) against 2000 samples through the real model (first 10 digits, stride 3; per sigma, the window of largest P(flip) and the median window)\n');
+    lines.push('| sigma | window | fooled by the mean | mean closed-form P(flip) | mean sampled flip rate | mean abs difference | pairs with sampled rate > 0.5 |');
+    lines.push('|---|---|---|---|---|---|---|');
+    for (const sg of [...new Set(chk.map((c) => c.sigma))]) {
+      for (const which of ['max', 'median']) {
+        const g = chk.filter((c) => c.sigma === sg && c.which === which);
+        const avg = (fn) => g.reduce((a, c) => a + fn(c), 0) / g.length;
+        lines.push(`| ${sg} | ${which} | ${g.filter((c) => c.foolingMean).length}/${g.length} | ${f(avg((c) => c.flipProbability))} | ${f(avg((c) => c.sampled))} | ${f(avg((c) => Math.abs(c.sampled - c.flipProbability)))} | ${g.filter((c) => c.sampled > 0.5).length}/${g.length} |`);
+      }
+    }
   }
-  const uni = read('universal/attack.json');
-  if (uni) {
-    lines.push(`\n### Universal noise (attack --universal): ${uni.results.length} digits, beta ${uni.box.beta}, sigma² ${f(uni.sigma2)}\n`);
-    lines.push(`Margin ${f(uni.objectiveStart)} -> ${f(uni.objective)}; fooling on the optimization digits: predicted ${pct(uni.predictedFoolingRate)}, real at x + mu ${pct(uni.realFoolingRate)}, sampled ${pct(uni.sampledFoolingRate)}.`);
+  for (const u of ['universal', 'universal-beta15']) {
+    const uni = read(`${u}/attack.json`);
+    if (!uni) continue;
+    lines.push(`\n### ${u} (attack --universal): ${uni.results.length} digits, beta ${uni.box.beta}, sigma² ${f(uni.sigma2)}\n`);
+    lines.push(`Margin ${f(uni.objectiveStart)} -> ${f(uni.objective)}; fooling on the optimization digits: predicted ${pct(uni.predictedFoolingRate)}, real at x + mu ${pct(uni.realFoolingRate)}, sampled ${pct(uni.sampledFoolingRate)}; |mu|_inf ${f(uni.mu.linf)}, |mu|_2 ${f(uni.mu.l2)}.`);
   }
-  for (const t of ['table2-train', 'table2-heldout']) {
+  for (const t of ['table2-train', 'table2-heldout', 'table2-beta15-heldout']) {
     const r = read(`${t}.json`);
     if (!r) continue;
     lines.push(`\n### ${t}: ${r.images} digits, sigma ${r.noise.sigma}\n`);
@@ -216,12 +256,13 @@ function tables() {
 if (args[1] === '--tables') tables();
 else {
   mkdirSync(OUT, { recursive: true });
-  const stages = args.length > 1 ? args.slice(1) : [...Object.keys(STAGES), 'figure3-check'];
+  const stages = args.length > 1 ? args.slice(1) : [...Object.keys(STAGES), 'figure3-check', 'figures'];
   for (const s of stages) {
     if (s === 'figure3-check') await figure3Check();
+    else if (s === 'figures') await figures();
     else if (STAGES[s]) for (const a of STAGES[s]) run(a);
     else {
-      process.stderr.write(`unknown stage '${s}' (stages: ${[...Object.keys(STAGES), 'figure3-check'].join(', ')})\n`);
+      process.stderr.write(`unknown stage '${s}' (stages: ${[...Object.keys(STAGES), 'figure3-check', 'figures'].join(', ')})\n`);
       process.exit(2);
     }
   }

@@ -12,11 +12,10 @@ import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import { paperNets } from '../synthetic/nets.js';
 import { VERSION } from '../analyze.js';
 import { writeFilesAtomic } from '../report/write.js';
-import { scatterSvg } from '../report/svg.js';
 import { progressBar } from '../report/progress.js';
 import { parseNumberList } from '../experiments/common.js';
 import { csv, sig, toJson, wholeNumber } from '../experiments/cli.js';
-import { tightnessOnData, tightnessSynthetic, type TightnessStudy } from '../experiments/tightness.js';
+import { tightnessOnData, tightnessPlots, tightnessSynthetic, type TightnessStudy } from '../experiments/tightness.js';
 import { modelRunOptions, noiseFromArgs, noiseOptions, openInputs, stderrWriter, type ModelRunArgs, type NoiseArgs } from './common.js';
 
 interface TightnessArgs extends NoiseArgs, ModelRunArgs {
@@ -37,46 +36,6 @@ interface TightnessArgs extends NoiseArgs, ModelRunArgs {
 /** The paper's linearization "at l = 2": the second ReLU, split index 1. */
 export const PAPER_RELU = 1;
 export const PAPER_REGIMES = [1e-4, 1, 200];
-
-function quantityPlots(s: TightnessStudy): Record<string, string> {
-  const files: Record<string, string> = {};
-  const d = s.output.size;
-  const series = (pick: (r: TightnessStudy['runDetails'][number]) => { x: number[]; y: number[] }) =>
-    Array.from({ length: d }, (_, i) => ({
-      name: d > 1 ? `output ${i}` : '',
-      x: s.runDetails.map((r) => pick(r).x[i]),
-      y: s.runDetails.map((r) => pick(r).y[i]),
-    }));
-  const where = s.mode === 'synthetic' ? `max variance ${s.noise.maxVariance}${s.noise.inputMeanSd ? `, input mean sd ${s.noise.inputMeanSd}` : ', zero input'}` : s.noise.sigma !== undefined ? `sigma ${s.noise.sigma}` : `noise ${s.noise.file}`;
-  const sub = (f: { slope: number; r2: number }) => `${s.runs} runs, ${s.mc} MC samples, ReLU ${s.split.index}, ${where}; slope ${sig(f.slope, 4)}, R^2 ${sig(f.r2, 3)}`;
-  files[`${s.name}-mean.svg`] = scatterSvg({
-    title: `${s.name}: mean`,
-    subtitle: sub(s.fit.mean),
-    xLabel: 'analytic mean (Theorem 1)',
-    yLabel: 'Monte Carlo mean',
-    series: series((r) => ({ x: r.analytic.mean, y: r.mc.mean })),
-    slope: s.fit.mean.slope,
-  });
-  files[`${s.name}-variance.svg`] = scatterSvg({
-    title: `${s.name}: exact variance`,
-    subtitle: sub(s.fit.variance),
-    xLabel: 'analytic variance (exact, any means)',
-    yLabel: 'Monte Carlo variance',
-    series: series((r) => ({ x: r.analytic.variance, y: r.mc.variance })),
-    slope: s.fit.variance.slope,
-    log: 'auto',
-  });
-  files[`${s.name}-variance-paper.svg`] = scatterSvg({
-    title: `${s.name}: paper's variance`,
-    subtitle: sub(s.fit.variancePaper),
-    xLabel: "analytic variance (paper's Theorem 2)",
-    yLabel: 'Monte Carlo variance',
-    series: series((r) => ({ x: r.analytic.variancePaper, y: r.mc.variance })),
-    slope: s.fit.variancePaper.slope,
-    log: 'auto',
-  });
-  return files;
-}
 
 function runsCsv(studies: TightnessStudy[]): string {
   const rows: Array<Array<string | number | null>> = [];
@@ -206,7 +165,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
     const files: Record<string, string> = {};
     const plots: Record<string, Record<string, string>> = {};
     for (const s of studies) {
-      const f = quantityPlots(s);
+      const f = tightnessPlots(s);
       Object.assign(files, f);
       const names = Object.keys(f);
       plots[s.name] = { mean: names[0], variance: names[1], variancePaper: names[2] };

@@ -63,7 +63,16 @@ function fmt(v: number): string {
 export function scatterSvg(o: ScatterOptions): string {
   const W = o.width ?? 560;
   const H = o.height ?? 520;
-  const left = 78, right = 20, top = o.subtitle ? 62 : 44, bottom = 58;
+  // a long subtitle wraps at '; ' (about 7 px per character at 12 px)
+  const subLines: string[] = [];
+  if (o.subtitle) {
+    for (const part of o.subtitle.split('; ')) {
+      const last = subLines.length - 1;
+      if (last >= 0 && (subLines[last] + '; ' + part).length * 6.6 < W - 20) subLines[last] += `; ${part}`;
+      else subLines.push(part);
+    }
+  }
+  const left = 78, right = 20, top = 44 + 16 * subLines.length + (subLines.length ? 2 : 0), bottom = 58;
   const pw = W - left - right;
   const ph = H - top - bottom;
   const xs: number[] = [];
@@ -110,7 +119,7 @@ export function scatterSvg(o: ScatterOptions): string {
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="12">`);
   parts.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
   parts.push(`<text x="${W / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">${escapeXml(o.title)}</text>`);
-  if (o.subtitle) parts.push(`<text x="${W / 2}" y="40" text-anchor="middle" font-size="12" fill="#333">${escapeXml(o.subtitle)}</text>`);
+  subLines.forEach((line, i) => parts.push(`<text x="${W / 2}" y="${40 + 16 * i}" text-anchor="middle" font-size="12" fill="#333">${escapeXml(line)}</text>`));
   parts.push(`<defs><clipPath id="plot"><rect x="${left}" y="${top}" width="${pw}" height="${ph}"/></clipPath></defs>`);
   parts.push(`<rect x="${left}" y="${top}" width="${pw}" height="${ph}" fill="none" stroke="#444"/>`);
   for (const t of ticks) {
