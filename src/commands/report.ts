@@ -52,7 +52,7 @@ export function datasetRunOptions<T>(y: Argv<T>): Argv<T & DatasetRunArgs> {
     .option('mc', { type: 'number', default: 0, describe: 'Monte Carlo samples through the real model for a sample of inputs (the report states its own tightness)', group: 'Report:' })
     .option('mc-inputs', { type: 'number', default: 10, describe: 'How many inputs (spread evenly over the data) get --mc samples', group: 'Report:' })
     .option('probability-samples', { type: 'number', default: 8192, describe: 'Quasi-Monte Carlo points of the class and flip probabilities (one shared set)', group: 'Report:' })
-    .option('chunk', { type: 'number', describe: 'Inputs per chunk: the unit of batching, checkpoints and shards (default 512 with a bank, 16 with --linearize input)', group: 'Report:' })
+    .option('chunk', { type: 'number', describe: 'Inputs per chunk: the unit of batching, checkpoints and shards (default 1024 with a bank, 16 with --linearize input)', group: 'Report:' })
     .option('shard', { type: 'string', describe: 'I/N: only shard I (0-based) of N, a deterministic part; combine with `netmoments merge`', group: 'Report:' })
     .option('resume', { type: 'boolean', describe: 'Continue the interrupted run whose checkpoint is in --out-dir', group: 'Report:' }) as unknown as Argv<T & DatasetRunArgs>;
 }
@@ -85,10 +85,15 @@ export async function runDatasetReport(
   const noise = noiseFromArgs(argv, n, warn);
 
   let bar: Progress | undefined;
-  let state = { total: 0, done: 0 };
+  let state = { phase: 'setup', total: 0, done: 0 };
   const onSigint = () => {
     bar?.stop();
-    const where = outDir ? `; ${state.done} of ${state.total} inputs are checkpointed in ${outDir}/${CHECKPOINT_DIR}: run the same command with --resume to continue` : '';
+    let where = '';
+    if (outDir && state.phase === 'inputs') {
+      where = `; ${state.done} of ${state.total} inputs are checkpointed in ${outDir}/${CHECKPOINT_DIR}: run the same command with --resume to continue`;
+    } else if (outDir) {
+      where = `${state.phase === 'bank' ? ' while linearizing at the k-means centres' : ' before any input was done'}; ${outDir} holds its earlier contents (run the same command with --resume to start or continue)`;
+    }
     process.stderr.write(`\nnetmoments: interrupted${where}\n`);
     process.exit(130);
   };
@@ -122,7 +127,7 @@ export async function runDatasetReport(
       labelsFile: argv.labels,
       onPhase: (phase, total, done) => {
         bar?.stop();
-        state = { total, done };
+        state = { phase, total, done };
         bar = argv.quiet ? undefined : progressBar(phase === 'bank' ? `${label}: linearizing at k-means centres` : `${label}: inputs`, total);
         bar?.update(done);
       },

@@ -82,7 +82,7 @@ export interface ReportOptions extends Omit<AnalyzeOptions, 'variance' | 'covari
   mcInputs?: number;
   /** Points of the shared class-probability estimate (default 8192). */
   probabilitySamples?: number;
-  /** Inputs per chunk (default 512 with a bank, 16 with --linearize input). */
+  /** Inputs per chunk (default 1024 with a bank, 16 with --linearize input). */
   chunk?: number;
   shard?: { index: number; count: number };
   /** Where the outputs (and the checkpoint) go; without it nothing is written. */
@@ -225,7 +225,7 @@ class CentreCache {
       gram = { p, d, s: new Float64Array(p), B, zb, c2: centreOffset(B, zb, gb, p, d) };
       const { support, sd } = this.sparse;
       const n = this.n;
-      const A = c.A;
+      const A = A64;
       if (r === n && sd.every((x) => x === sd[0])) {
         // isotropic noise on every element: s_v = sigma |A_v|
         for (let v = 0; v < p; v++) {
@@ -589,7 +589,7 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
   const mcInputs = o.mcInputs ?? 10;
   if (!(Number.isInteger(mcInputs) && mcInputs >= 1)) throw new NetmomentsError(`--mc-inputs must be a whole number >= 1, got ${mcInputs}`, { code: 'BAD_USAGE' });
   const probabilitySamples = o.probabilitySamples ?? 8192;
-  const chunk = o.chunk ?? (o.linearize.kind === 'input' ? 16 : 512);
+  const chunk = o.chunk ?? (o.linearize.kind === 'input' ? 16 : 1024);
   if (!(Number.isInteger(chunk) && chunk >= 1)) throw new NetmomentsError(`--chunk must be a whole number >= 1, got ${chunk}`, { code: 'BAD_USAGE' });
   if (o.shard && o.linearize.kind === 'kmeans') {
     throw new NetmomentsError(
@@ -796,6 +796,8 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
     const total = mine.reduce((a, ci) => a + inputsOf(ci), 0);
     o.onPhase?.('inputs', total, resumed);
     let progress = resumed;
+    // onnxruntime's Gemm sessions are made on first use: make them now, with the other sessions
+    for (const opts of [{ transB: true }, {}]) await la.gemm(new Float64Array(64 * 64), 64, 64, new Float64Array(64 * 64), 64, 64, opts);
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
     let computed = 0;
