@@ -390,6 +390,28 @@ export class JacobianEngine {
   }
 
   /** J d for k directions (row-major [k, inputSize]); returns [k, outputSize] and the output value. */
+  /**
+   * J d for k directions ([k, inputSize] float32), one tensor per output ([k, size], float32), for
+   * callers that reduce the tangents at once (the linearizer's per-unit statistics): no float64
+   * copy of a [k, outputSize] block. The caller chunks k; in fd mode this goes through jvp().
+   */
+  async jvpByOutput(point: Point, directions: Float32Array, k: number): Promise<Record<string, Float32Array>> {
+    if (directions.length !== k * this.inputSize) {
+      throw new NetmomentsError(`${directions.length} tangent values for ${k} directions of ${this.inputSize} elements`, { code: 'BAD_USAGE' });
+    }
+    if (this.mode === 'fd' || k === 0) {
+      const r = await this.jvp(point, directions, k);
+      const out: Record<string, Float32Array> = {};
+      for (const o of this.outputs) {
+        const t = new Float32Array(k * o.size);
+        for (let d = 0; d < k; d++) for (let i = 0; i < o.size; i++) t[d * o.size + i] = r.tangents[d * this.outputSize + o.offset + i];
+        out[o.name] = t;
+      }
+      return out;
+    }
+    return (await this.runTangent(point, directions, k)).tangents;
+  }
+
   async jvp(point: Point, directions: ArrayLike<number>, k: number, options: { chunk?: number } = {}): Promise<JvpResult> {
     if (directions.length !== k * this.inputSize) {
       throw new NetmomentsError(`${directions.length} tangent values for ${k} directions of ${this.inputSize} elements`, { code: 'BAD_USAGE' });

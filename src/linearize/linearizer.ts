@@ -312,22 +312,22 @@ export class Linearizer {
     // top inputs per direction: [y (p), skip tensors in split order]
     const topDirs = new Float64Array(kTotal * (p + skipSize));
     const bottomStats = this.parts.bottomFlips.map((f) => newStats(f, base.outputValue, slotOf(bottom, f.tensor)));
-    const chunk = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (8 * Math.max(bottom.outputSize, n)))));
+    const chunk = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (4 * Math.max(bottom.outputSize, n)))));
     const mask = Float64Array.from(zb, (v) => (v > 0 ? 1 : 0));
     for (let k0 = 0; k0 < kTotal; k0 += chunk) {
       const m = Math.min(chunk, kTotal - k0);
-      const dirs = new Float64Array(m * n);
+      const dirs = new Float32Array(m * n);
       for (let k = 0; k < m; k++) for (let i = 0; i < n; i++) dirs[k * n + i] = dir(k0 + k, i);
-      const t = (await bottom.jvp(point, dirs, m)).tangents;
-      const O = bottom.outputSize;
+      const t = await bottom.jvpByOutput(point, dirs, m);
+      const tz = t[this.split.input];
       for (let k = 0; k < m; k++) {
         const kk = k0 + k;
-        const row = t.subarray(k * O, (k + 1) * O);
-        if (kk < r) for (let u = 0; u < p; u++) AF[u * r + kk] = row[zSlot.offset + u];
-        else for (let u = 0; u < p; u++) Adelta![u] = row[zSlot.offset + u];
+        const zk = k * p;
+        if (kk < r) for (let u = 0; u < p; u++) AF[u * r + kk] = tz[zk + u];
+        else for (let u = 0; u < p; u++) Adelta![u] = tz[zk + u];
         // the top's input tangents under the surrogate: y' = mask * z', skips as they are
         const td = topDirs.subarray(kk * (p + skipSize), (kk + 1) * (p + skipSize));
-        for (let u = 0; u < p; u++) td[u] = mask[u] * row[zSlot.offset + u];
+        for (let u = 0; u < p; u++) td[u] = mask[u] * tz[zk + u];
         let off = p;
         for (const s of this.skip) {
           if (this.parts.inputSkips.includes(s)) {
@@ -335,12 +335,12 @@ export class Linearizer {
             off += n;
           } else {
             const sl = skipSlots[this.parts.innerSkips.indexOf(s)];
-            td.set(row.subarray(sl.offset, sl.offset + sl.size), off);
+            td.set(t[s].subarray(k * sl.size, (k + 1) * sl.size), off);
             off += sl.size;
           }
         }
-        for (const st of bottomStats) accumulate(st, row, kk < r);
       }
+      for (const st of bottomStats) accumulateChunk(st, t[st.spec.tensor], m, k0, r);
     }
 
     // ---- top: B (identity on y), D F (y' = 0, skips), and flips of top layers
@@ -375,11 +375,11 @@ export class Linearizer {
       const baseTop = await tf.jvp(topPoint, new Float64Array(0), 0);
       topStats = this.parts.topFlipSpecs.map((f) => newStats(f, baseTop.outputValue, slotOf(tf, f.tensor)));
       const K = p + skipSize;
-      const ch = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (8 * Math.max(tf.outputSize, K)))));
+      const ch = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (4 * Math.max(tf.outputSize, K)))));
       for (let k0 = 0; k0 < kTotal; k0 += ch) {
         const m = Math.min(ch, kTotal - k0);
-        const t = (await tf.jvp(topPoint, topDirs.subarray(k0 * K, (k0 + m) * K), m)).tangents;
-        for (let k = 0; k < m; k++) for (const st of topStats) accumulate(st, t.subarray(k * tf.outputSize, (k + 1) * tf.outputSize), k0 + k < r);
+        const t = await tf.jvpByOutput(topPoint, Float32Array.from(topDirs.subarray(k0 * K, (k0 + m) * K)), m);
+        for (const st of topStats) accumulateChunk(st, t[st.spec.tensor], m, k0, r);
       }
     }
 
@@ -495,28 +495,35 @@ function newStats(spec: FlipLayerSpec, values: Float64Array, slot: { offset: num
   return { spec, value, offset: slot.offset, sumsq: new Float64Array(w.windows * w.kernel), shift: new Float64Array(w.windows * w.kernel), winners };
 }
 
-/** Add one direction's tangent (noise direction: to the variance; the offset direction: to the mean). */
-function accumulate(st: Stats, row: Float64Array, isNoise: boolean): void {
-  const o = st.offset;
+/**
+ * Add a chunk of m directions' tangents of the layer's input tensor ([m, size], directions k0..k0+m-1):
+ * noise directions (index < r) to the variances, the offset direction to the mean shift.
+ */
+function accumulateChunk(st: Stats, t: Float32Array, m: number, k0: number, r: number): void {
+  const size = st.value.length;
   if (st.spec.op === 'Relu') {
-    for (let u = 0; u < st.value.length; u++) {
-      const t = row[o + u];
-      if (isNoise) st.sumsq[u] += t * t;
-      else st.shift[u] += t;
+    for (let k = 0; k < m; k++) {
+      const base = k * size;
+      if (k0 + k < r) for (let u = 0; u < size; u++) st.sumsq[u] += t[base + u] * t[base + u];
+      else for (let u = 0; u < size; u++) st.shift[u] += t[base + u];
     }
     return;
   }
   const w = st.spec.windows!;
-  for (let i = 0; i < w.windows; i++) {
-    const win = st.winners![i];
-    if (win < 0) continue;
-    const tw = row[o + win];
-    for (let j = 0; j < w.kernel; j++) {
-      const idx = w.members[i * w.kernel + j];
-      if (idx < 0 || idx === win) continue;
-      const diff = tw - row[o + idx];
-      if (isNoise) st.sumsq[i * w.kernel + j] += diff * diff;
-      else st.shift[i * w.kernel + j] += diff;
+  for (let k = 0; k < m; k++) {
+    const base = k * size;
+    const isNoise = k0 + k < r;
+    for (let i = 0; i < w.windows; i++) {
+      const win = st.winners![i];
+      if (win < 0) continue;
+      const tw = t[base + win];
+      for (let j = 0; j < w.kernel; j++) {
+        const idx = w.members[i * w.kernel + j];
+        if (idx < 0 || idx === win) continue;
+        const diff = tw - t[base + idx];
+        if (isNoise) st.sumsq[i * w.kernel + j] += diff * diff;
+        else st.shift[i * w.kernel + j] += diff;
+      }
     }
   }
 }
