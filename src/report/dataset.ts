@@ -334,7 +334,7 @@ interface Context {
 }
 
 /** Records of chunk `ci` (inputs ci*chunk .. min(count, (ci+1)*chunk) - 1). */
-async function computeChunk(ctx: Context, ci: number): Promise<SampleRecord[]> {
+async function computeChunk(ctx: Context, ci: number, onInput?: (doneInChunk: number) => void): Promise<SampleRecord[]> {
   const { n, p, d, linearizer, analyzer, la, options: o } = ctx;
   const file = ctx.model.file;
   const i0 = ci * ctx.chunk;
@@ -379,6 +379,8 @@ async function computeChunk(ctx: Context, ci: number): Promise<SampleRecord[]> {
         }
         means[t] = meanOnly(lin.zb, lin.Adelta, s, lin.B, lin.gb, lin.Ddelta, p, d);
       }
+      // a linearization per input is slow enough to show progress input by input
+      onInput?.(t + 1);
     }
   } else {
     const bank = ctx.bank;
@@ -802,7 +804,7 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
     const cpu0 = process.cpuUsage();
     let computed = 0;
     for (const ci of todo) {
-      const recs = await computeChunk(ctx, ci);
+      const recs = await computeChunk(ctx, ci, (k) => o.onProgress?.(progress + k));
       if (ckDir) writeFileAtomic(join(ckDir, chunkFile(ci)), recs.map((r) => JSON.stringify(r)).join('\n') + '\n');
       done.set(ci, recs);
       computed += recs.length;
