@@ -233,6 +233,14 @@ export class Analyzer {
     } catch (e) {
       // A problem found while running the model (values that overflow float32, a non-finite
       // Jacobian) is about the model at this input: say which, and name the model.
+      if (e instanceof RangeError && /allocation failed|Invalid typed array length|Invalid array length/i.test(e.message)) {
+        // the estimate let the run start, but the process could not get the memory (a limit the estimate does not see)
+        throw new NetmomentsError(`input ${index}: out of memory (${e.message}); lower what the run needs (see --max-memory) or give the process more memory`, {
+          file: this.linearizer.model.file,
+          code: 'RESOURCE',
+          cause: e,
+        });
+      }
       if (!(e instanceof NetmomentsError) || e.file) throw e;
       const hint = /non-finite/.test(e.message) ? ' (the model overflows float32 here: its weights or the input are out of range)' : '';
       throw new NetmomentsError(`input ${index}: ${e.message}${hint}`, { file: this.linearizer.model.file, code: e.code, cause: e });

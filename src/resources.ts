@@ -25,6 +25,7 @@
  * Calibration on the bundled LeNet, digit 0, sigma 8: split at ReLU 0 (p = 11520) the estimate is
  * about 1.1 GiB for a measured growth of about 0.7 GiB; at ReLU 2 (p = 500) about 0.35 GiB for 0.25.
  */
+import { readFileSync } from 'node:fs';
 import { freemem } from 'node:os';
 import { NetmomentsError } from './errors.js';
 
@@ -151,14 +152,35 @@ export function estimateAnalyzeMemory(s: RunSizes): MemoryEstimate {
   return { total, parts };
 }
 
-/** Memory still available to this process: cgroup-aware where Node knows it, else the system's free memory. */
+/**
+ * Memory still available to this process: cgroup-aware where Node knows it, else the system's free
+ * memory; on Linux also no more than the address space left under `ulimit -v` (RLIMIT_AS, which
+ * neither of those sees: an allocation past it fails although the machine has memory to spare).
+ */
 export function availableMemory(): number {
   const pr = process as unknown as { availableMemory?: () => number };
+  let avail = freemem();
   if (typeof pr.availableMemory === 'function') {
     const v = pr.availableMemory();
-    if (Number.isFinite(v) && v > 0) return v;
+    if (Number.isFinite(v) && v > 0) avail = v;
   }
-  return freemem();
+  const headroom = addressSpaceHeadroom();
+  return headroom === undefined ? avail : Math.max(0, Math.min(avail, headroom));
+}
+
+/** RLIMIT_AS minus the address space in use, from /proc/self (Linux); undefined when unlimited or unknown. */
+function addressSpaceHeadroom(): number | undefined {
+  if (process.platform !== 'linux') return undefined;
+  try {
+    const limits = readFileSync('/proc/self/limits', 'utf8');
+    const m = /^Max address space\s+(\d+|unlimited)/m.exec(limits);
+    if (!m || m[1] === 'unlimited') return undefined;
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const vm = /^VmSize:\s+(\d+)\s*kB/m.exec(status);
+    return Number(m[1]) - (vm ? Number(vm[1]) * 1024 : 0);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Fraction of the available memory a run may plan to use when --max-memory is not given. */
