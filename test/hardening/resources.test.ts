@@ -12,7 +12,7 @@ import { NetmomentsError } from '../../src/errors.js';
 import { loadModel, loadModelBytes } from '../../src/onnx/load.js';
 import { analyze } from '../../src/analyze.js';
 import { inspectGraph } from '../../src/commands/inspect.js';
-import { DataType, encodeModel, makeModel, makeNode, makeValueInfo, onnx } from '../../src/onnx/proto.js';
+import { DataType, encodeModel, makeModel, makeNode, makeTensor, makeValueInfo, onnx } from '../../src/onnx/proto.js';
 import {
   allocateFloat32,
   checkMemory,
@@ -230,6 +230,39 @@ describe('a fixed batch far larger than 1', () => {
     const file = write(tmp(), 'batch65535.onnx', lenetWithBatch(65535));
     const r = spawnSync('/bin/sh', ['-c', 'ulimit -v 4000000 && exec "$0" "$@"', process.execPath, BIN, 'inspect', file], { encoding: 'utf8', timeout: 120_000 });
     expectBadInput({ code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr }, file, /onnxruntime failed to run the model: .*(allocate|memory)/i);
+  });
+});
+
+describe('under an address-space limit (ulimit -v)', () => {
+  /** x [N, 1, 2, 2] -> 1x1 Conv to 8 channels padded 500,000 columns wide -> Relu -> global average: a split 8,000,016 wide from a 200-byte model. */
+  function wideSplit(): Uint8Array {
+    return encodeModel(
+      makeModel({
+        name: 'wide',
+        node: [
+          makeNode('Conv', ['x', 'W'], ['c'], { name: 'conv', attributes: { kernel_shape: [1, 1], pads: [0, 0, 0, 500000] } }),
+          makeNode('Relu', ['c'], ['r'], { name: 'relu' }),
+          makeNode('GlobalAveragePool', ['r'], ['g'], { name: 'pool' }),
+          makeNode('Flatten', ['g'], ['y'], { name: 'flatten', attributes: { axis: 1 } }),
+        ],
+        input: [makeValueInfo('x', DataType.FLOAT, ['N', 1, 2, 2])],
+        output: [makeValueInfo('y', DataType.FLOAT, ['N', 8])],
+        initializer: [makeTensor('W', DataType.FLOAT, [8, 1, 1, 1], [1, 2, 3, 4, 5, 6, 7, 8])],
+      }),
+    );
+  }
+
+  it('the default limit counts the address space left, so a run that would not fit is refused, not killed', () => {
+    if (process.platform !== 'linux') return;
+    const file = write(tmp(), 'wide.onnx', wideSplit());
+    // found by the fuzz test: free memory does not see RLIMIT_AS, the run passed the estimate and failed to allocate (exit 3)
+    const r = spawnSync('/bin/sh', ['-c', 'ulimit -v 3000000 && exec "$0" "$@"', process.execPath, BIN, 'analyze', file, '--quiet', '--sigma', '1'], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    expectBadInput({ code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr }, file, /this run would need about .* more than the default limit of .* \(80% of the memory available now\)/);
+    const avail = spawnSync('/bin/sh', ['-c', `ulimit -v 3000000 && exec "$0" --input-type=module -e "$1"`, process.execPath, `import { availableMemory } from '${join(ROOT, 'dist', 'resources.js')}'; console.log(availableMemory());`], { encoding: 'utf8' });
+    expect(Number(avail.stdout)).toBeLessThan(3_000_000 * 1024);
   });
 });
 
