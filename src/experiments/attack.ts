@@ -26,7 +26,7 @@ import { seedFor } from '../analyze.js';
 import { NetmomentsError } from '../errors.js';
 import { Linearizer, type TensorDescription } from '../linearize/linearizer.js';
 import { classProbabilities } from '../moments/classprob.js';
-import { meanGradient, networkMeanOnly } from '../moments/gradients.js';
+import { meanGradient } from '../moments/gradients.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
 import { GaussianSampler, Rng } from '../moments/montecarlo.js';
 import { networkMoments, type Noise, type ShallowNetwork } from '../moments/network.js';
