@@ -39,7 +39,7 @@ export interface AnalyzeOptions extends LinearizerOptions {
   /** Monte Carlo samples through the real model (0: none). */
   mc?: number;
   seed?: number;
-  /** Quasi-Monte Carlo points for the class probabilities (default 4096). */
+  /** Quasi-Monte Carlo points per shift for the class probabilities (default 2048, 16 shifts). */
   probabilitySamples?: number;
   linalg?: LinearAlgebra;
   /**
@@ -165,7 +165,7 @@ export class Analyzer {
           covarianceSupport: noise.sigma.kind === 'full' ? noise.support.length : 0,
           mc: options.mc,
           mcLowRank: noise.sigma.kind === 'full',
-          probabilityPoints: options.variance === 'none' ? 0 : (options.probabilitySamples ?? 4096),
+          probabilityPoints: options.variance === 'none' ? 0 : (options.probabilitySamples ?? 2048),
           paper: options.variance !== 'exact' && options.variance !== 'none',
           variance: options.variance !== 'none',
         }),
@@ -276,7 +276,7 @@ export class Analyzer {
     let bound: number | null = null;
     if (moments.covariance) {
       const cp = await classProbabilities(moments.mean, moments.covariance, {
-        points: o.probabilitySamples ?? 4096,
+        points: o.probabilitySamples ?? 2048,
         seed: seedFor(o.seed ?? 0, index),
         trueClass: cleanPredicted,
       });

@@ -25,6 +25,7 @@ import { ModelSession, type HostTensor, type Provider } from '../runtime/session
 import { createJacobianEngine, type JacobianEngine, type JacobianMode } from './jacobian.js';
 import { maxPoolWindows, type PoolWindows } from './pooling.js';
 import { Phi } from '../moments/special.js';
+import { Rng } from '../moments/montecarlo.js';
 import { perInputShape } from '../data/layout.js';
 
 export interface LinearizerOptions {
@@ -100,6 +101,9 @@ interface FlipLayerSpec {
 }
 
 const CHUNK_BYTES = 96 * 1024 * 1024;
+/** Most noise directions the expected-flips statistics use exactly (more are sketched, see flipStatistics). */
+export const FLIP_DIRECTIONS = 128;
+const FLIP_SEED = 20180618;
 
 export class Linearizer {
   private constructor(
@@ -111,6 +115,7 @@ export class Linearizer {
     readonly output: TensorDescription,
     private readonly parts: {
       bottom: JacobianEngine;
+      bottomFlipsEngine?: JacobianEngine;
       topB: JacobianEngine;
       topFlips?: JacobianEngine;
       forward: ModelSession;
@@ -231,8 +236,18 @@ export class Linearizer {
     const bottom = await createJacobianEngine(sr.bottom, {
       ...engineOptions,
       varying: [inp.name],
-      outputs: unique([sr.relu.input, ...innerSkips, ...bottomFlips.map((f) => f.tensor)]),
+      outputs: unique([sr.relu.input, ...innerSkips]),
     });
+    // a second bottom session exposes the other layers' tangents for the expected flips; it runs on
+    // at most FLIP_DIRECTIONS directions, the main one on all r noise directions
+    const bottomFlipsEngine =
+      bottomFlips.length + topFlipSpecs.length > 0
+        ? await createJacobianEngine(sr.bottom, {
+            ...engineOptions,
+            varying: [inp.name],
+            outputs: unique([sr.relu.input, ...innerSkips, ...bottomFlips.map((f) => f.tensor)]),
+          })
+        : undefined;
     const topVarying = [sr.relu.output, ...sr.skip];
     const topB = await createJacobianEngine(sr.top, { ...engineOptions, varying: topVarying, outputs: [outName] });
     const topFlips =
@@ -247,6 +262,7 @@ export class Linearizer {
     const modes = new Set([bottom.mode, topB.mode, ...(topFlips ? [topFlips.mode] : [])]);
     return new Linearizer(model, sr.relu, sr.skip, input, output, {
       bottom,
+      bottomFlipsEngine,
       topB,
       topFlips,
       forward,
@@ -311,7 +327,6 @@ export class Linearizer {
     const skipSize = skipSlots.reduce((a, s) => a + s.size, 0) + this.parts.inputSkips.length * n;
     // top inputs per direction: [y (p), skip tensors in split order]
     const topDirs = new Float64Array(kTotal * (p + skipSize));
-    const bottomStats = this.parts.bottomFlips.map((f) => newStats(f, base.outputValue, slotOf(bottom, f.tensor)));
     const chunk = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (4 * Math.max(bottom.outputSize, n)))));
     const mask = Float64Array.from(zb, (v) => (v > 0 ? 1 : 0));
     for (let k0 = 0; k0 < kTotal; k0 += chunk) {
@@ -340,7 +355,6 @@ export class Linearizer {
           }
         }
       }
-      for (const st of bottomStats) accumulateChunk(st, t[st.spec.tensor], m, k0, r);
     }
 
     // ---- top: B (identity on y), D F (y' = 0, skips), and flips of top layers
@@ -369,19 +383,7 @@ export class Linearizer {
       for (let k = 0; k < r; k++) for (let i = 0; i < d; i++) DF[i * r + k] = t[k * d + i];
       if (withDelta) Ddelta = t.slice(r * d, r * d + d);
     }
-    let topStats: Stats[] = [];
-    if (this.parts.topFlips) {
-      const tf = this.parts.topFlips;
-      const baseTop = await tf.jvp(topPoint, new Float64Array(0), 0);
-      topStats = this.parts.topFlipSpecs.map((f) => newStats(f, baseTop.outputValue, slotOf(tf, f.tensor)));
-      const K = p + skipSize;
-      const ch = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (4 * Math.max(tf.outputSize, K)))));
-      for (let k0 = 0; k0 < kTotal; k0 += ch) {
-        const m = Math.min(ch, kTotal - k0);
-        const t = await tf.jvpByOutput(topPoint, Float32Array.from(topDirs.subarray(k0 * K, (k0 + m) * K)), m);
-        for (const st of topStats) accumulateChunk(st, t[st.spec.tensor], m, k0, r);
-      }
-    }
+    const { bottomStats, topStats } = await this.flipStatistics(point, topPoint, directions, r, n, delta && withDelta ? delta : undefined, mask, skipSize);
 
     // the split ReLU itself: P(sign flips) of each unit from its exact marginal
     const splitFlips: LayerFlips = (() => {
@@ -396,6 +398,94 @@ export class Linearizer {
     })();
     const flips = [...bottomStats.map(finish), splitFlips, ...topStats.map(finish)];
     return { point, zb, gb, AF, Adelta, B, DF, Ddelta, r, flips };
+  }
+
+  /**
+   * Per-unit statistics of the other ReLU and max-pool layers under the linearized noise. With at
+   * most FLIP_DIRECTIONS noise directions they are exact sums over the directions; with more, they
+   * are estimated from FLIP_DIRECTIONS fixed random combinations w_j = F g_j / sqrt(s), g_j ~ N(0, I)
+   * (E[(J w_j)^2] summed over j equals sum_k (J F_k)^2; relative error of a variance about
+   * sqrt(2/s) = 12.5%), which keeps the large layer tensors off the main JVP pass.
+   */
+  private async flipStatistics(
+    point: Float32Array,
+    topPoint: Record<string, Float64Array | Float32Array>,
+    directions: Float64Array,
+    r: number,
+    n: number,
+    delta: Float64Array | undefined,
+    mask: Float64Array,
+    skipSize: number,
+  ): Promise<{ bottomStats: Stats[]; topStats: Stats[] }> {
+    const engine = this.parts.bottomFlipsEngine;
+    if (!engine) return { bottomStats: [], topStats: [] };
+    const p = this.p;
+    let s = r;
+    let dirs = directions;
+    if (r > FLIP_DIRECTIONS) {
+      s = FLIP_DIRECTIONS;
+      dirs = new Float64Array(s * n);
+      const rng = new Rng(FLIP_SEED);
+      const scale = 1 / Math.sqrt(s);
+      // noise directions are often sparse (isotropic, diagonal, window noise: one element each)
+      const nzStart = new Int32Array(r + 1);
+      const nzIndex: number[] = [];
+      for (let k = 0; k < r; k++) {
+        for (let i = 0; i < n; i++) if (directions[k * n + i] !== 0) nzIndex.push(i);
+        nzStart[k + 1] = nzIndex.length;
+      }
+      for (let j = 0; j < s; j++) {
+        const row = dirs.subarray(j * n, (j + 1) * n);
+        for (let k = 0; k < r; k++) {
+          const g = rng.normal() * scale;
+          for (let q = nzStart[k]; q < nzStart[k + 1]; q++) row[nzIndex[q]] += g * directions[k * n + nzIndex[q]];
+        }
+      }
+    }
+    const kTotal = s + (delta ? 1 : 0);
+    const flat = new Float32Array(kTotal * n);
+    for (let k = 0; k < s; k++) for (let i = 0; i < n; i++) flat[k * n + i] = dirs[k * n + i];
+    if (delta) for (let i = 0; i < n; i++) flat[s * n + i] = delta[i];
+    const base = await engine.jvp(point, new Float64Array(0), 0);
+    const slot = (name: string) => engine.outputs.find((o) => o.name === name)!;
+    const bottomStats = this.parts.bottomFlips.map((f) => newStats(f, base.outputValue, slot(f.tensor)));
+    const K = p + skipSize;
+    const topDirs = new Float32Array(kTotal * K);
+    const chunk = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (4 * Math.max(engine.outputSize, n)))));
+    for (let k0 = 0; k0 < kTotal; k0 += chunk) {
+      const m = Math.min(chunk, kTotal - k0);
+      const t = await engine.jvpByOutput(point, flat.subarray(k0 * n, (k0 + m) * n), m);
+      for (const st of bottomStats) accumulateChunk(st, t[st.spec.tensor], m, k0, s);
+      const tz = t[this.split.input];
+      for (let k = 0; k < m; k++) {
+        const td = topDirs.subarray((k0 + k) * K, (k0 + k + 1) * K);
+        for (let u = 0; u < p; u++) td[u] = mask[u] * tz[k * p + u];
+        let off = p;
+        for (const name of this.skip) {
+          if (this.parts.inputSkips.includes(name)) {
+            td.set(flat.subarray((k0 + k) * n, (k0 + k + 1) * n), off);
+            off += n;
+          } else {
+            const size = slot(name).size;
+            td.set(t[name].subarray(k * size, (k + 1) * size), off);
+            off += size;
+          }
+        }
+      }
+    }
+    let topStats: Stats[] = [];
+    const tf = this.parts.topFlips;
+    if (tf) {
+      const baseTop = await tf.jvp(topPoint, new Float64Array(0), 0);
+      topStats = this.parts.topFlipSpecs.map((f) => newStats(f, baseTop.outputValue, tf.outputs.find((o) => o.name === f.tensor)!));
+      const ch = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (4 * Math.max(tf.outputSize, K)))));
+      for (let k0 = 0; k0 < kTotal; k0 += ch) {
+        const m = Math.min(ch, kTotal - k0);
+        const t = await tf.jvpByOutput(topPoint, topDirs.subarray(k0 * K, (k0 + m) * K), m);
+        for (const st of topStats) accumulateChunk(st, t[st.spec.tensor], m, k0, s);
+      }
+    }
+    return { bottomStats, topStats };
   }
 
   /** The plain surrogate matrices A, c1, B, c2 (and D) at `point`: n identity directions. */
@@ -424,6 +514,7 @@ export class Linearizer {
 
   async release(): Promise<void> {
     await this.parts.bottom.release();
+    await this.parts.bottomFlipsEngine?.release();
     await this.parts.topB.release();
     await this.parts.topFlips?.release();
     await this.parts.forward.release();
