@@ -39,3 +39,4 @@ export async function linearize(
     await lin.release();
   }
 }
+export * from './experiments/index.js';
