@@ -124,7 +124,7 @@ export function preprocessingFor(model: LoadedModel, args: ModelRunArgs, warn?: 
   const meta = preprocessingFromMetadata(model.graph.metadata, model.file);
   const p = { scale: args.scale ?? meta?.scale ?? 1, offset: args.offset ?? meta?.offset ?? 0 };
   if (meta && args.scale === undefined && args.offset === undefined && warn) {
-    warn(`image inputs are scaled as the model's metadata says: pixel/255 * ${p.scale} + ${p.offset}${meta.source ? ` (${meta.source})` : ''}`);
+    warn(`image inputs are scaled as the model's metadata says: pixel/255 * ${p.scale} ${p.offset < 0 ? '-' : '+'} ${Math.abs(p.offset)}${meta.source ? ` (${meta.source})` : ''}`);
   }
   return p;
 }
