@@ -14,7 +14,7 @@
  * (bin/netmoments.js) to check exit 2 and the one-line message there too.
  *
  * Knobs (environment): FUZZ_SEED (default 7), FUZZ_ONNX and FUZZ_NPY (cases, default 2000 each),
- * FUZZ_WORKERS (default 2), FUZZ_TIME_BOX_S (hard stop, default 240), FUZZ_CASE_TIMEOUT_S (60),
+ * FUZZ_WORKERS (default 2), FUZZ_TIME_BOX_S (hard stop, default 300), FUZZ_CASE_TIMEOUT_S (60),
  * FUZZ_WORKER_VMEM_KB (each worker's address-space limit, default 6 GiB; 0 for none).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
@@ -33,7 +33,7 @@ const SEED = env('FUZZ_SEED', 7);
 const ONNX_CASES = env('FUZZ_ONNX', 2000);
 const NPY_CASES = env('FUZZ_NPY', 2000);
 const WORKERS = env('FUZZ_WORKERS', 2);
-const TIME_BOX_MS = env('FUZZ_TIME_BOX_S', 240) * 1000;
+const TIME_BOX_MS = env('FUZZ_TIME_BOX_S', 300) * 1000;
 const CASE_TIMEOUT_MS = env('FUZZ_CASE_TIMEOUT_S', 60) * 1000;
 /** Address space of a worker (ulimit -v, KiB; 0: none). */
 const WORKER_VMEM_KB = env('FUZZ_WORKER_VMEM_KB', 6 * 1024 * 1024);
@@ -179,7 +179,9 @@ const analyzeArgsArb = fc
     covariance: fc.boolean(),
   })
   .map((o) => {
-    const args = ['--variance', o.variance, '--sigma', o.sigma, '--mc', o.mc, '--format', o.format, '--jacobian', o.jacobian];
+    // --max-memory 1G: a mutation can make the split millions of units wide (a padding of 100000),
+    // which the estimate then refuses instead of computing B through millions of JVP directions
+    const args = ['--variance', o.variance, '--sigma', o.sigma, '--mc', o.mc, '--format', o.format, '--jacobian', o.jacobian, '--max-memory', '1G'];
     if (o.relu !== undefined) args.push('--relu', o.relu);
     if (o.window) args.push('--window', o.window);
     if (o.covariance) args.push('--covariance');
@@ -230,7 +232,7 @@ function npyCases(root: string, bases: Bases, count: number, offset: number): Ca
   const n = bases.npy;
   const donors = Object.values(n);
   return fc.sample(npyCaseArb, { seed: SEED + 1, numRuns: count }).map((s, i) => {
-    const common = ['--quiet', '--variance', s.variance, '--mc', s.mc];
+    const common = ['--quiet', '--variance', s.variance, '--mc', s.mc, '--max-memory', '1G'];
     const win = s.window ? ['--window', s.window] : [];
     const on = (model: string, extra: string[]) => ['analyze', model, ...common, ...(model === bases.model ? win : []), ...extra];
     const roles: Record<NpyRole, { base: string; args: string[] }> = {
@@ -324,6 +326,7 @@ async function runPool(cases: Case[], deadline: number): Promise<Outcome> {
         }
         served++;
         const w = child;
+        let killed = false;
         const res = await new Promise<Result>((resolve) => {
           let settled = false;
           const finish = (r: Result) => {
@@ -342,6 +345,7 @@ async function runPool(cases: Case[], deadline: number): Promise<Outcome> {
             finish({ id: c.id, ok: false, problems: [`the worker died (exit ${code}, signal ${signal})`], results: {} });
           const timer = setTimeout(() => {
             stop(w, true);
+            killed = true;
             finish({ id: c.id, ok: false, problems: [`hang: no answer within ${CASE_TIMEOUT_MS / 1000} s`], results: {} });
           }, CASE_TIMEOUT_MS);
           w.on('message', onMsg);
@@ -352,7 +356,8 @@ async function runPool(cases: Case[], deadline: number): Promise<Outcome> {
         done.set(c.id, rec);
         if (!res.ok) {
           failures.push(rec);
-          if (w.exitCode !== null || w.signalCode !== null) child = undefined;
+          // a worker the watchdog killed may not have exited yet: never hand it the next case
+          if (killed || w.exitCode !== null || w.signalCode !== null) child = undefined;
         }
       }
     } finally {
