@@ -39,7 +39,7 @@ export interface AnalyzeOptions extends LinearizerOptions {
   /** Monte Carlo samples through the real model (0: none). */
   mc?: number;
   seed?: number;
-  /** Quasi-Monte Carlo points per shift for the class probabilities (default 2048, 16 shifts). */
+  /** Quasi-Monte Carlo points per shift for the class probabilities (default 2048, 16 shifts; 0: skip them, leaving the probabilities null). */
   probabilitySamples?: number;
   linalg?: LinearAlgebra;
   /**
@@ -274,7 +274,7 @@ export class Analyzer {
     let probsErr: number | null = null;
     let flip: number | null = null;
     let bound: number | null = null;
-    if (moments.covariance) {
+    if (moments.covariance && o.probabilitySamples !== 0) {
       const cp = await classProbabilities(moments.mean, moments.covariance, {
         points: o.probabilitySamples ?? 2048,
         seed: seedFor(o.seed ?? 0, index),
