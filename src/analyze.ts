@@ -8,6 +8,7 @@
  * the paper's variance (Theorem 2) of the surrogate g(x) = B relu(A x + c1) + D x + c2. In the
  * noise's own coordinates x = mu + F e, e ~ N(0, I_r), so the engine sees A F, D F and sigma = 1.
  */
+import { createRequire } from 'node:module';
 import { NetmomentsError } from './errors.js';
 import { Linearizer, type LayerFlips, type LinearizerOptions, type PointLinearization, type TensorDescription } from './linearize/linearizer.js';
 import type { LoadedModel } from './onnx/load.js';
@@ -92,7 +93,8 @@ export interface AnalyzeReport {
   results: AnalyzeResult[];
 }
 
-export const VERSION = '0.1.0';
+/** The package version (package.json sits one folder above both src/ and dist/). */
+export const VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
 /**
  * Noise directions F^T (r x n, rows are directions) with Sigma = F F^T on the reduced support.
