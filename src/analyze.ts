@@ -10,7 +10,7 @@
  */
 import { createRequire } from 'node:module';
 import { NetmomentsError } from './errors.js';
-import { Linearizer, type LayerFlips, type LinearizerOptions, type PointLinearization, type TensorDescription } from './linearize/linearizer.js';
+import { Linearizer, topOffset, type LayerFlips, type LinearizerOptions, type PointLinearization, type TensorDescription } from './linearize/linearizer.js';
 import type { LoadedModel } from './onnx/load.js';
 import type { SplitPoint } from './onnx/splitpoint.js';
 import { networkMoments, type NetworkMoments, type Noise } from './moments/network.js';
@@ -359,12 +359,8 @@ export async function surrogateMoments(
 ): Promise<NetworkMoments> {
   const r = lin.r;
   const m = Float64Array.from(lin.zb, (v, u) => v + (lin.Adelta ? lin.Adelta[u] : 0));
-  const c2 = new Float64Array(d);
-  for (let i = 0; i < d; i++) {
-    let s = 0;
-    for (let u = 0; u < p; u++) s += lin.B[i * p + u] * (lin.zb[u] > 0 ? lin.zb[u] : 0);
-    c2[i] = lin.gb[i] - s + (lin.Ddelta ? lin.Ddelta[i] : 0);
-  }
+  const c2 = topOffset(lin.B, lin.zb, lin.gb, p, d);
+  if (lin.Ddelta) for (let i = 0; i < d; i++) c2[i] += lin.Ddelta[i];
   return networkMoments(
     {
       A: { data: lin.AF, rows: p, cols: r },

@@ -325,8 +325,9 @@ export class Linearizer {
     const Adelta = withDelta ? new Float64Array(p) : undefined;
     const skipSlots = this.parts.innerSkips.map((s) => slotOf(bottom, s));
     const skipSize = skipSlots.reduce((a, s) => a + s.size, 0) + this.parts.inputSkips.length * n;
-    // top inputs per direction: [y (p), skip tensors in split order]
-    const topDirs = new Float64Array(kTotal * (p + skipSize));
+    // directions of the top's inputs [y (p), skip tensors in split order] with y' = 0, for D F
+    const K = p + skipSize;
+    const skipDirs = this.skip.length > 0 ? new Float64Array(kTotal * K) : undefined;
     const chunk = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (4 * Math.max(bottom.outputSize, n)))));
     const mask = Float64Array.from(zb, (v) => (v > 0 ? 1 : 0));
     for (let k0 = 0; k0 < kTotal; k0 += chunk) {
@@ -340,9 +341,8 @@ export class Linearizer {
         const zk = k * p;
         if (kk < r) for (let u = 0; u < p; u++) AF[u * r + kk] = tz[zk + u];
         else for (let u = 0; u < p; u++) Adelta![u] = tz[zk + u];
-        // the top's input tangents under the surrogate: y' = mask * z', skips as they are
-        const td = topDirs.subarray(kk * (p + skipSize), (kk + 1) * (p + skipSize));
-        for (let u = 0; u < p; u++) td[u] = mask[u] * tz[zk + u];
+        if (!skipDirs) continue;
+        const td = skipDirs.subarray(kk * K, (kk + 1) * K);
         let off = p;
         for (const s of this.skip) {
           if (this.parts.inputSkips.includes(s)) {
@@ -372,13 +372,8 @@ export class Linearizer {
     const gb = bRes.outputValue.slice(0, d);
     let DF: Float64Array | undefined;
     let Ddelta: Float64Array | undefined;
-    if (this.skip.length > 0 && kTotal > 0) {
-      const skipOnly = new Float64Array(kTotal * (p + skipSize));
-      for (let k = 0; k < kTotal; k++) {
-        const src = topDirs.subarray(k * (p + skipSize) + p, (k + 1) * (p + skipSize));
-        skipOnly.set(src, k * (p + skipSize) + p);
-      }
-      const t = (await topB.jvp(topPoint, skipOnly, kTotal)).tangents;
+    if (skipDirs && kTotal > 0) {
+      const t = (await topB.jvp(topPoint, skipDirs, kTotal)).tangents;
       DF = new Float64Array(d * r);
       for (let k = 0; k < r; k++) for (let i = 0; i < d; i++) DF[i * r + k] = t[k * d + i];
       if (withDelta) Ddelta = t.slice(r * d, r * d + d);
@@ -502,12 +497,12 @@ export class Linearizer {
       for (let i = 0; i < n; i++) s += A[u * n + i] * point[i];
       c1[u] = lin.zb[u] - s;
     }
+    const offset = topOffset(lin.B, lin.zb, lin.gb, p, d);
     const c2 = new Float64Array(d);
     for (let i = 0; i < d; i++) {
       let s = 0;
-      for (let u = 0; u < p; u++) s += lin.B[i * p + u] * (lin.zb[u] > 0 ? lin.zb[u] : 0);
       if (lin.DF) for (let j = 0; j < n; j++) s += lin.DF[i * n + j] * point[j];
-      c2[i] = lin.gb[i] - s;
+      c2[i] = offset[i] - s;
     }
     return { A, c1, B: lin.B, c2, D: lin.DF, zb: lin.zb, gb: lin.gb };
   }
@@ -543,6 +538,20 @@ function quantization(graph: Graph): { op: string; node: string; type: string } 
   return { op: node.opType, node: node.name, type };
 }
 
+/**
+ * top(yb) - B yb with yb = relu(zb) (d): the surrogate's output offset before the skip path
+ * (c2 = this - D xb), kept apart from D xb so that the large terms never cancel.
+ */
+export function topOffset(B: Float64Array, zb: Float64Array, gb: Float64Array, p: number, d: number): Float64Array {
+  const out = new Float64Array(d);
+  for (let i = 0; i < d; i++) {
+    let sum = 0;
+    for (let u = 0; u < p; u++) sum += B[i * p + u] * (zb[u] > 0 ? zb[u] : 0);
+    out[i] = gb[i] - sum;
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Expected flips of a nonlinear layer under the linearized noise.
 
@@ -562,7 +571,6 @@ interface Stats {
   spec: FlipLayerSpec;
   /** values of the layer's input tensor at the point */
   value: Float64Array;
-  offset: number;
   /** Relu: per-unit sum of squares and offset shift; MaxPool: per (window, member) pair. */
   sumsq: Float64Array;
   shift: Float64Array;
@@ -571,7 +579,7 @@ interface Stats {
 
 function newStats(spec: FlipLayerSpec, values: Float64Array, slot: { offset: number; size: number }): Stats {
   const value = values.slice(slot.offset, slot.offset + slot.size);
-  if (spec.op === 'Relu') return { spec, value, offset: slot.offset, sumsq: new Float64Array(slot.size), shift: new Float64Array(slot.size) };
+  if (spec.op === 'Relu') return { spec, value, sumsq: new Float64Array(slot.size), shift: new Float64Array(slot.size) };
   const w = spec.windows!;
   const winners = new Int32Array(w.windows);
   for (let i = 0; i < w.windows; i++) {
@@ -583,7 +591,7 @@ function newStats(spec: FlipLayerSpec, values: Float64Array, slot: { offset: num
     }
     winners[i] = best;
   }
-  return { spec, value, offset: slot.offset, sumsq: new Float64Array(w.windows * w.kernel), shift: new Float64Array(w.windows * w.kernel), winners };
+  return { spec, value, sumsq: new Float64Array(w.windows * w.kernel), shift: new Float64Array(w.windows * w.kernel), winners };
 }
 
 /**
