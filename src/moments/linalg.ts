@@ -3,9 +3,11 @@
  * its big products (A Sigma A^T blocks, B K B^T) on onnxruntime's float64 Gemm kernel
  * (src/runtime/linalg.ts) while tests and small problems use the plain TypeScript loops here.
  *
- * All matrices are row-major Float64Arrays. `a` is stored as aRows x aCols and `b` as
- * bRows x bCols; op(a) = transA ? a^T : a (likewise b). The result op(a) op(b) is a new
- * row-major Float64Array of op(a)'s rows x op(b)'s columns.
+ * All matrices are row-major. `a` is stored as aRows x aCols and `b` as bRows x bCols;
+ * op(a) = transA ? a^T : a (likewise b). The result op(a) op(b) is a new row-major Float64Array of
+ * op(a)'s rows x op(b)'s columns. An operand may be a Float32Array (a bank's A, stored as float32):
+ * it is widened to float64, which is exact, and every product and sum is float64, so the result
+ * equals the product of the widened copy without that copy being made by the caller.
  */
 
 export interface GemmOptions {
@@ -13,13 +15,16 @@ export interface GemmOptions {
   transB?: boolean;
 }
 
+/** A row-major matrix operand: float64, or float32 widened exactly to float64. */
+export type Matrix = Float64Array | Float32Array;
+
 export interface LinearAlgebra {
-  gemm(a: Float64Array, aRows: number, aCols: number, b: Float64Array, bRows: number, bCols: number, opts?: GemmOptions): Promise<Float64Array>;
+  gemm(a: Matrix, aRows: number, aCols: number, b: Matrix, bRows: number, bCols: number, opts?: GemmOptions): Promise<Float64Array>;
 }
 
 /** Shape of op(a) op(b): [rows, inner, cols]; throws on inconsistent arguments (a programming error). */
 export function gemmShape(
-  a: Float64Array, aRows: number, aCols: number, b: Float64Array, bRows: number, bCols: number, opts: GemmOptions = {},
+  a: Matrix, aRows: number, aCols: number, b: Matrix, bRows: number, bCols: number, opts: GemmOptions = {},
 ): [number, number, number] {
   if (a.length !== aRows * aCols) throw new Error(`gemm: a has ${a.length} elements, expected ${aRows}x${aCols}`);
   if (b.length !== bRows * bCols) throw new Error(`gemm: b has ${b.length} elements, expected ${bRows}x${bCols}`);
@@ -32,7 +37,7 @@ export function gemmShape(
 }
 
 /** Row-major transpose of a rows x cols matrix (blocked for the cache). */
-export function transpose(a: Float64Array, rows: number, cols: number): Float64Array {
+export function transpose(a: Matrix, rows: number, cols: number): Float64Array {
   const t = new Float64Array(rows * cols);
   const BS = 32;
   for (let i0 = 0; i0 < rows; i0 += BS) {
@@ -55,7 +60,7 @@ export function transpose(a: Float64Array, rows: number, cols: number): Float64A
  * updated per pass over a row of B.
  */
 export function gemmSync(
-  a: Float64Array, aRows: number, aCols: number, b: Float64Array, bRows: number, bCols: number, opts: GemmOptions = {},
+  a: Matrix, aRows: number, aCols: number, b: Matrix, bRows: number, bCols: number, opts: GemmOptions = {},
 ): Float64Array {
   const [m, k, n] = gemmShape(a, aRows, aCols, b, bRows, bCols, opts);
   const A = opts.transA ? transpose(a, aRows, aCols) : a; // m x k
@@ -120,7 +125,7 @@ export const jsLinearAlgebra: LinearAlgebra = {
 };
 
 /** Row-wise dot products: out[i] = sum_j x[i, j] y[i, j] for two rows x cols matrices. */
-export function rowDots(x: Float64Array, y: Float64Array, rows: number, cols: number): Float64Array {
+export function rowDots(x: Matrix, y: Matrix, rows: number, cols: number): Float64Array {
   const out = new Float64Array(rows);
   for (let i = 0; i < rows; i++) {
     let s = 0;

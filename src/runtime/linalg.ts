@@ -3,7 +3,7 @@
  * kernel (MLAS DGEMM, multi-threaded): measured ~80 GFlop/s on 2 cores against ~1 GFlop/s for the
  * plain TypeScript loops (docs/BENCHMARKS.md, "Moments engine").
  *
- * Each transpose combination is one tiny ONNX model built in memory (a single Gemm node with
+ * Each transpose and operand-type combination is one tiny ONNX model built in memory (a single Gemm node with
  * float64 inputs of symbolic shape), turned into an InferenceSession the first time it is needed
  * and reused for every later product: onnxruntime-node leaks memory when sessions are created and
  * released in a loop, so sessions are never created per call. `sharedOrtLinearAlgebra(threads)`
@@ -12,9 +12,10 @@
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { NetmomentsError, oneLine } from '../errors.js';
-import { type GemmOptions, type LinearAlgebra, gemmShape, gemmSync } from '../moments/linalg.js';
+import { type GemmOptions, type LinearAlgebra, type Matrix, gemmShape, gemmSync } from '../moments/linalg.js';
 
 const { onnx } = onnxProto;
+const FLOAT = 1; // TensorProto.DataType.FLOAT
 const DOUBLE = 11; // TensorProto.DataType.DOUBLE
 
 export interface OrtLinearAlgebraOptions {
@@ -27,25 +28,39 @@ export interface OrtLinearAlgebraOptions {
   minFlops?: number;
 }
 
-/** The serialized one-node model computing Y = op(A) op(B) for float64 A, B of any 2-D shape. */
-export function gemmModelBytes(transA: boolean, transB: boolean): Uint8Array {
+/**
+ * The serialized model computing Y = op(A) op(B) in float64 for A, B of any 2-D shape: one Gemm
+ * node, preceded by a Cast to float64 for an operand declared float32 (`aFloat32`, `bFloat32`;
+ * the widening is exact, so the product is the float64 product of the widened values).
+ */
+export function gemmModelBytes(transA: boolean, transB: boolean, aFloat32 = false, bFloat32 = false): Uint8Array {
   const dims = (a: string, b: string) =>
     onnx.TensorShapeProto.create({ dim: [onnx.TensorShapeProto.Dimension.create({ dimParam: a }), onnx.TensorShapeProto.Dimension.create({ dimParam: b })] });
-  const valueInfo = (name: string, a: string, b: string) =>
-    onnx.ValueInfoProto.create({ name, type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType: DOUBLE, shape: dims(a, b) }) }) });
+  const valueInfo = (name: string, type: number, a: string, b: string) =>
+    onnx.ValueInfoProto.create({ name, type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType: type, shape: dims(a, b) }) }) });
   const intAttr = (name: string, v: number) => onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INT, i: v });
-  const node = onnx.NodeProto.create({
-    name: 'gemm',
-    opType: 'Gemm',
-    input: ['A', 'B'],
-    output: ['Y'],
-    attribute: [intAttr('transA', transA ? 1 : 0), intAttr('transB', transB ? 1 : 0)],
-  });
+  const nodes: InstanceType<typeof onnx.NodeProto>[] = [];
+  const operand = (name: string, float32: boolean): string => {
+    if (!float32) return name;
+    nodes.push(onnx.NodeProto.create({ name: `widen_${name}`, opType: 'Cast', input: [name], output: [`${name}64`], attribute: [intAttr('to', DOUBLE)] }));
+    return `${name}64`;
+  };
+  const a = operand('A', aFloat32);
+  const b = operand('B', bFloat32);
+  nodes.push(
+    onnx.NodeProto.create({
+      name: 'gemm',
+      opType: 'Gemm',
+      input: [a, b],
+      output: ['Y'],
+      attribute: [intAttr('transA', transA ? 1 : 0), intAttr('transB', transB ? 1 : 0)],
+    }),
+  );
   const graph = onnx.GraphProto.create({
-    name: `netmoments_gemm_${transA ? 't' : 'n'}${transB ? 't' : 'n'}`,
-    node: [node],
-    input: [valueInfo('A', 'a_rows', 'a_cols'), valueInfo('B', 'b_rows', 'b_cols')],
-    output: [valueInfo('Y', 'y_rows', 'y_cols')],
+    name: `netmoments_gemm_${transA ? 't' : 'n'}${transB ? 't' : 'n'}${aFloat32 ? 'f' : 'd'}${bFloat32 ? 'f' : 'd'}`,
+    node: nodes,
+    input: [valueInfo('A', aFloat32 ? FLOAT : DOUBLE, 'a_rows', 'a_cols'), valueInfo('B', bFloat32 ? FLOAT : DOUBLE, 'b_rows', 'b_cols')],
+    output: [valueInfo('Y', DOUBLE, 'y_rows', 'y_cols')],
   });
   const model = onnx.ModelProto.create({
     irVersion: 8,
@@ -69,15 +84,15 @@ export class OrtLinearAlgebra implements LinearAlgebra {
     this.minFlops = options.minFlops ?? 32768;
   }
 
-  private session(transA: boolean, transB: boolean): Promise<ort.InferenceSession> {
-    const key = `${transA ? 1 : 0}${transB ? 1 : 0}`;
+  private session(transA: boolean, transB: boolean, aFloat32: boolean, bFloat32: boolean): Promise<ort.InferenceSession> {
+    const key = `${transA ? 1 : 0}${transB ? 1 : 0}${aFloat32 ? 'f' : 'd'}${bFloat32 ? 'f' : 'd'}`;
     let s = this.sessions.get(key);
     if (!s) {
       const opts: ort.InferenceSession.SessionOptions = {
         executionProviders: ['cpu'],
         logSeverityLevel: 4,
         graphOptimizationLevel: 'all',
-        // Up to four sessions share the cores; idle onnxruntime threads spin by default and would
+        // Several sessions share the cores; idle onnxruntime threads spin by default and would
         // steal the cores from whichever session runs.
         extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
       };
@@ -85,7 +100,7 @@ export class OrtLinearAlgebra implements LinearAlgebra {
         opts.intraOpNumThreads = this.threads;
         opts.interOpNumThreads = 1;
       }
-      s = ort.InferenceSession.create(gemmModelBytes(transA, transB), opts).catch((e: unknown) => {
+      s = ort.InferenceSession.create(gemmModelBytes(transA, transB, aFloat32, bFloat32), opts).catch((e: unknown) => {
         this.sessions.delete(key);
         throw new NetmomentsError(`onnxruntime cannot create its float64 Gemm session: ${oneLine(e instanceof Error ? e.message : String(e))}`, {
           code: 'UNSUPPORTED',
@@ -96,14 +111,15 @@ export class OrtLinearAlgebra implements LinearAlgebra {
     return s;
   }
 
-  async gemm(a: Float64Array, aRows: number, aCols: number, b: Float64Array, bRows: number, bCols: number, opts: GemmOptions = {}): Promise<Float64Array> {
+  async gemm(a: Matrix, aRows: number, aCols: number, b: Matrix, bRows: number, bCols: number, opts: GemmOptions = {}): Promise<Float64Array> {
     const [m, k, n] = gemmShape(a, aRows, aCols, b, bRows, bCols, opts);
     if (m === 0 || n === 0 || k === 0 || m * n * k < this.minFlops) return gemmSync(a, aRows, aCols, b, bRows, bCols, opts);
-    const session = await this.session(!!opts.transA, !!opts.transB);
-    const out = await session.run({
-      A: new ort.Tensor('float64', a, [aRows, aCols]),
-      B: new ort.Tensor('float64', b, [bRows, bCols]),
-    });
+    const aFloat32 = a instanceof Float32Array;
+    const bFloat32 = b instanceof Float32Array;
+    const session = await this.session(!!opts.transA, !!opts.transB, aFloat32, bFloat32);
+    const tensor = (x: Matrix, rows: number, cols: number) =>
+      x instanceof Float32Array ? new ort.Tensor('float32', x, [rows, cols]) : new ort.Tensor('float64', x, [rows, cols]);
+    const out = await session.run({ A: tensor(a, aRows, aCols), B: tensor(b, bRows, bCols) });
     const y = out.Y as ort.Tensor;
     const data = y.data as Float64Array;
     if (data.length !== m * n) throw new Error(`onnxruntime Gemm returned ${data.length} values, expected ${m}x${n}`);

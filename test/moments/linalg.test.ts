@@ -71,6 +71,27 @@ describe('onnxruntime float64 Gemm (src/runtime/linalg.ts)', () => {
     }
   });
 
+  it('widens float32 operands exactly: the product equals the float64 product of the widened values', async () => {
+    // values that float32 holds exactly would hide a float32 product; these need all 24 bits and the
+    // products' sums need float64 (a float32 Gemm would be off by ~1e-7 relative)
+    for (const [m, k, n] of [[3, 5, 2], [13, 257, 515], [64, 64, 64]] as [number, number, number][]) for (const tA of [false, true]) for (const tB of [false, true]) {
+      const o = operands(m, k, n, tA, tB, m + k * 5 + n * 11);
+      const a32 = Float32Array.from(o.a);
+      const b32 = Float32Array.from(o.b);
+      const ref = gemmSync(Float64Array.from(a32), o.aRows, o.aCols, Float64Array.from(b32), o.bRows, o.bCols, { transA: tA, transB: tB });
+      for (const [a, b] of [[a32, o.b], [o.a, b32], [a32, b32]] as const) {
+        const aRef = a instanceof Float32Array ? Float64Array.from(a) : a;
+        const bRef = b instanceof Float32Array ? Float64Array.from(b) : b;
+        const want = a === a32 && b === b32 ? ref : gemmSync(aRef, o.aRows, o.aCols, bRef, o.bRows, o.bCols, { transA: tA, transB: tB });
+        const c = await ort.gemm(a, o.aRows, o.aCols, b, o.bRows, o.bCols, { transA: tA, transB: tB });
+        const js = await jsLinearAlgebra.gemm(a, o.aRows, o.aCols, b, o.bRows, o.bCols, { transA: tA, transB: tB });
+        const tag = `${m}x${k}x${n} tA=${tA} tB=${tB} a ${a.constructor.name} b ${b.constructor.name}`;
+        expect(maxRel(c, want), tag).toBeLessThan(1e-13);
+        expect(maxRel(js, want), tag).toBeLessThan(1e-14);
+      }
+    }
+  });
+
   it('accepts subarray views (the engine passes row panels of larger buffers)', async () => {
     const big = rand(40 * 30, 99);
     const view = big.subarray(10 * 30, 25 * 30); // rows 10..24
