@@ -19,10 +19,11 @@
  * difference between ~20M and ~1M multiply-adds per input. Used when p <= r and S fits
  * (`useCentreGram`); otherwise the caller runs the engine on A F directly.
  */
-import { type LinearAlgebra } from '../moments/linalg.js';
+import { rowDots, type LinearAlgebra } from '../moments/linalg.js';
 import { pairPanel, UnitState } from '../moments/network.js';
 import { reluMean, reluVarianceCorrection } from '../moments/relu.js';
 import { Phi } from '../moments/special.js';
+import { topOffset } from './linearizer.js';
 
 /** A centre's input-independent quantities for one noise. */
 export interface CentreGram {
@@ -47,17 +48,6 @@ export function useCentreGram(p: number, r: number, maxBytes = 256 * 1024 * 1024
   return p <= r && p * p * 8 <= maxBytes;
 }
 
-/** c2 = gb - B relu(zb). */
-export function centreOffset(B: Float64Array, zb: Float64Array, gb: Float64Array, p: number, d: number): Float64Array {
-  const c2 = new Float64Array(d);
-  for (let i = 0; i < d; i++) {
-    let t = 0;
-    for (let u = 0; u < p; u++) t += B[i * p + u] * (zb[u] > 0 ? zb[u] : 0);
-    c2[i] = gb[i] - t;
-  }
-  return c2;
-}
-
 /**
  * Form a centre's quantities from A F (p x r), D F (d x r), B, zb, gb; `gram: false` skips S, P, Q
  * (means only: s from the rows of A F).
@@ -67,13 +57,10 @@ export async function centreGram(
   gram = true,
 ): Promise<CentreGram> {
   const s = new Float64Array(p);
-  const g: CentreGram = { p, d, s, B, zb, c2: centreOffset(B, zb, gb, p, d) };
+  const g: CentreGram = { p, d, s, B, zb, c2: topOffset(B, zb, gb, p, d) };
   if (!gram) {
-    for (let v = 0; v < p; v++) {
-      let t = 0;
-      for (let k = 0; k < r; k++) t += AF[v * r + k] * AF[v * r + k];
-      s[v] = Math.sqrt(t);
-    }
+    const s2 = rowDots(AF, AF, p, r);
+    for (let v = 0; v < p; v++) s[v] = Math.sqrt(s2[v]);
     return g;
   }
   const S = await la.gemm(AF, p, r, AF, p, r, { transB: true });
@@ -123,10 +110,6 @@ export async function inputMoments(
   la: LinearAlgebra, g: CentreGram, Adelta: Float64Array, Ddelta: Float64Array | undefined, variance: boolean, decidedTail = 1e-17,
 ): Promise<InputMoments> {
   const { p, d, S, s, B } = g;
-  const m = new Float64Array(p);
-  const a = new Float64Array(p);
-  const P = new Float64Array(p);
-  const state = new Uint8Array(p);
   const er = new Float64Array(p);
   let uncertain = 0;
   if (!variance) {
@@ -147,6 +130,10 @@ export async function inputMoments(
     }
     return { mean, uncertain };
   }
+  const m = new Float64Array(p);
+  const a = new Float64Array(p);
+  const P = new Float64Array(p);
+  const state = new Uint8Array(p);
   for (let v = 0; v < p; v++) {
     const mv = g.zb[v] + Adelta[v];
     m[v] = mv;

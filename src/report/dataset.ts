@@ -33,13 +33,12 @@ import { NetmomentsError } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import { DiskBank, MemoryBank, estimateBank, readBankManifest, type Bank, type BankCentre, type BankPoint } from '../linearize/bank.js';
 import { availableMemory, formatBytes, memoryLimit } from '../resources.js';
-import type { Linearizer } from '../linearize/linearizer.js';
-import { jsLinearAlgebra, type LinearAlgebra } from '../moments/linalg.js';
+import { topOffset, type Linearizer } from '../linearize/linearizer.js';
+import { jsLinearAlgebra, rowDots, type LinearAlgebra } from '../moments/linalg.js';
 import { monteCarloMoments } from '../moments/montecarlo.js';
-import { reluMean } from '../moments/relu.js';
 import type { LoadedModel } from '../onnx/load.js';
 import { SharedClassProbabilities } from './qmc.js';
-import { centreGram, centreOffset, inputMoments, useCentreGram, type CentreGram } from '../linearize/bankMoments.js';
+import { centreGram, inputMoments, useCentreGram, type CentreGram } from '../linearize/bankMoments.js';
 import { REPORT_SCHEMA, reportFiles, type ReportHeader, type ReportSummary, type SampleRecord } from './summary.js';
 import { writeFileAtomic } from './write.js';
 
@@ -155,9 +154,8 @@ export function mcIndices(count: number, m: number): Set<number> {
 
 /** Per-centre quantities for one noise (formed once, kept while memory allows). */
 interface CentreWork {
+  /** The bank's centre: A (p x n) and D (d x n) stay float32 and are widened inside the products. */
   c: BankCentre;
-  A64: Float64Array; // p x n
-  D64?: Float64Array; // d x n
   /** s, B, zb, c2 and (variance with p <= r) S, P, Q: src/linearize/bankMoments.ts. */
   gram: CentreGram;
   /** A F and D F, kept when the engine runs on them (variance with p > r). */
@@ -188,7 +186,7 @@ class CentreCache {
    * X F (rows x r) for X (rows x n): with isotropic or diagonal noise F^T has one nonzero per row
    * (sd_k at support[k]), so X F is X's support columns scaled (no product); else one gemm.
    */
-  private async project(X: Float64Array, rows: number): Promise<Float64Array> {
+  private async project(X: Float32Array, rows: number): Promise<Float64Array> {
     const { n, r, F } = this;
     if (this.sparse) {
       const { support, sd } = this.sparse;
@@ -212,8 +210,6 @@ class CentreCache {
     }
     const { p, d, r } = this;
     const c = this.bank.centre(i);
-    const A64 = new Float64Array(c.A);
-    const D64 = c.D ? new Float64Array(c.D) : undefined;
     const B = new Float64Array(c.B);
     const zb = new Float64Array(c.zb);
     const gb = new Float64Array(c.gb);
@@ -222,18 +218,14 @@ class CentreCache {
     let DF: Float64Array | undefined;
     if (this.mode === 'mean' && this.sparse) {
       // means only need s_v = |(A F)_v|: with one nonzero per row of F^T, no product is formed
-      gram = { p, d, s: new Float64Array(p), B, zb, c2: centreOffset(B, zb, gb, p, d) };
+      gram = { p, d, s: new Float64Array(p), B, zb, c2: topOffset(B, zb, gb, p, d) };
       const { support, sd } = this.sparse;
       const n = this.n;
-      const A = A64;
+      const A = c.A;
       if (r === n && sd.every((x) => x === sd[0])) {
         // isotropic noise on every element: s_v = sigma |A_v|
-        for (let v = 0; v < p; v++) {
-          let t = 0;
-          const o = v * n;
-          for (let j = 0; j < n; j++) t += A[o + j] * A[o + j];
-          gram.s[v] = sd[0] * Math.sqrt(t);
-        }
+        const norms2 = rowDots(A, A, p, n);
+        for (let v = 0; v < p; v++) gram.s[v] = sd[0] * Math.sqrt(norms2[v]);
       } else {
         const sd2 = Float64Array.from(sd, (x) => x * x);
         for (let v = 0; v < p; v++) {
@@ -247,13 +239,13 @@ class CentreCache {
         }
       }
     } else {
-      AF = await this.project(A64, p);
-      DF = D64 ? await this.project(D64, d) : undefined;
+      AF = await this.project(c.A, p);
+      DF = c.D ? await this.project(c.D, d) : undefined;
       gram = await centreGram(this.la, AF, DF, B, zb, gb, p, d, r, this.mode === 'gram');
     }
     const keep = this.mode === 'engine';
-    const w: CentreWork = { c, A64, D64, gram, gb, AF: keep ? AF : undefined, DF: keep ? DF : undefined, bytes: 0 };
-    w.bytes = 8 * (A64.length + (D64?.length ?? 0) + (gram.S?.length ?? 0) + B.length + (keep && AF ? AF.length + (DF?.length ?? 0) : 0));
+    const w: CentreWork = { c, gram, gb, AF: keep ? AF : undefined, DF: keep ? DF : undefined, bytes: 0 };
+    w.bytes = 4 * (c.A.length + (c.D?.length ?? 0)) + 8 * ((gram.S?.length ?? 0) + B.length + (keep && AF ? AF.length + (DF?.length ?? 0) : 0));
     this.map.set(i, w);
     this.bytes += w.bytes;
     while (this.bytes > this.budget && this.map.size > 1) {
@@ -371,13 +363,8 @@ async function computeChunk(ctx: Context, ci: number, onInput?: (doneInChunk: nu
         vars[t] = mo.variance;
         uncertain[t] = mo.units.uncertain;
       } else {
-        const s = new Float64Array(p);
-        for (let u = 0; u < p; u++) {
-          let q = 0;
-          for (let k = 0; k < r; k++) q += lin.AF[u * r + k] * lin.AF[u * r + k];
-          s[u] = Math.sqrt(q);
-        }
-        means[t] = meanOnly(lin.zb, lin.Adelta, s, lin.B, lin.gb, lin.Ddelta, p, d);
+        const g = await centreGram(la, lin.AF, undefined, lin.B, lin.zb, lin.gb, p, d, r, false);
+        means[t] = (await inputMoments(la, g, lin.Adelta ?? new Float64Array(p), lin.Ddelta, false)).mean;
       }
       // a linearization per input is slow enough to show progress input by input
       onInput?.(t + 1);
@@ -408,8 +395,8 @@ async function computeChunk(ctx: Context, ci: number, onInput?: (doneInChunk: nu
       });
       // A (mu - xb) for the group as A Delta^T (p x g): A is the left operand, so the product
       // costs one pass over A however few inputs the group has
-      const AD = await la.gemm(w.A64, p, n, Delta, g, n, { transB: true });
-      const DD = w.D64 ? await la.gemm(w.D64, d, n, Delta, g, n, { transB: true }) : undefined; // d x g
+      const AD = await la.gemm(w.c.A, p, n, Delta, g, n, { transB: true });
+      const DD = w.c.D ? await la.gemm(w.c.D, d, n, Delta, g, n, { transB: true }) : undefined; // d x g
       for (let k = 0; k < g; k++) {
         const t = members[k];
         const Adelta = new Float64Array(p);
@@ -483,23 +470,6 @@ async function computeChunk(ctx: Context, ci: number, onInput?: (doneInChunk: nu
     records.push(rec);
   }
   return records;
-}
-
-/** E[g] = B E[relu(z)] + c2 with z ~ N(zb + A delta, s^2) per unit and c2 = gb - B relu(zb) + D delta (network.ts's networkMean). */
-function meanOnly(zb: Float64Array, Adelta: Float64Array | undefined, s: Float64Array, B: Float64Array, gb: Float64Array, Ddelta: Float64Array | undefined, p: number, d: number): Float64Array {
-  const er = new Float64Array(p);
-  const yb = new Float64Array(p);
-  for (let u = 0; u < p; u++) {
-    er[u] = reluMean(zb[u] + (Adelta ? Adelta[u] : 0), s[u]);
-    yb[u] = zb[u] > 0 ? zb[u] : 0;
-  }
-  const mean = new Float64Array(d);
-  for (let i = 0; i < d; i++) {
-    let t = 0;
-    for (let u = 0; u < p; u++) t += B[i * p + u] * (er[u] - yb[u]);
-    mean[i] = gb[i] + t + (Ddelta ? Ddelta[i] : 0);
-  }
-  return mean;
 }
 
 interface CheckpointState {
