@@ -108,7 +108,8 @@ export function pivotedCholesky(cov: Float64Array, d: number, relTol = 1e-12): {
   return { L, rank, pivots: Int32Array.from(pivots) };
 }
 
-function firstPrimes(k: number): Int32Array {
+/** The first k primes (the Halton bases). */
+export function firstPrimes(k: number): Int32Array {
   const out = new Int32Array(k);
   let c = 0;
   for (let x = 2; c < k; x++) {
@@ -132,6 +133,40 @@ function radicalInverse(i: number, b: number): number {
     f /= b;
   }
   return r;
+}
+
+const U_MIN = 1 / 9007199254740992;
+
+/**
+ * One standard normal coordinate of a shifted Halton point: Phi^{-1}(frac(h_i + shift)) with h_i
+ * the radical inverse of i in `base` (i >= 1), kept inside [2^-53, 1 - 2^-53] so Phi^{-1} is finite.
+ */
+export function shiftedHaltonNormal(i: number, base: number, shift: number): number {
+  let u = radicalInverse(i, base) + shift;
+  if (u >= 1) u -= 1;
+  if (u < U_MIN) u = U_MIN;
+  else if (u > 1 - U_MIN) u = 1 - U_MIN;
+  return PhiInv(u);
+}
+
+/**
+ * The RQMC estimate from K independent shifts: `perShift` holds each shift's estimate of d
+ * quantities (K x d); the estimate is their mean and its standard error their standard deviation
+ * / sqrt(K) (NaN for K = 1).
+ */
+export function shiftAverages(perShift: Float64Array, K: number, d: number): { mean: Float64Array; stdErr: Float64Array } {
+  const mean = new Float64Array(d);
+  const stdErr = new Float64Array(d);
+  for (let j = 0; j < d; j++) {
+    let m = 0;
+    for (let k = 0; k < K; k++) m += perShift[k * d + j];
+    m /= K;
+    let v = 0;
+    for (let k = 0; k < K; k++) v += (perShift[k * d + j] - m) ** 2;
+    mean[j] = m;
+    stdErr[j] = K > 1 ? Math.sqrt(v / (K - 1) / K) : Number.NaN;
+  }
+  return { mean, stdErr };
 }
 
 /** Cantelli bounds on P(y_c <= y_j) for every j and their union (capped at 1). */
@@ -189,21 +224,12 @@ export async function classProbabilities(mean: Float64Array, cov: Float64Array, 
     const perShift = new Float64Array(K * d);
     const BATCH = 512;
     const shift = new Float64Array(rank);
-    const lo = 1 / 9007199254740992;
     for (let k = 0; k < K; k++) {
       for (let t = 0; t < rank; t++) shift[t] = rng.nextDouble();
       for (let i0 = 0; i0 < N; i0 += BATCH) {
         const b = Math.min(BATCH, N - i0);
         const E = new Float64Array(b * rank);
-        for (let i = 0; i < b; i++) {
-          for (let t = 0; t < rank; t++) {
-            let u = radicalInverse(i0 + i + 1, bases[t]) + shift[t];
-            if (u >= 1) u -= 1;
-            if (u < lo) u = lo;
-            else if (u > 1 - lo) u = 1 - lo;
-            E[i * rank + t] = PhiInv(u);
-          }
-        }
+        for (let i = 0; i < b; i++) for (let t = 0; t < rank; t++) E[i * rank + t] = shiftedHaltonNormal(i0 + i + 1, bases[t], shift[t]);
         const Y = await la.gemm(E, b, rank, L, d, rank, { transB: true }); // b x d
         for (let i = 0; i < b; i++) {
           const o = i * d;
@@ -213,15 +239,9 @@ export async function classProbabilities(mean: Float64Array, cov: Float64Array, 
       }
       for (let j = 0; j < d; j++) perShift[k * d + j] /= N;
     }
-    for (let j = 0; j < d; j++) {
-      let m = 0;
-      for (let k = 0; k < K; k++) m += perShift[k * d + j];
-      m /= K;
-      let v = 0;
-      for (let k = 0; k < K; k++) v += (perShift[k * d + j] - m) ** 2;
-      out.probabilities[j] = m;
-      out.stdErr[j] = K > 1 ? Math.sqrt(v / (K - 1) / K) : Number.NaN;
-    }
+    const avg = shiftAverages(perShift, K, d);
+    out.probabilities = avg.mean;
+    out.stdErr = avg.stdErr;
     out.samples = N * K;
   }
   if (c !== undefined) out.misclassification = { probability: 1 - out.probabilities[c], stdErr: out.stdErr[c] };

@@ -13,13 +13,15 @@
  *
  * The shift of Halton coordinate t comes from its own generator seeded by (seed, t), so the point
  * set depends only on (seed, N, K) and never on which inputs were seen before: every input of a
- * report, of a shard, or of a resumed run is estimated with the same points.
+ * report, of a shard, or of a resumed run is estimated with the same points. The Halton
+ * coordinates and the averaging over shifts are classprob.ts's (shiftedHaltonNormal,
+ * shiftAverages); only this seeding differs, so for the same input a report's probabilities and
+ * analyze's are two estimates of the same numbers, within their standard errors.
  */
 import { NetmomentsError } from '../errors.js';
-import { pivotedCholesky } from '../moments/classprob.js';
+import { firstPrimes, pivotedCholesky, shiftAverages, shiftedHaltonNormal } from '../moments/classprob.js';
 import { type LinearAlgebra, jsLinearAlgebra } from '../moments/linalg.js';
 import { Rng } from '../moments/montecarlo.js';
-import { PhiInv } from '../moments/special.js';
 
 export interface SharedProbabilities {
   probabilities: Float64Array;
@@ -29,23 +31,6 @@ export interface SharedProbabilities {
   flip: number;
   /** Its standard error. */
   flipStdErr: number;
-}
-
-function primes(k: number): number[] {
-  const out: number[] = [];
-  for (let x = 2; out.length < k; x++) if (out.every((p) => p * p > x || x % p !== 0)) out.push(x);
-  return out;
-}
-
-function radicalInverse(i: number, b: number): number {
-  let f = 1 / b;
-  let r = 0;
-  while (i > 0) {
-    r += f * (i % b);
-    i = Math.floor(i / b);
-    f /= b;
-  }
-  return r;
 }
 
 export class SharedClassProbabilities {
@@ -71,19 +56,12 @@ export class SharedClassProbabilities {
     this.samples = N * shifts;
     const rows = this.samples;
     const E = new Float64Array(rows * d);
-    const bases = primes(d);
-    const lo = 1 / 9007199254740992;
+    const bases = firstPrimes(d);
     for (let t = 0; t < d; t++) {
       const rng = new Rng(((seed >>> 0) * 1000003 + t * 7919 + 17) >>> 0);
       for (let k = 0; k < shifts; k++) {
         const shift = rng.nextDouble();
-        for (let i = 0; i < N; i++) {
-          let u = radicalInverse(i + 1, bases[t]) + shift;
-          if (u >= 1) u -= 1;
-          if (u < lo) u = lo;
-          else if (u > 1 - lo) u = 1 - lo;
-          E[(k * N + i) * d + t] = PhiInv(u);
-        }
+        for (let i = 0; i < N; i++) E[(k * N + i) * d + t] = shiftedHaltonNormal(i + 1, bases[t], shift);
       }
     }
     this.E = E;
@@ -122,19 +100,10 @@ export class SharedClassProbabilities {
         per[k * d + best] += 1;
       }
     }
+    for (let k = 0; k < K * d; k++) per[k] /= N;
+    const avg = shiftAverages(per, K, d);
     let stdErr = 0;
-    let flipStdErr = 0;
-    for (let j = 0; j < d; j++) {
-      let m = 0;
-      for (let k = 0; k < K; k++) m += per[k * d + j] / N;
-      m /= K;
-      let v = 0;
-      for (let k = 0; k < K; k++) v += (per[k * d + j] / N - m) ** 2;
-      const se = Math.sqrt(v / (K - 1) / K);
-      probabilities[j] = m;
-      stdErr = Math.max(stdErr, se);
-      if (j === trueClass) flipStdErr = se;
-    }
-    return { probabilities, stdErr, flip: Math.max(0, 1 - probabilities[trueClass]), flipStdErr };
+    for (let j = 0; j < d; j++) stdErr = Math.max(stdErr, avg.stdErr[j]);
+    return { probabilities: avg.mean, stdErr, flip: Math.max(0, 1 - avg.mean[trueClass]), flipStdErr: avg.stdErr[trueClass] };
   }
 }
