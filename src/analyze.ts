@@ -233,19 +233,7 @@ export class Analyzer {
     try {
       return await this.analyzeOne(x, index);
     } catch (e) {
-      // A problem found while running the model (values that overflow float32, a non-finite
-      // Jacobian) is about the model at this input: say which, and name the model.
-      if (e instanceof RangeError && /allocation failed|Invalid typed array length|Invalid array length/i.test(e.message)) {
-        // the estimate let the run start, but the process could not get the memory (a limit the estimate does not see)
-        throw new NetmomentsError(`input ${index}: out of memory (${e.message}); lower what the run needs (see --max-memory) or give the process more memory`, {
-          file: this.linearizer.model.file,
-          code: 'RESOURCE',
-          cause: e,
-        });
-      }
-      if (!(e instanceof NetmomentsError) || e.file) throw e;
-      const hint = /non-finite/.test(e.message) ? ' (the model overflows float32 here: its weights or the input are out of range)' : '';
-      throw new NetmomentsError(`input ${index}: ${e.message}${hint}`, { file: this.linearizer.model.file, code: e.code, cause: e });
+      throw inputFailure(e, `input ${index}`, this.linearizer.model.file);
     }
   }
 
@@ -373,6 +361,26 @@ export async function surrogateMoments(
     { kind: 'isotropic', sigma: 1 },
     { variance: mode !== 'none', covariance: mode !== 'none', paper: mode === 'paper' || mode === 'both', linalg },
   );
+}
+
+/**
+ * The error to throw for a problem met while running the model on one input (values that overflow
+ * float32, a non-finite Jacobian, memory the estimate did not foresee): one line that says which
+ * input (`input`, e.g. "input 3" or "input 3 of data.npy") and names the model. Errors that already
+ * name a file, and errors that are not the tool's own, pass through unchanged.
+ */
+export function inputFailure(e: unknown, input: string, modelFile: string): unknown {
+  if (e instanceof RangeError && /allocation failed|Invalid typed array length|Invalid array length/i.test(e.message)) {
+    // the estimate let the run start, but the process could not get the memory (a limit the estimate does not see)
+    return new NetmomentsError(`${input}: out of memory (${e.message}); lower what the run needs (see --max-memory) or give the process more memory`, {
+      file: modelFile,
+      code: 'RESOURCE',
+      cause: e,
+    });
+  }
+  if (!(e instanceof NetmomentsError) || e.file) return e;
+  const hint = /non-finite/.test(e.message) ? ' (the model overflows float32 here: its weights or the input are out of range)' : '';
+  return new NetmomentsError(`${input}: ${e.message}${hint}`, { file: modelFile, code: e.code, cause: e });
 }
 
 /** A per-input seed from (seed, index): distinct streams, the same for the same pair. */

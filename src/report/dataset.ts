@@ -28,7 +28,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Analyzer, VERSION, seedFor, surrogateMoments, type AnalyzeOptions } from '../analyze.js';
+import { Analyzer, VERSION, inputFailure, seedFor, surrogateMoments, type AnalyzeOptions } from '../analyze.js';
 import { NetmomentsError } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import { DiskBank, MemoryBank, estimateBank, readBankManifest, type Bank, type BankCentre, type BankPoint } from '../linearize/bank.js';
@@ -334,6 +334,13 @@ async function computeChunk(ctx: Context, ci: number, onInput?: (doneInChunk: nu
   const m = i1 - i0;
   const xs = ctx.dataset.getBatch(Array.from({ length: m }, (_, t) => i0 + t));
   const cleanOut = await linearizer.evaluate(xs, m);
+  const inputName = (t: number) => `input ${i0 + t} of ${o.dataFile}`;
+  for (let k = 0; k < m * d; k++) {
+    if (!Number.isFinite(cleanOut[k])) {
+      const t = Math.floor(k / d);
+      throw new NetmomentsError(`${inputName(t)}: the model's output ${k - t * d} is ${cleanOut[k]} (the model overflows float32 here: its weights or the input are out of range)`, { file });
+    }
+  }
   const mus: Float64Array[] = [];
   for (let t = 0; t < m; t++) {
     const mu = new Float64Array(xs.subarray(t * n, (t + 1) * n));
@@ -355,16 +362,20 @@ async function computeChunk(ctx: Context, ci: number, onInput?: (doneInChunk: nu
       const xb = new Float32Array(mu);
       const delta = new Float64Array(n);
       for (let j = 0; j < n; j++) delta[j] = mu[j] - xb[j];
-      const lin = await linearizer.linearize(xb, F, r, delta);
-      if (wantVar) {
-        const mo = await surrogateMoments(lin, p, d, 'exact', la);
-        means[t] = mo.mean;
-        covs[t] = mo.covariance;
-        vars[t] = mo.variance;
-        uncertain[t] = mo.units.uncertain;
-      } else {
-        const g = await centreGram(la, lin.AF, undefined, lin.B, lin.zb, lin.gb, p, d, r, false);
-        means[t] = (await inputMoments(la, g, lin.Adelta ?? new Float64Array(p), lin.Ddelta, false)).mean;
+      try {
+        const lin = await linearizer.linearize(xb, F, r, delta);
+        if (wantVar) {
+          const mo = await surrogateMoments(lin, p, d, 'exact', la);
+          means[t] = mo.mean;
+          covs[t] = mo.covariance;
+          vars[t] = mo.variance;
+          uncertain[t] = mo.units.uncertain;
+        } else {
+          const g = await centreGram(la, lin.AF, undefined, lin.B, lin.zb, lin.gb, p, d, r, false);
+          means[t] = (await inputMoments(la, g, lin.Adelta ?? new Float64Array(p), lin.Ddelta, false)).mean;
+        }
+      } catch (e) {
+        throw inputFailure(e, inputName(t), file);
       }
       // a linearization per input is slow enough to show progress input by input
       onInput?.(t + 1);
@@ -671,6 +682,8 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
     // checkpoint
     const done = new Map<number, SampleRecord[]>();
     let ckDir: string | undefined;
+    let freshCheckpoint = false;
+    const madeOutDir = o.outDir !== undefined && !existsSync(o.outDir);
     if (o.outDir) {
       if (existsSync(o.outDir) && !statSync(o.outDir).isDirectory()) throw new NetmomentsError('exists and is not a folder', { file: o.outDir, code: 'BAD_USAGE' });
       ckDir = join(o.outDir, CHECKPOINT_DIR);
@@ -717,85 +730,96 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
         rmSync(ckDir, { recursive: true, force: true });
         mkdirSync(ckDir, { recursive: true });
         writeFileAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`);
+        freshCheckpoint = true;
       }
     }
-
-    const todo = mine.filter((ci) => !done.has(ci));
-    if (todo.length > 0 && o.linearize.kind === 'kmeans') {
-      const k = o.linearize.k;
-      o.onPhase?.('bank', k, 0);
-      bank = await MemoryBank.build(linearizer, dataset.getBatch(Array.from({ length: count }, (_, i) => i)), count, {
-        k,
-        seed: o.kmeans?.seed ?? 0,
-        maxIterations: o.kmeans?.maxIterations,
-        point: o.kmeans?.point,
-        dataFile: o.dataFile,
-        version: VERSION,
-        maxBytes: Number.MAX_SAFE_INTEGER, // checked above
-        onProgress: (stage, dn) => {
-          if (stage === 'centre') o.onProgress?.(dn);
-        },
-      });
-    }
-    const ctx: Context = {
-      model,
-      analyzer,
-      linearizer,
-      n,
-      p,
-      d,
-      dataset,
-      labels,
-      count,
-      bank,
-      cache: bank
-        ? new CentreCache(
-            bank, analyzer.directions.F, analyzer.directions.r, n, p, d, la,
-            Math.max(64 << 20, Math.floor(Math.min(2 ** 31, availableMemory() * 0.25))),
-            variance === 'none' ? 'mean' : useCentreGram(p, analyzer.directions.r) ? 'gram' : 'engine',
-            sparseDirections(analyzer),
-          )
-        : undefined,
-      assign: bank ? centreAssigner(bank, n, la) : undefined,
-      qmc,
-      la,
-      options: o,
-      mcSet: mc > 0 ? mcIndices(count, mcInputs) : new Set(),
-      chunk,
-    };
-    const inputsOf = (ci: number) => Math.min(count, (ci + 1) * chunk) - ci * chunk;
-    const resumed = [...done.keys()].reduce((a, ci) => a + inputsOf(ci), 0);
-    const total = mine.reduce((a, ci) => a + inputsOf(ci), 0);
-    o.onPhase?.('inputs', total, resumed);
-    let progress = resumed;
-    // onnxruntime's Gemm sessions are made on first use: make them now, with the other sessions
-    for (const opts of [{ transB: true }, {}]) await la.gemm(new Float64Array(64 * 64), 64, 64, new Float64Array(64 * 64), 64, 64, opts);
-    const t0 = performance.now();
-    const cpu0 = process.cpuUsage();
-    let computed = 0;
-    for (const ci of todo) {
-      const recs = await computeChunk(ctx, ci, (k) => o.onProgress?.(progress + k));
-      if (ckDir) writeFileAtomic(join(ckDir, chunkFile(ci)), recs.map((r) => JSON.stringify(r)).join('\n') + '\n');
-      done.set(ci, recs);
-      computed += recs.length;
-      progress += recs.length;
-      o.onProgress?.(progress);
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    const cpu = process.cpuUsage(cpu0);
-    const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-    const records: SampleRecord[] = [];
-    for (const ci of mine) records.push(...done.get(ci)!);
-    const { files, summary } = reportFiles(header, records);
-    if (o.outDir) {
-      writeReportOutputs(o.outDir, files);
-      if (ckDir) {
-        // state.json first: a checkpoint without it is never resumed
-        rmSync(join(ckDir, 'state.json'), { force: true });
+    try {
+      const todo = mine.filter((ci) => !done.has(ci));
+      if (todo.length > 0 && o.linearize.kind === 'kmeans') {
+        const k = o.linearize.k;
+        o.onPhase?.('bank', k, 0);
+        bank = await MemoryBank.build(linearizer, dataset.getBatch(Array.from({ length: count }, (_, i) => i)), count, {
+          k,
+          seed: o.kmeans?.seed ?? 0,
+          maxIterations: o.kmeans?.maxIterations,
+          point: o.kmeans?.point,
+          dataFile: o.dataFile,
+          version: VERSION,
+          maxBytes: Number.MAX_SAFE_INTEGER, // checked above
+          onProgress: (stage, dn) => {
+            if (stage === 'centre') o.onProgress?.(dn);
+          },
+        });
+      }
+      const ctx: Context = {
+        model,
+        analyzer,
+        linearizer,
+        n,
+        p,
+        d,
+        dataset,
+        labels,
+        count,
+        bank,
+        cache: bank
+          ? new CentreCache(
+              bank, analyzer.directions.F, analyzer.directions.r, n, p, d, la,
+              Math.max(64 << 20, Math.floor(Math.min(2 ** 31, availableMemory() * 0.25))),
+              variance === 'none' ? 'mean' : useCentreGram(p, analyzer.directions.r) ? 'gram' : 'engine',
+              sparseDirections(analyzer),
+            )
+          : undefined,
+        assign: bank ? centreAssigner(bank, n, la) : undefined,
+        qmc,
+        la,
+        options: o,
+        mcSet: mc > 0 ? mcIndices(count, mcInputs) : new Set(),
+        chunk,
+      };
+      const inputsOf = (ci: number) => Math.min(count, (ci + 1) * chunk) - ci * chunk;
+      const resumed = [...done.keys()].reduce((a, ci) => a + inputsOf(ci), 0);
+      const total = mine.reduce((a, ci) => a + inputsOf(ci), 0);
+      o.onPhase?.('inputs', total, resumed);
+      let progress = resumed;
+      // onnxruntime's Gemm sessions are made on first use: make them now, with the other sessions
+      for (const opts of [{ transB: true }, {}]) await la.gemm(new Float64Array(64 * 64), 64, 64, new Float64Array(64 * 64), 64, 64, opts);
+      const t0 = performance.now();
+      const cpu0 = process.cpuUsage();
+      let computed = 0;
+      for (const ci of todo) {
+        const recs = await computeChunk(ctx, ci, (k) => o.onProgress?.(progress + k));
+        if (ckDir) writeFileAtomic(join(ckDir, chunkFile(ci)), recs.map((r) => JSON.stringify(r)).join('\n') + '\n');
+        done.set(ci, recs);
+        computed += recs.length;
+        progress += recs.length;
+        o.onProgress?.(progress);
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+      const records: SampleRecord[] = [];
+      for (const ci of mine) records.push(...done.get(ci)!);
+      const { files, summary } = reportFiles(header, records);
+      if (o.outDir) {
+        writeReportOutputs(o.outDir, files);
+        if (ckDir) {
+          // state.json first: a checkpoint without it is never resumed
+          rmSync(join(ckDir, 'state.json'), { force: true });
+          rmSync(ckDir, { recursive: true, force: true });
+        }
+      }
+      return { summary, files, records, computed, resumed, seconds, cpuSeconds, alreadyComplete: false };
+    } catch (e) {
+      // A bad input met mid-run (an input that overflows the model) fails the same way under
+      // --resume, since the data are part of the run's fingerprint: a checkpoint this run started
+      // would only be litter, so it goes, with an out dir this run made. Resource errors keep it.
+      if (ckDir && freshCheckpoint && e instanceof NetmomentsError && e.code === 'BAD_INPUT') {
         rmSync(ckDir, { recursive: true, force: true });
+        if (madeOutDir && readdirSync(o.outDir!).length === 0) rmSync(o.outDir!, { recursive: true, force: true });
       }
+      throw e;
     }
-    return { summary, files, records, computed, resumed, seconds, cpuSeconds, alreadyComplete: false };
   } finally {
     await analyzer.release();
   }
