@@ -45,6 +45,8 @@ const DATA_TYPE_NAMES: Record<number, string> = {
   15: 'complex128', 16: 'bfloat16',
 };
 
+const INT64_MAX_BIG = 9223372036854775807n;
+
 export function dataTypeName(code: number): string {
   return DATA_TYPE_NAMES[code] ?? `type ${code}`;
 }
@@ -101,6 +103,17 @@ export function makeNode(opType: string, inputs: string[], outputs: string[], sp
   return { opType, input: inputs, output: outputs, name: spec.name ?? outputs[0], domain: spec.domain ?? '', attribute };
 }
 
+/**
+ * A number read from an int64 tensor, back to int64, saturating: exporters write "to the end" as
+ * INT64_MAX (torch's `x[:, 4:]` is a Slice with ends 2^63 - 1), which as a double rounds to 2^63,
+ * and BigInt64Array would wrap that to -2^63, turning "to the end" into an empty slice.
+ */
+export function int64Of(v: number): bigint {
+  if (v >= 9223372036854775807) return INT64_MAX_BIG;
+  if (v <= -9223372036854775808) return -INT64_MAX_BIG - 1n;
+  return BigInt(Math.trunc(v));
+}
+
 /** A dense initializer. float32/float64 go to raw_data (little endian), integers to int64_data/int32_data. */
 export function makeTensor(
   name: string,
@@ -119,7 +132,7 @@ export function makeTensor(
       t.rawData = new Uint8Array(Float64Array.from(data as ArrayLike<number>).buffer);
       break;
     case DataType.INT64: {
-      const arr = data instanceof BigInt64Array ? data : BigInt64Array.from(Array.from(data as ArrayLike<number>, (v) => BigInt(v)));
+      const arr = data instanceof BigInt64Array ? data : BigInt64Array.from(Array.from(data as ArrayLike<number>, int64Of));
       t.rawData = new Uint8Array(arr.buffer.slice(arr.byteOffset, arr.byteOffset + arr.byteLength));
       break;
     }

@@ -136,6 +136,25 @@ describe('combining and selecting', () => {
     await expectJvpMatchesFd(g);
   });
 
+  it("Slice to the end as torch exports it (opset 13, ends INT64_MAX): x[:, 1:], x[:, :, 2:] with steps", async () => {
+    // 2^63 - 1 is not a double: the rule must write it back as int64 "to the end", not wrap to -2^63
+    const g = buildGraph({
+      inputs: [['x', ['N', 4, 6]]],
+      outputs: ['y', 'z'],
+      nodes: [makeNode('Slice', ['x', 'st', 'end', 'ax'], ['y']), makeNode('Slice', ['x', 'st2', 'end2', 'ax2', 'sp2'], ['z'])],
+      initializers: [
+        intInit('st', [1]),
+        intInit('end', [9223372036854775807]),
+        intInit('ax', [1]),
+        intInit('st2', [0, 2]),
+        intInit('end2', [9223372036854775807, 9223372036854775807]),
+        intInit('ax2', [0, -1]),
+        intInit('sp2', [1, 2]),
+      ],
+    });
+    await expectJvpMatchesFd(g);
+  });
+
   it('Pad: constant (opset 9 attributes, value 1.5), reflect and edge (opset 13), axes input (opset 18)', async () => {
     await expectJvpMatchesFd(
       buildGraph({

@@ -5,7 +5,7 @@
  * computations that many rules share (Shape of a primal tensor, the batch-k shape of a tangent).
  */
 import { attrFloat, attrInt, attrInts, attrTensor, type Graph, type GraphNode } from '../graph.js';
-import { DataType, makeAttribute, type AttributeProto, type AttributeValue } from '../proto.js';
+import { DataType, int64Of, makeAttribute, type AttributeProto, type AttributeValue } from '../proto.js';
 import { elementCount, type TensorValue } from '../tensor.js';
 
 const INT64_MAX = 9223372036854775807n;
@@ -78,7 +78,7 @@ export class TangentBuilder {
     const hit = this.memo.get(key);
     if (hit) return hit;
     const name = this.fresh(kind === 'f' ? 'tan_const_f' : 'tan_const_i');
-    const data = kind === 'f' ? Float32Array.from(values) : BigInt64Array.from(values, (v) => BigInt(v));
+    const data = kind === 'f' ? Float32Array.from(values) : BigInt64Array.from(values, int64Of);
     this.initializers.set(name, { name, dataType: kind === 'f' ? DataType.FLOAT : DataType.INT64, dims: [...dims], data });
     this.memo.set(key, name);
     return name;
