@@ -152,10 +152,15 @@ export function emit(text: string, out?: string): void {
   else process.stdout.write(text);
 }
 
-/** Warnings and summaries go to stderr (unless --quiet). */
+/** One-line warnings to stderr (unless --quiet), each distinct message once per run. */
 export function stderrWriter(quiet?: boolean): (m: string) => void {
+  // several model parts and sessions can meet the same thing (an op without a tangent rule below
+  // the cut is seen by the main and the flip-counting engine): say each message once
+  const said = new Set<string>();
   return (m: string) => {
-    if (!quiet) process.stderr.write(`netmoments: ${printableText(m)}\n`);
+    if (quiet || said.has(m)) return;
+    said.add(m);
+    process.stderr.write(`netmoments: ${printableText(m)}\n`);
   };
 }
 
