@@ -15,7 +15,7 @@
  * The linearization point's offset delta = mu - xb is one more direction.
  */
 import { NetmomentsError } from '../errors.js';
-import { makeBatchDynamic } from '../onnx/batch.js';
+import { makeBatchDynamicProbed } from '../onnx/batch.js';
 import type { Graph, GraphNode } from '../onnx/graph.js';
 import type { LoadedModel } from '../onnx/load.js';
 import { DataType, dataTypeName } from '../onnx/proto.js';
@@ -175,7 +175,8 @@ export class Linearizer {
         );
       }
     }
-    const graph = makeBatchDynamic(model.graph, { file });
+    // batch-1 exports accept batches after this rewrite; the same one inspect and split apply
+    const graph = await makeBatchDynamicProbed(model.graph, { file, threads: options.threads, provider: options.provider });
     const dataInputs = graph.dataInputs;
     if (dataInputs.length !== 1) {
       throw new NetmomentsError(

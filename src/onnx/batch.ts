@@ -9,23 +9,39 @@
  *   1 get a new shape constant: leading -1 when no other -1 is present (valid with or without
  *   allowzero); leading 0 ("copy dim 0 of the input") when another -1 is present and allowzero is 0;
  *   with allowzero = 1 and another -1, the other dims are made explicit from the shapes at batch 1
- *   (options.shapes) and the leading dim becomes -1.
+ *   (options.shapes) and the leading dim becomes -1;
+ * - Reshape nodes whose target shape is computed from constants only (torch with
+ *   do_constant_folding=False: Constant -> Unsqueeze -> Concat) and whose value at batch 1
+ *   (options.values) starts with 1 get the same explicit shape: -1, then the other dims of the
+ *   output at batch 1. The chain that computed the old shape is dropped when nothing else reads it.
+ *
+ * The explicit form needs the Reshape's data and output at batch 1 to lead with 1 (the batch) and
+ * no zero-sized dim; otherwise the Reshape is left alone (or, for allowzero, refused by name).
+ * makeBatchDynamicProbed finds the Reshapes that need batch-1 shapes or values and runs the model
+ * once at batch 1 for them (the same exposed-outputs run as shapes.ts tensorInfo).
  *
  * Shape -> Gather -> Concat -> Reshape chains already follow the real shape and are left alone.
  * Other constants that bake the batch in (Expand, Tile, ConstantOfShape shapes) are not rewritten;
  * docs/ONNX.md says so.
  */
 import { NetmomentsError } from '../errors.js';
+import { checkShapeProbe } from '../resources.js';
 import type { Graph, GraphNode } from './graph.js';
 import { attrInt, attrTensor } from './graph.js';
-import { DataType } from './proto.js';
+import { DataType, type GraphProto } from './proto.js';
+import { runWithIntermediates, zeroFeeds, type RunOptions } from './shapes.js';
 import { toIntegers, type TensorValue } from './tensor.js';
 
 export interface BatchDynamicOptions {
   /** The batch symbol (default 'N'). */
   symbol?: string;
-  /** Tensor dims at batch 1 (shapes.ts intermediateShapes): needed only for allowzero Reshapes that hold a -1. */
+  /**
+   * Tensor dims at batch 1 (shapes.ts intermediateShapes): needed for allowzero Reshapes that hold a
+   * -1 and for Reshapes whose shape is computed (makeBatchDynamicProbed fills them).
+   */
   shapes?: ReadonlyMap<string, readonly number[]>;
+  /** Values at batch 1 of Reshape shape tensors computed from constants (makeBatchDynamicProbed fills them). */
+  values?: ReadonlyMap<string, readonly number[]>;
   file?: string;
 }
 
@@ -45,70 +61,181 @@ function freshName(graph: Graph, base: string): string {
   return name;
 }
 
+/** Data inputs whose leading dim is the batch: 1, unknown or a symbol. */
+function batchedInputs(graph: Graph): Set<string> {
+  const out = new Set<string>();
+  for (const inp of graph.inputs) {
+    if (graph.initializers.has(inp.name) || !inp.shape || inp.shape.length === 0) continue;
+    const d0 = inp.shape[0];
+    if (d0 === 1 || d0 === null || typeof d0 === 'string') out.add(inp.name);
+  }
+  return out;
+}
+
+/** `roots` and every tensor a node computes from them (graph order is topological). */
+function dependents(graph: Graph, roots: Iterable<string>): Set<string> {
+  const dep = new Set<string>(roots);
+  for (const n of graph.nodes) {
+    if (n.inputs.some((x) => x && dep.has(x))) for (const o of n.outputs) if (o) dep.add(o);
+  }
+  return dep;
+}
+
+/**
+ * A Reshape the rewrite looks at: its data depends on a batched input, and its shape is a constant
+ * (`value`) or computed from constants only (`computed`). Shapes computed from a data input
+ * (Shape -> Gather -> Concat) follow the batch already and are not listed.
+ */
+interface BatchReshape {
+  node: GraphNode;
+  /** The constant shape, when the shape input is an initializer or a Constant node. */
+  value?: number[];
+  computed: boolean;
+  allowzero: boolean;
+}
+
+function batchReshapes(graph: Graph, batched: ReadonlySet<string>): BatchReshape[] {
+  const dep = dependents(graph, batched);
+  const fromData = dependents(
+    graph,
+    graph.dataInputs.map((i) => i.name),
+  );
+  const out: BatchReshape[] = [];
+  for (const n of graph.nodes) {
+    if (n.opType !== 'Reshape' || (n.domain !== '' && n.domain !== 'ai.onnx')) continue;
+    if (n.inputs.length < 2 || !n.inputs[1] || !dep.has(n.inputs[0])) continue;
+    const allowzero = attrInt(n, 'allowzero', 0) === 1;
+    const value = constantValue(graph, n.inputs[1]);
+    if (value) out.push({ node: n, value: toIntegers(value), computed: false, allowzero });
+    else if (!fromData.has(n.inputs[1])) out.push({ node: n, computed: true, allowzero });
+  }
+  return out;
+}
+
+/** A constant shape the rewrite can only make explicit from the shapes at batch 1. */
+function needsShapes(r: BatchReshape): boolean {
+  const s = r.value;
+  return r.computed || (!!s && s.length > 0 && s[0] === 1 && r.allowzero && s.slice(1).includes(-1));
+}
+
+/**
+ * Tensors whose dims (and, for computed shapes, values) at batch 1 makeBatchDynamic needs: the
+ * data, shape and output of every Reshape it cannot rewrite from its constant shape alone. Empty
+ * for most models.
+ */
+export function batchProbeTensors(graph: Graph): string[] {
+  const names = new Set<string>();
+  for (const r of batchReshapes(graph, batchedInputs(graph))) {
+    if (!needsShapes(r)) continue;
+    names.add(r.node.inputs[0]);
+    if (r.computed) names.add(r.node.inputs[1]);
+    names.add(r.node.outputs[0]);
+  }
+  return [...names];
+}
+
+/**
+ * The shape with the batch explicit: -1, then the output's other dims at batch 1; undefined unless
+ * the data and the output both lead with 1 at batch 1 (the batch stays on axis 0) and no dim is 0
+ * (a -1 cannot be inferred from an empty tensor).
+ */
+function explicitShape(n: GraphNode, shapes: BatchDynamicOptions['shapes']): number[] | undefined {
+  const data = shapes?.get(n.inputs[0]);
+  const out = shapes?.get(n.outputs[0]);
+  if (!data || !out || data.length === 0 || out.length === 0) return undefined;
+  if (data[0] !== 1 || out[0] !== 1 || out.includes(0)) return undefined;
+  return [-1, ...out.slice(1)];
+}
+
+function fmt(dims: readonly number[] | undefined): string {
+  return dims ? `[${dims.join(', ')}]` : '(unknown)';
+}
+
+/** Every tensor name a node (or a node of a subgraph body, at any depth) reads. */
+function readNames(nodes: readonly { inputs?: string[] | null; input?: string[] | null; attributes?: GraphNode['attributes']; attribute?: GraphNode['attributes'] | null }[]): Set<string> {
+  const read = new Set<string>();
+  const walk = (ns: typeof nodes): void => {
+    for (const n of ns) {
+      for (const x of n.inputs ?? n.input ?? []) if (x) read.add(x);
+      for (const a of n.attributes ?? n.attribute ?? []) {
+        for (const g of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])] as GraphProto[]) walk(g.node ?? []);
+      }
+    }
+  };
+  walk(nodes);
+  return read;
+}
+
+/**
+ * Drop what computed the old shapes when nothing reads it any more: initializers, Constant nodes
+ * and constant-only chains (Constant -> Unsqueeze -> Concat).
+ */
+function dropUnread(g: Graph, oldShapes: Iterable<string>): void {
+  let pending = [...oldShapes];
+  while (pending.length > 0) {
+    const read = readNames(g.nodes);
+    const kept = new Set<string>([...g.outputs.map((o) => o.name), ...g.inputs.map((i) => i.name)]);
+    const next: string[] = [];
+    for (const name of pending) {
+      if (read.has(name) || kept.has(name)) continue;
+      if (g.initializers.has(name)) {
+        g.initializers.delete(name);
+        continue;
+      }
+      const p = g.producerOf(name);
+      if (!p || p.outputs.some((o) => o && (read.has(o) || kept.has(o)))) continue;
+      g.nodes = g.nodes.filter((n) => n !== p);
+      next.push(...p.inputs.filter((x) => x));
+    }
+    pending = next;
+  }
+}
+
 /** A copy of `graph` that accepts any batch size (see the module comment for what is rewritten). */
 export function makeBatchDynamic(graph: Graph, options: BatchDynamicOptions = {}): Graph {
   const symbol = options.symbol ?? 'N';
   const g = graph.clone();
-  const batched = new Set<string>();
+  const batched = batchedInputs(g);
   g.inputs = g.inputs.map((inp) => {
-    if (g.initializers.has(inp.name) || !inp.shape || inp.shape.length === 0) return inp;
-    const d0 = inp.shape[0];
-    if (d0 === 1 || d0 === null || typeof d0 === 'string') {
-      batched.add(inp.name);
-      return { ...inp, shape: [typeof d0 === 'string' && d0 ? d0 : symbol, ...inp.shape.slice(1)] };
-    }
-    return inp;
+    if (!batched.has(inp.name)) return inp;
+    const d0 = inp.shape![0];
+    return { ...inp, shape: [typeof d0 === 'string' && d0 ? d0 : symbol, ...inp.shape!.slice(1)] };
   });
-  // Tensors that depend on a batched input.
-  const dep = new Set<string>(batched);
-  for (const n of g.nodes) {
-    if (n.inputs.some((x) => x && dep.has(x))) for (const o of n.outputs) if (o) dep.add(o);
-  }
-  const replaced: GraphNode[] = [];
-  const oldShapes = new Set<string>();
-  g.nodes = g.nodes.map((n) => {
-    if (n.opType !== 'Reshape' || (n.domain !== '' && n.domain !== 'ai.onnx')) return n;
-    if (n.inputs.length < 2 || !dep.has(n.inputs[0])) return n;
-    const shapeName = n.inputs[1];
-    const value = constantValue(g, shapeName);
-    if (!value) return n; // computed at run time (Shape/Gather/Concat): follows the batch already
-    const s = toIntegers(value);
-    if (s.length === 0 || s[0] !== 1) return n;
-    const allowzero = attrInt(n, 'allowzero', 0) === 1;
-    let next: number[];
-    if (!s.slice(1).includes(-1)) next = [-1, ...s.slice(1)];
-    else if (!allowzero) next = [0, ...s.slice(1)];
+  const dep = dependents(g, batched);
+  const rewrite = new Map<GraphNode, number[]>();
+  for (const r of batchReshapes(g, batched)) {
+    const n = r.node;
+    const s = r.computed ? options.values?.get(n.inputs[1]) : r.value;
+    if (!s || s.length === 0 || s[0] !== 1) continue; // computed without a probe, or the batch is not baked in
+    let next: number[] | undefined;
+    if (r.computed) next = explicitShape(n, options.shapes);
+    else if (!s.slice(1).includes(-1)) next = [-1, ...s.slice(1)];
+    else if (!r.allowzero) next = [0, ...s.slice(1)];
     else {
-      const out = options.shapes?.get(n.outputs[0]);
-      if (!out || out.length !== s.length || out.includes(0)) {
+      next = explicitShape(n, options.shapes);
+      if (!next) {
         throw new NetmomentsError(
-          `Reshape '${n.name}' fixes batch 1 with allowzero=1 and a -1 elsewhere; pass the shapes at batch 1 to make the batch dynamic`,
+          options.shapes
+            ? `Reshape '${n.name}' fixes batch 1 with allowzero=1 and a -1 elsewhere, and at batch 1 its data ${fmt(options.shapes.get(n.inputs[0]))} ` +
+                `and output ${fmt(options.shapes.get(n.outputs[0]))} do not both lead with the batch; netmoments cannot make its batch dynamic`
+            : `Reshape '${n.name}' fixes batch 1 with allowzero=1 and a -1 elsewhere; makeBatchDynamic needs the shapes at batch 1 for it (options.shapes, or use makeBatchDynamicProbed)`,
           { file: options.file, code: 'UNSUPPORTED' },
         );
       }
-      next = [-1, ...out.slice(1)];
     }
+    if (next) rewrite.set(n, next);
+  }
+  const oldShapes = new Set<string>();
+  g.nodes = g.nodes.map((n) => {
+    const next = rewrite.get(n);
+    if (!next) return n;
+    const shapeName = n.inputs[1];
     const name = freshName(g, shapeName);
     g.initializers.set(name, { name, dataType: DataType.INT64, dims: [next.length], data: BigInt64Array.from(next, (x) => BigInt(x)) });
     oldShapes.add(shapeName);
-    const producer = g.producerOf(shapeName);
-    if (producer) replaced.push(producer);
     return { ...n, inputs: [n.inputs[0], name, ...n.inputs.slice(2)] };
   });
-  // Drop Constant nodes that fed only rewritten Reshapes.
-  for (const c of replaced) {
-    if (c.outputs.every((o) => g.consumersOf(o).length === 0 && !g.outputs.some((x) => x.name === o))) {
-      g.nodes = g.nodes.filter((n) => n !== c);
-    }
-  }
-  // Drop old shape initializers that nothing reads any more.
-  const read = new Set<string>();
-  for (const n of g.nodes) for (const x of n.inputs) read.add(x);
-  for (const name of oldShapes) {
-    if (g.initializers.has(name) && !read.has(name) && !g.inputs.some((i) => i.name === name) && !g.outputs.some((o) => o.name === name)) {
-      g.initializers.delete(name);
-    }
-  }
+  dropUnread(g, oldShapes);
   g.outputs = g.outputs.map((o) =>
     dep.has(o.name) && o.shape && o.shape.length > 0 && (o.shape[0] === 1 || o.shape[0] === null)
       ? { ...o, shape: [symbol, ...o.shape.slice(1)] }
@@ -116,4 +243,26 @@ export function makeBatchDynamic(graph: Graph, options: BatchDynamicOptions = {}
   );
   g.valueInfo = new Map();
   return g;
+}
+
+/**
+ * makeBatchDynamic with the shapes and values at batch 1 it needs, from one run of the model at
+ * zeros at batch 1 with those tensors exposed (only when some Reshape needs them: a shape computed
+ * from constants, or allowzero=1 with a -1 elsewhere). What the analysis path, inspect and split
+ * all use, so that they see the same rewritten model.
+ */
+export async function makeBatchDynamicProbed(graph: Graph, options: BatchDynamicOptions & RunOptions = {}): Promise<Graph> {
+  const names = batchProbeTensors(graph);
+  if (names.length === 0) return makeBatchDynamic(graph, options);
+  checkShapeProbe(graph.dataInputs, options.file);
+  const run = await runWithIntermediates(graph, zeroFeeds(graph, 1, options.file), names, options);
+  const shapes = new Map<string, readonly number[]>(options.shapes ?? []);
+  const values = new Map<string, readonly number[]>(options.values ?? []);
+  for (const name of names) {
+    const t = run[name];
+    if (!t) continue;
+    shapes.set(name, [...t.dims]);
+    if (t.type === 'int64' || t.type === 'int32') values.set(name, Array.from(t.data as ArrayLike<number | bigint>, Number));
+  }
+  return makeBatchDynamic(graph, { ...options, shapes, values });
 }
