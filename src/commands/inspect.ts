@@ -6,10 +6,12 @@
  *    "relus": [{"index","node","tensor","input","output","shape","width","supported","unsupportedOps"}]}
  */
 import type { CommandModule } from 'yargs';
+import { NetmomentsError } from '../errors.js';
+import { makeBatchDynamicProbed } from '../onnx/batch.js';
 import type { Dim, Graph } from '../onnx/graph.js';
 import { loadModel } from '../onnx/load.js';
 import { dataTypeName } from '../onnx/proto.js';
-import { tensorInfo, type TensorInfo } from '../onnx/shapes.js';
+import { hasDynamicBatch, tensorInfo, type TensorInfo } from '../onnx/shapes.js';
 import { partition } from '../onnx/split.js';
 import { splitPointOf, type SplitPoint } from '../onnx/splitpoint.js';
 import { isLinearizable } from '../onnx/tangent/registry.js';
@@ -62,15 +64,44 @@ export function parameterCount(graph: Graph): number {
   return n;
 }
 
+/**
+ * The tensor shapes inspect shows. A model that declares a dynamic batch is probed after the batch
+ * rewrite the analysis applies (Linearizer.create: makeBatchDynamicProbed), so that a Reshape to a
+ * constant [1, -1] does not stop the run at batch 2 and inspect, split and analyze see the same
+ * model; a model with a fixed batch runs at batch 1 only, as declared. When the run at batch 2
+ * still fails (the batch is baked in where the rewrite does not reach), the shapes are those at
+ * batch 1 and `onNote` says so.
+ */
+export async function inspectTensorInfo(graph: Graph, file: string, onNote?: (message: string) => void): Promise<Map<string, TensorInfo>> {
+  let probe = graph;
+  if (graph.dataInputs.some(hasDynamicBatch)) {
+    try {
+      probe = await makeBatchDynamicProbed(graph, { file });
+    } catch (e) {
+      // the rewrite is refused (or its batch-1 run fails): probe the model as it is
+      if (!(e instanceof NetmomentsError)) throw e;
+    }
+  }
+  return tensorInfo(probe, {
+    file,
+    onBatch2Failure: (message) => onNote?.(`the model does not run at batch 2 (${message}); the shapes shown are at batch 1`),
+  });
+}
+
 /** Build the inspect report of a loaded graph (runs the model once or twice at zeros for shapes). */
-export async function inspectGraph(graph: Graph, file: string, info?: Map<string, TensorInfo>): Promise<InspectReport> {
+export async function inspectGraph(
+  graph: Graph,
+  file: string,
+  info?: Map<string, TensorInfo>,
+  options: { onNote?: (message: string) => void } = {},
+): Promise<InspectReport> {
   const ops: Record<string, number> = {};
   for (const n of graph.nodes) {
     const k = opName(n.domain, n.opType);
     ops[k] = (ops[k] ?? 0) + 1;
   }
   const relus = graph.relus();
-  const tinfo = info ?? (await tensorInfo(graph, { file }));
+  const tinfo = info ?? (await inspectTensorInfo(graph, file, options.onNote));
   const outputs: TensorSummary[] = graph.outputs.map((o) => {
     const t = tinfo.get(o.name);
     return { name: o.name, type: dataTypeName(t?.elemType ?? o.elemType), shape: t ? [...t.dims] : (o.shape ?? null) };
@@ -184,7 +215,10 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
   handler: async (argv) => {
     const model = loadModel(argv.model);
     if (!argv.quiet) for (const w of model.warnings) process.stderr.write(`netmoments: ${argv.model}: note: ${w}\n`);
-    const report = await inspectGraph(model.graph, argv.model);
+    const note = (m: string) => {
+      if (!argv.quiet) process.stderr.write(`netmoments: ${argv.model}: note: ${m.replace(/\s*\n\s*/g, ' ')}\n`);
+    };
+    const report = await inspectGraph(model.graph, argv.model, undefined, { onNote: note });
     process.stdout.write(argv.json ? `${JSON.stringify(report, null, 2)}\n` : formatInspect(report));
   },
 };

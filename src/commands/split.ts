@@ -7,10 +7,10 @@ import { existsSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { NetmomentsError } from '../errors.js';
-import { makeBatchDynamic } from '../onnx/batch.js';
+import { makeBatchDynamicProbed } from '../onnx/batch.js';
 import type { Graph } from '../onnx/graph.js';
 import { loadModel } from '../onnx/load.js';
-import { zeroFeeds } from '../onnx/shapes.js';
+import { hasDynamicBatch, zeroFeeds } from '../onnx/shapes.js';
 import { compareSplit, splitModelAt, type SplitResult } from '../onnx/split.js';
 import { writeFilesAtomic } from '../report/write.js';
 import type { HostTensor } from '../runtime/session.js';
@@ -51,7 +51,11 @@ export async function splitFiles(
   options: { output?: string; dynamicBatch?: boolean } = {},
 ): Promise<{ files: Record<string, string | Uint8Array>; manifest: SplitManifest }> {
   const model = loadModel(file);
-  const graph = options.dynamicBatch ? makeBatchDynamic(model.graph, { file }) : model.graph;
+  // A model that declares a dynamic batch gets the rewrite analyze applies too (a Reshape to a
+  // constant [1, -1] would otherwise stop the run at batch 2, and the parts would declare a batch
+  // they refuse); a fixed batch-1 model gets it with --dynamic-batch.
+  const dynamic = options.dynamicBatch || model.graph.dataInputs.some(hasDynamicBatch);
+  const graph = dynamic ? await makeBatchDynamicProbed(model.graph, { file }) : model.graph;
   const split = await splitModelAt(graph, relu, { output: options.output, file });
   const diffs = await compareSplit(graph, split, randomFeeds(graph, 1), { file });
   for (const d of diffs) {

@@ -170,11 +170,20 @@ export async function intermediateShapes(
   return shapes;
 }
 
+export interface TensorInfoOptions extends RunOptions {
+  /**
+   * Called instead of throwing when the run at batch 2 fails (a model that declares a dynamic batch
+   * but bakes batch 1 in somewhere): the info then comes from the run at batch 1 alone, every dim a
+   * number. inspect uses it to still show such a model; the analysis path needs batches and throws.
+   */
+  onBatch2Failure?: (message: string) => void;
+}
+
 /**
  * Element type and dims of every tensor, from runs at zeros: batch 1, and batch 2 when a data input
  * has a dynamic leading axis; a dim that changes between the two runs is the batch symbol.
  */
-export async function tensorInfo(graph: Graph, options: RunOptions = {}): Promise<Map<string, TensorInfo>> {
+export async function tensorInfo(graph: Graph, options: TensorInfoOptions = {}): Promise<Map<string, TensorInfo>> {
   const dynamic = graph.dataInputs.filter(hasDynamicBatch);
   const symbol = dynamic.length > 0 ? dynamicName(dynamic[0]) : 'N';
   checkShapeProbe(graph.dataInputs, options.file);
@@ -183,7 +192,12 @@ export async function tensorInfo(graph: Graph, options: RunOptions = {}): Promis
   let all2: Record<string, HostTensor> | undefined;
   if (dynamic.length > 0) {
     const feeds2 = zeroFeeds(graph, 2, options.file);
-    all2 = { ...feeds2, ...(await runWithIntermediates(graph, feeds2, 'all', options)) };
+    try {
+      all2 = { ...feeds2, ...(await runWithIntermediates(graph, feeds2, 'all', options)) };
+    } catch (e) {
+      if (!options.onBatch2Failure) throw e;
+      options.onBatch2Failure(e instanceof Error ? e.message : String(e));
+    }
   }
   const info = new Map<string, TensorInfo>();
   const all1: Record<string, HostTensor> = { ...feeds1, ...run1 };
