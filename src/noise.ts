@@ -6,14 +6,16 @@
  *   isotropic sigma      Sigma = sigma^2 I
  *   diagonal             Sigma = diag(v)          (--noise-var, n values >= 0)
  *   full                 Sigma = C                (--noise-cov, n x n symmetric PSD)
- * A window R,C,H,W keeps the noise only on the elements whose last two coordinates fall in rows
- * [R, R+H) and columns [C, C+W) (all leading channels included).
+ * A window R,C,H,W keeps the noise only on the elements whose row falls in [R, R+H) and column in
+ * [C, C+W), all channels included; rows and columns are the image axes of data/layout.ts's image
+ * layout rule (the last two axes of [C, H, W], the two before the last of [H, W, C]).
  *
  * `support` lists the input elements with nonzero variance. Only those columns of the Jacobian A
  * (and D) enter A Sigma A^T, so the linearizer computes only those columns: a 7x7 window on MNIST
  * needs 49 JVP columns instead of 784.
  */
 import { NetmomentsError } from './errors.js';
+import { describeGeometry, requireImageGeometry, type LayoutChoice } from './data/layout.js';
 
 export type NoiseSpec =
   | { kind: 'isotropic'; sigma: number }
@@ -42,31 +44,38 @@ export interface ReducedNoise {
   maxStd: number;
 }
 
-/** Indices of the input elements inside a window of the last two dimensions of `shape`. */
-export function windowIndices(shape: readonly number[], w: InputWindow, file?: string): Int32Array {
-  if (shape.length < 2) {
-    throw new NetmomentsError(`--window needs an input of at least 2 dimensions, the input has shape [${shape.join(', ')}]`, {
-      file,
-      code: 'BAD_USAGE',
-    });
-  }
-  const H = shape[shape.length - 2];
-  const W = shape[shape.length - 1];
-  const lead = shape.slice(0, -2).reduce((a, b) => a * b, 1);
+/**
+ * Indices of the input elements inside a window of the image axes of `shape` (all channels):
+ * rows and columns as the image layout rule of data/layout.ts reads the shape under `layout`
+ * (the last two axes of [C, H, W] or [H, W]; the two before the last of [H, W, C]). Sorted.
+ */
+export function windowIndices(shape: readonly number[], w: InputWindow, file?: string, layout: LayoutChoice = 'auto'): Int32Array {
+  const g = requireImageGeometry(shape, layout, '--window', file);
+  const H = g.height;
+  const W = g.width;
   if (
     !(Number.isInteger(w.row) && Number.isInteger(w.col) && Number.isInteger(w.height) && Number.isInteger(w.width)) ||
     w.row < 0 || w.col < 0 || w.height < 1 || w.width < 1 || w.row + w.height > H || w.col + w.width > W
   ) {
     throw new NetmomentsError(
-      `--window ${w.row},${w.col},${w.height},${w.width} does not fit inside the input's last two dimensions ${H}x${W}`,
+      `--window ${w.row},${w.col},${w.height},${w.width} does not fit inside the input ${describeGeometry(shape, g)}`,
       { code: 'BAD_USAGE', file },
     );
   }
-  const out = new Int32Array(lead * w.height * w.width);
+  const C = g.channels;
+  const out = new Int32Array(g.planes * C * w.height * w.width);
   let k = 0;
-  for (let c = 0; c < lead; c++) {
-    for (let i = w.row; i < w.row + w.height; i++) {
-      for (let j = w.col; j < w.col + w.width; j++) out[k++] = c * H * W + i * W + j;
+  if (g.layout === 'chw') {
+    for (let c = 0; c < C; c++) {
+      for (let i = w.row; i < w.row + w.height; i++) {
+        for (let j = w.col; j < w.col + w.width; j++) out[k++] = (c * H + i) * W + j;
+      }
+    }
+  } else {
+    for (let p = 0; p < g.planes; p++) {
+      for (let i = w.row; i < w.row + w.height; i++) {
+        for (let j = w.col; j < w.col + w.width; j++) for (let c = 0; c < C; c++) out[k++] = ((p * H + i) * W + j) * C + c;
+      }
     }
   }
   return out;

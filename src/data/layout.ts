@@ -17,6 +17,21 @@
  *
  * The model's own input shape names the batch axis: it is axis 0 (symbolic like 'N', unknown, or
  * a fixed number such as 1 in exported models); perInputShape drops it.
+ *
+ * Image layout (imageGeometry): where an input's rows, columns and channels are, for what works
+ * on image axes (noise windows, sliding-window sensitivity, attack pictures, PNG decoding). For a
+ * per-input shape (no batch axis):
+ *   - rank 0 or 1 ([100]): not an image;
+ *   - rank 2 [H, W]: an image with one channel (both layouts read it the same);
+ *   - rank 3 [a, b, c], `auto`: channels-last [H, W, C] when c is 1, 3 or 4 and a is not
+ *     ([28, 28, 1], [32, 32, 3]); otherwise channels-first [C, H, W] ([1, 28, 28], [3, 32, 32],
+ *     and also [16, 20, 20], a feature map with 16 channels);
+ *   - rank 4 and more, `auto`: channels-first, every axis before the last two counting as channels;
+ *   - `chw` / `hwc` (the --layout option) override the rule: rows and columns are the last two axes
+ *     (chw), or the two before the last (hwc, the last being the channels).
+ * An input is a `picture` (it can be drawn, or read from a PNG) when it has one plane of 1, 3 or 4
+ * channels; a 16-channel feature map has windows but no picture. The model's metadata layout
+ * (`netmoments.preprocessing`) is not consulted: exporters and model surgery copy it unchanged.
  */
 import { NetmomentsError } from '../errors.js';
 
@@ -101,4 +116,94 @@ export function checkCovariance(fileShape: readonly number[], n: number, file?: 
       { file },
     );
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Image layout
+
+/** How an image input's axes are ordered: channels-first [C, H, W] or channels-last [H, W, C]. */
+export type ImageLayout = 'chw' | 'hwc';
+/** The --layout option: the shape rule ('auto') or an explicit layout. */
+export type LayoutChoice = 'auto' | ImageLayout;
+export const LAYOUT_CHOICES: readonly LayoutChoice[] = ['auto', 'chw', 'hwc'];
+
+/** Where the rows, columns and channels of an image input are (see the module comment). */
+export interface ImageGeometry {
+  layout: ImageLayout;
+  /** Whether the layout came from the shape rule or from the user's --layout. */
+  chosen: 'auto' | 'option';
+  height: number;
+  width: number;
+  /** Channels per pixel: channels-first, the product of the axes before the rows; channels-last, the last axis. */
+  channels: number;
+  /** Channels-last only: the product of the axes before the rows (1 for [H, W, C]); 1 for channels-first. */
+  planes: number;
+  /** One plane of 1, 3 or 4 channels: can be drawn, or read from a PNG. */
+  picture: boolean;
+}
+
+const CHANNEL_COUNTS = new Set([1, 3, 4]);
+
+/** The layout the shape rule picks for a per-input shape of rank >= 2. */
+function autoLayout(shape: readonly number[]): ImageLayout {
+  if (shape.length !== 3) return 'chw';
+  return CHANNEL_COUNTS.has(shape[2]) && !CHANNEL_COUNTS.has(shape[0]) ? 'hwc' : 'chw';
+}
+
+/**
+ * The image geometry of a per-input shape under `choice` (default 'auto'), or undefined when the
+ * input is not an image (rank 0 or 1).
+ */
+export function imageGeometry(shape: readonly number[], choice: LayoutChoice = 'auto'): ImageGeometry | undefined {
+  const k = shape.length;
+  if (k < 2) return undefined;
+  const chosen = choice === 'auto' ? 'auto' : 'option';
+  const layout = choice === 'auto' ? autoLayout(shape) : choice;
+  if (k === 2) return { layout, chosen, height: shape[0], width: shape[1], channels: 1, planes: 1, picture: true };
+  if (layout === 'chw') {
+    const channels = elementCount(shape.slice(0, -2));
+    return { layout, chosen, height: shape[k - 2], width: shape[k - 1], channels, planes: 1, picture: CHANNEL_COUNTS.has(channels) };
+  }
+  const planes = elementCount(shape.slice(0, -3));
+  const channels = shape[k - 1];
+  return { layout, chosen, height: shape[k - 3], width: shape[k - 2], channels, planes, picture: planes === 1 && CHANNEL_COUNTS.has(channels) };
+}
+
+/** The flat (C-order) index of channel c, row i, column j of an image (plane 0). */
+export function pixelIndex(g: ImageGeometry, c: number, i: number, j: number): number {
+  return g.layout === 'chw' ? (c * g.height + i) * g.width + j : (i * g.width + j) * g.channels + c;
+}
+
+/** Words for messages: "[28, 28, 1], channels-last, rows x columns 28x28". */
+export function describeGeometry(shape: readonly number[], g: ImageGeometry): string {
+  const how = shape.length === 2 ? 'one channel' : g.layout === 'chw' ? 'channels-first' : 'channels-last';
+  return `${fmt(shape)}, ${how}${g.chosen === 'option' ? ` (--layout ${g.layout})` : ''}, rows x columns ${g.height}x${g.width}`;
+}
+
+/**
+ * The image geometry, or a BAD_USAGE error naming `file` (the model) that says `what` needs an
+ * image input.
+ */
+export function requireImageGeometry(shape: readonly number[], choice: LayoutChoice, what: string, file?: string): ImageGeometry {
+  const g = imageGeometry(shape, choice);
+  if (!g) {
+    throw new NetmomentsError(
+      `${what} needs an image input ([C, H, W], [H, W, C] or [H, W] without the batch axis); the model's input has shape ${fmt(shape)}`,
+      { file, code: 'BAD_USAGE' },
+    );
+  }
+  return g;
+}
+
+/** The order PNG pixels are written in for an input of this shape: its layout, or channels-first for a non-image (flat) input unless --layout says otherwise. */
+export function pngLayoutFor(shape: readonly number[] | undefined, choice: LayoutChoice = 'auto'): ImageLayout {
+  const g = shape ? imageGeometry(shape, choice) : undefined;
+  return g ? g.layout : choice === 'auto' ? 'chw' : choice;
+}
+
+/** Parse a --layout value. */
+export function parseLayoutChoice(text: string | undefined): LayoutChoice {
+  if (text === undefined) return 'auto';
+  if ((LAYOUT_CHOICES as readonly string[]).includes(text)) return text as LayoutChoice;
+  throw new NetmomentsError(`--layout must be auto, chw or hwc, got '${text}'`, { code: 'BAD_USAGE' });
 }

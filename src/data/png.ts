@@ -13,9 +13,10 @@ import { readFileSync } from 'node:fs';
 import { PNG } from 'pngjs';
 import { NetmomentsError } from '../errors.js';
 import { writeFileAtomic } from '../report/write.js';
+import type { ImageLayout } from './layout.js';
 import type { Preprocessing } from './preprocess.js';
 
-export type ImageLayout = 'chw' | 'hwc';
+export type { ImageLayout };
 
 export interface PngReadOptions extends Partial<Preprocessing> {
   /** 'chw' (default): [C, H, W]; 'hwc': [H, W, C]. */
