@@ -19,7 +19,7 @@ import { classProbabilities } from './moments/classprob.js';
 import { covarianceFactor, monteCarloMoments } from './moments/montecarlo.js';
 import { reduceNoise, windowIndices, type InputWindow, type NoiseSpec, type ReducedNoise } from './noise.js';
 import { checkMemory, estimateAnalyzeMemory, linearizerSizes, memoryLimit } from './resources.js';
-import { perInputShape } from './data/layout.js';
+import { imageGeometry, perInputShape, type ImageLayout, type LayoutChoice } from './data/layout.js';
 
 export type VarianceMode = 'exact' | 'paper' | 'both' | 'none';
 
@@ -28,8 +28,10 @@ export interface AnalyzeOptions extends LinearizerOptions {
   noise?: NoiseSpec;
   /** Where `noise` came from (messages, report). */
   noiseFile?: string;
-  /** Keep the noise only inside this window of the last two input dimensions. */
+  /** Keep the noise only inside this window of the input's rows and columns (all channels). */
   window?: InputWindow;
+  /** How the window's rows and columns are found in the input's shape (data/layout.ts image layout; default 'auto'). */
+  layout?: LayoutChoice;
   /** Added to every input: mu = x + noiseMean. */
   noiseMean?: Float64Array;
   /** Linearization point: 'mean' (mu, default), 'input' (x) or an explicit point. */
@@ -86,6 +88,8 @@ export interface AnalyzeReport {
     file?: string;
     meanFile?: string | null;
     window: number[] | null;
+    /** With a window: the layout its rows and columns were read in. */
+    layout?: ImageLayout;
     support: number;
   };
   linearizationPoint: string;
@@ -157,7 +161,7 @@ export class Analyzer {
     try {
       const n = linearizer.n;
       const spec = options.noise ?? { kind: 'isotropic', sigma: 1 };
-      const win = options.window ? windowIndices(linearizer.input.shape, options.window, model.file) : undefined;
+      const win = options.window ? windowIndices(linearizer.input.shape, options.window, model.file, options.layout) : undefined;
       const noise = reduceNoise(spec, n, win, options.noiseFile);
       checkMemory(
         estimateAnalyzeMemory({
@@ -211,7 +215,7 @@ export class Analyzer {
     let r = n;
     let q = 0;
     // (no index arrays for an absurd n: the estimate with r = n refuses it)
-    const win = options.window && n <= 2 ** 28 ? windowIndices(shape, options.window, model.file) : undefined;
+    const win = options.window && n <= 2 ** 28 ? windowIndices(shape, options.window, model.file, options.layout) : undefined;
     if (spec.kind === 'isotropic') r = spec.sigma === 0 ? 0 : (win?.length ?? n);
     else {
       const noise = reduceNoise(spec, n, win, options.noiseFile);
@@ -417,6 +421,7 @@ export async function analyze(
         ...(spec.kind === 'isotropic' ? { sigma: spec.sigma } : { file: options.noiseFile }),
         meanFile: null,
         window: options.window ? [options.window.row, options.window.col, options.window.height, options.window.width] : null,
+        ...(options.window ? { layout: imageGeometry(analyzer.linearizer.input.shape, options.layout)!.layout } : {}),
         support: analyzer.noise.support.length,
       },
       linearizationPoint: options.at instanceof Float32Array ? 'file' : (options.at ?? 'mean'),

@@ -7,7 +7,7 @@ import type { Argv } from 'yargs';
 import { NetmomentsError } from '../errors.js';
 import { openDataset, type Dataset } from '../data/dataset.js';
 import { parseNpy, npyToFloat64 } from '../data/npy.js';
-import { checkCovariance, checkInputVector } from '../data/layout.js';
+import { LAYOUT_CHOICES, checkCovariance, checkInputVector, parseLayoutChoice, pngLayoutFor, type LayoutChoice } from '../data/layout.js';
 import { preprocessingFromMetadata, type Preprocessing } from '../data/preprocess.js';
 import type { LoadedModel } from '../onnx/load.js';
 import { parseWindow, type InputWindow, type NoiseSpec } from '../noise.js';
@@ -31,7 +31,13 @@ export interface ModelRunArgs {
   scale?: number;
   offset?: number;
   'max-memory'?: string;
+  layout?: LayoutChoice;
 }
+
+/** --help text of --layout (the rule itself lives in data/layout.ts). */
+export const LAYOUT_HELP =
+  "Image layout of the model's input (without the batch axis), for windows, pictures and PNG pixels: chw = [C, H, W], hwc = [H, W, C]; " +
+  'auto: [H, W, C] when the last axis is 1, 3 or 4 and the first is not (e.g. [28, 28, 1]), else [C, H, W]; [H, W] is one channel, a rank-1 input is not an image';
 
 export function noiseOptions<T>(y: Argv<T>): Argv<T & NoiseArgs> {
   return y
@@ -41,7 +47,7 @@ export function noiseOptions<T>(y: Argv<T>): Argv<T & NoiseArgs> {
     .option('noise-mean', { type: 'string', describe: '.npy of n values added to every input (mu = x + noise mean; default 0)', group: 'Noise:' })
     .option('window', {
       type: 'string',
-      describe: 'R,C,H,W: keep the noise only inside rows R..R+H-1 and columns C..C+W-1 of the last two input dimensions',
+      describe: 'R,C,H,W: keep the noise only inside rows R..R+H-1 and columns C..C+W-1 of the input image, all channels (rows and columns as --layout reads the input)',
       group: 'Noise:',
     })
     .conflicts('sigma', ['noise-var', 'noise-cov'])
@@ -60,6 +66,12 @@ export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
     .option('max-memory', {
       type: 'string',
       describe: 'Refuse a run whose estimated memory exceeds this size, e.g. 512M or 4G (default: 80% of the memory available)',
+      group: 'Model:',
+    })
+    .option('layout', {
+      choices: LAYOUT_CHOICES,
+      default: 'auto' as LayoutChoice,
+      describe: LAYOUT_HELP,
       group: 'Model:',
     }) as unknown as Argv<T & ModelRunArgs>;
 }
@@ -89,10 +101,10 @@ function readBytes(path: string): Uint8Array {
 
 /** The noise spec, window and noise mean from the options, for inputs of n elements. */
 export function noiseFromArgs(
-  args: NoiseArgs,
+  args: NoiseArgs & { layout?: LayoutChoice },
   n: number,
   warn: (m: string) => void,
-): Pick<AnalyzeOptions, 'noise' | 'noiseFile' | 'window' | 'noiseMean'> & { noiseMeanFile?: string } {
+): Pick<AnalyzeOptions, 'noise' | 'noiseFile' | 'window' | 'noiseMean' | 'layout'> & { noiseMeanFile?: string } {
   let noise: NoiseSpec;
   let noiseFile: string | undefined;
   if (args['noise-var']) {
@@ -116,7 +128,7 @@ export function noiseFromArgs(
   }
   const window: InputWindow | undefined = args.window ? parseWindow(args.window) : undefined;
   const noiseMean = args['noise-mean'] ? readVector(args['noise-mean'], n, 'the noise mean') : undefined;
-  return { noise, noiseFile, window, noiseMean, noiseMeanFile: args['noise-mean'] };
+  return { noise, noiseFile, window, layout: parseLayoutChoice(args.layout), noiseMean, noiseMeanFile: args['noise-mean'] };
 }
 
 /** Preprocessing for image-like sources: --scale/--offset, else the model's metadata, else identity. */
@@ -139,11 +151,15 @@ function isPixelSource(path: string, ds: Dataset): boolean {
   }
 }
 
-/** Open inputs for a model: float .npy files are model units; image sources get the preprocessing. */
+/**
+ * Open inputs for a model: float .npy files are model units; image sources get the preprocessing.
+ * PNG pixels are laid out as the model's input is (--layout, else the image layout rule).
+ */
 export function openInputs(path: string, model: LoadedModel, inputShape: number[], args: ModelRunArgs, labels?: string, warn?: (m: string) => void): Dataset {
-  const probe = openDataset(path, { inputShape, labels });
+  const layout = pngLayoutFor(inputShape, parseLayoutChoice(args.layout));
+  const probe = openDataset(path, { inputShape, labels, layout });
   if (!isPixelSource(path, probe)) return probe;
-  return openDataset(path, { inputShape, labels, preprocessing: preprocessingFor(model, args, warn) });
+  return openDataset(path, { inputShape, labels, layout, preprocessing: preprocessingFor(model, args, warn) });
 }
 
 /** Write a report to `out` atomically, or to stdout. */

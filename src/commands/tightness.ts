@@ -152,6 +152,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
             noise: noise.noise!,
             noiseFile: noise.noiseFile,
             window: noise.window,
+            layout: noise.layout,
             indices: Array.from({ length: r }, (_, k) => start + k),
             onProgress: (k) => bar?.update(k),
           }),

@@ -23,6 +23,7 @@
  */
 import { Analyzer, seedFor } from '../analyze.js';
 import type { Dataset } from '../data/dataset.js';
+import type { LayoutChoice } from '../data/layout.js';
 import { NetmomentsError } from '../errors.js';
 import { Linearizer, type LayerFlips, type TensorDescription } from '../linearize/linearizer.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
@@ -119,6 +120,8 @@ export async function tightnessOnData(
     noise: NoiseSpec;
     noiseFile?: string;
     window?: InputWindow;
+    /** How the window's rows and columns are read (data/layout.ts; default 'auto'). */
+    layout?: LayoutChoice;
     indices?: number[];
     threads?: number;
     onWarning?: (m: string) => void;
@@ -139,6 +142,7 @@ export async function tightnessOnData(
     noise: options.noise,
     noiseFile: options.noiseFile,
     window: options.window,
+    layout: options.layout,
     at: 'input',
     variance: 'both',
     mc: options.mc,

@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import { Analyzer, VERSION, inputFailure, seedFor, surrogateMoments, type AnalyzeOptions } from '../analyze.js';
 import { NetmomentsError } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
+import { imageGeometry } from '../data/layout.js';
 import { DiskBank, MemoryBank, estimateBank, readBankManifest, type Bank, type BankCentre, type BankPoint } from '../linearize/bank.js';
 import { availableMemory, formatBytes, memoryLimit } from '../resources.js';
 import { topOffset, type Linearizer } from '../linearize/linearizer.js';
@@ -556,7 +557,10 @@ function noiseHeader(o: ReportOptions, analyzer: Analyzer): ReportHeader['noise'
     base.file = o.noiseFile;
     base.sha256 = sha(spec.kind === 'diagonal' ? spec.variance : spec.cov);
   }
-  if (o.window) base.window = [o.window.row, o.window.col, o.window.height, o.window.width];
+  if (o.window) {
+    base.window = [o.window.row, o.window.col, o.window.height, o.window.width];
+    base.layout = imageGeometry(analyzer.linearizer.input.shape, o.layout)!.layout;
+  }
   return base;
 }
 

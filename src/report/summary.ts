@@ -40,7 +40,7 @@ export interface ReportHeader {
   data: { file: string; labels: string | null; count: number; sha256: string };
   split: SplitPoint;
   output: { name: string; shape: number[]; size: number };
-  noise: { kind: string; sigma?: number; file?: string; sha256?: string; meanFile: string | null; window: number[] | null; support: number };
+  noise: { kind: string; sigma?: number; file?: string; sha256?: string; meanFile: string | null; window: number[] | null; layout?: string; support: number };
   linearization: {
     mode: 'input' | 'kmeans' | 'bank';
     k: number | null;
