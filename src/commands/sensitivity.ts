@@ -56,7 +56,7 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
       .option('labels', { type: 'string', describe: 'Labels file (.npy, idx1 or text): maps are grouped by label (default: by the clean class)' })
       .option('count', { type: 'number', describe: 'Use N inputs from --start (default: all from there)' })
       .option('start', { type: 'number', default: 0, describe: 'Index of the first input used (0-based)' })
-      .option('window-size', { type: 'number', default: 7, describe: 'Window side w (the noise covers w x w of the last two input dimensions, all channels)' })
+      .option('window-size', { type: 'number', default: 7, describe: "Window side w (the noise covers w x w of the input's rows and columns, all channels; see --layout)" })
       .option('stride', { type: 'number', default: 1, describe: 'Window stride' })
       .option('sigma', { type: 'number', demandOption: true, describe: 'Noise standard deviation inside the window (model input units)' })
       .option('probability-points', { type: 'number', default: 512, describe: 'Quasi-Monte Carlo points per shift (8 shifts) for the flip probability' })
@@ -86,6 +86,7 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
         onWarning: warn,
         windowSize: w,
         stride,
+        layout: argv.layout,
         sigma: argv.sigma,
         probabilityPoints: points,
         seed: argv.seed,
@@ -142,7 +143,7 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
       data: argv.data,
       split: result.split,
       output: result.output,
-      noise: { kind: 'isotropic', sigma: argv.sigma, windowSize: w, stride, channels: 'all' },
+      noise: { kind: 'isotropic', sigma: argv.sigma, windowSize: w, stride, channels: 'all', layout: result.layout },
       positions: { rows, cols, inputShape: result.inputShape, note: 'cell (r, c) is the window with top-left corner (r * stride, c * stride)' },
       run: { version: VERSION, modelSha256: model.sha256, seed: argv.seed, probabilityPoints: points, probabilityShifts: 8, skipBelow: 1e-4 },
       groupedBy: ds.labels ? 'label' : 'cleanClass',

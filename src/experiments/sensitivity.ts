@@ -1,7 +1,7 @@
 /**
  * Localized noise (the paper's Figure 3): zero-mean isotropic noise of standard deviation sigma
- * inside a w x w window of the last two input dimensions (all channels), slid with a stride over the
- * image. For each window position the closed-form moments of the output decide whether the noise
+ * inside a w x w window of the input's rows and columns (all channels; where they are is the image
+ * layout rule of data/layout.ts, [C, H, W] or [H, W, C]), slid with a stride over the image. For each window position the closed-form moments of the output decide whether the noise
  * there fools the network:
  *   - from the analytic mean (the paper): argmax E[g] != the clean class;
  *   - from the flip probability (beyond the paper): P(argmax g != clean class) under
@@ -21,6 +21,7 @@ import { cantelliMarginBound, classProbabilities } from '../moments/classprob.js
 import type { LinearAlgebra } from '../moments/linalg.js';
 import { networkMoments } from '../moments/network.js';
 import { windowIndices } from '../noise.js';
+import { describeGeometry, requireImageGeometry, type ImageLayout, type LayoutChoice } from '../data/layout.js';
 import type { LoadedModel } from '../onnx/load.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
 import { seedFor } from '../analyze.js';
@@ -34,6 +35,8 @@ export interface SensitivityOptions {
   windowSize: number;
   stride: number;
   sigma: number;
+  /** Where the input's rows and columns are (data/layout.ts image layout; default 'auto'). */
+  layout?: LayoutChoice;
   /** QMC points per shift (default 512) and shifts (default 8) for the flip probability. */
   probabilityPoints?: number;
   probabilityShifts?: number;
@@ -63,6 +66,8 @@ export interface SensitivityResult {
   split: SplitPoint;
   output: TensorDescription;
   inputShape: number[];
+  /** The layout the windows' rows and columns were read in. */
+  layout: ImageLayout;
   /** Window positions: top-left corners r * stride, c * stride for r < rows, c < cols. */
   rows: number;
   cols: number;
@@ -89,17 +94,16 @@ export async function sensitivityMaps(
   const lin = await Linearizer.create(model, { relu: options.relu, output: options.output, threads: options.threads, onWarning: options.onWarning, flips: false });
   try {
     const shape = lin.input.shape;
-    if (shape.length < 2) throw new NetmomentsError(`sliding windows need an input of at least 2 dimensions, the input has shape [${shape.join(', ')}]`, { file: model.file, code: 'BAD_USAGE' });
-    const H = shape[shape.length - 2];
-    const Wd = shape[shape.length - 1];
-    const rows = windowPositions(H, w, stride);
-    const cols = windowPositions(Wd, w, stride);
+    const layout = options.layout ?? 'auto';
+    const geometry = requireImageGeometry(shape, layout, 'a sliding window', model.file);
+    const rows = windowPositions(geometry.height, w, stride);
+    const cols = windowPositions(geometry.width, w, stride);
     if (rows === 0 || cols === 0) {
-      throw new NetmomentsError(`a ${w}x${w} window does not fit in the input's last two dimensions ${H}x${Wd}`, { file: model.file, code: 'BAD_USAGE' });
+      throw new NetmomentsError(`a ${w}x${w} window does not fit in the input ${describeGeometry(shape, geometry)}`, { file: model.file, code: 'BAD_USAGE' });
     }
     const windows: Int32Array[] = [];
     for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
-      windows.push(windowIndices(shape, { row: r * stride, col: c * stride, height: w, width: w }, model.file));
+      windows.push(windowIndices(shape, { row: r * stride, col: c * stride, height: w, width: w }, model.file, layout));
     }
     const d = lin.d;
     const skip = options.skipBelow ?? 1e-4;
@@ -148,7 +152,7 @@ export async function sensitivityMaps(
       });
       options.onProgress?.(k + 1, indices.length);
     }
-    return { split: lin.split, output: lin.output, inputShape: shape, rows, cols, images };
+    return { split: lin.split, output: lin.output, inputShape: shape, layout: geometry.layout, rows, cols, images };
   } finally {
     await lin.release();
   }
