@@ -7,6 +7,7 @@
  */
 import type { CommandModule } from 'yargs';
 import { VERSION, seedFor } from '../analyze.js';
+import { imageGeometry, parseLayoutChoice, pixelIndex, requireImageGeometry, type ImageGeometry, type LayoutChoice } from '../data/layout.js';
 import { encodeNpy } from '../data/npy.js';
 import { preprocessingFromMetadata } from '../data/preprocess.js';
 import { NetmomentsError } from '../errors.js';
@@ -66,24 +67,21 @@ function displayFor(model: LoadedModel, args: ModelRunArgs): Display {
   return p;
 }
 
-/** Image panels of one input: channel-first [C, H, W] (C 1 or 3; otherwise channel 0) or [H, W]. */
-function drawImage(cv: Canvas, x0: number, y0: number, v: ArrayLike<number>, shape: number[], map: (t: number) => number, zoom: number): void {
-  const H = shape[shape.length - 2];
-  const W = shape[shape.length - 1];
-  const C = shape.length >= 3 ? shape[shape.length - 3] : 1;
-  for (let r = 0; r < H; r++) for (let c = 0; c < W; c++) {
+/** One input drawn as an image: 1 channel (or 4, or anything but 3) in gray from channel 0, 3 channels in RGB. */
+function drawImage(cv: Canvas, x0: number, y0: number, v: ArrayLike<number>, g: ImageGeometry, map: (t: number) => number, zoom: number): void {
+  for (let r = 0; r < g.height; r++) for (let c = 0; c < g.width; c++) {
     const px = (ch: number) => {
-      const t = map(v[ch * H * W + r * W + c]);
+      const t = map(v[pixelIndex(g, ch, r, c)]);
       return t <= 0 ? 0 : t >= 255 ? 255 : Math.round(t);
     };
-    const rgb = C === 3 ? [px(0), px(1), px(2)] : [px(0), px(0), px(0)];
+    const rgb = g.channels === 3 ? [px(0), px(1), px(2)] : [px(0), px(0), px(0)];
     cv.fill(x0 + c * zoom, y0 + r * zoom, zoom, zoom, rgb);
   }
 }
 
-function panelsPng(panels: Array<{ title: string; values: ArrayLike<number>; kind: 'image' | 'noise' }>, shape: number[], disp: Display): Uint8Array {
-  const H = shape[shape.length - 2];
-  const W = shape[shape.length - 1];
+function panelsPng(panels: Array<{ title: string; values: ArrayLike<number>; kind: 'image' | 'noise' }>, g: ImageGeometry, disp: Display): Uint8Array {
+  const H = g.height;
+  const W = g.width;
   const zoom = Math.max(1, Math.round(112 / Math.max(H, W)));
   const ts = 1;
   const titleH = 7 * ts + 6;
@@ -107,9 +105,24 @@ function panelsPng(panels: Array<{ title: string; values: ArrayLike<number>; kin
       for (let k = 0; k < p.values.length; k++) m = Math.max(m, Math.abs(p.values[k]));
       map = (t: number) => 128 + (m > 0 ? (127 * t) / m : 0);
     }
-    drawImage(cv, x0, gap + titleH, p.values, shape, map, zoom);
+    drawImage(cv, x0, gap + titleH, p.values, g, map, zoom);
   });
   return cv.png();
+}
+
+/**
+ * The geometry the pictures are drawn in, or undefined (with a note on stderr) when the input is
+ * not a picture (a flat [100] input, a 16-channel feature map). An explicit --layout that cannot
+ * read the input as an image at all is a usage error naming the model.
+ */
+function pictureGeometry(shape: number[], choice: LayoutChoice, file: string, warn: (m: string) => void): ImageGeometry | undefined {
+  const g = choice === 'auto' ? imageGeometry(shape, choice) : requireImageGeometry(shape, choice, `--layout ${choice}`, file);
+  if (g?.picture) return g;
+  warn(
+    `the model's input [${shape.join(', ')}] is not an image (${g ? `${g.channels} channels` : 'no rows and columns'}): ` +
+      'writing no PNG pictures, only mu.npy and attack.json',
+  );
+  return undefined;
 }
 
 /** One draw of the found noise on S: e = mu + sigma eps (0 outside S). */
@@ -170,6 +183,7 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
     if (mode === 'universal' && rounds !== 1) throw new NetmomentsError('--rounds applies to per-input attacks; the universal attack linearizes once per image', { code: 'BAD_USAGE' });
     const model = loadModel(argv.model);
     const inputShape = Linearizer.inputShapeOf(model);
+    const geometry = pictureGeometry(inputShape, parseLayoutChoice(argv.layout), model.file, warn);
     const ds = openInputs(source, model, inputShape, argv, argv.labels, warn);
     const indices = firstIndices(ds.size, count, source, wholeNumber('start', argv.start, 0));
     if (indices.length === 0) throw new NetmomentsError('holds no inputs', { file: source });
@@ -217,15 +231,17 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
           bar?.stop();
         }
         files['mu.npy'] = encodeNpy(Float32Array.from(res.mu), inputShape);
-        const show = Math.min(3, xs.length);
-        const panels: Array<{ title: string; values: ArrayLike<number>; kind: 'image' | 'noise' }> = [{ title: 'mu', values: res.mu, kind: 'noise' }];
-        for (let i = 0; i < show; i++) {
-          const e = noiseSample(res.mu, res.elements, res.sigma2, seedFor(argv.seed, indices[i]));
-          const im = res.images[i];
-          panels.push({ title: `clean ${im.cleanClass}`, values: xs[i], kind: 'image' });
-          panels.push({ title: `+mu: ${im.realClass}`, values: Float64Array.from(xs[i], (v, k) => v + e[k]), kind: 'image' });
+        if (geometry) {
+          const show = Math.min(3, xs.length);
+          const panels: Array<{ title: string; values: ArrayLike<number>; kind: 'image' | 'noise' }> = [{ title: 'mu', values: res.mu, kind: 'noise' }];
+          for (let i = 0; i < show; i++) {
+            const e = noiseSample(res.mu, res.elements, res.sigma2, seedFor(argv.seed, indices[i]));
+            const im = res.images[i];
+            panels.push({ title: `clean ${im.cleanClass}`, values: xs[i], kind: 'image' });
+            panels.push({ title: `+mu: ${im.realClass}`, values: Float64Array.from(xs[i], (v, k) => v + e[k]), kind: 'image' });
+          }
+          files['universal.png'] = panelsPng(panels, geometry, disp);
         }
-        files['universal.png'] = panelsPng(panels, inputShape, disp);
         const report = {
           schema: 'netmoments.attack/1',
           mode,
@@ -242,7 +258,7 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
           sampledFoolingRate: res.sampledFoolingRate,
           mu: { file: 'mu.npy', linf: Math.max(...Array.from(res.mu, Math.abs)), l2: Math.hypot(...res.mu) },
           results: res.images,
-          files: ['mu.npy', 'universal.png', 'attack.json'],
+          files: Object.keys(files).concat('attack.json'),
         };
         files['attack.json'] = toJson(report);
         writeFilesAtomic(argv['out-dir'], files);
@@ -270,7 +286,7 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
       const mus = new Float32Array(results.length * n);
       results.forEach((r, k) => mus.set(r.mu, k * n));
       files['mu.npy'] = encodeNpy(mus, [results.length, ...inputShape]);
-      results.forEach((r, k) => {
+      if (geometry) results.forEach((r, k) => {
         const x = ds.get(indices[k]);
         const e = noiseSample(r.mu, r.elements, r.sigma2, seedFor(argv.seed, r.input));
         const what = mode === 'targeted' ? `target ${r.targetClass}` : `not ${r.trueClass}`;
@@ -280,7 +296,7 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
             { title: 'noise', values: e, kind: 'noise' },
             { title: `${what}: ${sig(100 * r.verification.rate, 3)}%`, values: Float64Array.from(x, (v, j) => v + e[j]), kind: 'image' },
           ],
-          inputShape,
+          geometry,
           disp,
         );
       });
@@ -294,7 +310,7 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
         successDefinition: mode === 'targeted' ? 'at least half of the verification samples are classified as the target' : 'at least half of the verification samples are not classified as the true class',
         succeeded,
         attacked: results.length,
-        results: results.map((r, k) => ({ ...r, elements: r.elements.length, mu: { file: 'mu.npy', index: k, linf: Math.max(...Array.from(r.mu, Math.abs)) }, picture: `attack-${r.input}.png` })),
+        results: results.map((r, k) => ({ ...r, elements: r.elements.length, mu: { file: 'mu.npy', index: k, linf: Math.max(...Array.from(r.mu, Math.abs)) }, picture: geometry ? `attack-${r.input}.png` : null })),
         files: Object.keys(files).concat('attack.json'),
       };
       files['attack.json'] = toJson(report);
