@@ -16,7 +16,8 @@
  */
 import { NetmomentsError } from '../errors.js';
 import { makeBatchDynamicProbed } from '../onnx/batch.js';
-import type { Graph, GraphNode } from '../onnx/graph.js';
+import { attrFloat, hasAttr, type Graph, type GraphNode } from '../onnx/graph.js';
+import { constantNodeValue } from '../onnx/tangent/builder.js';
 import type { LoadedModel } from '../onnx/load.js';
 import { DataType, dataTypeName } from '../onnx/proto.js';
 import { splitModelAt, type SplitResult } from '../onnx/split.js';
@@ -50,12 +51,19 @@ export interface TensorDescription {
 }
 
 /** Expected number of units that change state under the noise, per nonlinear layer. */
+/** Layers whose expected state changes are counted: unit-wise kinks, and max pooling. */
+export type KinkedOp = 'Relu' | 'LeakyRelu' | 'PRelu' | 'Clip';
+
 export interface LayerFlips {
   node: string;
-  op: 'Relu' | 'MaxPool';
-  /** ReLU units or pooling windows. */
+  op: KinkedOp | 'MaxPool';
+  /** Units (ReLU, LeakyRelu, PRelu, Clip) or pooling windows. */
   units: number;
-  /** Sum over units of P(sign flips) (ReLU) or a union bound on P(winner changes) (max pool), under the linearized noise. */
+  /**
+   * Sum over units of P(the unit leaves its linear piece), for ReLU a sign flip (unit-wise kinks:
+   * ReLU, LeakyRelu and PRelu at 0, Clip at its min and max), or a union bound on P(winner
+   * changes) (max pool), under the linearized noise.
+   */
   expectedFlips: number;
   /** The ReLU the model is split at: its nonlinearity is handled exactly. */
   isSplit: boolean;
@@ -95,8 +103,10 @@ export interface AffineSurrogate {
 
 interface FlipLayerSpec {
   node: GraphNode;
-  op: 'Relu' | 'MaxPool';
+  op: KinkedOp | 'MaxPool';
   tensor: string;
+  /** Unit-wise ops: the sorted input values where the slope changes. */
+  kinks?: readonly number[];
   windows?: PoolWindows;
 }
 
@@ -225,7 +235,12 @@ export class Linearizer {
       if (!flipsWanted) return [];
       const out: FlipLayerSpec[] = [];
       for (const node of nodes) {
-        if (node.opType === 'Relu' && node.outputs[0] !== sr.relu.output) out.push({ node, op: 'Relu', tensor: node.inputs[0] });
+        if (node.opType === 'Relu' && node.outputs[0] !== sr.relu.output) out.push({ node, op: 'Relu', tensor: node.inputs[0], kinks: RELU_KINKS });
+        if (node.opType === 'LeakyRelu' || node.opType === 'PRelu') out.push({ node, op: node.opType, tensor: node.inputs[0], kinks: RELU_KINKS });
+        if (node.opType === 'Clip') {
+          const kinks = clipKinks(model.graph, node);
+          if (kinks && kinks.length > 0) out.push({ node, op: 'Clip', tensor: node.inputs[0], kinks });
+        }
         if (node.opType === 'MaxPool') {
           const windows = maxPoolWindows(node, dimsOf(node.inputs[0]));
           if (windows) out.push({ node, op: 'MaxPool', tensor: node.inputs[0], windows });
@@ -396,7 +411,7 @@ export class Linearizer {
         let v = 0;
         for (let k = 0; k < r; k++) v += AF[u * r + k] ** 2;
         const m = zb[u] + (Adelta ? Adelta[u] : 0);
-        e += flipProbability(m, zb[u], Math.sqrt(v));
+        e += pieceChangeProbability(m, zb[u], Math.sqrt(v), RELU_KINKS);
       }
       return { node: this.split.node, op: 'Relu', units: p, expectedFlips: e, isSplit: true };
     })();
@@ -564,16 +579,46 @@ export function topOffset(B: Float64Array, zb: Float64Array, gb: Float64Array, p
 // ---------------------------------------------------------------------------------------------
 // Expected flips of a nonlinear layer under the linearized noise.
 
+/** ReLU, LeakyRelu and PRelu change slope at 0. */
+const RELU_KINKS: readonly number[] = [0];
+
 /**
- * P(a unit's state differs from its state at the point) for a unit whose linearized value is
- * Gaussian with mean m and sd s: Phi(-|m|/s) measured against the sign of the value at the point;
- * with s = 0 the state is fixed (0 or 1).
+ * P(a unit leaves the linear piece it is on at the point) when its linearized value is Gaussian
+ * with mean m and sd s, for a unit-wise piecewise-linear op with slope changes at the sorted
+ * `kinks` (ReLU: [0]; Clip: [min, max]). The piece of a value v is the number of kinks below it
+ * (a value on a kink belongs to the piece below, as ReLU's v > 0 test has it); for the piece
+ * [lo, hi] of the point's value the probability is Phi((lo - m) / s) + Phi((m - hi) / s), the two
+ * tails, without the cancellation of 1 - (Phi(hi') - Phi(lo')). With s = 0 it is 0 or 1.
  */
-function flipProbability(m: number, atPoint: number, s: number): number {
-  const onAtPoint = atPoint > 0;
-  if (!(s > 0)) return (m > 0) === onAtPoint ? 0 : 1;
-  const pOn = Phi(m / s);
-  return onAtPoint ? 1 - pOn : pOn;
+export function pieceChangeProbability(m: number, atPoint: number, s: number, kinks: readonly number[]): number {
+  let piece = 0;
+  while (piece < kinks.length && atPoint > kinks[piece]) piece++;
+  const lo = piece > 0 ? kinks[piece - 1] : -Infinity;
+  const hi = piece < kinks.length ? kinks[piece] : Infinity;
+  if (!(s > 0)) return m > lo && m <= hi ? 0 : 1;
+  return (lo === -Infinity ? 0 : Phi((lo - m) / s)) + (hi === Infinity ? 0 : Phi((m - hi) / s));
+}
+
+/**
+ * The kinks of a Clip node: min and max from attributes (opset < 11) or constant inputs (an
+ * initializer or a Constant node; opset >= 11), a missing bound being none. Undefined when a bound
+ * is computed at run time.
+ */
+function clipKinks(graph: Graph, node: GraphNode): number[] | undefined {
+  const bounds: number[] = [];
+  if (graph.opset < 11) {
+    // opset 6 defaults are -/+ the largest float32: no kink there
+    for (const name of ['min', 'max']) if (hasAttr(node, name) && Math.abs(attrFloat(node, name, 0)) < 3.4e38) bounds.push(attrFloat(node, name, 0));
+  } else {
+    for (const name of node.inputs.slice(1, 3)) {
+      if (!name) continue;
+      const producer = graph.producerOf(name);
+      const t = graph.initializers.get(name) ?? (producer?.opType === 'Constant' ? constantNodeValue(producer) : undefined);
+      if (!t || t.data.length !== 1) return undefined;
+      bounds.push(Number(t.data[0]));
+    }
+  }
+  return bounds.filter((b) => Number.isFinite(b)).sort((a, b) => a - b);
 }
 
 interface Stats {
@@ -588,7 +633,7 @@ interface Stats {
 
 function newStats(spec: FlipLayerSpec, values: Float64Array, slot: { offset: number; size: number }): Stats {
   const value = values.slice(slot.offset, slot.offset + slot.size);
-  if (spec.op === 'Relu') return { spec, value, sumsq: new Float64Array(slot.size), shift: new Float64Array(slot.size) };
+  if (spec.kinks) return { spec, value, sumsq: new Float64Array(slot.size), shift: new Float64Array(slot.size) };
   const w = spec.windows!;
   const winners = new Int32Array(w.windows);
   for (let i = 0; i < w.windows; i++) {
@@ -609,7 +654,7 @@ function newStats(spec: FlipLayerSpec, values: Float64Array, slot: { offset: num
  */
 function accumulateChunk(st: Stats, t: Float32Array, m: number, k0: number, r: number): void {
   const size = st.value.length;
-  if (st.spec.op === 'Relu') {
+  if (st.spec.kinks) {
     for (let k = 0; k < m; k++) {
       const base = k * size;
       if (k0 + k < r) for (let u = 0; u < size; u++) st.sumsq[u] += t[base + u] * t[base + u];
@@ -638,10 +683,11 @@ function accumulateChunk(st: Stats, t: Float32Array, m: number, k0: number, r: n
 
 function finish(st: Stats): LayerFlips {
   const name = st.spec.node.name;
-  if (st.spec.op === 'Relu') {
+  const kinks = st.spec.kinks;
+  if (kinks) {
     let e = 0;
-    for (let u = 0; u < st.value.length; u++) e += flipProbability(st.value[u] + st.shift[u], st.value[u], Math.sqrt(st.sumsq[u]));
-    return { node: name, op: 'Relu', units: st.value.length, expectedFlips: e, isSplit: false };
+    for (let u = 0; u < st.value.length; u++) e += pieceChangeProbability(st.value[u] + st.shift[u], st.value[u], Math.sqrt(st.sumsq[u]), kinks);
+    return { node: name, op: st.spec.op as KinkedOp, units: st.value.length, expectedFlips: e, isSplit: false };
   }
   const w = st.spec.windows!;
   let e = 0;
