@@ -16,8 +16,7 @@
  */
 import { NetmomentsError } from '../errors.js';
 import { makeBatchDynamicProbed } from '../onnx/batch.js';
-import { attrFloat, hasAttr, type Graph, type GraphNode } from '../onnx/graph.js';
-import { constantNodeValue } from '../onnx/tangent/builder.js';
+import { attrFloat, graphConstant, hasAttr, type Graph, type GraphNode } from '../onnx/graph.js';
 import type { LoadedModel } from '../onnx/load.js';
 import { DataType, dataTypeName } from '../onnx/proto.js';
 import { splitModelAt, type SplitResult } from '../onnx/split.js';
@@ -612,8 +611,7 @@ function clipKinks(graph: Graph, node: GraphNode): number[] | undefined {
   } else {
     for (const name of node.inputs.slice(1, 3)) {
       if (!name) continue;
-      const producer = graph.producerOf(name);
-      const t = graph.initializers.get(name) ?? (producer?.opType === 'Constant' ? constantNodeValue(producer) : undefined);
+      const t = graphConstant(graph, name);
       if (!t || t.data.length !== 1) return undefined;
       bounds.push(Number(t.data[0]));
     }

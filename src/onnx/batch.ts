@@ -27,7 +27,7 @@
 import { NetmomentsError } from '../errors.js';
 import { checkShapeProbe } from '../resources.js';
 import type { Graph, GraphNode } from './graph.js';
-import { attrInt, attrTensor } from './graph.js';
+import { attrInt, graphConstant } from './graph.js';
 import { DataType, type GraphProto } from './proto.js';
 import { runWithIntermediates, zeroFeeds, type RunOptions } from './shapes.js';
 import { toIntegers, type TensorValue } from './tensor.js';
@@ -43,14 +43,6 @@ export interface BatchDynamicOptions {
   /** Values at batch 1 of Reshape shape tensors computed from constants (makeBatchDynamicProbed fills them). */
   values?: ReadonlyMap<string, readonly number[]>;
   file?: string;
-}
-
-function constantValue(graph: Graph, name: string): TensorValue | undefined {
-  const init = graph.initializers.get(name);
-  if (init) return init;
-  const p = graph.producerOf(name);
-  if (p && p.opType === 'Constant') return attrTensor(p, 'value');
-  return undefined;
 }
 
 function freshName(graph: Graph, base: string): string {
@@ -105,7 +97,7 @@ function batchReshapes(graph: Graph, batched: ReadonlySet<string>): BatchReshape
     if (n.opType !== 'Reshape' || (n.domain !== '' && n.domain !== 'ai.onnx')) continue;
     if (n.inputs.length < 2 || !n.inputs[1] || !dep.has(n.inputs[0])) continue;
     const allowzero = attrInt(n, 'allowzero', 0) === 1;
-    const value = constantValue(graph, n.inputs[1]);
+    const value = graphConstant(graph, n.inputs[1]);
     if (value) out.push({ node: n, value: toIntegers(value), computed: false, allowzero });
     else if (!fromData.has(n.inputs[1])) out.push({ node: n, computed: true, allowzero });
   }

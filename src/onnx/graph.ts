@@ -318,3 +318,29 @@ export function attrTensor(node: GraphNode, name: string): TensorValue | undefin
 export function hasSubgraph(node: GraphNode): boolean {
   return node.attributes.some((a) => a.g || (a.graphs && a.graphs.length > 0));
 }
+
+/** Value of a Constant node (value, value_float(s), value_int(s)). */
+export function constantNodeValue(n: GraphNode): TensorValue | undefined {
+  const name = n.outputs[0];
+  const t = attrTensor(n, 'value');
+  if (t) return { ...t, name };
+  const ints = attrInts(n, 'value_ints');
+  if (ints) return { name, dataType: DataType.INT64, dims: [ints.length], data: BigInt64Array.from(ints, (v) => BigInt(v)) };
+  if (n.attributes.some((a) => a.name === 'value_int')) {
+    return { name, dataType: DataType.INT64, dims: [], data: BigInt64Array.from([BigInt(attrInt(n, 'value_int', 0))]) };
+  }
+  if (n.attributes.some((a) => a.name === 'value_float')) {
+    return { name, dataType: DataType.FLOAT, dims: [], data: Float32Array.from([attrFloat(n, 'value_float', 0)]) };
+  }
+  const floats = n.attributes.find((a) => a.name === 'value_floats');
+  if (floats) return { name, dataType: DataType.FLOAT, dims: [floats.floats?.length ?? 0], data: Float32Array.from(floats.floats ?? []) };
+  return undefined;
+}
+
+/** Value of a tensor known without running the graph: an initializer or a Constant node's output. */
+export function graphConstant(graph: Graph, name: string): TensorValue | undefined {
+  const init = graph.initializers.get(name);
+  if (init) return init;
+  const p = graph.producerOf(name);
+  return p && p.opType === 'Constant' ? constantNodeValue(p) : undefined;
+}

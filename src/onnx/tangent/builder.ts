@@ -4,7 +4,9 @@
  * or inputs depending on the opset), hands out fresh names, and memoizes the small shape
  * computations that many rules share (Shape of a primal tensor, the batch-k shape of a tangent).
  */
-import { attrFloat, attrInt, attrInts, attrTensor, type Graph, type GraphNode } from '../graph.js';
+import { constantNodeValue, type Graph, type GraphNode } from '../graph.js';
+
+export { constantNodeValue };
 import { DataType, int64Of, makeAttribute, type AttributeProto, type AttributeValue } from '../proto.js';
 import { elementCount, type TensorValue } from '../tensor.js';
 
@@ -255,23 +257,6 @@ export class TangentBuilder {
 /** Thrown by helpers that need a newer opset; the driver reports it as an unsupported rule. */
 export class OpsetTooOld extends Error {}
 
-/** Value of a Constant node (value, value_float(s), value_int(s)). */
-export function constantNodeValue(n: GraphNode): TensorValue | undefined {
-  const name = n.outputs[0];
-  const t = attrTensor(n, 'value');
-  if (t) return { ...t, name };
-  const ints = attrInts(n, 'value_ints');
-  if (ints) return { name, dataType: DataType.INT64, dims: [ints.length], data: BigInt64Array.from(ints, (v) => BigInt(v)) };
-  if (n.attributes.some((a) => a.name === 'value_int')) {
-    return { name, dataType: DataType.INT64, dims: [], data: BigInt64Array.from([BigInt(attrInt(n, 'value_int', 0))]) };
-  }
-  if (n.attributes.some((a) => a.name === 'value_float')) {
-    return { name, dataType: DataType.FLOAT, dims: [], data: Float32Array.from([attrFloat(n, 'value_float', 0)]) };
-  }
-  const floats = n.attributes.find((a) => a.name === 'value_floats');
-  if (floats) return { name, dataType: DataType.FLOAT, dims: [floats.floats?.length ?? 0], data: Float32Array.from(floats.floats ?? []) };
-  return undefined;
-}
 
 /** numpy-style broadcast of static shapes; undefined when they do not broadcast. */
 export function broadcastShapes(shapes: readonly (readonly number[])[]): number[] | undefined {
