@@ -30,7 +30,15 @@ for (let k = 0; k < digits; k++) {
 }
 // the issue's quantity: mean + exact variance + covariance only (no paper variance, class
 // probabilities or expected flips), through the library
-const core = await Analyzer.create(model, { relu: 2, noise, at: 'input', variance: 'exact', flips: false, probabilitySamples: 0, linalg: sharedOrtLinearAlgebra() });
+const core = await Analyzer.create(model, {
+  relu: 2,
+  noise,
+  at: 'input',
+  variance: 'exact',
+  flips: false,
+  probabilitySamples: 0,
+  linalg: sharedOrtLinearAlgebra(),
+});
 await core.analyzeInput(xs.subarray(0, 784), 0);
 const coreTimes = [];
 for (let k = 0; k < digits; k++) {
@@ -62,9 +70,15 @@ for (const mode of ['jvp', 'fd']) {
 
 const a = median(times);
 console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}`);
-console.log(`analyze, LeNet ReLU 2 (p = 500), sigma 8, linearized at the image: median ${a.toFixed(3)} s per digit over ${digits} digits (min ${Math.min(...times).toFixed(3)}, max ${Math.max(...times).toFixed(3)})`);
+console.log(
+  `analyze, LeNet ReLU 2 (p = 500), sigma 8, linearized at the image: median ${a.toFixed(3)} s per digit over ${digits} digits (min ${Math.min(...times).toFixed(3)}, max ${Math.max(...times).toFixed(3)})`,
+);
 console.log(`Monte Carlo, 75,000 samples through the real model, one digit: ${mcSecs.toFixed(2)} s`);
 console.log(`ratio Monte Carlo / analytic: ${(mcSecs / a).toFixed(1)}x`);
 const c = median(coreTimes);
-console.log(`mean + exact variance + covariance only (no paper variance, class probabilities, flips): median ${c.toFixed(3)} s per digit; ratio Monte Carlo / that: ${(mcSecs / c).toFixed(1)}x`);
-console.log(`bottom Jacobian (500 x 784): JVP ${jac.jvp.toFixed(3)} s, central finite differences ${jac.fd.toFixed(3)} s, ratio FD/JVP ${(jac.fd / jac.jvp).toFixed(2)}x`);
+console.log(
+  `mean + exact variance + covariance only (no paper variance, class probabilities, flips): median ${c.toFixed(3)} s per digit; ratio Monte Carlo / that: ${(mcSecs / c).toFixed(1)}x`,
+);
+console.log(
+  `bottom Jacobian (500 x 784): JVP ${jac.jvp.toFixed(3)} s, central finite differences ${jac.fd.toFixed(3)} s, ratio FD/JVP ${(jac.fd / jac.jvp).toFixed(2)}x`,
+);

@@ -38,7 +38,12 @@ for (const relu of [0, 1, 2]) {
     const t = Date.now();
     const r = await an.analyzeInput(x, k);
     secs += (Date.now() - t) / 1000;
-    flips.push(r.linearization.expectedFlips.filter((l) => !l.isSplit).map((l) => `${l.node}:${l.expectedFlips.toFixed(0)}`).join(' '));
+    flips.push(
+      r.linearization.expectedFlips
+        .filter((l) => !l.isSplit)
+        .map((l) => `${l.node}:${l.expectedFlips.toFixed(0)}`)
+        .join(' '),
+    );
     for (let i = 0; i < 10; i++) {
       const sd = Math.sqrt(mc[k].variance[i]);
       err[i].push(Math.abs(mc[k].mean[i] - r.mean[i]) / sd);
@@ -49,9 +54,21 @@ for (const relu of [0, 1, 2]) {
   await an.release();
   const mean = (a) => a.reduce((s, v) => s + v, 0) / a.length;
   const sd = (a) => Math.sqrt(mean(a.map((v) => (v - mean(a)) ** 2)));
-  rows.push({ relu, width: an.split.width, err: err.map(mean), rExact: rExact.map(mean), rExactSd: rExact.map(sd), rPaper: rPaper.map(mean), rPaperSd: rPaper.map(sd), secs: secs / digits, flips: flips[0] });
+  rows.push({
+    relu,
+    width: an.split.width,
+    err: err.map(mean),
+    rExact: rExact.map(mean),
+    rExactSd: rExact.map(sd),
+    rPaper: rPaper.map(mean),
+    rPaperSd: rPaper.map(sd),
+    secs: secs / digits,
+    flips: flips[0],
+  });
 }
-console.log(`LeNet (fixtures/lenet.onnx), ${digits} held-out digits (fixtures/mnist/digits-100.npy, first ${digits}), sigma ${sigma} pixel units, linearized at the image, Monte Carlo ${samples} samples per digit\n`);
+console.log(
+  `LeNet (fixtures/lenet.onnx), ${digits} held-out digits (fixtures/mnist/digits-100.npy, first ${digits}), sigma ${sigma} pixel units, linearized at the image, Monte Carlo ${samples} samples per digit\n`,
+);
 console.log('| ReLU (width) | quantity | ' + Array.from({ length: 10 }, (_, i) => `logit ${i}`).join(' | ') + ' | all |');
 console.log('|---|---|' + '---|'.repeat(11));
 const f = (v) => v.toFixed(3);
@@ -62,4 +79,7 @@ for (const r of rows) {
   console.log(`| | MC var / paper var | ${r.rPaper.map((v, i) => `${f(v)} ± ${f(r.rPaperSd[i])}`).join(' | ')} | ${f(avg(r.rPaper))} |`);
 }
 console.log('');
-for (const r of rows) console.log(`ReLU ${r.relu}: analytic ${r.secs.toFixed(2)} s per digit (mean, exact + paper variance, covariance, flips); expected state changes elsewhere on digit 0: ${r.flips}`);
+for (const r of rows)
+  console.log(
+    `ReLU ${r.relu}: analytic ${r.secs.toFixed(2)} s per digit (mean, exact + paper variance, covariance, flips); expected state changes elsewhere on digit 0: ${r.flips}`,
+  );

@@ -94,9 +94,12 @@ async function scenario(name: string, p: number, d: number, off: number, on: num
   for (let t = 0; t < 20000; t++) {
     const x = Math.floor(rng.nextDouble() * p);
     const y = Math.floor(rng.nextDouble() * p);
-    let sxy = 0, sxx = 0, syy = 0;
+    let sxy = 0,
+      sxx = 0,
+      syy = 0;
     for (let j = 0; j < N_IN; j++) {
-      const ax = net.A.data[x * N_IN + j], ay = net.A.data[y * N_IN + j];
+      const ax = net.A.data[x * N_IN + j],
+        ay = net.A.data[y * N_IN + j];
       sxy += ax * ay;
       sxx += ax * ax;
       syy += ay * ay;
@@ -115,7 +118,11 @@ async function scenario(name: string, p: number, d: number, off: number, on: num
 
 async function main(): Promise<void> {
   const ort = sharedOrtLinearAlgebra();
-  console.log(`node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  console.log(
+    `node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load average ${loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}`,
+  );
   console.log(
     `pair kernel (TypeScript, one core, rho = tanh(1.2 z): 18% of pairs |rho| >= 0.925): ` +
       `exact ${(pairKernelRate(false) / 1e6).toFixed(2)} M pair terms/s, paper ${(pairKernelRate(true) / 1e6).toFixed(2)} M pair terms/s`,
@@ -130,7 +137,8 @@ async function main(): Promise<void> {
   await scenario('p=500 on plain TypeScript, worst', 500, 10, 0, 0, jsLinearAlgebra);
 
   // B K B^T for d = 1000, p = 4096: onnxruntime vs plain TypeScript (the issue's 0.2 s vs 21 s)
-  const d = 1000, p = 4096;
+  const d = 1000,
+    p = 4096;
   const B = gauss(d * p);
   const K = gauss(p * p, 1e-2);
   const bkbt = async (la: LinearAlgebra) => {

@@ -81,7 +81,7 @@ function run(label, argv) {
   const cpu = m ? Number(m[3]) : NaN;
   const rate = computed / seconds;
   console.log(
-    `${label.padEnd(58)} ${String(computed).padStart(5)} inputs  ${rate.toFixed(1).padStart(8)} inputs/s  (CPU ${(cpu / computed * 1000).toFixed(2)} ms/input; whole command ${wall.toFixed(1)} s; load ${loadavg()[0].toFixed(1)})`,
+    `${label.padEnd(58)} ${String(computed).padStart(5)} inputs  ${rate.toFixed(1).padStart(8)} inputs/s  (CPU ${((cpu / computed) * 1000).toFixed(2)} ms/input; whole command ${wall.toFixed(1)} s; load ${loadavg()[0].toFixed(1)})`,
   );
   return { rate, wall, cpu, stderr: r.stderr };
 }
@@ -90,7 +90,9 @@ const model = 'fixtures/lenet.onnx';
 const THREADS = opt('threads', 0);
 const common = ['--sigma', String(SIGMA), ...(THREADS > 0 ? ['--threads', String(THREADS)] : [])];
 console.log(
-  `netmoments report benchmark: ${model}, last ReLU (p = 500), sigma ${SIGMA}, ${COUNT} held-out MNIST digits; ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), node ${process.version}, onnxruntime threads ${THREADS || 'default'}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`,
+  `netmoments report benchmark: ${model}, last ReLU (p = 500), sigma ${SIGMA}, ${COUNT} held-out MNIST digits; ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), node ${process.version}, onnxruntime threads ${THREADS || 'default'}, load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')}`,
 );
 console.log('');
 
@@ -98,25 +100,73 @@ const bank = join(work, `bank-k${K}`);
 let t0 = performance.now();
 execFileSync(process.execPath, [bin, 'bank', model, '--data', all.data, '--k', String(K), '--out-dir', bank, '--quiet'], { cwd: root, stdio: 'inherit' });
 const bankSeconds = (performance.now() - t0) / 1000;
-console.log(`${`bank: k-means (K = ${K}) and linearization at each centre`.padEnd(58)} ${String(K).padStart(5)} centres  ${bankSeconds.toFixed(1).padStart(6)} s`);
+console.log(
+  `${`bank: k-means (K = ${K}) and linearization at each centre`.padEnd(58)} ${String(K).padStart(5)} centres  ${bankSeconds.toFixed(1).padStart(6)} s`,
+);
 
 const out = (name) => join(work, name);
 const meanOnly = run(`report --linearize bank:K${K} --variance none (mean only)`, [
-  'report', model, '--data', all.data, '--labels', all.labels, ...common, '--linearize', `bank:${bank}`, '--variance', 'none', '--out-dir', out('r-bank-mean'),
+  'report',
+  model,
+  '--data',
+  all.data,
+  '--labels',
+  all.labels,
+  ...common,
+  '--linearize',
+  `bank:${bank}`,
+  '--variance',
+  'none',
+  '--out-dir',
+  out('r-bank-mean'),
 ]);
 const exact = run(`report --linearize bank:K${K} (mean + exact variance + flip)`, [
-  'report', model, '--data', all.data, '--labels', all.labels, ...common, '--linearize', `bank:${bank}`, '--per-logit', '--out-dir', out('r-bank-exact'),
+  'report',
+  model,
+  '--data',
+  all.data,
+  '--labels',
+  all.labels,
+  ...common,
+  '--linearize',
+  `bank:${bank}`,
+  '--per-logit',
+  '--out-dir',
+  out('r-bank-exact'),
 ]);
 const km = run(`report --linearize kmeans:${K} (bank built in the run)`, [
-  'report', model, '--data', all.data, '--labels', all.labels, ...common, '--linearize', `kmeans:${K}`, '--out-dir', out('r-kmeans'),
+  'report',
+  model,
+  '--data',
+  all.data,
+  '--labels',
+  all.labels,
+  ...common,
+  '--linearize',
+  `kmeans:${K}`,
+  '--out-dir',
+  out('r-kmeans'),
 ]);
 const input = run(`report --linearize input (${INPUT_COUNT} digits)`, [
-  'report', model, '--data', some.data, '--labels', some.labels, ...common, '--linearize', 'input', '--per-logit', '--out-dir', out('r-input'),
+  'report',
+  model,
+  '--data',
+  some.data,
+  '--labels',
+  some.labels,
+  ...common,
+  '--linearize',
+  'input',
+  '--per-logit',
+  '--out-dir',
+  out('r-input'),
 ]);
 console.log('');
 console.log(`ratio, kmeans:${K} bank (exact variance + flip) / --linearize input: ${(exact.rate / input.rate).toFixed(1)}x inputs per second`);
-console.log(`ratio, kmeans:${K} end to end (wall) / --linearize input (wall), per input: ${((input.wall / INPUT_COUNT) / (km.wall / COUNT)).toFixed(1)}x`);
-console.log(`targets (last ReLU, kmeans bank): mean only >= 2000 inputs/s: ${meanOnly.rate >= 2000 ? 'met' : 'NOT met'} (${meanOnly.rate.toFixed(0)}); exact variance + flip >= 200 inputs/s: ${exact.rate >= 200 ? 'met' : 'NOT met'} (${exact.rate.toFixed(0)})`);
+console.log(`ratio, kmeans:${K} end to end (wall) / --linearize input (wall), per input: ${(input.wall / INPUT_COUNT / (km.wall / COUNT)).toFixed(1)}x`);
+console.log(
+  `targets (last ReLU, kmeans bank): mean only >= 2000 inputs/s: ${meanOnly.rate >= 2000 ? 'met' : 'NOT met'} (${meanOnly.rate.toFixed(0)}); exact variance + flip >= 200 inputs/s: ${exact.rate >= 200 ? 'met' : 'NOT met'} (${exact.rate.toFixed(0)})`,
+);
 
 // ---- 4. kmeans bank vs per-input linearization, digit by digit
 const csv = (p) => {
@@ -144,10 +194,16 @@ if (existsSync(join(out('r-input'), 'samples.csv'))) {
   const sb = JSON.parse(readFileSync(join(out('r-input'), 'summary.json'), 'utf8'));
   console.log('');
   console.log(`kmeans:${K} bank vs per-input linearization on the first ${b.length} digits:`);
-  console.log(`  |mean difference| / per-input sd: median ${med(errs).toFixed(2)}, 90th percentile ${[...errs].sort((x, y) => x - y)[Math.floor(errs.length * 0.9)].toFixed(2)}`);
+  console.log(
+    `  |mean difference| / per-input sd: median ${med(errs).toFixed(2)}, 90th percentile ${[...errs].sort((x, y) => x - y)[Math.floor(errs.length * 0.9)].toFixed(2)}`,
+  );
   console.log(`  variance ratio kmeans / per-input: median ${med(ratios).toFixed(3)}`);
-  console.log(`  same class of the mean: ${((100 * sameClass) / b.length).toFixed(1)}%; mean |flip probability difference| ${(flipDiff / b.length).toFixed(4)}`);
-  console.log(`  flip rate: kmeans ${(100 * sa.flipRate).toFixed(2)}% (all ${COUNT}), per-input ${(100 * sb.flipRate).toFixed(2)}% (first ${INPUT_COUNT}); accuracy under noise ${(100 * sa.accuracy.underNoise).toFixed(2)}% vs ${(100 * sb.accuracy.underNoise).toFixed(2)}%`);
+  console.log(
+    `  same class of the mean: ${((100 * sameClass) / b.length).toFixed(1)}%; mean |flip probability difference| ${(flipDiff / b.length).toFixed(4)}`,
+  );
+  console.log(
+    `  flip rate: kmeans ${(100 * sa.flipRate).toFixed(2)}% (all ${COUNT}), per-input ${(100 * sb.flipRate).toFixed(2)}% (first ${INPUT_COUNT}); accuracy under noise ${(100 * sa.accuracy.underNoise).toFixed(2)}% vs ${(100 * sb.accuracy.underNoise).toFixed(2)}%`,
+  );
 }
 
 // ---- 5. optional: Table 3 over several K (--table3 10,50,250): centroid vs the farthest member
@@ -159,10 +215,26 @@ if (t3i >= 0 && existsSync(join(out('r-input'), 'samples.csv'))) {
     for (const point of ['centroid', 'farthest']) {
       const b = join(work, `bank-k${k}-${point}`);
       const tb = performance.now();
-      execFileSync(process.execPath, [bin, 'bank', model, '--data', some.data, '--k', String(k), '--point', point, '--out-dir', b, '--quiet'], { cwd: root, stdio: 'inherit' });
+      execFileSync(process.execPath, [bin, 'bank', model, '--data', some.data, '--k', String(k), '--point', point, '--out-dir', b, '--quiet'], {
+        cwd: root,
+        stdio: 'inherit',
+      });
       const bankS = (performance.now() - tb) / 1000;
       const o = out(`r-t3-${k}-${point}`);
-      run(`  report bank K = ${k} (${point})`, ['report', model, '--data', some.data, '--labels', some.labels, ...common, '--linearize', `bank:${b}`, '--per-logit', '--out-dir', o]);
+      run(`  report bank K = ${k} (${point})`, [
+        'report',
+        model,
+        '--data',
+        some.data,
+        '--labels',
+        some.labels,
+        ...common,
+        '--linearize',
+        `bank:${b}`,
+        '--per-logit',
+        '--out-dir',
+        o,
+      ]);
       const a = csv(join(o, 'samples.csv'));
       const errs = [];
       const ratios = [];
@@ -178,15 +250,36 @@ if (t3i >= 0 && existsSync(join(out('r-input'), 'samples.csv'))) {
       }
       const s = JSON.parse(readFileSync(join(o, 'summary.json'), 'utf8'));
       const q = (v, f) => [...v].sort((x, y) => x - y)[Math.floor(v.length * f)];
-      rows.push({ k, point, bankS, med: q(errs, 0.5), p90: q(errs, 0.9), vr: q(ratios, 0.5), same: same / ref.length, fd: fd / ref.length, flip: s.flipRate, acc: s.accuracy.underNoise, dist: q(a.map((r) => r.centre_distance), 0.5) });
+      rows.push({
+        k,
+        point,
+        bankS,
+        med: q(errs, 0.5),
+        p90: q(errs, 0.9),
+        vr: q(ratios, 0.5),
+        same: same / ref.length,
+        fd: fd / ref.length,
+        flip: s.flipRate,
+        acc: s.accuracy.underNoise,
+        dist: q(
+          a.map((r) => r.centre_distance),
+          0.5,
+        ),
+      });
     }
   }
   const sr = JSON.parse(readFileSync(join(out('r-input'), 'summary.json'), 'utf8'));
   console.log('');
-  console.log(`Table 3 on ${ref.length} digits (per-input linearization: flip rate ${(100 * sr.flipRate).toFixed(2)}%, accuracy under noise ${(100 * sr.accuracy.underNoise).toFixed(2)}%):`);
-  console.log('| K | point | median distance to the point | mean error / sd, median | 90th pct | variance ratio, median | same class of the mean | mean abs flip difference | flip rate | accuracy under noise | bank build s |');
+  console.log(
+    `Table 3 on ${ref.length} digits (per-input linearization: flip rate ${(100 * sr.flipRate).toFixed(2)}%, accuracy under noise ${(100 * sr.accuracy.underNoise).toFixed(2)}%):`,
+  );
+  console.log(
+    '| K | point | median distance to the point | mean error / sd, median | 90th pct | variance ratio, median | same class of the mean | mean abs flip difference | flip rate | accuracy under noise | bank build s |',
+  );
   console.log('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
-    console.log(`| ${r.k} | ${r.point} | ${r.dist.toFixed(0)} | ${r.med.toFixed(2)} | ${r.p90.toFixed(2)} | ${r.vr.toFixed(3)} | ${(100 * r.same).toFixed(1)}% | ${r.fd.toFixed(4)} | ${(100 * r.flip).toFixed(2)}% | ${(100 * r.acc).toFixed(2)}% | ${r.bankS.toFixed(0)} |`);
+    console.log(
+      `| ${r.k} | ${r.point} | ${r.dist.toFixed(0)} | ${r.med.toFixed(2)} | ${r.p90.toFixed(2)} | ${r.vr.toFixed(3)} | ${(100 * r.same).toFixed(1)}% | ${r.fd.toFixed(4)} | ${(100 * r.flip).toFixed(2)}% | ${(100 * r.acc).toFixed(2)}% | ${r.bankS.toFixed(0)} |`,
+    );
   }
 }

@@ -37,23 +37,117 @@ const STAGES = {
   figure2: [['tightness', '--paper', '--runs', '30', '--mc', '10000', '--out-dir', '{OUT}/figure2']],
   'figure2-mean': [['tightness', '--paper', '--runs', '30', '--mc', '10000', '--mean-sd', '1', '--out-dir', '{OUT}/figure2-mean1']],
   'figure3-sweep': ['250', '500', '1000'].map((s) => [
-    'sensitivity', LENET, '--data', DIGITS, '--labels', LABELS, '--count', '20', '--stride', '3', '--sigma', s, '--out-dir', `{OUT}/figure3-sweep-${s}`,
+    'sensitivity',
+    LENET,
+    '--data',
+    DIGITS,
+    '--labels',
+    LABELS,
+    '--count',
+    '20',
+    '--stride',
+    '3',
+    '--sigma',
+    s,
+    '--out-dir',
+    `{OUT}/figure3-sweep-${s}`,
   ]),
   figure3: [['sensitivity', LENET, '--data', DIGITS, '--labels', LABELS, '--stride', '2', '--sigma', '500', '--out-dir', '{OUT}/figure3']],
   table2: [
     ['attack', LENET, '--universal', '--data', DIGITS, '--labels', LABELS, '--count', '50', '--beta', '60', '--iters', '150', '--out-dir', '{OUT}/universal'],
-    ['fooling', LENET, '--data', DIGITS, '--start', '50', '--count', '50', '--perturbation', '{OUT}/universal/mu.npy', '--sigma', '1', '--mc', '1000', '--out', '{OUT}/table2-heldout.json'],
-    ['fooling', LENET, '--data', DIGITS, '--count', '50', '--perturbation', '{OUT}/universal/mu.npy', '--sigma', '1', '--mc', '1000', '--out', '{OUT}/table2-train.json'],
+    [
+      'fooling',
+      LENET,
+      '--data',
+      DIGITS,
+      '--start',
+      '50',
+      '--count',
+      '50',
+      '--perturbation',
+      '{OUT}/universal/mu.npy',
+      '--sigma',
+      '1',
+      '--mc',
+      '1000',
+      '--out',
+      '{OUT}/table2-heldout.json',
+    ],
+    [
+      'fooling',
+      LENET,
+      '--data',
+      DIGITS,
+      '--count',
+      '50',
+      '--perturbation',
+      '{OUT}/universal/mu.npy',
+      '--sigma',
+      '1',
+      '--mc',
+      '1000',
+      '--out',
+      '{OUT}/table2-train.json',
+    ],
   ],
   'table2-small': [
-    ['attack', LENET, '--universal', '--data', DIGITS, '--labels', LABELS, '--count', '50', '--beta', '15', '--iters', '150', '--out-dir', '{OUT}/universal-beta15'],
-    ['fooling', LENET, '--data', DIGITS, '--start', '50', '--count', '50', '--perturbation', '{OUT}/universal-beta15/mu.npy', '--sigma', '1', '--mc', '1000', '--out', '{OUT}/table2-beta15-heldout.json'],
+    [
+      'attack',
+      LENET,
+      '--universal',
+      '--data',
+      DIGITS,
+      '--labels',
+      LABELS,
+      '--count',
+      '50',
+      '--beta',
+      '15',
+      '--iters',
+      '150',
+      '--out-dir',
+      '{OUT}/universal-beta15',
+    ],
+    [
+      'fooling',
+      LENET,
+      '--data',
+      DIGITS,
+      '--start',
+      '50',
+      '--count',
+      '50',
+      '--perturbation',
+      '{OUT}/universal-beta15/mu.npy',
+      '--sigma',
+      '1',
+      '--mc',
+      '1000',
+      '--out',
+      '{OUT}/table2-beta15-heldout.json',
+    ],
   ],
   attacks: [
     ['attack', LENET, '--input', DIGITS, '--count', '20', '--target', '3', '--out-dir', '{OUT}/eq3-paper'],
     ['attack', LENET, '--input', DIGITS, '--count', '20', '--target', '3', '--rounds', '5', '--iters', '60', '--out-dir', '{OUT}/eq3-relinearized'],
     ['attack', LENET, '--input', DIGITS, '--labels', LABELS, '--count', '20', '--untargeted', '--out-dir', '{OUT}/eq4-paper'],
-    ['attack', LENET, '--input', DIGITS, '--labels', LABELS, '--count', '20', '--untargeted', '--rounds', '3', '--iters', '100', '--out-dir', '{OUT}/eq4-relinearized'],
+    [
+      'attack',
+      LENET,
+      '--input',
+      DIGITS,
+      '--labels',
+      LABELS,
+      '--count',
+      '20',
+      '--untargeted',
+      '--rounds',
+      '3',
+      '--iters',
+      '100',
+      '--out-dir',
+      '{OUT}/eq4-relinearized',
+    ],
   ],
 };
 
@@ -93,7 +187,10 @@ async function figure3Check() {
         const im = rep.images[k];
         const f = flip.subarray(k * P, (k + 1) * P);
         const order = Array.from({ length: P }, (_, t) => t).sort((a, b) => f[b] - f[a]);
-        for (const [which, t] of [['max', order[0]], ['median', order[Math.floor(P / 2)]]]) {
+        for (const [which, t] of [
+          ['max', order[0]],
+          ['median', order[Math.floor(P / 2)]],
+        ]) {
           const r = Math.floor(t / cols) * stride;
           const c = (t % cols) * stride;
           const idx = windowIndices([1, 28, 28], { row: r, col: c, height: w, width: w });
@@ -169,17 +266,25 @@ function tables() {
     lines.push('| logit | MC/analytic mean | mean error (output sd) | MC/analytic variance, exact | MC/analytic variance, paper |');
     lines.push('|---|---|---|---|---|');
     for (const row of s.table) {
-      lines.push(`| ${row.output} | ${f(row.meanRatio.mean)} ± ${f(row.meanRatio.std, 2)} | ${f(row.meanErrorSd.mean)} ± ${f(row.meanErrorSd.std, 2)} | ${f(row.varianceRatio.mean)} ± ${f(row.varianceRatio.std, 2)} | ${f(row.variancePaperRatio.mean)} ± ${f(row.variancePaperRatio.std, 2)} |`);
+      lines.push(
+        `| ${row.output} | ${f(row.meanRatio.mean)} ± ${f(row.meanRatio.std, 2)} | ${f(row.meanErrorSd.mean)} ± ${f(row.meanErrorSd.std, 2)} | ${f(row.varianceRatio.mean)} ± ${f(row.varianceRatio.std, 2)} | ${f(row.variancePaperRatio.mean)} ± ${f(row.variancePaperRatio.std, 2)} |`,
+      );
     }
     const fl = s.runDetails.map((d) => d.expectedFlips);
     const layers = fl[0].map((l, i) => `${l.node} ${f(fl.reduce((a, x) => a + x[i].expectedFlips, 0) / fl.length)}/${l.units}`);
-    lines.push(`\nFit through the origin over all (digit, logit) points: mean slope ${f(s.fit.mean.slope, 4)} (R² ${f(s.fit.mean.r2, 4)}), exact variance ${f(s.fit.variance.slope, 4)} (R² ${f(s.fit.variance.r2, 3)}), paper variance ${f(s.fit.variancePaper.slope, 4)} (R² ${f(s.fit.variancePaper.r2, 3)}). Average expected state changes under the noise: ${layers.join(', ')}.`);
+    lines.push(
+      `\nFit through the origin over all (digit, logit) points: mean slope ${f(s.fit.mean.slope, 4)} (R² ${f(s.fit.mean.r2, 4)}), exact variance ${f(s.fit.variance.slope, 4)} (R² ${f(s.fit.variance.r2, 3)}), paper variance ${f(s.fit.variancePaper.slope, 4)} (R² ${f(s.fit.variancePaper.r2, 3)}). Average expected state changes under the noise: ${layers.join(', ')}.`,
+    );
   }
   for (const t of ['figure2', 'figure2-mean1']) {
     const r = read(`${t}/tightness.json`);
     if (!r) continue;
-    lines.push(`\n### ${t}: ${r.run.runs} covariance draws per cell, ${r.run.mc} MC samples, ReLU ${r.studies[0].split.index}${t.endsWith('mean1') ? ', input mean ~ N(0, I), linearized there' : ', zero input (as in the paper)'}\n`);
-    lines.push('| net | max variance | mean slope (R²) | exact variance slope (R²) | paper variance slope (R²) | MC/analytic variance, exact | MC/analytic variance, paper | expected flips (other ReLUs) |');
+    lines.push(
+      `\n### ${t}: ${r.run.runs} covariance draws per cell, ${r.run.mc} MC samples, ReLU ${r.studies[0].split.index}${t.endsWith('mean1') ? ', input mean ~ N(0, I), linearized there' : ', zero input (as in the paper)'}\n`,
+    );
+    lines.push(
+      '| net | max variance | mean slope (R²) | exact variance slope (R²) | paper variance slope (R²) | MC/analytic variance, exact | MC/analytic variance, paper | expected flips (other ReLUs) |',
+    );
     lines.push('|---|---|---|---|---|---|---|---|');
     for (const s of r.studies) {
       const row = s.table[0];
@@ -197,26 +302,36 @@ function tables() {
     lines.push('| sigma | fooled by the mean (pairs) | average P(flip) | images with some window fooled by the mean | images with some window P(flip) > 0.5 |');
     lines.push('|---|---|---|---|---|');
     for (const [s, r] of sweep) {
-      lines.push(`| ${s} | ${pct(r.overall.foolingRateMean)} | ${f(r.overall.meanFlipProbability)} | ${r.images.filter((i) => i.foolingRateMean > 0).length}/${r.images.length} | ${r.images.filter((i) => i.mostSensitiveWindow.flipProbability > 0.5).length}/${r.images.length} |`);
+      lines.push(
+        `| ${s} | ${pct(r.overall.foolingRateMean)} | ${f(r.overall.meanFlipProbability)} | ${r.images.filter((i) => i.foolingRateMean > 0).length}/${r.images.length} | ${r.images.filter((i) => i.mostSensitiveWindow.flipProbability > 0.5).length}/${r.images.length} |`,
+      );
     }
   }
   const fig3 = read('figure3/sensitivity.json');
   if (fig3) {
-    lines.push(`\n### Figure 3: ${fig3.overall.images} digits, sigma ${fig3.noise.sigma}, stride ${fig3.noise.stride} (${fig3.positions.rows}x${fig3.positions.cols} positions)\n`);
+    lines.push(
+      `\n### Figure 3: ${fig3.overall.images} digits, sigma ${fig3.noise.sigma}, stride ${fig3.noise.stride} (${fig3.positions.rows}x${fig3.positions.cols} positions)\n`,
+    );
     lines.push('| class | digits | fooled by the mean | average P(flip) |');
     lines.push('|---|---|---|---|');
     for (const c of fig3.classes) lines.push(`| ${c.class} | ${c.images} | ${pct(c.foolingRateMean)} | ${f(c.meanFlipProbability)} |`);
   }
   const chk = read('figure3-check.json');
   if (chk) {
-    lines.push('\n### Figure 3 check: closed-form P(flip) against 2000 samples through the real model (first 10 digits, stride 3; per sigma, the window of largest P(flip) and the median window)\n');
-    lines.push('| sigma | window | fooled by the mean | mean closed-form P(flip) | mean sampled flip rate | mean abs difference | pairs with sampled rate > 0.5 |');
+    lines.push(
+      '\n### Figure 3 check: closed-form P(flip) against 2000 samples through the real model (first 10 digits, stride 3; per sigma, the window of largest P(flip) and the median window)\n',
+    );
+    lines.push(
+      '| sigma | window | fooled by the mean | mean closed-form P(flip) | mean sampled flip rate | mean abs difference | pairs with sampled rate > 0.5 |',
+    );
     lines.push('|---|---|---|---|---|---|---|');
     for (const sg of [...new Set(chk.map((c) => c.sigma))]) {
       for (const which of ['max', 'median']) {
         const g = chk.filter((c) => c.sigma === sg && c.which === which);
         const avg = (fn) => g.reduce((a, c) => a + fn(c), 0) / g.length;
-        lines.push(`| ${sg} | ${which} | ${g.filter((c) => c.foolingMean).length}/${g.length} | ${f(avg((c) => c.flipProbability))} | ${f(avg((c) => c.sampled))} | ${f(avg((c) => Math.abs(c.sampled - c.flipProbability)))} | ${g.filter((c) => c.sampled > 0.5).length}/${g.length} |`);
+        lines.push(
+          `| ${sg} | ${which} | ${g.filter((c) => c.foolingMean).length}/${g.length} | ${f(avg((c) => c.flipProbability))} | ${f(avg((c) => c.sampled))} | ${f(avg((c) => Math.abs(c.sampled - c.flipProbability)))} | ${g.filter((c) => c.sampled > 0.5).length}/${g.length} |`,
+        );
       }
     }
   }
@@ -224,15 +339,21 @@ function tables() {
     const uni = read(`${u}/attack.json`);
     if (!uni) continue;
     lines.push(`\n### ${u} (attack --universal): ${uni.results.length} digits, beta ${uni.box.beta}, sigma² ${f(uni.sigma2)}\n`);
-    lines.push(`Margin ${f(uni.objectiveStart)} -> ${f(uni.objective)}; fooling on the optimization digits: predicted ${pct(uni.predictedFoolingRate)}, real at x + mu ${pct(uni.realFoolingRate)}, sampled ${pct(uni.sampledFoolingRate)}; |mu|_inf ${f(uni.mu.linf)}, |mu|_2 ${f(uni.mu.l2)}.`);
+    lines.push(
+      `Margin ${f(uni.objectiveStart)} -> ${f(uni.objective)}; fooling on the optimization digits: predicted ${pct(uni.predictedFoolingRate)}, real at x + mu ${pct(uni.realFoolingRate)}, sampled ${pct(uni.sampledFoolingRate)}; |mu|_inf ${f(uni.mu.linf)}, |mu|_2 ${f(uni.mu.l2)}.`,
+    );
   }
   for (const t of ['table2-train', 'table2-heldout', 'table2-beta15-heldout']) {
     const r = read(`${t}.json`);
     if (!r) continue;
     lines.push(`\n### ${t}: ${r.images} digits, sigma ${r.noise.sigma}\n`);
-    lines.push('| predicted fooling (mean) | expected (P(flip)) | real (x + P) | sampled (x + P + noise) | agreement | missed | false alarms | top-1 | top-2 | top-3 | top-4 | top-5 |');
+    lines.push(
+      '| predicted fooling (mean) | expected (P(flip)) | real (x + P) | sampled (x + P + noise) | agreement | missed | false alarms | top-1 | top-2 | top-3 | top-4 | top-5 |',
+    );
     lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
-    lines.push(`| ${pct(r.predictedFoolingRate)} | ${pct(r.expectedFoolingRate)} | ${pct(r.realFoolingRate)} | ${pct(r.sampledFoolingRate)} | ${pct(r.agreement)} | ${r.missed} | ${r.falseAlarms} | ${r.topK.map((t2) => pct(t2.accuracy)).join(' | ')} |`);
+    lines.push(
+      `| ${pct(r.predictedFoolingRate)} | ${pct(r.expectedFoolingRate)} | ${pct(r.realFoolingRate)} | ${pct(r.sampledFoolingRate)} | ${pct(r.agreement)} | ${r.missed} | ${r.falseAlarms} | ${r.topK.map((t2) => pct(t2.accuracy)).join(' | ')} |`,
+    );
     if (r.topKMonteCarlo) lines.push(`\nTop-k against the Monte Carlo means: ${r.topKMonteCarlo.map((t2) => pct(t2.accuracy)).join(', ')}.`);
   }
   for (const t of ['eq3-paper', 'eq3-relinearized', 'eq4-paper', 'eq4-relinearized']) {

@@ -74,4 +74,6 @@ writeNpy(join(out, 'digit-0.npy'), modelUnits.slice(0, PIX), [1, 28, 28]);
 writeGrayPng(join(out, 'digit-0.png'), samplePixels.slice(0, PIX), 28, 28);
 const counts = new Array(10).fill(0);
 for (const l of sampleLabels) counts[Number(l)]++;
-console.log(`sample: held-out digits ${N_TRAIN}..${N_TRAIN + N_SAMPLE - 1} -> fixtures/mnist (class counts ${counts.join(' ')}; digit-0 is a ${sampleLabels[0]})`);
+console.log(
+  `sample: held-out digits ${N_TRAIN}..${N_TRAIN + N_SAMPLE - 1} -> fixtures/mnist (class counts ${counts.join(' ')}; digit-0 is a ${sampleLabels[0]})`,
+);

@@ -137,7 +137,12 @@ function argmax(v: ArrayLike<number>): number {
 
 function finiteArray(v: ArrayLike<number>, what: string, file?: string): number[] {
   const out = Array.from(v);
-  for (const x of out) if (!Number.isFinite(x)) throw new NetmomentsError(`the ${what} came out non-finite; the model or the noise is out of the range float64 can represent`, { file, code: 'BAD_INPUT' });
+  for (const x of out)
+    if (!Number.isFinite(x))
+      throw new NetmomentsError(`the ${what} came out non-finite; the model or the noise is out of the range float64 can represent`, {
+        file,
+        code: 'BAD_INPUT',
+      });
   return out;
 }
 
@@ -204,10 +209,13 @@ export class Analyzer {
     if (typeof lead === 'number' && lead !== 1) {
       // the tangent models need a batch axis of 1 or a symbolic one; say so before the shape probe
       // runs the model at this batch (65535 copies of LeNet's input need some 10 GiB of activations)
-      throw new NetmomentsError(`the model input '${inputs[0].name}' has a fixed batch dimension ${lead}; netmoments analyses models whose axis 0 is a batch of 1 or symbolic`, {
-        file: model.file,
-        code: 'UNSUPPORTED',
-      });
+      throw new NetmomentsError(
+        `the model input '${inputs[0].name}' has a fixed batch dimension ${lead}; netmoments analyses models whose axis 0 is a batch of 1 or symbolic`,
+        {
+          file: model.file,
+          code: 'UNSUPPORTED',
+        },
+      );
     }
     const shape = perInputShape(inputs[0].shape, model.file, inputs[0].name);
     const n = shape.reduce((a, b) => a * b, 1);
@@ -251,7 +259,10 @@ export class Analyzer {
     if (o.noiseMean) for (let i = 0; i < n; i++) mu[i] += o.noiseMean[i];
     const xb = o.at instanceof Float32Array ? o.at : o.at === 'input' ? x : Float32Array.from(mu);
     for (let i = 0; i < n; i++) {
-      if (!Number.isFinite(xb[i])) throw new NetmomentsError(`the linearization point of input ${index} holds a value beyond the float32 range at element ${i} (input plus noise mean)`, { file });
+      if (!Number.isFinite(xb[i]))
+        throw new NetmomentsError(`the linearization point of input ${index} holds a value beyond the float32 range at element ${i} (input plus noise mean)`, {
+          file,
+        });
     }
     const delta = new Float64Array(n);
     for (let i = 0; i < n; i++) delta[i] = mu[i] - xb[i];

@@ -17,10 +17,7 @@
 import { NetmomentsError } from './errors.js';
 import { describeGeometry, requireImageGeometry, type LayoutChoice } from './data/layout.js';
 
-export type NoiseSpec =
-  | { kind: 'isotropic'; sigma: number }
-  | { kind: 'diagonal'; variance: Float64Array }
-  | { kind: 'full'; cov: Float64Array };
+export type NoiseSpec = { kind: 'isotropic'; sigma: number } | { kind: 'diagonal'; variance: Float64Array } | { kind: 'full'; cov: Float64Array };
 
 export interface InputWindow {
   row: number;
@@ -36,10 +33,7 @@ export interface ReducedNoise {
   /** Sorted input indices with nonzero variance (length r). */
   support: Int32Array;
   /** Sigma on the support: isotropic (sigma), diagonal (r variances) or full (r x r). */
-  sigma:
-    | { kind: 'isotropic'; sigma: number }
-    | { kind: 'diagonal'; variance: Float64Array }
-    | { kind: 'full'; cov: Float64Array };
+  sigma: { kind: 'isotropic'; sigma: number } | { kind: 'diagonal'; variance: Float64Array } | { kind: 'full'; cov: Float64Array };
   /** Largest marginal standard deviation (for messages and step sizes). */
   maxStd: number;
 }
@@ -55,12 +49,17 @@ export function windowIndices(shape: readonly number[], w: InputWindow, file?: s
   const W = g.width;
   if (
     !(Number.isInteger(w.row) && Number.isInteger(w.col) && Number.isInteger(w.height) && Number.isInteger(w.width)) ||
-    w.row < 0 || w.col < 0 || w.height < 1 || w.width < 1 || w.row + w.height > H || w.col + w.width > W
+    w.row < 0 ||
+    w.col < 0 ||
+    w.height < 1 ||
+    w.width < 1 ||
+    w.row + w.height > H ||
+    w.col + w.width > W
   ) {
-    throw new NetmomentsError(
-      `--window ${w.row},${w.col},${w.height},${w.width} does not fit inside the input ${describeGeometry(shape, g)}`,
-      { code: 'BAD_USAGE', file },
-    );
+    throw new NetmomentsError(`--window ${w.row},${w.col},${w.height},${w.width} does not fit inside the input ${describeGeometry(shape, g)}`, {
+      code: 'BAD_USAGE',
+      file,
+    });
   }
   const C = g.channels;
   const out = new Int32Array(g.planes * C * w.height * w.width);
@@ -145,7 +144,10 @@ export function reduceNoise(spec: NoiseSpec, n: number, windowElements?: Int32Ar
     }
     for (let j = i + 1; j < n; j++) {
       if (Math.abs(spec.cov[i * n + j] - spec.cov[j * n + i]) > tol) {
-        throw new NetmomentsError(`the noise covariance is not symmetric: element (${i},${j}) is ${spec.cov[i * n + j]} but (${j},${i}) is ${spec.cov[j * n + i]}`, { file });
+        throw new NetmomentsError(
+          `the noise covariance is not symmetric: element (${i},${j}) is ${spec.cov[i * n + j]} but (${j},${i}) is ${spec.cov[j * n + i]}`,
+          { file },
+        );
       }
     }
   }

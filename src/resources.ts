@@ -130,7 +130,11 @@ export function estimateAnalyzeMemory(s: RunSizes): MemoryEstimate {
   const later: MemoryPart[] = [];
   if (p > 0 && s.variance !== false) {
     const qq = Math.min(p * p, PANEL_ELEMENTS);
-    later.push({ what: 'pair blocks and noise factors of the variance', bytes: qq * 8 * 3 + p * r * 8 * (s.paper === false ? 2 : 3) + d * r * 8 * 4 + d * d * 8 * 3, lever: RELU });
+    later.push({
+      what: 'pair blocks and noise factors of the variance',
+      bytes: qq * 8 * 3 + p * r * 8 * (s.paper === false ? 2 : 3) + d * r * 8 * 4 + d * d * 8 * 3,
+      lever: RELU,
+    });
   } else if (p > 0) {
     later.push({ what: 'noise factors of the mean', bytes: p * r * 8, lever: RELU });
   }
@@ -198,8 +202,7 @@ const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1
  * 'KB', 'KiB', 'k' all mean 1024 bytes): '512M', '4G', '1.5GiB', '1073741824'.
  */
 export function parseMemorySize(text: string | number, option = '--max-memory'): number {
-  const bad = () =>
-    new NetmomentsError(`${option} expects a size such as 512M, 4G or a number of bytes, got '${text}'`, { code: 'BAD_USAGE' });
+  const bad = () => new NetmomentsError(`${option} expects a size such as 512M, 4G or a number of bytes, got '${text}'`, { code: 'BAD_USAGE' });
   if (typeof text === 'number') {
     if (!Number.isFinite(text) || text <= 0) throw bad();
     return Math.floor(text);
@@ -337,7 +340,10 @@ export function allocateFloat32(count: number, what: string, file?: string, limi
   try {
     return new Float32Array(count);
   } catch (e) {
-    throw new NetmomentsError(`cannot allocate ${formatBytes(count * 4)} for ${what} (${e instanceof Error ? e.message : String(e)})`, { code: 'RESOURCE', file, cause: e });
+    throw new NetmomentsError(`cannot allocate ${formatBytes(count * 4)} for ${what} (${e instanceof Error ? e.message : String(e)})`, {
+      code: 'RESOURCE',
+      file,
+      cause: e,
+    });
   }
 }
-

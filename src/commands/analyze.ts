@@ -49,8 +49,14 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       .option('seed', { type: 'number', default: 0, describe: 'Seed of Monte Carlo and class probabilities (input i uses (seed, i))' })
       .option('format', { choices: ['json', 'csv'] as const, default: 'json' as const, describe: 'Report format' })
       .option('out', { type: 'string', describe: 'Write the report to this file (atomically) instead of stdout' })
-      .example('$0 analyze fixtures/lenet.onnx --input fixtures/mnist/digit-0.png --sigma 8 --mc 10000', 'one MNIST digit, pixel noise sd 8, with Monte Carlo beside')
-      .example('$0 analyze model.onnx --input batch.npy --relu 1 --window 10,10,7,7 --sigma 20 --format csv --out r.csv', 'noise only in a 7x7 patch, split at ReLU 1') as never,
+      .example(
+        '$0 analyze fixtures/lenet.onnx --input fixtures/mnist/digit-0.png --sigma 8 --mc 10000',
+        'one MNIST digit, pixel noise sd 8, with Monte Carlo beside',
+      )
+      .example(
+        '$0 analyze model.onnx --input batch.npy --relu 1 --window 10,10,7,7 --sigma 20 --format csv --out r.csv',
+        'noise only in a 7x7 patch, split at ReLU 1',
+      ) as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
     if (!Number.isInteger(argv.mc) || argv.mc < 0) throw new NetmomentsError(`--mc must be a whole number >= 0, got ${argv.mc}`, { code: 'BAD_USAGE' });
@@ -87,7 +93,9 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       at = npyToFloat32(a);
       const bad = at.findIndex((v) => !Number.isFinite(v));
       if (bad >= 0) {
-        throw new NetmomentsError(`the linearization point holds a value that is not a finite float32 (${npyToFloat64(a)[bad]} at element ${bad})`, { file: argv.at });
+        throw new NetmomentsError(`the linearization point holds a value that is not a finite float32 (${npyToFloat64(a)[bad]} at element ${bad})`, {
+          file: argv.at,
+        });
       }
     }
     const noise = noiseFromArgs(argv, n, warn);

@@ -61,7 +61,8 @@ function displayFor(model: LoadedModel, args: ModelRunArgs): Display {
   const meta = preprocessingFromMetadata(model.graph.metadata, model.file);
   const p = preprocessingFor(model, args);
   if (meta || args.scale !== undefined || args.offset !== undefined) {
-    const a = p.offset, b = p.offset + p.scale;
+    const a = p.offset,
+      b = p.offset + p.scale;
     return { ...p, range: { lo: Math.min(a, b), hi: Math.max(a, b) } };
   }
   return p;
@@ -69,14 +70,15 @@ function displayFor(model: LoadedModel, args: ModelRunArgs): Display {
 
 /** One input drawn as an image: 1 channel (or 4, or anything but 3) in gray from channel 0, 3 channels in RGB. */
 function drawImage(cv: Canvas, x0: number, y0: number, v: ArrayLike<number>, g: ImageGeometry, map: (t: number) => number, zoom: number): void {
-  for (let r = 0; r < g.height; r++) for (let c = 0; c < g.width; c++) {
-    const px = (ch: number) => {
-      const t = map(v[pixelIndex(g, ch, r, c)]);
-      return t <= 0 ? 0 : t >= 255 ? 255 : Math.round(t);
-    };
-    const rgb = g.channels === 3 ? [px(0), px(1), px(2)] : [px(0), px(0), px(0)];
-    cv.fill(x0 + c * zoom, y0 + r * zoom, zoom, zoom, rgb);
-  }
+  for (let r = 0; r < g.height; r++)
+    for (let c = 0; c < g.width; c++) {
+      const px = (ch: number) => {
+        const t = map(v[pixelIndex(g, ch, r, c)]);
+        return t <= 0 ? 0 : t >= 255 ? 255 : Math.round(t);
+      };
+      const rgb = g.channels === 3 ? [px(0), px(1), px(2)] : [px(0), px(0), px(0)];
+      cv.fill(x0 + c * zoom, y0 + r * zoom, zoom, zoom, rgb);
+    }
 }
 
 function panelsPng(panels: Array<{ title: string; values: ArrayLike<number>; kind: 'image' | 'noise' }>, g: ImageGeometry, disp: Display): Uint8Array {
@@ -88,14 +90,16 @@ function panelsPng(panels: Array<{ title: string; values: ArrayLike<number>; kin
   const pw = Math.max(W * zoom, ...panels.map((p) => p.title.length * 6 * ts));
   const gap = 8;
   const cv = new Canvas(gap + panels.length * (pw + gap), gap + titleH + H * zoom + gap);
-  let lo = Infinity, hi = -Infinity;
-  if (!disp.range) for (const p of panels) if (p.kind === 'image') for (let i = 0; i < p.values.length; i++) {
-    lo = Math.min(lo, p.values[i]);
-    hi = Math.max(hi, p.values[i]);
-  }
-  const imageMap = disp.range
-    ? (t: number) => ((t - disp.offset) / disp.scale) * 255
-    : (t: number) => (hi > lo ? ((t - lo) / (hi - lo)) * 255 : 128);
+  let lo = Infinity,
+    hi = -Infinity;
+  if (!disp.range)
+    for (const p of panels)
+      if (p.kind === 'image')
+        for (let i = 0; i < p.values.length; i++) {
+          lo = Math.min(lo, p.values[i]);
+          hi = Math.max(hi, p.values[i]);
+        }
+  const imageMap = disp.range ? (t: number) => ((t - disp.offset) / disp.scale) * 255 : (t: number) => (hi > lo ? ((t - lo) / (hi - lo)) * 255 : 128);
   panels.forEach((p, i) => {
     const x0 = gap + i * (pw + gap);
     cv.text(x0, gap, p.title, ts);
@@ -148,20 +152,36 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
       .option('target', { type: 'number', describe: 'Eq. 3: make this class the most likely' })
       .option('untargeted', { type: 'boolean', describe: 'Eq. 4: move away from the true class, on a random --alpha fraction of the input' })
       .option('universal', { type: 'boolean', describe: 'One noise mean for all inputs of --data: minimizes the average closed-form correct-class margin' })
-      .option('alpha', { type: 'number', describe: 'Fraction of input elements the noise may touch, chosen at random with --seed (default: 0.04 untargeted, else 1)' })
-      .option('beta', { type: 'number', describe: 'Box |mu_k| <= beta in model units (default: the paper\'s MNIST values, 30 targeted and universal, 550 untargeted)' })
+      .option('alpha', {
+        type: 'number',
+        describe: 'Fraction of input elements the noise may touch, chosen at random with --seed (default: 0.04 untargeted, else 1)',
+      })
+      .option('beta', {
+        type: 'number',
+        describe: "Box |mu_k| <= beta in model units (default: the paper's MNIST values, 30 targeted and universal, 550 untargeted)",
+      })
       .option('var-max', { type: 'number', default: 2, describe: 'Noise variance bound: 0 < sigma^2 <= var-max' })
       .option('iters', { type: 'number', default: 300, describe: 'Spectral projected gradient iterations (per round)' })
-      .option('rounds', { type: 'number', default: 1, describe: 'Linearizations: 1 linearizes once at the clean image (the paper); more re-linearize at x + mu' })
+      .option('rounds', {
+        type: 'number',
+        default: 1,
+        describe: 'Linearizations: 1 linearizes once at the clean image (the paper); more re-linearize at x + mu',
+      })
       .option('temperature', { type: 'number', default: 0.1, describe: 'Log-sum-exp smoothing of the max in the objective (logit units)' })
       .option('kappa', { type: 'number', default: 1, describe: 'Universal: clip each margin below at -kappa' })
       .option('verify', { type: 'number', describe: 'Verification samples through the real model per input (default 1000; universal 100)' })
-      .option('valid-range', { type: 'boolean', describe: 'Also keep x + mu inside the input range the model declares (pixels 0..255 mapped by its preprocessing); not in the paper' })
+      .option('valid-range', {
+        type: 'boolean',
+        describe: 'Also keep x + mu inside the input range the model declares (pixels 0..255 mapped by its preprocessing); not in the paper',
+      })
       .option('seed', { type: 'number', default: 0, describe: 'Seed of the pixel choice, the verification samples and the pictures' })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for attack.json, mu.npy and the PNGs' })
       .example('$0 attack fixtures/lenet.onnx --input fixtures/mnist/digit-0.npy --target 3 --out-dir out/eq3', 'Eq. 3: noise that makes the LeNet say 3')
       .example('$0 attack fixtures/lenet.onnx --input fixtures/mnist/digits-100.npy --count 10 --untargeted --out-dir out/eq4', 'Eq. 4 on 4% of the pixels')
-      .example('$0 attack fixtures/lenet.onnx --universal --data fixtures/mnist/digits-100.npy --count 50 --beta 60 --out-dir out/universal', 'one noise mean for 50 digits') as never,
+      .example(
+        '$0 attack fixtures/lenet.onnx --universal --data fixtures/mnist/digits-100.npy --count 50 --beta 60 --out-dir out/universal',
+        'one noise mean for 50 digits',
+      ) as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
     const modes = [argv.target !== undefined, !!argv.untargeted, !!argv.universal].filter(Boolean).length;
@@ -169,7 +189,8 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
     const mode: AttackMode | 'universal' = argv.universal ? 'universal' : argv.untargeted ? 'untargeted' : 'targeted';
     if (argv.input !== undefined && argv.data !== undefined) throw new NetmomentsError('give --input or --data, not both', { code: 'BAD_USAGE' });
     const source = argv.input ?? argv.data;
-    if (source === undefined) throw new NetmomentsError(mode === 'universal' ? '--universal needs --data D' : 'name the input(s) to attack with --input', { code: 'BAD_USAGE' });
+    if (source === undefined)
+      throw new NetmomentsError(mode === 'universal' ? '--universal needs --data D' : 'name the input(s) to attack with --input', { code: 'BAD_USAGE' });
     const alpha = numberIn('alpha', argv.alpha ?? PAPER_ALPHA[mode], 0, 1, { lo: true });
     const beta = numberIn('beta', argv.beta ?? PAPER_BETA[mode], 0, Number.MAX_VALUE, { lo: true });
     const varMax = numberIn('var-max', argv['var-max'], 0, Number.MAX_VALUE, { lo: true });
@@ -180,7 +201,8 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
     const verify = wholeNumber('verify', argv.verify ?? (mode === 'universal' ? 100 : 1000), 0);
     if (argv.threads !== undefined) wholeNumber('threads', argv.threads, 1);
     const count = argv.count === undefined ? undefined : wholeNumber('count', argv.count, 1);
-    if (mode === 'universal' && rounds !== 1) throw new NetmomentsError('--rounds applies to per-input attacks; the universal attack linearizes once per image', { code: 'BAD_USAGE' });
+    if (mode === 'universal' && rounds !== 1)
+      throw new NetmomentsError('--rounds applies to per-input attacks; the universal attack linearizes once per image', { code: 'BAD_USAGE' });
     const model = loadModel(argv.model);
     const inputShape = Linearizer.inputShapeOf(model);
     const geometry = pictureGeometry(inputShape, parseLayoutChoice(argv.layout), model.file, warn);
@@ -190,7 +212,10 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
     const disp = displayFor(model, argv);
     const linalg = sharedOrtLinearAlgebra({ threads: argv.threads });
     if (argv['valid-range'] && !disp.range) {
-      throw new NetmomentsError('--valid-range needs the input range: the model declares no preprocessing; give --scale and --offset', { file: model.file, code: 'BAD_USAGE' });
+      throw new NetmomentsError('--valid-range needs the input range: the model declares no preprocessing; give --scale and --offset', {
+        file: model.file,
+        code: 'BAD_USAGE',
+      });
     }
     const clipTo = argv['valid-range'] ? disp.range : undefined;
     const settings = { alpha, beta, varMax, iters, rounds, temperature, verify, seed: argv.seed, linalg, kappa, clipTo };
@@ -286,31 +311,43 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
       const mus = new Float32Array(results.length * n);
       results.forEach((r, k) => mus.set(r.mu, k * n));
       files['mu.npy'] = encodeNpy(mus, [results.length, ...inputShape]);
-      if (geometry) results.forEach((r, k) => {
-        const x = ds.get(indices[k]);
-        const e = noiseSample(r.mu, r.elements, r.sigma2, seedFor(argv.seed, r.input));
-        const what = mode === 'targeted' ? `target ${r.targetClass}` : `not ${r.trueClass}`;
-        files[`attack-${r.input}.png`] = panelsPng(
-          [
-            { title: `clean: ${r.cleanClass}`, values: x, kind: 'image' },
-            { title: 'noise', values: e, kind: 'noise' },
-            { title: `${what}: ${sig(100 * r.verification.rate, 3)}%`, values: Float64Array.from(x, (v, j) => v + e[j]), kind: 'image' },
-          ],
-          geometry,
-          disp,
-        );
-      });
+      if (geometry)
+        results.forEach((r, k) => {
+          const x = ds.get(indices[k]);
+          const e = noiseSample(r.mu, r.elements, r.sigma2, seedFor(argv.seed, r.input));
+          const what = mode === 'targeted' ? `target ${r.targetClass}` : `not ${r.trueClass}`;
+          files[`attack-${r.input}.png`] = panelsPng(
+            [
+              { title: `clean: ${r.cleanClass}`, values: x, kind: 'image' },
+              { title: 'noise', values: e, kind: 'noise' },
+              { title: `${what}: ${sig(100 * r.verification.rate, 3)}%`, values: Float64Array.from(x, (v, j) => v + e[j]), kind: 'image' },
+            ],
+            geometry,
+            disp,
+          );
+        });
       const succeeded = results.filter((r) => r.success).length;
       const report = {
         schema: 'netmoments.attack/1',
         mode,
         ...common,
         target: mode === 'targeted' ? argv.target : null,
-        objectiveDefinition: mode === 'targeted' ? 'max_{i != j} E_i - E_j (Eq. 3; < 0: the target has the largest mean)' : 'E_c - max_{i != c} E_i (Eq. 4; < 0: the true class is not the largest mean)',
-        successDefinition: mode === 'targeted' ? 'at least half of the verification samples are classified as the target' : 'at least half of the verification samples are not classified as the true class',
+        objectiveDefinition:
+          mode === 'targeted'
+            ? 'max_{i != j} E_i - E_j (Eq. 3; < 0: the target has the largest mean)'
+            : 'E_c - max_{i != c} E_i (Eq. 4; < 0: the true class is not the largest mean)',
+        successDefinition:
+          mode === 'targeted'
+            ? 'at least half of the verification samples are classified as the target'
+            : 'at least half of the verification samples are not classified as the true class',
         succeeded,
         attacked: results.length,
-        results: results.map((r, k) => ({ ...r, elements: r.elements.length, mu: { file: 'mu.npy', index: k, linf: Math.max(...Array.from(r.mu, Math.abs)) }, picture: geometry ? `attack-${r.input}.png` : null })),
+        results: results.map((r, k) => ({
+          ...r,
+          elements: r.elements.length,
+          mu: { file: 'mu.npy', index: k, linf: Math.max(...Array.from(r.mu, Math.abs)) },
+          picture: geometry ? `attack-${r.input}.png` : null,
+        })),
         files: Object.keys(files).concat('attack.json'),
       };
       files['attack.json'] = toJson(report);

@@ -56,12 +56,21 @@ export const bankCommand: CommandModule<object, BankArgs> = {
     const n = shape.reduce((a, b) => a * b, 1);
     const ds = openInputs(argv.data, model, shape, argv, undefined, warn);
     if (ds.size === 0) throw new NetmomentsError('holds no inputs', { file: argv.data });
-    if (argv.k > ds.size) throw new NetmomentsError(`--k ${argv.k} needs at least ${argv.k} inputs to cluster, the data holds ${ds.size}`, { file: argv.data, code: 'BAD_USAGE' });
+    if (argv.k > ds.size)
+      throw new NetmomentsError(`--k ${argv.k} needs at least ${argv.k} inputs to cluster, the data holds ${ds.size}`, { file: argv.data, code: 'BAD_USAGE' });
     const data = ds.getBatch(Array.from({ length: ds.size }, (_, i) => i));
     for (let i = 0; i < data.length; i++) {
       if (!Number.isFinite(data[i])) throw new NetmomentsError(`input ${Math.floor(i / n)} holds a non-finite value at element ${i % n}`, { file: argv.data });
     }
-    const lin = await Linearizer.create(model, { relu: argv.relu, output: argv.output, jacobian: argv.jacobian, threads: argv.threads, provider: argv.provider, onWarning: warn, flips: false });
+    const lin = await Linearizer.create(model, {
+      relu: argv.relu,
+      output: argv.output,
+      jacobian: argv.jacobian,
+      threads: argv.threads,
+      provider: argv.provider,
+      onWarning: warn,
+      flips: false,
+    });
     let bar: Progress | undefined;
     const onSigint = () => {
       bar?.stop();

@@ -47,7 +47,8 @@ export function noiseOptions<T>(y: Argv<T>): Argv<T & NoiseArgs> {
     .option('noise-mean', { type: 'string', describe: '.npy of n values added to every input (mu = x + noise mean; default 0)', group: 'Noise:' })
     .option('window', {
       type: 'string',
-      describe: 'R,C,H,W: keep the noise only inside rows R..R+H-1 and columns C..C+W-1 of the input image, all channels (rows and columns as --layout reads the input)',
+      describe:
+        'R,C,H,W: keep the noise only inside rows R..R+H-1 and columns C..C+W-1 of the input image, all channels (rows and columns as --layout reads the input)',
       group: 'Noise:',
     })
     .conflicts('sigma', ['noise-var', 'noise-cov'])
@@ -58,10 +59,19 @@ export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
   return y
     .option('relu', { type: 'string', describe: 'ReLU to split at: 0-based index from `inspect`, or a node name (default: the last ReLU)', group: 'Model:' })
     .option('output', { type: 'string', describe: 'The tensor g: a model output or an intermediate tensor (default: the first output)', group: 'Model:' })
-    .option('jacobian', { choices: ['auto', 'jvp', 'fd'] as const, default: 'auto' as const, describe: 'Jacobians by forward-mode JVP, finite differences, or JVP with FD fallback', group: 'Model:' })
+    .option('jacobian', {
+      choices: ['auto', 'jvp', 'fd'] as const,
+      default: 'auto' as const,
+      describe: 'Jacobians by forward-mode JVP, finite differences, or JVP with FD fallback',
+      group: 'Model:',
+    })
     .option('threads', { type: 'number', describe: 'onnxruntime intra-op threads (default: onnxruntime decides)', group: 'Model:' })
     .option('provider', { choices: ['cpu', 'cuda'] as const, default: 'cpu' as const, describe: 'onnxruntime execution provider', group: 'Model:' })
-    .option('scale', { type: 'number', describe: 'Preprocessing for image inputs (PNG, idx, uint8 .npy): model = pixel/255 * scale + offset (default: from the model metadata, else 1)', group: 'Model:' })
+    .option('scale', {
+      type: 'number',
+      describe: 'Preprocessing for image inputs (PNG, idx, uint8 .npy): model = pixel/255 * scale + offset (default: from the model metadata, else 1)',
+      group: 'Model:',
+    })
     .option('offset', { type: 'number', describe: 'Preprocessing offset (see --scale)', group: 'Model:' })
     .option('max-memory', {
       type: 'string',
@@ -117,7 +127,8 @@ export function noiseFromArgs(
     noise = { kind: 'full', cov: npyToFloat64(a) };
     // the model runs in float32: a (co)variance beyond its range cannot be sampled or pushed through it
     noise.cov.forEach((v, i) => {
-      if (!(Math.abs(v) <= FLOAT32_MAX)) throw new NetmomentsError(`the noise covariance holds ${v} at element ${i}, not a finite float32 value`, { file: noiseFile });
+      if (!(Math.abs(v) <= FLOAT32_MAX))
+        throw new NetmomentsError(`the noise covariance holds ${v} at element ${i}, not a finite float32 value`, { file: noiseFile });
     });
   } else {
     if (args.sigma === undefined) warn('no noise given: using isotropic noise with sigma 1 (model input units); set --sigma, --noise-var or --noise-cov');
@@ -136,7 +147,9 @@ export function preprocessingFor(model: LoadedModel, args: ModelRunArgs, warn?: 
   const meta = preprocessingFromMetadata(model.graph.metadata, model.file);
   const p = { scale: args.scale ?? meta?.scale ?? 1, offset: args.offset ?? meta?.offset ?? 0 };
   if (meta && args.scale === undefined && args.offset === undefined && warn) {
-    warn(`image inputs are scaled as the model's metadata says: pixel/255 * ${p.scale} ${p.offset < 0 ? '-' : '+'} ${Math.abs(p.offset)}${meta.source ? ` (${meta.source})` : ''}`);
+    warn(
+      `image inputs are scaled as the model's metadata says: pixel/255 * ${p.scale} ${p.offset < 0 ? '-' : '+'} ${Math.abs(p.offset)}${meta.source ? ` (${meta.source})` : ''}`,
+    );
   }
   return p;
 }

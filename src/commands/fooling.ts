@@ -45,7 +45,8 @@ export function readPerturbation(path: string, n: number): Float64Array {
   const a = parseNpy(bytes, path);
   checkInputVector(a.shape, n, 'the perturbation', path);
   const p = npyToFloat64(a);
-  for (let i = 0; i < p.length; i++) if (!Number.isFinite(p[i])) throw new NetmomentsError(`the perturbation holds a non-finite value at element ${i}`, { file: path });
+  for (let i = 0; i < p.length; i++)
+    if (!Number.isFinite(p[i])) throw new NetmomentsError(`the perturbation holds a non-finite value at element ${i}`, { file: path });
   return p;
 }
 
@@ -59,13 +60,20 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
       .option('labels', { type: 'string', describe: 'Labels file, reported beside each image' })
       .option('count', { type: 'number', describe: 'Use N inputs from --start (default: all from there)' })
       .option('start', { type: 'number', default: 0, describe: 'Index of the first input used (0-based)' })
-      .option('perturbation', { type: 'string', demandOption: true, describe: '.npy of n values added to every input (model units), e.g. mu.npy of `attack --universal`' })
+      .option('perturbation', {
+        type: 'string',
+        demandOption: true,
+        describe: '.npy of n values added to every input (model units), e.g. mu.npy of `attack --universal`',
+      })
       .option('sigma', { type: 'number', default: 0, describe: 'Isotropic noise around x + P (model units; 0: the perturbation alone)' })
       .option('mc', { type: 'number', default: 0, describe: 'Also sample N noisy inputs per image through the real model' })
       .option('seed', { type: 'number', default: 0, describe: 'Seed of the sampling' })
       .option('format', { choices: ['json', 'csv'] as const, default: 'json' as const, describe: 'Report format' })
       .option('out', { type: 'string', describe: 'Write the report here (atomically) instead of stdout' })
-      .example('$0 fooling fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --perturbation out/universal/mu.npy --sigma 1 --out fooling.json', 'Table 2 on the bundled LeNet') as never,
+      .example(
+        '$0 fooling fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --perturbation out/universal/mu.npy --sigma 1 --out fooling.json',
+        'Table 2 on the bundled LeNet',
+      ) as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
     if (!(Number.isFinite(argv.sigma) && argv.sigma >= 0)) throw new NetmomentsError(`--sigma must be a number >= 0, got ${argv.sigma}`, { code: 'BAD_USAGE' });
@@ -97,7 +105,8 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
     } finally {
       bar?.stop();
     }
-    let norm2 = 0, normInf = 0;
+    let norm2 = 0,
+      normInf = 0;
     for (const v of perturbation) {
       norm2 += v * v;
       normInf = Math.max(normInf, Math.abs(v));
@@ -127,8 +136,30 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
     let text: string;
     if (argv.format === 'csv') {
       text = csv(
-        ['input', 'label', 'clean_class', 'predicted_class', 'real_class', 'predicted_fooled', 'real_fooled', 'flip_probability', 'sampled_fooling', ...res.topK.map((t) => `top${t.k}_agree`)],
-        res.images.map((im) => [im.input, im.label, im.cleanClass, im.predictedClass, im.realClass, im.predictedFooled, im.realFooled, im.flipProbability, im.sampledFooling ?? null, ...im.topK]),
+        [
+          'input',
+          'label',
+          'clean_class',
+          'predicted_class',
+          'real_class',
+          'predicted_fooled',
+          'real_fooled',
+          'flip_probability',
+          'sampled_fooling',
+          ...res.topK.map((t) => `top${t.k}_agree`),
+        ],
+        res.images.map((im) => [
+          im.input,
+          im.label,
+          im.cleanClass,
+          im.predictedClass,
+          im.realClass,
+          im.predictedFooled,
+          im.realFooled,
+          im.flipProbability,
+          im.sampledFooling ?? null,
+          ...im.topK,
+        ]),
       );
     } else text = toJson(report);
     emit(text, argv.out);

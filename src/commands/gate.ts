@@ -29,7 +29,12 @@ export const gateCommand: CommandModule<object, GateArgs> = {
   describe: 'CI check: fail (exit 1) when the flip rate under noise is too high or the accuracy under noise too low',
   builder: (y) =>
     datasetRunOptions(y)
-      .option('max-flip-rate', { type: 'number', demandOption: true, describe: 'Largest allowed flip rate (mean P(class changes under noise)), a fraction: 0.02 is 2%', group: 'Gate:' })
+      .option('max-flip-rate', {
+        type: 'number',
+        demandOption: true,
+        describe: 'Largest allowed flip rate (mean P(class changes under noise)), a fraction: 0.02 is 2%',
+        group: 'Gate:',
+      })
       .option('min-accuracy', { type: 'number', describe: 'Smallest allowed expected accuracy under noise, a fraction (needs labels)', group: 'Gate:' })
       .option('junit', { type: 'string', describe: 'Write the checks as JUnit XML to this file', group: 'Gate:' })
       .option('out-dir', { type: 'string', describe: 'Also keep the full report (samples.csv, summary.json, summary.md) here', group: 'Report:' })
@@ -40,7 +45,8 @@ export const gateCommand: CommandModule<object, GateArgs> = {
   handler: async (argv) => {
     fraction(argv['max-flip-rate'], 'max-flip-rate');
     fraction(argv['min-accuracy'], 'min-accuracy');
-    if (argv.variance === 'none') throw new NetmomentsError('the gate needs the flip rate, which needs the variance: drop --variance none', { code: 'BAD_USAGE' });
+    if (argv.variance === 'none')
+      throw new NetmomentsError('the gate needs the flip rate, which needs the variance: drop --variance none', { code: 'BAD_USAGE' });
     const { result } = await runDatasetReport(argv, argv['out-dir'], 'gate', (ds) => {
       if (argv['min-accuracy'] !== undefined && !ds.labels) {
         throw new NetmomentsError('--min-accuracy needs labels: give --labels (the data has none beside it)', { file: argv.data, code: 'BAD_USAGE' });
@@ -60,7 +66,8 @@ export const gateCommand: CommandModule<object, GateArgs> = {
     }
     if (!argv.quiet) {
       process.stderr.write(`netmoments: gate: ${runLine(result, argv['out-dir'])}`);
-      for (const c of checks) process.stderr.write(`  ${c.passed ? 'pass' : 'FAIL'}: ${c.passed ? `${c.name} (measured ${(100 * c.value).toFixed(3)}%)` : c.message}\n`);
+      for (const c of checks)
+        process.stderr.write(`  ${c.passed ? 'pass' : 'FAIL'}: ${c.passed ? `${c.name} (measured ${(100 * c.value).toFixed(3)}%)` : c.message}\n`);
     }
     const failed = checks.filter((c) => !c.passed);
     if (failed.length > 0) throw new CheckFailed(`gate failed: ${failed.map((c) => c.message).join('; ')}`);

@@ -155,7 +155,16 @@ function printable(s: string): string {
 function table(cells: string[][], indent = '  '): string {
   const rows = cells.map((r) => r.map(printable));
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r) => indent + r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  ').trimEnd()).join('\n');
+  return rows
+    .map(
+      (r) =>
+        indent +
+        r
+          .map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c])))
+          .join('  ')
+          .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** The human-readable report. */
@@ -185,14 +194,7 @@ export function formatInspect(r: InspectReport): string {
     lines.push(`ReLU split points (${r.relus.length}; split with --relu INDEX)`);
     const rows = [['index', 'node', 'tensor', 'shape', 'width p', 'linearizable']];
     for (const s of r.relus) {
-      rows.push([
-        String(s.index),
-        s.node,
-        s.tensor,
-        fmtShape(s.shape),
-        String(s.width),
-        s.supported ? 'yes' : `no (${s.unsupportedOps.join(', ')})`,
-      ]);
+      rows.push([String(s.index), s.node, s.tensor, fmtShape(s.shape), String(s.width), s.supported ? 'yes' : `no (${s.unsupportedOps.join(', ')})`]);
     }
     lines.push(table(rows));
   }

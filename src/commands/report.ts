@@ -37,24 +37,51 @@ export interface DatasetRunArgs extends NoiseArgs, ModelRunArgs {
 export function datasetRunOptions<T>(y: Argv<T>): Argv<T & DatasetRunArgs> {
   return modelRunOptions(noiseOptions(y))
     .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model file (piecewise-linear)' })
-    .option('data', { type: 'string', demandOption: true, describe: 'Inputs: .npy batch (model units; uint8 is pixels), MNIST idx, a folder of PNGs', group: 'Data:' })
+    .option('data', {
+      type: 'string',
+      demandOption: true,
+      describe: 'Inputs: .npy batch (model units; uint8 is pixels), MNIST idx, a folder of PNGs',
+      group: 'Data:',
+    })
     .option('labels', { type: 'string', describe: 'Labels: .npy, idx1 or text (default: found beside idx/PNG data)', group: 'Data:' })
     .option('linearize', {
       type: 'string',
       default: 'input',
-      describe: "Where to linearize: 'input' (every input), 'kmeans:K' (K k-means centres of the data, each input uses its nearest), 'bank:DIR' (a bank from `netmoments bank`)",
+      describe:
+        "Where to linearize: 'input' (every input), 'kmeans:K' (K k-means centres of the data, each input uses its nearest), 'bank:DIR' (a bank from `netmoments bank`)",
       group: 'Report:',
     })
     .option('seed', { type: 'number', default: 0, describe: 'Seed of k-means, the class-probability points and Monte Carlo', group: 'Report:' })
     .option('kmeans-iterations', { type: 'number', default: 100, describe: 'k-means iterations at most (kmeans:K)', group: 'Report:' })
-    .option('variance', { choices: ['exact', 'none'] as const, default: 'exact' as const, describe: "'exact': mean, exact variance, class and flip probabilities; 'none': mean only", group: 'Report:' })
+    .option('variance', {
+      choices: ['exact', 'none'] as const,
+      default: 'exact' as const,
+      describe: "'exact': mean, exact variance, class and flip probabilities; 'none': mean only",
+      group: 'Report:',
+    })
     .option('per-logit', { type: 'boolean', describe: 'Add the mean and variance of every logit to samples.csv', group: 'Report:' })
-    .option('mc', { type: 'number', default: 0, describe: 'Monte Carlo samples through the real model for a sample of inputs (the report states its own tightness)', group: 'Report:' })
+    .option('mc', {
+      type: 'number',
+      default: 0,
+      describe: 'Monte Carlo samples through the real model for a sample of inputs (the report states its own tightness)',
+      group: 'Report:',
+    })
     .option('mc-inputs', { type: 'number', default: 10, describe: 'How many inputs (spread evenly over the data) get --mc samples', group: 'Report:' })
-    .option('probability-samples', { type: 'number', default: 8192, describe: 'Quasi-Monte Carlo points of the class and flip probabilities (one shared set)', group: 'Report:' })
-    .option('chunk', { type: 'number', describe: 'Inputs per chunk: the unit of batching, checkpoints and shards (default 1024 with a bank, 16 with --linearize input)', group: 'Report:' })
+    .option('probability-samples', {
+      type: 'number',
+      default: 8192,
+      describe: 'Quasi-Monte Carlo points of the class and flip probabilities (one shared set)',
+      group: 'Report:',
+    })
+    .option('chunk', {
+      type: 'number',
+      describe: 'Inputs per chunk: the unit of batching, checkpoints and shards (default 1024 with a bank, 16 with --linearize input)',
+      group: 'Report:',
+    })
     .option('shard', { type: 'string', describe: 'I/N: only shard I (0-based) of N, a deterministic part; combine with `netmoments merge`', group: 'Report:' })
-    .option('resume', { type: 'boolean', describe: 'Continue the interrupted run whose checkpoint is in --out-dir', group: 'Report:' }) as unknown as Argv<T & DatasetRunArgs>;
+    .option('resume', { type: 'boolean', describe: 'Continue the interrupted run whose checkpoint is in --out-dir', group: 'Report:' }) as unknown as Argv<
+    T & DatasetRunArgs
+  >;
 }
 
 /** Run the report engine from parsed options, with progress bars and a SIGINT message. */
@@ -66,7 +93,8 @@ export async function runDatasetReport(
 ): Promise<{ result: ReportResult; model: LoadedModel }> {
   const warn = stderrWriter(argv.quiet);
   const int = (v: number | undefined, name: string, min: number) => {
-    if (v !== undefined && !(Number.isInteger(v) && v >= min)) throw new NetmomentsError(`--${name} must be a whole number >= ${min}, got ${v}`, { code: 'BAD_USAGE' });
+    if (v !== undefined && !(Number.isInteger(v) && v >= min))
+      throw new NetmomentsError(`--${name} must be a whole number >= ${min}, got ${v}`, { code: 'BAD_USAGE' });
   };
   int(argv.mc, 'mc', 0);
   int(argv['mc-inputs'], 'mc-inputs', 1);
@@ -149,7 +177,10 @@ export function runLine(r: ReportResult, outDir?: string): string {
   const rate = r.computed > 0 && r.seconds > 0 ? `, ${(r.computed / r.seconds).toFixed(1)} inputs/s` : '';
   const from = r.resumed > 0 ? ` (${r.resumed} from the checkpoint)` : '';
   const where = outDir ? ` -> ${outDir}` : '';
-  const acc = s.accuracy ? `clean accuracy ${(100 * s.accuracy.clean).toFixed(2)}%, ` + (s.accuracy.underNoise !== null ? `accuracy under noise ${(100 * s.accuracy.underNoise).toFixed(2)}%, ` : '') : '';
+  const acc = s.accuracy
+    ? `clean accuracy ${(100 * s.accuracy.clean).toFixed(2)}%, ` +
+      (s.accuracy.underNoise !== null ? `accuracy under noise ${(100 * s.accuracy.underNoise).toFixed(2)}%, ` : '')
+    : '';
   const flip = s.flipRate !== null ? `flip rate ${(100 * s.flipRate).toFixed(3)}%` : 'mean only';
   const { noise, linearization } = describeRun(s);
   return `${s.inputs} inputs, ${r.computed} computed in ${r.seconds.toFixed(2)} s (CPU ${r.cpuSeconds.toFixed(2)} s)${rate}${from}${where}\n  ${noise}; ${linearization}\n  ${acc}${flip}\n`;
@@ -164,9 +195,20 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
   describe: 'Moments, class and flip probabilities over a dataset: samples.csv, summary.json, summary.md',
   builder: (y) =>
     datasetRunOptions(y)
-      .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for samples.csv, summary.json, summary.md (and the checkpoint while running)', group: 'Report:' })
-      .example('$0 report fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --labels fixtures/mnist/labels-100.npy --sigma 8 --linearize kmeans:10 --out-dir rep/', '')
-      .example('$0 report model.onnx --data val.npy --labels val-labels.npy --sigma 8 --linearize bank:bank/ --shard 2/8 --out-dir shard-2/', 'one of 8 shards') as never,
+      .option('out-dir', {
+        type: 'string',
+        demandOption: true,
+        describe: 'Folder for samples.csv, summary.json, summary.md (and the checkpoint while running)',
+        group: 'Report:',
+      })
+      .example(
+        '$0 report fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --labels fixtures/mnist/labels-100.npy --sigma 8 --linearize kmeans:10 --out-dir rep/',
+        '',
+      )
+      .example(
+        '$0 report model.onnx --data val.npy --labels val-labels.npy --sigma 8 --linearize bank:bank/ --shard 2/8 --out-dir shard-2/',
+        'one of 8 shards',
+      ) as never,
   handler: async (argv) => {
     const { result } = await runDatasetReport(argv, argv['out-dir'], 'report');
     if (!argv.quiet) process.stderr.write(`netmoments: report: ${runLine(result, argv['out-dir'])}`);

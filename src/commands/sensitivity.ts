@@ -56,13 +56,20 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
       .option('labels', { type: 'string', describe: 'Labels file (.npy, idx1 or text): maps are grouped by label (default: by the clean class)' })
       .option('count', { type: 'number', describe: 'Use N inputs from --start (default: all from there)' })
       .option('start', { type: 'number', default: 0, describe: 'Index of the first input used (0-based)' })
-      .option('window-size', { type: 'number', default: 7, describe: "Window side w (the noise covers w x w of the input's rows and columns, all channels; see --layout)" })
+      .option('window-size', {
+        type: 'number',
+        default: 7,
+        describe: "Window side w (the noise covers w x w of the input's rows and columns, all channels; see --layout)",
+      })
       .option('stride', { type: 'number', default: 1, describe: 'Window stride' })
       .option('sigma', { type: 'number', demandOption: true, describe: 'Noise standard deviation inside the window (model input units)' })
       .option('probability-points', { type: 'number', default: 512, describe: 'Quasi-Monte Carlo points per shift (8 shifts) for the flip probability' })
       .option('seed', { type: 'number', default: 0, describe: 'Seed of the quasi-Monte Carlo shifts' })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for sensitivity.json, the .npy maps and the PNG heat maps' })
-      .example('$0 sensitivity fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --labels fixtures/mnist/labels-100.npy --sigma 100 --out-dir out/fig3', 'Figure 3 on the bundled LeNet') as never,
+      .example(
+        '$0 sensitivity fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --labels fixtures/mnist/labels-100.npy --sigma 100 --out-dir out/fig3',
+        'Figure 3 on the bundled LeNet',
+      ) as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
     const w = wholeNumber('window-size', argv['window-size'], 1);
@@ -112,11 +119,21 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
       'class-flip-probability.npy': encodeNpy(stack(classes.map((c) => c.flipProbability)), [d, rows, cols]),
       'fooling-mean.png': heatmapPng(
         panels((c) => c.foolingMean),
-        { vmin: 0, title: `fooled by the mean, per ${grouped}: ${w}x${w} window, sigma ${argv.sigma}`, colorbarLabel: 'rate', cell: Math.max(2, Math.round(160 / Math.max(rows, cols))) },
+        {
+          vmin: 0,
+          title: `fooled by the mean, per ${grouped}: ${w}x${w} window, sigma ${argv.sigma}`,
+          colorbarLabel: 'rate',
+          cell: Math.max(2, Math.round(160 / Math.max(rows, cols))),
+        },
       ),
       'flip-probability.png': heatmapPng(
         panels((c) => c.flipProbability),
-        { vmin: 0, title: `P(flip), average per ${grouped}: ${w}x${w} window, sigma ${argv.sigma}`, colorbarLabel: 'P(flip)', cell: Math.max(2, Math.round(160 / Math.max(rows, cols))) },
+        {
+          vmin: 0,
+          title: `P(flip), average per ${grouped}: ${w}x${w} window, sigma ${argv.sigma}`,
+          colorbarLabel: 'P(flip)',
+          cell: Math.max(2, Math.round(160 / Math.max(rows, cols))),
+        },
       ),
     };
     const imageSummary = (im: SensitivityImage) => {
@@ -152,7 +169,12 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
         foolingRateMean: mean(result.images.map((im) => mean(im.foolingMean))),
         meanFlipProbability: mean(result.images.map((im) => mean(im.flipProbability))),
       },
-      classes: classes.map((c) => ({ class: c.class, images: c.images, foolingRateMean: c.images ? mean(c.foolingMean) : null, meanFlipProbability: c.images ? mean(c.flipProbability) : null })),
+      classes: classes.map((c) => ({
+        class: c.class,
+        images: c.images,
+        foolingRateMean: c.images ? mean(c.foolingMean) : null,
+        meanFlipProbability: c.images ? mean(c.flipProbability) : null,
+      })),
       images: result.images.map(imageSummary),
       files: Object.keys(files),
     };

@@ -43,9 +43,17 @@ function runsCsv(studies: TightnessStudy[]): string {
     for (const r of s.runDetails) {
       for (let i = 0; i < s.output.size; i++) {
         rows.push([
-          s.name, r.run, r.input ?? null, r.maxVariance ?? null, i,
-          r.analytic.mean[i], r.mc.mean[i], r.mc.meanStdErr[i],
-          r.analytic.variance[i], r.analytic.variancePaper[i], r.mc.variance[i],
+          s.name,
+          r.run,
+          r.input ?? null,
+          r.maxVariance ?? null,
+          i,
+          r.analytic.mean[i],
+          r.mc.mean[i],
+          r.mc.meanStdErr[i],
+          r.analytic.variance[i],
+          r.analytic.variancePaper[i],
+          r.mc.variance[i],
         ]);
       }
     }
@@ -73,16 +81,29 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
     modelRunOptions(noiseOptions(y))
       .positional('model', { type: 'string', describe: 'ONNX model (not with --paper)' })
       .option('data', { type: 'string', describe: 'Runs over the inputs of this dataset (.npy, idx, PNG or a folder of PNGs), under the noise options' })
-      .option('synthetic', { type: 'boolean', describe: 'Runs at the zero input with random covariances in each --max-var regime (the paper\'s synthetic study)' })
-      .option('paper', { type: 'boolean', describe: 'The paper\'s synthetic study: FC and conv nets of depth 2, 3, 4, split at ReLU 1 (l = 2), regimes 1e-4, 1, 200' })
+      .option('synthetic', {
+        type: 'boolean',
+        describe: "Runs at the zero input with random covariances in each --max-var regime (the paper's synthetic study)",
+      })
+      .option('paper', {
+        type: 'boolean',
+        describe: "The paper's synthetic study: FC and conv nets of depth 2, 3, 4, split at ReLU 1 (l = 2), regimes 1e-4, 1, 200",
+      })
       .option('runs', { type: 'number', default: 20, describe: 'Runs per study (inputs with --data, covariance draws otherwise; the paper used 200)' })
       .option('start', { type: 'number', default: 0, describe: 'With --data: index of the first input (run k analyses input start + k)' })
       .option('mc', { type: 'number', default: 10000, describe: 'Monte Carlo samples per run (the paper used 75000)' })
       .option('max-var', { type: 'string', default: PAPER_REGIMES.join(','), describe: 'Synthetic regimes: comma-separated maximum variances' })
-      .option('mean-sd', { type: 'number', default: 0, describe: 'Synthetic: draw each run\'s input mean from N(0, s^2 I) and linearize there (default 0: the zero input, as in the paper)' })
+      .option('mean-sd', {
+        type: 'number',
+        default: 0,
+        describe: "Synthetic: draw each run's input mean from N(0, s^2 I) and linearize there (default 0: the zero input, as in the paper)",
+      })
       .option('seed', { type: 'number', default: 0, describe: 'Seed of the covariance draws and the Monte Carlo' })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for tightness.json, runs.csv and the SVG plots' })
-      .example('$0 tightness fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --sigma 8 --runs 100 --mc 10000 --out-dir out/table1', 'Table 1 on the bundled LeNet')
+      .example(
+        '$0 tightness fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --sigma 8 --runs 100 --mc 10000 --out-dir out/table1',
+        'Table 1 on the bundled LeNet',
+      )
       .example('$0 tightness --paper --runs 200 --mc 20000 --out-dir out/figure2', 'Figure 2: the synthetic FC and conv nets') as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
@@ -131,14 +152,16 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
       const n = inputShape.reduce((a, b) => a * b, 1);
       const ds = openInputs(argv.data!, model, inputShape, argv, undefined, warn);
       const start = wholeNumber('start', argv.start, 0);
-      if (start >= ds.size) throw new NetmomentsError(`--start ${start} is past the last input (the data holds ${ds.size})`, { file: argv.data, code: 'BAD_USAGE' });
+      if (start >= ds.size)
+        throw new NetmomentsError(`--start ${start} is past the last input (the data holds ${ds.size})`, { file: argv.data, code: 'BAD_USAGE' });
       let r = runs;
       if (start + r > ds.size) {
         warn(`--runs ${runs} from input ${start} but ${argv.data} holds ${ds.size} inputs: running ${ds.size - start}`);
         r = ds.size - start;
       }
       const noise = noiseFromArgs(argv, n, warn);
-      if (noise.noiseMean) throw new NetmomentsError('tightness compares zero-mean noise around each input: --noise-mean is not used here', { code: 'BAD_USAGE' });
+      if (noise.noiseMean)
+        throw new NetmomentsError('tightness compares zero-mean noise around each input: --noise-mean is not used here', { code: 'BAD_USAGE' });
       const bar = argv.quiet ? undefined : progressBar('tightness', r);
       try {
         studies.push(

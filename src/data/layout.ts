@@ -55,10 +55,10 @@ export function perInputShape(modelInputShape: readonly ModelDim[], file?: strin
   }
   const rest = modelInputShape.slice(1);
   if (rest.some((d) => typeof d !== 'number' || !Number.isSafeInteger(d) || d <= 0)) {
-    throw new NetmomentsError(
-      `model input '${inputName}' has shape ${fmt(modelInputShape)}: every dimension after the batch axis must be a known number`,
-      { file, code: 'UNSUPPORTED' },
-    );
+    throw new NetmomentsError(`model input '${inputName}' has shape ${fmt(modelInputShape)}: every dimension after the batch axis must be a known number`, {
+      file,
+      code: 'UNSUPPORTED',
+    });
   }
   return rest as number[];
 }
@@ -111,8 +111,7 @@ export function checkCovariance(fileShape: readonly number[], n: number, file?: 
   const total = elementCount(fileShape);
   if (total !== n * n) {
     throw new NetmomentsError(
-      `a covariance must have n x n = ${n} x ${n} = ${n * n} elements for an input of ${n} elements; ` +
-        `this one holds ${total} (shape ${fmt(fileShape)})`,
+      `a covariance must have n x n = ${n} x ${n} = ${n * n} elements for an input of ${n} elements; ` + `this one holds ${total} (shape ${fmt(fileShape)})`,
       { file },
     );
   }

@@ -100,10 +100,7 @@ export function parseNpy(bytes: Uint8Array, file?: string): NpyArray {
   const code = '<>|='.includes(order) ? descr.slice(1) : descr;
   const info = DESCR[code];
   if (!info) {
-    return fail(
-      `unsupported dtype '${descr}' (supported: float32, float64, uint8, int8, int32, int64, bool)`,
-      'UNSUPPORTED',
-    );
+    return fail(`unsupported dtype '${descr}' (supported: float32, float64, uint8, int8, int32, int64, bool)`, 'UNSUPPORTED');
   }
   if (order === '>' && info.size > 1) {
     return fail(`big-endian data ('${descr}') is not supported; save it little endian (e.g. arr.astype('<${code}'))`, 'UNSUPPORTED');

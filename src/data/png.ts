@@ -137,9 +137,7 @@ export function encodeRgbPng(pixels: Uint8Array, width: number, height: number):
 
 function encodePng(pixels: Uint8Array, width: number, height: number, colorType: 0 | 2): Uint8Array {
   const png = { width, height, data: Buffer.from(pixels) } as unknown as PNG;
-  return new Uint8Array(
-    PNG.sync.write(png, { colorType, inputColorType: colorType, inputHasAlpha: false, bitDepth: 8, deflateLevel: 9 }),
-  );
+  return new Uint8Array(PNG.sync.write(png, { colorType, inputColorType: colorType, inputHasAlpha: false, bitDepth: 8, deflateLevel: 9 }));
 }
 
 export function writeGrayPng(path: string, pixels: Uint8Array, width: number, height: number): void {

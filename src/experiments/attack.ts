@@ -134,7 +134,8 @@ export interface UniversalResult {
 
 /** Element subset of size round(alpha n) (at least 1), seeded; all elements when alpha >= 1. */
 export function chooseElements(n: number, alpha: number, seed: number): Int32Array {
-  if (!(Number.isFinite(alpha) && alpha > 0 && alpha <= 1)) throw new NetmomentsError(`--alpha must be a fraction in (0, 1], got ${alpha}`, { code: 'BAD_USAGE' });
+  if (!(Number.isFinite(alpha) && alpha > 0 && alpha <= 1))
+    throw new NetmomentsError(`--alpha must be a fraction in (0, 1], got ${alpha}`, { code: 'BAD_USAGE' });
   if (alpha >= 1) return allIndices(n);
   const k = Math.max(1, Math.round(alpha * n));
   const idx = allIndices(n);
@@ -159,10 +160,11 @@ export function smoothedObjective(E: ArrayLike<number>, mode: AttackMode, cls: n
   for (let i = 0; i < d; i++) if (i !== cls) mx = Math.max(mx, E[i] - E[cls]);
   let sum = 0;
   const w = new Float64Array(d);
-  for (let i = 0; i < d; i++) if (i !== cls) {
-    w[i] = Math.exp((E[i] - E[cls] - mx) / t);
-    sum += w[i];
-  }
+  for (let i = 0; i < d; i++)
+    if (i !== cls) {
+      w[i] = Math.exp((E[i] - E[cls] - mx) / t);
+      sum += w[i];
+    }
   const lse = mx + t * Math.log(sum);
   for (let i = 0; i < d; i++) if (i !== cls) w[i] /= sum;
   if (mode === 'targeted') {
@@ -257,7 +259,13 @@ const V_MIN = 1e-6;
  * Bounds of the scaled variables [u = mu_S / beta, v = sigma^2 / varMax]: u in [-1, 1], v in
  * [V_MIN, 1]; with clipTo, also x_k + beta u_k in [lo, hi] for every image x (0 always feasible).
  */
-export function scaledBox(q: number, beta: number, clipTo: { lo: number; hi: number } | undefined, xs: Float32Array[], S: Int32Array): { lo: Float64Array; hi: Float64Array } {
+export function scaledBox(
+  q: number,
+  beta: number,
+  clipTo: { lo: number; hi: number } | undefined,
+  xs: Float32Array[],
+  S: Int32Array,
+): { lo: Float64Array; hi: Float64Array } {
   const lo = new Float64Array(q + 1).fill(-1);
   const hi = new Float64Array(q + 1).fill(1);
   lo[q] = V_MIN;
@@ -349,7 +357,14 @@ export class Attacker {
         const o = problem.exact(z);
         if (o < best.objective) best = { z: Float64Array.from(z), problem, objective: o };
       }
-      const res = await spgMinimize((zz) => problem.valueAndGradient(zz), async (zz) => problem.value(zz), z, lo, hi, { maxIter: settings.iters ?? 300 });
+      const res = await spgMinimize(
+        (zz) => problem.valueAndGradient(zz),
+        async (zz) => problem.value(zz),
+        z,
+        lo,
+        hi,
+        { maxIter: settings.iters ?? 300 },
+      );
       z.set(res.x);
       iterations += res.iterations;
       evaluations += res.evaluations;
@@ -410,7 +425,7 @@ export class Attacker {
     const sampler = new GaussianSampler(mean, { kind: 'diagonal', variance });
     const rng = new Rng(seed);
     const B = 500;
-    for (let done = 0; done < samples; ) {
+    for (let done = 0; done < samples;) {
       const b = Math.min(B, samples - done);
       const xs = new Float32Array(b * n);
       sampler.sample(rng, xs, b);

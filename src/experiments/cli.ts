@@ -27,7 +27,8 @@ export function numberIn(name: string, v: unknown, lo: number, hi: number, open:
 export function firstIndices(size: number, count: number | undefined, file: string, start = 0): number[] {
   if (start >= size && size > 0) throw new NetmomentsError(`--start ${start} is past the last input (the data holds ${size})`, { file, code: 'BAD_USAGE' });
   const c = count ?? size - start;
-  if (start + c > size) throw new NetmomentsError(`--start ${start} --count ${c} asks for more inputs than the data holds (${size})`, { file, code: 'BAD_USAGE' });
+  if (start + c > size)
+    throw new NetmomentsError(`--start ${start} --count ${c} asks for more inputs than the data holds (${size})`, { file, code: 'BAD_USAGE' });
   return Array.from({ length: c }, (_, i) => start + i);
 }
 

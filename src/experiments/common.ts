@@ -120,7 +120,7 @@ export function argmax(v: ArrayLike<number>, offset = 0, d = v.length - offset):
 /** Indices of the k largest values, largest first (ties: lower index first). */
 export function topK(v: ArrayLike<number>, k: number): number[] {
   const idx = Array.from({ length: v.length }, (_, i) => i);
-  idx.sort((a, b) => (v[b] - v[a]) || a - b);
+  idx.sort((a, b) => v[b] - v[a] || a - b);
   return idx.slice(0, k);
 }
 
@@ -136,10 +136,11 @@ export interface MeanStd {
 export function meanStd(values: ArrayLike<number>): MeanStd {
   let s = 0;
   let c = 0;
-  for (let i = 0; i < values.length; i++) if (Number.isFinite(values[i])) {
-    s += values[i];
-    c++;
-  }
+  for (let i = 0; i < values.length; i++)
+    if (Number.isFinite(values[i])) {
+      s += values[i];
+      c++;
+    }
   const mean = c > 0 ? s / c : Number.NaN;
   let v = 0;
   for (let i = 0; i < values.length; i++) if (Number.isFinite(values[i])) v += (values[i] - mean) ** 2;
@@ -159,7 +160,11 @@ export interface OriginFit {
 /** Fit y = slope * x through the origin (Figure 2 of the paper: y = Monte Carlo, x = analytic). */
 export function fitThroughOrigin(x: ArrayLike<number>, y: ArrayLike<number>): OriginFit {
   if (x.length !== y.length) throw new Error('fitThroughOrigin: x and y differ in length');
-  let sxy = 0, sxx = 0, sy = 0, syy = 0, c = 0;
+  let sxy = 0,
+    sxx = 0,
+    sy = 0,
+    syy = 0,
+    c = 0;
   for (let i = 0; i < x.length; i++) {
     if (!Number.isFinite(x[i]) || !Number.isFinite(y[i])) continue;
     sxy += x[i] * y[i];
@@ -202,12 +207,13 @@ export async function monteCarloFactor(
   const n = mu.length;
   if (Ft.length !== r * n) throw new Error(`monteCarloFactor: ${Ft.length} factor values for r = ${r}, n = ${n}`);
   const total = options.samples;
-  if (!(Number.isInteger(total) && total >= 2)) throw new NetmomentsError(`the number of Monte Carlo samples must be an integer >= 2, got ${total}`, { code: 'BAD_USAGE' });
+  if (!(Number.isInteger(total) && total >= 2))
+    throw new NetmomentsError(`the number of Monte Carlo samples must be an integer >= 2, got ${total}`, { code: 'BAD_USAGE' });
   const la = options.linalg ?? jsLinearAlgebra;
   const bs = options.batchSize ?? 1000;
   const rng = new Rng(options.seed);
   const acc = new MomentAccumulator(d);
-  for (let done = 0; done < total; ) {
+  for (let done = 0; done < total;) {
     const b = Math.min(bs, total - done);
     const eps = new Float64Array(b * r);
     rng.fillNormal(eps);

@@ -77,7 +77,8 @@ export async function foolingRate(
   indices: number[],
   options: FoolingOptions,
 ): Promise<FoolingResult> {
-  if (!(Number.isFinite(options.sigma) && options.sigma >= 0)) throw new NetmomentsError(`--sigma must be a number >= 0, got ${options.sigma}`, { code: 'BAD_USAGE' });
+  if (!(Number.isFinite(options.sigma) && options.sigma >= 0))
+    throw new NetmomentsError(`--sigma must be a number >= 0, got ${options.sigma}`, { code: 'BAD_USAGE' });
   const analyzer = await Analyzer.create(model, {
     relu: options.relu,
     output: options.output,
@@ -124,7 +125,7 @@ export async function foolingRate(
         const rng = new Rng(seedFor(options.seed ?? 0, idx));
         const acc = new MomentAccumulator(d);
         let away = 0;
-        for (let done = 0; done < mc; ) {
+        for (let done = 0; done < mc;) {
           const b = Math.min(1000, mc - done);
           const xs = new Float32Array(b * n);
           sampler.sample(rng, xs, b);

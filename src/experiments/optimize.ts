@@ -46,7 +46,14 @@ function clean(g: Float64Array): Float64Array {
 }
 
 /** Minimize f over the box lo <= x <= hi from x0 (projected first). */
-export async function spgMinimize(fg: ValueAndGradient, fOnly: ValueOnly, x0: Float64Array, lo: Float64Array, hi: Float64Array, options: SpgOptions): Promise<SpgResult> {
+export async function spgMinimize(
+  fg: ValueAndGradient,
+  fOnly: ValueOnly,
+  x0: Float64Array,
+  lo: Float64Array,
+  hi: Float64Array,
+  options: SpgOptions,
+): Promise<SpgResult> {
   const n = x0.length;
   const M = options.memory ?? 10;
   const tol = options.tol ?? 1e-8;
@@ -114,7 +121,8 @@ export async function spgMinimize(fg: ValueAndGradient, fOnly: ValueOnly, x0: Fl
     const next = await fg(xn);
     evaluations++;
     const gn = clean(next.g);
-    let sts = 0, sty = 0;
+    let sts = 0,
+      sty = 0;
     for (let i = 0; i < n; i++) {
       const s = xn[i] - x[i];
       sts += s * s;

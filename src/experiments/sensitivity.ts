@@ -90,8 +90,15 @@ export async function sensitivityMaps(
   const stride = options.stride;
   if (!(Number.isInteger(w) && w >= 1)) throw new NetmomentsError(`--window-size must be a whole number >= 1, got ${w}`, { code: 'BAD_USAGE' });
   if (!(Number.isInteger(stride) && stride >= 1)) throw new NetmomentsError(`--stride must be a whole number >= 1, got ${stride}`, { code: 'BAD_USAGE' });
-  if (!(Number.isFinite(options.sigma) && options.sigma > 0)) throw new NetmomentsError(`--sigma must be a number > 0, got ${options.sigma}`, { code: 'BAD_USAGE' });
-  const lin = await Linearizer.create(model, { relu: options.relu, output: options.output, threads: options.threads, onWarning: options.onWarning, flips: false });
+  if (!(Number.isFinite(options.sigma) && options.sigma > 0))
+    throw new NetmomentsError(`--sigma must be a number > 0, got ${options.sigma}`, { code: 'BAD_USAGE' });
+  const lin = await Linearizer.create(model, {
+    relu: options.relu,
+    output: options.output,
+    threads: options.threads,
+    onWarning: options.onWarning,
+    flips: false,
+  });
   try {
     const shape = lin.input.shape;
     const layout = options.layout ?? 'auto';
@@ -102,9 +109,10 @@ export async function sensitivityMaps(
       throw new NetmomentsError(`a ${w}x${w} window does not fit in the input ${describeGeometry(shape, geometry)}`, { file: model.file, code: 'BAD_USAGE' });
     }
     const windows: Int32Array[] = [];
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
-      windows.push(windowIndices(shape, { row: r * stride, col: c * stride, height: w, width: w }, model.file, layout));
-    }
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < cols; c++) {
+        windows.push(windowIndices(shape, { row: r * stride, col: c * stride, height: w, width: w }, model.file, layout));
+      }
     const d = lin.d;
     const skip = options.skipBelow ?? 1e-4;
     const images: SensitivityImage[] = [];
@@ -185,9 +193,10 @@ export function classAverages(result: SensitivityResult, classes: number): Class
       o.flipProbability[t] += im.flipProbability[t];
     }
   }
-  for (const o of out) for (let t = 0; t < P; t++) {
-    o.foolingMean[t] = o.images > 0 ? o.foolingMean[t] / o.images : Number.NaN;
-    o.flipProbability[t] = o.images > 0 ? o.flipProbability[t] / o.images : Number.NaN;
-  }
+  for (const o of out)
+    for (let t = 0; t < P; t++) {
+      o.foolingMean[t] = o.images > 0 ? o.foolingMean[t] / o.images : Number.NaN;
+      o.flipProbability[t] = o.images > 0 ? o.flipProbability[t] / o.images : Number.NaN;
+    }
   return out;
 }

@@ -86,12 +86,22 @@ export interface TightnessCommon {
 /** Summaries of a list of runs: the per-output table and the three fits. */
 export function summarizeRuns(runs: TightnessRun[], d: number): { table: TightnessRow[]; fit: TightnessStudy['fit'] } {
   const table: TightnessRow[] = [];
-  const ax: number[] = [], ay: number[] = [], vx: number[] = [], vy: number[] = [], px: number[] = [];
+  const ax: number[] = [],
+    ay: number[] = [],
+    vx: number[] = [],
+    vy: number[] = [],
+    px: number[] = [];
   for (let i = 0; i < d; i++) {
-    const mr: number[] = [], vr: number[] = [], pr: number[] = [], me: number[] = [];
+    const mr: number[] = [],
+      vr: number[] = [],
+      pr: number[] = [],
+      me: number[] = [];
     for (const r of runs) {
-      const am = r.analytic.mean[i], av = r.analytic.variance[i], ap = r.analytic.variancePaper[i];
-      const mm = r.mc.mean[i], mv = r.mc.variance[i];
+      const am = r.analytic.mean[i],
+        av = r.analytic.variance[i],
+        ap = r.analytic.variancePaper[i];
+      const mm = r.mc.mean[i],
+        mv = r.mc.variance[i];
       mr.push(mm / am);
       vr.push(mv / av);
       pr.push(mv / ap);
@@ -132,7 +142,8 @@ export async function tightnessOnData(
   const indices = options.indices ?? Array.from({ length: runs }, (_, k) => k);
   if (indices.length !== runs) throw new Error('tightnessOnData: indices and runs differ');
   for (const i of indices) {
-    if (!(Number.isInteger(i) && i >= 0 && i < data.size)) throw new NetmomentsError(`input ${i} is out of range: the data holds ${data.size} inputs`, { code: 'BAD_USAGE' });
+    if (!(Number.isInteger(i) && i >= 0 && i < data.size))
+      throw new NetmomentsError(`input ${i} is out of range: the data holds ${data.size} inputs`, { code: 'BAD_USAGE' });
   }
   const analyzer = await Analyzer.create(model, {
     relu: options.relu,
@@ -236,7 +247,9 @@ export async function tightnessSynthetic(
     throw new NetmomentsError(`the maximum variance must be a number > 0, got ${options.maxVariance}`, { code: 'BAD_USAGE' });
   }
   const own = !options.linearizer;
-  const lin = options.linearizer ?? (await Linearizer.create(model, { relu: options.relu, output: options.output, threads: options.threads, onWarning: options.onWarning }));
+  const lin =
+    options.linearizer ??
+    (await Linearizer.create(model, { relu: options.relu, output: options.output, threads: options.threads, onWarning: options.onWarning }));
   try {
     const { n, p, d } = lin;
     const meanSd = options.meanSd ?? 0;
@@ -324,8 +337,14 @@ export function tightnessPlots(s: TightnessStudy): Record<string, string> {
       x: s.runDetails.map((r) => pick(r).x[i]),
       y: s.runDetails.map((r) => pick(r).y[i]),
     }));
-  const where = s.mode === 'synthetic' ? `max variance ${s.noise.maxVariance}${s.noise.inputMeanSd ? `, input mean sd ${s.noise.inputMeanSd}` : ', zero input'}` : s.noise.sigma !== undefined ? `sigma ${s.noise.sigma}` : `noise ${s.noise.file}`;
-  const sub = (f: { slope: number; r2: number }) => `${s.runs} runs, ${s.mc} MC samples, ReLU ${s.split.index}, ${where}; slope ${sig(f.slope, 4)}, R^2 ${sig(f.r2, 3)}`;
+  const where =
+    s.mode === 'synthetic'
+      ? `max variance ${s.noise.maxVariance}${s.noise.inputMeanSd ? `, input mean sd ${s.noise.inputMeanSd}` : ', zero input'}`
+      : s.noise.sigma !== undefined
+        ? `sigma ${s.noise.sigma}`
+        : `noise ${s.noise.file}`;
+  const sub = (f: { slope: number; r2: number }) =>
+    `${s.runs} runs, ${s.mc} MC samples, ReLU ${s.split.index}, ${where}; slope ${sig(f.slope, 4)}, R^2 ${sig(f.r2, 3)}`;
   files[`${s.name}-mean.svg`] = scatterSvg({
     title: `${s.name}: mean`,
     subtitle: sub(s.fit.mean),

@@ -158,7 +158,9 @@ export interface Bank {
 
 /** sha256 of float32 inputs as little-endian bytes (the platform's byte order is little endian on every Node target). */
 export function sha256Float32(data: Float32Array): string {
-  return createHash('sha256').update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)).digest('hex');
+  return createHash('sha256')
+    .update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
+    .digest('hex');
 }
 
 /** Index of the nearest centre (squared Euclidean distance; ties go to the lower index) and the distance. */
@@ -207,7 +209,13 @@ export interface ClusterResult {
 }
 
 /** k-means of `count` inputs (count x n) with ml-kmeans (k-means++ initialization, seeded). */
-export function clusterInputs(data: Float32Array, count: number, n: number, k: number, options: { seed?: number; maxIterations?: number; point?: BankPoint } = {}): ClusterResult {
+export function clusterInputs(
+  data: Float32Array,
+  count: number,
+  n: number,
+  k: number,
+  options: { seed?: number; maxIterations?: number; point?: BankPoint } = {},
+): ClusterResult {
   if (!(Number.isInteger(k) && k >= 1)) throw new NetmomentsError(`the number of centres must be a whole number >= 1, got ${k}`, { code: 'BAD_USAGE' });
   if (k > count) throw new NetmomentsError(`k = ${k} centres need at least ${k} inputs to cluster, the data holds ${count}`, { code: 'BAD_USAGE' });
   const rows: number[][] = [];
@@ -251,7 +259,8 @@ export async function linearizeCentre(linearizer: Linearizer, point: Float32Arra
   const f32 = (a: Float64Array, what: string) => {
     const out = Float32Array.from(a);
     for (let i = 0; i < out.length; i++) {
-      if (!Number.isFinite(out[i])) throw new NetmomentsError(`the linearization at centre ${index} has a non-finite ${what} (element ${i})`, { file: linearizer.model.file });
+      if (!Number.isFinite(out[i]))
+        throw new NetmomentsError(`the linearization at centre ${index} has a non-finite ${what} (element ${i})`, { file: linearizer.model.file });
     }
     return out;
   };
@@ -305,7 +314,12 @@ export class MemoryBank implements Bank {
    * Cluster `data` (count x n, model units) and linearize at every centre. `version` goes in the
    * manifest. Refuses a bank larger than `maxBytes` (default half the available memory).
    */
-  static async build(linearizer: Linearizer, data: Float32Array, count: number, options: BuildBankOptions & { version: string; maxBytes?: number }): Promise<MemoryBank> {
+  static async build(
+    linearizer: Linearizer,
+    data: Float32Array,
+    count: number,
+    options: BuildBankOptions & { version: string; maxBytes?: number },
+  ): Promise<MemoryBank> {
     const est = estimateBank({ n: linearizer.n, p: linearizer.p, d: linearizer.d, skip: linearizer.skip.length > 0 }, options.k);
     const limit = options.maxBytes ?? Math.floor(availableMemory() * 0.5);
     if (est.total > limit) {
@@ -325,7 +339,8 @@ export class MemoryBank implements Bank {
     // the id: what a saved bank of the same build would hold (the centres' bytes and the k-means run)
     const h = createHash('sha256').update(JSON.stringify({ ...manifest, model: { sha256: manifest.model.sha256 }, files: {} }));
     h.update(new Uint8Array(cl.centroids.buffer, cl.centroids.byteOffset, cl.centroids.byteLength));
-    for (const c of centres) for (const a of [c.point, c.A, c.zb, c.B, c.gb, ...(c.D ? [c.D] : [])]) h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    for (const c of centres)
+      for (const a of [c.point, c.A, c.zb, c.B, c.gb, ...(c.D ? [c.D] : [])]) h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
     return new MemoryBank(manifest, cl.centroids, centres, `memory:${h.digest('hex')}`);
   }
 }
@@ -360,7 +375,11 @@ export function checkBankFits(sizes: BankSizes, k: number, dir: string, maxBytes
 }
 
 export async function writeBank(
-  linearizer: Linearizer, data: Float32Array, count: number, dir: string, options: BuildBankOptions & { version: string; maxBytes?: number },
+  linearizer: Linearizer,
+  data: Float32Array,
+  count: number,
+  dir: string,
+  options: BuildBankOptions & { version: string; maxBytes?: number },
 ): Promise<{ manifest: BankManifest; estimate: BankEstimate; bytes: number }> {
   const est = checkBankFits({ n: linearizer.n, p: linearizer.p, d: linearizer.d, skip: linearizer.skip.length > 0 }, options.k, dir, options.maxBytes);
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new NetmomentsError('exists and is not a folder', { file: dir, code: 'BAD_USAGE' });
@@ -472,10 +491,16 @@ export function readBankManifest(path: string): { dir: string; manifest: BankMan
 export function checkBankAgainst(manifest: BankManifest, dir: string, e: BankExpectations): void {
   const file = join(dir, BANK_MANIFEST);
   if (manifest.model.sha256 !== e.modelSha256) {
-    fail(file, `the bank was built for a different model (sha256 ${manifest.model.sha256.slice(0, 12)}..., ${e.modelFile} has ${e.modelSha256.slice(0, 12)}...); build a bank for this model`);
+    fail(
+      file,
+      `the bank was built for a different model (sha256 ${manifest.model.sha256.slice(0, 12)}..., ${e.modelFile} has ${e.modelSha256.slice(0, 12)}...); build a bank for this model`,
+    );
   }
   if (e.relu !== undefined && manifest.split.index !== e.relu) {
-    fail(file, `the bank is split at ReLU ${manifest.split.index} ('${manifest.split.node}'), this run at ReLU ${e.relu}; drop --relu or build a bank at that ReLU`);
+    fail(
+      file,
+      `the bank is split at ReLU ${manifest.split.index} ('${manifest.split.node}'), this run at ReLU ${e.relu}; drop --relu or build a bank at that ReLU`,
+    );
   }
   if (e.output !== undefined && manifest.output.name !== e.output) {
     fail(file, `the bank's output is '${manifest.output.name}', this run's is '${e.output}'`);

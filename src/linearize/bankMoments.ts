@@ -53,7 +53,15 @@ export function useCentreGram(p: number, r: number, maxBytes = 256 * 1024 * 1024
  * (means only: s from the rows of A F).
  */
 export async function centreGram(
-  la: LinearAlgebra, AF: Float64Array, DF: Float64Array | undefined, B: Float64Array, zb: Float64Array, gb: Float64Array, p: number, d: number, r: number,
+  la: LinearAlgebra,
+  AF: Float64Array,
+  DF: Float64Array | undefined,
+  B: Float64Array,
+  zb: Float64Array,
+  gb: Float64Array,
+  p: number,
+  d: number,
+  r: number,
   gram = true,
 ): Promise<CentreGram> {
   const s = new Float64Array(p);
@@ -107,7 +115,12 @@ export interface InputMoments {
  * `variance: false` gives the mean only.
  */
 export async function inputMoments(
-  la: LinearAlgebra, g: CentreGram, Adelta: Float64Array, Ddelta: Float64Array | undefined, variance: boolean, decidedTail = 1e-17,
+  la: LinearAlgebra,
+  g: CentreGram,
+  Adelta: Float64Array,
+  Ddelta: Float64Array | undefined,
+  variance: boolean,
+  decidedTail = 1e-17,
 ): Promise<InputMoments> {
   const { p, d, S, s, B } = g;
   const er = new Float64Array(p);

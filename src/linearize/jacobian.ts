@@ -181,9 +181,7 @@ export class JacobianEngine {
         } else {
           fallback = { opType: '(tangent model)', reason: e instanceof Error ? e.message : String(e) };
         }
-        options.onWarning?.(
-          `${fallback.reason}; computing Jacobians by central finite differences instead (slower, step-dependent near kinks)`,
-        );
+        options.onWarning?.(`${fallback.reason}; computing Jacobians by central finite differences instead (slower, step-dependent near kinks)`);
       }
     }
     return JacobianEngine.createFd(graph, varying, outputs, options, fallback);
@@ -221,7 +219,15 @@ export class JacobianEngine {
     g.valueInfo.clear();
     g.prune();
     const session = await ModelSession.create(g.toBytes(), { threads: options.threads, provider: options.provider });
-    const engine = new JacobianEngine(session, { mode: 'fd', fallback, primalInputs, varying, outputs: [], defaultChunk: 1, fd: { batched, step: options.fdStep } });
+    const engine = new JacobianEngine(session, {
+      mode: 'fd',
+      fallback,
+      primalInputs,
+      varying,
+      outputs: [],
+      defaultChunk: 1,
+      fd: { batched, step: options.fdStep },
+    });
     const dims = await engine.forwardDims();
     const outSlots = slots(outputs.map((o) => ({ name: o, dims: dims[o] })));
     const perDirection = 2 * 4 * (total(primalInputs) + total(outSlots)) * 4;

@@ -195,7 +195,10 @@ export class Linearizer {
     }
     const inp = dataInputs[0];
     if (inp.elemType !== DataType.FLOAT) {
-      throw new NetmomentsError(`the model input '${inp.name}' is ${dataTypeName(inp.elemType)}, not float32; netmoments analyses float32 models`, { file, code: 'UNSUPPORTED' });
+      throw new NetmomentsError(`the model input '${inp.name}' is ${dataTypeName(inp.elemType)}, not float32; netmoments analyses float32 models`, {
+        file,
+        code: 'UNSUPPORTED',
+      });
     }
     const quantized = quantization(graph);
     if (quantized) {
@@ -306,7 +309,8 @@ export class Linearizer {
       const feed: HostTensor = { type: 'float32', data: xs.subarray(start * this.n, (start + m) * this.n), dims: [m, ...this.input.shape] };
       const r = await this.parts.forward.run({ [this.input.name]: feed }, [this.output.name]);
       const t = r[this.output.name].data as Float32Array;
-      if (t.length !== m * this.d) throw new NetmomentsError(`the model returned ${t.length} values for ${m} inputs, expected ${m * this.d}`, { file: this.model.file });
+      if (t.length !== m * this.d)
+        throw new NetmomentsError(`the model returned ${t.length} values for ${m} inputs, expected ${m * this.d}`, { file: this.model.file });
       for (let i = 0; i < m * this.d; i++) out[start * this.d + i] = t[i];
     };
     if (count > 1 && this.parts.forwardBatched.value) {
@@ -495,7 +499,13 @@ export class Linearizer {
     const tf = this.parts.topFlips;
     if (tf) {
       const baseTop = await tf.jvp(topPoint, new Float64Array(0), 0);
-      topStats = this.parts.topFlipSpecs.map((f) => newStats(f, baseTop.outputValue, tf.outputs.find((o) => o.name === f.tensor)!));
+      topStats = this.parts.topFlipSpecs.map((f) =>
+        newStats(
+          f,
+          baseTop.outputValue,
+          tf.outputs.find((o) => o.name === f.tensor)!,
+        ),
+      );
       const ch = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (4 * Math.max(tf.outputSize, K)))));
       for (let k0 = 0; k0 < kTotal; k0 += ch) {
         const m = Math.min(ch, kTotal - k0);
@@ -541,9 +551,23 @@ export class Linearizer {
 
 /** Ops of quantized models (their derivative is zero almost everywhere; no Jacobian means anything). */
 const QUANTIZATION_OPS = new Set([
-  'QuantizeLinear', 'DequantizeLinear', 'DynamicQuantizeLinear', 'QLinearConv', 'QLinearMatMul', 'MatMulInteger', 'ConvInteger',
-  'QLinearAdd', 'QLinearMul', 'QLinearAveragePool', 'QLinearGlobalAveragePool', 'QLinearLeakyRelu', 'QLinearSigmoid', 'QLinearConcat',
-  'DynamicQuantizeMatMul', 'MatMulIntegerToFloat', 'QGemm',
+  'QuantizeLinear',
+  'DequantizeLinear',
+  'DynamicQuantizeLinear',
+  'QLinearConv',
+  'QLinearMatMul',
+  'MatMulInteger',
+  'ConvInteger',
+  'QLinearAdd',
+  'QLinearMul',
+  'QLinearAveragePool',
+  'QLinearGlobalAveragePool',
+  'QLinearLeakyRelu',
+  'QLinearSigmoid',
+  'QLinearConcat',
+  'DynamicQuantizeMatMul',
+  'MatMulIntegerToFloat',
+  'QGemm',
 ]);
 
 /** The first quantization node and the integer type it works in (from its zero point; ONNX's default is uint8). */

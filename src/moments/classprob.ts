@@ -76,10 +76,11 @@ export function pivotedCholesky(cov: Float64Array, d: number, relTol = 1e-12): {
   for (let k = 0; k < d; k++) {
     let best = -1;
     let bestVal = -Infinity;
-    for (let i = 0; i < d; i++) if (!used[i] && diag[i] > bestVal) {
-      bestVal = diag[i];
-      best = i;
-    }
+    for (let i = 0; i < d; i++)
+      if (!used[i] && diag[i] > bestVal) {
+        bestVal = diag[i];
+        best = i;
+      }
     if (best < 0 || bestVal <= tol) {
       for (let i = 0; i < d; i++) {
         if (!used[i] && diag[i] < -1e-6 * Math.max(maxDiag, 1e-300)) {
@@ -114,10 +115,11 @@ export function firstPrimes(k: number): Int32Array {
   let c = 0;
   for (let x = 2; c < k; x++) {
     let prime = true;
-    for (let t = 0; t < c && out[t] * out[t] <= x; t++) if (x % out[t] === 0) {
-      prime = false;
-      break;
-    }
+    for (let t = 0; t < c && out[t] * out[t] <= x; t++)
+      if (x % out[t] === 0) {
+        prime = false;
+        break;
+      }
     if (prime) out[c++] = x;
   }
   return out;
@@ -187,10 +189,11 @@ export function cantelliMarginBound(mean: Float64Array, cov: Float64Array, d: nu
 function argmax(y: Float64Array, o: number, d: number): number {
   let best = 0;
   let bv = y[o];
-  for (let j = 1; j < d; j++) if (y[o + j] > bv) {
-    bv = y[o + j];
-    best = j;
-  }
+  for (let j = 1; j < d; j++)
+    if (y[o + j] > bv) {
+      bv = y[o + j];
+      best = j;
+    }
   return best;
 }
 

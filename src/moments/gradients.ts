@@ -51,7 +51,10 @@ export function differenceWeights(d: number, j: number, i: number): Float64Array
 
 /** Gradient of w^T E[g] with respect to mu and the noise (see the file comment). */
 export async function meanGradient(
-  net: ShallowNetwork, noise: Noise, weights: Float64Array, options: { linalg?: LinearAlgebra; decidedTail?: number } = {},
+  net: ShallowNetwork,
+  noise: Noise,
+  weights: Float64Array,
+  options: { linalg?: LinearAlgebra; decidedTail?: number } = {},
 ): Promise<MeanGradient> {
   const [n, p, d] = validateNetwork(net);
   validateNoise(noise, n);
@@ -140,7 +143,12 @@ export async function meanGradient(
     case 'lowrank': {
       // s_v = |A_v F| is not differentiable in F where it is 0: such units contribute 0 here.
       const AF = await la.gemm(net.A.data, p, n, noise.factor, n, noise.rank); // p x r
-      const GAF = scaleRows(AF, p, noise.rank, gamma.map((g) => (Number.isFinite(g) ? 2 * g : 0)));
+      const GAF = scaleRows(
+        AF,
+        p,
+        noise.rank,
+        gamma.map((g) => (Number.isFinite(g) ? 2 * g : 0)),
+      );
       out.dFactor = await la.gemm(net.A.data, p, n, GAF, p, noise.rank, { transA: true });
       break;
     }
@@ -165,4 +173,3 @@ export async function networkMeanOnly(net: ShallowNetwork, noise: Noise, options
   const { units } = await unitStatistics(options.linalg ?? jsLinearAlgebra, net, noise);
   return networkMean(net, units);
 }
-

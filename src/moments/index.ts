@@ -59,10 +59,4 @@ export {
   monteCarloMoments64,
 } from './montecarlo.js';
 export { type MeanGradient, differenceWeights, meanGradient, networkMeanOnly } from './gradients.js';
-export {
-  type ClassProbabilities,
-  type ClassProbabilityOptions,
-  cantelliMarginBound,
-  classProbabilities,
-  pivotedCholesky,
-} from './classprob.js';
+export { type ClassProbabilities, type ClassProbabilityOptions, cantelliMarginBound, classProbabilities, pivotedCholesky } from './classprob.js';

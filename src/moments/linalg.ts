@@ -23,9 +23,7 @@ export interface LinearAlgebra {
 }
 
 /** Shape of op(a) op(b): [rows, inner, cols]; throws on inconsistent arguments (a programming error). */
-export function gemmShape(
-  a: Matrix, aRows: number, aCols: number, b: Matrix, bRows: number, bCols: number, opts: GemmOptions = {},
-): [number, number, number] {
+export function gemmShape(a: Matrix, aRows: number, aCols: number, b: Matrix, bRows: number, bCols: number, opts: GemmOptions = {}): [number, number, number] {
   if (a.length !== aRows * aCols) throw new Error(`gemm: a has ${a.length} elements, expected ${aRows}x${aCols}`);
   if (b.length !== bRows * bCols) throw new Error(`gemm: b has ${b.length} elements, expected ${bRows}x${bCols}`);
   const m = opts.transA ? aCols : aRows;
@@ -59,9 +57,7 @@ export function transpose(a: Matrix, rows: number, cols: number): Float64Array {
  * i-k-j loop blocked over k (128) and j (512) so a panel of B stays in cache, with four rows of C
  * updated per pass over a row of B.
  */
-export function gemmSync(
-  a: Matrix, aRows: number, aCols: number, b: Matrix, bRows: number, bCols: number, opts: GemmOptions = {},
-): Float64Array {
+export function gemmSync(a: Matrix, aRows: number, aCols: number, b: Matrix, bRows: number, bCols: number, opts: GemmOptions = {}): Float64Array {
   const [m, k, n] = gemmShape(a, aRows, aCols, b, bRows, bCols, opts);
   const A = opts.transA ? transpose(a, aRows, aCols) : a; // m x k
   const B = opts.transB ? transpose(b, bRows, bCols) : b; // k x n

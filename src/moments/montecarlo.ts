@@ -109,7 +109,9 @@ export function covarianceFactor(cov: Float64Array, n: number, relTol = 1e-9, wh
   let largest = 0;
   for (let i = 0; i < cov.length; i++) largest = Math.max(largest, Math.abs(cov[i]));
   if (!(largest <= 1e150)) {
-    throw new NetmomentsError(`${what} holds ${Number.isNaN(largest) ? 'NaN' : largest.toPrecision(3)}, ${Number.isFinite(largest) ? 'too large to factor in float64' : 'a non-finite value'}`);
+    throw new NetmomentsError(
+      `${what} holds ${Number.isNaN(largest) ? 'NaN' : largest.toPrecision(3)}, ${Number.isFinite(largest) ? 'too large to factor in float64' : 'a non-finite value'}`,
+    );
   }
   const rows: number[][] = [];
   for (let i = 0; i < n; i++) {
@@ -298,9 +300,13 @@ export class MomentAccumulator {
       const dl = b.mean[i] - this.mean[i];
       delta[i] = dl;
       const dl2 = dl * dl;
-      const M2a = this.M2[i], M3a = this.M3[i];
-      this.M4[i] += b.M4[i] + (dl2 * dl2 * na * nb * (na * na - na * nb + nb * nb)) / (N * N * N) +
-        (6 * dl2 * (na * na * b.M2[i] + nb * nb * M2a)) / (N * N) + (4 * dl * (na * b.M3[i] - nb * M3a)) / N;
+      const M2a = this.M2[i],
+        M3a = this.M3[i];
+      this.M4[i] +=
+        b.M4[i] +
+        (dl2 * dl2 * na * nb * (na * na - na * nb + nb * nb)) / (N * N * N) +
+        (6 * dl2 * (na * na * b.M2[i] + nb * nb * M2a)) / (N * N) +
+        (4 * dl * (na * b.M3[i] - nb * M3a)) / N;
       this.M3[i] += b.M3[i] + (dl2 * dl * na * nb * (na - nb)) / (N * N) + (3 * dl * (na * b.M2[i] - nb * M2a)) / N;
       this.M2[i] += b.M2[i] + (dl2 * na * nb) / N;
       this.mean[i] += (dl * nb) / N;
@@ -365,18 +371,23 @@ export type BatchFunction = (x: Float32Array, batch: number) => Promise<Float64A
 export type BatchFunction64 = (x: Float64Array, batch: number) => Promise<Float64Array | Float32Array>;
 
 async function run(
-  fn: (x: Float64Array | Float32Array, batch: number) => Promise<Float64Array | Float32Array>, f32: boolean, d: number, mu: Float64Array,
-  noise: Noise, options: MonteCarloOptions,
+  fn: (x: Float64Array | Float32Array, batch: number) => Promise<Float64Array | Float32Array>,
+  f32: boolean,
+  d: number,
+  mu: Float64Array,
+  noise: Noise,
+  options: MonteCarloOptions,
 ): Promise<MonteCarloResult> {
   const total = options.samples;
-  if (!(Number.isInteger(total) && total >= 2)) throw new NetmomentsError(`the number of Monte Carlo samples must be an integer >= 2, got ${total}`, { code: 'BAD_USAGE' });
+  if (!(Number.isInteger(total) && total >= 2))
+    throw new NetmomentsError(`the number of Monte Carlo samples must be an integer >= 2, got ${total}`, { code: 'BAD_USAGE' });
   const bs = options.batchSize ?? 1024;
   if (!(Number.isInteger(bs) && bs >= 1)) throw new NetmomentsError(`the Monte Carlo batch size must be a positive integer, got ${bs}`, { code: 'BAD_USAGE' });
   const sampler = new GaussianSampler(mu, noise, { psdTolerance: options.psdTolerance });
   const rng = new Rng(options.seed ?? 1);
   const acc = new MomentAccumulator(d, options.covariance ?? false);
   const n = mu.length;
-  for (let done = 0; done < total; ) {
+  for (let done = 0; done < total;) {
     const b = Math.min(bs, total - done);
     const x = f32 ? new Float32Array(b * n) : new Float64Array(b * n);
     sampler.sample(rng, x, b);

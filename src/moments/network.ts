@@ -191,17 +191,21 @@ export function validateNoise(noise: Noise, n: number): void {
       for (let i = 0; i < n; i++) scale = Math.max(scale, Math.abs(noise.cov[i * n + i]));
       const tol = 1e-9 * scale;
       for (let i = 0; i < n; i++) {
-        if (noise.cov[i * n + i] < 0) throw new NetmomentsError(`the noise covariance is not positive semi-definite: diagonal element ${i} is ${noise.cov[i * n + i]}`);
+        if (noise.cov[i * n + i] < 0)
+          throw new NetmomentsError(`the noise covariance is not positive semi-definite: diagonal element ${i} is ${noise.cov[i * n + i]}`);
         for (let j = i + 1; j < n; j++) {
           if (Math.abs(noise.cov[i * n + j] - noise.cov[j * n + i]) > tol) {
-            throw new NetmomentsError(`the noise covariance is not symmetric: (${i},${j}) is ${noise.cov[i * n + j]} but (${j},${i}) is ${noise.cov[j * n + i]}`);
+            throw new NetmomentsError(
+              `the noise covariance is not symmetric: (${i},${j}) is ${noise.cov[i * n + j]} but (${j},${i}) is ${noise.cov[j * n + i]}`,
+            );
           }
         }
       }
       return;
     }
     case 'lowrank':
-      if (!(Number.isInteger(noise.rank) && noise.rank >= 0)) throw new NetmomentsError(`the noise factor rank must be a non-negative integer, got ${noise.rank}`);
+      if (!(Number.isInteger(noise.rank) && noise.rank >= 0))
+        throw new NetmomentsError(`the noise factor rank must be a non-negative integer, got ${noise.rank}`);
       if (noise.factor.length !== n * noise.rank) {
         throw new NetmomentsError(`the noise factor has ${noise.factor.length} values, ${n}x${noise.rank} expected`);
       }
@@ -297,7 +301,16 @@ const INV_TWO_PI = 1 / (2 * Math.PI);
  * exact: C_uv = s_u s_v c(a_u, a_v; rho) (relu.ts: quadrature for |rho| < 0.925, closed form else);
  * paper: C_uv = s_u s_v c0(rho).
  */
-export function pairPanel(panel: Float64Array, rows: number, width: number, r0: number, s: Float64Array, a: Float64Array, diag: Float64Array, paper: boolean): void {
+export function pairPanel(
+  panel: Float64Array,
+  rows: number,
+  width: number,
+  r0: number,
+  s: Float64Array,
+  a: Float64Array,
+  diag: Float64Array,
+  paper: boolean,
+): void {
   pairPanelRows(panel, rows, width, r0, s, a, diag, paper, 0, rows);
 }
 
@@ -308,11 +321,23 @@ export function pairPanel(panel: Float64Array, rows: number, width: number, r0: 
  * owner neither reads nor writes.
  */
 export function pairPanelRows(
-  panel: Float64Array, rows: number, width: number, r0: number, s: Float64Array, a: Float64Array, diag: Float64Array, paper: boolean,
-  rowStart: number, rowEnd: number,
+  panel: Float64Array,
+  rows: number,
+  width: number,
+  r0: number,
+  s: Float64Array,
+  a: Float64Array,
+  diag: Float64Array,
+  paper: boolean,
+  rowStart: number,
+  rowEnd: number,
 ): void {
-  const T0 = HALF_T[0], T1 = HALF_T[1], T2 = HALF_T[2];
-  const W0 = HALF_W[0], W1 = HALF_W[1], W2 = HALF_W[2];
+  const T0 = HALF_T[0],
+    T1 = HALF_T[1],
+    T2 = HALF_T[2];
+  const W0 = HALF_W[0],
+    W1 = HALF_W[1],
+    W2 = HALF_W[2];
   // Per-unit values the closed form (|rho| >= 0.925) needs, on the side a <= 0 it is evaluated on.
   const Pn = new Float64Array(width); // Phi(-|a|)
   const Sn = new Float64Array(width); // psi(-|a|)
@@ -378,8 +403,7 @@ export function pairPanelRows(
             const phA = Ph[li];
             const phB = Ph[lj];
             const tb = (bp - rp * ap) / rr;
-            const e =
-              (ap * bp + rp) * Phi2(ap, bp, rp) + ap * phB * Phi((ap - rp * bp) / rr) + bp * phA * Phi(tb) + rr * phA * phi(tb);
+            const e = (ap * bp + rp) * Phi2(ap, bp, rp) + ap * phB * Phi((ap - rp * bp) / rr) + bp * phA * Phi(tb) + rr * phA * phi(tb);
             c = e - Sn[li] * Sn[lj] - rp * Pn[li] * Pn[lj];
           }
         }
@@ -396,8 +420,16 @@ export function pairPanelRows(
  * panel (see the file comment). F are the units' noise factors (S = F.L F.R^T), Bt = B_U^T (q x d).
  */
 export async function foldPairs(
-  la: LinearAlgebra, F: NoiseFactors, s: Float64Array, a: Float64Array, diag: Float64Array, Bt: Float64Array, d: number,
-  paper: boolean, panelElements: number, threads = 1,
+  la: LinearAlgebra,
+  F: NoiseFactors,
+  s: Float64Array,
+  a: Float64Array,
+  diag: Float64Array,
+  Bt: Float64Array,
+  d: number,
+  paper: boolean,
+  panelElements: number,
+  threads = 1,
 ): Promise<{ W: Float64Array; pairs: number; threads: number }> {
   const q = s.length;
   const W = new Float64Array(q * d);
@@ -609,7 +641,10 @@ export function validateNetwork(net: ShallowNetwork): [number, number, number] {
  * Returns the factors too (rows for all p units) for reuse by the pair terms.
  */
 export async function unitStatistics(
-  la: LinearAlgebra, net: ShallowNetwork, noise: Noise, decidedTail = 1e-17,
+  la: LinearAlgebra,
+  net: ShallowNetwork,
+  noise: Noise,
+  decidedTail = 1e-17,
 ): Promise<{ units: UnitStats; factors: NoiseFactors }> {
   const [n, p] = [net.A.cols, net.A.rows];
   const factors = await noiseFactors(la, noise, net.A.data, p, n);
@@ -618,7 +653,10 @@ export async function unitStatistics(
   const s = new Float64Array(p);
   const P = new Float64Array(p);
   const state = new Uint8Array(p);
-  let on = 0, off = 0, uncertain = 0, constant = 0;
+  let on = 0,
+    off = 0,
+    uncertain = 0,
+    constant = 0;
   for (let v = 0; v < p; v++) {
     const mv = net.m[v];
     const sv = s2[v] > 0 ? Math.sqrt(s2[v]) : 0;
@@ -739,4 +777,3 @@ export async function networkMoments(net: ShallowNetwork, noise: Noise, options:
   }
   return result;
 }
-

@@ -237,4 +237,3 @@ export function reluCovariance(mu: number, su: number, mv: number, sv: number, r
 export function clampRho(rho: number): number {
   return rho > 1 ? 1 : rho < -1 ? -1 : rho;
 }
-

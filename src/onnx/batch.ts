@@ -144,7 +144,9 @@ function fmt(dims: readonly number[] | undefined): string {
 }
 
 /** Every tensor name a node (or a node of a subgraph body, at any depth) reads. */
-function readNames(nodes: readonly { inputs?: string[] | null; input?: string[] | null; attributes?: GraphNode['attributes']; attribute?: GraphNode['attributes'] | null }[]): Set<string> {
+function readNames(
+  nodes: readonly { inputs?: string[] | null; input?: string[] | null; attributes?: GraphNode['attributes']; attribute?: GraphNode['attributes'] | null }[],
+): Set<string> {
   const read = new Set<string>();
   const walk = (ns: typeof nodes): void => {
     for (const n of ns) {
@@ -229,9 +231,7 @@ export function makeBatchDynamic(graph: Graph, options: BatchDynamicOptions = {}
   });
   dropUnread(g, oldShapes);
   g.outputs = g.outputs.map((o) =>
-    dep.has(o.name) && o.shape && o.shape.length > 0 && (o.shape[0] === 1 || o.shape[0] === null)
-      ? { ...o, shape: [symbol, ...o.shape.slice(1)] }
-      : o,
+    dep.has(o.name) && o.shape && o.shape.length > 0 && (o.shape[0] === 1 || o.shape[0] === null) ? { ...o, shape: [symbol, ...o.shape.slice(1)] } : o,
   );
   g.valueInfo = new Map();
   return g;

@@ -104,7 +104,7 @@ export class Graph {
     const sorted: GraphNode[] = [];
     while (remaining.length > 0) {
       const before = remaining.length;
-      for (let i = 0; i < remaining.length; ) {
+      for (let i = 0; i < remaining.length;) {
         const n = remaining[i];
         if (n.inputs.every((x) => available.has(x))) {
           sorted.push(n);

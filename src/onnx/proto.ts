@@ -40,9 +40,23 @@ export const DataType = {
 } as const;
 
 const DATA_TYPE_NAMES: Record<number, string> = {
-  0: 'undefined', 1: 'float32', 2: 'uint8', 3: 'int8', 4: 'uint16', 5: 'int16', 6: 'int32', 7: 'int64',
-  8: 'string', 9: 'bool', 10: 'float16', 11: 'float64', 12: 'uint32', 13: 'uint64', 14: 'complex64',
-  15: 'complex128', 16: 'bfloat16',
+  0: 'undefined',
+  1: 'float32',
+  2: 'uint8',
+  3: 'int8',
+  4: 'uint16',
+  5: 'int16',
+  6: 'int32',
+  7: 'int64',
+  8: 'string',
+  9: 'bool',
+  10: 'float16',
+  11: 'float64',
+  12: 'uint32',
+  13: 'uint64',
+  14: 'complex64',
+  15: 'complex128',
+  16: 'bfloat16',
 };
 
 const INT64_MAX_BIG = 9223372036854775807n;
@@ -68,9 +82,7 @@ export type AttributeValue = number | string | number[] | string[] | TensorProto
 export function makeAttribute(name: string, value: AttributeValue, asFloat = false): AttributeProto {
   const T = onnx.AttributeProto.AttributeType;
   if (typeof value === 'number') {
-    return asFloat || !Number.isInteger(value)
-      ? { name, type: T.FLOAT, f: value }
-      : { name, type: T.INT, i: value };
+    return asFloat || !Number.isInteger(value) ? { name, type: T.FLOAT, f: value } : { name, type: T.INT, i: value };
   }
   if (typeof value === 'string') return { name, type: T.STRING, s: new TextEncoder().encode(value) };
   if (Array.isArray(value)) {
@@ -78,9 +90,7 @@ export function makeAttribute(name: string, value: AttributeValue, asFloat = fal
       return { name, type: T.STRINGS, strings: (value as string[]).map((s) => new TextEncoder().encode(s)) };
     }
     const nums = value as number[];
-    return asFloat || nums.some((x) => !Number.isInteger(x))
-      ? { name, type: T.FLOATS, floats: nums }
-      : { name, type: T.INTS, ints: nums };
+    return asFloat || nums.some((x) => !Number.isInteger(x)) ? { name, type: T.FLOATS, floats: nums } : { name, type: T.INTS, ints: nums };
   }
   if ('node' in value || 'initializer' in value) return { name, type: T.GRAPH, g: value as GraphProto };
   return { name, type: T.TENSOR, t: value as TensorProto };
@@ -115,12 +125,7 @@ export function int64Of(v: number): bigint {
 }
 
 /** A dense initializer. float32/float64 go to raw_data (little endian), integers to int64_data/int32_data. */
-export function makeTensor(
-  name: string,
-  dataType: number,
-  dims: readonly number[],
-  data: ArrayLike<number> | BigInt64Array,
-): TensorProto {
+export function makeTensor(name: string, dataType: number, dims: readonly number[], data: ArrayLike<number> | BigInt64Array): TensorProto {
   const count = dims.reduce((a, b) => a * b, 1);
   if (data.length !== count) throw new Error(`makeTensor ${name}: ${data.length} values for dims [${dims}]`);
   const t: TensorProto = { name, dataType, dims: [...dims] };

@@ -51,10 +51,13 @@ export function elemTypeOfHost(type: string): number {
 export function hostTypeOf(elemType: number, what: string, file?: string): HostTensorType {
   const t = ELEM_TO_HOST[elemType];
   if (!t) {
-    throw new NetmomentsError(`${what} has element type ${dataTypeName(elemType)}, which netmoments does not feed (float32, float64, int64, int32, uint8, bool)`, {
-      code: 'UNSUPPORTED',
-      file,
-    });
+    throw new NetmomentsError(
+      `${what} has element type ${dataTypeName(elemType)}, which netmoments does not feed (float32, float64, int64, int32, uint8, bool)`,
+      {
+        code: 'UNSUPPORTED',
+        file,
+      },
+    );
   }
   return t;
 }
@@ -101,7 +104,14 @@ export function zeroFeeds(graph: Graph, batch = 1, file?: string): Record<string
   for (const v of graph.dataInputs) {
     const dims = concreteInputDims(v, batch, file);
     const type = hostTypeOf(v.elemType, `input '${v.name}'`, file);
-    feeds[v.name] = { type, dims, data: zeros(type, dims.reduce((a, b) => a * b, 1)) };
+    feeds[v.name] = {
+      type,
+      dims,
+      data: zeros(
+        type,
+        dims.reduce((a, b) => a * b, 1),
+      ),
+    };
   }
   return feeds;
 }
@@ -155,12 +165,7 @@ export async function runWithIntermediates(
  * name -> dims of every tensor (data inputs, intermediates, outputs) when the first data input is
  * `input` with dims `inputDims`; other data inputs get zeros at the same batch size.
  */
-export async function intermediateShapes(
-  graph: Graph,
-  input: Float32Array,
-  inputDims: number[],
-  options: RunOptions = {},
-): Promise<Map<string, number[]>> {
+export async function intermediateShapes(graph: Graph, input: Float32Array, inputDims: number[], options: RunOptions = {}): Promise<Map<string, number[]>> {
   const first = graph.dataInputs[0];
   const feeds = zeroFeeds(graph, inputDims[0] ?? 1, options.file);
   feeds[first.name] = { type: 'float32', data: input, dims: [...inputDims] };

@@ -149,14 +149,7 @@ function valueInfoFor(graph: Graph, name: string, info: ReadonlyMap<string, Tens
   throw new NetmomentsError(`the element type of tensor '${name}' is unknown; pass tensor info (shapes.ts tensorInfo) to splitModel`, { file });
 }
 
-function part(
-  graph: Graph,
-  nodes: GraphNode[],
-  inputs: ValueInfo[],
-  outputs: ValueInfo[],
-  role: 'bottom' | 'top',
-  relu: SplitPoint,
-): Graph {
+function part(graph: Graph, nodes: GraphNode[], inputs: ValueInfo[], outputs: ValueInfo[], role: 'bottom' | 'top', relu: SplitPoint): Graph {
   const g = graph.clone();
   g.name = `${graph.name}_${role}`;
   g.nodes = nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attributes: [...n.attributes] }));

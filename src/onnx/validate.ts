@@ -182,7 +182,12 @@ export function validateModelProto(model: ModelProto, file?: string): void {
       (inner, _depth, g) => {
         void inner;
         for (const t of g.initializer ?? []) {
-          if (t.dataLocation === 1) fail(`a subgraph of node ${quote(n.name || n.opType || '?')} holds external-data initializer ${quote(t.name ?? '')}, which netmoments does not resolve`, file, 'UNSUPPORTED');
+          if (t.dataLocation === 1)
+            fail(
+              `a subgraph of node ${quote(n.name || n.opType || '?')} holds external-data initializer ${quote(t.name ?? '')}, which netmoments does not resolve`,
+              file,
+              'UNSUPPORTED',
+            );
         }
       },
       file,

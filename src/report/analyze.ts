@@ -2,8 +2,21 @@
 import type { AnalyzeReport } from '../analyze.js';
 
 const CSV_COLUMNS = [
-  'input', 'output_index', 'mean', 'variance', 'variance_paper', 'sd', 'clean', 'predicted', 'clean_predicted',
-  'class_probability', 'flip_probability', 'margin_bound', 'mc_samples', 'mc_mean', 'mc_variance',
+  'input',
+  'output_index',
+  'mean',
+  'variance',
+  'variance_paper',
+  'sd',
+  'clean',
+  'predicted',
+  'clean_predicted',
+  'class_probability',
+  'flip_probability',
+  'margin_bound',
+  'mc_samples',
+  'mc_mean',
+  'mc_variance',
 ];
 
 function num(v: number | null | undefined): string {
@@ -17,9 +30,21 @@ export function analyzeCsv(report: AnalyzeReport): string {
     for (let i = 0; i < r.mean.length; i++) {
       lines.push(
         [
-          r.input, i, r.mean[i], num(r.variance?.[i]), num(r.variancePaper?.[i]), num(r.variance ? Math.sqrt(r.variance[i]) : null),
-          r.clean[i], r.predicted, r.cleanPredicted, num(r.classProbabilities?.[i]), num(r.flipProbability), num(r.marginBound),
-          r.mc ? r.mc.samples : '', num(r.mc?.mean[i]), num(r.mc?.variance[i]),
+          r.input,
+          i,
+          r.mean[i],
+          num(r.variance?.[i]),
+          num(r.variancePaper?.[i]),
+          num(r.variance ? Math.sqrt(r.variance[i]) : null),
+          r.clean[i],
+          r.predicted,
+          r.cleanPredicted,
+          num(r.classProbabilities?.[i]),
+          num(r.flipProbability),
+          num(r.marginBound),
+          r.mc ? r.mc.samples : '',
+          num(r.mc?.mean[i]),
+          num(r.mc?.variance[i]),
         ].join(','),
       );
     }
@@ -32,10 +57,7 @@ const f = (v: number, digits = 4) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 
 /** A short account for a person, on stderr. */
 export function analyzeSummary(report: AnalyzeReport, out?: string): string {
   const s = report.split;
-  const noise =
-    report.noise.kind === 'isotropic'
-      ? `isotropic sigma ${report.noise.sigma}`
-      : `${report.noise.kind} covariance from ${report.noise.file}`;
+  const noise = report.noise.kind === 'isotropic' ? `isotropic sigma ${report.noise.sigma}` : `${report.noise.kind} covariance from ${report.noise.file}`;
   const lines: string[] = [];
   lines.push(
     `analyzed ${report.results.length} input(s) of ${report.model}: split at ReLU ${s.index} ('${s.node}', p = ${s.width}), ` +
@@ -49,7 +71,10 @@ export function analyzeSummary(report: AnalyzeReport, out?: string): string {
       `  input ${r.input}: clean class ${r.cleanPredicted}, class of the mean ${r.predicted}, P(flip) ${flip}` +
         (r.marginBound !== null ? ` (Cantelli bound ${f(r.marginBound, 3)})` : ''),
     );
-    const order = r.mean.map((_, i) => i).sort((a, b) => r.mean[b] - r.mean[a]).slice(0, Math.min(3, r.mean.length));
+    const order = r.mean
+      .map((_, i) => i)
+      .sort((a, b) => r.mean[b] - r.mean[a])
+      .slice(0, Math.min(3, r.mean.length));
     for (const i of order) {
       const sd = r.variance ? ` sd ${f(Math.sqrt(r.variance[i]))}` : '';
       const sdp = r.variancePaper ? ` (paper sd ${f(Math.sqrt(r.variancePaper[i]))})` : '';

@@ -339,7 +339,10 @@ async function computeChunk(ctx: Context, ci: number, onInput?: (doneInChunk: nu
   for (let k = 0; k < m * d; k++) {
     if (!Number.isFinite(cleanOut[k])) {
       const t = Math.floor(k / d);
-      throw new NetmomentsError(`${inputName(t)}: the model's output ${k - t * d} is ${cleanOut[k]} (the model overflows float32 here: its weights or the input are out of range)`, { file });
+      throw new NetmomentsError(
+        `${inputName(t)}: the model's output ${k - t * d} is ${cleanOut[k]} (the model overflows float32 here: its weights or the input are out of range)`,
+        { file },
+      );
     }
   }
   const mus: Float64Array[] = [];
@@ -477,7 +480,12 @@ async function computeChunk(ctx: Context, ci: number, onInput?: (doneInChunk: nu
         analyzer.fullNoise(),
         { samples: o.mc!, batchSize: 1000, seed: seedFor(o.seed ?? 0, i) },
       );
-      rec.mc = { samples: res.samples, mean: finite(res.mean, 'Monte Carlo mean', i, file), var: finite(res.variance, 'Monte Carlo variance', i, file), flip: flips / res.samples };
+      rec.mc = {
+        samples: res.samples,
+        mean: finite(res.mean, 'Monte Carlo mean', i, file),
+        var: finite(res.variance, 'Monte Carlo variance', i, file),
+        flip: flips / res.samples,
+      };
     }
     records.push(rec);
   }
@@ -574,7 +582,8 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
   const mc = o.mc ?? 0;
   if (!(Number.isInteger(mc) && mc >= 0) || mc === 1) throw new NetmomentsError(`--mc must be 0 or a whole number >= 2, got ${mc}`, { code: 'BAD_USAGE' });
   const mcInputs = o.mcInputs ?? 10;
-  if (!(Number.isInteger(mcInputs) && mcInputs >= 1)) throw new NetmomentsError(`--mc-inputs must be a whole number >= 1, got ${mcInputs}`, { code: 'BAD_USAGE' });
+  if (!(Number.isInteger(mcInputs) && mcInputs >= 1))
+    throw new NetmomentsError(`--mc-inputs must be a whole number >= 1, got ${mcInputs}`, { code: 'BAD_USAGE' });
   const probabilitySamples = o.probabilitySamples ?? 8192;
   const chunk = o.chunk ?? (o.linearize.kind === 'input' ? 16 : 1024);
   if (!(Number.isInteger(chunk) && chunk >= 1)) throw new NetmomentsError(`--chunk must be a whole number >= 1, got ${chunk}`, { code: 'BAD_USAGE' });
@@ -595,7 +604,15 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
     if (relu === undefined) relu = manifest.split.index;
     if (output === undefined) output = manifest.output.name;
   }
-  const analyzer = await Analyzer.create(model, { ...o, relu, output, variance: variance === 'none' ? 'none' : 'exact', flips: false, mc: 0, probabilitySamples });
+  const analyzer = await Analyzer.create(model, {
+    ...o,
+    relu,
+    output,
+    variance: variance === 'none' ? 'none' : 'exact',
+    flips: false,
+    mc: 0,
+    probabilitySamples,
+  });
   try {
     const linearizer = analyzer.linearizer;
     const { n, p, d } = linearizer;
@@ -605,7 +622,8 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
       const i1 = Math.min(count, i0 + 1024);
       const xs = dataset.getBatch(Array.from({ length: i1 - i0 }, (_, t) => i0 + t));
       for (let k = 0; k < xs.length; k++) {
-        if (!Number.isFinite(xs[k])) throw new NetmomentsError(`input ${i0 + Math.floor(k / n)} holds a non-finite value at element ${k % n}`, { file: o.dataFile });
+        if (!Number.isFinite(xs[k]))
+          throw new NetmomentsError(`input ${i0 + Math.floor(k / n)} holds a non-finite value at element ${k % n}`, { file: o.dataFile });
       }
       hash.update(new Uint8Array(xs.buffer, xs.byteOffset, xs.byteLength));
     }
@@ -614,13 +632,18 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
     if (labels) {
       if (labels.length !== count) throw new NetmomentsError(`${labels.length} labels for ${count} inputs`, { file: o.labelsFile ?? o.dataFile });
       for (let i = 0; i < count; i++) {
-        if (labels[i] >= d) throw new NetmomentsError(`label ${labels[i]} of input ${i} is not one of the ${d} output classes`, { file: o.labelsFile ?? o.dataFile });
+        if (labels[i] >= d)
+          throw new NetmomentsError(`label ${labels[i]} of input ${i} is not one of the ${d} output classes`, { file: o.labelsFile ?? o.dataFile });
       }
     }
     if (o.linearize.kind === 'kmeans') {
       // refuse a K that cannot be clustered or whose bank would not fit, before any other work
       const k = o.linearize.k;
-      if (k > count) throw new NetmomentsError(`--linearize kmeans:${k} needs at least ${k} inputs to cluster, the data holds ${count}`, { file: o.dataFile, code: 'BAD_USAGE' });
+      if (k > count)
+        throw new NetmomentsError(`--linearize kmeans:${k} needs at least ${k} inputs to cluster, the data holds ${count}`, {
+          file: o.dataFile,
+          code: 'BAD_USAGE',
+        });
       const est = estimateBank({ n, p, d, skip: linearizer.skip.length > 0 }, k);
       const limit = o.maxBankBytes ?? (o.maxMemory !== undefined ? memoryLimit(o.maxMemory).bytes : Math.floor(availableMemory() * 0.5));
       if (est.total > limit) {
@@ -634,7 +657,13 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
     let bank: Bank | undefined;
     let bankHeader: ReportHeader['linearization'] = { mode: 'input', k: null, bank: null, bankId: null, point: null, seed: null };
     if (o.linearize.kind === 'bank') {
-      bank = DiskBank.open(o.linearize.path, { modelSha256: model.sha256, modelFile: model.file, relu: linearizer.split.index, output: linearizer.output.name, inputSize: n });
+      bank = DiskBank.open(o.linearize.path, {
+        modelSha256: model.sha256,
+        modelFile: model.file,
+        relu: linearizer.split.index,
+        output: linearizer.output.name,
+        inputSize: n,
+      });
       bankHeader = { mode: 'bank', k: bank.k, bank: o.linearize.path, bankId: bank.id, point: bank.manifest.point, seed: bank.manifest.kmeans.seed };
     } else if (o.linearize.kind === 'kmeans') {
       const seed = o.kmeans?.seed ?? 0;
@@ -680,7 +709,10 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
     const mine = shardChunks(chunks, o.shard);
     if (o.shard) {
       header.shard = { index: o.shard.index, count: o.shard.count, chunks: mine };
-      if (mine.length === 0) warn(`shard ${o.shard.index}/${o.shard.count} has no inputs: ${count} inputs make ${chunks} chunk(s) of ${chunk}; lower --chunk to spread them over ${o.shard.count} shards`);
+      if (mine.length === 0)
+        warn(
+          `shard ${o.shard.index}/${o.shard.count} has no inputs: ${count} inputs make ${chunks} chunk(s) of ${chunk}; lower --chunk to spread them over ${o.shard.count} shards`,
+        );
     }
 
     // checkpoint
@@ -689,7 +721,8 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
     let freshCheckpoint = false;
     const madeOutDir = o.outDir !== undefined && !existsSync(o.outDir);
     if (o.outDir) {
-      if (existsSync(o.outDir) && !statSync(o.outDir).isDirectory()) throw new NetmomentsError('exists and is not a folder', { file: o.outDir, code: 'BAD_USAGE' });
+      if (existsSync(o.outDir) && !statSync(o.outDir).isDirectory())
+        throw new NetmomentsError('exists and is not a folder', { file: o.outDir, code: 'BAD_USAGE' });
       ckDir = join(o.outDir, CHECKPOINT_DIR);
       const statePath = join(ckDir, 'state.json');
       const state: CheckpointState = { schema: CHECKPOINT_SCHEMA, fingerprint: header.run.fingerprint, shard: o.shard ?? null, chunk, chunks };
@@ -701,7 +734,8 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
         } catch {
           old = undefined;
         }
-        const same = old && old.schema === CHECKPOINT_SCHEMA && old.fingerprint === state.fingerprint && JSON.stringify(old.shard) === JSON.stringify(state.shard);
+        const same =
+          old && old.schema === CHECKPOINT_SCHEMA && old.fingerprint === state.fingerprint && JSON.stringify(old.shard) === JSON.stringify(state.shard);
         if (o.resume) {
           if (!same) {
             throw new NetmomentsError(
@@ -768,7 +802,13 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
         bank,
         cache: bank
           ? new CentreCache(
-              bank, analyzer.directions.F, analyzer.directions.r, n, p, d, la,
+              bank,
+              analyzer.directions.F,
+              analyzer.directions.r,
+              n,
+              p,
+              d,
+              la,
               Math.max(64 << 20, Math.floor(Math.min(2 ** 31, availableMemory() * 0.25))),
               variance === 'none' ? 'mean' : useCentreGram(p, analyzer.directions.r) ? 'gram' : 'engine',
               sparseDirections(analyzer),
@@ -846,13 +886,16 @@ function readShard(dir: string): { summary: ReportSummary; records: SampleRecord
   if (summary.schema !== REPORT_SCHEMA) throw new NetmomentsError(`has schema ${JSON.stringify(summary.schema)}, expected "${REPORT_SCHEMA}"`, { file: sp });
   if (!summary.shard) throw new NetmomentsError('is the report of a whole run, not of a shard (run report with --shard I/N to make shards)', { file: sp });
   if (existsSync(join(dir, CHECKPOINT_DIR))) {
-    throw new NetmomentsError('this shard has a checkpoint newer than its outputs (a later run was interrupted); finish it with --resume before merging', { file: dir });
+    throw new NetmomentsError('this shard has a checkpoint newer than its outputs (a later run was interrupted); finish it with --resume before merging', {
+      file: dir,
+    });
   }
   const rp = join(dir, 'records.ndjson');
   if (!existsSync(rp)) throw new NetmomentsError('no records.ndjson: the shard is incomplete', { file: dir });
   const text = readFileSync(rp, 'utf8');
   const csv = existsSync(join(dir, 'samples.csv')) ? readFileSync(join(dir, 'samples.csv'), 'utf8') : '';
-  if (sha(csv) !== summary.files?.['samples.csv']?.sha256) throw new NetmomentsError('samples.csv does not match summary.json: the shard is damaged or half-written; run it again', { file: dir });
+  if (sha(csv) !== summary.files?.['samples.csv']?.sha256)
+    throw new NetmomentsError('samples.csv does not match summary.json: the shard is damaged or half-written; run it again', { file: dir });
   const records: SampleRecord[] = [];
   text.split('\n').forEach((line, k) => {
     if (line.length === 0) return;
@@ -875,15 +918,20 @@ export function mergeReports(dirs: string[]): { files: Record<string, string>; s
   const seen = new Map<number, string>();
   for (const s of shards) {
     if (s.summary.run.fingerprint !== first.summary.run.fingerprint) {
-      throw new NetmomentsError(`is a shard of another run than ${first.dir} (fingerprint ${s.summary.run.fingerprint.slice(0, 12)}... vs ${first.summary.run.fingerprint.slice(0, 12)}...): model, data or options differ`, { file: s.dir });
+      throw new NetmomentsError(
+        `is a shard of another run than ${first.dir} (fingerprint ${s.summary.run.fingerprint.slice(0, 12)}... vs ${first.summary.run.fingerprint.slice(0, 12)}...): model, data or options differ`,
+        { file: s.dir },
+      );
     }
-    if (s.summary.shard!.count !== N) throw new NetmomentsError(`is shard ${s.summary.shard!.index}/${s.summary.shard!.count}, ${first.dir} is one of ${N}`, { file: s.dir });
+    if (s.summary.shard!.count !== N)
+      throw new NetmomentsError(`is shard ${s.summary.shard!.index}/${s.summary.shard!.count}, ${first.dir} is one of ${N}`, { file: s.dir });
     const prev = seen.get(s.summary.shard!.index);
     if (prev !== undefined) throw new NetmomentsError(`is shard ${s.summary.shard!.index}/${N}, and so is ${prev}`, { file: s.dir });
     seen.set(s.summary.shard!.index, s.dir);
   }
   const missing = Array.from({ length: N }, (_, i) => i).filter((i) => !seen.has(i));
-  if (missing.length > 0) throw new NetmomentsError(`shard(s) ${missing.map((i) => `${i}/${N}`).join(', ')} missing: give all ${N} shard folders`, { code: 'BAD_USAGE' });
+  if (missing.length > 0)
+    throw new NetmomentsError(`shard(s) ${missing.map((i) => `${i}/${N}`).join(', ')} missing: give all ${N} shard folders`, { code: 'BAD_USAGE' });
   const records = shards.flatMap((s) => s.records).sort((a, b) => a.i - b.i);
   const count = first.summary.data.count;
   if (records.length !== count || records.some((r, k) => r.i !== k)) {

@@ -110,7 +110,8 @@ export function gateMarkdown(s: ReportSummary, checks: GateCheck[]): string {
   L.push('| check | measured | threshold | result |');
   L.push('|---|---:|---:|---|');
   for (const c of checks) L.push(`| ${c.name} | ${pct(c.value)} | ${pct(c.threshold)} | ${c.passed ? 'pass' : '**fail**'} |`);
-  if (s.accuracy) L.push('', `Clean accuracy ${pct(s.accuracy.clean, 2)}; ${s.inputsLikelyToFlip ?? 0} input(s) more likely than not to change class under the noise.`);
+  if (s.accuracy)
+    L.push('', `Clean accuracy ${pct(s.accuracy.clean, 2)}; ${s.inputsLikelyToFlip ?? 0} input(s) more likely than not to change class under the noise.`);
   L.push('');
   return `${L.join('\n')}\n`;
 }

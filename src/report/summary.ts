@@ -254,9 +254,7 @@ export function buildSummary(h: ReportHeader, records: SampleRecord[], csv: stri
     accuracy,
     flipRate,
     inputsLikelyToFlip: withProbs ? records.filter((r) => r.flip! > 0.5).length : null,
-    margin: records.length
-      ? { mean: sum(records.map((r) => r.margin)) / records.length, min: Math.min(...records.map((r) => r.margin)) }
-      : { mean: 0, min: 0 },
+    margin: records.length ? { mean: sum(records.map((r) => r.margin)) / records.length, min: Math.min(...records.map((r) => r.margin)) } : { mean: 0, min: 0 },
     classesBy: byLabel ? 'label' : 'cleanPrediction',
     perClass,
     confusion,
@@ -322,7 +320,10 @@ export function summaryMarkdown(s: ReportSummary, records: SampleRecord[]): stri
   if (s.confusion && s.output.size <= 20) {
     const d = s.output.size;
     L.push('', `## Confusion under noise`, '');
-    L.push(`Expected counts from the class probabilities; rows: ${s.confusion.rows === 'label' ? 'label' : 'clean prediction'}, columns: class under noise.`, '');
+    L.push(
+      `Expected counts from the class probabilities; rows: ${s.confusion.rows === 'label' ? 'label' : 'clean prediction'}, columns: class under noise.`,
+      '',
+    );
     L.push(`| | ${Array.from({ length: d }, (_, j) => j).join(' | ')} |`);
     L.push(`|---:|${'---:|'.repeat(d)}`);
     s.confusion.matrix.forEach((row, i) => {
@@ -334,12 +335,23 @@ export function summaryMarkdown(s: ReportSummary, records: SampleRecord[]): stri
     const t = s.tightness;
     L.push('', '## Tightness (Monte Carlo through the real model)', '');
     L.push(`${t.inputs} inputs spread over the data, ${t.samples} samples each:`, '');
-    L.push(`- mean error, largest over logits, in Monte Carlo standard deviations: median ${fmt(t.meanErrorSd.median, 3)}, largest ${fmt(t.meanErrorSd.max, 3)}`);
-    if (t.varianceRatio) L.push(`- variance, Monte Carlo / analytic (median over logits): median ${fmt(t.varianceRatio.median, 3)}, range ${fmt(t.varianceRatio.min, 3)} to ${fmt(t.varianceRatio.max, 3)}`);
-    if (t.flip) L.push(`- flip probability: analytic ${pct(t.flip.analytic, 3)} against Monte Carlo ${pct(t.flip.monteCarlo, 3)} (largest difference ${pct(t.flip.maxAbsDifference, 2)})`);
+    L.push(
+      `- mean error, largest over logits, in Monte Carlo standard deviations: median ${fmt(t.meanErrorSd.median, 3)}, largest ${fmt(t.meanErrorSd.max, 3)}`,
+    );
+    if (t.varianceRatio)
+      L.push(
+        `- variance, Monte Carlo / analytic (median over logits): median ${fmt(t.varianceRatio.median, 3)}, range ${fmt(t.varianceRatio.min, 3)} to ${fmt(t.varianceRatio.max, 3)}`,
+      );
+    if (t.flip)
+      L.push(
+        `- flip probability: analytic ${pct(t.flip.analytic, 3)} against Monte Carlo ${pct(t.flip.monteCarlo, 3)} (largest difference ${pct(t.flip.maxAbsDifference, 2)})`,
+      );
   }
   if (records.some((r) => r.flip !== null)) {
-    const worst = records.filter((r) => r.flip !== null).sort((a, b) => b.flip! - a.flip! || a.i - b.i).slice(0, 10);
+    const worst = records
+      .filter((r) => r.flip !== null)
+      .sort((a, b) => b.flip! - a.flip! || a.i - b.i)
+      .slice(0, 10);
     L.push('', '## Least robust inputs', '');
     L.push('| input | label | clean class | class of the mean | P(flip) | expected margin |');
     L.push('|---:|---:|---:|---:|---:|---:|');

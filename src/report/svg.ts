@@ -72,16 +72,20 @@ export function scatterSvg(o: ScatterOptions): string {
       else subLines.push(part);
     }
   }
-  const left = 78, right = 20, top = 44 + 16 * subLines.length + (subLines.length ? 2 : 0), bottom = 58;
+  const left = 78,
+    right = 20,
+    top = 44 + 16 * subLines.length + (subLines.length ? 2 : 0),
+    bottom = 58;
   const pw = W - left - right;
   const ph = H - top - bottom;
   const xs: number[] = [];
   const ys: number[] = [];
   for (const s of o.series) {
-    for (let i = 0; i < s.x.length; i++) if (Number.isFinite(s.x[i]) && Number.isFinite(s.y[i])) {
-      xs.push(s.x[i]);
-      ys.push(s.y[i]);
-    }
+    for (let i = 0; i < s.x.length; i++)
+      if (Number.isFinite(s.x[i]) && Number.isFinite(s.y[i])) {
+        xs.push(s.x[i]);
+        ys.push(s.y[i]);
+      }
   }
   const all = [...xs, ...ys];
   const positive = all.length > 0 && all.every((v) => v > 0);
@@ -111,12 +115,12 @@ export function scatterSvg(o: ScatterOptions): string {
   const X = (v: number) => left + ((tf(v) - lo) / (hi - lo)) * pw;
   const Y = (v: number) => top + ph - ((tf(v) - lo) / (hi - lo)) * ph;
   const inv = (t: number) => (log ? 10 ** t : t);
-  const ticks = log
-    ? Array.from({ length: Math.floor(hi) - Math.ceil(lo) + 1 }, (_, i) => Math.ceil(lo) + i).map((e) => 10 ** e)
-    : niceTicks(lo, hi, 6);
+  const ticks = log ? Array.from({ length: Math.floor(hi) - Math.ceil(lo) + 1 }, (_, i) => Math.ceil(lo) + i).map((e) => 10 ** e) : niceTicks(lo, hi, 6);
 
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="12">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
+  );
   parts.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
   parts.push(`<text x="${W / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">${escapeXml(o.title)}</text>`);
   subLines.forEach((line, i) => parts.push(`<text x="${W / 2}" y="${40 + 16 * i}" text-anchor="middle" font-size="12" fill="#333">${escapeXml(line)}</text>`));
@@ -166,7 +170,9 @@ export function scatterSvg(o: ScatterOptions): string {
     const y = top + 14 + i * 16;
     const x = left + 10;
     if (i < (o.slope !== undefined ? 1 : 0) + (o.identity !== false ? 1 : 0)) {
-      parts.push(`<line x1="${x}" y1="${y - 4}" x2="${x + 18}" y2="${y - 4}" stroke="${e.color}" ${e.dash ? 'stroke-dasharray="5 4"' : 'stroke-width="1.5"'}/>`);
+      parts.push(
+        `<line x1="${x}" y1="${y - 4}" x2="${x + 18}" y2="${y - 4}" stroke="${e.color}" ${e.dash ? 'stroke-dasharray="5 4"' : 'stroke-width="1.5"'}/>`,
+      );
     } else parts.push(`<circle cx="${x + 9}" cy="${y - 4}" r="3.5" fill="${e.color}"/>`);
     parts.push(`<text x="${x + 24}" y="${y}">${escapeXml(e.label)}</text>`);
   });

@@ -84,10 +84,7 @@ export class ModelSession {
     } catch (e) {
       const msg = oneLine(e instanceof Error ? e.message : String(e));
       if (provider === 'cuda') {
-        throw new NetmomentsError(
-          `the CUDA execution provider is not available (${msg}); ${CUDA_HELP}`,
-          { code: 'UNSUPPORTED', file: options.file },
-        );
+        throw new NetmomentsError(`the CUDA execution provider is not available (${msg}); ${CUDA_HELP}`, { code: 'UNSUPPORTED', file: options.file });
       }
       throw new NetmomentsError(`onnxruntime cannot load the model: ${msg}`, { file: options.file });
     }

@@ -43,17 +43,7 @@
  *     var ~ U(0.5, 1.5), epsilon 1e-5.
  */
 import { graphFromModelProto, type Graph } from '../onnx/graph.js';
-import {
-  DataType,
-  encodeModel,
-  makeModel,
-  makeNode,
-  makeTensor,
-  makeValueInfo,
-  type ModelProto,
-  type NodeProto,
-  type TensorProto,
-} from '../onnx/proto.js';
+import { DataType, encodeModel, makeModel, makeNode, makeTensor, makeValueInfo, type ModelProto, type NodeProto, type TensorProto } from '../onnx/proto.js';
 import { Rng } from './rng.js';
 
 export const SYNTHETIC_OPSET = 13;
@@ -147,14 +137,7 @@ class Builder {
     return name;
   }
 
-  finish(
-    name: string,
-    seed: number,
-    description: string,
-    inputShape: number[],
-    outputTensor: string,
-    outputShape: number[],
-  ): SyntheticNet {
+  finish(name: string, seed: number, description: string, inputShape: number[], outputTensor: string, outputShape: number[]): SyntheticNet {
     // The graph output is named 'output': rename the last node's output.
     const last = this.nodes[this.nodes.length - 1];
     if (last.output?.[0] !== outputTensor) throw new Error(`synthetic ${name}: the output must be the last node's`);
@@ -293,10 +276,7 @@ export function batchNormAvgPoolNet(seed: number = DEFAULT_SEEDS.batchNormAvgPoo
 
 /** The six nets of the paper's tightness experiment (Fig. 2): fc-2..4 and conv-2..4. */
 export function paperNets(seedOffset = 0): SyntheticNet[] {
-  return [
-    ...[2, 3, 4].map((l) => fcNet(l, DEFAULT_SEEDS.fc(l) + seedOffset)),
-    ...[2, 3, 4].map((d) => convNet(d, DEFAULT_SEEDS.conv(d) + seedOffset)),
-  ];
+  return [...[2, 3, 4].map((l) => fcNet(l, DEFAULT_SEEDS.fc(l) + seedOffset)), ...[2, 3, 4].map((d) => convNet(d, DEFAULT_SEEDS.conv(d) + seedOffset))];
 }
 
 /** Every synthetic fixture, with its default seed, in the order they are written. */

@@ -71,7 +71,12 @@ function skipNetFile(n: number, p: number, d: number, seed: number): { file: str
       makeTensor('c1', DataType.FLOAT, [p], c1),
       makeTensor('B', DataType.FLOAT, [d, p], B),
       makeTensor('c2', DataType.FLOAT, [d], c2),
-      makeTensor('Dt', DataType.FLOAT, [n, d], Array.from({ length: n * d }, (_, k) => D[(k % d) * n + Math.floor(k / d)])),
+      makeTensor(
+        'Dt',
+        DataType.FLOAT,
+        [n, d],
+        Array.from({ length: n * d }, (_, k) => D[(k % d) * n + Math.floor(k / d)]),
+      ),
     ],
   };
   const dir = mkdtempSync(join(tmpdir(), 'nm-skip-'));
@@ -104,11 +109,12 @@ async function reference(net: TrueNet, mu: Float64Array, noise: Noise) {
 function randomCov(n: number, r: Rng, scale: number): Float64Array {
   const L = r.normals(n * n, scale / Math.sqrt(n));
   const C = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
-    let s = 0;
-    for (let k = 0; k < n; k++) s += L[i * n + k] * L[j * n + k];
-    C[i * n + j] = s;
-  }
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let k = 0; k < n; k++) s += L[i * n + k] * L[j * n + k];
+      C[i * n + j] = s;
+    }
   return C;
 }
 
@@ -150,11 +156,20 @@ async function checkNet(file: string, net: TrueNet, seed: number, mcCase: string
         expectClose(res.variancePaper!, ref.variancePaper!, varRef, `${c.name}/${at} paper variance`);
         const cov = res.moments.covariance!;
         for (let i = 0; i < net.d; i++) {
-          expectClose(cov.subarray(i * net.d, (i + 1) * net.d), ref.covariance!.subarray(i * net.d, (i + 1) * net.d), Array.from({ length: net.d }, (_, j) => Math.sqrt(varRef[i] * varRef[j])), `${c.name}/${at} covariance row ${i}`);
+          expectClose(
+            cov.subarray(i * net.d, (i + 1) * net.d),
+            ref.covariance!.subarray(i * net.d, (i + 1) * net.d),
+            Array.from({ length: net.d }, (_, j) => Math.sqrt(varRef[i] * varRef[j])),
+            `${c.name}/${at} covariance row ${i}`,
+          );
         }
         if (c.name === mcCase && at === 'mean') {
           // Monte Carlo through the real model, 10^6 samples: within 4 standard errors
-          const mc = await monteCarloMoments((xs, b) => analyzer.linearizer.evaluate(xs, b), net.d, mu, c.noise, { samples: 1_000_000, batchSize: 50_000, seed: 7 });
+          const mc = await monteCarloMoments((xs, b) => analyzer.linearizer.evaluate(xs, b), net.d, mu, c.noise, {
+            samples: 1_000_000,
+            batchSize: 50_000,
+            seed: 7,
+          });
           for (let i = 0; i < net.d; i++) {
             expect(Math.abs(res.mean[i] - mc.mean[i])).toBeLessThanOrEqual(4 * mc.meanStdErr[i] + 1e-6 * Math.abs(mc.mean[i]));
             expect(Math.abs(res.variance![i] - mc.variance[i])).toBeLessThanOrEqual(4 * mc.varianceStdErr[i] + 1e-5 * mc.variance[i]);

@@ -92,14 +92,23 @@ describe('analyze CLI', () => {
       file: (dir) => join(dir, 'cov.npy'),
       problem: /not positive semi-definite.*-2/,
     },
-    { name: 'unknown ReLU name', args: () => ['--input', 'fixtures/mnist/digit-0.npy', '--relu', 'no_such_relu'], file: () => LENET, problem: /no ReLU named 'no_such_relu'/ },
+    {
+      name: 'unknown ReLU name',
+      args: () => ['--input', 'fixtures/mnist/digit-0.npy', '--relu', 'no_such_relu'],
+      file: () => LENET,
+      problem: /no ReLU named 'no_such_relu'/,
+    },
     { name: 'CUDA provider not installed', args: () => ['--input', 'fixtures/mnist/digit-0.npy', '--provider', 'cuda'], file: () => LENET, problem: /CUDA/ },
   ];
   for (const c of cases) {
     it(`${c.name}: exit 2, one line naming the file, no output file`, () => {
       const dir = tmp();
       const out = join(dir, 'report.json');
-      const r = runCli(['analyze', LENET, ...c.args(dir), '--sigma', '8', '--out', out].filter((a, i, all) => !(a === '--sigma' && all.includes('--noise-cov')) && !(all.includes('--noise-cov') && a === '8' && all[i - 1] === '--sigma')));
+      const r = runCli(
+        ['analyze', LENET, ...c.args(dir), '--sigma', '8', '--out', out].filter(
+          (a, i, all) => !(a === '--sigma' && all.includes('--noise-cov')) && !(all.includes('--noise-cov') && a === '8' && all[i - 1] === '--sigma'),
+        ),
+      );
       expectBadInput(r, c.file(dir), c.problem);
       expect(existsSync(out)).toBe(false);
     });

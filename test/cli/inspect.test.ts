@@ -36,7 +36,15 @@ describe('netmoments inspect', () => {
     expect(j.relus).toHaveLength(2);
     for (const s of j.relus) expect(Object.keys(s)).toEqual(RELU_KEYS);
     expect(j.relus[0]).toEqual({
-      index: 0, node: 'relu1', tensor: 'r1', input: 'a', output: 'r1', shape: [2, 6, 6], width: 72, supported: true, unsupportedOps: [],
+      index: 0,
+      node: 'relu1',
+      tensor: 'r1',
+      input: 'a',
+      output: 'r1',
+      shape: [2, 6, 6],
+      width: 72,
+      supported: true,
+      unsupportedOps: [],
     });
   });
 
@@ -59,7 +67,7 @@ describe('netmoments inspect', () => {
     expect(j.ops.If).toBe(1);
   });
 
-  it.runIf(existsSync(LENET))('lists LeNet\'s 3 ReLUs with widths 11520, 3200, 500, all supported', () => {
+  it.runIf(existsSync(LENET))("lists LeNet's 3 ReLUs with widths 11520, 3200, 500, all supported", () => {
     const r = runCli(['inspect', 'fixtures/lenet.onnx', '--json']);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);

@@ -71,7 +71,9 @@ describe('layout rule', () => {
   it('covariances are n x n elements, vectors n', () => {
     expect(() => checkCovariance([784, 784], 784)).not.toThrow();
     expect(() => checkCovariance([784 * 784], 784)).not.toThrow();
-    expect(message(() => checkCovariance([784, 783], 784, 'cov.npy'))).toMatch(/^cov\.npy: a covariance must have n x n = 784 x 784 = 614656 elements .* holds 613872/);
+    expect(message(() => checkCovariance([784, 783], 784, 'cov.npy'))).toMatch(
+      /^cov\.npy: a covariance must have n x n = 784 x 784 = 614656 elements .* holds 613872/,
+    );
     expect(() => checkInputVector([1, 28, 28], 784, 'the noise mean')).not.toThrow();
     expect(message(() => checkInputVector([28, 27], 784, 'the noise mean', 'mu.npy'))).toMatch(
       /^mu\.npy: the noise mean holds 756 elements \(shape \[28, 27\]\); the model's input has 784 elements/,
@@ -140,13 +142,17 @@ describe('image layout rule', () => {
 
   it('windowIndices: the same pixels, all channels, in either layout', () => {
     const w = { row: 1, col: 2, height: 2, width: 3 };
-    const C = 3, H = 6, W = 5;
+    const C = 3,
+      H = 6,
+      W = 5;
     const chw = Array.from(windowIndices([C, H, W], w));
     const hwc = Array.from(windowIndices([H, W, C], w));
     expect(chw).toHaveLength(C * 2 * 3);
     // map every channels-last index to its channels-first twin: the same (channel, row, column) set
     const asChw = hwc.map((k) => {
-      const c = k % C, j = Math.floor(k / C) % W, i = Math.floor(k / (C * W));
+      const c = k % C,
+        j = Math.floor(k / C) % W,
+        i = Math.floor(k / (C * W));
       return (c * H + i) * W + j;
     });
     expect(asChw.sort((a, b) => a - b)).toEqual(chw);

@@ -34,9 +34,7 @@ describe('netmoments bank', () => {
     expect(m.k).toBe(2);
     expect(m.kmeans.members.reduce((a: number, b: number) => a + b, 0)).toBe(12);
     const names = Object.keys(m.files).sort();
-    expect(names).toEqual(
-      ['centres.npy', ...[0, 1].flatMap((c) => ['A', 'B', 'gb', 'point', 'zb'].map((f) => `centre-000${c}/${f}.npy`))].sort(),
-    );
+    expect(names).toEqual(['centres.npy', ...[0, 1].flatMap((c) => ['A', 'B', 'gb', 'point', 'zb'].map((f) => `centre-000${c}/${f}.npy`))].sort());
     for (const name of names) {
       const bytes = readFileSync(join(bank, name));
       expect(createHash('sha256').update(bytes).digest('hex')).toBe(m.files[name].sha256);
@@ -64,7 +62,11 @@ describe('netmoments bank', () => {
   it('estimates the size first and refuses a K that does not fit (exit 2, the estimate in the message)', () => {
     const out = join(dir, 'big');
     const r = runCli(['bank', 'fixtures/lenet.onnx', '--data', data.data, '--k', '10', '--max-size', '4M', '--out-dir', out]);
-    expectBadInput(r, out, /a bank of k = 10 centres x 1\.5 MiB = 15 MiB \(A alone is p x n = 500 x 784 float32 per centre\) does not fit in --max-size 4\.0 MiB/);
+    expectBadInput(
+      r,
+      out,
+      /a bank of k = 10 centres x 1\.5 MiB = 15 MiB \(A alone is p x n = 500 x 784 float32 per centre\) does not fit in --max-size 4\.0 MiB/,
+    );
     expect(existsSync(out)).toBe(false);
     const few = runCli(['bank', 'fixtures/lenet.onnx', '--data', data.data, '--k', '13', '--out-dir', out]);
     expectBadInput(few, data.data, /--k 13 needs at least 13 inputs/);
@@ -73,11 +75,16 @@ describe('netmoments bank', () => {
   it('kmeans:K in a report refuses a bank over the memory limit before clustering', async () => {
     const model = loadModel('fixtures/lenet.onnx');
     const ds = openDataset(data.data, { inputShape: [1, 28, 28] });
-    const run = runReport(model, ds, { noise: { kind: 'isotropic', sigma: 8 }, linearize: { kind: 'kmeans', k: 4 }, dataFile: data.data, maxBankBytes: 2 << 20 });
+    const run = runReport(model, ds, {
+      noise: { kind: 'isotropic', sigma: 8 },
+      linearize: { kind: 'kmeans', k: 4 },
+      dataFile: data.data,
+      maxBankBytes: 2 << 20,
+    });
     await expect(run).rejects.toThrow(NetmomentsError);
-    await expect(runReport(model, ds, { noise: { kind: 'isotropic', sigma: 8 }, linearize: { kind: 'kmeans', k: 4 }, dataFile: data.data, maxBankBytes: 2 << 20 })).rejects.toThrow(
-      /a bank of k = 4 centres x 1\.5 MiB = 6\.\d MiB .* does not fit in the 2\.0 MiB of memory/,
-    );
+    await expect(
+      runReport(model, ds, { noise: { kind: 'isotropic', sigma: 8 }, linearize: { kind: 'kmeans', k: 4 }, dataFile: data.data, maxBankBytes: 2 << 20 }),
+    ).rejects.toThrow(/a bank of k = 4 centres x 1\.5 MiB = 6\.\d MiB .* does not fit in the 2\.0 MiB of memory/);
   });
 
   it('a damaged or mismatched bank is a one-line error naming the file', () => {

@@ -113,7 +113,8 @@ describe('report with a bank == the moments engine on the centre (residual net, 
           for (let i = 0; i < d; i++) {
             const scale = Math.sqrt(ref.variance ? ref.variance[i] : 1) + Math.abs(ref.mean[i]);
             expect(Math.abs(rec.mean[i] - ref.mean[i]), `input ${rec.i} output ${i} mean`).toBeLessThan(1e-9 * scale);
-            if (variance === 'exact') expect(Math.abs(rec.var![i] - ref.variance![i]), `input ${rec.i} output ${i} variance`).toBeLessThan(1e-9 * ref.variance![i]);
+            if (variance === 'exact')
+              expect(Math.abs(rec.var![i] - ref.variance![i]), `input ${rec.i} output ${i} variance`).toBeLessThan(1e-9 * ref.variance![i]);
           }
           if (variance === 'exact') {
             expect(rec.uncertain).toBe(ref.units.uncertain);

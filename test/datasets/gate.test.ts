@@ -20,7 +20,20 @@ let accuracy: number;
 
 beforeAll(() => {
   expect(runCli(['bank', 'fixtures/lenet.onnx', '--data', data.data, '--k', '2', '--out-dir', bank]).code).toBe(0);
-  const r = runCli(['report', 'fixtures/lenet.onnx', '--data', data.data, '--labels', data.labels, '--sigma', '8', '--linearize', `bank:${bank}`, '--out-dir', join(dir, 'report')]);
+  const r = runCli([
+    'report',
+    'fixtures/lenet.onnx',
+    '--data',
+    data.data,
+    '--labels',
+    data.labels,
+    '--sigma',
+    '8',
+    '--linearize',
+    `bank:${bank}`,
+    '--out-dir',
+    join(dir, 'report'),
+  ]);
   expect(r.code, r.stderr).toBe(0);
   const s = JSON.parse(readFileSync(join(dir, 'report', 'summary.json'), 'utf8'));
   flipRate = s.flipRate;
@@ -80,7 +93,22 @@ describe('netmoments gate', () => {
   it('bad input is exit 2 with one line and no JUnit file', () => {
     const junit = join(dir, 'bad.xml');
     expectBadInput(gate(['--max-flip-rate', '1.5', '--junit', junit]), '', /--max-flip-rate is a fraction in \[0, 1\]/);
-    const noLabels = runCli(['gate', 'fixtures/lenet.onnx', '--data', data.data, '--sigma', '8', '--linearize', `bank:${bank}`, '--max-flip-rate', '0.1', '--min-accuracy', '0.9', '--junit', junit]);
+    const noLabels = runCli([
+      'gate',
+      'fixtures/lenet.onnx',
+      '--data',
+      data.data,
+      '--sigma',
+      '8',
+      '--linearize',
+      `bank:${bank}`,
+      '--max-flip-rate',
+      '0.1',
+      '--min-accuracy',
+      '0.9',
+      '--junit',
+      junit,
+    ]);
     expectBadInput(noLabels, data.data, /--min-accuracy needs labels/);
     const missing = join(dir, 'nope.npy');
     expectBadInput(runCli(['gate', 'fixtures/lenet.onnx', '--data', missing, '--max-flip-rate', '0.1', '--junit', junit]), missing, /no such file/);

@@ -30,12 +30,21 @@ export function residualData(dir: string, count: number, seed = 1): { data: stri
   const data = join(dir, `res-${count}.npy`);
   const labels = join(dir, `res-${count}-labels.npy`);
   writeFileSync(data, encodeNpy(x, [count, 1, 8, 8]));
-  writeFileSync(labels, encodeNpy(BigInt64Array.from({ length: count }, (_, i) => BigInt(i % 3)), [count]));
+  writeFileSync(
+    labels,
+    encodeNpy(
+      BigInt64Array.from({ length: count }, (_, i) => BigInt(i % 3)),
+      [count],
+    ),
+  );
   return { data, labels };
 }
 
 /** Start the CLI in the background. */
-export function startCli(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> } {
+export function startCli(
+  args: string[],
+  env: Record<string, string> = {},
+): { child: ChildProcess; done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> } {
   const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));

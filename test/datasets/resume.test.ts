@@ -14,7 +14,19 @@ const FILES = ['samples.csv', 'summary.json', 'summary.md'];
 const dir = tmp('nm-resume-');
 const { data, labels } = residualData(dir, 60);
 const args = (out: string, sigma = '0.1') => [
-  'report', 'fixtures/residual.onnx', '--data', data, '--labels', labels, '--sigma', sigma, '--chunk', '3', '--per-logit', '--out-dir', out,
+  'report',
+  'fixtures/residual.onnx',
+  '--data',
+  data,
+  '--labels',
+  labels,
+  '--sigma',
+  sigma,
+  '--chunk',
+  '3',
+  '--per-logit',
+  '--out-dir',
+  out,
 ];
 const ckOf = (out: string) => join(out, '.netmoments-checkpoint');
 const chunksIn = (out: string) => (existsSync(ckOf(out)) ? readdirSync(ckOf(out)).filter((f) => /^chunk-\d+\.ndjson$/.test(f)).length : 0);

@@ -15,8 +15,26 @@ const lenet = digits(dir, 40);
 const bank = join(dir, 'bank');
 const read = (out: string) => Object.fromEntries(FILES.map((f) => [f, readFileSync(join(out, f), 'utf8')]));
 const reportArgs = (out: string, extra: string[] = []) => [
-  'report', 'fixtures/lenet.onnx', '--data', lenet.data, '--labels', lenet.labels, '--sigma', '8',
-  '--linearize', `bank:${bank}`, '--chunk', '8', '--per-logit', '--mc', '300', '--mc-inputs', '3', '--out-dir', out, ...extra,
+  'report',
+  'fixtures/lenet.onnx',
+  '--data',
+  lenet.data,
+  '--labels',
+  lenet.labels,
+  '--sigma',
+  '8',
+  '--linearize',
+  `bank:${bank}`,
+  '--chunk',
+  '8',
+  '--per-logit',
+  '--mc',
+  '300',
+  '--mc-inputs',
+  '3',
+  '--out-dir',
+  out,
+  ...extra,
 ];
 
 beforeAll(() => {
@@ -53,7 +71,19 @@ describe('report --shard and merge', () => {
   it('per-input linearization: 2 shards merged == unsharded', () => {
     const res = residualData(dir, 12, 5);
     const args = (out: string, extra: string[] = []) => [
-      'report', 'fixtures/residual.onnx', '--data', res.data, '--labels', res.labels, '--sigma', '0.1', '--chunk', '3', '--out-dir', out, ...extra,
+      'report',
+      'fixtures/residual.onnx',
+      '--data',
+      res.data,
+      '--labels',
+      res.labels,
+      '--sigma',
+      '0.1',
+      '--chunk',
+      '3',
+      '--out-dir',
+      out,
+      ...extra,
     ];
     expect(runCli(args(join(dir, 'res-whole'))).code).toBe(0);
     expect(runCli(args(join(dir, 'res-0'), ['--shard', '0/2'])).code).toBe(0);

@@ -22,7 +22,18 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'nm-attack-'));
 function randomSurrogate(n: number, p: number, d: number, seed: number, skip: boolean): PointSurrogate {
   const rng = new Rng(seed);
   const fill = (k: number, s = 1) => Float64Array.from({ length: k }, () => s * rng.normal());
-  return { n, p, d, point: new Float32Array(n), A: fill(p * n, 0.5), zb: fill(p, 0.3), B: fill(d * p), c2: fill(d), D: skip ? fill(d * n, 0.2) : undefined, gb: fill(d) };
+  return {
+    n,
+    p,
+    d,
+    point: new Float32Array(n),
+    A: fill(p * n, 0.5),
+    zb: fill(p, 0.3),
+    B: fill(d * p),
+    c2: fill(d),
+    D: skip ? fill(d * n, 0.2) : undefined,
+    gb: fill(d),
+  };
 }
 
 describe('attack: objective, optimizer, gradients', () => {
@@ -97,13 +108,19 @@ describe('attack: CLI on the LeNet', () => {
     const input = join(dir, 'eight.npy');
     writeFileSync(input, encodeNpy(batch, [pick.length, 1, 28, 28]));
     const out = join(dir, 'out');
-    const r = runCli(['attack', 'fixtures/lenet.onnx', '--input', input, '--target', '3', '--rounds', '4', '--iters', '25', '--verify', '200', '--out-dir', out, '-q'], { timeoutMs: 300_000 });
+    const r = runCli(
+      ['attack', 'fixtures/lenet.onnx', '--input', input, '--target', '3', '--rounds', '4', '--iters', '25', '--verify', '200', '--out-dir', out, '-q'],
+      { timeoutMs: 300_000 },
+    );
     expect(r.code, r.stderr).toBe(0);
     const rep = JSON.parse(readFileSync(join(out, 'attack.json'), 'utf8'));
     expect(rep.schema).toBe('netmoments.attack/1');
     expect(rep.mode).toBe('targeted');
     expect(rep.box.beta).toBe(30);
-    const reached = rep.results.filter((x: { cleanClass: number; verification: { rate: number; samples: number } }) => x.cleanClass !== 3 && x.verification.samples === 200 && x.verification.rate >= 0.5);
+    const reached = rep.results.filter(
+      (x: { cleanClass: number; verification: { rate: number; samples: number } }) =>
+        x.cleanClass !== 3 && x.verification.samples === 200 && x.verification.rate >= 0.5,
+    );
     expect(reached.length, JSON.stringify(rep.results.map((x: { verification: unknown }) => x.verification))).toBeGreaterThanOrEqual(5);
     for (const x of rep.results) {
       expect(x.sigma2).toBeGreaterThan(0);
@@ -118,7 +135,20 @@ describe('attack: CLI on the LeNet', () => {
 
   it('Eq. 4: the noise lives on alpha = 4% of the pixels inside the box, and lowers the true-class margin', () => {
     const out = tmp();
-    const r = runCli(['attack', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.npy', '--untargeted', '--iters', '60', '--verify', '200', '--out-dir', out, '-q']);
+    const r = runCli([
+      'attack',
+      'fixtures/lenet.onnx',
+      '--input',
+      'fixtures/mnist/digit-0.npy',
+      '--untargeted',
+      '--iters',
+      '60',
+      '--verify',
+      '200',
+      '--out-dir',
+      out,
+      '-q',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const x = JSON.parse(readFileSync(join(out, 'attack.json'), 'utf8')).results[0];
     expect(x.elements).toBe(31);
@@ -132,8 +162,25 @@ describe('attack: CLI on the LeNet', () => {
   it('universal: one mu for several digits lowers the average margin; mu.npy has the input shape', () => {
     const out = tmp();
     const r = runCli([
-      'attack', 'fixtures/lenet.onnx', '--universal', '--data', 'fixtures/mnist/digits-100.npy', '--labels', 'fixtures/mnist/labels-100.npy',
-      '--count', '4', '--beta', '60', '--iters', '15', '--verify', '20', '--valid-range', '--out-dir', out, '-q',
+      'attack',
+      'fixtures/lenet.onnx',
+      '--universal',
+      '--data',
+      'fixtures/mnist/digits-100.npy',
+      '--labels',
+      'fixtures/mnist/labels-100.npy',
+      '--count',
+      '4',
+      '--beta',
+      '60',
+      '--iters',
+      '15',
+      '--verify',
+      '20',
+      '--valid-range',
+      '--out-dir',
+      out,
+      '-q',
     ]);
     expect(r.code, r.stderr).toBe(0);
     const rep = JSON.parse(readFileSync(join(out, 'attack.json'), 'utf8'));
@@ -145,10 +192,11 @@ describe('attack: CLI on the LeNet', () => {
     // --valid-range: every x + mu stays within [-127.5, 127.5]
     const m = npyToFloat64(mu);
     const xs = npyToFloat32(readNpy('fixtures/mnist/digits-100.npy'));
-    for (let i = 0; i < 4; i++) for (let k = 0; k < 784; k++) {
-      const v = xs[i * 784 + k] + m[k];
-      expect(v >= -127.5 - 1e-3 && v <= 127.5 + 1e-3).toBe(true);
-    }
+    for (let i = 0; i < 4; i++)
+      for (let k = 0; k < 784; k++) {
+        const v = xs[i * 784 + k] + m[k];
+        expect(v >= -127.5 - 1e-3 && v <= 127.5 + 1e-3).toBe(true);
+      }
   });
 
   it('bad usage: no mode, a target out of range', () => {

@@ -24,7 +24,21 @@ describe('fooling', () => {
     writeFileSync(p, encodeNpy(new Float32Array(784), [1, 28, 28]));
     for (const sigma of ['0', '1e-3']) {
       const out = join(dir, `f${sigma}.json`);
-      const r = runCli(['fooling', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digits-100.npy', '--count', sigma === '0' ? '20' : '3', '--perturbation', p, '--sigma', sigma, '--out', out, '-q']);
+      const r = runCli([
+        'fooling',
+        'fixtures/lenet.onnx',
+        '--data',
+        'fixtures/mnist/digits-100.npy',
+        '--count',
+        sigma === '0' ? '20' : '3',
+        '--perturbation',
+        p,
+        '--sigma',
+        sigma,
+        '--out',
+        out,
+        '-q',
+      ]);
       expect(r.code, r.stderr).toBe(0);
       const rep = JSON.parse(readFileSync(out, 'utf8'));
       expect(rep.schema).toBe('netmoments.fooling/1');
@@ -41,9 +55,29 @@ describe('fooling', () => {
     // half of another digit (a "7", digits-100 index 4) added to every image
     const seven = npyToFloat32(readNpy('fixtures/mnist/digits-100.npy')).subarray(4 * 784, 5 * 784);
     const p = join(dir, 'seven.npy');
-    writeFileSync(p, encodeNpy(Float32Array.from(seven, (v) => 1.2 * (v + 127.5)), [784]));
+    writeFileSync(
+      p,
+      encodeNpy(
+        Float32Array.from(seven, (v) => 1.2 * (v + 127.5)),
+        [784],
+      ),
+    );
     const out = join(dir, 'f.json');
-    const r = runCli(['fooling', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digits-100.npy', '--count', '12', '--perturbation', p, '--sigma', '0', '--out', out, '-q']);
+    const r = runCli([
+      'fooling',
+      'fixtures/lenet.onnx',
+      '--data',
+      'fixtures/mnist/digits-100.npy',
+      '--count',
+      '12',
+      '--perturbation',
+      p,
+      '--sigma',
+      '0',
+      '--out',
+      out,
+      '-q',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const rep = JSON.parse(readFileSync(out, 'utf8'));
     expect(rep.realFoolingRate).toBeGreaterThan(0);
@@ -53,7 +87,21 @@ describe('fooling', () => {
     expect(rep.realFoolingRate).toBeCloseTo(rep.results.filter((x: { realFooled: boolean }) => x.realFooled).length / N, 12);
     for (let k = 1; k < rep.topK.length; k++) expect(rep.topK[k].accuracy).toBeLessThanOrEqual(rep.topK[k - 1].accuracy);
     const csvOut = join(dir, 'f.csv');
-    const c = runCli(['fooling', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digits-100.npy', '--count', '3', '--perturbation', p, '--format', 'csv', '--out', csvOut, '-q']);
+    const c = runCli([
+      'fooling',
+      'fixtures/lenet.onnx',
+      '--data',
+      'fixtures/mnist/digits-100.npy',
+      '--count',
+      '3',
+      '--perturbation',
+      p,
+      '--format',
+      'csv',
+      '--out',
+      csvOut,
+      '-q',
+    ]);
     expect(c.code, c.stderr).toBe(0);
     expect(readFileSync(csvOut, 'utf8').trim().split('\n')).toHaveLength(4);
   });

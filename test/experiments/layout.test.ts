@@ -33,9 +33,12 @@ function writeNhwcLenet(): void {
 /** NCHW [N, C, H, W] data as NHWC [N, H, W, C]. */
 function toNhwc(x: Float32Array, N: number, C: number, H: number, W: number): Float32Array {
   const out = new Float32Array(x.length);
-  for (let b = 0; b < N; b++) for (let c = 0; c < C; c++) for (let i = 0; i < H; i++) for (let j = 0; j < W; j++) {
-    out[((b * H + i) * W + j) * C + c] = x[((b * C + c) * H + i) * W + j];
-  }
+  for (let b = 0; b < N; b++)
+    for (let c = 0; c < C; c++)
+      for (let i = 0; i < H; i++)
+        for (let j = 0; j < W; j++) {
+          out[((b * H + i) * W + j) * C + c] = x[((b * C + c) * H + i) * W + j];
+        }
   return out;
 }
 
@@ -54,7 +57,18 @@ function expectClose(a: unknown, b: unknown, tol = 1e-6, floor = 1e-9, path = ''
   expect(a, path).toEqual(b);
 }
 
-const NUMBERS = ['mean', 'variance', 'variancePaper', 'covariance', 'clean', 'classProbabilities', 'flipProbability', 'marginBound', 'predicted', 'cleanPredicted'] as const;
+const NUMBERS = [
+  'mean',
+  'variance',
+  'variancePaper',
+  'covariance',
+  'clean',
+  'classProbabilities',
+  'flipProbability',
+  'marginBound',
+  'predicted',
+  'cleanPredicted',
+] as const;
 
 function analyzeJson(args: string[]): { noise: Record<string, unknown>; results: Array<Record<string, unknown>> } {
   const r = runCli(['analyze', ...args, '-q']);
@@ -97,7 +111,10 @@ describe('channels-last LeNet twin: the same numbers as the NCHW LeNet', () => {
   it('sensitivity: the same maps and summaries', () => {
     const out = (name: string) => join(dir, name);
     const args = ['--count', '2', '--window-size', '7', '--stride', '7', '--sigma', '400', '--probability-points', '128', '-q'];
-    for (const [model, data, o] of [[LENET, NCHW_DATA, 'sens-nchw'], [TWIN, NHWC_DATA, 'sens-nhwc']]) {
+    for (const [model, data, o] of [
+      [LENET, NCHW_DATA, 'sens-nchw'],
+      [TWIN, NHWC_DATA, 'sens-nhwc'],
+    ]) {
       const r = runCli(['sensitivity', model, '--data', data, ...args, '--out-dir', out(o)]);
       expect(r.code, r.stderr).toBe(0);
     }
@@ -109,14 +126,18 @@ describe('channels-last LeNet twin: the same numbers as the NCHW LeNet', () => {
     expectClose(a.overall, b.overall);
     expect(a.images.length).toBe(2);
     a.images.forEach((im: Record<string, unknown>, i: number) => {
-      for (const k of ['cleanClass', 'foolingRateMean', 'meanFlipProbability', 'mostSensitiveWindow']) expectClose(im[k], b.images[i][k], 1e-6, 1e-9, `images[${i}].${k}`);
+      for (const k of ['cleanClass', 'foolingRateMean', 'meanFlipProbability', 'mostSensitiveWindow'])
+        expectClose(im[k], b.images[i][k], 1e-6, 1e-9, `images[${i}].${k}`);
     });
     for (const f of ['mean-margin.npy', 'flip-probability.npy', 'fooling-mean.npy', 'class-flip-probability.npy']) {
       const x = readNpy(join(out('sens-nhwc'), f));
       const y = readNpy(join(out('sens-nchw'), f));
       expect(x.shape, f).toEqual([f.startsWith('class') ? 10 : 2, 4, 4]);
       expect(x.shape).toEqual(y.shape);
-      expectClose(Array.from(npyToFloat64(x)).map((v) => (Number.isNaN(v) ? -1 : v)), Array.from(npyToFloat64(y)).map((v) => (Number.isNaN(v) ? -1 : v)));
+      expectClose(
+        Array.from(npyToFloat64(x)).map((v) => (Number.isNaN(v) ? -1 : v)),
+        Array.from(npyToFloat64(y)).map((v) => (Number.isNaN(v) ? -1 : v)),
+      );
     }
     const margins = npyToFloat64(readNpy(join(out('sens-nchw'), 'mean-margin.npy')));
     expect(Math.max(...margins)).toBeGreaterThan(Math.min(...margins)); // not constant
@@ -127,7 +148,7 @@ describe('channels-last LeNet twin: the same numbers as the NCHW LeNet', () => {
     }
   });
 
-  it('a PNG digit is read in the twin\'s layout: the same numbers as lenet.onnx', () => {
+  it("a PNG digit is read in the twin's layout: the same numbers as lenet.onnx", () => {
     for (const extra of [[], ['--window', '10,3,7,9']]) {
       const nchw = analyzeJson([LENET, '--input', 'fixtures/mnist/digit-0.png', '--sigma', '8', ...extra]);
       const nhwc = analyzeJson([TWIN, '--input', 'fixtures/mnist/digit-0.png', '--sigma', '8', ...extra]);
@@ -162,10 +183,26 @@ describe('channels-last LeNet twin: the same numbers as the NCHW LeNet', () => {
     expect(existsSync(join(dir, 'never'))).toBe(false);
   });
 
-  it('attack draws the twin\'s pictures as 28 x 28 images, like the LeNet\'s', () => {
+  it("attack draws the twin's pictures as 28 x 28 images, like the LeNet's", () => {
     const sizes = [LENET, TWIN].map((model, k) => {
       const out = join(dir, `attack-${k}`);
-      const r = runCli(['attack', model, '--input', k === 0 ? NCHW_DATA : NHWC_DATA, '--count', '1', '--target', '3', '--iters', '5', '--verify', '20', '--out-dir', out, '-q']);
+      const r = runCli([
+        'attack',
+        model,
+        '--input',
+        k === 0 ? NCHW_DATA : NHWC_DATA,
+        '--count',
+        '1',
+        '--target',
+        '3',
+        '--iters',
+        '5',
+        '--verify',
+        '20',
+        '--out-dir',
+        out,
+        '-q',
+      ]);
       expect(r.code, r.stderr).toBe(0);
       const png = PNG.sync.read(readFileSync(join(out, 'attack-0.png')));
       return [png.width, png.height];
@@ -191,10 +228,18 @@ describe('colour PNGs follow the layout', () => {
     ];
     const write = (name: string, input: string, shape: number[], pre: ReturnType<typeof makeNode>[]) => {
       const file = join(dir, name);
-      writeFileSync(file, encodeModel(makeModel({
-        name, node: [...pre, ...body], initializer: [W1, b1, W2],
-        input: [makeValueInfo(input, DataType.FLOAT, ['N', ...shape])], output: [makeValueInfo('y', DataType.FLOAT, ['N', 3])],
-      })));
+      writeFileSync(
+        file,
+        encodeModel(
+          makeModel({
+            name,
+            node: [...pre, ...body],
+            initializer: [W1, b1, W2],
+            input: [makeValueInfo(input, DataType.FLOAT, ['N', ...shape])],
+            output: [makeValueInfo('y', DataType.FLOAT, ['N', 3])],
+          }),
+        ),
+      );
       return file;
     };
     return {
@@ -206,7 +251,14 @@ describe('colour PNGs follow the layout', () => {
   it('an RGB PNG given to a channels-last model is decoded channels-last (and --layout chw says otherwise)', () => {
     const { nchw, nhwc } = colourNets();
     const png = join(dir, 'rgb.png');
-    writeFileSync(png, encodeRgbPng(Uint8Array.from({ length: 75 }, (_, i) => (i * 53) % 256), 5, 5));
+    writeFileSync(
+      png,
+      encodeRgbPng(
+        Uint8Array.from({ length: 75 }, (_, i) => (i * 53) % 256),
+        5,
+        5,
+      ),
+    );
     const a = analyzeJson([nchw, '--input', png, '--sigma', '0.05', '--relu', '0']);
     const b = analyzeJson([nhwc, '--input', png, '--sigma', '0.05', '--relu', '0']);
     expectSameResults(b, a);
@@ -219,7 +271,13 @@ describe('non-image inputs', () => {
   const FLAT = 'fixtures/affine-relu-affine.onnx'; // input [N, 12]
   const flatData = join(dir, 'flat.npy');
   beforeAll(() => {
-    writeFileSync(flatData, encodeNpy(Float32Array.from({ length: 36 }, (_, i) => Math.sin(i + 1)), [3, 12]));
+    writeFileSync(
+      flatData,
+      encodeNpy(
+        Float32Array.from({ length: 36 }, (_, i) => Math.sin(i + 1)),
+        [3, 12],
+      ),
+    );
   });
 
   it('attack on a flat input: exit 0, mu.npy and attack.json, no PNG, a note on stderr', () => {
@@ -244,8 +302,16 @@ describe('non-image inputs', () => {
 
   it('impossible combinations: one line naming the model, exit 2, nothing written', () => {
     const out = join(dir, 'never-flat');
-    expectBadInput(runCli(['attack', FLAT, '--input', flatData, '--target', '1', '--layout', 'hwc', '--out-dir', out]), FLAT, /--layout hwc needs an image input .*the model's input has shape \[12\]/);
-    expectBadInput(runCli(['sensitivity', FLAT, '--data', flatData, '--sigma', '1', '--out-dir', out]), FLAT, /a sliding window needs an image input .*shape \[12\]/);
+    expectBadInput(
+      runCli(['attack', FLAT, '--input', flatData, '--target', '1', '--layout', 'hwc', '--out-dir', out]),
+      FLAT,
+      /--layout hwc needs an image input .*the model's input has shape \[12\]/,
+    );
+    expectBadInput(
+      runCli(['sensitivity', FLAT, '--data', flatData, '--sigma', '1', '--out-dir', out]),
+      FLAT,
+      /a sliding window needs an image input .*shape \[12\]/,
+    );
     expectBadInput(runCli(['analyze', FLAT, '--input', flatData, '--sigma', '1', '--window', '0,0,1,1']), FLAT, /--window needs an image input .*shape \[12\]/);
     expect(existsSync(out)).toBe(false);
   });

@@ -50,8 +50,13 @@ describe('sensitivity: one Jacobian per image', () => {
     expect(windowPositions(28, 7, 3)).toBe(8);
     expect(windowPositions(5, 7, 1)).toBe(0);
     const im = (label: number, v: number) => ({
-      index: 0, label, cleanClass: label, foolingMean: new Float64Array([v, 0]), flipProbability: new Float64Array([v / 2, 0.1]),
-      meanMargin: new Float64Array(2), sampledWindows: 2,
+      index: 0,
+      label,
+      cleanClass: label,
+      foolingMean: new Float64Array([v, 0]),
+      flipProbability: new Float64Array([v / 2, 0.1]),
+      meanMargin: new Float64Array(2),
+      sampledWindows: 2,
     });
     const res = { rows: 1, cols: 2, images: [im(1, 1), im(1, 0), im(0, 1)] } as unknown as SensitivityResult;
     const c = classAverages(res, 3);
@@ -75,8 +80,25 @@ describe('sensitivity: CLI on the LeNet', () => {
   it('writes per-image and per-class maps of the documented shapes, not constant, and PNG heat maps', () => {
     const out = tmp();
     const r = runCli([
-      'sensitivity', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digits-100.npy', '--labels', 'fixtures/mnist/labels-100.npy',
-      '--count', '3', '--window-size', '7', '--stride', '7', '--sigma', '1000', '--probability-points', '128', '--out-dir', out, '-q',
+      'sensitivity',
+      'fixtures/lenet.onnx',
+      '--data',
+      'fixtures/mnist/digits-100.npy',
+      '--labels',
+      'fixtures/mnist/labels-100.npy',
+      '--count',
+      '3',
+      '--window-size',
+      '7',
+      '--stride',
+      '7',
+      '--sigma',
+      '1000',
+      '--probability-points',
+      '128',
+      '--out-dir',
+      out,
+      '-q',
     ]);
     expect(r.code, r.stderr).toBe(0);
     const rep = JSON.parse(readFileSync(join(out, 'sensitivity.json'), 'utf8'));

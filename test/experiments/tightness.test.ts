@@ -75,7 +75,20 @@ describe('tightness: helpers', () => {
 describe('tightness: CLI', () => {
   it('on an (Affine, ReLU, Affine) net the Figure-2 slopes are 1 for the mean and the exact variance', () => {
     const out = tmp();
-    const r = runCli(['tightness', 'fixtures/affine-relu-affine.onnx', '--synthetic', '--max-var', '1', '--runs', '8', '--mc', '20000', '--out-dir', out, '-q']);
+    const r = runCli([
+      'tightness',
+      'fixtures/affine-relu-affine.onnx',
+      '--synthetic',
+      '--max-var',
+      '1',
+      '--runs',
+      '8',
+      '--mc',
+      '20000',
+      '--out-dir',
+      out,
+      '-q',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const rep = JSON.parse(readFileSync(join(out, 'tightness.json'), 'utf8'));
     expect(rep.schema).toBe('netmoments.tightness/1');
@@ -96,7 +109,21 @@ describe('tightness: CLI', () => {
 
   it('Table 1 on the LeNet: ten logits, finite ratios, the mean within a fraction of an output sd', () => {
     const out = tmp();
-    const r = runCli(['tightness', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digits-100.npy', '--sigma', '8', '--runs', '2', '--mc', '2000', '--out-dir', out, '-q']);
+    const r = runCli([
+      'tightness',
+      'fixtures/lenet.onnx',
+      '--data',
+      'fixtures/mnist/digits-100.npy',
+      '--sigma',
+      '8',
+      '--runs',
+      '2',
+      '--mc',
+      '2000',
+      '--out-dir',
+      out,
+      '-q',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(readFileSync(join(out, 'tightness.json'), 'utf8')).studies[0];
     expect(s.mode).toBe('data');

@@ -90,7 +90,12 @@ function rng(seed: number): () => number {
 function mnistSmall(): Uint8Array {
   const r = rng(11);
   const w = (name: string, dims: number[], scale: number) =>
-    makeTensor(name, DataType.FLOAT, dims, Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => r() * scale));
+    makeTensor(
+      name,
+      DataType.FLOAT,
+      dims,
+      Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => r() * scale),
+    );
   return encodeModel(
     makeModel(
       {
@@ -133,11 +138,23 @@ function writeBases(dir: string): Bases {
   const files: Record<string, Uint8Array> = {
     'digit.npy': new Uint8Array(readFileSync(join(FIX, 'mnist', 'digit-0.npy'))),
     'digits2.npy': encodeNpy(Float32Array.from(all.subarray(0, 2 * 784)), [2, 1, 28, 28]),
-    'pixels.npy': encodeNpy(Uint8Array.from(all.subarray(0, 784), (v) => Math.round(v + 127.5)), [28, 28]),
-    'noisevar.npy': encodeNpy(Float64Array.from({ length: 784 }, (_, i) => (i % 7) * 3), [784]),
-    'noisemean.npy': encodeNpy(Float32Array.from({ length: 784 }, (_, i) => (i % 5) - 2), [1, 28, 28]),
+    'pixels.npy': encodeNpy(
+      Uint8Array.from(all.subarray(0, 784), (v) => Math.round(v + 127.5)),
+      [28, 28],
+    ),
+    'noisevar.npy': encodeNpy(
+      Float64Array.from({ length: 784 }, (_, i) => (i % 7) * 3),
+      [784],
+    ),
+    'noisemean.npy': encodeNpy(
+      Float32Array.from({ length: 784 }, (_, i) => (i % 5) - 2),
+      [1, 28, 28],
+    ),
     'at.npy': encodeNpy(Float32Array.from(all.subarray(784, 2 * 784)), [784]),
-    'input12.npy': encodeNpy(Float32Array.from({ length: 12 }, () => r()), [12]),
+    'input12.npy': encodeNpy(
+      Float32Array.from({ length: 12 }, () => r()),
+      [12],
+    ),
     'cov12.npy': encodeNpy(cov, [12, 12]),
   };
   const npy: Record<string, string> = {};
@@ -221,7 +238,13 @@ function onnxCases(root: string, count: number): Case[] {
       {
         name: 'analyze',
         // LeNet with noise on all 784 pixels costs seconds a case: a patch keeps it to a fraction
-        args: ['analyze', '{file}', '--quiet', ...s.analyze.args, ...(s.fixture.startsWith('lenet') && !s.analyze.args.includes('--window') ? ['--window', '12,12,3,3'] : [])],
+        args: [
+          'analyze',
+          '{file}',
+          '--quiet',
+          ...s.analyze.args,
+          ...(s.fixture.startsWith('lenet') && !s.analyze.args.includes('--window') ? ['--window', '12,12,3,3'] : []),
+        ],
         out: `report.${s.analyze.ext}`,
       },
     ],
@@ -373,8 +396,16 @@ function report(f: Result & { case: Case }, keepDir: string): string {
   const c = f.case;
   const bytes: Uint8Array =
     c.kind === 'onnx'
-      ? mutateOnnx(new Uint8Array(readFileSync(c.base)), c.ops, c.donors.map((d) => new Uint8Array(readFileSync(d))))
-      : mutateNpy(new Uint8Array(readFileSync(c.base)), c.ops, c.donors.map((d) => new Uint8Array(readFileSync(d))));
+      ? mutateOnnx(
+          new Uint8Array(readFileSync(c.base)),
+          c.ops,
+          c.donors.map((d) => new Uint8Array(readFileSync(d))),
+        )
+      : mutateNpy(
+          new Uint8Array(readFileSync(c.base)),
+          c.ops,
+          c.donors.map((d) => new Uint8Array(readFileSync(d))),
+        );
   mkdirSync(keepDir, { recursive: true });
   const kept = join(keepDir, `case-${c.id}-${c.fileName}`);
   writeFileSync(kept, bytes);
@@ -435,22 +466,35 @@ describe('fuzz: mutated ONNX and .npy files through inspect and analyze', () => 
     const onnxDone = count('onnx');
     const npyDone = count('npy');
     const codes = new Map<string, number>();
-    for (const r of done.values()) for (const [k, v] of Object.entries(r.results)) codes.set(`${k.split(' ')[0]} exit ${v}`, (codes.get(`${k.split(' ')[0]} exit ${v}`) ?? 0) + 1);
+    for (const r of done.values())
+      for (const [k, v] of Object.entries(r.results)) codes.set(`${k.split(' ')[0]} exit ${v}`, (codes.get(`${k.split(' ')[0]} exit ${v}`) ?? 0) + 1);
     const slowest = [...done.values()].sort((x, y) => (y.ms ?? 0) - (x.ms ?? 0)).slice(0, 3);
     const summary =
       `fuzz: ${onnxDone} ONNX + ${npyDone} .npy cases in ${(outcome.elapsedMs / 1000).toFixed(0)} s on ${WORKERS} workers ` +
-      `(${outcome.workersStarted} started), seed ${SEED}; ${[...codes].sort().map(([k, v]) => `${k}: ${v}`).join(', ')}; ` +
+      `(${outcome.workersStarted} started), seed ${SEED}; ${[...codes]
+        .sort()
+        .map(([k, v]) => `${k}: ${v}`)
+        .join(', ')}; ` +
       `slowest ${slowest.map((r) => `${r.case.id} ${((r.ms ?? 0) / 1000).toFixed(1)} s`).join(', ')}`;
     process.stderr.write(`${summary}\n`);
     if (process.env.FUZZ_VERBOSE) {
       const hist = new Map<string, number>();
       for (const r of done.values()) {
         for (const [k, m] of Object.entries(r.messages ?? {})) {
-          const key = `${r.case.kind} ${k.split(' ')[0]}: ${m.replace(/^netmoments: [^:]*: /, '').replace(/\d+(\.\d+)?(e[+-]?\d+)?/g, '#').slice(0, 110)}`;
+          const key = `${r.case.kind} ${k.split(' ')[0]}: ${m
+            .replace(/^netmoments: [^:]*: /, '')
+            .replace(/\d+(\.\d+)?(e[+-]?\d+)?/g, '#')
+            .slice(0, 110)}`;
           hist.set(key, (hist.get(key) ?? 0) + 1);
         }
       }
-      process.stderr.write([...hist].sort((x, y) => y[1] - x[1]).slice(0, 60).map(([k, v]) => `${String(v).padStart(5)} ${k}`).join('\n') + '\n');
+      process.stderr.write(
+        [...hist]
+          .sort((x, y) => y[1] - x[1])
+          .slice(0, 60)
+          .map(([k, v]) => `${String(v).padStart(5)} ${k}`)
+          .join('\n') + '\n',
+      );
       const time = new Map<string, [number, number, number]>();
       for (const r of done.values()) {
         const k = `${r.case.base.split('/').pop()} ${r.case.steps.map((s) => s.name).join('+')}`;
@@ -460,7 +504,12 @@ describe('fuzz: mutated ONNX and .npy files through inspect and analyze', () => 
         if (Object.values(r.results).some((v) => v === 0)) t[2] += r.ms ?? 0;
         time.set(k, t);
       }
-      process.stderr.write([...time].sort((x, y) => y[1][1] - x[1][1]).map(([k, [n, ms, okMs]]) => `${k}: ${n} cases ${(ms / 1000).toFixed(1)} s (successes ${(okMs / 1000).toFixed(1)} s)`).join('\n') + '\n');
+      process.stderr.write(
+        [...time]
+          .sort((x, y) => y[1][1] - x[1][1])
+          .map(([k, [n, ms, okMs]]) => `${k}: ${n} cases ${(ms / 1000).toFixed(1)} s (successes ${(okMs / 1000).toFixed(1)} s)`)
+          .join('\n') + '\n',
+      );
     }
     const keep = join(tmpdir(), 'netmoments-fuzz-failures');
     const details = failures.slice(0, 10).map((f) => report(f, keep));

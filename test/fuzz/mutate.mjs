@@ -163,13 +163,61 @@ function markListDirty(parent, flat) {
 
 const INTERESTING_BYTES = [0x00, 0x01, 0x7f, 0x80, 0xff, 0x08, 0x10, 0x12, 0x1a, 0x22, 0x3a, 0x0a];
 const INTERESTING_INTS = [
-  0n, 1n, 2n, 3n, 7n, 10n, 11n, 13n, 16n, 255n, 65535n, 2n ** 31n - 1n, 2n ** 31n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 53n,
-  2n ** 63n - 1n, 2n ** 64n - 1n /* -1 */, 2n ** 64n - 4n /* -4 */, 2n ** 64n - 2n ** 31n /* -2^31 */, 28n, 100000n,
+  0n,
+  1n,
+  2n,
+  3n,
+  7n,
+  10n,
+  11n,
+  13n,
+  16n,
+  255n,
+  65535n,
+  2n ** 31n - 1n,
+  2n ** 31n,
+  2n ** 32n - 1n,
+  2n ** 32n,
+  2n ** 53n,
+  2n ** 63n - 1n,
+  2n ** 64n - 1n /* -1 */,
+  2n ** 64n - 4n /* -4 */,
+  2n ** 64n - 2n ** 31n /* -2^31 */,
+  28n,
+  100000n,
 ];
 const INTERESTING_STRINGS = [
-  '', '..', '../x.bin', '../../../../etc/passwd', '/etc/passwd', 'C:\\Windows\\win.ini', '\\\\server\\share', 'sub/../../x',
-  'Relu', 'If', 'Loop', 'Scan', 'MaxPool', 'Conv', 'Softmax', 'QLinearConv', 'DequantizeLinear', 'com.microsoft', 'ai.onnx', 'ai.onnx.ml',
-  'x', 'y', 'N', '-1', 'location', 'offset', 'length', 'external.bin', 'a\u0000b', 'x'.repeat(300), '\u00ff\u00fe',
+  '',
+  '..',
+  '../x.bin',
+  '../../../../etc/passwd',
+  '/etc/passwd',
+  'C:\\Windows\\win.ini',
+  '\\\\server\\share',
+  'sub/../../x',
+  'Relu',
+  'If',
+  'Loop',
+  'Scan',
+  'MaxPool',
+  'Conv',
+  'Softmax',
+  'QLinearConv',
+  'DequantizeLinear',
+  'com.microsoft',
+  'ai.onnx',
+  'ai.onnx.ml',
+  'x',
+  'y',
+  'N',
+  '-1',
+  'location',
+  'offset',
+  'length',
+  'external.bin',
+  'a\u0000b',
+  'x'.repeat(300),
+  '\u00ff\u00fe',
 ];
 const SPECIAL_F32 = [NaN, Infinity, -Infinity, 3.4e38, -3.4e38, 1e30, -0, 1.4e-45, 1e-38, 0];
 const SPECIAL_F64 = [NaN, Infinity, -Infinity, 1.7e308, -1.7e308, 1e200, -0, 5e-324, 0, -1];
@@ -193,9 +241,34 @@ function prng(seed) {
 
 /** Operation names, weighted: most keep the protobuf well-formed so that cases get past the decoder. */
 export const ONNX_OPS = [
-  'flip', 'flip', 'byte', 'truncate', 'splice', 'delete', 'length', 'length',
-  'tree.varint', 'tree.varint', 'tree.varint', 'tree.varint', 'tree.varint', 'tree.varint', 'tree.delete', 'tree.delete', 'tree.dup', 'tree.graft',
-  'tree.string', 'tree.string', 'tree.string', 'tree.cutbytes', 'tree.wiretype', 'tree.nest', 'tree.dtype', 'tree.dtype', 'tree.float', 'tree.float',
+  'flip',
+  'flip',
+  'byte',
+  'truncate',
+  'splice',
+  'delete',
+  'length',
+  'length',
+  'tree.varint',
+  'tree.varint',
+  'tree.varint',
+  'tree.varint',
+  'tree.varint',
+  'tree.varint',
+  'tree.delete',
+  'tree.delete',
+  'tree.dup',
+  'tree.graft',
+  'tree.string',
+  'tree.string',
+  'tree.string',
+  'tree.cutbytes',
+  'tree.wiretype',
+  'tree.nest',
+  'tree.dtype',
+  'tree.dtype',
+  'tree.float',
+  'tree.float',
 ];
 
 /** Byte offsets outside large opaque payloads (weights), where a flip changes structure. */
@@ -242,7 +315,9 @@ function byteLevel(bytes, op, donors) {
       const n = 1 + ((c >>> 20) % 512);
       const chunk = donor.subarray(from, Math.min(donor.length, from + n));
       const at = a % (len + 1);
-      return b % 2 === 0 ? concat([bytes.subarray(0, at), chunk, bytes.subarray(at)]) : concat([bytes.subarray(0, at), chunk, bytes.subarray(Math.min(len, at + chunk.length))]);
+      return b % 2 === 0
+        ? concat([bytes.subarray(0, at), chunk, bytes.subarray(at)])
+        : concat([bytes.subarray(0, at), chunk, bytes.subarray(Math.min(len, at + chunk.length))]);
     }
     case 'delete': {
       const at = a % len;
@@ -285,7 +360,11 @@ function nestedIf(depth, input) {
     const graph = msgField(6, [inner, strField(2, `body${i}`), msgField(12, [strField(1, i === 0 ? 'nested_relu_out' : `if_out${i - 1}`)])]);
     const attr = msgField(5, [strField(1, 'then_branch'), graph, intField(20, 5)]);
     // the else branch stays small (a copy of the nested one would double the size per level)
-    const elseGraph = msgField(6, [msgField(1, [strField(1, input), strField(2, `else_out${i}`), strField(4, 'Identity')]), strField(2, `else${i}`), msgField(12, [strField(1, `else_out${i}`)])]);
+    const elseGraph = msgField(6, [
+      msgField(1, [strField(1, input), strField(2, `else_out${i}`), strField(4, 'Identity')]),
+      strField(2, `else${i}`),
+      msgField(12, [strField(1, `else_out${i}`)]),
+    ]);
     const attrElse = msgField(5, [strField(1, 'else_branch'), elseGraph, intField(20, 5)]);
     inner = msgField(1, [strField(1, 'cond'), strField(2, `if_out${i}`), strField(3, `if${i}`), strField(4, 'If'), attr, attrElse]);
   }
@@ -352,7 +431,12 @@ function treeLevel(bytes, op, donors) {
       const e = pick(blobs, a);
       const body = bytes.subarray(e.f.payload[0], e.f.payload[1]);
       const mode = b % 3;
-      e.f.bytes = mode === 0 ? body.slice(0, c % body.length) : mode === 1 ? body.slice(0, Math.max(0, body.length - 1 - (c % 8))) : concat([body, body.subarray(0, 1 + (c % 64))]);
+      e.f.bytes =
+        mode === 0
+          ? body.slice(0, c % body.length)
+          : mode === 1
+            ? body.slice(0, Math.max(0, body.length - 1 - (c % 8)))
+            : concat([body, body.subarray(0, 1 + (c % 64))]);
       markDirty(e, flat);
       break;
     }
@@ -418,28 +502,85 @@ export function mutateOnnx(bytes, ops, donors = []) {
 // .npy
 
 export const NPY_OPS = [
-  'flip', 'flip', 'byte', 'truncate', 'extend', 'splice',
-  'header.shape', 'header.shape', 'header.descr', 'header.fortran', 'header.len', 'header.version', 'header.text',
-  'data.value', 'data.value', 'data.fill',
+  'flip',
+  'flip',
+  'byte',
+  'truncate',
+  'extend',
+  'splice',
+  'header.shape',
+  'header.shape',
+  'header.descr',
+  'header.fortran',
+  'header.len',
+  'header.version',
+  'header.text',
+  'data.value',
+  'data.value',
+  'data.fill',
 ];
 
 const SHAPES = [
-  '()', '(0,)', '(1,)', '(784,)', '(28, 28)', '(1, 28, 28)', '(1, 1, 28, 28)', '(2, 784)', '(4, 1, 28, 28)', '(100, 784)', '(12,)', '(12, 12)',
-  '(144,)', '(3, 4)', '(-1,)', '(2**31,)', '(4294967296,)', '(9223372036854775807,)', '(99999999999999999999,)', '(784, 0)', '(1.5,)',
-  "('a',)", '(0, 0)', '(1, 1, 1, 1, 1, 1, 1, 1, 1, 784)', '(196, 4)', '[784]', '784', '(28, 28,, )', '(',
+  '()',
+  '(0,)',
+  '(1,)',
+  '(784,)',
+  '(28, 28)',
+  '(1, 28, 28)',
+  '(1, 1, 28, 28)',
+  '(2, 784)',
+  '(4, 1, 28, 28)',
+  '(100, 784)',
+  '(12,)',
+  '(12, 12)',
+  '(144,)',
+  '(3, 4)',
+  '(-1,)',
+  '(2**31,)',
+  '(4294967296,)',
+  '(9223372036854775807,)',
+  '(99999999999999999999,)',
+  '(784, 0)',
+  '(1.5,)',
+  "('a',)",
+  '(0, 0)',
+  '(1, 1, 1, 1, 1, 1, 1, 1, 1, 784)',
+  '(196, 4)',
+  '[784]',
+  '784',
+  '(28, 28,, )',
+  '(',
 ];
-const DESCRS = ["'<f4'", "'<f8'", "'>f4'", "'|u1'", "'<i8'", "'|b1'", "'<f2'", "'<c8'", "'|O'", "'<U4'", "'|i1'", "'<i4'", "'f4'", "''", "[('a', '<f4')]", "'<f16'", '1'];
+const DESCRS = [
+  "'<f4'",
+  "'<f8'",
+  "'>f4'",
+  "'|u1'",
+  "'<i8'",
+  "'|b1'",
+  "'<f2'",
+  "'<c8'",
+  "'|O'",
+  "'<U4'",
+  "'|i1'",
+  "'<i4'",
+  "'f4'",
+  "''",
+  "[('a', '<f4')]",
+  "'<f16'",
+  '1',
+];
 const HEADER_TEXTS = [
   "{'descr': '<f4', 'fortran_order': False, 'shape': (784,), }",
   "{'descr': '<f4', 'fortran_order': False, 'shape': (784,), 'descr': '<f8', }",
   "{'descr': '<f4', 'fortran_order': False}",
   "{'descr': '<f4', 'fortran_order': False, 'shape': (784,), 'extra': {'a': [1, (2, 3)]}, }",
   "{'descr': '<f4', 'fortran_order': False, 'shape': " + '('.repeat(2000) + ')'.repeat(2000) + ', }',
-  "{'descr': \"<f4\", \"fortran_order\": False, 'shape': (784,)}",
+  '{\'descr\': "<f4", "fortran_order": False, \'shape\': (784,)}',
   '',
   '{}',
   "{'descr': '<f4' 'fortran_order': False, 'shape': (784,), }",
-  "[1, 2, 3]",
+  '[1, 2, 3]',
 ];
 
 function npyHeader(bytes) {
@@ -559,7 +700,7 @@ export function mutateNpy(bytes, ops, donors = []) {
       case 'data.value':
       case 'data.fill': {
         const d = npyData(out);
-        if (!d || (d.kind !== 'f') || (d.size !== 4 && d.size !== 8)) break;
+        if (!d || d.kind !== 'f' || (d.size !== 4 && d.size !== 8)) break;
         const count = Math.floor((len - d.start) / d.size);
         if (count <= 0) break;
         out = Uint8Array.from(out);

@@ -99,15 +99,31 @@ describe('fuzz: mutated datasets, labels and banks through report', () => {
       }
       const out = join(dir, 'out');
       const args = [
-        'report', 'fixtures/residual.onnx', '--relu', '1', '--data', d, '--labels', l, '--sigma', '0.3', '--variance', s.variance,
-        '--linearize', b ? `bank:${b}` : 'input', '--out-dir', out, '--quiet',
+        'report',
+        'fixtures/residual.onnx',
+        '--relu',
+        '1',
+        '--data',
+        d,
+        '--labels',
+        l,
+        '--sigma',
+        '0.3',
+        '--variance',
+        s.variance,
+        '--linearize',
+        b ? `bank:${b}` : 'input',
+        '--out-dir',
+        out,
+        '--quiet',
       ];
       const r = await run(args);
       const where = `case ${id} (${s.role}${s.role === 'bank-npy' ? ` ${s.bankFile}` : ''}, ops ${JSON.stringify(s.ops)}): netmoments ${args.join(' ')}\n  exit ${r.code}: ${r.stderr.split('\n').slice(0, 6).join('\n  ')}`;
       codes.set(`${s.role} exit ${r.code}`, (codes.get(`${s.role} exit ${r.code}`) ?? 0) + 1);
       const outputs = existsSync(out) ? readdirSync(out).filter((f) => !f.startsWith('.')) : [];
       if (r.code === 0) {
-        if (!existsSync(join(out, 'summary.json')) || !existsSync(join(out, 'samples.csv'))) problems.push(`${where}\n  exit 0 without complete outputs: ${outputs.join(', ')}`);
+        if (!existsSync(join(out, 'summary.json')) || !existsSync(join(out, 'samples.csv')))
+          problems.push(`${where}\n  exit 0 without complete outputs: ${outputs.join(', ')}`);
         else {
           const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
           const rows = readFileSync(join(out, 'samples.csv'), 'utf8').trim().split('\n').length - 1;
@@ -117,7 +133,8 @@ describe('fuzz: mutated datasets, labels and banks through report', () => {
         const lines = r.stderr.split('\n').filter((x) => x.length > 0);
         if (lines.length !== 1) problems.push(`${where}\n  ${lines.length} stderr lines, expected 1`);
         else if (!lines[0].startsWith('netmoments: ')) problems.push(`${where}\n  stderr does not start with 'netmoments: '`);
-        else if (![d, l, b, 'fixtures/residual.onnx'].some((f) => f && lines[0].includes(f))) problems.push(`${where}\n  the message names none of the input files`);
+        else if (![d, l, b, 'fixtures/residual.onnx'].some((f) => f && lines[0].includes(f)))
+          problems.push(`${where}\n  the message names none of the input files`);
         if (/\n\s+at .+:\d+:\d+/.test(r.stderr)) problems.push(`${where}\n  stack trace`);
         if (outputs.length > 0) problems.push(`${where}\n  outputs left behind: ${outputs.join(', ')}`);
       } else {
@@ -132,10 +149,19 @@ describe('fuzz: mutated datasets, labels and banks through report', () => {
         for (let next = queue.shift(); next; next = queue.shift()) await one(next[0], next[1]);
       }),
     );
-    const summary = [...codes].sort().map(([k, v]) => `${k}: ${v}`).join('; ');
+    const summary = [...codes]
+      .sort()
+      .map(([k, v]) => `${k}: ${v}`)
+      .join('; ');
     expect(problems, `${problems.length} problem(s) in ${CASES} cases (${summary}); seed ${SEED}\n${problems.join('\n')}`).toEqual([]);
     // the mutations must reach both outcomes, or the test checks less than it says
-    expect([...codes.keys()].some((k) => k.endsWith('exit 0')), summary).toBe(true);
-    expect([...codes.keys()].some((k) => k.endsWith('exit 2')), summary).toBe(true);
+    expect(
+      [...codes.keys()].some((k) => k.endsWith('exit 0')),
+      summary,
+    ).toBe(true);
+    expect(
+      [...codes.keys()].some((k) => k.endsWith('exit 2')),
+      summary,
+    ).toBe(true);
   }, 600_000);
 });

@@ -109,7 +109,8 @@ function judge(r, what, names) {
     if (lines.length !== 1) return `${what}: exit 2 with ${lines.length} stderr lines: ${JSON.stringify(r.err.slice(0, 600))}`;
     if (!lines[0].startsWith('netmoments: ')) return `${what}: exit 2, stderr does not start with 'netmoments: ': ${lines[0].slice(0, 300)}`;
     if (STACK.test(r.err) || /internal error/.test(r.err)) return `${what}: exit 2 with a stack trace: ${r.err.slice(0, 600)}`;
-    if (!names.some((f) => lines[0].includes(f)) && !/--[a-z]/.test(lines[0])) return `${what}: exit 2, the message names neither the file nor an option: ${lines[0].slice(0, 300)}`;
+    if (!names.some((f) => lines[0].includes(f)) && !/--[a-z]/.test(lines[0]))
+      return `${what}: exit 2, the message names neither the file nor an option: ${lines[0].slice(0, 300)}`;
     return null;
   }
   return `${what}: exit ${r.code}: ${lines.join(' | ').slice(0, 800)}`;

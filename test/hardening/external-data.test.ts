@@ -44,7 +44,11 @@ describe('external data', () => {
     mkdirSync(join(dir, 'weights'));
     writeFileSync(join(dir, 'weights', 'w1.bin'), w1Bytes());
     for (const entries of [
-      [{ key: 'location', value: 'pack.bin' }, { key: 'offset', value: '16' }, { key: 'length', value: '96' }],
+      [
+        { key: 'location', value: 'pack.bin' },
+        { key: 'offset', value: '16' },
+        { key: 'length', value: '96' },
+      ],
       [{ key: 'location', value: 'weights/w1.bin' }],
       [{ key: 'location', value: './weights/./w1.bin' }],
     ]) {
@@ -94,14 +98,63 @@ describe('external data', () => {
 
   it('offsets and lengths outside the file, or not matching the declared size', async () => {
     const cases: [Entries, RegExp][] = [
-      [[{ key: 'location', value: 'w1.bin' }, { key: 'offset', value: '97' }], /lies past the end of 'w1\.bin' \(96 bytes\)/],
-      [[{ key: 'location', value: 'w1.bin' }, { key: 'offset', value: '8' }, { key: 'length', value: '96' }], /past the end/],
-      [[{ key: 'location', value: 'w1.bin' }, { key: 'length', value: '9999999999' }], /past the end/],
-      [[{ key: 'location', value: 'w1.bin' }, { key: 'offset', value: '99999999999999999999999' }], /is absurd|not a non-negative integer|past the end/],
-      [[{ key: 'location', value: 'w1.bin' }, { key: 'offset', value: '-8' }], /not a non-negative integer/],
-      [[{ key: 'location', value: 'w1.bin' }, { key: 'offset', value: '0x10' }], /not a non-negative integer/],
-      [[{ key: 'location', value: 'w1.bin' }, { key: 'length', value: '48' }], /declares 96 bytes but its external data range holds 48/],
-      [[{ key: 'location', value: 'w1.bin' }, { key: 'offset', value: '48' }], /declares 96 bytes but its external data range holds 48/],
+      [
+        [
+          { key: 'location', value: 'w1.bin' },
+          { key: 'offset', value: '97' },
+        ],
+        /lies past the end of 'w1\.bin' \(96 bytes\)/,
+      ],
+      [
+        [
+          { key: 'location', value: 'w1.bin' },
+          { key: 'offset', value: '8' },
+          { key: 'length', value: '96' },
+        ],
+        /past the end/,
+      ],
+      [
+        [
+          { key: 'location', value: 'w1.bin' },
+          { key: 'length', value: '9999999999' },
+        ],
+        /past the end/,
+      ],
+      [
+        [
+          { key: 'location', value: 'w1.bin' },
+          { key: 'offset', value: '99999999999999999999999' },
+        ],
+        /is absurd|not a non-negative integer|past the end/,
+      ],
+      [
+        [
+          { key: 'location', value: 'w1.bin' },
+          { key: 'offset', value: '-8' },
+        ],
+        /not a non-negative integer/,
+      ],
+      [
+        [
+          { key: 'location', value: 'w1.bin' },
+          { key: 'offset', value: '0x10' },
+        ],
+        /not a non-negative integer/,
+      ],
+      [
+        [
+          { key: 'location', value: 'w1.bin' },
+          { key: 'length', value: '48' },
+        ],
+        /declares 96 bytes but its external data range holds 48/,
+      ],
+      [
+        [
+          { key: 'location', value: 'w1.bin' },
+          { key: 'offset', value: '48' },
+        ],
+        /declares 96 bytes but its external data range holds 48/,
+      ],
     ];
     for (const [entries, re] of cases) await refused(setup(entries).model, re);
   });
@@ -119,7 +172,11 @@ describe('external data', () => {
   });
 
   it('the model file itself as external data is read only within its size', async () => {
-    const d = setup([{ key: 'location', value: 'model.onnx' }, { key: 'offset', value: '0' }, { key: 'length', value: '96' }]);
+    const d = setup([
+      { key: 'location', value: 'model.onnx' },
+      { key: 'offset', value: '0' },
+      { key: 'length', value: '96' },
+    ]);
     // whatever bytes sit there are weights now: the model loads, or the weights are non-finite; never an internal error
     const r = await cli(['inspect', d.model]);
     expect([0, 2]).toContain(r.code);
@@ -127,7 +184,10 @@ describe('external data', () => {
   });
 
   it('external data inside a control-flow body is refused as unsupported', async () => {
-    await refused(setup([{ key: 'location', value: 'w1.bin' }], 'subgraph').model, /a subgraph of node 'branch' holds external-data initializer 'W1', which netmoments does not resolve/);
+    await refused(
+      setup([{ key: 'location', value: 'w1.bin' }], 'subgraph').model,
+      /a subgraph of node 'branch' holds external-data initializer 'W1', which netmoments does not resolve/,
+    );
     expect(readdirSync(tmp())).toEqual([]);
   });
 });

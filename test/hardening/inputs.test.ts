@@ -47,9 +47,23 @@ describe('non-finite values', () => {
   const ok = write(dir, 'x.npy', encodeNpy(new Float32Array(N).fill(0.5), [N]));
 
   it('in the input: NaN, +Inf, and a float64 value beyond float32', async () => {
-    const nan = write(dir, 'nan.npy', encodeNpy(Float32Array.from({ length: N }, (_, i) => (i === 3 ? NaN : 0)), [N]));
+    const nan = write(
+      dir,
+      'nan.npy',
+      encodeNpy(
+        Float32Array.from({ length: N }, (_, i) => (i === 3 ? NaN : 0)),
+        [N],
+      ),
+    );
     await analyzeFails(['--input', nan], nan, /element 3 is NaN; input data must be finite/, true);
-    const inf = write(dir, 'inf.npy', encodeNpy(Float32Array.from({ length: N }, (_, i) => (i === 5 ? Infinity : 0)), [N]));
+    const inf = write(
+      dir,
+      'inf.npy',
+      encodeNpy(
+        Float32Array.from({ length: N }, (_, i) => (i === 5 ? Infinity : 0)),
+        [N],
+      ),
+    );
     await analyzeFails(['--input', inf], inf, /element 5 is Infinity/);
     const big = write(dir, 'big.npy', vec(Array.from({ length: N }, (_, i) => (i === 7 ? 1e200 : 0))));
     await analyzeFails(['--input', big], big, /element 7 is 1e\+200, beyond the float32 range/);
@@ -67,8 +81,19 @@ describe('non-finite values', () => {
     const m2 = write(dir, 'mean2.npy', vec(Array.from({ length: N }, (_, i) => (i === 1 ? 1e300 : 0))));
     await analyzeFails(['--input', ok, '--sigma', '1', '--noise-mean', m2], m2, /the noise mean holds 1e\+300 at element 1, not a finite float32 value/);
     const at = write(dir, 'at.npy', vec(Array.from({ length: N }, (_, i) => (i === 0 ? 1e39 : 0))));
-    await analyzeFails(['--input', ok, '--sigma', '1', '--at', at], at, /the linearization point holds a value that is not a finite float32 \(1e\+39 at element 0\)/);
-    const atNan = write(dir, 'at-nan.npy', encodeNpy(Float32Array.from({ length: N }, (_, i) => (i === 9 ? NaN : 0)), [N]));
+    await analyzeFails(
+      ['--input', ok, '--sigma', '1', '--at', at],
+      at,
+      /the linearization point holds a value that is not a finite float32 \(1e\+39 at element 0\)/,
+    );
+    const atNan = write(
+      dir,
+      'at-nan.npy',
+      encodeNpy(
+        Float32Array.from({ length: N }, (_, i) => (i === 9 ? NaN : 0)),
+        [N],
+      ),
+    );
     await analyzeFails(['--input', ok, '--at', atNan], atNan, /NaN at element 9/);
   });
 
@@ -109,7 +134,12 @@ describe('covariances', () => {
     for (let i = 0; i < N; i++) C[i * N + i] = 1;
     C[1] = C[N] = 2;
     const f = write(dir, 'notpsd.npy', encodeNpy(C, [N, N]));
-    await analyzeFails(['--input', ok, '--noise-cov', f], f, /the noise covariance is not positive semi-definite: its most negative eigenvalue is -1\.00000 /, true);
+    await analyzeFails(
+      ['--input', ok, '--noise-cov', f],
+      f,
+      /the noise covariance is not positive semi-definite: its most negative eigenvalue is -1\.00000 /,
+      true,
+    );
   });
 
   it('a negative diagonal, an asymmetric matrix, negative variances', async () => {

@@ -27,27 +27,51 @@ describe('declared tensor sizes against the data in the file', () => {
   it('raw_data shorter or longer than the dims say', async () => {
     const dir = tmp();
     const short: TensorProto = { name: 'W1', dataType: DataType.FLOAT, dims: [6, 4], rawData: new Uint8Array(8) };
-    await bothRefuse(write(dir, 'short.onnx', fcModel({ inits: [short, f32('b1', [6]), f32('W2', [3, 6]), f32('b2', [3])] })), /initializer 'W1' declares 24 elements of float32 \(96 bytes\) but holds 8 bytes/);
+    await bothRefuse(
+      write(dir, 'short.onnx', fcModel({ inits: [short, f32('b1', [6]), f32('W2', [3, 6]), f32('b2', [3])] })),
+      /initializer 'W1' declares 24 elements of float32 \(96 bytes\) but holds 8 bytes/,
+    );
     const long: TensorProto = { name: 'W1', dataType: DataType.FLOAT, dims: [6, 4], rawData: new Uint8Array(100) };
-    await bothRefuse(write(dir, 'long.onnx', fcModel({ inits: [long, f32('b1', [6]), f32('W2', [3, 6]), f32('b2', [3])] })), /initializer 'W1' declares 24 elements .* but holds 100 bytes/);
+    await bothRefuse(
+      write(dir, 'long.onnx', fcModel({ inits: [long, f32('b1', [6]), f32('W2', [3, 6]), f32('b2', [3])] })),
+      /initializer 'W1' declares 24 elements .* but holds 100 bytes/,
+    );
   });
 
   it('float_data with fewer values than the dims, and a huge declared tensor with no data', async () => {
     const dir = tmp();
     const few: TensorProto = { name: 'b1', dataType: DataType.FLOAT, dims: [6], floatData: [1, 2] };
-    await bothRefuse(write(dir, 'few.onnx', fcModel({ inits: [f32('W1', [6, 4]), few, f32('W2', [3, 6]), f32('b2', [3])] })), /initializer 'b1' declares 6 elements but holds 2|'b1'.*6.*2/);
+    await bothRefuse(
+      write(dir, 'few.onnx', fcModel({ inits: [f32('W1', [6, 4]), few, f32('W2', [3, 6]), f32('b2', [3])] })),
+      /initializer 'b1' declares 6 elements but holds 2|'b1'.*6.*2/,
+    );
     // 2^31 - 1 elements claimed, 4 bytes present: refused from the dims, nothing allocated
     const huge: TensorProto = { name: 'b1', dataType: DataType.FLOAT, dims: [2 ** 31 - 1], rawData: new Uint8Array(4) };
-    await bothRefuse(write(dir, 'huge.onnx', fcModel({ inits: [f32('W1', [6, 4]), huge, f32('W2', [3, 6]), f32('b2', [3])] })), /initializer 'b1' declares 2147483647 elements .* but holds 4 bytes/);
+    await bothRefuse(
+      write(dir, 'huge.onnx', fcModel({ inits: [f32('W1', [6, 4]), huge, f32('W2', [3, 6]), f32('b2', [3])] })),
+      /initializer 'b1' declares 2147483647 elements .* but holds 4 bytes/,
+    );
   });
 
   it('negative, absurd and too many dims on an initializer', async () => {
     const dir = tmp();
     const withB1 = (t: TensorProto) => fcModel({ inits: [f32('W1', [6, 4]), t, f32('W2', [3, 6]), f32('b2', [3])] });
-    await bothRefuse(write(dir, 'neg.onnx', withB1({ name: 'b1', dataType: DataType.FLOAT, dims: [-6], rawData: new Uint8Array(24) })), /initializer 'b1' declares an invalid dimension \(-6\)/);
-    await bothRefuse(write(dir, 'big.onnx', withB1({ name: 'b1', dataType: DataType.FLOAT, dims: [2 ** 40], rawData: new Uint8Array(24) })), /initializer 'b1' declares an absurd dimension/);
-    await bothRefuse(write(dir, 'count.onnx', withB1({ name: 'b1', dataType: DataType.FLOAT, dims: [2 ** 20, 2 ** 20], rawData: new Uint8Array(24) })), /initializer 'b1' declares 1099511627776 elements, more than netmoments handles/);
-    await bothRefuse(write(dir, 'axes.onnx', withB1({ name: 'b1', dataType: DataType.FLOAT, dims: Array(70).fill(1), rawData: new Uint8Array(4) })), /initializer 'b1' declares 70 dimensions/);
+    await bothRefuse(
+      write(dir, 'neg.onnx', withB1({ name: 'b1', dataType: DataType.FLOAT, dims: [-6], rawData: new Uint8Array(24) })),
+      /initializer 'b1' declares an invalid dimension \(-6\)/,
+    );
+    await bothRefuse(
+      write(dir, 'big.onnx', withB1({ name: 'b1', dataType: DataType.FLOAT, dims: [2 ** 40], rawData: new Uint8Array(24) })),
+      /initializer 'b1' declares an absurd dimension/,
+    );
+    await bothRefuse(
+      write(dir, 'count.onnx', withB1({ name: 'b1', dataType: DataType.FLOAT, dims: [2 ** 20, 2 ** 20], rawData: new Uint8Array(24) })),
+      /initializer 'b1' declares 1099511627776 elements, more than netmoments handles/,
+    );
+    await bothRefuse(
+      write(dir, 'axes.onnx', withB1({ name: 'b1', dataType: DataType.FLOAT, dims: Array(70).fill(1), rawData: new Uint8Array(4) })),
+      /initializer 'b1' declares 70 dimensions/,
+    );
     // the same on a Constant node's tensor attribute
     const constant = makeNode('Constant', [], ['k'], { name: 'k', attributes: { value: makeTensor('', DataType.FLOAT, [2], [1, 2]) } });
     constant.attribute![0].t!.dims = [-2];
@@ -119,7 +143,12 @@ describe('control-flow subgraphs', () => {
 
   it('a model that uses ai.onnx ops without importing the opset, or names no graph', async () => {
     const dir = tmp();
-    const m = makeModel({ name: 'g', node: [makeNode('Relu', ['x'], ['y'])], input: [makeValueInfo('x', DataType.FLOAT, ['N', 2])], output: [makeValueInfo('y', DataType.FLOAT, ['N', 2])] });
+    const m = makeModel({
+      name: 'g',
+      node: [makeNode('Relu', ['x'], ['y'])],
+      input: [makeValueInfo('x', DataType.FLOAT, ['N', 2])],
+      output: [makeValueInfo('y', DataType.FLOAT, ['N', 2])],
+    });
     m.opsetImport = [{ domain: 'com.example', version: 1 }];
     await bothRefuse(write(dir, 'noopset.onnx', encodeModel(m)), /imports no ai\.onnx opset/);
     const empty = makeModel({ name: 'g' });
@@ -174,4 +203,3 @@ describe('hostile values and strings inside a well-formed model', () => {
     expect(summary.stderr).not.toMatch(/[\u001b\u0007]/);
   });
 });
-

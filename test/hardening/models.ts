@@ -42,7 +42,16 @@ export function values(n: number, seed = 1, scale = 0.5): Float32Array {
 }
 
 export function f32(name: string, dims: number[], seed = 1, scale = 0.5): TensorProto {
-  return makeTensor(name, DataType.FLOAT, dims, values(dims.reduce((a, b) => a * b, 1), seed, scale));
+  return makeTensor(
+    name,
+    DataType.FLOAT,
+    dims,
+    values(
+      dims.reduce((a, b) => a * b, 1),
+      seed,
+      scale,
+    ),
+  );
 }
 
 export interface NetParts {
@@ -187,7 +196,10 @@ export function externalModel(entries: { key: string; value: string }[], where: 
     makeModel({
       name: 'ext-sub',
       node: [
-        makeNode('If', ['c'], ['h'], { name: 'branch', attributes: { then_branch: branch('then', [W1]), else_branch: branch('else', [f32('W1b', [6, 4], 9)]) } }),
+        makeNode('If', ['c'], ['h'], {
+          name: 'branch',
+          attributes: { then_branch: branch('then', [W1]), else_branch: branch('else', [f32('W1b', [6, 4], 9)]) },
+        }),
         makeNode('Relu', ['h'], ['r'], { name: 'relu' }),
         makeNode('Gemm', ['r', 'W2', 'b2'], ['y'], { name: 'fc2', attributes: { transB: 1 } }),
       ],

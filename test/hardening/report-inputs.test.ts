@@ -50,6 +50,10 @@ describe('report: bad data and labels', () => {
     const bank = join(dir, 'bank');
     const built = runCli(['bank', MODEL, '--relu', '1', '--data', data, '--k', '2', '--out-dir', bank, '--quiet']);
     expect(built.code, built.stderr).toBe(0);
-    reportFails(['--data', hugeData, '--linearize', `bank:${bank}`], MODEL, /input 4 of .*huge\.npy: the model's output \d is (NaN|-?Infinity) .*overflows float32/);
+    reportFails(
+      ['--data', hugeData, '--linearize', `bank:${bank}`],
+      MODEL,
+      /input 4 of .*huge\.npy: the model's output \d is (NaN|-?Infinity) .*overflows float32/,
+    );
   });
 });

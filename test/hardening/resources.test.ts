@@ -126,7 +126,9 @@ describe('the memory estimate', () => {
     expect(e.code).toBe('RESOURCE');
     expect(e.file).toBe('lenet.onnx');
     expect(e.message).toMatch(/^this run would need about \d+(\.\d+)? (MiB|GiB) of memory \(/);
-    expect(e.message).toMatch(/more than the limit of 64 MiB set by --max-memory; lower it with .*--relu.*raise the limit with --max-memory \(e\.g\. --max-memory \d+[MG]\)/);
+    expect(e.message).toMatch(
+      /more than the limit of 64 MiB set by --max-memory; lower it with .*--relu.*raise the limit with --max-memory \(e\.g\. --max-memory \d+[MG]\)/,
+    );
     expect(() => checkMemory(lenet(500, 784), { bytes: 64 * 1024 ** 3, source: 'default' })).not.toThrow();
     const d = errorOf(() => checkMemory(lenet(11520, 784), { bytes: 1024, source: 'default' }));
     expect(d.message).toMatch(/the default limit of 1\.0 KiB \(80% of the memory available now\)/);
@@ -159,7 +161,13 @@ describe('analyze refuses a run over the limit before the work starts', () => {
     const e = await rejection(analyze(model, x, 1, { relu: 0, noise: { kind: 'isotropic', sigma: 8 }, maxMemory: '200M', variance: 'none' }));
     expect(e.code).toBe('RESOURCE');
     expect(e.file).toBe(LENET);
-    const rep = await analyze(model, x, 1, { relu: 2, noise: { kind: 'isotropic', sigma: 8 }, window: { row: 10, col: 10, height: 4, width: 4 }, maxMemory: '200M', variance: 'none' });
+    const rep = await analyze(model, x, 1, {
+      relu: 2,
+      noise: { kind: 'isotropic', sigma: 8 },
+      window: { row: 10, col: 10, height: 4, width: 4 },
+      maxMemory: '200M',
+      variance: 'none',
+    });
     expect(rep.results[0].mean).toHaveLength(10);
   });
 });
@@ -169,8 +177,16 @@ describe('absurd declared sizes are refused before any session runs', () => {
     const dir = tmp();
     const file = write(dir, 'huge.onnx', reluOver([65536, 65536]));
     const t0 = Date.now();
-    expectBadInput(runCli(['inspect', file], { timeoutMs: 60_000 }), file, /declared input 'x' \[N, 65536, 65536\] alone needs 48 GiB to run once at zeros.*not plausible/);
-    expectBadInput(runCli(['analyze', file, '--quiet'], { timeoutMs: 60_000 }), file, /this run would need about .* of memory \(noise directions F \(4294967296 x 4294967296\)/);
+    expectBadInput(
+      runCli(['inspect', file], { timeoutMs: 60_000 }),
+      file,
+      /declared input 'x' \[N, 65536, 65536\] alone needs 48 GiB to run once at zeros.*not plausible/,
+    );
+    expectBadInput(
+      runCli(['analyze', file, '--quiet'], { timeoutMs: 60_000 }),
+      file,
+      /this run would need about .* of memory \(noise directions F \(4294967296 x 4294967296\)/,
+    );
     // refused from the declared shapes, not after allocating: far below the minutes a 16 GiB run takes
     expect(Date.now() - t0).toBeLessThan(50_000);
   });
@@ -184,7 +200,9 @@ describe('absurd declared sizes are refused before any session runs', () => {
   });
 
   it('a window does not make an absurd input acceptable, and a small one passes the probe check', async () => {
-    const e = errorOf(() => checkShapeProbe([{ name: 'x', elemType: DataType.FLOAT, shape: ['N', 65536, 65536] }], 'm.onnx', { bytes: 1024 ** 3, source: 'option' }));
+    const e = errorOf(() =>
+      checkShapeProbe([{ name: 'x', elemType: DataType.FLOAT, shape: ['N', 65536, 65536] }], 'm.onnx', { bytes: 1024 ** 3, source: 'option' }),
+    );
     expect(e.code).toBe('RESOURCE');
     expect(() => checkShapeProbe([{ name: 'x', elemType: DataType.FLOAT, shape: ['N', 1, 28, 28] }], 'm.onnx')).not.toThrow();
     const model = loadModelBytes(reluOver([65536, 65536]), 'huge.onnx');
@@ -198,7 +216,10 @@ describe('absurd declared sizes are refused before any session runs', () => {
     const cases: [Uint8Array, RegExp][] = [
       [fcModel({ input: makeValueInfo('x', DataType.FLOAT, ['N', -4]) }), /input 'x' declares a negative dimension \(-4\)/],
       [fcModel({ input: makeValueInfo('x', DataType.FLOAT, ['N', 2 ** 31]) }), /input 'x' declares an absurd dimension \(2147483648\)/],
-      [fcModel({ input: makeValueInfo('x', DataType.FLOAT, ['N', 2 ** 20, 2 ** 20]) }), /input 'x' declares 1099511627776 elements, more than netmoments handles/],
+      [
+        fcModel({ input: makeValueInfo('x', DataType.FLOAT, ['N', 2 ** 20, 2 ** 20]) }),
+        /input 'x' declares 1099511627776 elements, more than netmoments handles/,
+      ],
       [fcModel({ input: makeValueInfo('x', DataType.FLOAT, Array(65).fill(1)) }), /input 'x' declares 65 dimensions/],
       [fcModel({ output: makeValueInfo('y', DataType.FLOAT, ['N', -1]) }), /output 'y' declares a negative dimension/],
     ];
@@ -221,14 +242,21 @@ describe('a fixed batch far larger than 1', () => {
   it('analyze refuses it before the shape probe would run the model 65535 times over', async () => {
     const file = write(tmp(), 'batch65535.onnx', lenetWithBatch(65535));
     const t0 = Date.now();
-    expectBadInput(await cli(['analyze', file, '--quiet']), file, /the model input 'input' has a fixed batch dimension 65535; netmoments analyses models whose axis 0 is a batch of 1 or symbolic/);
+    expectBadInput(
+      await cli(['analyze', file, '--quiet']),
+      file,
+      /the model input 'input' has a fixed batch dimension 65535; netmoments analyses models whose axis 0 is a batch of 1 or symbolic/,
+    );
     expect(Date.now() - t0).toBeLessThan(20_000);
   });
 
   it('inspect runs such a model as declared; under an address-space limit the failed allocation is one line, exit 2', () => {
     if (process.platform !== 'linux') return;
     const file = write(tmp(), 'batch65535.onnx', lenetWithBatch(65535));
-    const r = spawnSync('/bin/sh', ['-c', 'ulimit -v 4000000 && exec "$0" "$@"', process.execPath, BIN, 'inspect', file], { encoding: 'utf8', timeout: 120_000 });
+    const r = spawnSync('/bin/sh', ['-c', 'ulimit -v 4000000 && exec "$0" "$@"', process.execPath, BIN, 'inspect', file], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
     expectBadInput({ code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr }, file, /onnxruntime failed to run the model: .*(allocate|memory)/i);
   });
 });
@@ -260,9 +288,21 @@ describe('under an address-space limit (ulimit -v)', () => {
       encoding: 'utf8',
       timeout: 120_000,
     });
-    expectBadInput({ code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr }, file, /this run would need about .* more than the default limit of .* \(80% of the memory available now\)/);
-    const avail = spawnSync('/bin/sh', ['-c', `ulimit -v 3000000 && exec "$0" --input-type=module -e "$1"`, process.execPath, `import { availableMemory } from '${join(ROOT, 'dist', 'resources.js')}'; console.log(availableMemory());`], { encoding: 'utf8' });
+    expectBadInput(
+      { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr },
+      file,
+      /this run would need about .* more than the default limit of .* \(80% of the memory available now\)/,
+    );
+    const avail = spawnSync(
+      '/bin/sh',
+      [
+        '-c',
+        `ulimit -v 3000000 && exec "$0" --input-type=module -e "$1"`,
+        process.execPath,
+        `import { availableMemory } from '${join(ROOT, 'dist', 'resources.js')}'; console.log(availableMemory());`,
+      ],
+      { encoding: 'utf8' },
+    );
     expect(Number(avail.stdout)).toBeLessThan(3_000_000 * 1024);
   });
 });
-

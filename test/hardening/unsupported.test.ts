@@ -17,7 +17,11 @@ describe('models without a usable ReLU', () => {
     const i = await cli(['inspect', file]);
     expect(i.code).toBe(0);
     expect(i.stdout).toMatch(/ReLU split points: none/);
-    expectBadInput(await cli(['analyze', file, '--quiet']), file, /no Relu node to split at; netmoments needs a piecewise-linear network with at least one ReLU/);
+    expectBadInput(
+      await cli(['analyze', file, '--quiet']),
+      file,
+      /no Relu node to split at; netmoments needs a piecewise-linear network with at least one ReLU/,
+    );
   });
 
   it('the only ReLU inside an If body: a clear error naming the node', async () => {

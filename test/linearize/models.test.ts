@@ -27,10 +27,13 @@ import { digit, lenet, residualTorch } from './nets.js';
 import { expectJvpMatchesReference } from './reference.js';
 
 const FIXTURES = new URL('../../fixtures/', import.meta.url);
-const onnxFixtures = existsSync(FIXTURES) ? readdirSync(FIXTURES).filter((f) => f.endsWith('.onnx')).sort() : [];
+const onnxFixtures = existsSync(FIXTURES)
+  ? readdirSync(FIXTURES)
+      .filter((f) => f.endsWith('.onnx'))
+      .sort()
+  : [];
 
-const sizeOf = (g: Graph) =>
-  g.dataInputs.reduce((a, i) => a + (i.shape ?? []).slice(1).reduce<number>((p, d) => p * (typeof d === 'number' ? d : 1), 1), 0);
+const sizeOf = (g: Graph) => g.dataInputs.reduce((a, i) => a + (i.shape ?? []).slice(1).reduce<number>((p, d) => p * (typeof d === 'number' ? d : 1), 1), 0);
 
 /** The digit with N(0, 1) pixel dither: breaks the exactly tied max-pool windows of the constant background. */
 function ditheredDigit(seed = 77): Float32Array {

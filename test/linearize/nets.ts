@@ -65,7 +65,11 @@ export function residualTorch(seed = 9): Graph {
     randomInit(r, `${p}_s`, [c], 0.5),
     randomInit(r, `${p}_b`, [c], 0.2),
     randomInit(r, `${p}_m`, [c], 0.2),
-    floatInit(`${p}_v`, [c], Array.from({ length: c }, () => 0.5 + r.uniform())),
+    floatInit(
+      `${p}_v`,
+      [c],
+      Array.from({ length: c }, () => 0.5 + r.uniform()),
+    ),
   ];
   return buildGraph({
     opset: 12,

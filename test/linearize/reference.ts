@@ -361,7 +361,6 @@ export function evaluate64(graph: Graph, feeds: Record<string, T64>): Map<string
 
 // ---------------------------------------------------------------------------------------------
 
-
 export interface ReferenceCheck {
   jvp: JacobianResult;
   /** Columns where central differences at h and h/4 agree (no kink within h of the point). */
@@ -397,10 +396,12 @@ export async function expectJvpMatchesReference(
     // the derivative flows through), the rest among all (zero columns must be zero in FD too).
     const want = Math.min(n, o.maxColumns ?? 48);
     const all = await e.jacobian(o.point);
-    const nonzero = shuffle(Array.from({ length: n }, (_, c) => c).filter((c) => {
-      for (let i = 0; i < all.rows; i++) if (all.J[i * n + c] !== 0) return true;
-      return false;
-    }));
+    const nonzero = shuffle(
+      Array.from({ length: n }, (_, c) => c).filter((c) => {
+        for (let i = 0; i < all.rows; i++) if (all.J[i * n + c] !== 0) return true;
+        return false;
+      }),
+    );
     const picked = new Set(nonzero.slice(0, Math.ceil((3 * want) / 4)));
     for (const c of shuffle(Array.from({ length: n }, (_, i) => i))) {
       if (picked.size >= want) break;
@@ -412,7 +413,9 @@ export async function expectJvpMatchesReference(
     const isArr = typeof (o.point as ArrayLike<number>).length === 'number';
     const base: Record<string, T64> = {};
     for (const s of e.primalInputs) {
-      const src = isArr ? Array.from(o.point as ArrayLike<number>).slice(s.offset, s.offset + s.size) : Array.from((o.point as Record<string, ArrayLike<number>>)[s.name]);
+      const src = isArr
+        ? Array.from(o.point as ArrayLike<number>).slice(s.offset, s.offset + s.size)
+        : Array.from((o.point as Record<string, ArrayLike<number>>)[s.name]);
       // The model reads float32: evaluate at the float32 point.
       base[s.name] = { dims: s.batched ? [1, ...s.dims] : s.dims, data: Float64Array.from(Float32Array.from(src)) };
     }

@@ -11,7 +11,8 @@ function plainMC(mean: Float64Array, G: Float64Array, r: number, N: number, seed
   const eps = new Float64Array(r);
   for (let k = 0; k < N; k++) {
     for (let t = 0; t < r; t++) eps[t] = g();
-    let best = 0, bv = -Infinity;
+    let best = 0,
+      bv = -Infinity;
     for (let j = 0; j < d; j++) {
       let y = mean[j];
       for (let t = 0; t < r; t++) y += G[j * r + t] * eps[t];
@@ -26,7 +27,10 @@ function plainMC(mean: Float64Array, G: Float64Array, r: number, N: number, seed
 }
 
 describe('class probabilities by randomized QMC', () => {
-  const cases: [string, number][] = [['full-rank covariance', 4], ['rank-1 (singular) covariance', 1]];
+  const cases: [string, number][] = [
+    ['full-rank covariance', 4],
+    ['rank-1 (singular) covariance', 1],
+  ];
   for (const [name, r] of cases) {
     it(`match plain Monte Carlo within 4 combined standard errors: ${name}`, async () => {
       const d = 4;
@@ -65,7 +69,8 @@ describe('class probabilities by randomized QMC', () => {
     const mean = Float64Array.of(3, 1, 0);
     const cov = Float64Array.of(1, 0.2, 0, 0.2, 0.5, 0.1, 0, 0.1, 2);
     const b = cantelliMarginBound(mean, cov, 3, 0);
-    const v1 = 1 + 0.5 - 0.4, v2 = 1 + 2;
+    const v1 = 1 + 0.5 - 0.4,
+      v2 = 1 + 2;
     expect(b.perClass[1]).toBeCloseTo(v1 / (v1 + 4), 15);
     expect(b.perClass[2]).toBeCloseTo(v2 / (v2 + 9), 15);
     expect(b.bound).toBeCloseTo(v1 / (v1 + 4) + v2 / (v2 + 9), 15);

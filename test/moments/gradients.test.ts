@@ -4,7 +4,9 @@ import { differenceWeights, meanGradient, networkMeanOnly } from '../../src/mome
 import type { Noise, ShallowNetwork } from '../../src/moments/network.js';
 import { naiveMatMul, naiveTranspose, normalGenerator } from './integrate.js';
 
-const n = 4, p = 7, d = 3;
+const n = 4,
+  p = 7,
+  d = 3;
 
 function makeNet(seed: number, skip: boolean) {
   const g = normalGenerator(seed);
@@ -85,7 +87,12 @@ describe('closed-form gradient of the mean', () => {
     const cov = naiveMatMul(F, naiveTranspose(F, n, 2), n, 2, n);
     for (let i = 0; i < n; i++) cov[i * n + i] += 0.3;
     const gf = await meanGradient(net, { kind: 'full', cov }, w);
-    for (const [j, k] of [[0, 0], [1, 2], [3, 1], [2, 2]]) {
+    for (const [j, k] of [
+      [0, 0],
+      [1, 2],
+      [3, 1],
+      [2, 2],
+    ]) {
       // a symmetric perturbation of (j, k) and (k, j) moves the mean by dCov_jk + dCov_kj (or dCov_jj)
       const num = await fd(async (h) => {
         const c = Float64Array.from(cov);

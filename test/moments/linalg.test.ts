@@ -27,16 +27,26 @@ function maxRel(x: Float64Array, y: Float64Array): number {
   return e / scale;
 }
 
-const shapes: [number, number, number][] = [[1, 1, 1], [3, 5, 2], [7, 130, 9], [13, 257, 515], [64, 64, 64], [0, 4, 3], [5, 0, 4]];
+const shapes: [number, number, number][] = [
+  [1, 1, 1],
+  [3, 5, 2],
+  [7, 130, 9],
+  [13, 257, 515],
+  [64, 64, 64],
+  [0, 4, 3],
+  [5, 0, 4],
+];
 
 describe('jsLinearAlgebra', () => {
   it('equals the naive triple loop for every transpose combination and awkward shapes', async () => {
-    for (const [m, k, n] of shapes) for (const tA of [false, true]) for (const tB of [false, true]) {
-      const o = operands(m, k, n, tA, tB, m * 31 + k * 7 + n);
-      const c = await jsLinearAlgebra.gemm(o.a, o.aRows, o.aCols, o.b, o.bRows, o.bCols, { transA: tA, transB: tB });
-      expect(c.length).toBe(m * n);
-      expect(maxRel(c, o.ref), `${m}x${k}x${n} tA=${tA} tB=${tB}`).toBeLessThan(1e-14);
-    }
+    for (const [m, k, n] of shapes)
+      for (const tA of [false, true])
+        for (const tB of [false, true]) {
+          const o = operands(m, k, n, tA, tB, m * 31 + k * 7 + n);
+          const c = await jsLinearAlgebra.gemm(o.a, o.aRows, o.aCols, o.b, o.bRows, o.bCols, { transA: tA, transB: tB });
+          expect(c.length).toBe(m * n);
+          expect(maxRel(c, o.ref), `${m}x${k}x${n} tA=${tA} tB=${tB}`).toBeLessThan(1e-14);
+        }
   });
 
   it('rejects inconsistent shapes', () => {
@@ -61,35 +71,47 @@ describe('onnxruntime float64 Gemm (src/runtime/linalg.ts)', () => {
   afterAll(() => ort.release());
 
   it('equals the plain TypeScript products (every transpose combination, float64 throughout)', async () => {
-    for (const [m, k, n] of shapes) for (const tA of [false, true]) for (const tB of [false, true]) {
-      const o = operands(m, k, n, tA, tB, m * 17 + k + n * 3);
-      const c = await ort.gemm(o.a, o.aRows, o.aCols, o.b, o.bRows, o.bCols, { transA: tA, transB: tB });
-      const js = gemmSync(o.a, o.aRows, o.aCols, o.b, o.bRows, o.bCols, { transA: tA, transB: tB });
-      expect(c).toBeInstanceOf(Float64Array);
-      // float32 arithmetic anywhere would show as ~1e-7
-      expect(maxRel(c, js), `${m}x${k}x${n} tA=${tA} tB=${tB}`).toBeLessThan(1e-13);
-    }
+    for (const [m, k, n] of shapes)
+      for (const tA of [false, true])
+        for (const tB of [false, true]) {
+          const o = operands(m, k, n, tA, tB, m * 17 + k + n * 3);
+          const c = await ort.gemm(o.a, o.aRows, o.aCols, o.b, o.bRows, o.bCols, { transA: tA, transB: tB });
+          const js = gemmSync(o.a, o.aRows, o.aCols, o.b, o.bRows, o.bCols, { transA: tA, transB: tB });
+          expect(c).toBeInstanceOf(Float64Array);
+          // float32 arithmetic anywhere would show as ~1e-7
+          expect(maxRel(c, js), `${m}x${k}x${n} tA=${tA} tB=${tB}`).toBeLessThan(1e-13);
+        }
   });
 
   it('widens float32 operands exactly: the product equals the float64 product of the widened values', async () => {
     // values that float32 holds exactly would hide a float32 product; these need all 24 bits and the
     // products' sums need float64 (a float32 Gemm would be off by ~1e-7 relative)
-    for (const [m, k, n] of [[3, 5, 2], [13, 257, 515], [64, 64, 64]] as [number, number, number][]) for (const tA of [false, true]) for (const tB of [false, true]) {
-      const o = operands(m, k, n, tA, tB, m + k * 5 + n * 11);
-      const a32 = Float32Array.from(o.a);
-      const b32 = Float32Array.from(o.b);
-      const ref = gemmSync(Float64Array.from(a32), o.aRows, o.aCols, Float64Array.from(b32), o.bRows, o.bCols, { transA: tA, transB: tB });
-      for (const [a, b] of [[a32, o.b], [o.a, b32], [a32, b32]] as const) {
-        const aRef = a instanceof Float32Array ? Float64Array.from(a) : a;
-        const bRef = b instanceof Float32Array ? Float64Array.from(b) : b;
-        const want = a === a32 && b === b32 ? ref : gemmSync(aRef, o.aRows, o.aCols, bRef, o.bRows, o.bCols, { transA: tA, transB: tB });
-        const c = await ort.gemm(a, o.aRows, o.aCols, b, o.bRows, o.bCols, { transA: tA, transB: tB });
-        const js = await jsLinearAlgebra.gemm(a, o.aRows, o.aCols, b, o.bRows, o.bCols, { transA: tA, transB: tB });
-        const tag = `${m}x${k}x${n} tA=${tA} tB=${tB} a ${a.constructor.name} b ${b.constructor.name}`;
-        expect(maxRel(c, want), tag).toBeLessThan(1e-13);
-        expect(maxRel(js, want), tag).toBeLessThan(1e-14);
-      }
-    }
+    for (const [m, k, n] of [
+      [3, 5, 2],
+      [13, 257, 515],
+      [64, 64, 64],
+    ] as [number, number, number][])
+      for (const tA of [false, true])
+        for (const tB of [false, true]) {
+          const o = operands(m, k, n, tA, tB, m + k * 5 + n * 11);
+          const a32 = Float32Array.from(o.a);
+          const b32 = Float32Array.from(o.b);
+          const ref = gemmSync(Float64Array.from(a32), o.aRows, o.aCols, Float64Array.from(b32), o.bRows, o.bCols, { transA: tA, transB: tB });
+          for (const [a, b] of [
+            [a32, o.b],
+            [o.a, b32],
+            [a32, b32],
+          ] as const) {
+            const aRef = a instanceof Float32Array ? Float64Array.from(a) : a;
+            const bRef = b instanceof Float32Array ? Float64Array.from(b) : b;
+            const want = a === a32 && b === b32 ? ref : gemmSync(aRef, o.aRows, o.aCols, bRef, o.bRows, o.bCols, { transA: tA, transB: tB });
+            const c = await ort.gemm(a, o.aRows, o.aCols, b, o.bRows, o.bCols, { transA: tA, transB: tB });
+            const js = await jsLinearAlgebra.gemm(a, o.aRows, o.aCols, b, o.bRows, o.bCols, { transA: tA, transB: tB });
+            const tag = `${m}x${k}x${n} tA=${tA} tB=${tB} a ${a.constructor.name} b ${b.constructor.name}`;
+            expect(maxRel(c, want), tag).toBeLessThan(1e-13);
+            expect(maxRel(js, want), tag).toBeLessThan(1e-14);
+          }
+        }
   });
 
   it('accepts subarray views (the engine passes row panels of larger buffers)', async () => {

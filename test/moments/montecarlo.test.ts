@@ -1,19 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { NetmomentsError } from '../../src/errors.js';
-import {
-  GaussianSampler,
-  MomentAccumulator,
-  Rng,
-  covarianceFactor,
-  monteCarloMoments,
-  monteCarloMoments64,
-} from '../../src/moments/montecarlo.js';
+import { GaussianSampler, MomentAccumulator, Rng, covarianceFactor, monteCarloMoments, monteCarloMoments64 } from '../../src/moments/montecarlo.js';
 import { type Noise, networkMoments } from '../../src/moments/network.js';
 import { naiveMatMul, naiveTranspose, normalGenerator } from './integrate.js';
 
 describe('Rng (xoshiro128** + polar normals)', () => {
   it('is reproducible per seed and different across seeds', () => {
-    const a = new Rng(42), b = new Rng(42), c = new Rng(43);
+    const a = new Rng(42),
+      b = new Rng(42),
+      c = new Rng(43);
     const xa = Array.from({ length: 5 }, () => a.nextUint32());
     expect(Array.from({ length: 5 }, () => b.nextUint32())).toEqual(xa);
     expect(Array.from({ length: 5 }, () => c.nextUint32())).not.toEqual(xa);
@@ -23,7 +18,13 @@ describe('Rng (xoshiro128** + polar normals)', () => {
   it('uniforms and normals have the right moments (within 4 standard errors, 4e5 draws)', () => {
     const r = new Rng(7);
     const N = 400_000;
-    let su = 0, su2 = 0, sz = 0, sz2 = 0, sz4 = 0, minU = 1, maxU = 0;
+    let su = 0,
+      su2 = 0,
+      sz = 0,
+      sz2 = 0,
+      sz4 = 0,
+      minU = 1,
+      maxU = 0;
     for (let i = 0; i < N; i++) {
       const u = r.nextDouble();
       su += u;
@@ -81,7 +82,10 @@ describe('covariance factor and sampler', () => {
     const F = Float64Array.from({ length: n * 3 }, () => g());
     const noises: [Noise, Float64Array][] = [
       [{ kind: 'isotropic', sigma: 0.7 }, Float64Array.from({ length: 36 }, (_, i) => (i % 7 === 0 ? 0.49 : 0))],
-      [{ kind: 'diagonal', variance: Float64Array.of(1, 0, 2, 0.5, 0, 3) }, Float64Array.from({ length: 36 }, (_, i) => (i % 7 === 0 ? [1, 0, 2, 0.5, 0, 3][i / 7] : 0))],
+      [
+        { kind: 'diagonal', variance: Float64Array.of(1, 0, 2, 0.5, 0, 3) },
+        Float64Array.from({ length: 36 }, (_, i) => (i % 7 === 0 ? [1, 0, 2, 0.5, 0, 3][i / 7] : 0)),
+      ],
       [{ kind: 'lowrank', factor: F, rank: 3 }, naiveMatMul(F, naiveTranspose(F, n, 3), n, 3, n)],
       [{ kind: 'full', cov: windowCov() }, windowCov()],
     ];
@@ -111,7 +115,7 @@ describe('MomentAccumulator (Chan / Pebay merging)', () => {
     const N = 10_007;
     const y = Float64Array.from({ length: N * d }, (_, i) => 100 + (i % 3) * g() + (g() > 1 ? 5 : 0));
     const acc = new MomentAccumulator(d, true);
-    for (let k = 0; k < N; ) {
+    for (let k = 0; k < N;) {
       const b = Math.min(N - k, 1 + ((k * 7919) % 1000));
       acc.addBatch(y.subarray(k * d, (k + b) * d), b);
       k += b;
@@ -120,14 +124,19 @@ describe('MomentAccumulator (Chan / Pebay merging)', () => {
     one.addBatch(y, N);
     for (let i = 0; i < d; i++) {
       expect(acc.mean[i]).toBeCloseTo(one.mean[i], 11);
-      for (const [x, z] of [[acc.M2[i], one.M2[i]], [acc.M3[i], one.M3[i]], [acc.M4[i], one.M4[i]]]) {
+      for (const [x, z] of [
+        [acc.M2[i], one.M2[i]],
+        [acc.M3[i], one.M3[i]],
+        [acc.M4[i], one.M4[i]],
+      ]) {
         expect(Math.abs(x - z)).toBeLessThan(1e-9 * Math.abs(z) + 1e-9);
       }
       for (let j = 0; j < d; j++) expect(Math.abs((acc.C as Float64Array)[i * d + j] - (one.C as Float64Array)[i * d + j])).toBeLessThan(1e-8);
     }
     // the variance's standard error is sqrt((m4 - m2^2) / N), checked directly
     const r = acc.result();
-    let m2 = 0, m4 = 0;
+    let m2 = 0,
+      m4 = 0;
     for (let k = 0; k < N; k++) {
       const e = y[k * d + 1] - one.mean[1];
       m2 += e * e;
@@ -141,18 +150,20 @@ describe('MomentAccumulator (Chan / Pebay merging)', () => {
 });
 
 describe('monteCarloMoments', () => {
-  const n = 4, d = 2;
+  const n = 4,
+    d = 2;
   const W = Float64Array.of(1, -2, 0.5, 0, 0.3, 0.3, -1, 2);
   const bias = Float64Array.of(5, -3);
   const mu = Float64Array.of(0.2, -0.4, 1, 0);
   const noise: Noise = { kind: 'diagonal', variance: Float64Array.of(0.5, 1, 0, 2) };
   const linear = async (x: Float32Array | Float64Array, b: number) => {
     const y = new Float64Array(b * d);
-    for (let k = 0; k < b; k++) for (let i = 0; i < d; i++) {
-      let s = bias[i];
-      for (let j = 0; j < n; j++) s += W[i * n + j] * x[k * n + j];
-      y[k * d + i] = s;
-    }
+    for (let k = 0; k < b; k++)
+      for (let i = 0; i < d; i++) {
+        let s = bias[i];
+        for (let j = 0; j < n; j++) s += W[i * n + j] * x[k * n + j];
+        y[k * d + i] = s;
+      }
     return y;
   };
 
@@ -163,7 +174,10 @@ describe('monteCarloMoments', () => {
         sawFloat32 = x instanceof Float32Array;
         return linear(x, b);
       },
-      d, mu, noise, { samples: 200_000, batchSize: 999, covariance: true, seed: 3 },
+      d,
+      mu,
+      noise,
+      { samples: 200_000, batchSize: 999, covariance: true, seed: 3 },
     );
     expect(sawFloat32).toBe(true);
     const v = noise.kind === 'diagonal' ? noise.variance : new Float64Array();
@@ -195,14 +209,18 @@ describe('monteCarloMoments', () => {
     const mc = await monteCarloMoments64(
       async (x, b) => {
         const y = new Float64Array(b * d);
-        for (let k = 0; k < b; k++) for (let v = 0; v < p; v++) {
-          let z = c1[v];
-          for (let j = 0; j < n; j++) z += A[v * n + j] * x[k * n + j];
-          if (z > 0) for (let i = 0; i < d; i++) y[k * d + i] += B[i * p + v] * z;
-        }
+        for (let k = 0; k < b; k++)
+          for (let v = 0; v < p; v++) {
+            let z = c1[v];
+            for (let j = 0; j < n; j++) z += A[v * n + j] * x[k * n + j];
+            if (z > 0) for (let i = 0; i < d; i++) y[k * d + i] += B[i * p + v] * z;
+          }
         return y;
       },
-      d, mu, noise, { samples: 300_000, seed: 5 },
+      d,
+      mu,
+      noise,
+      { samples: 300_000, seed: 5 },
     );
     for (let i = 0; i < d; i++) {
       expect(Math.abs(mc.mean[i] - exact.mean[i])).toBeLessThan(4 * mc.meanStdErr[i]);

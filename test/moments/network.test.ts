@@ -83,7 +83,11 @@ function randomNet(seed: number, n: number, p: number, d: number, kind: Noise['k
   for (let v = 0; v < p; v++) m[v] += c1[v];
   const net: ShallowNetwork = { A: mat(A, p, n), B: mat(B, d, p), m, c2 };
   if (skip) {
-    net.D = mat(Float64Array.from({ length: d * n }, () => 0.7 * g()), d, n);
+    net.D = mat(
+      Float64Array.from({ length: d * n }, () => 0.7 * g()),
+      d,
+      n,
+    );
     net.mu = mu;
   }
   return { net, noise, G, r, mu, c1 };
@@ -92,7 +96,9 @@ function randomNet(seed: number, n: number, p: number, d: number, kind: Noise['k
 /** The net itself, run in float64: g(x) = B relu(A x + c1) + D x + c2. */
 function forward(t: TestNet, x: Float64Array, out: Float64Array, z: Float64Array): void {
   const { A, B, D, c2 } = t.net;
-  const n = A.cols, p = A.rows, d = B.rows;
+  const n = A.cols,
+    p = A.rows,
+    d = B.rows;
   for (let v = 0; v < p; v++) {
     let s = t.c1[v];
     for (let j = 0; j < n; j++) s += A.data[v * n + j] * x[j];
@@ -108,10 +114,14 @@ function forward(t: TestNet, x: Float64Array, out: Float64Array, z: Float64Array
 
 /** Plain Monte Carlo with the test's own sampler: estimates and standard errors. */
 function monteCarlo(t: TestNet, N: number, seed: number) {
-  const n = t.net.A.cols, d = t.net.B.rows;
+  const n = t.net.A.cols,
+    d = t.net.B.rows;
   const g = normalGenerator(seed);
   const ys = new Float64Array(N * d);
-  const x = new Float64Array(n), eps = new Float64Array(t.r), z = new Float64Array(t.net.A.rows), y = new Float64Array(d);
+  const x = new Float64Array(n),
+    eps = new Float64Array(t.r),
+    z = new Float64Array(t.net.A.rows),
+    y = new Float64Array(d);
   for (let k = 0; k < N; k++) {
     for (let q = 0; q < t.r; q++) eps[q] = g();
     for (let i = 0; i < n; i++) {
@@ -125,7 +135,8 @@ function monteCarlo(t: TestNet, N: number, seed: number) {
   const mean = new Float64Array(d);
   for (let k = 0; k < N; k++) for (let i = 0; i < d; i++) mean[i] += ys[k * d + i];
   for (let i = 0; i < d; i++) mean[i] /= N;
-  const cov = new Float64Array(d * d), m4 = new Float64Array(d * d);
+  const cov = new Float64Array(d * d),
+    m4 = new Float64Array(d * d);
   for (let k = 0; k < N; k++) {
     for (let i = 0; i < d; i++) {
       const ei = ys[k * d + i] - mean[i];
@@ -137,11 +148,12 @@ function monteCarlo(t: TestNet, N: number, seed: number) {
     }
   }
   const covSe = new Float64Array(d * d);
-  for (let i = 0; i < d; i++) for (let j = i; j < d; j++) {
-    const c = cov[i * d + j] / N;
-    covSe[i * d + j] = covSe[j * d + i] = Math.sqrt(Math.max(0, m4[i * d + j] / N - c * c) / N);
-    cov[i * d + j] = cov[j * d + i] = cov[i * d + j] / (N - 1);
-  }
+  for (let i = 0; i < d; i++)
+    for (let j = i; j < d; j++) {
+      const c = cov[i * d + j] / N;
+      covSe[i * d + j] = covSe[j * d + i] = Math.sqrt(Math.max(0, m4[i * d + j] / N - c * c) / N);
+      cov[i * d + j] = cov[j * d + i] = cov[i * d + j] / (N - 1);
+    }
   const meanSe = Float64Array.from({ length: d }, (_, i) => Math.sqrt(cov[i * d + i] / N));
   return { mean, meanSe, cov, covSe };
 }
@@ -149,17 +161,22 @@ function monteCarlo(t: TestNet, N: number, seed: number) {
 /** Brute force from the literal formulas: K_uv = Rosenbaum - means, Cov = B K B^T + skip terms. */
 function bruteForce(t: TestNet) {
   const { A, B, D } = t.net;
-  const n = A.cols, p = A.rows, d = B.rows;
+  const n = A.cols,
+    p = A.rows,
+    d = B.rows;
   const Sigma = naiveMatMul(t.G, naiveTranspose(t.G, n, t.r), n, t.r, n);
   const S = naiveMatMul(naiveMatMul(A.data, Sigma, p, n, n), naiveTranspose(A.data, p, n), p, n, p);
   const s = Float64Array.from({ length: p }, (_, v) => Math.sqrt(Math.max(0, S[v * p + v])));
-  const K = new Float64Array(p * p), K0 = new Float64Array(p * p);
-  for (let u = 0; u < p; u++) for (let v = 0; v < p; v++) {
-    const rho = s[u] > 0 && s[v] > 0 ? S[u * p + v] / (s[u] * s[v]) : 0;
-    const mu = t.net.m[u], mv = t.net.m[v];
-    K[u * p + v] = reluCrossMoment(mu, s[u], mv, s[v], rho) - reluMean(mu, s[u]) * reluMean(mv, s[v]);
-    K0[u * p + v] = reluCrossMomentPaper(s[u], s[v], rho) - (s[u] * s[v]) / (2 * Math.PI);
-  }
+  const K = new Float64Array(p * p),
+    K0 = new Float64Array(p * p);
+  for (let u = 0; u < p; u++)
+    for (let v = 0; v < p; v++) {
+      const rho = s[u] > 0 && s[v] > 0 ? S[u * p + v] / (s[u] * s[v]) : 0;
+      const mu = t.net.m[u],
+        mv = t.net.m[v];
+      K[u * p + v] = reluCrossMoment(mu, s[u], mv, s[v], rho) - reluMean(mu, s[u]) * reluMean(mv, s[v]);
+      K0[u * p + v] = reluCrossMomentPaper(s[u], s[v], rho) - (s[u] * s[v]) / (2 * Math.PI);
+    }
   const Bt = naiveTranspose(B.data, d, p);
   const cov = naiveMatMul(naiveMatMul(B.data, K, d, p, p), Bt, d, p, d);
   const paper = naiveMatMul(naiveMatMul(B.data, K0, d, p, p), Bt, d, p, d);
@@ -183,7 +200,7 @@ function maxAbs(x: Float64Array): number {
   return m;
 }
 
-describe('network moments vs Monte Carlo (10^6 samples, the test\'s own sampler)', () => {
+describe("network moments vs Monte Carlo (10^6 samples, the test's own sampler)", () => {
   const cases: [string, Noise['kind'], boolean][] = [
     ['isotropic noise', 'isotropic', false],
     ['diagonal noise with a zero variance', 'diagonal', false],
@@ -221,8 +238,8 @@ describe('network moments vs Monte Carlo (10^6 samples, the test\'s own sampler)
     // The 'diagonal noise' net above; reference Cov(g) from mpmath at 30 digits (Rosenbaum's formula
     // with a quadrature Phi2). The literal float64 formula is off by up to 1.6e-9 relative here.
     const ref = [
-      2.91098081755016, 1.1151589945597522, 1.232460424278871, 1.1151589945597509, 0.6991686339761229,
-      0.187377472097873, 1.2324604242788735, 0.18737747209787392, 2.2360317763110955,
+      2.91098081755016, 1.1151589945597522, 1.232460424278871, 1.1151589945597509, 0.6991686339761229, 0.187377472097873, 1.2324604242788735,
+      0.18737747209787392, 2.2360317763110955,
     ];
     const t = randomNet(101, 5, 8, 3, 'diagonal');
     const res = await networkMoments(t.net, t.noise);
@@ -240,7 +257,12 @@ describe('network moments vs Monte Carlo (10^6 samples, the test\'s own sampler)
 
 describe('network moments: identities and properties', () => {
   it("the paper's variance equals the exact variance when m = 0 (with and without a skip path)", async () => {
-    for (const [kind, skip] of [['isotropic', false], ['full', false], ['lowrank', true], ['diagonal', true]] as const) {
+    for (const [kind, skip] of [
+      ['isotropic', false],
+      ['full', false],
+      ['lowrank', true],
+      ['diagonal', true],
+    ] as const) {
       const t = randomNet(400, 4, 6, 3, kind, skip);
       t.net.m = new Float64Array(6);
       const res = await networkMoments(t.net, t.noise);
@@ -292,11 +314,12 @@ describe('network moments: identities and properties', () => {
       for (let u = 0; u < q; u++) for (let v = 0; v < q; v++) R[u * q + v] = u === v ? 1 : rhos[(k + u + 2 * v) % rhos.length];
       const panel = Float64Array.from(R, (r, i) => r * s[Math.floor(i / q)] * s[i % q]);
       pairPanel(panel, q, q, 0, s, a, diag, false);
-      for (let u = 0; u < q; u++) for (let v = u + 1; v < q; v++) {
-        const want = s[u] * s[v] * reluPairCorrection(a[u], a[v], R[u * q + v]);
-        expect(Math.abs(panel[u * q + v] - want), `a=${a[u]},${a[v]} rho=${R[u * q + v]}`).toBeLessThanOrEqual(1e-15 * s[u] * s[v]);
-        expect(panel[v * q + u]).toBe(panel[u * q + v]);
-      }
+      for (let u = 0; u < q; u++)
+        for (let v = u + 1; v < q; v++) {
+          const want = s[u] * s[v] * reluPairCorrection(a[u], a[v], R[u * q + v]);
+          expect(Math.abs(panel[u * q + v] - want), `a=${a[u]},${a[v]} rho=${R[u * q + v]}`).toBeLessThanOrEqual(1e-15 * s[u] * s[v]);
+          expect(panel[v * q + u]).toBe(panel[u * q + v]);
+        }
     }
   });
 

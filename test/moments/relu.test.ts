@@ -69,7 +69,17 @@ function correctionIntegral(a: number, b: number, rho: number): number {
 
 describe('single-unit ReLU moments', () => {
   it('E[relu(z)] and E[relu(z)^2] match 1-D numerical integration (relative 1e-12, down to a = -30)', () => {
-    for (const [m, s] of [[0, 1], [1.3, 0.4], [-1.3, 0.4], [-5, 1], [5, 1], [-12, 0.5], [-30, 1], [3e3, 0.1], [0.2, 7]]) {
+    for (const [m, s] of [
+      [0, 1],
+      [1.3, 0.4],
+      [-1.3, 0.4],
+      [-5, 1],
+      [5, 1],
+      [-12, 0.5],
+      [-30, 1],
+      [3e3, 0.1],
+      [0.2, 7],
+    ]) {
       const e1 = expectRelu(m, s, 1);
       const e2 = expectRelu(m, s, 2);
       expect(Math.abs(reluMean(m, s) - e1) / e1, `E relu, m=${m} s=${s}`).toBeLessThan(1e-12);
@@ -78,11 +88,18 @@ describe('single-unit ReLU moments', () => {
   });
 
   it('Var(relu(z)) matches integration of (relu - mean)^2, including far tails where E2 - E1^2 cancels', () => {
-    for (const [m, s] of [[0, 1], [2, 1], [-2, 1], [8, 1], [-8, 1], [-25, 1], [40, 2]]) {
+    for (const [m, s] of [
+      [0, 1],
+      [2, 1],
+      [-2, 1],
+      [8, 1],
+      [-8, 1],
+      [-25, 1],
+      [40, 2],
+    ]) {
       const mean = reluMean(m, s);
       const lo = Math.max(-m / s, -40);
-      const ref =
-        integrate((x) => (m + s * x - mean) ** 2 * npdf(x), lo, 40, 1e-14) + (lo > -40 ? mean * mean * Phi(-m / s) : 0);
+      const ref = integrate((x) => (m + s * x - mean) ** 2 * npdf(x), lo, 40, 1e-14) + (lo > -40 ? mean * mean * Phi(-m / s) : 0);
       expect(Math.abs(reluVariance(m, s) - ref) / ref, `Var relu, m=${m} s=${s}`).toBeLessThan(1e-11);
     }
   });
@@ -112,17 +129,25 @@ describe('pair moments', () => {
   // 1.7e-12 and the relative error 6e-9 (measured against 30-digit quadrature).
   it('Rosenbaum general-mean E[relu relu] matches 2-D numerical integration: max relative error <= 1e-9 where the value >= 1e-10, absolute <= 1e-15 below', () => {
     let worst = 0;
-    for (const a of as) for (const b of as) for (const rho of rhos) {
-      const ref = crossMoment2D(a, b, rho);
-      const v = reluCrossMoment(a, 1, b, 1, rho);
-      if (ref >= 1e-10) worst = Math.max(worst, Math.abs(v - ref) / ref);
-      else expect(Math.abs(v - ref), `tiny value a=${a} b=${b} rho=${rho}`).toBeLessThan(1e-15);
-    }
+    for (const a of as)
+      for (const b of as)
+        for (const rho of rhos) {
+          const ref = crossMoment2D(a, b, rho);
+          const v = reluCrossMoment(a, 1, b, 1, rho);
+          if (ref >= 1e-10) worst = Math.max(worst, Math.abs(v - ref) / ref);
+          else expect(Math.abs(v - ref), `tiny value a=${a} b=${b} rho=${rho}`).toBeLessThan(1e-15);
+        }
     expect(worst).toBeLessThan(1e-9);
   });
 
   it('matches at rho = +-1 (r = 0) against 1-D integration, and scales with s', () => {
-    for (const [a, b] of [[0.3, -0.2], [-1, -1], [2, 0.5], [-0.4, 0.4], [1, -3]]) {
+    for (const [a, b] of [
+      [0.3, -0.2],
+      [-1, -1],
+      [2, 0.5],
+      [-0.4, 0.4],
+      [1, -3],
+    ]) {
       // split at the kinks -a, -b and b so no piece of the support is missed
       const plus = integratePieces((x) => Math.max(a + x, 0) * Math.max(b + x, 0) * npdf(x), [-40, -a, -b, 40], 1e-14, 1e-300);
       const minus = integratePieces((x) => Math.max(a + x, 0) * Math.max(b - x, 0) * npdf(x), [-40, -a, b, 40], 1e-14, 1e-300);
@@ -147,11 +172,13 @@ describe('pair moments', () => {
   });
 
   it('the centred covariance equals Rosenbaum minus the product of the means, and 2-D integration', () => {
-    for (const a of as) for (const b of [-2, 0.5, 3]) for (const rho of [-0.95, -0.4, 0.25, 0.9, 0.99]) {
-      const raw = reluCrossMoment(a, 1, b, 1, rho) - reluMean(a, 1) * reluMean(b, 1);
-      const cov = reluCovariance(a, 1, b, 1, rho);
-      expect(Math.abs(cov - raw), `a=${a} b=${b} rho=${rho}`).toBeLessThan(1e-12);
-    }
+    for (const a of as)
+      for (const b of [-2, 0.5, 3])
+        for (const rho of [-0.95, -0.4, 0.25, 0.9, 0.99]) {
+          const raw = reluCrossMoment(a, 1, b, 1, rho) - reluMean(a, 1) * reluMean(b, 1);
+          const cov = reluCovariance(a, 1, b, 1, rho);
+          expect(Math.abs(cov - raw), `a=${a} b=${b} rho=${rho}`).toBeLessThan(1e-12);
+        }
     // where the raw form cancels (both units nearly surely on) the centred one still agrees with integration
     const ref = crossMoment2D(6, 7, 0.6) - reluMean(6, 1) * reluMean(7, 1);
     expect(Math.abs(reluCovariance(6, 1, 7, 1, 0.6) - ref)).toBeLessThan(1e-11);
@@ -161,25 +188,29 @@ describe('pair moments', () => {
   it('the pair correction c(a, b; rho) equals its integral to 1e-9 relative to sqrt(c(a,a;1) c(b,b;1)), for |a|, |b| up to 8.5', () => {
     let worst = 0;
     const grid = [-8.4, -6, -3.5, -1, 0, 0.7, 2.5, 8.4];
-    for (const a of grid) for (const b of grid) for (const rho of [-0.999, -0.93, -0.8, -0.4, 0.1, 0.35, 0.7, 0.93, 0.99]) {
-      const ref = correctionIntegral(a, b, rho);
-      const scale = Math.sqrt(reluVarianceCorrection(a) * reluVarianceCorrection(b));
-      const e = Math.abs(reluPairCorrection(a, b, rho) - ref) / scale;
-      if (e > 1e-9) expect.fail(`c(${a}, ${b}; ${rho}) = ${reluPairCorrection(a, b, rho)}, integral ${ref}, scale ${scale}`);
-      worst = Math.max(worst, e);
-    }
+    for (const a of grid)
+      for (const b of grid)
+        for (const rho of [-0.999, -0.93, -0.8, -0.4, 0.1, 0.35, 0.7, 0.93, 0.99]) {
+          const ref = correctionIntegral(a, b, rho);
+          const scale = Math.sqrt(reluVarianceCorrection(a) * reluVarianceCorrection(b));
+          const e = Math.abs(reluPairCorrection(a, b, rho) - ref) / scale;
+          if (e > 1e-9) expect.fail(`c(${a}, ${b}; ${rho}) = ${reluPairCorrection(a, b, rho)}, integral ${ref}, scale ${scale}`);
+          worst = Math.max(worst, e);
+        }
     expect(worst).toBeLessThan(1e-9);
   });
 
   it('the quadrature and the closed form agree where both apply, and c has its symmetries', () => {
-    for (const a of [-4, -1, 0.2, 3]) for (const b of [-2.5, 0, 1.1]) for (const rho of [-0.9, -0.5, 0.1, 0.6, 0.92]) {
-      const scale = Math.sqrt(reluVarianceCorrection(a) * reluVarianceCorrection(b));
-      expect(Math.abs(pairCorrectionQuadrature(a, b, rho) - pairCorrectionClosedForm(a, b, rho)) / scale).toBeLessThan(1e-12);
-      expect(reluPairCorrection(a, b, rho)).toBeCloseTo(reluPairCorrection(-a, b, -rho), 15);
-      expect(reluPairCorrection(a, b, rho)).toBeCloseTo(reluPairCorrection(-a, -b, rho), 15);
-      // c = int_0^rho (rho - t) phi2 dt >= 0 for either sign of rho
-      expect(reluPairCorrection(a, b, rho)).toBeGreaterThan(0);
-    }
+    for (const a of [-4, -1, 0.2, 3])
+      for (const b of [-2.5, 0, 1.1])
+        for (const rho of [-0.9, -0.5, 0.1, 0.6, 0.92]) {
+          const scale = Math.sqrt(reluVarianceCorrection(a) * reluVarianceCorrection(b));
+          expect(Math.abs(pairCorrectionQuadrature(a, b, rho) - pairCorrectionClosedForm(a, b, rho)) / scale).toBeLessThan(1e-12);
+          expect(reluPairCorrection(a, b, rho)).toBeCloseTo(reluPairCorrection(-a, b, -rho), 15);
+          expect(reluPairCorrection(a, b, rho)).toBeCloseTo(reluPairCorrection(-a, -b, rho), 15);
+          // c = int_0^rho (rho - t) phi2 dt >= 0 for either sign of rho
+          expect(reluPairCorrection(a, b, rho)).toBeGreaterThan(0);
+        }
     expect(reluPairCorrection(0.3, 0.3, 1)).toBe(reluVarianceCorrection(0.3));
     expect(reluPairCorrection(0.3, -2, 0)).toBe(0);
   });

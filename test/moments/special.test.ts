@@ -126,7 +126,12 @@ describe('Phi2 (Genz 2004 / Drezner-Wesolowsky)', () => {
   });
 
   it('is continuous into rho = +-1 and symmetric in (h, k)', () => {
-    for (const [h, k] of [[0.3, 0.3], [-1, 2], [1.5, -0.5], [-2, -2.1]]) {
+    for (const [h, k] of [
+      [0.3, 0.3],
+      [-1, 2],
+      [1.5, -0.5],
+      [-2, -2.1],
+    ]) {
       expect(Math.abs(Phi2(h, k, 1 - 1e-13) - Phi2(h, k, 1))).toBeLessThan(1e-6);
       expect(Math.abs(Phi2(h, k, -1 + 1e-13) - Phi2(h, k, -1))).toBeLessThan(1e-6);
       for (const rho of [-0.97, -0.3, 0.6, 0.97]) expect(Phi2(h, k, rho)).toBeCloseTo(Phi2(k, h, rho), 15);

@@ -13,7 +13,9 @@ describe('pair terms on worker threads (compiled engine)', () => {
     const makeNet = (seed: number) => {
       const u = mulberry32(seed);
       const g = () => 2 * u() - 1;
-      const n = 30, p = 600, d = 6;
+      const n = 30,
+        p = 600,
+        d = 6;
       return {
         A: { data: Float64Array.from({ length: p * n }, g), rows: p, cols: n },
         B: { data: Float64Array.from({ length: d * p }, g), rows: d, cols: p },

@@ -251,7 +251,14 @@ describe('external data', () => {
     const data = new Uint8Array(8 + 24);
     data.set(new Uint8Array(W.buffer), 8);
     writeFileSync(join(dir, 'weights.bin'), data);
-    writeFileSync(join(dir, 'm.onnx'), externalModel([{ key: 'location', value: 'weights.bin' }, { key: 'offset', value: '8' }, { key: 'length', value: '24' }]));
+    writeFileSync(
+      join(dir, 'm.onnx'),
+      externalModel([
+        { key: 'location', value: 'weights.bin' },
+        { key: 'offset', value: '8' },
+        { key: 'length', value: '24' },
+      ]),
+    );
     const m = loadModel(join(dir, 'm.onnx'));
     expect(Array.from(m.graph.initializers.get('W')!.data as Float32Array)).toEqual(Array.from(W));
     expect(m.externalData).toBe(true);
@@ -274,9 +281,28 @@ describe('external data', () => {
       [[{ key: 'location', value: 'sub/../../w.bin' }], /leaves the model's folder/],
       [[{ key: 'location', value: 'link.bin' }], /outside the model's folder/],
       [[{ key: 'location', value: 'missing.bin' }], /does not exist/],
-      [[{ key: 'location', value: 'w.bin' }, { key: 'offset', value: '16' }], /declares 24 bytes but its external data range holds 8/],
-      [[{ key: 'location', value: 'w.bin' }, { key: 'offset', value: '8' }, { key: 'length', value: '24' }], /past the end/],
-      [[{ key: 'location', value: 'w.bin' }, { key: 'offset', value: '-1' }], /not a non-negative integer/],
+      [
+        [
+          { key: 'location', value: 'w.bin' },
+          { key: 'offset', value: '16' },
+        ],
+        /declares 24 bytes but its external data range holds 8/,
+      ],
+      [
+        [
+          { key: 'location', value: 'w.bin' },
+          { key: 'offset', value: '8' },
+          { key: 'length', value: '24' },
+        ],
+        /past the end/,
+      ],
+      [
+        [
+          { key: 'location', value: 'w.bin' },
+          { key: 'offset', value: '-1' },
+        ],
+        /not a non-negative integer/,
+      ],
       [[], /names no location/],
     ];
     for (const [entries, re] of cases) {

@@ -4,7 +4,18 @@
  * model input directly, batch-1 exports (constant Reshape shapes and a torch-style
  * Shape/Gather/Concat chain), a net without ReLU, a ReLU inside an If body.
  */
-import { DataType, encodeModel, makeModel, makeNode, makeTensor, makeValueInfo, type GraphProto, type ModelSpec, type NodeProto, type TensorProto } from '../../src/onnx/proto.js';
+import {
+  DataType,
+  encodeModel,
+  makeModel,
+  makeNode,
+  makeTensor,
+  makeValueInfo,
+  type GraphProto,
+  type ModelSpec,
+  type NodeProto,
+  type TensorProto,
+} from '../../src/onnx/proto.js';
 
 export function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
@@ -23,7 +34,16 @@ export function randn(r: () => number, n: number, scale = 1): Float32Array {
 }
 
 function w(name: string, dims: number[], r: () => number, scale = 0.5): TensorProto {
-  return makeTensor(name, DataType.FLOAT, dims, randn(r, dims.reduce((a, b) => a * b, 1), scale));
+  return makeTensor(
+    name,
+    DataType.FLOAT,
+    dims,
+    randn(
+      r,
+      dims.reduce((a, b) => a * b, 1),
+      scale,
+    ),
+  );
 }
 
 function model(g: GraphProto, spec: ModelSpec = {}): Uint8Array {
@@ -62,33 +82,36 @@ export function fcNet(n = 6, hidden: number[] = [5, 4], out = 3, seed = 1): Uint
 export function residualNet(seed = 2): Uint8Array {
   const r = rng(seed);
   const conv = { kernel_shape: [3, 3], pads: [1, 1, 1, 1] };
-  return model({
-    name: 'residual',
-    node: [
-      makeNode('Conv', ['x', 'W1', 'B1'], ['a'], { name: 'conv1', attributes: conv }),
-      makeNode('Relu', ['a'], ['r1'], { name: 'relu1' }),
-      makeNode('Conv', ['r1', 'W2', 'B2'], ['b'], { name: 'conv2', attributes: conv }),
-      makeNode('Conv', ['x', 'Ws'], ['s'], { name: 'conv_skip', attributes: { kernel_shape: [1, 1] } }),
-      makeNode('Add', ['b', 'a'], ['ba'], { name: 'add1' }),
-      makeNode('Add', ['ba', 's'], ['c'], { name: 'add2' }),
-      makeNode('Relu', ['c'], ['r2'], { name: 'relu2' }),
-      makeNode('MaxPool', ['r2'], ['p'], { name: 'pool', attributes: { kernel_shape: [2, 2], strides: [2, 2] } }),
-      makeNode('Flatten', ['p'], ['f'], { name: 'flatten', attributes: { axis: 1 } }),
-      makeNode('Gemm', ['f', 'Wf', 'Bf'], ['y'], { name: 'fc', attributes: { transB: 1 } }),
-    ],
-    input: [makeValueInfo('x', DataType.FLOAT, ['N', 1, 6, 6])],
-    output: [makeValueInfo('y', DataType.FLOAT, ['N', 4])],
-    initializer: [
-      w('W1', [2, 1, 3, 3], r),
-      w('B1', [2], r),
-      w('W2', [2, 2, 3, 3], r),
-      w('B2', [2], r),
-      w('Ws', [2, 1, 1, 1], r),
-      w('Wf', [4, 18], r),
-      w('Bf', [4], r),
-      makeTensor('unused', DataType.FLOAT, [3], [1, 2, 3]),
-    ],
-  }, { metadata: { 'netmoments.preprocess': 'x - 127.5', author: 'test' } });
+  return model(
+    {
+      name: 'residual',
+      node: [
+        makeNode('Conv', ['x', 'W1', 'B1'], ['a'], { name: 'conv1', attributes: conv }),
+        makeNode('Relu', ['a'], ['r1'], { name: 'relu1' }),
+        makeNode('Conv', ['r1', 'W2', 'B2'], ['b'], { name: 'conv2', attributes: conv }),
+        makeNode('Conv', ['x', 'Ws'], ['s'], { name: 'conv_skip', attributes: { kernel_shape: [1, 1] } }),
+        makeNode('Add', ['b', 'a'], ['ba'], { name: 'add1' }),
+        makeNode('Add', ['ba', 's'], ['c'], { name: 'add2' }),
+        makeNode('Relu', ['c'], ['r2'], { name: 'relu2' }),
+        makeNode('MaxPool', ['r2'], ['p'], { name: 'pool', attributes: { kernel_shape: [2, 2], strides: [2, 2] } }),
+        makeNode('Flatten', ['p'], ['f'], { name: 'flatten', attributes: { axis: 1 } }),
+        makeNode('Gemm', ['f', 'Wf', 'Bf'], ['y'], { name: 'fc', attributes: { transB: 1 } }),
+      ],
+      input: [makeValueInfo('x', DataType.FLOAT, ['N', 1, 6, 6])],
+      output: [makeValueInfo('y', DataType.FLOAT, ['N', 4])],
+      initializer: [
+        w('W1', [2, 1, 3, 3], r),
+        w('B1', [2], r),
+        w('W2', [2, 2, 3, 3], r),
+        w('B2', [2], r),
+        w('Ws', [2, 1, 1, 1], r),
+        w('Wf', [4, 18], r),
+        w('Bf', [4], r),
+        makeTensor('unused', DataType.FLOAT, [3], [1, 2, 3]),
+      ],
+    },
+    { metadata: { 'netmoments.preprocess': 'x - 127.5', author: 'test' } },
+  );
 }
 
 /** x [N,4] -> Gemm -> relu -> Gemm -> z; y = z + x (the top reads the model input directly). */
@@ -143,34 +166,37 @@ export function batch1Net(seed = 4): Uint8Array {
 /** Torch-style batch-1 export: flatten through Shape -> Gather -> Unsqueeze -> Concat -> Reshape. */
 export function torchBatch1Net(seed = 5): Uint8Array {
   const r = rng(seed);
-  return model({
-    name: 'torch_batch1',
-    node: [
-      makeNode('Conv', ['input', 'conv.weight', 'conv.bias'], ['/conv/Conv_output_0'], { name: '/conv/Conv', attributes: { kernel_shape: [3, 3] } }),
-      makeNode('Relu', ['/conv/Conv_output_0'], ['/relu/Relu_output_0'], { name: '/relu/Relu' }),
-      makeNode('Shape', ['/relu/Relu_output_0'], ['/Shape_output_0'], { name: '/Shape' }),
-      makeNode('Constant', [], ['/Constant_output_0'], { name: '/Constant', attributes: { value: makeTensor('', DataType.INT64, [], [0]) } }),
-      makeNode('Gather', ['/Shape_output_0', '/Constant_output_0'], ['/Gather_output_0'], { name: '/Gather', attributes: { axis: 0 } }),
-      makeNode('Constant', [], ['/Constant_1_output_0'], { name: '/Constant_1', attributes: { value: makeTensor('', DataType.INT64, [1], [0]) } }),
-      makeNode('Unsqueeze', ['/Gather_output_0', '/Constant_1_output_0'], ['/Unsqueeze_output_0'], { name: '/Unsqueeze' }),
-      makeNode('Constant', [], ['/Constant_2_output_0'], { name: '/Constant_2', attributes: { value: makeTensor('', DataType.INT64, [1], [-1]) } }),
-      makeNode('Concat', ['/Unsqueeze_output_0', '/Constant_2_output_0'], ['/Concat_output_0'], { name: '/Concat', attributes: { axis: 0 } }),
-      makeNode('Reshape', ['/relu/Relu_output_0', '/Concat_output_0'], ['/Reshape_output_0'], { name: '/Reshape' }),
-      makeNode('Gemm', ['/Reshape_output_0', 'fc.weight', 'fc.bias'], ['/fc/Gemm_output_0'], { name: '/fc/Gemm', attributes: { transB: 1 } }),
-      makeNode('Relu', ['/fc/Gemm_output_0'], ['/relu_1/Relu_output_0'], { name: '/relu_1/Relu' }),
-      makeNode('Gemm', ['/relu_1/Relu_output_0', 'out.weight', 'out.bias'], ['output'], { name: '/out/Gemm', attributes: { transB: 1 } }),
-    ],
-    input: [makeValueInfo('input', DataType.FLOAT, [1, 1, 5, 5])],
-    output: [makeValueInfo('output', DataType.FLOAT, [1, 3])],
-    initializer: [
-      w('conv.weight', [3, 1, 3, 3], r),
-      w('conv.bias', [3], r),
-      w('fc.weight', [7, 27], r),
-      w('fc.bias', [7], r),
-      w('out.weight', [3, 7], r),
-      w('out.bias', [3], r),
-    ],
-  }, { producerName: 'pytorch', producerVersion: '2.1.0', opset: 13 });
+  return model(
+    {
+      name: 'torch_batch1',
+      node: [
+        makeNode('Conv', ['input', 'conv.weight', 'conv.bias'], ['/conv/Conv_output_0'], { name: '/conv/Conv', attributes: { kernel_shape: [3, 3] } }),
+        makeNode('Relu', ['/conv/Conv_output_0'], ['/relu/Relu_output_0'], { name: '/relu/Relu' }),
+        makeNode('Shape', ['/relu/Relu_output_0'], ['/Shape_output_0'], { name: '/Shape' }),
+        makeNode('Constant', [], ['/Constant_output_0'], { name: '/Constant', attributes: { value: makeTensor('', DataType.INT64, [], [0]) } }),
+        makeNode('Gather', ['/Shape_output_0', '/Constant_output_0'], ['/Gather_output_0'], { name: '/Gather', attributes: { axis: 0 } }),
+        makeNode('Constant', [], ['/Constant_1_output_0'], { name: '/Constant_1', attributes: { value: makeTensor('', DataType.INT64, [1], [0]) } }),
+        makeNode('Unsqueeze', ['/Gather_output_0', '/Constant_1_output_0'], ['/Unsqueeze_output_0'], { name: '/Unsqueeze' }),
+        makeNode('Constant', [], ['/Constant_2_output_0'], { name: '/Constant_2', attributes: { value: makeTensor('', DataType.INT64, [1], [-1]) } }),
+        makeNode('Concat', ['/Unsqueeze_output_0', '/Constant_2_output_0'], ['/Concat_output_0'], { name: '/Concat', attributes: { axis: 0 } }),
+        makeNode('Reshape', ['/relu/Relu_output_0', '/Concat_output_0'], ['/Reshape_output_0'], { name: '/Reshape' }),
+        makeNode('Gemm', ['/Reshape_output_0', 'fc.weight', 'fc.bias'], ['/fc/Gemm_output_0'], { name: '/fc/Gemm', attributes: { transB: 1 } }),
+        makeNode('Relu', ['/fc/Gemm_output_0'], ['/relu_1/Relu_output_0'], { name: '/relu_1/Relu' }),
+        makeNode('Gemm', ['/relu_1/Relu_output_0', 'out.weight', 'out.bias'], ['output'], { name: '/out/Gemm', attributes: { transB: 1 } }),
+      ],
+      input: [makeValueInfo('input', DataType.FLOAT, [1, 1, 5, 5])],
+      output: [makeValueInfo('output', DataType.FLOAT, [1, 3])],
+      initializer: [
+        w('conv.weight', [3, 1, 3, 3], r),
+        w('conv.bias', [3], r),
+        w('fc.weight', [7, 27], r),
+        w('fc.bias', [7], r),
+        w('out.weight', [3, 7], r),
+        w('out.bias', [3], r),
+      ],
+    },
+    { producerName: 'pytorch', producerVersion: '2.1.0', opset: 13 },
+  );
 }
 
 /** Two outputs: one above the cut, one below it (an auxiliary head). */
@@ -195,10 +221,7 @@ export function noReluNet(seed = 7): Uint8Array {
   const r = rng(seed);
   return model({
     name: 'norelu',
-    node: [
-      makeNode('Gemm', ['x', 'W', 'b'], ['h'], { name: 'fc', attributes: { transB: 1 } }),
-      makeNode('Tanh', ['h'], ['y'], { name: 'tanh' }),
-    ],
+    node: [makeNode('Gemm', ['x', 'W', 'b'], ['h'], { name: 'fc', attributes: { transB: 1 } }), makeNode('Tanh', ['h'], ['y'], { name: 'tanh' })],
     input: [makeValueInfo('x', DataType.FLOAT, ['N', 3])],
     output: [makeValueInfo('y', DataType.FLOAT, ['N', 2])],
     initializer: [w('W', [2, 3], r), w('b', [2], r)],
@@ -242,7 +265,18 @@ export function reluNetWith(inits: TensorProto[], extraNodes: NodeProto[] = [], 
 /** float64 throughout: x [N,3] float64 -> Gemm -> Relu -> Gemm -> y float64. */
 export function float64Net(seed = 8): Uint8Array {
   const r = rng(seed);
-  const d = (name: string, dims: number[]): TensorProto => makeTensor(name, DataType.DOUBLE, dims, Array.from(randn(r, dims.reduce((a, b) => a * b, 1))));
+  const d = (name: string, dims: number[]): TensorProto =>
+    makeTensor(
+      name,
+      DataType.DOUBLE,
+      dims,
+      Array.from(
+        randn(
+          r,
+          dims.reduce((a, b) => a * b, 1),
+        ),
+      ),
+    );
   return model({
     name: 'f64',
     node: [

@@ -12,7 +12,11 @@ import type { HostTensor } from '../../src/runtime/session.js';
 import { ALL_MODELS, fcNet, inputSkipNet, noReluNet, residualNet, rng, torchBatch1Net, twoHeadNet } from './models.js';
 
 const FIXTURES = join(import.meta.dirname, '..', '..', 'fixtures');
-const fixtureFiles = existsSync(FIXTURES) ? readdirSync(FIXTURES).filter((f) => f.endsWith('.onnx')).sort() : [];
+const fixtureFiles = existsSync(FIXTURES)
+  ? readdirSync(FIXTURES)
+      .filter((f) => f.endsWith('.onnx'))
+      .sort()
+  : [];
 
 function randomFeeds(graph: Graph, batch: number, seed: number): Record<string, HostTensor> {
   const feeds = zeroFeeds(graph, batch);
@@ -31,7 +35,10 @@ async function roundTrip(graph: Graph, split: SplitResult, label: string): Promi
     for (const d of diffs) expect(d.maxAbsDiff, `${label} output ${d.name}`).toBeLessThanOrEqual(1e-5 * Math.max(1, d.maxAbs));
   }
   // Both parts are standalone models: they survive encode -> load with all checks.
-  for (const [part, g] of [['bottom', split.bottom], ['top', split.top]] as const) {
+  for (const [part, g] of [
+    ['bottom', split.bottom],
+    ['top', split.top],
+  ] as const) {
     const again = loadModelBytes(g.toBytes(), `${label}-${part}.onnx`);
     for (const io of [...again.graph.inputs, ...again.graph.outputs]) {
       expect(io.elemType, `${label} ${part} ${io.name} type`).toBeGreaterThan(0);

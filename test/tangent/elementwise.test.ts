@@ -53,12 +53,7 @@ describe('binary ops', () => {
     const g = buildGraph({
       inputs: [['x', ['N', 2, 1]]],
       outputs: ['s', 'm', 'n'],
-      nodes: [
-        makeNode('Relu', ['x'], ['rx']),
-        makeNode('Sum', ['x', 'rx', 'c'], ['s']),
-        makeNode('Mean', ['x', 'c'], ['m']),
-        makeNode('Neg', ['x'], ['n']),
-      ],
+      nodes: [makeNode('Relu', ['x'], ['rx']), makeNode('Sum', ['x', 'rx', 'c'], ['s']), makeNode('Mean', ['x', 'c'], ['m']), makeNode('Neg', ['x'], ['n'])],
       initializers: [randomInit(r, 'c', [2, 3])],
     });
     await expectJvpMatchesFd(g);
@@ -111,9 +106,7 @@ describe('activations', () => {
         [floatInit('lo', [], [-0.5]), floatInit('hi', [], [0.7])],
       ),
     );
-    await expectJvpMatchesFd(
-      act(9, [makeNode('Clip', ['x'], ['y'], { attributes: { min: -0.5, max: 0.7 }, floatAttributes: ['min', 'max'] })], ['y']),
-    );
+    await expectJvpMatchesFd(act(9, [makeNode('Clip', ['x'], ['y'], { attributes: { min: -0.5, max: 0.7 }, floatAttributes: ['min', 'max'] })], ['y']));
   });
 
   it('Clip at its bounds has derivative 0 (open interval)', async () => {
@@ -136,11 +129,7 @@ describe('activations', () => {
     await expectJvpMatchesFd(
       act(
         13,
-        [
-          makeNode('Softmax', ['x'], ['s']),
-          makeNode('Softmax', ['x'], ['s1'], { attributes: { axis: 1 } }),
-          makeNode('LogSoftmax', ['x'], ['l']),
-        ],
+        [makeNode('Softmax', ['x'], ['s']), makeNode('Softmax', ['x'], ['s1'], { attributes: { axis: 1 } }), makeNode('LogSoftmax', ['x'], ['l'])],
         ['s', 's1', 'l'],
       ),
     );

@@ -1,17 +1,7 @@
 /** Shared by the tangent and Jacobian tests: tiny in-memory models, seeded randoms, JVP-vs-FD checks. */
 import { expect } from 'vitest';
 import { Graph, graphFromModelProto } from '../../src/onnx/graph.js';
-import {
-  DataType,
-  encodeModel,
-  makeModel,
-  makeNode,
-  makeTensor,
-  makeValueInfo,
-  onnx,
-  type NodeProto,
-  type TensorProto,
-} from '../../src/onnx/proto.js';
+import { DataType, encodeModel, makeModel, makeNode, makeTensor, makeValueInfo, onnx, type NodeProto, type TensorProto } from '../../src/onnx/proto.js';
 import { createJacobianEngine, type JacobianResult, type Point } from '../../src/linearize/jacobian.js';
 
 export { makeNode };
@@ -37,7 +27,14 @@ export function intInit(name: string, values: number[]): TensorProto {
   return makeTensor(name, DataType.INT64, [values.length], values);
 }
 export function randomInit(r: ReturnType<typeof rng>, name: string, dims: number[], scale = 0.5): TensorProto {
-  return floatInit(name, dims, r.normals(dims.reduce((a, d) => a * d, 1), scale));
+  return floatInit(
+    name,
+    dims,
+    r.normals(
+      dims.reduce((a, d) => a * d, 1),
+      scale,
+    ),
+  );
 }
 
 export interface ModelSpecLite {
@@ -174,7 +171,22 @@ export async function expectJvpCloseToFd(
       for (let r = 0; r < rows; r++) {
         const excess = Math.abs(jvp.J[r * cols + c] - fds[level].J[r * cols + c]) / (tol * scale + 3 * noise[level]);
         if (process.env.NM_DEBUG && excess > 1) {
-          console.log('DBG col', c, 'row', r, 'level', level, 'jvp', jvp.J[r * cols + c], 'fd', fds.map((f) => f.J[r * cols + c].toExponential(3)).join(' '), 'noise', noise[level], 'scale', scale);
+          console.log(
+            'DBG col',
+            c,
+            'row',
+            r,
+            'level',
+            level,
+            'jvp',
+            jvp.J[r * cols + c],
+            'fd',
+            fds.map((f) => f.J[r * cols + c].toExponential(3)).join(' '),
+            'noise',
+            noise[level],
+            'scale',
+            scale,
+          );
         }
         worst = Math.max(worst, excess);
       }

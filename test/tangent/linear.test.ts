@@ -34,10 +34,7 @@ describe('Conv', () => {
     const g = buildGraph({
       inputs: [['x', ['N', 3, 5, 5]]],
       outputs: ['y'],
-      nodes: [
-        makeNode('Conv', ['x', 'w', 'b'], ['c'], { attributes: { group: 3, auto_pad: 'SAME_LOWER' } }),
-        makeNode('Relu', ['c'], ['y']),
-      ],
+      nodes: [makeNode('Conv', ['x', 'w', 'b'], ['c'], { attributes: { group: 3, auto_pad: 'SAME_LOWER' } }), makeNode('Relu', ['c'], ['y'])],
       initializers: [randomInit(r, 'w', [3, 1, 2, 2]), randomInit(r, 'b', [3])],
     });
     await expectJvpMatchesFd(g);
@@ -146,12 +143,7 @@ describe('pooling and BatchNormalization', () => {
         inputs: [['x', ['N', 3, 4, 4]]],
         outputs: ['y'],
         nodes: [makeNode('BatchNormalization', ['x', 's', 'b', 'm', 'v'], ['y'], { attributes: { epsilon: 1e-3 }, floatAttributes: ['epsilon'] })],
-        initializers: [
-          randomInit(r, 's', [3], 2),
-          randomInit(r, 'b', [3]),
-          randomInit(r, 'm', [3]),
-          floatInit('v', [3], [0.5, 2, 0.01]),
-        ],
+        initializers: [randomInit(r, 's', [3], 2), randomInit(r, 'b', [3]), randomInit(r, 'm', [3]), floatInit('v', [3], [0.5, 2, 0.01])],
       });
       await expectJvpMatchesFd(g);
     }

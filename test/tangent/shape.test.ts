@@ -49,8 +49,7 @@ describe('reshaping', () => {
 
   it('Squeeze/Unsqueeze with axes as attributes (opset 11) and as inputs (opset 13)', async () => {
     for (const opset of [11, 13]) {
-      const axes = (name: string, v: number[]) =>
-        opset < 13 ? { inputs: [] as string[], attributes: { axes: v } } : { inputs: [name], attributes: {} };
+      const axes = (name: string, v: number[]) => (opset < 13 ? { inputs: [] as string[], attributes: { axes: v } } : { inputs: [name], attributes: {} });
       const sq = axes('sq_axes', [2]);
       const un = axes('un_axes', [1, -1]);
       const g = buildGraph({
@@ -136,7 +135,7 @@ describe('combining and selecting', () => {
     await expectJvpMatchesFd(g);
   });
 
-  it("Slice to the end as torch exports it (opset 13, ends INT64_MAX): x[:, 1:], x[:, :, 2:] with steps", async () => {
+  it('Slice to the end as torch exports it (opset 13, ends INT64_MAX): x[:, 1:], x[:, :, 2:] with steps', async () => {
     // 2^63 - 1 is not a double: the rule must write it back as int64 "to the end", not wrap to -2^63
     const g = buildGraph({
       inputs: [['x', ['N', 4, 6]]],
@@ -203,7 +202,12 @@ describe('combining and selecting', () => {
       }),
     );
     await expectJvpMatchesFd(
-      buildGraph({ opset: 9, inputs: [['x', ['N', 5]]], outputs: ['d'], nodes: [makeNode('Dropout', ['x'], ['d'], { attributes: { ratio: 0.5 }, floatAttributes: ['ratio'] })] }),
+      buildGraph({
+        opset: 9,
+        inputs: [['x', ['N', 5]]],
+        outputs: ['d'],
+        nodes: [makeNode('Dropout', ['x'], ['d'], { attributes: { ratio: 0.5 }, floatAttributes: ['ratio'] })],
+      }),
     );
   });
 

@@ -200,11 +200,7 @@ export function buildTangentModel(source: Graph, options: TangentModelOptions): 
  * that does not vary and has a fixed leading dimension other than 1 (a weight fed as an input), as
  * it is.
  */
-export function inputDims(
-  inp: ValueInfo,
-  varying: boolean,
-  shapes?: ReadonlyMap<string, readonly number[]>,
-): { dims: number[]; batched: boolean } {
+export function inputDims(inp: ValueInfo, varying: boolean, shapes?: ReadonlyMap<string, readonly number[]>): { dims: number[]; batched: boolean } {
   const d0 = inp.shape?.[0];
   if (!varying && inp.shape && inp.shape.length > 0 && typeof d0 === 'number' && d0 !== 1 && inp.shape.every((d) => typeof d === 'number')) {
     return { dims: inp.shape as number[], batched: false };

@@ -257,7 +257,6 @@ export class TangentBuilder {
 /** Thrown by helpers that need a newer opset; the driver reports it as an unsupported rule. */
 export class OpsetTooOld extends Error {}
 
-
 /** numpy-style broadcast of static shapes; undefined when they do not broadcast. */
 export function broadcastShapes(shapes: readonly (readonly number[])[]): number[] | undefined {
   const r = Math.max(0, ...shapes.map((s) => s.length));

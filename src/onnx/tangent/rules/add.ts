@@ -28,8 +28,20 @@ export const sum: TangentRule = (c) => {
       terms.push({ t, x });
     }
   });
-  const s = terms.length === 1 ? terms[0].t : c.b.op('Sum', terms.map((e) => e.t));
-  return [c.b.expandLike(s, terms.map((e) => e.x), c.y(0))];
+  const s =
+    terms.length === 1
+      ? terms[0].t
+      : c.b.op(
+          'Sum',
+          terms.map((e) => e.t),
+        );
+  return [
+    c.b.expandLike(
+      s,
+      terms.map((e) => e.x),
+      c.y(0),
+    ),
+  ];
 };
 
 /** Mean: the mean of the inputs' tangents (zero for constant inputs). */
