@@ -111,11 +111,12 @@ export class Graph {
     return this.inputs.filter((i) => !this.initializers.has(i.name));
   }
 
-  private cachedIndex: GraphIndex | undefined;
+  // an ES private field: not enumerable, so structural comparisons of graphs ignore it
+  #cachedIndex: GraphIndex | undefined;
 
   /** The lookups of the current node list, built on first use after the list changed. */
   private index(): GraphIndex {
-    const c = this.cachedIndex;
+    const c = this.#cachedIndex;
     if (c && c.nodes === this.nodes && c.length === this.nodes.length) return c;
     const index: GraphIndex = {
       nodes: this.nodes,
@@ -136,7 +137,7 @@ export class Graph {
         else index.consumers.set(x, [n]);
       }
     });
-    this.cachedIndex = index;
+    this.#cachedIndex = index;
     return index;
   }
 
