@@ -16,14 +16,15 @@
  */
 import { NetmomentsError } from '../errors.js';
 import { makeBatchDynamicProbed } from '../onnx/batch.js';
-import { attrFloat, graphConstant, hasAttr, type Graph, type GraphNode } from '../onnx/graph.js';
+import type { Graph, GraphNode } from '../onnx/graph.js';
 import type { LoadedModel } from '../onnx/load.js';
 import { DataType, dataTypeName } from '../onnx/proto.js';
 import { splitModelAt, type SplitResult } from '../onnx/split.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
 import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
+import { kinksOf } from '../onnx/ops/registry.js';
+import type { Kinks } from '../onnx/ops/types.js';
 import { createJacobianEngine, type JacobianEngine, type JacobianMode } from './jacobian.js';
-import { maxPoolWindows, type PoolWindows } from './pooling.js';
 import { Phi } from '../moments/special.js';
 import { Rng } from '../moments/montecarlo.js';
 import { perInputShape } from '../data/layout.js';
@@ -49,14 +50,16 @@ export interface TensorDescription {
   size: number;
 }
 
-/** Expected number of units that change state under the noise, per nonlinear layer. */
-/** Layers whose expected state changes are counted: unit-wise kinks, and max pooling. */
-export type KinkedOp = 'Relu' | 'LeakyRelu' | 'PRelu' | 'Clip';
-
+/**
+ * Expected number of units that change state under the noise, per nonlinear layer: the layers
+ * whose op has kinks in the op registry (src/onnx/ops/registry.ts kinksOf): unit-wise kinks (ReLU,
+ * LeakyRelu, PRelu, Clip) and window kinks (max pooling).
+ */
 export interface LayerFlips {
   node: string;
-  op: KinkedOp | 'MaxPool';
-  /** Units (ReLU, LeakyRelu, PRelu, Clip) or pooling windows. */
+  /** The layer's op type. */
+  op: string;
+  /** Units (unit-wise kinks) or pooling windows (window kinks). */
   units: number;
   /**
    * Sum over units of P(the unit leaves its linear piece), for ReLU a sign flip (unit-wise kinks:
@@ -102,11 +105,9 @@ export interface AffineSurrogate {
 
 interface FlipLayerSpec {
   node: GraphNode;
-  op: KinkedOp | 'MaxPool';
+  /** The tensor the kinks are in (the node's input 0). */
   tensor: string;
-  /** Unit-wise ops: the sorted input values where the slope changes. */
-  kinks?: readonly number[];
-  windows?: PoolWindows;
+  kinks: Kinks;
 }
 
 const CHUNK_BYTES = 96 * 1024 * 1024;
@@ -134,6 +135,8 @@ export class Linearizer {
       forwardBatched: { value: boolean };
       bottomFlips: FlipLayerSpec[];
       topFlipSpecs: FlipLayerSpec[];
+      /** Where the split ReLU's slope changes. */
+      splitKinks: readonly number[];
       /** skip tensors that are the model input itself (identity Jacobian). */
       inputSkips: string[];
       innerSkips: string[];
@@ -233,25 +236,21 @@ export class Linearizer {
     const inputSkips = sr.skip.filter((s) => s === inp.name);
     const innerSkips = sr.skip.filter((s) => s !== inp.name);
     const flipsWanted = options.flips !== false;
-    const flipSpecs = (nodes: GraphNode[]): FlipLayerSpec[] => {
+    const splitKinks = kinksOf(graph, relus[sr.relu.index]);
+    if (splitKinks?.kind !== 'unit') throw new Error(`internal: the split op ${relus[sr.relu.index].opType} has no unit-wise kinks in the op registry`);
+    // the kinked layers besides the split ReLU, in graph order (the op registry says where each one's derivative jumps)
+    const flipSpecs = (part: Graph): FlipLayerSpec[] => {
       if (!flipsWanted) return [];
       const out: FlipLayerSpec[] = [];
-      for (const node of nodes) {
-        if (node.opType === 'Relu' && node.outputs[0] !== sr.relu.output) out.push({ node, op: 'Relu', tensor: node.inputs[0], kinks: RELU_KINKS });
-        if (node.opType === 'LeakyRelu' || node.opType === 'PRelu') out.push({ node, op: node.opType, tensor: node.inputs[0], kinks: RELU_KINKS });
-        if (node.opType === 'Clip') {
-          const kinks = clipKinks(model.graph, node);
-          if (kinks && kinks.length > 0) out.push({ node, op: 'Clip', tensor: node.inputs[0], kinks });
-        }
-        if (node.opType === 'MaxPool') {
-          const windows = maxPoolWindows(node, dimsOf(node.inputs[0]));
-          if (windows) out.push({ node, op: 'MaxPool', tensor: node.inputs[0], windows });
-        }
+      for (const node of part.nodes) {
+        if (node.outputs[0] === sr.relu.output) continue;
+        const kinks = kinksOf(graph, node, dimsOf);
+        if (kinks) out.push({ node, tensor: node.inputs[0], kinks });
       }
       return out;
     };
-    const bottomFlips = flipSpecs(sr.bottom.nodes);
-    const topFlipSpecs = flipSpecs(sr.top.nodes);
+    const bottomFlips = flipSpecs(sr.bottom);
+    const topFlipSpecs = flipSpecs(sr.top);
     const unique = (names: string[]) => [...new Set(names)];
     const engineOptions = { mode: options.jacobian ?? 'auto', threads: options.threads, provider: options.provider, onWarning: options.onWarning };
     const bottom = await createJacobianEngine(sr.bottom, {
@@ -290,6 +289,7 @@ export class Linearizer {
       forwardBatched: { value: true },
       bottomFlips,
       topFlipSpecs,
+      splitKinks: splitKinks.at,
       inputSkips,
       innerSkips,
       mode: modes.size === 1 ? [...modes][0] : 'mixed',
@@ -414,7 +414,7 @@ export class Linearizer {
         let v = 0;
         for (let k = 0; k < r; k++) v += AF[u * r + k] ** 2;
         const m = zb[u] + (Adelta ? Adelta[u] : 0);
-        e += pieceChangeProbability(m, zb[u], Math.sqrt(v), RELU_KINKS);
+        e += pieceChangeProbability(m, zb[u], Math.sqrt(v), this.parts.splitKinks);
       }
       return { node: this.split.node, op: 'Relu', units: p, expectedFlips: e, isSplit: true };
     })();
@@ -602,9 +602,6 @@ export function topOffset(B: Float64Array, zb: Float64Array, gb: Float64Array, p
 // ---------------------------------------------------------------------------------------------
 // Expected flips of a nonlinear layer under the linearized noise.
 
-/** ReLU, LeakyRelu and PRelu change slope at 0. */
-const RELU_KINKS: readonly number[] = [0];
-
 /**
  * P(a unit leaves the linear piece it is on at the point) when its linearized value is Gaussian
  * with mean m and sd s, for a unit-wise piecewise-linear op with slope changes at the sorted
@@ -622,27 +619,6 @@ export function pieceChangeProbability(m: number, atPoint: number, s: number, ki
   return (lo === -Infinity ? 0 : Phi((lo - m) / s)) + (hi === Infinity ? 0 : Phi((m - hi) / s));
 }
 
-/**
- * The kinks of a Clip node: min and max from attributes (opset < 11) or constant inputs (an
- * initializer or a Constant node; opset >= 11), a missing bound being none. Undefined when a bound
- * is computed at run time.
- */
-function clipKinks(graph: Graph, node: GraphNode): number[] | undefined {
-  const bounds: number[] = [];
-  if (graph.opset < 11) {
-    // opset 6 defaults are -/+ the largest float32: no kink there
-    for (const name of ['min', 'max']) if (hasAttr(node, name) && Math.abs(attrFloat(node, name, 0)) < 3.4e38) bounds.push(attrFloat(node, name, 0));
-  } else {
-    for (const name of node.inputs.slice(1, 3)) {
-      if (!name) continue;
-      const t = graphConstant(graph, name);
-      if (!t || t.data.length !== 1) return undefined;
-      bounds.push(Number(t.data[0]));
-    }
-  }
-  return bounds.filter((b) => Number.isFinite(b)).sort((a, b) => a - b);
-}
-
 interface Stats {
   spec: FlipLayerSpec;
   /** values of the layer's input tensor at the point */
@@ -655,8 +631,8 @@ interface Stats {
 
 function newStats(spec: FlipLayerSpec, values: Float64Array, slot: { offset: number; size: number }): Stats {
   const value = values.slice(slot.offset, slot.offset + slot.size);
-  if (spec.kinks) return { spec, value, sumsq: new Float64Array(slot.size), shift: new Float64Array(slot.size) };
-  const w = spec.windows!;
+  if (spec.kinks.kind === 'unit') return { spec, value, sumsq: new Float64Array(slot.size), shift: new Float64Array(slot.size) };
+  const w = spec.kinks.windows;
   const winners = new Int32Array(w.windows);
   for (let i = 0; i < w.windows; i++) {
     let best = -1;
@@ -676,7 +652,8 @@ function newStats(spec: FlipLayerSpec, values: Float64Array, slot: { offset: num
  */
 function accumulateChunk(st: Stats, t: Float32Array, m: number, k0: number, r: number): void {
   const size = st.value.length;
-  if (st.spec.kinks) {
+  const kinks = st.spec.kinks;
+  if (kinks.kind === 'unit') {
     for (let k = 0; k < m; k++) {
       const base = k * size;
       if (k0 + k < r) for (let u = 0; u < size; u++) st.sumsq[u] += t[base + u] * t[base + u];
@@ -684,7 +661,7 @@ function accumulateChunk(st: Stats, t: Float32Array, m: number, k0: number, r: n
     }
     return;
   }
-  const w = st.spec.windows!;
+  const w = kinks.windows;
   for (let k = 0; k < m; k++) {
     const base = k * size;
     const isNoise = k0 + k < r;
@@ -704,14 +681,14 @@ function accumulateChunk(st: Stats, t: Float32Array, m: number, k0: number, r: n
 }
 
 function finish(st: Stats): LayerFlips {
-  const name = st.spec.node.name;
+  const { name, opType: op } = st.spec.node;
   const kinks = st.spec.kinks;
-  if (kinks) {
+  if (kinks.kind === 'unit') {
     let e = 0;
-    for (let u = 0; u < st.value.length; u++) e += pieceChangeProbability(st.value[u] + st.shift[u], st.value[u], Math.sqrt(st.sumsq[u]), kinks);
-    return { node: name, op: st.spec.op as KinkedOp, units: st.value.length, expectedFlips: e, isSplit: false };
+    for (let u = 0; u < st.value.length; u++) e += pieceChangeProbability(st.value[u] + st.shift[u], st.value[u], Math.sqrt(st.sumsq[u]), kinks.at);
+    return { node: name, op, units: st.value.length, expectedFlips: e, isSplit: false };
   }
-  const w = st.spec.windows!;
+  const w = kinks.windows;
   let e = 0;
   for (let i = 0; i < w.windows; i++) {
     const win = st.winners![i];
@@ -727,5 +704,5 @@ function finish(st: Stats): LayerFlips {
     }
     e += Math.min(1, pw);
   }
-  return { node: name, op: 'MaxPool', units: w.windows, expectedFlips: e, isSplit: false };
+  return { node: name, op, units: w.windows, expectedFlips: e, isSplit: false };
 }

@@ -66,11 +66,7 @@ function batchedInputs(graph: Graph): Set<string> {
 
 /** `roots` and every tensor a node computes from them (graph order is topological). */
 function dependents(graph: Graph, roots: Iterable<string>): Set<string> {
-  const dep = new Set<string>(roots);
-  for (const n of graph.nodes) {
-    if (n.inputs.some((x) => x && dep.has(x))) for (const o of n.outputs) if (o) dep.add(o);
-  }
-  return dep;
+  return graph.walk(roots, 'down').tensors;
 }
 
 /**

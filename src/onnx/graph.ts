@@ -1,7 +1,9 @@
 /**
  * A small graph model over ONNX (after onnx-graphsurgeon's Graph/Node/Tensor): nodes with plain
- * string inputs/outputs, initializers decoded to typed arrays, producers/consumers, topological
- * order, and conversion back to a ModelProto. Nothing outside src/onnx/ needs protobuf objects.
+ * string inputs/outputs, initializers decoded to typed arrays, indexed lookups (producer and
+ * consumers of a tensor, node by name, position in graph order), topological order, one data-flow
+ * traversal (walk) with the subgraph extraction built on it (between), and conversion back to a
+ * ModelProto. Nothing outside src/onnx/ needs protobuf objects.
  */
 import { NetmomentsError } from '../errors.js';
 import {
@@ -18,6 +20,7 @@ import {
   type TensorProto,
   type ValueInfoProto,
 } from './proto.js';
+import { isSplitPoint } from './ops/splitPoint.js';
 import { decodeTensor, type TensorValue } from './tensor.js';
 
 export type Dim = number | string | null;
@@ -45,10 +48,43 @@ export interface OpsetImport {
   version: number;
 }
 
+/** Lookups over a node list, built once per list (Graph.index). */
+interface GraphIndex {
+  /** The node list they were built from, and its length then (a push or splice changes it). */
+  nodes: readonly GraphNode[];
+  length: number;
+  producer: Map<string, GraphNode>;
+  consumers: Map<string, GraphNode[]>;
+  byName: Map<string, GraphNode>;
+  position: Map<GraphNode, number>;
+}
+
+/** Which way Graph.walk follows the data: 'down' to the nodes that read, 'up' to the nodes that produce. */
+export type WalkDirection = 'up' | 'down';
+
+export interface WalkOptions {
+  /** Nodes the walk neither visits nor passes through (e.g. the split ReLU, or the other side of a cut). */
+  stop?: (node: GraphNode) => boolean;
+  /** The tensors a node reads (default its inputs; split.ts adds what its subgraph bodies read from outside). */
+  reads?: (node: GraphNode) => readonly string[];
+}
+
+export interface Walk {
+  /** The nodes reached, in graph order. */
+  nodes: GraphNode[];
+  /** The start tensors and every tensor reached: outputs of the nodes reached ('down') or their inputs ('up'). */
+  tensors: Set<string>;
+}
+
 export class Graph {
   name = 'graph';
   inputs: ValueInfo[] = [];
   outputs: ValueInfo[] = [];
+  /**
+   * Nodes in graph order (topological once the loader has sorted them; walk relies on it). Edit by
+   * replacing the array or adding and removing nodes, not by changing a node's inputs or outputs
+   * in place: the lookups are rebuilt when the array or its length changes.
+   */
   nodes: GraphNode[] = [];
   initializers = new Map<string, TensorValue>();
   /** value_info entries of the model (intermediate shapes), by name. */
@@ -75,30 +111,110 @@ export class Graph {
     return this.inputs.filter((i) => !this.initializers.has(i.name));
   }
 
+  // an ES private field: not enumerable, so structural comparisons of graphs ignore it
+  #cachedIndex: GraphIndex | undefined;
+
+  /** The lookups of the current node list, built on first use after the list changed. */
+  private index(): GraphIndex {
+    const c = this.#cachedIndex;
+    if (c && c.nodes === this.nodes && c.length === this.nodes.length) return c;
+    const index: GraphIndex = {
+      nodes: this.nodes,
+      length: this.nodes.length,
+      producer: new Map(),
+      consumers: new Map(),
+      byName: new Map(),
+      position: new Map(),
+    };
+    this.nodes.forEach((n, i) => {
+      index.position.set(n, i);
+      if (!index.byName.has(n.name)) index.byName.set(n.name, n);
+      for (const o of n.outputs) if (o) index.producer.set(o, n);
+      for (const x of new Set(n.inputs)) {
+        if (!x) continue;
+        const list = index.consumers.get(x);
+        if (list) list.push(n);
+        else index.consumers.set(x, [n]);
+      }
+    });
+    this.#cachedIndex = index;
+    return index;
+  }
+
+  /** The node that produces `tensor` (undefined for inputs, initializers and unknown names). */
   producerOf(tensor: string): GraphNode | undefined {
-    return this.producerIndex().get(tensor);
+    return this.index().producer.get(tensor);
   }
 
+  /** The nodes that read `tensor` as an input, in graph order. */
   consumersOf(tensor: string): GraphNode[] {
-    return this.nodes.filter((n) => n.inputs.includes(tensor));
+    return [...(this.index().consumers.get(tensor) ?? [])];
   }
 
-  private producerIndex(): Map<string, GraphNode> {
-    const m = new Map<string, GraphNode>();
-    for (const n of this.nodes) for (const o of n.outputs) if (o) m.set(o, n);
-    return m;
+  /** The (first) node named `name`. */
+  node(name: string): GraphNode | undefined {
+    return this.index().byName.get(name);
   }
 
-  /** The Relu nodes in graph order (the index is the split point's "index"). */
+  /** A node's position in graph order (-1 when it is not a node of this graph). */
+  positionOf(node: GraphNode): number {
+    return this.index().position.get(node) ?? -1;
+  }
+
+  /** Every tensor a node produces, in graph order. */
+  producedTensors(): string[] {
+    const out: string[] = [];
+    for (const n of this.nodes) for (const o of n.outputs) if (o) out.push(o);
+    return out;
+  }
+
+  /** The nodes a model can be split at (ops/splitPoint.ts: the Relu nodes), in graph order: the split point's "index". */
   relus(): GraphNode[] {
-    return this.nodes.filter((n) => n.opType === 'Relu' && (n.domain === '' || n.domain === 'ai.onnx'));
+    return this.nodes.filter((n) => isSplitPoint(n.opType, n.domain));
   }
 
   /**
-   * Sort nodes topologically (stable: keeps the file's order where it is already valid).
+   * Follow the data from the tensors `from`, in one pass over the nodes in graph order ('down') or
+   * in reverse ('up'), which is the transitive closure because graph order is topological. 'down'
+   * reaches every node that reads a reached tensor (its outputs are reached); 'up' every node that
+   * produces one (its inputs are reached). Omitted optional inputs and outputs ('') are never reached.
+   */
+  walk(from: Iterable<string>, direction: WalkDirection, options: WalkOptions = {}): Walk {
+    const { stop, reads = (n: GraphNode) => n.inputs } = options;
+    const tensors = new Set<string>(from);
+    const nodes: GraphNode[] = [];
+    if (direction === 'down') {
+      for (const n of this.nodes) {
+        if (stop?.(n) || !reads(n).some((x) => x && tensors.has(x))) continue;
+        nodes.push(n);
+        for (const o of n.outputs) if (o) tensors.add(o);
+      }
+      return { nodes, tensors };
+    }
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const n = this.nodes[i];
+      if (stop?.(n) || !n.outputs.some((o) => o && tensors.has(o))) continue;
+      nodes.push(n);
+      for (const x of reads(n)) if (x) tensors.add(x);
+    }
+    return { nodes: nodes.reverse(), tensors };
+  }
+
+  /**
+   * The nodes between the tensors `inputs` and `outputs`, in graph order: what computes the outputs
+   * from the inputs (and from initializers, constants and any other tensor the outputs need). A node
+   * that produces one of `inputs` lies above the cut and is left out.
+   */
+  between(inputs: Iterable<string>, outputs: Iterable<string>): GraphNode[] {
+    const cut = new Set(inputs);
+    return this.walk(outputs, 'up', { stop: (n) => n.outputs.some((o) => o && cut.has(o)) }).nodes;
+  }
+
+  /**
+   * The nodes in a topological order (stable: keeps the file's order where it is already valid).
    * Throws on a cycle or on an input that nothing produces.
    */
-  sortTopologically(file?: string): void {
+  topologicalOrder(file?: string): GraphNode[] {
     const available = new Set<string>(['', ...this.inputs.map((i) => i.name), ...this.initializers.keys()]);
     const remaining = [...this.nodes];
     const sorted: GraphNode[] = [];
@@ -121,7 +237,12 @@ export class Graph {
         );
       }
     }
-    this.nodes = sorted;
+    return sorted;
+  }
+
+  /** Put the nodes in topological order (topologicalOrder). */
+  sortTopologically(file?: string): void {
+    this.nodes = this.topologicalOrder(file);
   }
 
   /** Shallow structural copy (initializer data shared). */
@@ -147,16 +268,11 @@ export class Graph {
 
   /** Drop nodes and initializers that no output depends on. */
   prune(): void {
-    const needed = new Set(this.outputs.map((o) => o.name));
-    const keep: GraphNode[] = [];
-    for (let i = this.nodes.length - 1; i >= 0; i--) {
-      const n = this.nodes[i];
-      if (n.outputs.some((o) => needed.has(o))) {
-        keep.push(n);
-        for (const x of n.inputs) if (x) needed.add(x);
-      }
-    }
-    this.nodes = keep.reverse();
+    const { nodes, tensors: needed } = this.walk(
+      this.outputs.map((o) => o.name),
+      'up',
+    );
+    this.nodes = nodes;
     for (const name of [...this.initializers.keys()]) if (!needed.has(name)) this.initializers.delete(name);
     this.inputs = this.inputs.filter((i) => needed.has(i.name) || !this.initializers.has(i.name));
   }

@@ -118,9 +118,7 @@ export function zeroFeeds(graph: Graph, batch = 1, file?: string): Record<string
 
 /** Every tensor a node of the graph produces, in graph order. */
 export function producedTensors(graph: Graph): string[] {
-  const out: string[] = [];
-  for (const n of graph.nodes) for (const o of n.outputs) if (o) out.push(o);
-  return out;
+  return graph.producedTensors();
 }
 
 export interface RunOptions extends SessionOptions {}

@@ -49,8 +49,7 @@ function targetsOf(graph: Graph, output: SplitOptions['output'], file?: string):
   if (output === undefined) return graph.outputs.map((o) => o.name);
   const names = typeof output === 'string' ? [output] : [...output];
   if (names.length === 0) throw new NetmomentsError('no output tensor named for the top part', { file, code: 'BAD_USAGE' });
-  const known = new Set<string>([...graph.inputs.map((i) => i.name)]);
-  for (const n of graph.nodes) for (const o of n.outputs) if (o) known.add(o);
+  const known = new Set<string>([...graph.inputs.map((i) => i.name), ...graph.producedTensors()]);
   for (const name of names) {
     if (!known.has(name)) {
       const outs = graph.outputs.map((o) => `'${o.name}'`).join(', ');
@@ -65,40 +64,24 @@ export function partition(graph: Graph, relu: ReluRef, options: Pick<SplitOption
   const file = options.file;
   const y = relu.node.outputs[0];
   const v = relu.node.inputs[0];
-  const dataInputs = new Set(graph.dataInputs.map((i) => i.name));
-  const depY = new Set<string>([y]);
-  const depData = new Set<string>(dataInputs);
-  const nodeAbove = new Set<GraphNode>();
-  const nodeConst = new Set<GraphNode>();
-  for (const n of graph.nodes) {
-    if (n === relu.node) continue;
-    const reads = n.inputs.filter((x) => x);
-    // Tensors a subgraph body reads from the outer scope count as inputs too.
-    const outer = outerScopeReads(n);
-    const all = [...reads, ...outer];
-    if (all.some((x) => depY.has(x))) {
-      nodeAbove.add(n);
-      for (const o of n.outputs) if (o) depY.add(o);
-    }
-    if (all.some((x) => depData.has(x))) {
-      for (const o of n.outputs) if (o) depData.add(o);
-    } else if (!nodeAbove.has(n)) nodeConst.add(n);
-  }
+  // Tensors a subgraph body reads from the outer scope count as inputs too.
+  const reads = (n: GraphNode): string[] => [...n.inputs, ...outerScopeReads(n)];
+  const isRelu = (n: GraphNode): boolean => n === relu.node;
+  const nodeAbove = new Set(graph.walk([y], 'down', { stop: isRelu, reads }).nodes);
+  const fromData = new Set(
+    graph.walk(
+      graph.dataInputs.map((i) => i.name),
+      'down',
+      { stop: isRelu, reads },
+    ).nodes,
+  );
+  // Constant nodes depend on no data input (computed from initializers only).
+  const nodeConst = new Set(graph.nodes.filter((n) => n !== relu.node && !fromData.has(n) && !nodeAbove.has(n)));
   const targets = targetsOf(graph, options.output, file);
 
   // Top: backward from the targets through above and constant nodes.
-  const needed = new Set<string>(targets);
+  const { nodes: top, tensors: needed } = graph.walk(targets, 'up', { stop: (n) => n === relu.node || (!nodeAbove.has(n) && !nodeConst.has(n)), reads });
   const crossing = new Set<string>();
-  const top: GraphNode[] = [];
-  for (let i = graph.nodes.length - 1; i >= 0; i--) {
-    const n = graph.nodes[i];
-    if (n === relu.node) continue;
-    if (!n.outputs.some((o) => o && needed.has(o))) continue;
-    if (!nodeAbove.has(n) && !nodeConst.has(n)) continue;
-    top.push(n);
-    for (const x of [...n.inputs, ...outerScopeReads(n)]) if (x) needed.add(x);
-  }
-  top.reverse();
   const topProduced = new Set<string>();
   for (const n of top) for (const o of n.outputs) if (o) topProduced.add(o);
   for (const t of needed) {
@@ -108,23 +91,16 @@ export function partition(graph: Graph, relu: ReluRef, options: Pick<SplitOption
   // Order skip tensors: model inputs first, then by their producer's position.
   const order = new Map<string, number>();
   graph.dataInputs.forEach((inp, i) => order.set(inp.name, i - graph.dataInputs.length));
-  graph.nodes.forEach((n, i) => n.outputs.forEach((o) => o && order.set(o, i)));
+  for (const t of graph.producedTensors()) order.set(t, graph.positionOf(graph.producerOf(t)!));
   const skip = [...crossing].sort((a, b) => (order.get(a) ?? 0) - (order.get(b) ?? 0));
   for (const s of skip) {
     if (!order.has(s)) throw new NetmomentsError(`the top part reads '${s}', which nothing produces`, { file });
   }
 
   // Bottom: backward from [v, ...skip] through every node (none of them depends on y).
-  const bottomNeeded = new Set<string>([v, ...skip]);
-  const bottom: GraphNode[] = [];
-  for (let i = graph.nodes.length - 1; i >= 0; i--) {
-    const n = graph.nodes[i];
-    if (n === relu.node || !n.outputs.some((o) => o && bottomNeeded.has(o))) continue;
-    if (nodeAbove.has(n)) throw new NetmomentsError(`node '${n.name}' is both above and below ReLU ${relu.index} (internal)`, { file });
-    bottom.push(n);
-    for (const x of [...n.inputs, ...outerScopeReads(n)]) if (x) bottomNeeded.add(x);
-  }
-  bottom.reverse();
+  const bottom = graph.walk([v, ...skip], 'up', { stop: isRelu, reads }).nodes;
+  const both = [...bottom].reverse().find((n) => nodeAbove.has(n));
+  if (both) throw new NetmomentsError(`node '${both.name}' is both above and below ReLU ${relu.index} (internal)`, { file });
   return { relu, bottom, top, skip, targets };
 }
 
@@ -162,8 +138,7 @@ function part(graph: Graph, nodes: GraphNode[], inputs: ValueInfo[], outputs: Va
   const initInputs = graph.inputs.filter((i) => graph.initializers.has(i.name) && g.initializers.has(i.name) && !inputNames.has(i.name));
   g.inputs = [...inputs, ...initInputs];
   g.outputs = outputs;
-  const produced = new Set<string>();
-  for (const n of g.nodes) for (const o of n.outputs) if (o) produced.add(o);
+  const produced = new Set(g.producedTensors());
   const io = new Set([...g.inputs.map((i) => i.name), ...g.outputs.map((o) => o.name)]);
   g.valueInfo = new Map([...graph.valueInfo].filter(([name]) => produced.has(name) && !io.has(name)));
   g.metadata = { ...graph.metadata, 'netmoments.split.part': role, 'netmoments.split.relu': JSON.stringify(relu) };

@@ -6,7 +6,8 @@
  * resolved, non-finite weights.
  */
 import { NetmomentsError } from '../errors.js';
-import type { Graph, GraphNode } from './graph.js';
+import { hasSubgraph, type Graph, type GraphNode } from './graph.js';
+import { isSplitPoint } from './ops/splitPoint.js';
 import { DataType, toNumber, type GraphProto, type ModelProto, type TensorProto, type ValueInfoProto } from './proto.js';
 import { decodeTensor } from './tensor.js';
 
@@ -62,7 +63,7 @@ export function checkTensorDims(t: TensorProto, what: string, file?: string): vo
 export interface SubgraphFacts {
   /** Top-level nodes that hold subgraphs (If/Loop/Scan bodies), by name. */
   controlFlowNodes: string[];
-  /** Relu nodes found inside subgraphs (at any depth), with the top-level node that holds them. */
+  /** Split points (ops/splitPoint.ts: Relu nodes) found inside subgraphs (at any depth), with the top-level node that holds them. */
   nestedRelus: { holder: string; relu: string }[];
 }
 
@@ -92,12 +93,11 @@ function walkSubgraphs(
 export function subgraphFacts(graph: Graph): SubgraphFacts {
   const facts: SubgraphFacts = { controlFlowNodes: [], nestedRelus: [] };
   for (const n of graph.nodes) {
-    const holds = n.attributes.some((a) => a.g || (a.graphs && a.graphs.length > 0));
-    if (!holds && !CONTROL_FLOW.has(n.opType)) continue;
+    if (!hasSubgraph(n) && !CONTROL_FLOW.has(n.opType)) continue;
     facts.controlFlowNodes.push(n.name);
     walkSubgraphs(n.attributes, 1, (inner) => {
-      if (inner.opType === 'Relu' && (!inner.domain || inner.domain === 'ai.onnx')) {
-        facts.nestedRelus.push({ holder: n.name, relu: inner.name || inner.output?.[0] || 'Relu' });
+      if (isSplitPoint(inner.opType, inner.domain)) {
+        facts.nestedRelus.push({ holder: n.name, relu: inner.name || inner.output?.[0] || inner.opType! });
       }
     });
   }

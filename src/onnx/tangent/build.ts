@@ -3,7 +3,7 @@
  * rules). It walks the graph in topological order, emits every primal node unchanged (the primal
  * branch runs on the linearization point with batch 1 inside the tangent model: the point is an
  * input, never a constant), tracks which tensors vary with the designated inputs, and asks each
- * op's rule (registry.ts) for the nodes that carry the tangents of a batch of k directions.
+ * op's rule (src/onnx/ops/registry.ts) for the nodes that carry the tangents of a batch of k directions.
  *
  * The resulting model has, per primal input x, an input x of shape [1, ...] and, per varying input,
  * a tangent input of shape [k, ...x.shape[1:]]; per requested output y, the primal y (batch 1) and
@@ -13,7 +13,7 @@ import { NetmomentsError } from '../../errors.js';
 import { Graph, type ValueInfo } from '../graph.js';
 import { DataType } from '../proto.js';
 import { OpsetTooOld, TangentBuilder } from './builder.js';
-import { tangentRule } from './registry.js';
+import { isDefaultDomain, tangentRule } from '../ops/registry.js';
 import { MissingTangentRuleError, type RuleContext } from './types.js';
 
 export interface TangentModelOptions {
@@ -56,8 +56,6 @@ export interface TangentModel {
   tangentTensors: string[];
 }
 
-const isDefaultDomain = (d: string) => d === '' || d === 'ai.onnx';
-
 export function buildTangentModel(source: Graph, options: TangentModelOptions): TangentModel {
   const graph = source.clone();
   graph.sortTopologically();
@@ -75,18 +73,13 @@ export function buildTangentModel(source: Graph, options: TangentModelOptions): 
       });
     }
   }
-  const produced = new Set<string>([...dataInputNames, ...graph.initializers.keys()]);
-  for (const n of graph.nodes) for (const o of n.outputs) if (o) produced.add(o);
+  const produced = new Set<string>([...dataInputNames, ...graph.initializers.keys(), ...graph.producedTensors()]);
   for (const o of options.outputs) {
     if (!produced.has(o)) throw new NetmomentsError(`tangent model: no tensor named '${o}' in the graph`, { code: 'BAD_USAGE' });
   }
 
   // Tensors the requested outputs depend on.
-  const needed = new Set(options.outputs);
-  for (let i = graph.nodes.length - 1; i >= 0; i--) {
-    const n = graph.nodes[i];
-    if (n.outputs.some((o) => needed.has(o))) for (const x of n.inputs) if (x) needed.add(x);
-  }
+  const needed = graph.walk(options.outputs, 'up').tensors;
 
   const b = new TangentBuilder(graph, options.shapes);
   const tangent = new Map<string, string>();

@@ -1,5 +1,5 @@
 /**
- * The contract between the tangent-graph driver (build.ts) and the per-op rules (rules/*.ts).
+ * The contract between the tangent-graph driver (build.ts) and the per-op tangent rules (src/onnx/ops/*.ts).
  *
  * A rule sees one primal node and the tangent names of its varying inputs, emits ONNX nodes that
  * compute the tangents of the node's outputs for a batch of k directions, and returns one tangent

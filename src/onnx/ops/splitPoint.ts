@@ -1,0 +1,13 @@
+/**
+ * Which ops a model can be split at (the cut of the two-stage linearization): Relu of the default
+ * domain, for now. A leaf module so that the Graph IR (graph.ts `relus`) and the loader's checks
+ * can ask without importing the op rules; registry.ts re-exports it.
+ */
+import { isDefaultDomain } from './domain.js';
+
+const SPLIT_POINT_OPS: ReadonlySet<string> = new Set(['Relu']);
+
+/** Is a node of this op type and domain a split point? (Nodes of nested subgraphs pass their proto fields.) */
+export function isSplitPoint(opType: string | null | undefined, domain: string | null | undefined): boolean {
+  return !!opType && SPLIT_POINT_OPS.has(opType) && isDefaultDomain(domain);
+}
