@@ -36,6 +36,12 @@
  * Memory: the pair matrix is never held whole. Pair terms are computed in row panels (at most
  * `panelElements` doubles), S for the panel by one product of noise factors, and folded into
  * W = C B_U^T (|U| x d) at once; Cov += B_U W at the end. Only the upper triangle of C is evaluated.
+ *
+ * Forms: everything above reads S = A Sigma A^T and the linear part through a CovarianceForm, so one
+ * core (momentsFromForm) serves the noise factors of a network under a Noise (networkMoments), a
+ * network already projected on a noise factor (standardMoments: Sigma = I in its columns), and a
+ * bank centre's Gram matrix S held whole (src/linearize/bankMoments.ts). The noise is validated by
+ * src/noise.ts validateNoise only; src/moments/surrogate.ts is the entry point for surrogates.
  */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
