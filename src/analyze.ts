@@ -5,19 +5,32 @@
  * linearization, src/linearize/linearizer.ts); push the noise factor F (Sigma = F F^T, restricted to
  * the elements with nonzero variance) through the JVPs to get A F, B, D F; then the moments engine
  * gives the mean (Theorem 1), the exact variance and covariance (general-mean second moments) and
- * the paper's variance (Theorem 2) of the surrogate g(x) = B relu(A x + c1) + D x + c2. In the
- * noise's own coordinates x = mu + F e, e ~ N(0, I_r), so the engine sees A F, D F and sigma = 1.
+ * the paper's variance (Theorem 2) of the surrogate g(x) = B relu(A x + c1) + D x + c2
+ * (src/moments/surrogate.ts surrogateMoments, given the factor the surrogate is projected on). The
+ * noise is validated once (src/noise.ts validateNoise) and factored once (noiseFactor); isotropic
+ * and diagonal noise stay sparse (support and standard deviations) all the way to the JVPs.
  */
 import { createRequire } from 'node:module';
 import { NetmomentsError } from './errors.js';
-import { Linearizer, topOffset, type LayerFlips, type LinearizerOptions, type PointLinearization, type TensorDescription } from './linearize/linearizer.js';
+import { Linearizer, type LayerFlips, type LinearizerOptions, type PointLinearization, type TensorDescription } from './linearize/linearizer.js';
 import type { LoadedModel } from './onnx/load.js';
 import type { SplitPoint } from './onnx/splitpoint.js';
-import { networkMoments, type NetworkMoments, type Noise } from './moments/network.js';
+import type { NetworkMoments } from './moments/network.js';
+import { projectedMoments, surrogateMoments as momentsOfSurrogate } from './moments/surrogate.js';
 import type { LinearAlgebra } from './moments/linalg.js';
 import { classProbabilities } from './moments/classprob.js';
-import { covarianceFactor, monteCarloMoments } from './moments/montecarlo.js';
-import { reduceNoise, windowIndices, type InputWindow, type NoiseSpec, type ReducedNoise } from './noise.js';
+import { monteCarloMoments } from './moments/montecarlo.js';
+import {
+  denseFactor,
+  noiseFactor,
+  validateNoise,
+  windowIndices,
+  type InputWindow,
+  type Noise,
+  type NoiseCovariance,
+  type NoiseFactor,
+  type NoiseSpec,
+} from './noise.js';
 import { checkMemory, estimateAnalyzeMemory, linearizerSizes, memoryLimit } from './resources.js';
 import { imageGeometry, perInputShape, type ImageLayout, type LayoutChoice } from './data/layout.js';
 
@@ -101,32 +114,13 @@ export interface AnalyzeReport {
 export const VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
 /**
- * Noise directions F^T (r x n, rows are directions) with Sigma = F F^T on the reduced support.
- * A full covariance is factored by its eigendecomposition (negative eigenvalues beyond round-off
- * are an error naming the most negative one).
+ * Noise directions F^T (r x n, rows are directions) with Sigma = F F^T on the reduced support, as
+ * one dense matrix: the former form of the noise factor, kept for callers that still take it
+ * (noiseFactor gives F without materialising it). A full covariance is factored by its
+ * eigendecomposition (negative eigenvalues beyond round-off are an error naming the most negative one).
  */
-export function noiseDirections(noise: ReducedNoise, file?: string): { F: Float64Array; r: number } {
-  const { n, support } = noise;
-  const q = support.length;
-  if (noise.sigma.kind === 'isotropic' || noise.sigma.kind === 'diagonal') {
-    const F = new Float64Array(q * n);
-    for (let k = 0; k < q; k++) {
-      const sd = noise.sigma.kind === 'isotropic' ? noise.sigma.sigma : Math.sqrt(noise.sigma.variance[k]);
-      F[k * n + support[k]] = sd;
-    }
-    return { F, r: q };
-  }
-  let factored: ReturnType<typeof covarianceFactor>;
-  try {
-    factored = covarianceFactor(noise.sigma.cov, q, 1e-9, 'the noise covariance');
-  } catch (e) {
-    if (e instanceof NetmomentsError && !e.file && file) throw new NetmomentsError(e.message, { file, code: e.code });
-    throw e;
-  }
-  const { factor, rank } = factored;
-  const F = new Float64Array(rank * n);
-  for (let k = 0; k < rank; k++) for (let i = 0; i < q; i++) F[k * n + support[i]] = factor[i * rank + k];
-  return { F, r: rank };
+export function noiseDirections(noise: Noise, file?: string): { F: Float64Array; r: number } {
+  return denseFactor(noiseFactor(noise, file));
 }
 
 function argmax(v: ArrayLike<number>): number {
@@ -151,10 +145,21 @@ export class Analyzer {
   private constructor(
     readonly linearizer: Linearizer,
     readonly options: AnalyzeOptions,
-    readonly noise: ReducedNoise,
-    /** The noise directions F^T (r x n) on the noise's support (noiseDirections). */
-    readonly directions: { F: Float64Array; r: number },
+    /** The validated noise (src/noise.ts). */
+    readonly noise: Noise,
+    /** Its factor F, Sigma = F F^T: the directions the linearization is projected on. */
+    readonly factor: NoiseFactor,
   ) {}
+
+  private dense?: { F: Float64Array; r: number };
+
+  /**
+   * F^T as a dense r x n matrix, made on first use: for callers that still take dense directions
+   * (the dataset runner's bank projection); the analysis itself uses `factor`.
+   */
+  get directions(): { F: Float64Array; r: number } {
+    return (this.dense ??= denseFactor(this.factor));
+  }
 
   static async create(model: LoadedModel, options: AnalyzeOptions = {}): Promise<Analyzer> {
     const limit = memoryLimit(options.maxMemory);
@@ -167,7 +172,7 @@ export class Analyzer {
       const n = linearizer.n;
       const spec = options.noise ?? { kind: 'isotropic', sigma: 1 };
       const win = options.window ? windowIndices(linearizer.input.shape, options.window, model.file, options.layout) : undefined;
-      const noise = reduceNoise(spec, n, win, options.noiseFile);
+      const noise = validateNoise(spec, n, win, options.noiseFile);
       checkMemory(
         estimateAnalyzeMemory({
           ...linearizerSizes(linearizer),
@@ -190,8 +195,7 @@ export class Analyzer {
       if (options.at instanceof Float32Array && options.at.length !== n) {
         throw new NetmomentsError(`the linearization point has ${options.at.length} elements, the model input has ${n}`);
       }
-      const directions = noiseDirections(noise, options.noiseFile);
-      return new Analyzer(linearizer, options, noise, directions);
+      return new Analyzer(linearizer, options, noise, noiseFactor(noise, options.noiseFile));
     } catch (e) {
       await linearizer.release();
       throw e;
@@ -226,7 +230,7 @@ export class Analyzer {
     const win = options.window && n <= 2 ** 28 ? windowIndices(shape, options.window, model.file, options.layout) : undefined;
     if (spec.kind === 'isotropic') r = spec.sigma === 0 ? 0 : (win?.length ?? n);
     else {
-      const noise = reduceNoise(spec, n, win, options.noiseFile);
+      const noise = validateNoise(spec, n, win, options.noiseFile);
       r = noise.support.length;
       q = noise.sigma.kind === 'full' ? r : 0;
     }
@@ -267,11 +271,11 @@ export class Analyzer {
     const delta = new Float64Array(n);
     for (let i = 0; i < n; i++) delta[i] = mu[i] - xb[i];
 
-    const lin = await this.linearizer.linearize(xb, this.directions.F, this.directions.r, delta);
+    const lin = await this.linearizer.linearize(xb, this.factor, delta);
     const mode = o.variance ?? 'both';
     const wantExact = mode === 'exact' || mode === 'both';
     const wantPaper = mode === 'paper' || mode === 'both';
-    const moments = await surrogateMoments(lin, p, d, mode, o.linalg);
+    const moments = await momentsOfSurrogate(lin, this.factor, { offset: { A: lin.Adelta, D: lin.Ddelta }, ...varianceOptions(mode), linalg: o.linalg });
     const mean = finiteArray(moments.mean, 'mean', file);
     const clean = Array.from(await this.linearizer.evaluate(x, 1));
     const cleanPredicted = argmax(clean);
@@ -326,18 +330,19 @@ export class Analyzer {
   }
 
   /** Sigma over all n input elements, for sampling: F F^T with the factor already built. */
-  fullNoise(): Noise {
-    const { F, r } = this.directions;
-    const n = this.linearizer.n;
+  fullNoise(): NoiseCovariance {
+    const f = this.factor;
+    const n = f.n;
     if (this.noise.sigma.kind === 'isotropic' && this.noise.support.length === n) return { kind: 'isotropic', sigma: this.noise.sigma.sigma };
-    if (this.noise.sigma.kind !== 'full') {
+    if (f.kind === 'axes') {
       const variance = new Float64Array(n);
-      this.noise.support.forEach((i, k) => (variance[i] = F[k * n + i] ** 2));
+      f.support.forEach((i, k) => (variance[i] = f.sd[k] ** 2));
       return { kind: 'diagonal', variance };
     }
-    // F^T is r x n; the sampler wants F (n x r)
+    // the sampler wants F (n x r) over all n rows
+    const r = f.r;
     const factor = new Float64Array(n * r);
-    for (let k = 0; k < r; k++) for (let i = 0; i < n; i++) factor[i * r + k] = F[k * n + i];
+    f.support.forEach((i, t) => factor.set(f.factor.subarray(t * r, (t + 1) * r), i * r));
     return { kind: 'lowrank', factor, rank: r };
   }
 
@@ -346,12 +351,15 @@ export class Analyzer {
   }
 }
 
+/** The moments options of a variance mode (the covariance whenever a variance). */
+function varianceOptions(mode: VarianceMode): { variance: boolean; covariance: boolean; paper: boolean } {
+  return { variance: mode !== 'none', covariance: mode !== 'none', paper: mode === 'paper' || mode === 'both' };
+}
+
 /**
- * The moments of the surrogate g(x) = B relu(A x + c1) + D x + c2 from a linearization projected
- * on the noise directions (Linearizer.linearize, or a stored bank centre projected the same way):
- * m = bottom(xb) + A (mu - xb), c2 = top(yb) - B yb + D (mu - xb), in the noise's own coordinates
- * (x = mu + F e, e ~ N(0, I_r)), so the engine sees A F, D F and sigma = 1. The covariance is
- * computed whenever a variance is.
+ * The former entry point, kept for the dataset runner: the moments of a linearization projected on
+ * the noise factor (A F, D F with the offsets A delta, D delta). Callers that hold the surrogate
+ * and its factor call src/moments/surrogate.ts surrogateMoments(surrogate, factor, options).
  */
 export async function surrogateMoments(
   lin: Pick<PointLinearization, 'zb' | 'gb' | 'AF' | 'Adelta' | 'B' | 'DF' | 'Ddelta' | 'r'>,
@@ -360,21 +368,14 @@ export async function surrogateMoments(
   mode: VarianceMode,
   linalg?: LinearAlgebra,
 ): Promise<NetworkMoments> {
-  const r = lin.r;
-  const m = Float64Array.from(lin.zb, (v, u) => v + (lin.Adelta ? lin.Adelta[u] : 0));
-  const c2 = topOffset(lin.B, lin.zb, lin.gb, p, d);
-  if (lin.Ddelta) for (let i = 0; i < d; i++) c2[i] += lin.Ddelta[i];
-  return networkMoments(
-    {
-      A: { data: lin.AF, rows: p, cols: r },
-      B: { data: lin.B, rows: d, cols: p },
-      D: lin.DF ? { data: lin.DF, rows: d, cols: r } : undefined,
-      m,
-      c2,
-      mu: lin.DF ? new Float64Array(r) : undefined,
-    },
-    { kind: 'isotropic', sigma: 1 },
-    { variance: mode !== 'none', covariance: mode !== 'none', paper: mode === 'paper' || mode === 'both', linalg },
+  if (lin.zb.length !== p || lin.gb.length !== d || lin.AF.length !== p * lin.r) {
+    throw new Error(
+      `surrogateMoments: a linearization of ${lin.zb.length} units, ${lin.gb.length} outputs, ${lin.AF.length} A F values for p = ${p}, d = ${d}, r = ${lin.r}`,
+    );
+  }
+  return projectedMoments(
+    { A: lin.AF, B: lin.B, D: lin.DF, zb: lin.zb, gb: lin.gb },
+    { offset: { A: lin.Adelta, D: lin.Ddelta }, ...varianceOptions(mode), linalg },
   );
 }
 

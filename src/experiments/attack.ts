@@ -29,7 +29,7 @@ import { classProbabilities } from '../moments/classprob.js';
 import { meanGradient } from '../moments/gradients.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
 import { GaussianSampler, Rng } from '../moments/montecarlo.js';
-import { networkMoments, type Noise, type ShallowNetwork } from '../moments/network.js';
+import { networkMoments, type NoiseCovariance, type ShallowNetwork } from '../moments/network.js';
 import { matVec } from '../moments/linalg.js';
 import { reluMean } from '../moments/relu.js';
 import type { LoadedModel } from '../onnx/load.js';
@@ -213,7 +213,7 @@ export class AttackProblem {
     return this.R.network(delta);
   }
 
-  noise(z: Float64Array): Noise {
+  noise(z: Float64Array): NoiseCovariance {
     return { kind: 'isotropic', sigma: Math.sqrt(this.varMax * z[this.R.q]) };
   }
 

@@ -12,41 +12,26 @@
 import { NetmomentsError } from '../errors.js';
 import type { Linearizer } from '../linearize/linearizer.js';
 import type { ShallowNetwork } from '../moments/network.js';
+import { topOffset, type Surrogate } from '../moments/surrogate.js';
 import { type LinearAlgebra, jsLinearAlgebra } from '../moments/linalg.js';
 import { MomentAccumulator, Rng, type MonteCarloResult } from '../moments/montecarlo.js';
 
-/** The two-stage surrogate at one point, all n input columns. */
-export interface PointSurrogate {
+/** The two-stage surrogate at one point over all n input columns (src/moments/surrogate.ts), with its sizes and top offset. */
+export interface PointSurrogate extends Surrogate {
   n: number;
   p: number;
   d: number;
   /** The linearization point (float32, as the model sees it). */
   point: Float32Array;
-  /** A (p x n, row-major). */
-  A: Float64Array;
-  /** bottom(xb) (p). */
-  zb: Float64Array;
-  /** B (d x p). */
-  B: Float64Array;
-  /** g(xb) - B relu(zb) (d). */
+  /** g(xb) - B relu(zb) (d): topOffset. */
   c2: Float64Array;
-  /** D (d x n) when tensors skip the cut. */
-  D?: Float64Array;
-  /** The model output at the point, g(xb) (d). */
-  gb: Float64Array;
 }
 
 /** One Jacobian per point: A, B (and D) with identity directions through the linearizer. */
 export async function pointSurrogate(lin: Linearizer, point: Float32Array): Promise<PointSurrogate> {
   const s = await lin.surrogate(point);
   const { n, p, d } = lin;
-  const c2 = new Float64Array(d);
-  for (let i = 0; i < d; i++) {
-    let t = 0;
-    for (let u = 0; u < p; u++) t += s.B[i * p + u] * (s.zb[u] > 0 ? s.zb[u] : 0);
-    c2[i] = s.gb[i] - t;
-  }
-  return { n, p, d, point: Float32Array.from(point), A: s.A, zb: s.zb, B: s.B, c2, D: s.D, gb: s.gb };
+  return { n, p, d, point: Float32Array.from(point), A: s.A, zb: s.zb, B: s.B, c2: topOffset(s.B, s.zb, s.gb, p, d), D: s.D, gb: s.gb };
 }
 
 /** Columns `cols` of a rows x n row-major matrix: rows x |cols|. */
@@ -79,6 +64,11 @@ export class RestrictedSurrogate {
     this.q = cols.length;
     this.As = sliced?.As ?? selectColumns(s.A, s.p, s.n, cols);
     this.Ds = s.D ? (sliced?.Ds ?? selectColumns(s.D, s.d, s.n, cols)) : undefined;
+  }
+
+  /** The restriction as a Surrogate whose columns are the elements `cols` (A_S, D_S), for surrogateMoments. */
+  get surrogate(): Surrogate {
+    return { A: this.As, B: this.s.B, D: this.Ds, zb: this.s.zb, gb: this.s.gb };
   }
 
   /** The moments engine's network for the offset delta (|S| values) from the point. */

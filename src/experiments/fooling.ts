@@ -11,10 +11,10 @@
  * in order, the k largest real logits at x + P (and, with mc > 0, the k largest Monte Carlo means).
  */
 import { Analyzer } from '../analyze.js';
-import { NetmomentsError } from '../errors.js';
 import type { TensorDescription } from '../linearize/linearizer.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
 import { GaussianSampler, MomentAccumulator, Rng } from '../moments/montecarlo.js';
+import { checkSigma } from '../noise.js';
 import type { LoadedModel } from '../onnx/load.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
 import { seedFor } from '../analyze.js';
@@ -77,8 +77,7 @@ export async function foolingRate(
   indices: number[],
   options: FoolingOptions,
 ): Promise<FoolingResult> {
-  if (!(Number.isFinite(options.sigma) && options.sigma >= 0))
-    throw new NetmomentsError(`--sigma must be a number >= 0, got ${options.sigma}`, { code: 'BAD_USAGE' });
+  checkSigma(options.sigma);
   const analyzer = await Analyzer.create(model, {
     relu: options.relu,
     output: options.output,

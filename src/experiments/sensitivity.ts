@@ -20,7 +20,7 @@ import { Linearizer, type TensorDescription } from '../linearize/linearizer.js';
 import { cantelliMarginBound, classProbabilities } from '../moments/classprob.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
 import { networkMoments } from '../moments/network.js';
-import { windowIndices } from '../noise.js';
+import { checkSigma, windowIndices } from '../noise.js';
 import { describeGeometry, requireImageGeometry, type ImageLayout, type LayoutChoice } from '../data/layout.js';
 import type { LoadedModel } from '../onnx/load.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
@@ -90,8 +90,7 @@ export async function sensitivityMaps(
   const stride = options.stride;
   if (!(Number.isInteger(w) && w >= 1)) throw new NetmomentsError(`--window-size must be a whole number >= 1, got ${w}`, { code: 'BAD_USAGE' });
   if (!(Number.isInteger(stride) && stride >= 1)) throw new NetmomentsError(`--stride must be a whole number >= 1, got ${stride}`, { code: 'BAD_USAGE' });
-  if (!(Number.isFinite(options.sigma) && options.sigma > 0))
-    throw new NetmomentsError(`--sigma must be a number > 0, got ${options.sigma}`, { code: 'BAD_USAGE' });
+  checkSigma(options.sigma, '--sigma', true);
   const lin = await Linearizer.create(model, {
     relu: options.relu,
     output: options.output,

@@ -28,7 +28,7 @@ import { NetmomentsError } from '../errors.js';
 import { Linearizer, type LayerFlips, type TensorDescription } from '../linearize/linearizer.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
 import { Rng } from '../moments/montecarlo.js';
-import { networkMoments } from '../moments/network.js';
+import { projectedMoments } from '../moments/surrogate.js';
 import type { NoiseSpec, InputWindow } from '../noise.js';
 import type { LoadedModel } from '../onnx/load.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
@@ -251,7 +251,7 @@ export async function tightnessSynthetic(
     options.linearizer ??
     (await Linearizer.create(model, { relu: options.relu, output: options.output, threads: options.threads, onWarning: options.onWarning }));
   try {
-    const { n, p, d } = lin;
+    const { n, d } = lin;
     const meanSd = options.meanSd ?? 0;
     if (!(Number.isFinite(meanSd) && meanSd >= 0)) throw new NetmomentsError(`the input mean sd must be a number >= 0, got ${meanSd}`, { code: 'BAD_USAGE' });
     const details: TightnessRun[] = [];
@@ -262,25 +262,9 @@ export async function tightnessSynthetic(
       const point = new Float32Array(n);
       if (meanSd > 0) for (let i = 0; i < n; i++) point[i] = meanSd * rng.normal();
       const mu = Float64Array.from(point);
+      // the linearization projected on the factor: its columns are the noise's coordinates
       const L = await lin.linearize(point, Ft, n);
-      const c2 = new Float64Array(d);
-      for (let i = 0; i < d; i++) {
-        let s = 0;
-        for (let u = 0; u < p; u++) s += L.B[i * p + u] * (L.zb[u] > 0 ? L.zb[u] : 0);
-        c2[i] = L.gb[i] - s;
-      }
-      const mom = await networkMoments(
-        {
-          A: { data: L.AF, rows: p, cols: n },
-          B: { data: L.B, rows: d, cols: p },
-          D: L.DF ? { data: L.DF, rows: d, cols: n } : undefined,
-          m: L.zb,
-          c2,
-          mu: L.DF ? new Float64Array(n) : undefined,
-        },
-        { kind: 'isotropic', sigma: 1 },
-        { variance: true, covariance: false, paper: true, linalg: options.linalg },
-      );
+      const mom = await projectedMoments(L, { variance: true, covariance: false, paper: true, linalg: options.linalg });
       const mc = await monteCarloFactor((xs, c) => lin.evaluate(xs, c), d, mu, Ft, n, {
         samples: options.mc,
         seed: seedFor(seed, k),

@@ -34,6 +34,7 @@ import { kmeans } from 'ml-kmeans';
 import { NetmomentsError } from '../errors.js';
 import { encodeNpy, parseNpy } from '../data/npy.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
+import type { Surrogate } from '../moments/surrogate.js';
 import { availableMemory, formatBytes } from '../resources.js';
 import type { Linearizer, TensorDescription } from './linearizer.js';
 
@@ -91,21 +92,11 @@ export function freeDiskBytes(path: string): number | undefined {
   }
 }
 
-/** One centre's linearization (float32, as stored). */
-export interface BankCentre {
+/** One centre's linearization: the surrogate at the centre's point (src/moments/surrogate.ts), float32 as stored. */
+export interface BankCentre extends Surrogate<Float32Array> {
   index: number;
-  /** The linearization point xb (n). */
+  /** The linearization point xb (n); A is p x n and D d x n over the input elements. */
   point: Float32Array;
-  /** A (p x n, row-major). */
-  A: Float32Array;
-  /** bottom(xb) (p). */
-  zb: Float32Array;
-  /** B (d x p). */
-  B: Float32Array;
-  /** g(xb) (d). */
-  gb: Float32Array;
-  /** D (d x n) when tensors skip the cut. */
-  D?: Float32Array;
 }
 
 export interface BankFileEntry {

@@ -3,27 +3,25 @@
  * depend on the input are formed once per centre, so each input costs matrix-vector work plus its
  * own pair terms (DESIGN.md section 2, cost model).
  *
- * In the noise's own coordinates (x = mu + F e, e ~ N(0, I_r); src/analyze.ts) the surrogate at
- * centre c is g = B relu(m + A F e) + D F e + c2 with, for input mu,
+ * In the noise's own coordinates (x = mu + F e, e ~ N(0, I_r); src/noise.ts noiseFactor) the
+ * surrogate at centre c (src/moments/surrogate.ts, projected on F) is g = B relu(m + A F e) + D F e + c2
+ * with, for input mean mu,
  *   m  = zb + A (mu - xb),   c2 = gb - B relu(zb) + D (mu - xb).
- * Per centre: S = (A F)(A F)^T (p x p), s_v = sqrt(S_vv), P = (A F)(D F)^T (p x d), Q = (D F)(D F)^T.
- * Per input, with a = m / s and the unit states of src/moments/network.ts (surely on / off when
- * Phi(-|a|) < 1e-17, constant when s = 0), exactly the engine's formulas:
- *   E[g]   = B E[relu(z)] + c2,                         E[relu(z_v)] = reluMean(m_v, s_v)
- *   Cov(g) = Bw S_LL Bw^T + Bw P_L + (Bw P_L)^T + Q + B_U C_UU B_U^T
- * where L are the units that are on or uncertain, Bw = B_L diag(w) with w = 1 (on) or Phi(a)
- * (uncertain) (this is H Sigma H^T of network.ts with H = B diag(Phi) A + D), U the uncertain
- * units and C their pair corrections, evaluated by the engine's pairPanel from S_UU. Instead of
- * the engine's r-column noise factors (p x r per input, and a |U| x |U| x r product for the pair
- * panel), each input gathers S_LL and S_UU: for LeNet's last ReLU (p = 500, r = 784) that is the
- * difference between ~20M and ~1M multiply-adds per input. Used when p <= r and S fits
- * (`useCentreGram`); otherwise the caller runs the engine on A F directly.
+ * Per centre, the Gram form of the noise: S = (A F)(A F)^T (p x p), s_v = sqrt(S_vv),
+ * P = (A F)(D F)^T (p x d), Q = (D F)(D F)^T. Per input the moments engine's core
+ * (src/moments/network.ts momentsFromForm: unit states, mean, linear part, pair corrections) runs
+ * with this form in place of the noise factors: the linear part H Sigma H^T (H = B diag(w) A + D,
+ * w = 1 for units surely on, Phi(a) for uncertain ones) is
+ *   Bw S_LL Bw^T + Bw P_L + (Bw P_L)^T + Q
+ * with L the units on or uncertain and Bw = B_L diag(w), and the pair panels are gathered from S.
+ * Instead of the engine's r-column noise factors (p x r per input, and a |U| x |U| x r product for
+ * the pair panel), each input gathers S_LL and S_UU: for LeNet's last ReLU (p = 500, r = 784) that
+ * is the difference between ~20M and ~1M multiply-adds per input. Used when p <= r and S fits
+ * (`useCentreGram`); otherwise the caller runs surrogateMoments on A F directly.
  */
 import { rowDots, type LinearAlgebra } from '../moments/linalg.js';
-import { pairPanel, UnitState } from '../moments/network.js';
-import { reluMean, reluVarianceCorrection } from '../moments/relu.js';
-import { Phi } from '../moments/special.js';
-import { topOffset } from './linearizer.js';
+import { momentsFromForm, type CovarianceForm } from '../moments/network.js';
+import { topOffset, type Surrogate } from '../moments/surrogate.js';
 
 /** A centre's input-independent quantities for one noise. */
 export interface CentreGram {
@@ -83,23 +81,62 @@ export async function centreGram(
   return g;
 }
 
-const tails = new Map<number, number>();
+/** A surrogate projected on a noise factor (A F, D F with r columns) in its Gram form: centreGram. */
+export function surrogateGram(la: LinearAlgebra, s: Surrogate, gram = true): Promise<CentreGram> {
+  const p = s.zb.length;
+  const d = s.gb.length;
+  return centreGram(la, s.A, s.D, s.B, s.zb, s.gb, p, d, p > 0 ? s.A.length / p : 0, gram);
+}
 
-/** The largest |a| with Phi(-|a|) >= tail (a unit beyond it is decided: surely on or off). */
-function tailThreshold(tail: number): number {
-  let t = tails.get(tail);
-  if (t === undefined) {
-    let lo = 0;
-    let hi = 40;
-    for (let k = 0; k < 200; k++) {
-      const mid = 0.5 * (lo + hi);
-      if (Phi(-mid) >= tail) lo = mid;
-      else hi = mid;
-    }
-    t = lo;
-    tails.set(tail, t);
-  }
-  return t;
+/** The Gram form of a centre as the moments core reads it (src/moments/network.ts CovarianceForm). */
+export function gramForm(la: LinearAlgebra, g: CentreGram): CovarianceForm {
+  const { p, d, B } = g;
+  const needS = (): Float64Array => {
+    if (!g.S) throw new Error('inputMoments: the centre was formed for means only');
+    return g.S;
+  };
+  return {
+    s: g.s,
+    panels(idx) {
+      const S = needS();
+      const q = idx.length;
+      return async (r0, r1) => {
+        const rows = r1 - r0;
+        const width = q - r0;
+        const panel = new Float64Array(rows * width);
+        for (let li = 0; li < rows; li++) {
+          const o = idx[r0 + li] * p;
+          const row = li * width;
+          for (let lj = li + 1; lj < width; lj++) panel[row + lj] = S[o + idx[r0 + lj]];
+        }
+        return panel;
+      };
+    },
+    async linear(L, w, covariance) {
+      const S = needS();
+      const l = L.length;
+      const cov = new Float64Array(d * d);
+      if (l > 0) {
+        const Bw = new Float64Array(d * l);
+        for (let i = 0; i < d; i++) for (let t = 0; t < l; t++) Bw[i * l + t] = B[i * p + L[t]] * w[t];
+        const SLL = new Float64Array(l * l);
+        for (let t = 0; t < l; t++) {
+          const o = L[t] * p;
+          for (let k = 0; k < l; k++) SLL[t * l + k] = S[o + L[k]];
+        }
+        const T = await la.gemm(Bw, d, l, SLL, l, l);
+        cov.set(await la.gemm(T, d, l, Bw, d, l, { transB: true }));
+        if (g.P) {
+          const PL = new Float64Array(l * d);
+          for (let t = 0; t < l; t++) PL.set(g.P.subarray(L[t] * d, (L[t] + 1) * d), t * d);
+          const X = await la.gemm(Bw, d, l, PL, l, d);
+          for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) cov[i * d + j] += X[i * d + j] + X[j * d + i];
+        }
+      }
+      if (g.Q) for (let k = 0; k < d * d; k++) cov[k] += g.Q[k];
+      return covariance ? cov : Float64Array.from({ length: d }, (_, i) => cov[i * d + i]);
+    },
+  };
 }
 
 export interface InputMoments {
@@ -112,7 +149,8 @@ export interface InputMoments {
 
 /**
  * Moments for one input at a centre: `Adelta` = A (mu - xb) (p), `Ddelta` = D (mu - xb) (d).
- * `variance: false` gives the mean only.
+ * `variance: false` gives the mean only. The moments core of src/moments/network.ts with the
+ * centre's Gram form (file comment), on one thread.
  */
 export async function inputMoments(
   la: LinearAlgebra,
@@ -122,112 +160,14 @@ export async function inputMoments(
   variance: boolean,
   decidedTail = 1e-17,
 ): Promise<InputMoments> {
-  const { p, d, S, s, B } = g;
-  const er = new Float64Array(p);
-  let uncertain = 0;
-  if (!variance) {
-    // means only: E relu per unit, and the uncertain count by |a| against the decided tail
-    const aTail = tailThreshold(decidedTail);
-    for (let v = 0; v < p; v++) {
-      const mv = g.zb[v] + Adelta[v];
-      const sv = s[v];
-      er[v] = reluMean(mv, sv);
-      if (sv > 0 && Math.abs(mv / sv) <= aTail) uncertain++;
-    }
-    const mean = new Float64Array(d);
-    for (let i = 0; i < d; i++) {
-      let t = 0;
-      const o = i * p;
-      for (let v = 0; v < p; v++) t += B[o + v] * er[v];
-      mean[i] = t + g.c2[i] + (Ddelta ? Ddelta[i] : 0);
-    }
-    return { mean, uncertain };
-  }
-  const m = new Float64Array(p);
-  const a = new Float64Array(p);
-  const P = new Float64Array(p);
-  const state = new Uint8Array(p);
-  for (let v = 0; v < p; v++) {
-    const mv = g.zb[v] + Adelta[v];
-    m[v] = mv;
-    const sv = s[v];
-    er[v] = reluMean(mv, sv);
-    if (sv === 0) {
-      a[v] = mv > 0 ? Infinity : -Infinity;
-      P[v] = mv > 0 ? 1 : 0;
-      state[v] = UnitState.Constant;
-      continue;
-    }
-    const av = mv / sv;
-    a[v] = av;
-    P[v] = Phi(av);
-    if (Phi(-Math.abs(av)) < decidedTail) state[v] = av > 0 ? UnitState.On : UnitState.Off;
-    else {
-      state[v] = UnitState.Uncertain;
-      uncertain++;
-    }
-  }
-  const mean = new Float64Array(d);
-  for (let i = 0; i < d; i++) {
-    let t = 0;
-    const o = i * p;
-    for (let v = 0; v < p; v++) t += B[o + v] * er[v];
-    mean[i] = t + g.c2[i] + (Ddelta ? Ddelta[i] : 0);
-  }
-  if (!S) throw new Error('inputMoments: the centre was formed for means only');
-
-  // linear (Stein) part over L = on or uncertain
-  const L: number[] = [];
-  for (let v = 0; v < p; v++) if (state[v] === UnitState.On || state[v] === UnitState.Uncertain) L.push(v);
-  const l = L.length;
-  const cov = new Float64Array(d * d);
-  if (l > 0) {
-    const Bw = new Float64Array(d * l);
-    for (let i = 0; i < d; i++) for (let t = 0; t < l; t++) Bw[i * l + t] = B[i * p + L[t]] * (state[L[t]] === UnitState.On ? 1 : P[L[t]]);
-    const SLL = new Float64Array(l * l);
-    for (let t = 0; t < l; t++) {
-      const o = L[t] * p;
-      for (let q = 0; q < l; q++) SLL[t * l + q] = S[o + L[q]];
-    }
-    const T = await la.gemm(Bw, d, l, SLL, l, l);
-    const lin = await la.gemm(T, d, l, Bw, d, l, { transB: true });
-    cov.set(lin);
-    if (g.P) {
-      const PL = new Float64Array(l * d);
-      for (let t = 0; t < l; t++) PL.set(g.P.subarray(L[t] * d, (L[t] + 1) * d), t * d);
-      const X = await la.gemm(Bw, d, l, PL, l, d);
-      for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) cov[i * d + j] += X[i * d + j] + X[j * d + i];
-    }
-  }
-  if (g.Q) for (let k = 0; k < d * d; k++) cov[k] += g.Q[k];
-
-  // pair corrections over the uncertain units
-  if (uncertain > 0) {
-    const U = new Int32Array(uncertain);
-    for (let v = 0, t = 0; v < p; v++) if (state[v] === UnitState.Uncertain) U[t++] = v;
-    const q = uncertain;
-    const panel = new Float64Array(q * q);
-    for (let t = 0; t < q; t++) {
-      const o = U[t] * p;
-      for (let k = t + 1; k < q; k++) panel[t * q + k] = S[o + U[k]];
-    }
-    const sU = Float64Array.from(U, (v) => s[v]);
-    const aU = Float64Array.from(U, (v) => a[v]);
-    const diag = Float64Array.from(U, (v) => s[v] * s[v] * reluVarianceCorrection(a[v]));
-    pairPanel(panel, q, q, 0, sU, aU, diag, false);
-    const BtU = new Float64Array(q * d);
-    for (let i = 0; i < d; i++) for (let t = 0; t < q; t++) BtU[t * d + i] = B[i * p + U[t]];
-    const W = await la.gemm(panel, q, q, BtU, q, d);
-    const covC = await la.gemm(BtU, q, d, W, q, d, { transA: true });
-    for (let k = 0; k < d * d; k++) cov[k] += covC[k];
-  }
-  for (let i = 0; i < d; i++) {
-    for (let j = i + 1; j < d; j++) {
-      const v = 0.5 * (cov[i * d + j] + cov[j * d + i]);
-      cov[i * d + j] = v;
-      cov[j * d + i] = v;
-    }
-  }
-  const varv = Float64Array.from({ length: d }, (_, i) => cov[i * d + i]);
-  return { mean, variance: varv, covariance: cov, uncertain };
+  const m = Float64Array.from(g.zb, (z, v) => z + Adelta[v]);
+  const mo = await momentsFromForm({ data: g.B, rows: g.d, cols: g.p }, m, g.c2, Ddelta, gramForm(la, g), {
+    variance,
+    covariance: variance,
+    paper: false,
+    linalg: la,
+    decidedTail,
+    threads: 1,
+  });
+  return { mean: mo.mean, variance: mo.variance, covariance: mo.covariance, uncertain: mo.units.uncertain };
 }

@@ -80,6 +80,71 @@ export interface JvpResult {
 
 const DEFAULT_BUDGET = 256 * 1024 * 1024;
 
+/**
+ * Tangent directions made batch by batch, never held whole: `fill(out, k0, m)` writes directions
+ * k0..k0+m-1 as the rows of `out` ([m, size]; every entry is written). Noise directions are the
+ * columns of a factor F of Sigma = F F^T (src/noise.ts NoiseFactor): for isotropic and diagonal
+ * noise the scaled coordinate axes sd_k e_{support_k}, so a batch costs [m, size] and nothing else.
+ */
+export interface DirectionBatches {
+  readonly count: number;
+  readonly size: number;
+  fill(out: Float32Array | Float64Array, k0: number, m: number): void;
+}
+
+/** Directions sd_k e_{support_k}, k < support.length: the support's coordinate axes, scaled. */
+export function scaledAxes(size: number, support: Int32Array, sd: Float64Array): DirectionBatches {
+  if (sd.length !== support.length) throw new Error(`scaledAxes: ${sd.length} scales for ${support.length} axes`);
+  return {
+    count: support.length,
+    size,
+    fill(out, k0, m) {
+      out.fill(0, 0, m * size);
+      for (let k = 0; k < m; k++) out[k * size + support[k0 + k]] = sd[k0 + k];
+    },
+  };
+}
+
+/** The r columns of a factor held on its nonzero rows `support` (support.length x r, row-major). */
+export function factorColumns(size: number, support: Int32Array, factor: Float64Array, r: number): DirectionBatches {
+  if (factor.length !== support.length * r) throw new Error(`factorColumns: ${factor.length} values for ${support.length} x ${r}`);
+  return {
+    count: r,
+    size,
+    fill(out, k0, m) {
+      out.fill(0, 0, m * size);
+      for (let k = 0; k < m; k++) for (let i = 0; i < support.length; i++) out[k * size + support[i]] = factor[i * r + k0 + k];
+    },
+  };
+}
+
+/** The rows of a dense [count, size] matrix. */
+export function denseRows(rows: ArrayLike<number>, count: number, size: number): DirectionBatches {
+  if (rows.length !== count * size) throw new Error(`denseRows: ${rows.length} values for ${count} x ${size}`);
+  return {
+    count,
+    size,
+    fill(out, k0, m) {
+      for (let i = 0; i < m * size; i++) out[i] = rows[k0 * size + i];
+    },
+  };
+}
+
+/** `base`'s directions followed by one more, `extra` (size values). */
+export function withExtraDirection(base: DirectionBatches, extra: ArrayLike<number>): DirectionBatches {
+  const { count, size } = base;
+  if (extra.length !== size) throw new Error(`withExtraDirection: ${extra.length} values, directions have ${size}`);
+  return {
+    count: count + 1,
+    size,
+    fill(out, k0, m) {
+      const own = Math.max(0, Math.min(m, count - k0));
+      if (own > 0) base.fill(out, k0, own);
+      for (let k = own; k < m; k++) for (let i = 0; i < size; i++) out[k * size + i] = extra[i];
+    },
+  };
+}
+
 function slots(items: { name: string; dims: number[]; batched?: boolean }[]): TensorSlot[] {
   let offset = 0;
   return items.map(({ name, dims, batched }) => {
@@ -416,6 +481,31 @@ export class JacobianEngine {
       return out;
     }
     return (await this.runTangent(point, directions, k)).tangents;
+  }
+
+  /**
+   * J d for every direction of `directions`, `chunk` at a time: each batch is made (fill) into one
+   * [chunk, inputSize] buffer and its tangents, one tensor per output ([m, size], float32), go to
+   * `visit` with the batch itself. Only one batch of directions exists at a time.
+   */
+  async jvpBatches(
+    point: Point,
+    directions: DirectionBatches,
+    chunk: number,
+    visit: (k0: number, m: number, tangents: Record<string, Float32Array>, batch: Float32Array) => void | Promise<void>,
+  ): Promise<void> {
+    const size = this.inputSize;
+    if (directions.size !== size) throw new NetmomentsError(`directions of ${directions.size} elements for an input of ${size}`, { code: 'BAD_USAGE' });
+    const total = directions.count;
+    const step = Math.max(1, Math.min(total, chunk));
+    let buf: Float32Array | undefined;
+    for (let k0 = 0; k0 < total; k0 += step) {
+      const m = Math.min(step, total - k0);
+      // a full batch reuses one buffer; the last, shorter one gets its own (onnxruntime takes the whole array)
+      const batch = m === step ? (buf ??= new Float32Array(step * size)) : new Float32Array(m * size);
+      directions.fill(batch, k0, m);
+      await visit(k0, m, await this.jvpByOutput(point, batch, m), batch);
+    }
   }
 
   async jvp(point: Point, directions: ArrayLike<number>, k: number, options: { chunk?: number } = {}): Promise<JvpResult> {

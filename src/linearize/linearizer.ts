@@ -12,7 +12,10 @@
  * The noise enters only through Sigma = F F^T: pushing the r columns of F through the JVP gives
  * A F, D F and, for every other ReLU / max-pool layer, the standard deviation of each unit under
  * the linearized noise, all from the same passes (DESIGN.md cost model: r directions instead of n).
- * The linearization point's offset delta = mu - xb is one more direction.
+ * F is a NoiseFactor (src/noise.ts): for isotropic and diagonal noise its columns are scaled
+ * coordinate axes, made batch by batch by the Jacobian engine (DirectionBatches), never as a dense
+ * r x n matrix. The linearization point's offset delta = mu - xb is one more direction. The result
+ * is the surrogate of src/moments/surrogate.ts in its factored form.
  */
 import { NetmomentsError } from '../errors.js';
 import { makeBatchDynamicProbed } from '../onnx/batch.js';
@@ -24,7 +27,18 @@ import type { SplitPoint } from '../onnx/splitpoint.js';
 import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
 import { kinksOf } from '../onnx/ops/registry.js';
 import type { Kinks } from '../onnx/ops/types.js';
-import { createJacobianEngine, type JacobianEngine, type JacobianMode } from './jacobian.js';
+import {
+  createJacobianEngine,
+  denseRows,
+  factorColumns,
+  scaledAxes,
+  withExtraDirection,
+  type DirectionBatches,
+  type JacobianEngine,
+  type JacobianMode,
+} from './jacobian.js';
+import { addFactorColumn, type NoiseFactor } from '../noise.js';
+import { surrogateOffsets, topOffset, type Surrogate } from '../moments/surrogate.js';
 import { Phi } from '../moments/special.js';
 import { Rng } from '../moments/montecarlo.js';
 import { perInputShape } from '../data/layout.js';
@@ -71,36 +85,40 @@ export interface LayerFlips {
   isSplit: boolean;
 }
 
-/** The linearization at a point, projected on the noise directions. */
-export interface PointLinearization {
+/**
+ * The linearization at a point, projected on the noise factor F (Sigma = F F^T, r columns): the
+ * surrogate in its factored form (A is A F, p x r; D is D F, d x r) plus the expected state changes
+ * of the other layers. `AF` and `DF` are the same arrays as `A` and `D` (their former names).
+ */
+export interface PointLinearization extends Surrogate {
   point: Float32Array;
-  /** bottom(xb): the split ReLU's pre-activation at the point (p). */
-  zb: Float64Array;
-  /** The model output g at the point (d). */
-  gb: Float64Array;
-  /** A F (p x r, row-major), F the noise directions. */
+  /** A F (the same array as `A`). */
   AF: Float64Array;
+  /** D F (the same array as `D`) when the top reads tensors that skip the cut. */
+  DF?: Float64Array;
   /** A delta (p) for the offset delta = mu - xb, when one was given. */
   Adelta?: Float64Array;
-  /** B (d x p). */
-  B: Float64Array;
-  /** D F (d x r) when the top reads tensors that skip the cut. */
-  DF?: Float64Array;
   /** D delta (d). */
   Ddelta?: Float64Array;
+  /** Columns of the factor. */
   r: number;
   flips: LayerFlips[];
 }
 
-/** The plain matrices of the surrogate (identity directions), as `netmoments linearize` writes them. */
-export interface AffineSurrogate {
-  A: Float64Array; // p x n
+/** The surrogate over the n inputs with its plain offsets c1, c2 (surrogateOffsets), as `netmoments linearize` writes it. */
+export interface AffineSurrogate extends Surrogate {
   c1: Float64Array; // p
-  B: Float64Array; // d x p
   c2: Float64Array; // d
-  D?: Float64Array; // d x n
-  zb: Float64Array;
-  gb: Float64Array;
+}
+
+/** A factor of all n coordinates (F = I): the surrogate's plain matrices. */
+function identityFactor(n: number): NoiseFactor {
+  return { kind: 'axes', n, r: n, support: Int32Array.from({ length: n }, (_, i) => i), sd: new Float64Array(n).fill(1) };
+}
+
+/** F's columns as tangent directions, made batch by batch. */
+function factorDirections(f: NoiseFactor): DirectionBatches {
+  return f.kind === 'axes' ? scaledAxes(f.n, f.support, f.sd) : factorColumns(f.n, f.support, f.factor, f.r);
 }
 
 interface FlipLayerSpec {
@@ -327,16 +345,35 @@ export class Linearizer {
   }
 
   /**
-   * Linearize at `point` and project on the noise directions: `directions` is F^T, r rows of n
-   * (Sigma = F F^T), `delta` the offset mu - xb (omitted when zero).
+   * Linearize at `point` and project on the noise factor F (Sigma = F F^T): `noise` is the factor
+   * (src/noise.ts noiseFactor), or F^T as r dense rows of n followed by r; `delta` is the offset
+   * mu - xb (omitted when zero).
    */
-  async linearize(point: Float32Array, directions: Float64Array, r: number, delta?: Float64Array): Promise<PointLinearization> {
+  async linearize(point: Float32Array, noise: NoiseFactor, delta?: Float64Array): Promise<PointLinearization>;
+  async linearize(point: Float32Array, directions: Float64Array, r: number, delta?: Float64Array): Promise<PointLinearization>;
+  async linearize(point: Float32Array, noise: NoiseFactor | Float64Array, ...rest: [Float64Array?] | [number, Float64Array?]): Promise<PointLinearization> {
     const { n, p, d } = this;
     if (point.length !== n) throw new NetmomentsError(`the linearization point has ${point.length} elements, the model input has ${n}`);
-    if (directions.length !== r * n) throw new Error(`linearize: ${directions.length} direction values for r = ${r}, n = ${n}`);
+    let factor: NoiseFactor;
+    let delta: Float64Array | undefined;
+    if (noise instanceof Float64Array) {
+      const r = rest[0] as number;
+      if (noise.length !== r * n) throw new Error(`linearize: ${noise.length} direction values for r = ${r}, n = ${n}`);
+      // dense rows of F^T: held as a factor on all n rows (F, n x r)
+      const F = new Float64Array(n * r);
+      for (let k = 0; k < r; k++) for (let i = 0; i < n; i++) F[i * r + k] = noise[k * n + i];
+      factor = { kind: 'dense', n, r, support: Int32Array.from({ length: n }, (_, i) => i), factor: F };
+      delta = rest[1];
+    } else {
+      factor = noise;
+      if (factor.n !== n) throw new Error(`linearize: a noise factor for ${factor.n} elements, the input has ${n}`);
+      delta = rest[0] as Float64Array | undefined;
+    }
+    const r = factor.r;
     const withDelta = delta !== undefined && delta.some((v) => v !== 0);
-    const kTotal = r + (withDelta ? 1 : 0);
-    const dir = (k: number, i: number): number => (k < r ? directions[k * n + i] : delta![i]);
+    const noiseDirs = factorDirections(factor);
+    const directions = withDelta ? withExtraDirection(noiseDirs, delta!) : noiseDirs;
+    const kTotal = directions.count;
 
     // ---- bottom: A F, J_skip F, and the flip statistics of bottom layers
     const bottom = this.parts.bottom;
@@ -357,11 +394,7 @@ export class Linearizer {
     const skipDirs = this.skip.length > 0 ? new Float64Array(kTotal * K) : undefined;
     const chunk = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (4 * Math.max(bottom.outputSize, n)))));
     const mask = Float64Array.from(zb, (v) => (v > 0 ? 1 : 0));
-    for (let k0 = 0; k0 < kTotal; k0 += chunk) {
-      const m = Math.min(chunk, kTotal - k0);
-      const dirs = new Float32Array(m * n);
-      for (let k = 0; k < m; k++) for (let i = 0; i < n; i++) dirs[k * n + i] = dir(k0 + k, i);
-      const t = await bottom.jvpByOutput(point, dirs, m);
+    await bottom.jvpBatches(point, directions, chunk, (k0, m, t, dirs) => {
       const tz = t[this.split.input];
       for (let k = 0; k < m; k++) {
         const kk = k0 + k;
@@ -373,7 +406,7 @@ export class Linearizer {
         let off = p;
         for (const s of this.skip) {
           if (this.parts.inputSkips.includes(s)) {
-            for (let i = 0; i < n; i++) td[off + i] = dir(kk, i);
+            td.set(dirs.subarray(k * n, (k + 1) * n), off);
             off += n;
           } else {
             const sl = skipSlots[this.parts.innerSkips.indexOf(s)];
@@ -382,7 +415,7 @@ export class Linearizer {
           }
         }
       }
-    }
+    });
 
     // ---- top: B (identity on y), D F (y' = 0, skips), and flips of top layers
     const topPoint: Record<string, Float64Array | Float32Array> = { [this.split.output]: Float64Array.from(zb, (v) => (v > 0 ? v : 0)) };
@@ -405,7 +438,7 @@ export class Linearizer {
       for (let k = 0; k < r; k++) for (let i = 0; i < d; i++) DF[i * r + k] = t[k * d + i];
       if (withDelta) Ddelta = t.slice(r * d, r * d + d);
     }
-    const { bottomStats, topStats } = await this.flipStatistics(point, topPoint, directions, r, n, delta && withDelta ? delta : undefined, mask, skipSize);
+    const { bottomStats, topStats } = await this.flipStatistics(point, topPoint, factor, n, delta && withDelta ? delta : undefined, mask, skipSize);
 
     // the split ReLU itself: P(sign flips) of each unit from its exact marginal
     const splitFlips: LayerFlips = (() => {
@@ -419,7 +452,7 @@ export class Linearizer {
       return { node: this.split.node, op: 'Relu', units: p, expectedFlips: e, isSplit: true };
     })();
     const flips = [...bottomStats.map(finish), splitFlips, ...topStats.map(finish)];
-    return { point, zb, gb, AF, Adelta, B, DF, Ddelta, r, flips };
+    return { point, zb, gb, A: AF, AF, Adelta, B, D: DF, DF, Ddelta, r, flips };
   }
 
   /**
@@ -432,8 +465,7 @@ export class Linearizer {
   private async flipStatistics(
     point: Float32Array,
     topPoint: Record<string, Float64Array | Float32Array>,
-    directions: Float64Array,
-    r: number,
+    factor: NoiseFactor,
     n: number,
     delta: Float64Array | undefined,
     mask: Float64Array,
@@ -442,31 +474,24 @@ export class Linearizer {
     const engine = this.parts.bottomFlipsEngine;
     if (!engine) return { bottomStats: [], topStats: [] };
     const p = this.p;
+    const r = factor.r;
     let s = r;
-    let dirs = directions;
+    let dirs: DirectionBatches = factorDirections(factor);
     if (r > FLIP_DIRECTIONS) {
       s = FLIP_DIRECTIONS;
-      dirs = new Float64Array(s * n);
+      const sketch = new Float64Array(s * n);
       const rng = new Rng(FLIP_SEED);
       const scale = 1 / Math.sqrt(s);
-      // noise directions are often sparse (isotropic, diagonal, window noise: one element each)
-      const nzStart = new Int32Array(r + 1);
-      const nzIndex: number[] = [];
-      for (let k = 0; k < r; k++) {
-        for (let i = 0; i < n; i++) if (directions[k * n + i] !== 0) nzIndex.push(i);
-        nzStart[k + 1] = nzIndex.length;
-      }
+      // F's columns are sparse for isotropic, diagonal and window noise (one element each)
       for (let j = 0; j < s; j++) {
-        const row = dirs.subarray(j * n, (j + 1) * n);
-        for (let k = 0; k < r; k++) {
-          const g = rng.normal() * scale;
-          for (let q = nzStart[k]; q < nzStart[k + 1]; q++) row[nzIndex[q]] += g * directions[k * n + nzIndex[q]];
-        }
+        const row = sketch.subarray(j * n, (j + 1) * n);
+        for (let k = 0; k < r; k++) addFactorColumn(factor, k, row, rng.normal() * scale);
       }
+      dirs = denseRows(sketch, s, n);
     }
     const kTotal = s + (delta ? 1 : 0);
     const flat = new Float32Array(kTotal * n);
-    for (let k = 0; k < s; k++) for (let i = 0; i < n; i++) flat[k * n + i] = dirs[k * n + i];
+    dirs.fill(flat, 0, s);
     if (delta) for (let i = 0; i < n; i++) flat[s * n + i] = delta[i];
     const base = await engine.jvp(point, new Float64Array(0), 0);
     const slot = (name: string) => engine.outputs.find((o) => o.name === name)!;
@@ -518,26 +543,10 @@ export class Linearizer {
 
   /** The plain surrogate matrices A, c1, B, c2 (and D) at `point`: n identity directions. */
   async surrogate(point: Float32Array): Promise<AffineSurrogate> {
-    const { n, p, d } = this;
-    const eye = new Float64Array(n * n);
-    for (let i = 0; i < n; i++) eye[i * n + i] = 1;
-    const lin = await this.linearize(point, eye, n);
-    // with F = I: AF = A (p x n), DF = D (d x n)
-    const A = lin.AF;
-    const c1 = new Float64Array(p);
-    for (let u = 0; u < p; u++) {
-      let s = 0;
-      for (let i = 0; i < n; i++) s += A[u * n + i] * point[i];
-      c1[u] = lin.zb[u] - s;
-    }
-    const offset = topOffset(lin.B, lin.zb, lin.gb, p, d);
-    const c2 = new Float64Array(d);
-    for (let i = 0; i < d; i++) {
-      let s = 0;
-      if (lin.DF) for (let j = 0; j < n; j++) s += lin.DF[i * n + j] * point[j];
-      c2[i] = offset[i] - s;
-    }
-    return { A, c1, B: lin.B, c2, D: lin.DF, zb: lin.zb, gb: lin.gb };
+    const lin = await this.linearize(point, identityFactor(this.n));
+    // with F = I: A F = A (p x n), D F = D (d x n)
+    const s: Surrogate = { A: lin.A, B: lin.B, D: lin.D, zb: lin.zb, gb: lin.gb };
+    return { ...s, ...surrogateOffsets(s, point) };
   }
 
   async release(): Promise<void> {
@@ -585,19 +594,8 @@ function quantization(graph: Graph): { op: string; node: string; type: string } 
   return { op: node.opType, node: node.name, type };
 }
 
-/**
- * top(yb) - B yb with yb = relu(zb) (d): the surrogate's output offset before the skip path
- * (c2 = this - D xb), kept apart from D xb so that the large terms never cancel.
- */
-export function topOffset(B: Float64Array, zb: Float64Array, gb: Float64Array, p: number, d: number): Float64Array {
-  const out = new Float64Array(d);
-  for (let i = 0; i < d; i++) {
-    let sum = 0;
-    for (let u = 0; u < p; u++) sum += B[i * p + u] * (zb[u] > 0 ? zb[u] : 0);
-    out[i] = gb[i] - sum;
-  }
-  return out;
-}
+/** topOffset moved to src/moments/surrogate.ts with the Surrogate type; re-exported for its importers. */
+export { topOffset };
 
 // ---------------------------------------------------------------------------------------------
 // Expected flips of a nonlinear layer under the linearized noise.

@@ -19,7 +19,8 @@
  */
 import { NetmomentsError } from '../errors.js';
 import { type LinearAlgebra, jsLinearAlgebra, matTVec } from './linalg.js';
-import { type Noise, type ShallowNetwork, type UnitStats, networkMean, unitStatistics, validateNetwork, validateNoise } from './network.js';
+import { validateNoise, type NoiseCovariance } from '../noise.js';
+import { type ShallowNetwork, type UnitStats, networkMean, unitStatistics, validateNetwork } from './network.js';
 import { Phi, phi } from './special.js';
 
 export interface MeanGradient {
@@ -52,7 +53,7 @@ export function differenceWeights(d: number, j: number, i: number): Float64Array
 /** Gradient of w^T E[g] with respect to mu and the noise (see the file comment). */
 export async function meanGradient(
   net: ShallowNetwork,
-  noise: Noise,
+  noise: NoiseCovariance,
   weights: Float64Array,
   options: { linalg?: LinearAlgebra; decidedTail?: number } = {},
 ): Promise<MeanGradient> {
@@ -167,7 +168,7 @@ function scaleRows(X: Float64Array, rows: number, cols: number, w: Float64Array)
 }
 
 /** E[g] alone (Theorem 1), for callers that need only the mean (e.g. inside an optimizer). */
-export async function networkMeanOnly(net: ShallowNetwork, noise: Noise, options: { linalg?: LinearAlgebra } = {}): Promise<Float64Array> {
+export async function networkMeanOnly(net: ShallowNetwork, noise: NoiseCovariance, options: { linalg?: LinearAlgebra } = {}): Promise<Float64Array> {
   const [n] = validateNetwork(net);
   validateNoise(noise, n);
   const { units } = await unitStatistics(options.linalg ?? jsLinearAlgebra, net, noise);

@@ -10,9 +10,10 @@
  * eigen-factor V diag(sqrt(lambda)) over the eigenvalues above the tolerance (so singular but valid
  * covariances, e.g. noise confined to a window, work; eps then has only rank(Sigma) entries).
  */
-import { EigenvalueDecomposition, Matrix as MlMatrix } from 'ml-matrix';
 import { NetmomentsError } from '../errors.js';
-import { type Noise, validateNoise } from './network.js';
+import { covarianceFactor, validateNoise, type NoiseCovariance } from '../noise.js';
+
+export { covarianceFactor, type CovarianceFactor } from '../noise.js';
 
 /** Seeded xoshiro128** generator with float64 uniforms and normals. */
 export class Rng {
@@ -87,62 +88,6 @@ export class Rng {
   }
 }
 
-export interface CovarianceFactor {
-  /** n x rank row-major, Sigma = F F^T up to the dropped eigenvalues. */
-  factor: Float64Array;
-  rank: number;
-  /** All eigenvalues, descending. */
-  eigenvalues: Float64Array;
-}
-
-/**
- * Eigen-factor of a symmetric PSD matrix: F = V diag(sqrt(lambda)) over eigenvalues above
- * tol = relTol * max|lambda|. Throws NetmomentsError, naming the most negative eigenvalue, when
- * some eigenvalue is below -tol (the matrix is not positive semi-definite).
- * Source: symmetric eigendecomposition (Householder tridiagonalization + QL, ml-matrix).
- */
-export function covarianceFactor(cov: Float64Array, n: number, relTol = 1e-9, what = 'the noise covariance'): CovarianceFactor {
-  if (cov.length !== n * n) throw new NetmomentsError(`${what} has ${cov.length} values, a ${n}x${n} matrix is needed`);
-  if (n === 0) return { factor: new Float64Array(0), rank: 0, eigenvalues: new Float64Array(0) };
-  // The decomposition squares entries: beyond ~1e150 it overflows to NaN and ml-matrix's QL
-  // iteration then fails with a TypeError instead of an answer.
-  let largest = 0;
-  for (let i = 0; i < cov.length; i++) largest = Math.max(largest, Math.abs(cov[i]));
-  if (!(largest <= 1e150)) {
-    throw new NetmomentsError(
-      `${what} holds ${Number.isNaN(largest) ? 'NaN' : largest.toPrecision(3)}, ${Number.isFinite(largest) ? 'too large to factor in float64' : 'a non-finite value'}`,
-    );
-  }
-  const rows: number[][] = [];
-  for (let i = 0; i < n; i++) {
-    const r = new Array<number>(n);
-    for (let j = 0; j < n; j++) r[j] = 0.5 * (cov[i * n + j] + cov[j * n + i]);
-    rows.push(r);
-  }
-  const eig = new EigenvalueDecomposition(new MlMatrix(rows), { assumeSymmetric: true });
-  const lam = eig.realEigenvalues;
-  const V = eig.eigenvectorMatrix;
-  const order = lam.map((_, i) => i).sort((x, y) => lam[y] - lam[x]);
-  let maxAbs = 0;
-  for (const l of lam) maxAbs = Math.max(maxAbs, Math.abs(l));
-  const tol = relTol * maxAbs;
-  const minLam = lam[order[n - 1]];
-  if (minLam < -tol) {
-    throw new NetmomentsError(
-      `${what} is not positive semi-definite: its most negative eigenvalue is ${minLam.toPrecision(6)} ` +
-        `(largest ${lam[order[0]].toPrecision(6)}; eigenvalues down to -${tol.toPrecision(3)} are accepted as rounding)`,
-    );
-  }
-  const keep = order.filter((i) => lam[i] > tol);
-  const rank = keep.length;
-  const factor = new Float64Array(n * rank);
-  for (let t = 0; t < rank; t++) {
-    const sq = Math.sqrt(lam[keep[t]]);
-    for (let i = 0; i < n; i++) factor[i * rank + t] = V.get(i, keep[t]) * sq;
-  }
-  return { factor, rank, eigenvalues: Float64Array.from(order, (i) => lam[i]) };
-}
-
 /** Draws x ~ N(mu, Sigma). */
 export class GaussianSampler {
   readonly n: number;
@@ -154,7 +99,7 @@ export class GaussianSampler {
   private readonly factor?: Float64Array; // n x rank
   private readonly eps: Float64Array;
 
-  constructor(mu: Float64Array, noise: Noise, options: { psdTolerance?: number } = {}) {
+  constructor(mu: Float64Array, noise: NoiseCovariance, options: { psdTolerance?: number } = {}) {
     const n = mu.length;
     validateNoise(noise, n);
     for (let i = 0; i < n; i++) if (!Number.isFinite(mu[i])) throw new NetmomentsError(`mu holds a non-finite value at element ${i}`);
@@ -375,7 +320,7 @@ async function run(
   f32: boolean,
   d: number,
   mu: Float64Array,
-  noise: Noise,
+  noise: NoiseCovariance,
   options: MonteCarloOptions,
 ): Promise<MonteCarloResult> {
   const total = options.samples;
@@ -406,11 +351,23 @@ async function run(
  * Monte Carlo moments of fn(x), x ~ N(mu, Sigma), with float32 samples (what an ONNX model
  * consumes; the samples are drawn in float64 and rounded once) and float64 accumulation.
  */
-export function monteCarloMoments(fn: BatchFunction, d: number, mu: Float64Array, noise: Noise, options: MonteCarloOptions): Promise<MonteCarloResult> {
+export function monteCarloMoments(
+  fn: BatchFunction,
+  d: number,
+  mu: Float64Array,
+  noise: NoiseCovariance,
+  options: MonteCarloOptions,
+): Promise<MonteCarloResult> {
   return run(fn as (x: Float64Array | Float32Array, b: number) => Promise<Float64Array | Float32Array>, true, d, mu, noise, options);
 }
 
 /** monteCarloMoments with float64 samples (for float64 reference computations). */
-export function monteCarloMoments64(fn: BatchFunction64, d: number, mu: Float64Array, noise: Noise, options: MonteCarloOptions): Promise<MonteCarloResult> {
+export function monteCarloMoments64(
+  fn: BatchFunction64,
+  d: number,
+  mu: Float64Array,
+  noise: NoiseCovariance,
+  options: MonteCarloOptions,
+): Promise<MonteCarloResult> {
   return run(fn as (x: Float64Array | Float32Array, b: number) => Promise<Float64Array | Float32Array>, false, d, mu, noise, options);
 }

@@ -36,15 +36,24 @@
  * Memory: the pair matrix is never held whole. Pair terms are computed in row panels (at most
  * `panelElements` doubles), S for the panel by one product of noise factors, and folded into
  * W = C B_U^T (|U| x d) at once; Cov += B_U W at the end. Only the upper triangle of C is evaluated.
+ *
+ * Forms: everything above reads S = A Sigma A^T and the linear part through a CovarianceForm, so one
+ * core (momentsFromForm) serves the noise factors of a network under a Noise (networkMoments), a
+ * network already projected on a noise factor (standardMoments: Sigma = I in its columns), and a
+ * bank centre's Gram matrix S held whole (src/linearize/bankMoments.ts). The noise is validated by
+ * src/noise.ts validateNoise only; src/moments/surrogate.ts is the entry point for surrogates.
  */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { NetmomentsError } from '../errors.js';
+import { validateNoise, type Noise, type NoiseCovariance } from '../noise.js';
 import { type LinearAlgebra, jsLinearAlgebra, matVec, rowDots, transpose } from './linalg.js';
 import { pairCorrectionClosedForm, reluMean, reluPsi, reluVarianceCorrection } from './relu.js';
 import { GL_W, GL_X, Phi, Phi2, phi } from './special.js';
+
+export { validateNoise, type Noise, type NoiseCovariance } from '../noise.js';
 
 /** A row-major float64 matrix. */
 export interface Matrix {
@@ -52,13 +61,6 @@ export interface Matrix {
   rows: number;
   cols: number;
 }
-
-/** Input covariance Sigma (n x n): sigma^2 I, diag(variance), a full matrix, or F F^T with F n x rank. */
-export type Noise =
-  | { kind: 'isotropic'; sigma: number }
-  | { kind: 'diagonal'; variance: Float64Array }
-  | { kind: 'full'; cov: Float64Array /* n x n row-major */ }
-  | { kind: 'lowrank'; factor: Float64Array; rank: number /* Sigma = F F^T, F n x rank row-major */ };
 
 /** g(x) = B relu(z) + D x + c2 with z ~ N(m, A Sigma A^T). */
 export interface ShallowNetwork {
@@ -171,51 +173,6 @@ function checkFinite(x: Float64Array, name: string): void {
   }
 }
 
-/** Validate a noise description for n inputs (shapes, finiteness, symmetry and sign of the diagonal). */
-export function validateNoise(noise: Noise, n: number): void {
-  switch (noise.kind) {
-    case 'isotropic':
-      if (!(Number.isFinite(noise.sigma) && noise.sigma >= 0)) throw new NetmomentsError(`the noise sigma must be finite and >= 0, got ${noise.sigma}`);
-      return;
-    case 'diagonal':
-      if (noise.variance.length !== n) throw new NetmomentsError(`the noise variance has ${noise.variance.length} values, the input has ${n}`);
-      for (let i = 0; i < n; i++) {
-        const v = noise.variance[i];
-        if (!(Number.isFinite(v) && v >= 0)) throw new NetmomentsError(`the noise variance must be finite and >= 0, element ${i} is ${v}`);
-      }
-      return;
-    case 'full': {
-      if (noise.cov.length !== n * n) throw new NetmomentsError(`the noise covariance has ${noise.cov.length} values, a ${n}x${n} matrix is needed`);
-      checkFinite(noise.cov, 'the noise covariance');
-      let scale = 0;
-      for (let i = 0; i < n; i++) scale = Math.max(scale, Math.abs(noise.cov[i * n + i]));
-      const tol = 1e-9 * scale;
-      for (let i = 0; i < n; i++) {
-        if (noise.cov[i * n + i] < 0)
-          throw new NetmomentsError(`the noise covariance is not positive semi-definite: diagonal element ${i} is ${noise.cov[i * n + i]}`);
-        for (let j = i + 1; j < n; j++) {
-          if (Math.abs(noise.cov[i * n + j] - noise.cov[j * n + i]) > tol) {
-            throw new NetmomentsError(
-              `the noise covariance is not symmetric: (${i},${j}) is ${noise.cov[i * n + j]} but (${j},${i}) is ${noise.cov[j * n + i]}`,
-            );
-          }
-        }
-      }
-      return;
-    }
-    case 'lowrank':
-      if (!(Number.isInteger(noise.rank) && noise.rank >= 0))
-        throw new NetmomentsError(`the noise factor rank must be a non-negative integer, got ${noise.rank}`);
-      if (noise.factor.length !== n * noise.rank) {
-        throw new NetmomentsError(`the noise factor has ${noise.factor.length} values, ${n}x${noise.rank} expected`);
-      }
-      checkFinite(noise.factor, 'the noise factor');
-      return;
-    default:
-      throw new NetmomentsError(`unknown noise kind '${(noise as { kind: string }).kind}'`, { code: 'BAD_USAGE' });
-  }
-}
-
 /** L, R (rows x cols) with X Sigma X^T = L R^T; `same` when L and R are one array. */
 export interface NoiseFactors {
   L: Float64Array;
@@ -224,34 +181,48 @@ export interface NoiseFactors {
 }
 
 /**
- * Factors of X Sigma X^T for X (rows x n): isotropic L = R = sigma X; diagonal L = R = X diag(sqrt v)
- * on the columns with v > 0; full L = X Sigma, R = X; low rank L = R = X F.
+ * Factors of X Sigma X^T for X (rows x n), Sigma on the noise's support S (X_S: X's columns S):
+ * isotropic L = R = sigma X_S; diagonal L = R = X_S diag(sqrt v); full L = X_S Sigma_S, R = X_S;
+ * low rank L = R = X_S F_S. A spec is validated first (validateNoise).
  */
-export async function noiseFactors(la: LinearAlgebra, noise: Noise, X: Float64Array, rows: number, n: number): Promise<NoiseFactors> {
-  switch (noise.kind) {
+export async function noiseFactors(la: LinearAlgebra, noise: Noise | NoiseCovariance, X: Float64Array, rows: number, n: number): Promise<NoiseFactors> {
+  const { support, sigma } = validateNoise(noise, n);
+  const q = support.length;
+  const all = q === n; // support sorted and unique: all n elements in order
+  const Xs = all ? X : gatherColumns(X, rows, n, support);
+  switch (sigma.kind) {
     case 'isotropic': {
-      const L = new Float64Array(rows * n);
-      for (let i = 0; i < L.length; i++) L[i] = noise.sigma * X[i];
-      return { L, R: L, cols: n };
+      const L = new Float64Array(rows * q);
+      for (let i = 0; i < L.length; i++) L[i] = sigma.sigma * Xs[i];
+      return { L, R: L, cols: q };
     }
     case 'diagonal': {
-      const support: number[] = [];
-      for (let j = 0; j < n; j++) if (noise.variance[j] > 0) support.push(j);
-      const k = support.length;
-      const sq = support.map((j) => Math.sqrt(noise.variance[j]));
-      const L = new Float64Array(rows * k);
-      for (let i = 0; i < rows; i++) for (let t = 0; t < k; t++) L[i * k + t] = X[i * n + support[t]] * sq[t];
-      return { L, R: L, cols: k };
+      const sq = Float64Array.from(sigma.variance, Math.sqrt);
+      const L = new Float64Array(rows * q);
+      for (let i = 0; i < rows; i++) for (let t = 0; t < q; t++) L[i * q + t] = Xs[i * q + t] * sq[t];
+      return { L, R: L, cols: q };
     }
     case 'full': {
-      const L = await la.gemm(X, rows, n, noise.cov, n, n);
-      return { L, R: X, cols: n };
+      const L = await la.gemm(Xs, rows, q, sigma.cov, q, q);
+      return { L, R: Xs, cols: q };
     }
     case 'lowrank': {
-      const L = await la.gemm(X, rows, n, noise.factor, n, noise.rank);
-      return { L, R: L, cols: noise.rank };
+      const L = await la.gemm(Xs, rows, q, sigma.factor, q, sigma.rank);
+      return { L, R: L, cols: sigma.rank };
     }
   }
+}
+
+/** Columns `cols` of a rows x n row-major matrix: rows x |cols|. */
+function gatherColumns(X: Float64Array, rows: number, n: number, cols: Int32Array): Float64Array {
+  const q = cols.length;
+  const out = new Float64Array(rows * q);
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    const t = r * q;
+    for (let k = 0; k < q; k++) out[t + k] = X[o + cols[k]];
+  }
+  return out;
 }
 
 function gatherRows(X: Float64Array, cols: number, idx: Int32Array): Float64Array {
@@ -416,6 +387,13 @@ export function pairPanelRows(
 }
 
 /**
+ * S over a set of q units, panel by panel: rows r0..r1-1 and columns r0..q-1 of S (row-major,
+ * (r1 - r0) x (q - r0)); only the entries above the diagonal are read. A fresh array per call (the
+ * pair code overwrites it).
+ */
+export type PanelSource = (r0: number, r1: number) => Promise<Float64Array>;
+
+/**
  * W = C B_U^T (q x d) for the q units of `s`/`a`, C their pair-correction matrix, computed panel by
  * panel (see the file comment). F are the units' noise factors (S = F.L F.R^T), Bt = B_U^T (q x d).
  */
@@ -431,20 +409,38 @@ export async function foldPairs(
   panelElements: number,
   threads = 1,
 ): Promise<{ W: Float64Array; pairs: number; threads: number }> {
+  const k = F.cols;
+  const q = s.length;
+  const panels: PanelSource = (r0, r1) => la.gemm(F.L.subarray(r0 * k, r1 * k), r1 - r0, k, F.R.subarray(r0 * k, q * k), q - r0, k, { transB: true });
+  return foldPairPanels(la, panels, s, a, diag, Bt, d, paper, panelElements, threads);
+}
+
+/** foldPairs with S read from any panel source (noise factors, or a Gram matrix gathered). */
+export async function foldPairPanels(
+  la: LinearAlgebra,
+  panelOf: PanelSource,
+  s: Float64Array,
+  a: Float64Array,
+  diag: Float64Array,
+  Bt: Float64Array,
+  d: number,
+  paper: boolean,
+  panelElements: number,
+  threads = 1,
+): Promise<{ W: Float64Array; pairs: number; threads: number }> {
   const q = s.length;
   const W = new Float64Array(q * d);
   if (q === 0 || d === 0) return { W, pairs: 0, threads: 1 };
   // Worker threads only pay off for many pairs (each panel is copied to shared memory once).
   const pool = threads > 1 && q * q > 2e5 ? await PairPool.get(threads - 1, s, a, diag) : null;
   const bs = Math.max(1, Math.min(q, Math.floor(panelElements / q)));
-  const k = F.cols;
   let pairs = 0;
   try {
     for (let r0 = 0; r0 < q; r0 += bs) {
       const r1 = Math.min(q, r0 + bs);
       const rows = r1 - r0;
       const width = q - r0;
-      const panel = await la.gemm(F.L.subarray(r0 * k, r1 * k), rows, k, F.R.subarray(r0 * k, q * k), width, k, { transB: true });
+      const panel = await panelOf(r0, r1);
       if (pool) await pool.run(panel, rows, width, r0, paper);
       else pairPanel(panel, rows, width, r0, s, a, diag, paper);
       pairs += (rows * (rows + 1)) / 2 + rows * (width - rows);
@@ -637,20 +633,12 @@ export function validateNetwork(net: ShallowNetwork): [number, number, number] {
 }
 
 /**
- * Per-unit statistics: s from the noise factors of A, a = m / s, Phi(a), and the unit state.
- * Returns the factors too (rows for all p units) for reuse by the pair terms.
+ * Unit states from the pre-activation means m and standard deviations s: a = m / s, Phi(a), and
+ * surely on / off (Phi(-|a|) < decidedTail), uncertain, or constant (s = 0).
  */
-export async function unitStatistics(
-  la: LinearAlgebra,
-  net: ShallowNetwork,
-  noise: Noise,
-  decidedTail = 1e-17,
-): Promise<{ units: UnitStats; factors: NoiseFactors }> {
-  const [n, p] = [net.A.cols, net.A.rows];
-  const factors = await noiseFactors(la, noise, net.A.data, p, n);
-  const s2 = rowDots(factors.L, factors.R, p, factors.cols);
+export function unitStates(m: Float64Array, s: Float64Array, decidedTail = 1e-17): UnitStats {
+  const p = m.length;
   const a = new Float64Array(p);
-  const s = new Float64Array(p);
   const P = new Float64Array(p);
   const state = new Uint8Array(p);
   let on = 0,
@@ -658,9 +646,8 @@ export async function unitStatistics(
     uncertain = 0,
     constant = 0;
   for (let v = 0; v < p; v++) {
-    const mv = net.m[v];
-    const sv = s2[v] > 0 ? Math.sqrt(s2[v]) : 0;
-    s[v] = sv;
+    const mv = m[v];
+    const sv = s[v];
     if (sv === 0) {
       a[v] = mv > 0 ? Infinity : -Infinity;
       P[v] = mv > 0 ? 1 : 0;
@@ -684,30 +671,112 @@ export async function unitStatistics(
       uncertain++;
     }
   }
-  return { units: { a, s, Phi: P, state, on, off, uncertain, constant }, factors };
+  return { a, s, Phi: P, state, on, off, uncertain, constant };
+}
+
+/**
+ * Per-unit statistics: s from the noise factors of A, a = m / s, Phi(a), and the unit state.
+ * Returns the factors too (rows for all p units) for reuse by the pair terms.
+ */
+export async function unitStatistics(
+  la: LinearAlgebra,
+  net: ShallowNetwork,
+  noise: Noise | NoiseCovariance,
+  decidedTail = 1e-17,
+): Promise<{ units: UnitStats; factors: NoiseFactors }> {
+  const [n, p] = [net.A.cols, net.A.rows];
+  const factors = await noiseFactors(la, noise, net.A.data, p, n);
+  return { units: unitStates(net.m, unitStd(factors, p), decidedTail), factors };
+}
+
+/** s_v = sqrt(S_vv) from the units' noise factors (0 where S_vv <= 0). */
+function unitStd(F: NoiseFactors, p: number): Float64Array {
+  const s2 = rowDots(F.L, F.R, p, F.cols);
+  return Float64Array.from(s2, (v) => (v > 0 ? Math.sqrt(v) : 0));
+}
+
+/** E[g] = B E[relu(z)] + c2 (+ D mu, given as `Dmu`) from the unit statistics. */
+function meanOf(B: Matrix, m: Float64Array, units: UnitStats, c2: Float64Array, Dmu?: Float64Array): Float64Array {
+  const p = B.cols;
+  const er = new Float64Array(p);
+  for (let v = 0; v < p; v++) er[v] = reluMean(m[v], units.s[v]);
+  const mean = matVec(B.data, B.rows, p, er);
+  for (let i = 0; i < mean.length; i++) mean[i] += c2[i];
+  if (Dmu) for (let i = 0; i < mean.length; i++) mean[i] += Dmu[i];
+  return mean;
 }
 
 /** Mean E[g] = B E[relu(z)] + D mu + c2. */
 export function networkMean(net: ShallowNetwork, units: UnitStats): Float64Array {
-  const p = net.A.rows;
-  const er = new Float64Array(p);
-  for (let v = 0; v < p; v++) er[v] = reluMean(net.m[v], units.s[v]);
-  const mean = matVec(net.B.data, net.B.rows, p, er);
-  for (let i = 0; i < mean.length; i++) mean[i] += net.c2[i];
-  if (net.D && net.mu) {
-    const dm = matVec(net.D.data, net.D.rows, net.D.cols, net.mu);
-    for (let i = 0; i < mean.length; i++) mean[i] += dm[i];
-  }
-  return mean;
+  return meanOf(net.B, net.m, units, net.c2, net.D && net.mu ? matVec(net.D.data, net.D.rows, net.D.cols, net.mu) : undefined);
 }
 
 /**
- * Mean, exact variance and covariance, and the paper's variance of g(x) = B relu(A x + c1) + D x + c2
- * under x ~ N(mu, Sigma); see the file comment for the formulas and conventions.
+ * How the moments reach S = A Sigma A^T (p x p) and the linear part's output covariance; both
+ * forms give the same numbers up to rounding (see factorForm and src/linearize/bankMoments.ts):
+ *   factors  S = L R^T from noise factors of A; H Sigma H^T from noise factors of H
+ *   gram     S held whole, with A Sigma D^T and D Sigma D^T for a skip path
  */
-export async function networkMoments(net: ShallowNetwork, noise: Noise, options: MomentsOptions = {}): Promise<NetworkMoments> {
-  const [n, p, d] = validateNetwork(net);
-  validateNoise(noise, n);
+export interface CovarianceForm {
+  /** s_v = sqrt(S_vv) for every unit (p). */
+  s: Float64Array;
+  /** S over the units `idx`, panel by panel. */
+  panels(idx: Int32Array): PanelSource;
+  /**
+   * The linear part H y with H = B_L diag(w) A_L + D over the units L (w one weight per L entry):
+   * its covariance H Sigma H^T (d x d) when `covariance`, else its variance (d).
+   */
+  linear(L: Int32Array, w: Float64Array, covariance: boolean): Promise<Float64Array>;
+}
+
+/** The factor form of a network under a noise (S and H Sigma H^T from noiseFactors). */
+export async function factorForm(la: LinearAlgebra, net: ShallowNetwork, noise: Noise | NoiseCovariance): Promise<CovarianceForm> {
+  const [n, p, d] = [net.A.cols, net.A.rows, net.B.rows];
+  const factors = await noiseFactors(la, noise, net.A.data, p, n);
+  return factorFormOf(la, net, factors, (H) => noiseFactors(la, noise, H, d, n));
+}
+
+/**
+ * The factor form of a network whose columns are the noise's own coordinates (A = A F, D = D F
+ * for Sigma = F F^T, the input e ~ N(0, I_r)): the factors are the matrices themselves.
+ */
+export function standardForm(la: LinearAlgebra, net: ShallowNetwork): CovarianceForm {
+  const r = net.A.cols;
+  return factorFormOf(la, net, { L: net.A.data, R: net.A.data, cols: r }, async (H) => ({ L: H, R: H, cols: r }));
+}
+
+function factorFormOf(la: LinearAlgebra, net: ShallowNetwork, factors: NoiseFactors, factorsOfH: (H: Float64Array) => Promise<NoiseFactors>): CovarianceForm {
+  const [p, d] = [net.A.rows, net.B.rows];
+  return {
+    s: unitStd(factors, p),
+    panels(idx) {
+      const F = gatherFactors(factors, idx);
+      const k = F.cols;
+      const q = idx.length;
+      return (r0, r1) => la.gemm(F.L.subarray(r0 * k, r1 * k), r1 - r0, k, F.R.subarray(r0 * k, q * k), q - r0, k, { transB: true });
+    },
+    async linear(L, w, covariance) {
+      const HF = await factorsOfH(await expectedJacobian(la, net, L, w));
+      return covariance ? la.gemm(HF.L, d, HF.cols, HF.R, d, HF.cols, { transB: true }) : rowDots(HF.L, HF.R, d, HF.cols);
+    },
+  };
+}
+
+/**
+ * The core of the moments (see the file comment): mean, exact variance and covariance, and the
+ * paper's variance of B relu(z) + (D y) + c2 (+ Dmu) with z ~ N(m, S), S and the linear part given
+ * by `form`.
+ */
+export async function momentsFromForm(
+  B: Matrix,
+  m: Float64Array,
+  c2: Float64Array,
+  Dmu: Float64Array | undefined,
+  form: CovarianceForm,
+  options: MomentsOptions = {},
+): Promise<NetworkMoments> {
+  const p = B.cols;
+  const d = B.rows;
   const la = options.linalg ?? jsLinearAlgebra;
   const wantCov = options.covariance ?? true;
   const wantVar = (options.variance ?? true) || wantCov;
@@ -716,8 +785,8 @@ export async function networkMoments(net: ShallowNetwork, noise: Noise, options:
   const decidedTail = options.decidedTail ?? 1e-17;
   const threads = options.threads ?? Math.min(4, availableParallelism());
 
-  const { units, factors } = await unitStatistics(la, net, noise, decidedTail);
-  const mean = networkMean(net, units);
+  const units = unitStates(m, form.s, decidedTail);
+  const mean = meanOf(B, m, units, c2, Dmu);
   const result: NetworkMoments = { mean, units, pairTerms: 0, paperPairTerms: 0, pairThreads: 1 };
 
   if (wantVar) {
@@ -726,8 +795,7 @@ export async function networkMoments(net: ShallowNetwork, noise: Noise, options:
     for (let v = 0; v < p; v++) if (units.state[v] === UnitState.On || units.state[v] === UnitState.Uncertain) lin.push(v);
     const L = Int32Array.from(lin);
     const wL = Float64Array.from(lin, (v) => (units.state[v] === UnitState.On ? 1 : units.Phi[v]));
-    const H = await expectedJacobian(la, net, L, wL);
-    const HF = await noiseFactors(la, noise, H, d, n);
+    const linear = await form.linear(L, wL, wantCov);
 
     // Correction part over the uncertain units.
     const U = Int32Array.from({ length: p }, (_, v) => v).filter((v) => units.state[v] === UnitState.Uncertain);
@@ -735,13 +803,13 @@ export async function networkMoments(net: ShallowNetwork, noise: Noise, options:
     const sU = Float64Array.from(U, (v) => units.s[v]);
     const aU = Float64Array.from(U, (v) => units.a[v]);
     const diagU = Float64Array.from(U, (v) => units.s[v] * units.s[v] * reluVarianceCorrection(units.a[v]));
-    const BtU = gatherColumnsTransposed(net.B, U);
-    const { W, pairs, threads: used } = await foldPairs(la, gatherFactors(factors, U), sU, aU, diagU, BtU, d, false, panelElements, threads);
+    const BtU = gatherColumnsTransposed(B, U);
+    const { W, pairs, threads: used } = await foldPairPanels(la, form.panels(U), sU, aU, diagU, BtU, d, false, panelElements, threads);
     result.pairTerms = pairs;
     result.pairThreads = Math.max(result.pairThreads, used);
 
     if (wantCov) {
-      const cov = await la.gemm(HF.L, d, HF.cols, HF.R, d, HF.cols, { transB: true });
+      const cov = linear;
       if (q > 0) {
         const covC = await la.gemm(transpose(BtU, q, d), d, q, W, q, d);
         for (let i = 0; i < cov.length; i++) cov[i] += covC[i];
@@ -750,7 +818,7 @@ export async function networkMoments(net: ShallowNetwork, noise: Noise, options:
       result.covariance = cov;
       result.variance = Float64Array.from({ length: d }, (_, i) => cov[i * d + i]);
     } else {
-      const v = rowDots(HF.L, HF.R, d, HF.cols);
+      const v = linear;
       const vc = columnDots(BtU, W, q, d);
       for (let i = 0; i < d; i++) v[i] += vc[i];
       result.variance = v;
@@ -760,15 +828,13 @@ export async function networkMoments(net: ShallowNetwork, noise: Noise, options:
   if (wantPaper) {
     const P = Int32Array.from({ length: p }, (_, v) => v).filter((v) => units.s[v] > 0);
     const half = new Float64Array(P.length).fill(0.5);
-    const H0 = await expectedJacobian(la, net, P, half);
-    const H0F = await noiseFactors(la, noise, H0, d, n);
-    const v0 = rowDots(H0F.L, H0F.R, d, H0F.cols);
+    const v0 = await form.linear(P, half, false);
     const sP = Float64Array.from(P, (v) => units.s[v]);
     const aP = new Float64Array(P.length);
     const c0diag = (Math.PI / 2 - 1) / (2 * Math.PI);
     const diagP = Float64Array.from(P, (v) => units.s[v] * units.s[v] * c0diag);
-    const BtP = gatherColumnsTransposed(net.B, P);
-    const { W, pairs, threads: used } = await foldPairs(la, gatherFactors(factors, P), sP, aP, diagP, BtP, d, true, panelElements, threads);
+    const BtP = gatherColumnsTransposed(B, P);
+    const { W, pairs, threads: used } = await foldPairPanels(la, form.panels(P), sP, aP, diagP, BtP, d, true, panelElements, threads);
     result.paperPairTerms = pairs;
     result.pairThreads = Math.max(result.pairThreads, used);
     const vc = columnDots(BtP, W, P.length, d);
@@ -776,4 +842,29 @@ export async function networkMoments(net: ShallowNetwork, noise: Noise, options:
     result.variancePaper = v0;
   }
   return result;
+}
+
+/**
+ * Mean, exact variance and covariance, and the paper's variance of g(x) = B relu(A x + c1) + D x + c2
+ * under x ~ N(mu, Sigma); see the file comment for the formulas and conventions. `noise` is a
+ * validated Noise (src/noise.ts) or a spec, validated here by the same function.
+ */
+export async function networkMoments(net: ShallowNetwork, noise: Noise | NoiseCovariance, options: MomentsOptions = {}): Promise<NetworkMoments> {
+  const [n] = validateNetwork(net);
+  const valid = validateNoise(noise, n);
+  const form = await factorForm(options.linalg ?? jsLinearAlgebra, net, valid);
+  return momentsFromForm(net.B, net.m, net.c2, skipMean(net), form, options);
+}
+
+/**
+ * The moments of a network whose columns are the noise's own coordinates (A = A F, D = D F with
+ * Sigma = F F^T, the input e ~ N(0, I_r)): what a surrogate projected on a noise factor is.
+ */
+export async function standardMoments(net: ShallowNetwork, options: MomentsOptions = {}): Promise<NetworkMoments> {
+  validateNetwork(net);
+  return momentsFromForm(net.B, net.m, net.c2, skipMean(net), standardForm(options.linalg ?? jsLinearAlgebra, net), options);
+}
+
+function skipMean(net: ShallowNetwork): Float64Array | undefined {
+  return net.D && net.mu ? matVec(net.D.data, net.D.rows, net.D.cols, net.mu) : undefined;
 }

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { Analyzer, type AnalyzeOptions } from '../../src/analyze.js';
 import { loadModel, loadModelBytes } from '../../src/onnx/load.js';
 import { toFloat64 } from '../../src/onnx/tensor.js';
-import { networkMoments, type Noise } from '../../src/moments/network.js';
+import { networkMoments, type NoiseCovariance } from '../../src/moments/network.js';
 import { monteCarloMoments } from '../../src/moments/montecarlo.js';
 import { DataType, encodeModel, makeModel, makeNode, makeTensor, makeValueInfo } from '../../src/onnx/proto.js';
 import { Rng } from '../../src/synthetic/index.js';
@@ -86,7 +86,7 @@ function skipNetFile(n: number, p: number, d: number, seed: number): { file: str
 }
 
 /** Moments of the true network by the moments engine (no JVPs, no ONNX). */
-async function reference(net: TrueNet, mu: Float64Array, noise: Noise) {
+async function reference(net: TrueNet, mu: Float64Array, noise: NoiseCovariance) {
   const m = new Float64Array(net.p);
   for (let u = 0; u < net.p; u++) {
     let s = net.c1[u];
@@ -126,7 +126,7 @@ function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, sd:
   }
 }
 
-type Case = { name: string; noise: Noise; options: AnalyzeOptions };
+type Case = { name: string; noise: NoiseCovariance; options: AnalyzeOptions };
 
 function cases(n: number, r: Rng): Case[] {
   const variance = Float64Array.from({ length: n }, () => 0.2 + r.float());

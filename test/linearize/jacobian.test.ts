@@ -5,7 +5,15 @@
  * back to central finite differences with a warning naming the op, jvp refuses.
  */
 import { describe, expect, it } from 'vitest';
-import { createJacobianEngine, finiteDifferenceJacobian } from '../../src/linearize/jacobian.js';
+import {
+  createJacobianEngine,
+  denseRows,
+  factorColumns,
+  finiteDifferenceJacobian,
+  scaledAxes,
+  withExtraDirection,
+  type DirectionBatches,
+} from '../../src/linearize/jacobian.js';
 import { buildTangentModel } from '../../src/onnx/tangent/build.js';
 import { isLinearizable, linearizableOps } from '../../src/onnx/tangent/registry.js';
 import { MissingTangentRuleError } from '../../src/onnx/tangent/types.js';
@@ -127,6 +135,61 @@ describe('JacobianEngine', () => {
       expect([res.rows, res.cols]).toEqual([4, 4]);
       await expect(e.jacobian({ y: new Float32Array(6) })).rejects.toThrow(/skip/);
       await expect(e.jacobian(new Float32Array(9))).rejects.toThrow(/9 values/);
+    } finally {
+      await e.release();
+    }
+  });
+});
+
+/** All directions of a batch source, made in batches of `m` into a buffer that holds stale values first. */
+function materialize(dirs: DirectionBatches, m: number): Float64Array {
+  const out = new Float64Array(dirs.count * dirs.size);
+  const buf = new Float64Array(m * dirs.size).fill(Number.NaN);
+  for (let k0 = 0; k0 < dirs.count; k0 += m) {
+    const b = Math.min(m, dirs.count - k0);
+    dirs.fill(buf, k0, b);
+    out.set(buf.subarray(0, b * dirs.size), k0 * dirs.size);
+  }
+  return out;
+}
+
+describe('direction batches (noise factor columns made batch by batch)', () => {
+  const n = 32;
+  const support = Int32Array.of(1, 4, 5, 20, 31);
+  const sd = Float64Array.of(0.5, 2, 1.5, 0.25, 3);
+  const factor = rng(9).normals(support.length * 3); // support x 3
+
+  it('scaled axes, factor columns and an extra direction are the dense rows they stand for, in any batch size', () => {
+    const axes = new Float64Array(support.length * n);
+    support.forEach((i, k) => (axes[k * n + i] = sd[k]));
+    const cols = new Float64Array(3 * n);
+    for (let k = 0; k < 3; k++) support.forEach((i, t) => (cols[k * n + i] = factor[t * 3 + k]));
+    const extra = rng(10).normals(n);
+    for (const m of [1, 2, 5, 7]) {
+      expect(Array.from(materialize(scaledAxes(n, support, sd), m))).toEqual(Array.from(axes));
+      expect(Array.from(materialize(factorColumns(n, support, factor, 3), m))).toEqual(Array.from(cols));
+      const both = materialize(withExtraDirection(scaledAxes(n, support, sd), extra), m);
+      expect(Array.from(both)).toEqual([...axes, ...extra]);
+      expect(Array.from(materialize(denseRows(cols, 3, n), m))).toEqual(Array.from(cols));
+    }
+  });
+
+  it('jvpBatches gives the tangents jvp gives for the dense directions, batch by batch', async () => {
+    const e = await createJacobianEngine(smallNet(), { mode: 'jvp' });
+    try {
+      const x = rng(11).normals(32);
+      const dirs = withExtraDirection(scaledAxes(n, support, sd), rng(12).normals(n));
+      const dense = materialize(dirs, dirs.count);
+      const want = await e.jvp(x, dense, dirs.count);
+      const got = new Float64Array(dirs.count * e.outputSize);
+      const seen: number[] = [];
+      await e.jvpBatches(x, dirs, 2, (k0, m, t, batch) => {
+        seen.push(m);
+        expect(Array.from(batch)).toEqual(Array.from(Float32Array.from(dense.subarray(k0 * n, (k0 + m) * n))));
+        for (let k = 0; k < m * e.outputSize; k++) got[k0 * e.outputSize + k] = t.y[k];
+      });
+      expect(seen).toEqual([2, 2, 2]);
+      expect(maxAbsDiff(got, want.tangents)).toBe(0);
     } finally {
       await e.release();
     }

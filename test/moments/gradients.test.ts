@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { NetmomentsError } from '../../src/errors.js';
 import { differenceWeights, meanGradient, networkMeanOnly } from '../../src/moments/gradients.js';
-import type { Noise, ShallowNetwork } from '../../src/moments/network.js';
+import type { NoiseCovariance, ShallowNetwork } from '../../src/moments/network.js';
 import { naiveMatMul, naiveTranspose, normalGenerator } from './integrate.js';
 
 const n = 4,
@@ -29,7 +29,7 @@ function makeNet(seed: number, skip: boolean) {
 
 const w = differenceWeights(d, 2, 0); // E_2 - E_0
 
-async function value(net: ShallowNetwork, noise: Noise): Promise<number> {
+async function value(net: ShallowNetwork, noise: NoiseCovariance): Promise<number> {
   const mean = await networkMeanOnly(net, noise);
   let s = 0;
   for (let i = 0; i < d; i++) s += w[i] * mean[i];
@@ -49,7 +49,7 @@ describe('closed-form gradient of the mean', () => {
   it('d/dmu matches central finite differences (with and without a skip path)', async () => {
     for (const skip of [false, true]) {
       const { at, mu } = makeNet(1, skip);
-      const noise: Noise = { kind: 'isotropic', sigma: 0.8 };
+      const noise: NoiseCovariance = { kind: 'isotropic', sigma: 0.8 };
       const grad = await meanGradient(at(mu), noise, w);
       expect(grad.value).toBeCloseTo(await value(at(mu), noise), 14);
       for (let j = 0; j < n; j++) {

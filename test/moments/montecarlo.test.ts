@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { NetmomentsError } from '../../src/errors.js';
 import { GaussianSampler, MomentAccumulator, Rng, covarianceFactor, monteCarloMoments, monteCarloMoments64 } from '../../src/moments/montecarlo.js';
-import { type Noise, networkMoments } from '../../src/moments/network.js';
+import { type NoiseCovariance, networkMoments } from '../../src/moments/network.js';
 import { naiveMatMul, naiveTranspose, normalGenerator } from './integrate.js';
 
 describe('Rng (xoshiro128** + polar normals)', () => {
@@ -80,7 +80,7 @@ describe('covariance factor and sampler', () => {
     const mu = Float64Array.of(1, -2, 0.5, 0, 3, -1);
     const g = normalGenerator(11);
     const F = Float64Array.from({ length: n * 3 }, () => g());
-    const noises: [Noise, Float64Array][] = [
+    const noises: [NoiseCovariance, Float64Array][] = [
       [{ kind: 'isotropic', sigma: 0.7 }, Float64Array.from({ length: 36 }, (_, i) => (i % 7 === 0 ? 0.49 : 0))],
       [
         { kind: 'diagonal', variance: Float64Array.of(1, 0, 2, 0.5, 0, 3) },
@@ -155,7 +155,7 @@ describe('monteCarloMoments', () => {
   const W = Float64Array.of(1, -2, 0.5, 0, 0.3, 0.3, -1, 2);
   const bias = Float64Array.of(5, -3);
   const mu = Float64Array.of(0.2, -0.4, 1, 0);
-  const noise: Noise = { kind: 'diagonal', variance: Float64Array.of(0.5, 1, 0, 2) };
+  const noise: NoiseCovariance = { kind: 'diagonal', variance: Float64Array.of(0.5, 1, 0, 2) };
   const linear = async (x: Float32Array | Float64Array, b: number) => {
     const y = new Float64Array(b * d);
     for (let k = 0; k < b; k++)

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { NetmomentsError } from '../../src/errors.js';
 import {
   type Matrix,
-  type Noise,
+  type NoiseCovariance,
   type ShallowNetwork,
   UnitState,
   expectedFlips,
@@ -18,7 +18,7 @@ import { minEigenvalue, mulberry32, naiveMatMul, naiveTranspose, normalGenerator
 
 interface TestNet {
   net: ShallowNetwork;
-  noise: Noise;
+  noise: NoiseCovariance;
   /** Sigma = G G^T (n x r), used by the test's own sampler. */
   G: Float64Array;
   r: number;
@@ -32,7 +32,7 @@ const mat = (data: Float64Array, rows: number, cols: number): Matrix => ({ data,
  * A random (Affine, ReLU, Affine) net with nonzero mu and c1, plus three special units: one surely
  * on (large positive bias), one surely off, one constant (zero row of A).
  */
-function randomNet(seed: number, n: number, p: number, d: number, kind: Noise['kind'], skip = false): TestNet {
+function randomNet(seed: number, n: number, p: number, d: number, kind: NoiseCovariance['kind'], skip = false): TestNet {
   const g = normalGenerator(seed);
   const A = Float64Array.from({ length: p * n }, () => g());
   const B = Float64Array.from({ length: d * p }, () => g());
@@ -45,7 +45,7 @@ function randomNet(seed: number, n: number, p: number, d: number, kind: Noise['k
     for (let j = 0; j < n; j++) A[2 * n + j] = 0; // constant: relu(c1[2])
     c1[2] = 0.9;
   }
-  let noise: Noise;
+  let noise: NoiseCovariance;
   let G: Float64Array;
   let r: number;
   switch (kind) {
@@ -201,7 +201,7 @@ function maxAbs(x: Float64Array): number {
 }
 
 describe("network moments vs Monte Carlo (10^6 samples, the test's own sampler)", () => {
-  const cases: [string, Noise['kind'], boolean][] = [
+  const cases: [string, NoiseCovariance['kind'], boolean][] = [
     ['isotropic noise', 'isotropic', false],
     ['diagonal noise with a zero variance', 'diagonal', false],
     ['singular full covariance', 'full', false],
@@ -380,7 +380,7 @@ describe('network moments: identities and properties', () => {
 
   it('user errors are NetmomentsErrors', async () => {
     const t = randomNet(800, 3, 4, 2, 'isotropic');
-    const bad = async (net: ShallowNetwork, noise: Noise) => {
+    const bad = async (net: ShallowNetwork, noise: NoiseCovariance) => {
       await expect(networkMoments(net, noise)).rejects.toBeInstanceOf(NetmomentsError);
     };
     await bad({ ...t.net, m: new Float64Array(3) }, t.noise);
