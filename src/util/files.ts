@@ -6,16 +6,19 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { NetmomentsError } from '../errors.js';
+import { NetmomentsError, oneLine } from '../errors.js';
 
-/** The bytes of a file, or a NetmomentsError naming it: 'no such file', 'is a directory', 'cannot read the file (CODE)'. */
+/**
+ * The bytes of a file, or a NetmomentsError naming it and the system's error code: 'no such file
+ * (ENOENT)', 'is a directory, not a file (EISDIR)', 'cannot read the file (EACCES)'.
+ */
 export function readFileOrFail(path: string): Uint8Array {
   try {
     return readFileSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not a file' : `cannot read the file (${code ?? String(e)})`;
-    throw new NetmomentsError(why, { file: path, cause: e });
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not a file' : 'cannot read the file';
+    throw new NetmomentsError(`${why} (${code ?? oneLine(String(e))})`, { file: path, cause: e });
   }
 }
 
