@@ -3,7 +3,7 @@
  * shards of one run) into the report an unsharded run writes, byte for byte.
  */
 import type { CommandModule } from 'yargs';
-import { mergeReports, writeReportOutputs } from '../report/dataset.js';
+import { mergeReports, writeReportOutputs } from '../dataset/runner.js';
 
 interface MergeArgs {
   dirs: string[];

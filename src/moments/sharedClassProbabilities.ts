@@ -19,9 +19,9 @@
  * analyze's are two estimates of the same numbers, within their standard errors.
  */
 import { NetmomentsError } from '../errors.js';
-import { firstPrimes, pivotedCholesky, shiftAverages, shiftedHaltonNormal } from '../moments/classprob.js';
-import { type LinearAlgebra, jsLinearAlgebra } from '../moments/linalg.js';
-import { Rng } from '../moments/montecarlo.js';
+import { firstPrimes, pivotedCholesky, shiftAverages, shiftedHaltonNormal } from './classprob.js';
+import { type LinearAlgebra, jsLinearAlgebra } from './linalg.js';
+import { Rng } from './montecarlo.js';
 
 export interface SharedProbabilities {
   probabilities: Float64Array;

@@ -23,7 +23,7 @@
  * m = zb_c + A_c (mu_i - xb_c) and c2 = gb_c - B_c relu(zb_c) + D_c (mu_i - xb_c), with A_c F (the
  * noise directions) formed once per centre; A_c (mu - xb) for a chunk's inputs of one centre is one
  * matrix product. Mean only (`variance: 'none'`) needs s_v = |(A_c F)_v| per centre and nothing per
- * input beyond m. Class probabilities share one randomized-QMC point set (src/report/qmc.ts).
+ * input beyond m. Class probabilities share one randomized-QMC point set (src/moments/sharedClassProbabilities.ts).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -38,10 +38,10 @@ import { topOffset, type Linearizer } from '../linearize/linearizer.js';
 import { jsLinearAlgebra, rowDots, type LinearAlgebra } from '../moments/linalg.js';
 import { monteCarloMoments } from '../moments/montecarlo.js';
 import type { LoadedModel } from '../onnx/load.js';
-import { SharedClassProbabilities } from './qmc.js';
+import { SharedClassProbabilities } from '../moments/sharedClassProbabilities.js';
 import { centreGram, inputMoments, useCentreGram, type CentreGram } from '../linearize/bankMoments.js';
-import { REPORT_SCHEMA, reportFiles, type ReportHeader, type ReportSummary, type SampleRecord } from './summary.js';
-import { writeFileAtomic } from './write.js';
+import { REPORT_SCHEMA, reportFiles, type ReportHeader, type ReportSummary, type SampleRecord } from '../report/summary.js';
+import { writeFileAtomic } from '../util/files.js';
 
 export type LinearizeSpec = { kind: 'input' } | { kind: 'kmeans'; k: number } | { kind: 'bank'; path: string };
 
