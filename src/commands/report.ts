@@ -9,7 +9,7 @@ import { NetmomentsError } from '../errors.js';
 import { loadModel, type LoadedModel } from '../onnx/load.js';
 import { Linearizer } from '../linearize/linearizer.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
-import { parseLinearize, parseShard, runReport, CHECKPOINT_DIR, type ReportResult } from '../dataset/runner.js';
+import { parseLinearize, parseShard, runReport, CHECKPOINT_DIR, type ReportResult } from '../dataset/index.js';
 import { describeRun } from '../report/summary.js';
 import { progressBar, type Progress } from '../report/progress.js';
 import { modelRunOptions, noiseFromArgs, noiseOptions, openInputs, stderrWriter, type ModelRunArgs, type NoiseArgs } from './common.js';

@@ -18,7 +18,7 @@ import { openDataset } from '../../src/data/dataset.js';
 import { parseNpy } from '../../src/data/npy.js';
 import { networkMoments, type Noise } from '../../src/moments/network.js';
 import { loadModel } from '../../src/onnx/load.js';
-import { runReport, type ReportOptions } from '../../src/dataset/runner.js';
+import { runReport, type ReportOptions } from '../../src/dataset/index.js';
 import { sharedOrtLinearAlgebra } from '../../src/runtime/linalg.js';
 import { runCli } from '../helpers/cli.js';
 import { residualData, tmp } from './helpers.js';
