@@ -20,6 +20,7 @@ import { covarianceFactor, monteCarloMoments } from './moments/montecarlo.js';
 import { reduceNoise, windowIndices, type InputWindow, type NoiseSpec, type ReducedNoise } from './noise.js';
 import { checkMemory, estimateAnalyzeMemory, linearizerSizes, memoryLimit } from './resources.js';
 import { imageGeometry, perInputShape, type ImageLayout, type LayoutChoice } from './data/layout.js';
+import { argmax } from './util/argmax.js';
 
 export type VarianceMode = 'exact' | 'paper' | 'both' | 'none';
 
@@ -127,12 +128,6 @@ export function noiseDirections(noise: ReducedNoise, file?: string): { F: Float6
   const F = new Float64Array(rank * n);
   for (let k = 0; k < rank; k++) for (let i = 0; i < q; i++) F[k * n + support[i]] = factor[i * rank + k];
   return { F, r: rank };
-}
-
-function argmax(v: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
-  return best;
 }
 
 function finiteArray(v: ArrayLike<number>, what: string, file?: string): number[] {
