@@ -19,6 +19,7 @@ import { argmax } from '../util/argmax.js';
 import type { CentreCache } from './centres.js';
 import type { ReportOptions } from './options.js';
 
+/** The values as numbers, or a BAD_INPUT error naming the input when one is not finite. */
 function finite(v: Float64Array, what: string, index: number, file: string): number[] {
   const out = Array.from(v);
   for (const x of out) if (!Number.isFinite(x)) throw new NetmomentsError(`the ${what} of input ${index} came out non-finite`, { file });

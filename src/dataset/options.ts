@@ -7,6 +7,7 @@ import { NetmomentsError } from '../errors.js';
 import type { BankPoint } from '../linearize/bank.js';
 import type { ReportSummary, SampleRecord } from '../report/summary.js';
 
+/** Where inputs are linearized: each at itself, at the nearest of K k-means centres of the data, or at a saved bank's centres. */
 export type LinearizeSpec = { kind: 'input' } | { kind: 'kmeans'; k: number } | { kind: 'bank'; path: string };
 
 /** Parse `input`, `kmeans:K` or `bank:DIR`. */
@@ -22,6 +23,7 @@ export function parseLinearize(text: string): LinearizeSpec {
   throw new NetmomentsError(`--linearize expects 'input', 'kmeans:K' or 'bank:DIR', got '${text}'`, { code: 'BAD_USAGE' });
 }
 
+/** A dataset report's settings: analyze's (model split, noise, threads ...) less the per-input ones, plus the run's own. */
 export interface ReportOptions extends Omit<AnalyzeOptions, 'variance' | 'covariance' | 'mc' | 'at' | 'flips'> {
   linearize: LinearizeSpec;
   /** k-means settings for kmeans:K. */
@@ -52,6 +54,7 @@ export interface ReportOptions extends Omit<AnalyzeOptions, 'variance' | 'covari
   onWarning?: (m: string) => void;
 }
 
+/** What a run produced: the outputs (also written with an out dir), the records and how the run went. */
 export interface ReportResult {
   summary: ReportSummary;
   files: Record<string, string>;
