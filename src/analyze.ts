@@ -33,6 +33,7 @@ import {
 } from './noise.js';
 import { checkMemory, estimateAnalyzeMemory, linearizerSizes, memoryLimit } from './resources.js';
 import { imageGeometry, perInputShape, type ImageLayout, type LayoutChoice } from './data/layout.js';
+import { argmax } from './util/argmax.js';
 
 export type VarianceMode = 'exact' | 'paper' | 'both' | 'none';
 
@@ -121,12 +122,6 @@ export const VERSION: string = (createRequire(import.meta.url)('../package.json'
  */
 export function noiseDirections(noise: Noise, file?: string): { F: Float64Array; r: number } {
   return denseFactor(noiseFactor(noise, file));
-}
-
-function argmax(v: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
-  return best;
 }
 
 function finiteArray(v: ArrayLike<number>, what: string, file?: string): number[] {

@@ -4,16 +4,11 @@
  * 2 bad usage or bad input (one line naming the file and the problem), 3 internal error.
  */
 import yargs, { type Argv } from 'yargs';
-import { NetmomentsError, oneLine } from './errors.js';
+import { CheckFailed, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK, NetmomentsError, oneLine } from './errors.js';
 import { commands } from './commands/index.js';
 
-export const EXIT_OK = 0;
-export const EXIT_CHECK_FAILED = 1;
-export const EXIT_BAD_INPUT = 2;
-export const EXIT_INTERNAL = 3;
-
-/** Thrown by a command that ran fine but whose check failed (gate): exit 1. */
-export class CheckFailed extends Error {}
+// the exit codes and CheckFailed are defined in errors.ts (commands throw CheckFailed without importing the CLI)
+export { CheckFailed, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK } from './errors.js';
 
 class UsageError extends Error {}
 

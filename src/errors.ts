@@ -1,7 +1,19 @@
 /**
  * One error type for everything the user can cause. The CLI maps it to exit code 2 and prints
  * one line: "netmoments: <file>: <problem>". Anything else that escapes is an internal error (exit 3).
+ * The exit codes and CheckFailed live here too, at the bottom of the imports, so that commands can
+ * throw them without importing the CLI that runs them.
  */
+
+/** Process exit codes (README, "Commands"): success, a gate or check failed, bad usage or input, internal error. */
+export const EXIT_OK = 0;
+export const EXIT_CHECK_FAILED = 1;
+export const EXIT_BAD_INPUT = 2;
+export const EXIT_INTERNAL = 3;
+
+/** Thrown by a command that ran fine but whose check failed (gate): exit 1. */
+export class CheckFailed extends Error {}
+
 export type ErrorCode =
   | 'BAD_INPUT' // malformed file, wrong shape, NaN, non-PSD covariance, ...
   | 'BAD_USAGE' // conflicting or missing options

@@ -17,6 +17,8 @@ export { analyze, Analyzer, noiseDirections, type AnalyzeOptions, type AnalyzeRe
 export { reduceNoise, windowIndices, parseWindow, type NoiseSpec, type InputWindow, type ReducedNoise } from './noise.js';
 export * from './moments/index.js';
 export * from './data/index.js';
+export { runReport, mergeReports, parseLinearize, parseShard, type LinearizeSpec, type ReportOptions, type ReportResult } from './dataset/index.js';
+export type { ReportHeader, ReportSummary, SampleRecord } from './report/summary.js';
 export { sharedOrtLinearAlgebra, OrtLinearAlgebra } from './runtime/linalg.js';
 
 import { Linearizer, type AffineSurrogate, type LinearizerOptions } from './linearize/linearizer.js';

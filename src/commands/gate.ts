@@ -6,11 +6,11 @@
  */
 import { appendFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { CheckFailed } from '../cli.js';
-import { NetmomentsError } from '../errors.js';
+import { CheckFailed, NetmomentsError } from '../errors.js';
 import { gateChecks, gateJunit, gateMarkdown } from '../report/gate.js';
-import { writeFileAtomic } from '../report/write.js';
-import { datasetRunOptions, runDatasetReport, runLine, type DatasetRunArgs } from './report.js';
+import { writeFileAtomic } from '../util/files.js';
+import { datasetRunOptions, type DatasetRunArgs } from './datasetOptions.js';
+import { runDatasetReport, runLine } from './datasetRun.js';
 
 interface GateArgs extends DatasetRunArgs {
   'max-flip-rate': number;

@@ -3,7 +3,8 @@
  * shards of one run) into the report an unsharded run writes, byte for byte.
  */
 import type { CommandModule } from 'yargs';
-import { mergeReports, writeReportOutputs } from '../report/dataset.js';
+import { mergeReports } from '../dataset/index.js';
+import { writeReportOutputs } from '../report/outputs.js';
 
 interface MergeArgs {
   dirs: string[];

@@ -17,15 +17,15 @@
  * `name,label` lines (a first line whose label is not an integer is a header and is skipped);
  * blank lines and lines starting with '#' are ignored.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { NetmomentsError } from '../errors.js';
-import { parseIdx } from './idx.js';
+import { readFileOrFail } from '../util/files.js';
+import { maybeGunzip, parseIdx } from './idx.js';
 import { batchLayout, elementCount } from './layout.js';
 import { parseNpy, type NpyArray } from './npy.js';
 import { decodePng, isPng, type ImageLayout } from './png.js';
 import { IDENTITY, checkPreprocessing, type Preprocessing } from './preprocess.js';
-import { gunzipSync } from 'node:zlib';
 
 export type DatasetKind = 'npy' | 'idx' | 'png';
 
@@ -62,29 +62,6 @@ export interface OpenDatasetOptions {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-function readBytes(path: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new NetmomentsError(code === 'ENOENT' ? 'no such file' : `cannot read the file: ${code ?? String(e)}`, {
-      file: path,
-      cause: e,
-    });
-  }
-}
-
-function maybeGunzip(bytes: Uint8Array, path: string): Uint8Array {
-  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    try {
-      return gunzipSync(bytes);
-    } catch (e) {
-      throw new NetmomentsError(`corrupt gzip data: ${(e as Error).message}`, { file: path, cause: e });
-    }
-  }
-  return bytes;
-}
 
 function isNpyBytes(b: Uint8Array): boolean {
   return b.length >= 6 && b[0] === 0x93 && b[1] === 0x4e && b[2] === 0x55 && b[3] === 0x4d && b[4] === 0x50 && b[5] === 0x59;
@@ -133,7 +110,7 @@ export type LabelFile = { kind: 'list'; labels: Int32Array } | { kind: 'named'; 
 
 /** Read a labels file: .npy (integers, any shape), idx1, or text (see the module comment). */
 export function readLabelFile(path: string): LabelFile {
-  const bytes = maybeGunzip(readBytes(path), path);
+  const bytes = maybeGunzip(readFileOrFail(path), path);
   if (isNpyBytes(bytes)) {
     const a = parseNpy(bytes, path);
     if (a.dtype === 'bool') throw new NetmomentsError('labels must be integers, not bool', { file: path });
@@ -315,7 +292,7 @@ class PngDataset implements Dataset {
   }
 
   private decode(i: number) {
-    return decodePng(readBytes(this.files[i]), { ...this.preprocessing, layout: this.options.layout, channels: this.channels() }, this.files[i]);
+    return decodePng(readFileOrFail(this.files[i]), { ...this.preprocessing, layout: this.options.layout, channels: this.channels() }, this.files[i]);
   }
 
   get(i: number): Float32Array {
@@ -403,7 +380,7 @@ export function openDataset(path: string, options: OpenDatasetOptions = {}): Dat
     throw new NetmomentsError('no such file or folder', { file: path, cause: e });
   }
   if (st.isDirectory()) return openPngFolder(path, options, p);
-  const raw = readBytes(path);
+  const raw = readFileOrFail(path);
   if (isPng(raw)) {
     const labels = options.labels ? listLabels(options.labels, 1) : undefined;
     return new PngDataset(path, [path], p, options, labels);

@@ -5,10 +5,9 @@
  * Images are idx3 (magic 0x00000803, [N, rows, cols]); labels are idx1 (magic 0x00000801, [N]).
  * A gzip-compressed file (.gz, as distributed) is inflated first.
  */
-import { readFileSync } from 'node:fs';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { NetmomentsError } from '../errors.js';
-import { writeFileAtomic } from '../report/write.js';
+import { readFileOrFail, writeFileAtomic } from '../util/files.js';
 
 export interface IdxArray {
   shape: number[];
@@ -17,21 +16,21 @@ export interface IdxArray {
 
 const UBYTE = 0x08;
 
-function readBytes(path: string): Uint8Array {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new NetmomentsError(`cannot read the file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { file: path, cause: e });
-  }
+/** The bytes, gunzipped when they start with the gzip magic (1f 8b); `path` names the file in errors. */
+export function maybeGunzip(bytes: Uint8Array, path: string): Uint8Array {
   if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
     try {
-      bytes = gunzipSync(bytes);
+      return gunzipSync(bytes);
     } catch (e) {
       throw new NetmomentsError(`corrupt gzip data: ${(e as Error).message}`, { file: path, cause: e });
     }
   }
   return bytes;
+}
+
+/** A file's bytes, gunzipped when gzipped. */
+function readBytes(path: string): Uint8Array {
+  return maybeGunzip(readFileOrFail(path), path);
 }
 
 /** Parse idx bytes (already inflated). `ndim`, when given, is the required number of dimensions. */

@@ -9,9 +9,8 @@
  * bool '|b1'. Big-endian data, Fortran order, structured/object dtypes, truncated data or a malformed
  * header throw a NetmomentsError that names the file.
  */
-import { readFileSync } from 'node:fs';
 import { NetmomentsError } from '../errors.js';
-import { writeFileAtomic } from '../report/write.js';
+import { readFileOrFail, writeFileAtomic } from '../util/files.js';
 
 export type NpyDtype = 'float32' | 'float64' | 'uint8' | 'int8' | 'int32' | 'int64' | 'bool';
 export type NpyData = Float32Array | Float64Array | Uint8Array | Int8Array | Int32Array | BigInt64Array;
@@ -54,13 +53,7 @@ export function elementCount(shape: readonly number[]): number {
 
 /** Read and parse a .npy file. */
 export function readNpy(path: string): NpyArray {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new NetmomentsError(`cannot read the file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { file: path, cause: e });
-  }
-  return parseNpy(bytes, path);
+  return parseNpy(readFileOrFail(path), path);
 }
 
 /** Parse the bytes of a .npy file; `file` names it in error messages. */

@@ -9,10 +9,9 @@
  * (3 channels), RGBA (3 channels, alpha dropped). Transparency (tRNS) is ignored: the colour
  * values are read as stored. Layout: channels-first [C, H, W] by default, or channels-last [H, W, C].
  */
-import { readFileSync } from 'node:fs';
 import { PNG } from 'pngjs';
 import { NetmomentsError } from '../errors.js';
-import { writeFileAtomic } from '../report/write.js';
+import { readFileOrFail, writeFileAtomic } from '../util/files.js';
 import type { ImageLayout } from './layout.js';
 import type { Preprocessing } from './preprocess.js';
 
@@ -114,13 +113,7 @@ export function decodePng(bytes: Uint8Array, options: PngReadOptions = {}, file?
 }
 
 export function readPng(path: string, options: PngReadOptions = {}): PngImage {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new NetmomentsError(`cannot read the file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { file: path, cause: e });
-  }
-  return decodePng(bytes, options, path);
+  return decodePng(readFileOrFail(path), options, path);
 }
 
 /** Encode 8-bit grayscale pixels (row-major, height x width) as a PNG. */

@@ -28,7 +28,7 @@
  * sha256 of every file before any of it is used; each problem is a one-line error naming the file.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, statfsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { kmeans } from 'ml-kmeans';
 import { NetmomentsError } from '../errors.js';
@@ -36,6 +36,7 @@ import { encodeNpy, parseNpy } from '../data/npy.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
 import type { Surrogate } from '../moments/surrogate.js';
 import { availableMemory, formatBytes } from '../resources.js';
+import { readFileOrFail, readTextOrFail, sha256Hex, StagingFolder } from '../util/files.js';
 import type { Linearizer, TensorDescription } from './linearizer.js';
 
 export const BANK_SCHEMA = 'netmoments.bank/1';
@@ -145,13 +146,6 @@ export interface Bank {
   /** sha256 of the manifest (identifies the bank in reports and checkpoints). */
   readonly id: string;
   centre(i: number): BankCentre;
-}
-
-/** sha256 of float32 inputs as little-endian bytes (the platform's byte order is little endian on every Node target). */
-export function sha256Float32(data: Float32Array): string {
-  return createHash('sha256')
-    .update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
-    .digest('hex');
 }
 
 /** Index of the nearest centre (squared Euclidean distance; ties go to the lower index) and the distance. */
@@ -326,7 +320,7 @@ export class MemoryBank implements Bank {
       centres.push(await linearizeCentre(linearizer, cl.points.slice(c * linearizer.n, (c + 1) * linearizer.n), c));
       options.onProgress?.('centre', c + 1, options.k);
     }
-    const manifest = manifestBase(linearizer, cl, options, sha256Float32(data.subarray(0, count * linearizer.n)), count, options.version);
+    const manifest = manifestBase(linearizer, cl, options, dataSha256(data, count * linearizer.n), count, options.version);
     // the id: what a saved bank of the same build would hold (the centres' bytes and the k-means run)
     const h = createHash('sha256').update(JSON.stringify({ ...manifest, model: { sha256: manifest.model.sha256 }, files: {} }));
     h.update(new Uint8Array(cl.centroids.buffer, cl.centroids.byteOffset, cl.centroids.byteLength));
@@ -340,8 +334,9 @@ function centreDir(i: number): string {
   return `centre-${String(i).padStart(4, '0')}`;
 }
 
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
+/** sha256 of the first `size` float32 inputs as little-endian bytes (the platform's byte order is little endian on every Node target). */
+function dataSha256(data: Float32Array, size: number): string {
+  return sha256Hex(data.subarray(0, size));
 }
 
 /**
@@ -376,18 +371,16 @@ export async function writeBank(
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new NetmomentsError('exists and is not a folder', { file: dir, code: 'BAD_USAGE' });
   const cl = clusterInputs(data, count, linearizer.n, options.k, options);
   options.onProgress?.('kmeans', 1, 1);
-  const staging = join(dir, `.building-${process.pid}`);
   mkdirSync(dir, { recursive: true });
   for (const e of readdirSync(dir)) if (e.startsWith('.building-')) rmSync(join(dir, e), { recursive: true, force: true });
-  mkdirSync(staging, { recursive: true });
+  const staging = new StagingFolder(dir, `.building-${process.pid}`);
   const files: Record<string, BankFileEntry> = {};
   const n = linearizer.n;
   const shape = linearizer.input.shape;
   const put = (name: string, data: Float32Array, shp: number[]) => {
     const bytes = encodeNpy(data, shp);
-    mkdirSync(dirname(join(staging, name)), { recursive: true });
-    writeFileSync(join(staging, name), bytes);
-    files[name] = { sha256: sha256(bytes), bytes: bytes.length, shape: shp };
+    staging.put(name, bytes);
+    files[name] = { sha256: sha256Hex(bytes), bytes: bytes.length, shape: shp };
   };
   try {
     put('centres.npy', cl.centroids, [options.k, ...shape]);
@@ -403,22 +396,19 @@ export async function writeBank(
       if (ce.D) put(`${cd}/D.npy`, ce.D, [d, n]);
       options.onProgress?.('centre', c + 1, options.k);
     }
-    const manifest = manifestBase(linearizer, cl, options, sha256Float32(data.subarray(0, count * n)), count, options.version);
+    const manifest = manifestBase(linearizer, cl, options, dataSha256(data, count * n), count, options.version);
     manifest.files = files;
     // swap in: the old manifest goes first, so a folder is never a bank with mixed files
     rmSync(join(dir, BANK_MANIFEST), { force: true });
     for (const e of readdirSync(dir)) if (/^centre-\d+$/.test(e)) rmSync(join(dir, e), { recursive: true, force: true });
-    for (const name of Object.keys(files)) {
-      mkdirSync(dirname(join(dir, name)), { recursive: true });
-      renameSync(join(staging, name), join(dir, name));
-    }
+    // the centre files move in first, the new manifest last
     const text = `${JSON.stringify(manifest, null, 2)}\n`;
-    writeFileSync(join(staging, BANK_MANIFEST), text);
-    renameSync(join(staging, BANK_MANIFEST), join(dir, BANK_MANIFEST));
+    staging.put(BANK_MANIFEST, text);
+    staging.commit();
     const bytes = Object.values(files).reduce((a, f) => a + f.bytes, 0) + Buffer.byteLength(text);
     return { manifest, estimate: est, bytes };
   } finally {
-    rmSync(staging, { recursive: true, force: true });
+    staging.discard();
   }
 }
 
@@ -443,12 +433,7 @@ export function readBankManifest(path: string): { dir: string; manifest: BankMan
   const file = join(dir, BANK_MANIFEST);
   if (!existsSync(dir)) fail(path, 'no such bank folder (build one with `netmoments bank`)');
   if (!existsSync(file)) fail(file, 'no manifest.json: not a bank, or a bank whose build did not finish (build it again with `netmoments bank`)');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    fail(file, `cannot read the file (${(e as NodeJS.ErrnoException).code})`);
-  }
+  const text = readTextOrFail(file);
   let m: BankManifest;
   try {
     m = JSON.parse(text) as BankManifest;
@@ -475,7 +460,7 @@ export function readBankManifest(path: string): { dir: string; manifest: BankMan
     const e = m.files[name];
     if (!e || typeof e.sha256 !== 'string' || !int(e.bytes)) fail(file, `does not list ${name} with its sha256 and size`);
   }
-  return { dir, manifest: m, id: sha256(Buffer.from(text)) };
+  return { dir, manifest: m, id: sha256Hex(text) };
 }
 
 /** Check a manifest against the run (model, split, output, input size). */
@@ -559,15 +544,9 @@ export class DiskBank implements Bank {
   private readChecked(name: string): Uint8Array {
     const path = join(this.dir, name);
     const entry = this.manifest.files[name];
-    let bytes: Uint8Array;
-    try {
-      bytes = readFileSync(path);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      fail(path, code === 'ENOENT' ? 'missing: the bank is incomplete or damaged (build it again with `netmoments bank`)' : `cannot read the file (${code})`);
-    }
+    const bytes = readFileOrFail(path, { missing: 'missing: the bank is incomplete or damaged (build it again with `netmoments bank`)' });
     if (bytes.length !== entry.bytes) fail(path, `has ${bytes.length} bytes, the manifest says ${entry.bytes}: the bank is damaged (build it again)`);
-    if (sha256(bytes) !== entry.sha256) fail(path, 'does not match the sha256 in the manifest: the bank is damaged (build it again)');
+    if (sha256Hex(bytes) !== entry.sha256) fail(path, 'does not match the sha256 in the manifest: the bank is damaged (build it again)');
     return bytes;
   }
 

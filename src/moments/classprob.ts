@@ -18,6 +18,7 @@
 import { NetmomentsError } from '../errors.js';
 import { type LinearAlgebra, jsLinearAlgebra } from './linalg.js';
 import { Rng } from './montecarlo.js';
+import { argmax } from '../util/argmax.js';
 import { PhiInv } from './special.js';
 
 export interface ClassProbabilityOptions {
@@ -184,17 +185,6 @@ export function cantelliMarginBound(mean: Float64Array, cov: Float64Array, d: nu
     sum += per[j];
   }
   return { bound: Math.min(1, sum), perClass: per };
-}
-
-function argmax(y: Float64Array, o: number, d: number): number {
-  let best = 0;
-  let bv = y[o];
-  for (let j = 1; j < d; j++)
-    if (y[o + j] > bv) {
-      bv = y[o + j];
-      best = j;
-    }
-  return best;
 }
 
 /** P(argmax = j) by randomized QMC (see the file comment), plus the margin bound for trueClass. */

@@ -2,9 +2,8 @@
  * Monte Carlo ground truth: a seeded sampler from N(mu, Sigma) and float64 accumulation of the mean,
  * variance (with its standard error) and covariance of any batch function's outputs.
  *
- * Random numbers: xoshiro128** (Blackman and Vigna, "Scrambled linear pseudorandom number
- * generators", ACM TOMS 47, 2021) seeded through a splitmix32-style mixer; uniforms carry 53 bits;
- * normals by Marsaglia's polar method (Marsaglia and Bray 1964), all in float64.
+ * Random numbers: xoshiro128** (src/util/rng.ts, seeded through a splitmix32-style mixer);
+ * uniforms carry 53 bits; normals by Marsaglia's polar method (Marsaglia and Bray 1964), all in float64.
  *
  * Sampling: x = mu + L eps with L = sigma I, diag(sqrt v), F (low rank), or for a full Sigma the
  * eigen-factor V diag(sqrt(lambda)) over the eigenvalues above the tolerance (so singular but valid
@@ -12,78 +11,32 @@
  */
 import { NetmomentsError } from '../errors.js';
 import { covarianceFactor, validateNoise, type NoiseCovariance } from '../noise.js';
+import { Xoshiro128 } from '../util/rng.js';
 
 export { covarianceFactor, type CovarianceFactor } from '../noise.js';
 
-/** Seeded xoshiro128** generator with float64 uniforms and normals. */
-export class Rng {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
-  private spare = 0;
-  private hasSpare = false;
-
-  constructor(seed = 1) {
-    if (!Number.isFinite(seed)) throw new NetmomentsError(`the random seed must be a finite number, got ${seed}`, { code: 'BAD_USAGE' });
-    // splitmix32-style seeding (golden-ratio increment, murmur3 finalizer) of the 128-bit state.
-    let x = (Math.floor(seed) ^ Math.floor(seed / 4294967296)) | 0;
-    const next = () => {
-      x = (x + 0x9e3779b9) | 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.s0 = next();
-    this.s1 = next();
-    this.s2 = next();
-    this.s3 = next();
-    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
-  }
-
-  /** Next 32 random bits (xoshiro128**: result = rotl(s1 * 5, 7) * 9). */
+/**
+ * The Monte Carlo flavour of the one generator (src/util/rng.ts): xoshiro128** with float64
+ * uniforms and Marsaglia polar normals, under the names the samplers use.
+ */
+export class Rng extends Xoshiro128 {
+  /** Next 32 random bits. */
   nextUint32(): number {
-    const s1 = this.s1;
-    const r5 = Math.imul(s1, 5);
-    const result = Math.imul((r5 << 7) | (r5 >>> 25), 9) >>> 0;
-    const t = s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = (this.s3 << 11) | (this.s3 >>> 21);
-    return result;
+    return this.uint32();
   }
 
   /** Uniform in [0, 1) with 53 random bits. */
   nextDouble(): number {
-    const hi = this.nextUint32() >>> 5; // 27 bits
-    const lo = this.nextUint32() >>> 6; // 26 bits
-    return (hi * 67108864 + lo) / 9007199254740992;
+    return this.double();
   }
 
   /** Standard normal (Marsaglia polar method; the second value of each pair is kept). */
   normal(): number {
-    if (this.hasSpare) {
-      this.hasSpare = false;
-      return this.spare;
-    }
-    let u: number, v: number, s: number;
-    do {
-      u = 2 * this.nextDouble() - 1;
-      v = 2 * this.nextDouble() - 1;
-      s = u * u + v * v;
-    } while (s >= 1 || s === 0);
-    const f = Math.sqrt((-2 * Math.log(s)) / s);
-    this.spare = v * f;
-    this.hasSpare = true;
-    return u * f;
+    return this.polarNormal();
   }
 
   fillNormal(out: Float64Array): Float64Array {
-    for (let i = 0; i < out.length; i++) out[i] = this.normal();
+    for (let i = 0; i < out.length; i++) out[i] = this.polarNormal();
     return out;
   }
 }

@@ -1,5 +1,34 @@
 /** CSV and human-readable renderings of an analyze report. */
-import type { AnalyzeReport } from '../analyze.js';
+import { csv } from '../util/csv.js';
+
+/**
+ * The fields of an analyze report (src/analyze.ts AnalyzeReport) that these renderings read,
+ * declared here so that report/ does not import the analysis it formats.
+ */
+export interface AnalyzeReportView {
+  model: string;
+  split: { index: number; node: string; width: number };
+  output: { name: string; size: number };
+  noise: { kind: string; sigma?: number; file?: string; window: number[] | null };
+  linearizationPoint: string;
+  results: AnalyzeResultView[];
+}
+
+/** One input's results, as AnalyzeReportView reads them. */
+export interface AnalyzeResultView {
+  input: number;
+  mean: number[];
+  variance: number[] | null;
+  variancePaper: number[] | null;
+  clean: number[];
+  predicted: number;
+  cleanPredicted: number;
+  classProbabilities: number[] | null;
+  flipProbability: number | null;
+  marginBound: number | null;
+  linearization: { expectedFlips: { node: string; units: number; expectedFlips: number; isSplit: boolean }[] };
+  mc?: { samples: number; mean: number[]; variance: number[] };
+}
 
 const CSV_COLUMNS = [
   'input',
@@ -19,43 +48,42 @@ const CSV_COLUMNS = [
   'mc_variance',
 ];
 
+/** A number as JavaScript prints it (non-finite ones too), empty when absent. */
 function num(v: number | null | undefined): string {
   return v === null || v === undefined ? '' : String(v);
 }
 
 /** One row per input and output index with the JSON's per-input fields repeated. */
-export function analyzeCsv(report: AnalyzeReport): string {
-  const lines = [CSV_COLUMNS.join(',')];
+export function analyzeCsv(report: AnalyzeReportView): string {
+  const rows: (string | number)[][] = [];
   for (const r of report.results) {
     for (let i = 0; i < r.mean.length; i++) {
-      lines.push(
-        [
-          r.input,
-          i,
-          r.mean[i],
-          num(r.variance?.[i]),
-          num(r.variancePaper?.[i]),
-          num(r.variance ? Math.sqrt(r.variance[i]) : null),
-          r.clean[i],
-          r.predicted,
-          r.cleanPredicted,
-          num(r.classProbabilities?.[i]),
-          num(r.flipProbability),
-          num(r.marginBound),
-          r.mc ? r.mc.samples : '',
-          num(r.mc?.mean[i]),
-          num(r.mc?.variance[i]),
-        ].join(','),
-      );
+      rows.push([
+        r.input,
+        i,
+        num(r.mean[i]),
+        num(r.variance?.[i]),
+        num(r.variancePaper?.[i]),
+        num(r.variance ? Math.sqrt(r.variance[i]) : null),
+        num(r.clean[i]),
+        r.predicted,
+        r.cleanPredicted,
+        num(r.classProbabilities?.[i]),
+        num(r.flipProbability),
+        num(r.marginBound),
+        r.mc ? r.mc.samples : '',
+        num(r.mc?.mean[i]),
+        num(r.mc?.variance[i]),
+      ]);
     }
   }
-  return `${lines.join('\n')}\n`;
+  return csv(CSV_COLUMNS, rows);
 }
 
 const f = (v: number, digits = 4) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(digits));
 
 /** A short account for a person, on stderr. */
-export function analyzeSummary(report: AnalyzeReport, out?: string): string {
+export function analyzeSummary(report: AnalyzeReportView, out?: string): string {
   const s = report.split;
   const noise = report.noise.kind === 'isotropic' ? `isotropic sigma ${report.noise.sigma}` : `${report.noise.kind} covariance from ${report.noise.file}`;
   const lines: string[] = [];

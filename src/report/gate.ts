@@ -3,8 +3,7 @@
  * per threshold; GitHub, GitLab, Jenkins and Azure render it natively) and a Markdown summary
  * (for $GITHUB_STEP_SUMMARY).
  */
-import type { ReportSummary } from './summary.js';
-import { describeRun } from './summary.js';
+import { describeRun, type ReportSummary } from './summary.js';
 
 export interface GateThresholds {
   /** Largest allowed flip rate (mean over inputs of P(class changes under noise)), in [0, 1]. */

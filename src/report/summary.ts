@@ -4,8 +4,9 @@
  * that an uninterrupted run, a resumed run and `netmoments merge` of shards write the same bytes.
  * No timestamps or timings go in these files.
  */
-import { createHash } from 'node:crypto';
 import type { SplitPoint } from '../onnx/splitpoint.js';
+import { csv } from '../util/csv.js';
+import { sha256Hex } from '../util/files.js';
 
 export const REPORT_SCHEMA = 'netmoments.report/1';
 
@@ -149,7 +150,7 @@ export function samplesCsv(h: ReportHeader, records: SampleRecord[]): string {
       for (let j = 0; j < d; j++) cols.push(`mc_var_${j}`);
     }
   }
-  const lines = [cols.join(',')];
+  const rows: string[][] = [];
   for (const r of records) {
     const row: string[] = [
       num(r.i),
@@ -174,9 +175,10 @@ export function samplesCsv(h: ReportHeader, records: SampleRecord[]): string {
         for (let j = 0; j < d; j++) row.push(num(r.mc ? r.mc.var[j] : null));
       }
     }
-    lines.push(row.join(','));
+    rows.push(row);
   }
-  return `${lines.join('\n')}\n`;
+  // every cell is a number printed by num (no comma, quote or newline), so none is quoted
+  return csv(cols, rows);
 }
 
 /** The summary of `records` (all of a run's inputs, or a shard's, in index order). */
@@ -259,7 +261,7 @@ export function buildSummary(h: ReportHeader, records: SampleRecord[], csv: stri
     perClass,
     confusion,
     tightness,
-    files: { 'samples.csv': { sha256: createHash('sha256').update(csv).digest('hex'), rows: records.length } },
+    files: { 'samples.csv': { sha256: sha256Hex(csv), rows: records.length } },
   };
   return out;
 }

@@ -3,7 +3,7 @@
  * Run through scripts/make-fixtures.mjs after `npm run build`.
  */
 import { join } from 'node:path';
-import { writeFileAtomic } from '../report/write.js';
+import { writeFileAtomic } from '../util/files.js';
 import { fixtureNets } from './nets.js';
 
 /** Write every synthetic fixture into `dir`; returns the paths written. */

@@ -11,7 +11,7 @@ import { expectBadInput, runCli } from '../helpers/cli.js';
 import { parseNpy } from '../../src/data/npy.js';
 import { openDataset } from '../../src/data/dataset.js';
 import { loadModel } from '../../src/onnx/load.js';
-import { runReport } from '../../src/report/dataset.js';
+import { runReport } from '../../src/dataset/index.js';
 import { NetmomentsError } from '../../src/errors.js';
 import { digits, tmp } from './helpers.js';
 

@@ -19,7 +19,7 @@ import { parseNpy } from '../../src/data/npy.js';
 import { networkMoments } from '../../src/moments/network.js';
 import type { NoiseSpec as Noise } from '../../src/noise.js';
 import { loadModel } from '../../src/onnx/load.js';
-import { runReport, type ReportOptions } from '../../src/report/dataset.js';
+import { runReport, type ReportOptions } from '../../src/dataset/index.js';
 import { sharedOrtLinearAlgebra } from '../../src/runtime/linalg.js';
 import { runCli } from '../helpers/cli.js';
 import { residualData, tmp } from './helpers.js';

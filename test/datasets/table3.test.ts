@@ -11,7 +11,7 @@
 import { describe, expect, it } from 'vitest';
 import { openDataset } from '../../src/data/dataset.js';
 import { loadModel } from '../../src/onnx/load.js';
-import { runReport, type ReportOptions } from '../../src/report/dataset.js';
+import { runReport, type ReportOptions } from '../../src/dataset/index.js';
 import { sharedOrtLinearAlgebra } from '../../src/runtime/linalg.js';
 import type { SampleRecord } from '../../src/report/summary.js';
 import { digits, tmp } from './helpers.js';

@@ -19,9 +19,10 @@
  * analyze's are two estimates of the same numbers, within their standard errors.
  */
 import { NetmomentsError } from '../errors.js';
-import { firstPrimes, pivotedCholesky, shiftAverages, shiftedHaltonNormal } from '../moments/classprob.js';
-import { type LinearAlgebra, jsLinearAlgebra } from '../moments/linalg.js';
-import { Rng } from '../moments/montecarlo.js';
+import { firstPrimes, pivotedCholesky, shiftAverages, shiftedHaltonNormal } from './classprob.js';
+import { type LinearAlgebra, jsLinearAlgebra } from './linalg.js';
+import { Rng } from './montecarlo.js';
+import { argmax } from '../util/argmax.js';
 
 export interface SharedProbabilities {
   probabilities: Float64Array;
@@ -75,8 +76,7 @@ export class SharedClassProbabilities {
     const { L, rank } = pivotedCholesky(cov, d, 1e-12);
     const probabilities = new Float64Array(d);
     if (rank === 0) {
-      let best = 0;
-      for (let j = 1; j < d; j++) if (mean[j] > mean[best]) best = j;
+      const best = argmax(mean, 0, d);
       probabilities[best] = 1;
       return { probabilities, stdErr: 0, flip: best === trueClass ? 0 : 1, flipStdErr: 0 };
     }

@@ -1,0 +1,115 @@
+/**
+ * Running the dataset report for `report` and `gate`: the parsed options checked and turned into
+ * the runner's, progress bars, the message on SIGINT, and the one-line account of the run.
+ */
+import { NetmomentsError } from '../errors.js';
+import { loadModel, type LoadedModel } from '../onnx/load.js';
+import { Linearizer } from '../linearize/linearizer.js';
+import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
+import { parseLinearize, parseShard, runReport, CHECKPOINT_DIR, type ReportResult } from '../dataset/index.js';
+import { describeRun } from '../report/summary.js';
+import { progressBar, type Progress } from '../report/progress.js';
+import { noiseFromArgs, openInputs, stderrWriter } from './common.js';
+import type { DatasetRunArgs } from './datasetOptions.js';
+
+/** Run the report engine from parsed options, with progress bars and a SIGINT message. */
+export async function runDatasetReport(
+  argv: DatasetRunArgs,
+  outDir: string | undefined,
+  label: string,
+  check?: (ds: { labels?: Int32Array }) => void,
+): Promise<{ result: ReportResult; model: LoadedModel }> {
+  const warn = stderrWriter(argv.quiet);
+  const int = (v: number | undefined, name: string, min: number) => {
+    if (v !== undefined && !(Number.isInteger(v) && v >= min))
+      throw new NetmomentsError(`--${name} must be a whole number >= ${min}, got ${v}`, { code: 'BAD_USAGE' });
+  };
+  int(argv.mc, 'mc', 0);
+  int(argv['mc-inputs'], 'mc-inputs', 1);
+  int(argv.chunk, 'chunk', 1);
+  int(argv['kmeans-iterations'], 'kmeans-iterations', 1);
+  int(argv.threads, 'threads', 1);
+  int(argv['probability-samples'], 'probability-samples', 128);
+  const linearize = parseLinearize(argv.linearize);
+  const shard = argv.shard !== undefined ? parseShard(argv.shard) : undefined;
+  if (argv.resume && !outDir) throw new NetmomentsError('--resume needs --out-dir (where the checkpoint is)', { code: 'BAD_USAGE' });
+  const model = loadModel(argv.model);
+  const inputShape = Linearizer.inputShapeOf(model);
+  const n = inputShape.reduce((a, b) => a * b, 1);
+  const ds = openInputs(argv.data, model, inputShape, argv, argv.labels, warn);
+  check?.(ds);
+  const noise = noiseFromArgs(argv, n, warn);
+
+  let bar: Progress | undefined;
+  let state = { phase: 'setup', total: 0, done: 0 };
+  const onSigint = () => {
+    bar?.stop();
+    let where = '';
+    if (outDir && state.phase === 'inputs') {
+      where = `; ${state.done} of ${state.total} inputs are checkpointed in ${outDir}/${CHECKPOINT_DIR}: run the same command with --resume to continue`;
+    } else if (outDir) {
+      where = `${state.phase === 'bank' ? ' while linearizing at the k-means centres' : ' before any input was done'}; ${outDir} holds its earlier contents (run the same command with --resume to start or continue)`;
+    }
+    process.stderr.write(`\nnetmoments: interrupted${where}\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', onSigint);
+  let result: ReportResult;
+  try {
+    result = await runReport(model, ds, {
+      relu: argv.relu,
+      output: argv.output,
+      jacobian: argv.jacobian,
+      threads: argv.threads,
+      provider: argv.provider,
+      onWarning: warn,
+      ...noise,
+      noiseMeanFile: noise.noiseMeanFile,
+      seed: argv.seed,
+      linalg: sharedOrtLinearAlgebra({ threads: argv.threads }),
+      maxMemory: argv['max-memory'],
+      linearize,
+      kmeans: { seed: argv.seed, maxIterations: argv['kmeans-iterations'] },
+      variance: argv.variance,
+      perLogit: argv['per-logit'],
+      mc: argv.mc,
+      mcInputs: argv['mc-inputs'],
+      probabilitySamples: argv['probability-samples'],
+      chunk: argv.chunk,
+      shard,
+      outDir,
+      resume: argv.resume,
+      dataFile: argv.data,
+      labelsFile: argv.labels,
+      onPhase: (phase, total, done) => {
+        bar?.stop();
+        state = { phase, total, done };
+        bar = argv.quiet ? undefined : progressBar(phase === 'bank' ? `${label}: linearizing at k-means centres` : `${label}: inputs`, total);
+        bar?.update(done);
+      },
+      onProgress: (done) => {
+        state.done = done;
+        bar?.update(done);
+      },
+    });
+  } finally {
+    bar?.stop();
+    process.removeListener('SIGINT', onSigint);
+  }
+  return { result, model };
+}
+
+/** One stderr line on what the run did and how fast. */
+export function runLine(r: ReportResult, outDir?: string): string {
+  const s = r.summary;
+  const rate = r.computed > 0 && r.seconds > 0 ? `, ${(r.computed / r.seconds).toFixed(1)} inputs/s` : '';
+  const from = r.resumed > 0 ? ` (${r.resumed} from the checkpoint)` : '';
+  const where = outDir ? ` -> ${outDir}` : '';
+  const acc = s.accuracy
+    ? `clean accuracy ${(100 * s.accuracy.clean).toFixed(2)}%, ` +
+      (s.accuracy.underNoise !== null ? `accuracy under noise ${(100 * s.accuracy.underNoise).toFixed(2)}%, ` : '')
+    : '';
+  const flip = s.flipRate !== null ? `flip rate ${(100 * s.flipRate).toFixed(3)}%` : 'mean only';
+  const { noise, linearization } = describeRun(s);
+  return `${s.inputs} inputs, ${r.computed} computed in ${r.seconds.toFixed(2)} s (CPU ${r.cpuSeconds.toFixed(2)} s)${rate}${from}${where}\n  ${noise}; ${linearization}\n  ${acc}${flip}\n`;
+}

@@ -1,0 +1,223 @@
+/**
+ * One chunk of a dataset report: its inputs through the model in one batch, their moments (a
+ * linearization per input, or the nearest bank centre's quantities shared by a group), class and
+ * flip probabilities from the shared QMC point set, and Monte Carlo for the chosen inputs. A chunk
+ * is computed the same way in an unsharded, a sharded and a resumed run.
+ */
+import { inputFailure, seedFor, surrogateMoments, type Analyzer } from '../analyze.js';
+import { NetmomentsError } from '../errors.js';
+import type { Dataset } from '../data/dataset.js';
+import type { Bank } from '../linearize/bank.js';
+import { centreGram, inputMoments } from '../linearize/bankMoments.js';
+import type { Linearizer } from '../linearize/linearizer.js';
+import type { LinearAlgebra } from '../moments/linalg.js';
+import { monteCarloMoments } from '../moments/montecarlo.js';
+import type { SharedClassProbabilities } from '../moments/sharedClassProbabilities.js';
+import type { LoadedModel } from '../onnx/load.js';
+import type { SampleRecord } from '../report/summary.js';
+import { argmax } from '../util/argmax.js';
+import type { CentreCache } from './centres.js';
+import type { ReportOptions } from './options.js';
+
+/** The values as numbers, or a BAD_INPUT error naming the input when one is not finite. */
+function finite(v: Float64Array, what: string, index: number, file: string): number[] {
+  const out = Array.from(v);
+  for (const x of out) if (!Number.isFinite(x)) throw new NetmomentsError(`the ${what} of input ${index} came out non-finite`, { file });
+  return out;
+}
+
+/** The inputs that get Monte Carlo: m indices spread evenly over count. */
+export function mcIndices(count: number, m: number): Set<number> {
+  const k = Math.min(m, count);
+  const out = new Set<number>();
+  for (let j = 0; j < k; j++) out.add(Math.floor(((j + 0.5) * count) / k));
+  return out;
+}
+
+/** Everything a chunk needs, made once per run. */
+export interface ChunkContext {
+  model: LoadedModel;
+  analyzer: Analyzer;
+  linearizer: Linearizer;
+  n: number;
+  p: number;
+  d: number;
+  dataset: Dataset;
+  labels?: Int32Array;
+  count: number;
+  bank?: Bank;
+  cache?: CentreCache;
+  /** Nearest bank centre of each mu. */
+  assign?: (mus: Float64Array[]) => Promise<Int32Array>;
+  qmc?: SharedClassProbabilities;
+  la: LinearAlgebra;
+  options: ReportOptions;
+  mcSet: Set<number>;
+  chunk: number;
+}
+
+/** Records of chunk `ci` (inputs ci*chunk .. min(count, (ci+1)*chunk) - 1). */
+export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (doneInChunk: number) => void): Promise<SampleRecord[]> {
+  const { n, p, d, linearizer, analyzer, la, options: o } = ctx;
+  const file = ctx.model.file;
+  const i0 = ci * ctx.chunk;
+  const i1 = Math.min(ctx.count, i0 + ctx.chunk);
+  const m = i1 - i0;
+  const xs = ctx.dataset.getBatch(Array.from({ length: m }, (_, t) => i0 + t));
+  const cleanOut = await linearizer.evaluate(xs, m);
+  const inputName = (t: number) => `input ${i0 + t} of ${o.dataFile}`;
+  for (let k = 0; k < m * d; k++) {
+    if (!Number.isFinite(cleanOut[k])) {
+      const t = Math.floor(k / d);
+      throw new NetmomentsError(
+        `${inputName(t)}: the model's output ${k - t * d} is ${cleanOut[k]} (the model overflows float32 here: its weights or the input are out of range)`,
+        { file },
+      );
+    }
+  }
+  const mus: Float64Array[] = [];
+  for (let t = 0; t < m; t++) {
+    const mu = new Float64Array(xs.subarray(t * n, (t + 1) * n));
+    if (o.noiseMean) for (let j = 0; j < n; j++) mu[j] += o.noiseMean[j];
+    mus.push(mu);
+  }
+  const wantVar = (o.variance ?? 'exact') !== 'none';
+  const means: Float64Array[] = new Array(m);
+  const covs: (Float64Array | undefined)[] = new Array(m);
+  const vars: (Float64Array | undefined)[] = new Array(m);
+  const uncertain: (number | null)[] = new Array(m).fill(null);
+  const centre: (number | null)[] = new Array(m).fill(null);
+  const dist: (number | null)[] = new Array(m).fill(null);
+  const { F, r } = analyzer.directions;
+
+  if (!ctx.bank) {
+    for (let t = 0; t < m; t++) {
+      const mu = mus[t];
+      const xb = new Float32Array(mu);
+      const delta = new Float64Array(n);
+      for (let j = 0; j < n; j++) delta[j] = mu[j] - xb[j];
+      try {
+        const lin = await linearizer.linearize(xb, F, r, delta);
+        if (wantVar) {
+          const mo = await surrogateMoments(lin, p, d, 'exact', la);
+          means[t] = mo.mean;
+          covs[t] = mo.covariance;
+          vars[t] = mo.variance;
+          uncertain[t] = mo.units.uncertain;
+        } else {
+          const g = await centreGram(la, lin.AF, undefined, lin.B, lin.zb, lin.gb, p, d, r, false);
+          means[t] = (await inputMoments(la, g, lin.Adelta ?? new Float64Array(p), lin.Ddelta, false)).mean;
+        }
+      } catch (e) {
+        throw inputFailure(e, inputName(t), file);
+      }
+      // a linearization per input is slow enough to show progress input by input
+      onInput?.(t + 1);
+    }
+  } else {
+    const bank = ctx.bank;
+    const groups = new Map<number, number[]>();
+    const nearest = await ctx.assign!(mus);
+    for (let t = 0; t < m; t++) {
+      centre[t] = nearest[t];
+      const g = groups.get(nearest[t]);
+      if (g) g.push(t);
+      else groups.set(nearest[t], [t]);
+    }
+    for (const c of [...groups.keys()].sort((a, b) => a - b)) {
+      const members = groups.get(c)!;
+      const w = await ctx.cache!.get(c);
+      const g = members.length;
+      const Delta = new Float64Array(g * n);
+      members.forEach((t, k) => {
+        let s2 = 0;
+        for (let j = 0; j < n; j++) {
+          const v = mus[t][j] - w.c.point[j];
+          Delta[k * n + j] = v;
+          s2 += v * v;
+        }
+        dist[t] = Math.sqrt(s2);
+      });
+      // A (mu - xb) for the group as A Delta^T (p x g): A is the left operand, so the product
+      // costs one pass over A however few inputs the group has
+      const AD = await la.gemm(w.c.A, p, n, Delta, g, n, { transB: true });
+      const DD = w.c.D ? await la.gemm(w.c.D, d, n, Delta, g, n, { transB: true }) : undefined; // d x g
+      for (let k = 0; k < g; k++) {
+        const t = members[k];
+        const Adelta = new Float64Array(p);
+        for (let u = 0; u < p; u++) Adelta[u] = AD[u * g + k];
+        let Ddelta: Float64Array | undefined;
+        if (DD) {
+          Ddelta = new Float64Array(d);
+          for (let i = 0; i < d; i++) Ddelta[i] = DD[i * g + k];
+        }
+        if (ctx.cache!.mode === 'engine') {
+          const mo = await surrogateMoments({ zb: w.gram.zb, gb: w.gb, AF: w.AF!, Adelta, B: w.gram.B, DF: w.DF, Ddelta, r }, p, d, 'exact', la);
+          means[t] = mo.mean;
+          covs[t] = mo.covariance;
+          vars[t] = mo.variance;
+          uncertain[t] = mo.units.uncertain;
+        } else {
+          const mo = await inputMoments(la, w.gram, Adelta, Ddelta, wantVar);
+          means[t] = mo.mean;
+          covs[t] = mo.covariance;
+          vars[t] = mo.variance;
+          uncertain[t] = mo.uncertain;
+        }
+      }
+    }
+  }
+
+  const records: SampleRecord[] = [];
+  for (let t = 0; t < m; t++) {
+    const i = i0 + t;
+    const clean = argmax(cleanOut, t * d, d);
+    const mean = finite(means[t], 'mean', i, file);
+    let margin = Infinity;
+    for (let j = 0; j < d; j++) if (j !== clean) margin = Math.min(margin, mean[clean] - mean[j]);
+    if (d === 1) margin = mean[0];
+    let probs: number[] | null = null;
+    let flip: number | null = null;
+    if (covs[t] && ctx.qmc) {
+      const est = await ctx.qmc.estimate(means[t], covs[t]!, clean);
+      probs = finite(est.probabilities, 'class probabilities', i, file);
+      flip = est.flip;
+    }
+    const rec: SampleRecord = {
+      i,
+      label: ctx.labels ? ctx.labels[i] : null,
+      clean,
+      pred: argmax(mean),
+      margin,
+      flip,
+      probs,
+      mean,
+      var: vars[t] ? finite(vars[t]!, 'variance', i, file) : null,
+      centre: centre[t],
+      dist: dist[t],
+      uncertain: uncertain[t],
+    };
+    if (ctx.mcSet.has(i) && (o.mc ?? 0) > 0) {
+      let flips = 0;
+      const res = await monteCarloMoments(
+        async (x, b) => {
+          const y = await linearizer.evaluate(x, b);
+          for (let k = 0; k < b; k++) if (argmax(y, k * d, d) !== clean) flips++;
+          return y;
+        },
+        d,
+        mus[t],
+        analyzer.fullNoise(),
+        { samples: o.mc!, batchSize: 1000, seed: seedFor(o.seed ?? 0, i) },
+      );
+      rec.mc = {
+        samples: res.samples,
+        mean: finite(res.mean, 'Monte Carlo mean', i, file),
+        var: finite(res.variance, 'Monte Carlo variance', i, file),
+        flip: flips / res.samples,
+      };
+    }
+    records.push(rec);
+  }
+  return records;
+}

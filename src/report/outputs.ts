@@ -1,0 +1,15 @@
+/** Writing a dataset report's output folder. */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFilesAtomic } from '../util/files.js';
+
+/**
+ * Write the outputs (src/report/summary.ts reportFiles) into `outDir`: staged, then renamed into
+ * place with summary.json last (it holds the sha256 of samples.csv, so a folder with a
+ * summary.json is complete), and a stale records.ndjson of an earlier sharded run removed.
+ */
+export function writeReportOutputs(outDir: string, files: Record<string, string>): void {
+  const { 'summary.json': summary, ...rest } = files;
+  writeFilesAtomic(outDir, { ...rest, 'summary.json': summary });
+  if (!files['records.ndjson']) rmSync(join(outDir, 'records.ndjson'), { force: true });
+}
