@@ -20,7 +20,16 @@
  * makeBatchDynamicProbed finds the Reshapes that need batch-1 shapes or values and runs the model
  * once at batch 1 for them (the same exposed-outputs run as shapes.ts tensorInfo).
  *
- * Shape -> Gather -> Concat -> Reshape chains already follow the real shape and are left alone.
+ * - Reshape nodes whose target shape is computed from the data input only through Shape/Size
+ *   (torch's x.view(x.size(0), -1): Shape -> Gather -> Concat, the dynamo exporter's Shape(start=0,
+ *   end=1) -> Concat with allowzero=1) get the same explicit shape when the probe has their values;
+ *   without a probe (makeBatchDynamic alone) they are left alone, as they follow the real shape
+ *   already. Made constant, no int64 shape tensor crosses a split of the model.
+ * - A Reshape that produces a model output and folds the batch into axis 0 (at batch 1 its data
+ *   leads with 1 and its output does not: skl2onnx's final Reshape to [-1, 1] of [N, 5] gives
+ *   [5N, 1]) gets the shape [-1, ...its output at batch 1], and the output the dims [N, ...]: the
+ *   values per input stay as they were, and the batch gets its own axis.
+ *
  * Other constants that bake the batch in (Expand, Tile, ConstantOfShape shapes) are not rewritten;
  * docs/ONNX.md says so.
  */
