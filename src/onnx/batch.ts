@@ -20,7 +20,16 @@
  * makeBatchDynamicProbed finds the Reshapes that need batch-1 shapes or values and runs the model
  * once at batch 1 for them (the same exposed-outputs run as shapes.ts tensorInfo).
  *
- * Shape -> Gather -> Concat -> Reshape chains already follow the real shape and are left alone.
+ * - Reshape nodes whose target shape is computed from the data input only through Shape/Size
+ *   (torch's x.view(x.size(0), -1): Shape -> Gather -> Concat, the dynamo exporter's Shape(start=0,
+ *   end=1) -> Concat with allowzero=1) get the same explicit shape when the probe has their values;
+ *   without a probe (makeBatchDynamic alone) they are left alone, as they follow the real shape
+ *   already. Made constant, no int64 shape tensor crosses a split of the model.
+ * - A Reshape that produces a model output and folds the batch into axis 0 (at batch 1 its data
+ *   leads with 1 and its output does not: skl2onnx's final Reshape to [-1, 1] of [N, 5] gives
+ *   [5N, 1]) gets the shape [-1, ...its output at batch 1], and the output the dims [N, ...]: the
+ *   values per input stay as they were, and the batch gets its own axis.
+ *
  * Other constants that bake the batch in (Expand, Tile, ConstantOfShape shapes) are not rewritten;
  * docs/ONNX.md says so.
  */
@@ -78,8 +87,41 @@ interface BatchReshape {
   node: GraphNode;
   /** The constant shape, when the shape input is an initializer or a Constant node. */
   value?: number[];
+  /** The shape is computed: from constants only, or from the data input's Shape (see `fromShape`). */
   computed: boolean;
+  /**
+   * The shape is computed from the data only through Shape/Size nodes (torch's x.view(x.size(0), -1):
+   * Shape -> Gather -> Concat). Its value at batch 1 is a function of the input's fixed dims; the
+   * rewrite replaces it by the explicit constant so that no int64 shape tensor crosses a split.
+   */
+  fromShape: boolean;
   allowzero: boolean;
+  /** The Reshape's output is a model output (a reshape there may fold the batch into axis 0, see needsShapes). */
+  isOutput: boolean;
+}
+
+/**
+ * Whether `name` depends on the data inputs only through Shape or Size nodes (so that its value
+ * follows the input's dims, not its values). False when it does not depend on them at all.
+ */
+function onlyThroughShape(graph: Graph, name: string): boolean {
+  const data = new Set(graph.dataInputs.map((i) => i.name));
+  const seen = new Set<string>();
+  let reachesData = false;
+  const walk = (t: string): boolean => {
+    if (!t || seen.has(t)) return true;
+    seen.add(t);
+    if (data.has(t)) return false;
+    const p = graph.producerOf(t);
+    if (!p) return true;
+    if (p.opType === 'Shape' || p.opType === 'Size') {
+      reachesData ||= dependents(graph, data).has(p.inputs[0]);
+      return true;
+    }
+    if (p.domain !== '' && p.domain !== 'ai.onnx') return false;
+    return p.inputs.every(walk);
+  };
+  return walk(name) && reachesData;
 }
 
 function batchReshapes(graph: Graph, batched: ReadonlySet<string>): BatchReshape[] {
@@ -88,22 +130,32 @@ function batchReshapes(graph: Graph, batched: ReadonlySet<string>): BatchReshape
     graph,
     graph.dataInputs.map((i) => i.name),
   );
+  const outputs = new Set(graph.outputs.map((o) => o.name));
   const out: BatchReshape[] = [];
   for (const n of graph.nodes) {
     if (n.opType !== 'Reshape' || (n.domain !== '' && n.domain !== 'ai.onnx')) continue;
     if (n.inputs.length < 2 || !n.inputs[1] || !dep.has(n.inputs[0])) continue;
     const allowzero = attrInt(n, 'allowzero', 0) === 1;
+    const isOutput = outputs.has(n.outputs[0]);
     const value = graphConstant(graph, n.inputs[1]);
-    if (value) out.push({ node: n, value: toIntegers(value), computed: false, allowzero });
-    else if (!fromData.has(n.inputs[1])) out.push({ node: n, computed: true, allowzero });
+    if (value) out.push({ node: n, value: toIntegers(value), computed: false, fromShape: false, allowzero, isOutput });
+    else if (!fromData.has(n.inputs[1])) out.push({ node: n, computed: true, fromShape: false, allowzero, isOutput });
+    else if (onlyThroughShape(graph, n.inputs[1])) out.push({ node: n, computed: true, fromShape: true, allowzero, isOutput });
   }
   return out;
 }
 
-/** A constant shape the rewrite can only make explicit from the shapes at batch 1. */
+/**
+ * A Reshape the rewrite can only make explicit from the shapes at batch 1: a computed shape; a
+ * constant [1, ...] with allowzero=1 and a -1 elsewhere; a model output whose constant shape does
+ * not start with 1 (skl2onnx's final Reshape to [-1, 1] turns [N, 5] into [5N, 1]: the batch
+ * folded into axis 0, which the rewrite undoes when the shapes at batch 1 show it).
+ */
 function needsShapes(r: BatchReshape): boolean {
   const s = r.value;
-  return r.computed || (!!s && s.length > 0 && s[0] === 1 && r.allowzero && s.slice(1).includes(-1));
+  if (r.computed) return true;
+  if (!s || s.length === 0) return false;
+  return (s[0] === 1 && r.allowzero && s.slice(1).includes(-1)) || (s[0] !== 1 && r.isOutput);
 }
 
 /**
@@ -133,6 +185,18 @@ function explicitShape(n: GraphNode, shapes: BatchDynamicOptions['shapes']): num
   if (!data || !out || data.length === 0 || out.length === 0) return undefined;
   if (data[0] !== 1 || out[0] !== 1 || out.includes(0)) return undefined;
   return [-1, ...out.slice(1)];
+}
+
+/**
+ * The output dims at batch 1 of a Reshape that folds the batch into its output's axis 0: its data
+ * leads with the batch (1) but its output does not (e.g. [1, 5] -> [5, 1]). Undefined otherwise.
+ */
+function foldedBatch(n: GraphNode, shapes: BatchDynamicOptions['shapes']): number[] | undefined {
+  const data = shapes?.get(n.inputs[0]);
+  const out = shapes?.get(n.outputs[0]);
+  if (!data || !out || data.length === 0 || out.length === 0) return undefined;
+  if (data[0] !== 1 || out[0] === 1 || out.includes(0)) return undefined;
+  return [...out];
 }
 
 function fmt(dims: readonly number[] | undefined): string {
@@ -193,8 +257,16 @@ export function makeBatchDynamic(graph: Graph, options: BatchDynamicOptions = {}
   });
   const dep = dependents(g, batched);
   const rewrite = new Map<GraphNode, number[]>();
+  const foldedOutputs = new Map<string, number[]>();
   for (const r of batchReshapes(g, batched)) {
     const n = r.node;
+    const folded = r.isOutput ? foldedBatch(n, options.shapes) : undefined;
+    if (folded) {
+      // [-1, ...output at batch 1]: the batch gets its own axis again; the values per input are unchanged
+      rewrite.set(n, [-1, ...folded]);
+      foldedOutputs.set(n.outputs[0], folded);
+      continue;
+    }
     const s = r.computed ? options.values?.get(n.inputs[1]) : r.value;
     if (!s || s.length === 0 || s[0] !== 1) continue; // computed without a probe, or the batch is not baked in
     let next: number[] | undefined;
@@ -226,9 +298,11 @@ export function makeBatchDynamic(graph: Graph, options: BatchDynamicOptions = {}
     return { ...n, inputs: [n.inputs[0], name, ...n.inputs.slice(2)] };
   });
   dropUnread(g, oldShapes);
-  g.outputs = g.outputs.map((o) =>
-    dep.has(o.name) && o.shape && o.shape.length > 0 && (o.shape[0] === 1 || o.shape[0] === null) ? { ...o, shape: [symbol, ...o.shape.slice(1)] } : o,
-  );
+  g.outputs = g.outputs.map((o) => {
+    const folded = foldedOutputs.get(o.name);
+    if (folded) return { ...o, shape: [symbol, ...folded] };
+    return dep.has(o.name) && o.shape && o.shape.length > 0 && (o.shape[0] === 1 || o.shape[0] === null) ? { ...o, shape: [symbol, ...o.shape.slice(1)] } : o;
+  });
   g.valueInfo = new Map();
   return g;
 }

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { NetmomentsError, oneLine } from '../errors.js';
+import { normalizeBatchAxis } from './batchAxis.js';
 import { graphFromModelProto, type Graph } from './graph.js';
 import { onnx, toNumber, type ModelProto, type SparseTensorProto, type TensorProto } from './proto.js';
 import { bytesPerElement, decodeTensor, elementCount, type TensorData, type TensorValue } from './tensor.js';
@@ -23,8 +24,14 @@ export interface LoadedModel {
   bytes: Uint8Array;
   /** True when some initializer came from an external-data file. */
   externalData: boolean;
-  /** Things worth telling the user that did not stop loading (e.g. nodes re-sorted). */
+  /** Things worth telling the user that did not stop loading (e.g. nodes re-sorted, and every entry of `rewrites`). */
   warnings: string[];
+  /**
+   * How `graph` differs from the file, one line each: initializers that IR 3 lists as inputs read
+   * as constants; a fixed batch B > 1 made 1, or a batch axis added to an input without one
+   * (batchAxis.ts). Empty for most models.
+   */
+  rewrites: string[];
 }
 
 export interface LoadOptions {
@@ -78,6 +85,7 @@ export function loadModelBytes(bytes: Uint8Array, file: string, options: LoadOpt
   const baseDir = options.baseDir ?? dirname(resolve(file));
   let externalData = false;
   const warnings: string[] = [];
+  const rewrites: string[] = [];
   let graph: Graph;
   try {
     validateModelProto(model, file);
@@ -91,6 +99,9 @@ export function loadModelBytes(bytes: Uint8Array, file: string, options: LoadOpt
       graph.initializers.set(dense.name, dense);
     }
     if (graph.dataInputs.length === 0) throw err('the model has no data input (every graph input is an initializer)', file);
+    if (initializersAsConstants(graph)) rewrites.push('initializers listed as graph inputs (IR 3) are read as constants');
+    const batchNote = normalizeBatchAxis(graph);
+    if (batchNote) rewrites.push(batchNote);
     if (graph.outputs.length === 0) throw err('the model has no outputs', file);
     const order = graph.nodes.map((n) => n.name);
     graph.sortTopologically(file);
@@ -113,13 +124,29 @@ export function loadModelBytes(bytes: Uint8Array, file: string, options: LoadOpt
     sha256: createHash('sha256').update(bytes).digest('hex'),
     bytes,
     externalData,
-    warnings,
+    warnings: [...warnings, ...rewrites],
+    rewrites,
   };
 }
 
-/** Bytes a session can load: the file itself, or the re-encoded graph when data was external. */
+/**
+ * Initializers that are also listed as graph inputs (every initializer in IR 3, and in later exports
+ * made with keep_initializers_as_inputs) become plain constants: they leave the input list and IR 3
+ * is raised to 4, the first IR in which an initializer need not be an input. Otherwise a rewrite
+ * that drops an initializer nothing reads any more (the batch rewrite replaces Reshape shapes;
+ * Graph.prune drops what the outputs do not need) leaves its input behind as a data input that
+ * onnxruntime then asks a feed for. netmoments never fed them: they were never data inputs.
+ */
+function initializersAsConstants(graph: Graph): boolean {
+  if (!graph.inputs.some((i) => graph.initializers.has(i.name))) return false;
+  graph.inputs = graph.inputs.filter((i) => !graph.initializers.has(i.name));
+  if (graph.irVersion < 4) graph.irVersion = 4;
+  return true;
+}
+
+/** Bytes a session can load: the file itself, or the re-encoded graph when data was external or loading rewrote the graph. */
 export function sessionBytes(model: LoadedModel): Uint8Array {
-  return model.externalData ? model.graph.toBytes() : model.bytes;
+  return model.externalData || model.rewrites.length > 0 ? model.graph.toBytes() : model.bytes;
 }
 
 function protobufMessage(e: unknown): string {
