@@ -12,25 +12,15 @@
  */
 import { createRequire } from 'node:module';
 import { NetmomentsError } from './errors.js';
-import { Linearizer, type LayerFlips, type LinearizerOptions, type PointLinearization, type TensorDescription } from './linearize/linearizer.js';
+import { Linearizer, type LayerFlips, type LinearizerOptions, type TensorDescription } from './linearize/linearizer.js';
 import type { LoadedModel } from './onnx/load.js';
 import type { SplitPoint } from './onnx/splitpoint.js';
 import type { NetworkMoments } from './moments/network.js';
-import { projectedMoments, surrogateMoments as momentsOfSurrogate } from './moments/surrogate.js';
+import { surrogateMoments } from './moments/surrogate.js';
 import type { LinearAlgebra } from './moments/linalg.js';
 import { classProbabilities } from './moments/classprob.js';
 import { monteCarloMoments } from './moments/montecarlo.js';
-import {
-  denseFactor,
-  noiseFactor,
-  validateNoise,
-  windowIndices,
-  type InputWindow,
-  type Noise,
-  type NoiseCovariance,
-  type NoiseFactor,
-  type NoiseSpec,
-} from './noise.js';
+import { noiseFactor, validateNoise, windowIndices, type InputWindow, type Noise, type NoiseCovariance, type NoiseFactor, type NoiseSpec } from './noise.js';
 import { checkMemory, estimateAnalyzeMemory, linearizerSizes, memoryLimit } from './resources.js';
 import { imageGeometry, perInputShape, type ImageLayout, type LayoutChoice } from './data/layout.js';
 import { argmax } from './util/argmax.js';
@@ -114,16 +104,6 @@ export interface AnalyzeReport {
 /** The package version (package.json sits one folder above both src/ and dist/). */
 export const VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
-/**
- * Noise directions F^T (r x n, rows are directions) with Sigma = F F^T on the reduced support, as
- * one dense matrix: the former form of the noise factor, kept for callers that still take it
- * (noiseFactor gives F without materialising it). A full covariance is factored by its
- * eigendecomposition (negative eigenvalues beyond round-off are an error naming the most negative one).
- */
-export function noiseDirections(noise: Noise, file?: string): { F: Float64Array; r: number } {
-  return denseFactor(noiseFactor(noise, file));
-}
-
 function finiteArray(v: ArrayLike<number>, what: string, file?: string): number[] {
   const out = Array.from(v);
   for (const x of out)
@@ -145,16 +125,6 @@ export class Analyzer {
     /** Its factor F, Sigma = F F^T: the directions the linearization is projected on. */
     readonly factor: NoiseFactor,
   ) {}
-
-  private dense?: { F: Float64Array; r: number };
-
-  /**
-   * F^T as a dense r x n matrix, made on first use: for callers that still take dense directions
-   * (the dataset runner's bank projection); the analysis itself uses `factor`.
-   */
-  get directions(): { F: Float64Array; r: number } {
-    return (this.dense ??= denseFactor(this.factor));
-  }
 
   static async create(model: LoadedModel, options: AnalyzeOptions = {}): Promise<Analyzer> {
     const limit = memoryLimit(options.maxMemory);
@@ -270,7 +240,7 @@ export class Analyzer {
     const mode = o.variance ?? 'both';
     const wantExact = mode === 'exact' || mode === 'both';
     const wantPaper = mode === 'paper' || mode === 'both';
-    const moments = await momentsOfSurrogate(lin, this.factor, { offset: { A: lin.Adelta, D: lin.Ddelta }, ...varianceOptions(mode), linalg: o.linalg });
+    const moments = await surrogateMoments(lin, this.factor, { offset: { A: lin.Adelta, D: lin.Ddelta }, ...varianceOptions(mode), linalg: o.linalg });
     const mean = finiteArray(moments.mean, 'mean', file);
     const clean = Array.from(await this.linearizer.evaluate(x, 1));
     const cleanPredicted = argmax(clean);
@@ -349,29 +319,6 @@ export class Analyzer {
 /** The moments options of a variance mode (the covariance whenever a variance). */
 function varianceOptions(mode: VarianceMode): { variance: boolean; covariance: boolean; paper: boolean } {
   return { variance: mode !== 'none', covariance: mode !== 'none', paper: mode === 'paper' || mode === 'both' };
-}
-
-/**
- * The former entry point, kept for the dataset runner: the moments of a linearization projected on
- * the noise factor (A F, D F with the offsets A delta, D delta). Callers that hold the surrogate
- * and its factor call src/moments/surrogate.ts surrogateMoments(surrogate, factor, options).
- */
-export async function surrogateMoments(
-  lin: Pick<PointLinearization, 'zb' | 'gb' | 'AF' | 'Adelta' | 'B' | 'DF' | 'Ddelta' | 'r'>,
-  p: number,
-  d: number,
-  mode: VarianceMode,
-  linalg?: LinearAlgebra,
-): Promise<NetworkMoments> {
-  if (lin.zb.length !== p || lin.gb.length !== d || lin.AF.length !== p * lin.r) {
-    throw new Error(
-      `surrogateMoments: a linearization of ${lin.zb.length} units, ${lin.gb.length} outputs, ${lin.AF.length} A F values for p = ${p}, d = ${d}, r = ${lin.r}`,
-    );
-  }
-  return projectedMoments(
-    { A: lin.AF, B: lin.B, D: lin.DF, zb: lin.zb, gb: lin.gb },
-    { offset: { A: lin.Adelta, D: lin.Ddelta }, ...varianceOptions(mode), linalg },
-  );
 }
 
 /**

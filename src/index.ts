@@ -13,9 +13,20 @@ export { splitModel, splitModelAt, type SplitResult } from './onnx/split.js';
 export { resolveRelu, splitPoints, resolveSplitPoint, type SplitPoint } from './onnx/splitpoint.js';
 export { Linearizer, type LinearizerOptions, type PointLinearization, type AffineSurrogate, type LayerFlips } from './linearize/linearizer.js';
 export { createJacobianEngine, JacobianEngine, type JacobianMode } from './linearize/jacobian.js';
-export { analyze, Analyzer, noiseDirections, type AnalyzeOptions, type AnalyzeReport, type AnalyzeResult, type VarianceMode } from './analyze.js';
-export { reduceNoise, windowIndices, parseWindow, type NoiseSpec, type InputWindow, type ReducedNoise } from './noise.js';
+export { analyze, Analyzer, type AnalyzeOptions, type AnalyzeReport, type AnalyzeResult, type VarianceMode } from './analyze.js';
+export {
+  noiseFactor,
+  validateNoise,
+  windowIndices,
+  parseWindow,
+  type Noise,
+  type NoiseCovariance,
+  type NoiseFactor,
+  type NoiseSpec,
+  type InputWindow,
+} from './noise.js';
 export * from './moments/index.js';
+export { surrogateMoments, type Surrogate } from './moments/surrogate.js';
 export * from './data/index.js';
 export { runReport, mergeReports, parseLinearize, parseShard, type LinearizeSpec, type ReportOptions, type ReportResult } from './dataset/index.js';
 export type { ReportHeader, ReportSummary, SampleRecord } from './report/summary.js';

@@ -45,9 +45,6 @@ export interface Noise {
   maxStd: number;
 }
 
-/** The former name of `Noise` (kept for callers that still import it). */
-export type ReducedNoise = Noise;
-
 /**
  * A factor F (n x r) of the noise, Sigma = F F^T, held without its zero rows:
  *   axes   column k of F is sd_k e_{support_k} (isotropic and diagonal noise; r = q)
@@ -238,9 +235,6 @@ export function validateNoise(spec: NoiseCovariance | Noise, n: number, windowEl
       throw new NetmomentsError(`unknown noise kind '${(spec as { kind: string }).kind}'`, { code: 'BAD_USAGE' });
   }
 }
-
-/** The former name of validateNoise (kept for callers that still import it). */
-export const reduceNoise: (spec: NoiseSpec, n: number, windowElements?: Int32Array, file?: string) => Noise = validateNoise;
 
 /** A validated noise kept on the support positions `keep` (indices into its support). */
 function restrict(noise: Noise, keep: Int32Array): Noise {

@@ -4,13 +4,14 @@
  * flip probabilities from the shared QMC point set, and Monte Carlo for the chosen inputs. A chunk
  * is computed the same way in an unsharded, a sharded and a resumed run.
  */
-import { inputFailure, seedFor, surrogateMoments, type Analyzer } from '../analyze.js';
+import { inputFailure, seedFor, type Analyzer } from '../analyze.js';
 import { NetmomentsError } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import type { Bank } from '../linearize/bank.js';
-import { centreGram, inputMoments } from '../linearize/bankMoments.js';
+import { inputMoments, surrogateGram } from '../linearize/bankMoments.js';
 import type { Linearizer } from '../linearize/linearizer.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
+import { surrogateMoments } from '../moments/surrogate.js';
 import { monteCarloMoments } from '../moments/montecarlo.js';
 import type { SharedClassProbabilities } from '../moments/sharedClassProbabilities.js';
 import type { LoadedModel } from '../onnx/load.js';
@@ -88,7 +89,9 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
   const uncertain: (number | null)[] = new Array(m).fill(null);
   const centre: (number | null)[] = new Array(m).fill(null);
   const dist: (number | null)[] = new Array(m).fill(null);
-  const { F, r } = analyzer.directions;
+  const factor = analyzer.factor;
+  // the exact variance and covariance, without the paper's Theorem 2 (the report does not show it)
+  const moments = { variance: true, covariance: true, paper: false, linalg: la } as const;
 
   if (!ctx.bank) {
     for (let t = 0; t < m; t++) {
@@ -97,15 +100,15 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
       const delta = new Float64Array(n);
       for (let j = 0; j < n; j++) delta[j] = mu[j] - xb[j];
       try {
-        const lin = await linearizer.linearize(xb, F, r, delta);
+        const lin = await linearizer.linearize(xb, factor, delta);
         if (wantVar) {
-          const mo = await surrogateMoments(lin, p, d, 'exact', la);
+          const mo = await surrogateMoments(lin, factor, { offset: { A: lin.Adelta, D: lin.Ddelta }, ...moments });
           means[t] = mo.mean;
           covs[t] = mo.covariance;
           vars[t] = mo.variance;
           uncertain[t] = mo.units.uncertain;
         } else {
-          const g = await centreGram(la, lin.AF, undefined, lin.B, lin.zb, lin.gb, p, d, r, false);
+          const g = await surrogateGram(la, lin, false);
           means[t] = (await inputMoments(la, g, lin.Adelta ?? new Float64Array(p), lin.Ddelta, false)).mean;
         }
       } catch (e) {
@@ -152,7 +155,7 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
           for (let i = 0; i < d; i++) Ddelta[i] = DD[i * g + k];
         }
         if (ctx.cache!.mode === 'engine') {
-          const mo = await surrogateMoments({ zb: w.gram.zb, gb: w.gb, AF: w.AF!, Adelta, B: w.gram.B, DF: w.DF, Ddelta, r }, p, d, 'exact', la);
+          const mo = await surrogateMoments(w.projected!, factor, { offset: { A: Adelta, D: Ddelta }, ...moments });
           means[t] = mo.mean;
           covs[t] = mo.covariance;
           vars[t] = mo.variance;

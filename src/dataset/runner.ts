@@ -40,7 +40,7 @@ import { writeReportOutputs } from '../report/outputs.js';
 import { REPORT_SCHEMA, reportFiles, type ReportHeader, type ReportSummary, type SampleRecord } from '../report/summary.js';
 import { availableMemory, formatBytes, memoryLimit } from '../resources.js';
 import { sha256Hex } from '../util/files.js';
-import { CentreCache, centreAssigner, sparseDirections } from './centres.js';
+import { CentreCache, centreAssigner } from './centres.js';
 import { Checkpoint } from './checkpoint.js';
 import { computeChunk, mcIndices, type ChunkContext } from './chunk.js';
 import type { ReportOptions, ReportResult } from './options.js';
@@ -268,15 +268,10 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
         cache: bank
           ? new CentreCache(
               bank,
-              analyzer.directions.F,
-              analyzer.directions.r,
-              n,
-              p,
-              d,
+              analyzer.factor,
               la,
               Math.max(64 << 20, Math.floor(Math.min(2 ** 31, availableMemory() * 0.25))),
-              variance === 'none' ? 'mean' : useCentreGram(p, analyzer.directions.r) ? 'gram' : 'engine',
-              sparseDirections(analyzer),
+              variance === 'none' ? 'mean' : useCentreGram(p, analyzer.factor.r) ? 'gram' : 'engine',
             )
           : undefined,
         assign: bank ? centreAssigner(bank, n, la) : undefined,

@@ -88,14 +88,10 @@ export interface LayerFlips {
 /**
  * The linearization at a point, projected on the noise factor F (Sigma = F F^T, r columns): the
  * surrogate in its factored form (A is A F, p x r; D is D F, d x r) plus the expected state changes
- * of the other layers. `AF` and `DF` are the same arrays as `A` and `D` (their former names).
+ * of the other layers.
  */
 export interface PointLinearization extends Surrogate {
   point: Float32Array;
-  /** A F (the same array as `A`). */
-  AF: Float64Array;
-  /** D F (the same array as `D`) when the top reads tensors that skip the cut. */
-  DF?: Float64Array;
   /** A delta (p) for the offset delta = mu - xb, when one was given. */
   Adelta?: Float64Array;
   /** D delta (d). */
@@ -452,7 +448,7 @@ export class Linearizer {
       return { node: this.split.node, op: 'Relu', units: p, expectedFlips: e, isSplit: true };
     })();
     const flips = [...bottomStats.map(finish), splitFlips, ...topStats.map(finish)];
-    return { point, zb, gb, A: AF, AF, Adelta, B, D: DF, DF, Ddelta, r, flips };
+    return { point, zb, gb, A: AF, Adelta, B, D: DF, Ddelta, r, flips };
   }
 
   /**
