@@ -7,8 +7,11 @@
  *   n input elements, p split width, d outputs, r noise directions (the noise's support, or the rank
  *   of a full covariance), K the top part's inputs per direction (p plus the tensors that skip the cut)
  *
- *   held throughout   onnxruntime sessions (about 6 copies of the model), the noise directions F
- *                     (r x n), A F (p x r), B (d x p), D F (d x r)
+ *   held throughout   onnxruntime sessions (about 6 copies of the model), the noise factor
+ *                     (src/noise.ts noiseFactor: for isotropic and diagonal noise its support and
+ *                     standard deviations, r values each; for a full covariance F on its support,
+ *                     q x r), A F (p x r), B (d x p), D F (d x r)
+ *   per input         x and the linearization point xb (float32), mu and delta = mu - xb (float64)
  *   linearization     batches of JVP directions through the bottom (chunks of at most 96 MiB of
  *                     float64 outputs, plus their float32 copies and onnxruntime's tangent
  *                     activations), the top's input directions ((r + 1) x K), the Jacobian B in
@@ -51,7 +54,7 @@ export interface RunSizes {
   p?: number;
   /** Output elements d. */
   d?: number;
-  /** Noise directions r (support size, or rank bound of a full covariance). */
+  /** Noise directions r (support size, or rank bound of a full covariance: its support size q). */
   r: number;
   /** Bytes of the model file (sessions hold several copies). */
   modelBytes?: number;
@@ -101,8 +104,12 @@ export function estimateAnalyzeMemory(s: RunSizes): MemoryEstimate {
   const NOISE = '--window (noise on fewer input elements)';
 
   add('onnxruntime sessions', (s.modelBytes ?? 0) * 6, 'a smaller model');
-  add(`noise directions F (${r} x ${n})`, r * n * 8, NOISE);
   const q = s.covarianceSupport ?? 0;
+  // the noise factor: dense only for a full covariance (q x r on its support); isotropic and
+  // diagonal noise keep the support (int32) and one standard deviation (float64) per direction
+  if (q > 0) add(`noise factor F (${q} x ${r})`, q * r * 8, `${NOISE} or --noise-var`);
+  else add(`noise support and standard deviations (${r} elements)`, r * 12, NOISE);
+  add(`the input, its mean, linearization point and offset (${n} elements each)`, n * 24, 'a model with a smaller input');
   add(`eigendecomposition of the ${q} x ${q} noise covariance`, q * q * 8 * 6, `${NOISE} or --noise-var`);
   if (p > 0) {
     add(`A F (${p} x ${r})`, p * r * 8, RELU);

@@ -121,6 +121,16 @@ describe('the memory estimate', () => {
     expect(cov.parts.some((x) => /eigendecomposition of the 784 x 784/.test(x.what))).toBe(true);
   });
 
+  it('counts a dense noise factor only for a full covariance: isotropic and diagonal noise hold their support and standard deviations', () => {
+    const part = (e: ReturnType<typeof estimateAnalyzeMemory>, re: RegExp) => e.parts.find((x) => re.test(x.what))?.bytes;
+    const iso = estimateAnalyzeMemory({ n: 784, p: 500, d: 10, r: 784 });
+    expect(part(iso, /^noise support and standard deviations \(784 elements\)$/)).toBe(784 * 12);
+    expect(part(iso, /noise factor F/)).toBeUndefined();
+    const full = estimateAnalyzeMemory({ n: 784, p: 500, d: 10, r: 100, covarianceSupport: 100 });
+    expect(part(full, /^noise factor F \(100 x 100\)$/)).toBe(100 * 100 * 8);
+    expect(part(full, /noise support/)).toBeUndefined();
+  });
+
   it('refuses with the estimate, its largest parts, what lowers them and the option that raises the limit', () => {
     const e = errorOf(() => checkMemory(lenet(11520, 784), { bytes: 64 * 1024 ** 2, source: 'option' }, 'lenet.onnx'));
     expect(e.code).toBe('RESOURCE');
@@ -185,7 +195,7 @@ describe('absurd declared sizes are refused before any session runs', () => {
     expectBadInput(
       runCli(['analyze', file, '--quiet'], { timeoutMs: 60_000 }),
       file,
-      /this run would need about .* of memory \(noise directions F \(4294967296 x 4294967296\)/,
+      /this run would need about .* of memory \(the input, its mean, linearization point and offset \(4294967296 elements each\) 96 GiB, noise support and standard deviations \(4294967296 elements\) 48 GiB/,
     );
     // refused from the declared shapes, not after allocating: far below the minutes a 16 GiB run takes
     expect(Date.now() - t0).toBeLessThan(50_000);
