@@ -14,7 +14,8 @@ import { Linearizer } from '../linearize/linearizer.js';
 import { loadModel } from '../onnx/load.js';
 import { progressBar } from '../report/progress.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
-import { csv, firstIndices, sig, toJson, wholeNumber } from '../experiments/cli.js';
+import { csv } from '../util/csv.js';
+import { firstIndices, sig, toJson, wholeNumber } from '../experiments/cli.js';
 import { foolingRate } from '../experiments/fooling.js';
 import { emit, modelRunOptions, openInputs, stderrWriter, type ModelRunArgs } from './common.js';
 

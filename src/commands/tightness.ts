@@ -14,7 +14,8 @@ import { VERSION } from '../analyze.js';
 import { writeFilesAtomic } from '../report/write.js';
 import { progressBar } from '../report/progress.js';
 import { parseNumberList } from '../experiments/common.js';
-import { csv, sig, toJson, wholeNumber } from '../experiments/cli.js';
+import { csv } from '../util/csv.js';
+import { sig, toJson, wholeNumber } from '../experiments/cli.js';
 import { tightnessOnData, tightnessPlots, tightnessSynthetic, type TightnessStudy } from '../experiments/tightness.js';
 import { modelRunOptions, noiseFromArgs, noiseOptions, openInputs, stderrWriter, type ModelRunArgs, type NoiseArgs } from './common.js';
 

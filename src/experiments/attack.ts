@@ -34,7 +34,8 @@ import { matVec } from '../moments/linalg.js';
 import { reluMean } from '../moments/relu.js';
 import type { LoadedModel } from '../onnx/load.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
-import { RestrictedSurrogate, allIndices, argmax, pointSurrogate, type PointSurrogate } from './common.js';
+import { argmax } from '../util/argmax.js';
+import { RestrictedSurrogate, allIndices, pointSurrogate, type PointSurrogate } from './common.js';
 import { spgMinimize } from './optimize.js';
 
 export type AttackMode = 'targeted' | 'untargeted';

@@ -1,4 +1,4 @@
-/** Small helpers the experiment commands share (argument checks, CSV, JSON numbers). */
+/** Small helpers the experiment commands share (argument checks, JSON numbers, summary digits). */
 import { NetmomentsError } from '../errors.js';
 
 /** A whole number >= min from an option, or a one-line usage error naming the option. */
@@ -30,17 +30,6 @@ export function firstIndices(size: number, count: number | undefined, file: stri
   if (start + c > size)
     throw new NetmomentsError(`--start ${start} --count ${c} asks for more inputs than the data holds (${size})`, { file, code: 'BAD_USAGE' });
   return Array.from({ length: c }, (_, i) => start + i);
-}
-
-/** CSV text from a header and rows (numbers at full precision, strings quoted when needed). */
-export function csv(header: string[], rows: Array<Array<string | number | boolean | null>>): string {
-  const cell = (v: string | number | boolean | null) => {
-    if (v === null) return '';
-    if (typeof v === 'number') return Number.isFinite(v) ? String(v) : '';
-    const s = String(v);
-    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  return `${[header, ...rows].map((r) => r.map(cell).join(',')).join('\n')}\n`;
 }
 
 /** JSON.stringify that turns typed arrays into arrays and non-finite numbers into null. */
