@@ -32,6 +32,20 @@ export function firstIndices(size: number, count: number | undefined, file: stri
   return Array.from({ length: c }, (_, i) => start + i);
 }
 
+/**
+ * Indices start .. start + runs - 1 of a dataset of `size`, fewer (with a warning) where the data
+ * ends first; a usage error naming the data file when start is past its end.
+ */
+export function runIndices(size: number, runs: number, start: number, file: string, warn: (m: string) => void): number[] {
+  if (start >= size) throw new NetmomentsError(`--start ${start} is past the last input (the data holds ${size})`, { file, code: 'BAD_USAGE' });
+  let r = runs;
+  if (start + r > size) {
+    warn(`--runs ${runs} from input ${start} but ${file} holds ${size} inputs: running ${size - start}`);
+    r = size - start;
+  }
+  return Array.from({ length: r }, (_, k) => start + k);
+}
+
 /** JSON.stringify that turns typed arrays into arrays and non-finite numbers into null. */
 export function toJson(value: unknown): string {
   return `${JSON.stringify(
