@@ -4,6 +4,7 @@
  * metadata, else identity), and PNG pixels the layout of the model's input; float .npy files are
  * already in model units and are read as they are.
  */
+import { NetmomentsError } from '../errors.js';
 import { openDataset, type Dataset } from './dataset.js';
 import { pngLayoutFor, type LayoutChoice } from './layout.js';
 import { preprocessingFromMetadata, type Preprocessing } from './preprocess.js';
@@ -40,6 +41,27 @@ export function inputPreprocessing(o: InputPreprocessingOptions): Preprocessing 
     );
   }
   return p;
+}
+
+/**
+ * The valid input range in model units, pixels 0..255 mapped by the preprocessing: [offset, offset
+ * + scale] in order, when the model declares its preprocessing or a scale or offset is given; else
+ * undefined (the range is unknown).
+ */
+export function inputRange(o: InputPreprocessingOptions): { lo: number; hi: number } | undefined {
+  if (!preprocessingFromMetadata(o.metadata, o.modelFile) && o.scale === undefined && o.offset === undefined) return undefined;
+  const p = inputPreprocessing({ ...o, onWarning: undefined });
+  return { lo: Math.min(p.offset, p.offset + p.scale), hi: Math.max(p.offset, p.offset + p.scale) };
+}
+
+/** inputRange, or a usage error when the range is unknown (for --valid-range, which keeps inputs inside it). */
+export function requireInputRange(o: InputPreprocessingOptions): { lo: number; hi: number } {
+  const range = inputRange(o);
+  if (range) return range;
+  throw new NetmomentsError('--valid-range needs the input range: the model declares no preprocessing; give --scale and --offset', {
+    file: o.modelFile,
+    code: 'BAD_USAGE',
+  });
 }
 
 /** Open `path` as inputs of a model (file comment). */

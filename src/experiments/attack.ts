@@ -40,6 +40,11 @@ import { spgMinimize } from './optimize.js';
 
 export type AttackMode = 'targeted' | 'untargeted';
 
+/** The paper's MNIST box: beta 30 for Eq. 3, 550 for Eq. 4 (pixel units, the LeNet's input units). */
+export const PAPER_BETA = { targeted: 30, untargeted: 550, universal: 30 } as const;
+/** The paper's fraction of attacked pixels: all for Eq. 3, 4% for Eq. 4. */
+export const PAPER_ALPHA = { targeted: 1, untargeted: 0.04, universal: 1 } as const;
+
 export interface AttackBox {
   /** |mu_k| <= beta (model input units). */
   beta: number;
@@ -69,6 +74,8 @@ export interface AttackerOptions {
   output?: string;
   threads?: number;
   onWarning?: (m: string) => void;
+  /** Eq. 3's target class, checked against the model's output size when the attacker is created. */
+  target?: number;
 }
 
 export interface AttackResult {
@@ -292,7 +299,14 @@ export class Attacker {
   private constructor(readonly lin: Linearizer) {}
 
   static async create(model: LoadedModel, options: AttackerOptions = {}): Promise<Attacker> {
-    return new Attacker(await Linearizer.create(model, { ...options, flips: false }));
+    const { target, ...linearizerOptions } = options;
+    const attacker = new Attacker(await Linearizer.create(model, { ...linearizerOptions, flips: false }));
+    const d = attacker.output.size;
+    if (target !== undefined && !(Number.isInteger(target) && target >= 0 && target < d)) {
+      await attacker.release();
+      throw new NetmomentsError(`--target must be a class index in [0, ${d}), got ${target}`, { code: 'BAD_USAGE' });
+    }
+    return attacker;
   }
 
   get split(): SplitPoint {
@@ -413,6 +427,24 @@ export class Attacker {
       success: total > 0 && rate >= 0.5,
       outOfRange,
     };
+  }
+
+  /** Eq. 3 or Eq. 4 on several inputs in turn (`classes[k]`: the target or true class of `inputs[k]`, named `indices[k]`). */
+  async attackMany(
+    inputs: Float32Array[],
+    indices: number[],
+    mode: AttackMode,
+    settings: AttackSettings,
+    classes: (number | undefined)[],
+    range?: { lo: number; hi: number },
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<AttackResult[]> {
+    const out: AttackResult[] = [];
+    for (let k = 0; k < inputs.length; k++) {
+      out.push(await this.attack(inputs[k], indices[k], mode, settings, classes[k], range));
+      onProgress?.(k + 1, inputs.length);
+    }
+    return out;
   }
 
   /** Classes of `samples` draws of N(x + mu, sigma2 I_S) through the real model. */
@@ -550,6 +582,21 @@ export class Attacker {
   }
 }
 
+/** Noise an attack found: N(mu, sigma2 I) on the elements (mu is 0 elsewhere). */
+export type FoundNoise = Pick<AttackResult, 'mu' | 'elements' | 'sigma2'>;
+
+/**
+ * One draw of found noise, e = mu + sigma eps on the attacked elements S (mu elsewhere, where it is
+ * 0), eps ~ N(0, I), seeded by (seed, input): the noise the pictures of an attack show.
+ */
+export function noiseDraw(found: FoundNoise, seed: number, input: number): Float64Array {
+  const e = Float64Array.from(found.mu);
+  const rng = new Rng(seedFor(seed, input));
+  const s = Math.sqrt(found.sigma2);
+  for (const k of found.elements) e[k] += s * rng.normal();
+  return e;
+}
+
 /** Convenience: run Eq. 3 / Eq. 4 on several inputs with one Attacker. */
 export async function attackInputs(
   model: LoadedModel,
@@ -562,12 +609,7 @@ export async function attackInputs(
 ): Promise<AttackResult[]> {
   const attacker = await Attacker.create(model, options);
   try {
-    const out: AttackResult[] = [];
-    for (let i = 0; i < inputs.length; i++) {
-      out.push(await attacker.attack(inputs[i], indices[i], mode, settings, classes[i], options.range));
-      options.onProgress?.(i + 1, inputs.length);
-    }
-    return out;
+    return await attacker.attackMany(inputs, indices, mode, settings, classes, options.range, options.onProgress);
   } finally {
     await attacker.release();
   }
