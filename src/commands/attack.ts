@@ -13,7 +13,7 @@ import { NetmomentsError } from '../errors.js';
 import { Attacker, PAPER_ALPHA, PAPER_BETA, noiseDraw, type AttackMode, type FoundNoise } from '../experiments/attack.js';
 import { numberIn, wholeNumber } from '../experiments/cli.js';
 import { attackFiles, attackSummary, pictureGeometry, universalFiles, universalSummary, type AttackRunInfo } from '../report/attack.js';
-import { writeFilesAtomic } from '../report/write.js';
+import { writeFilesAtomic } from '../util/files.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import {
   checkRunArgs,

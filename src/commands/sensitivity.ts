@@ -11,7 +11,7 @@ import { NetmomentsError } from '../errors.js';
 import { wholeNumber } from '../experiments/cli.js';
 import { sensitivityMaps } from '../experiments/sensitivity.js';
 import { sensitivityFiles, sensitivitySummary } from '../report/sensitivity.js';
-import { writeFilesAtomic } from '../report/write.js';
+import { writeFilesAtomic } from '../util/files.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import {
   checkRunArgs,

@@ -14,7 +14,7 @@ import { PAPER_REGIMES, PAPER_RELU, tightnessOnData, tightnessSynthetic, type Ti
 import { Linearizer } from '../linearize/linearizer.js';
 import { loadModel, loadModelBytes, type LoadedModel } from '../onnx/load.js';
 import { tightnessFiles, tightnessSummary } from '../report/tightness.js';
-import { writeFilesAtomic } from '../report/write.js';
+import { writeFilesAtomic } from '../util/files.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import { paperNets } from '../synthetic/nets.js';
 import {
