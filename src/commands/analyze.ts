@@ -18,19 +18,17 @@ import {
   checkRunArgs,
   emit,
   loadModelInput,
-  modelRunOptions,
   noiseFromArgs,
-  noiseOptions,
+  noiseRunOptions,
   openInputs,
   printableText,
   sessionOptions,
   stderrWriter,
   withProgress,
-  type ModelRunArgs,
-  type NoiseArgs,
+  type NoiseRunArgs,
 } from './common.js';
 
-interface AnalyzeArgs extends NoiseArgs, ModelRunArgs {
+interface AnalyzeArgs extends NoiseRunArgs {
   model: string;
   input?: string;
   at: string;
@@ -47,7 +45,7 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
   command: 'analyze <model>',
   describe: 'Mean, variance and covariance of the model output under Gaussian input noise, in closed form',
   builder: (y) =>
-    modelRunOptions(noiseOptions(y))
+    noiseRunOptions(y)
       .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model file (piecewise-linear: Conv, Gemm, Relu, MaxPool, ...)' })
       .option('input', {
         type: 'string',

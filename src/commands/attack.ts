@@ -24,11 +24,10 @@ import {
   sessionOptions,
   stderrWriter,
   withProgress,
-  type ModelRunArgs,
   type SelectionArgs,
 } from './common.js';
 
-interface AttackArgs extends ModelRunArgs, SelectionArgs {
+interface AttackArgs extends SelectionArgs {
   model: string;
   input?: string;
   data?: string;

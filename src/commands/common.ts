@@ -86,6 +86,13 @@ export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
     }) as unknown as Argv<T & ModelRunArgs>;
 }
 
+/** The noise options and the model-run options: what commands that analyse a model under noise (analyze, tightness, report, gate) take. */
+export type NoiseRunArgs = NoiseArgs & ModelRunArgs;
+
+export function noiseRunOptions<T>(y: Argv<T>): Argv<T & NoiseRunArgs> {
+  return modelRunOptions(noiseOptions(y));
+}
+
 /** The noise spec, window and noise mean from the options, for inputs of n elements. */
 export function noiseFromArgs(
   args: NoiseArgs & { layout?: LayoutChoice },
@@ -112,8 +119,8 @@ export function noiseFromArgs(
   return { noise, noiseFile, window, layout: parseLayoutChoice(args.layout), noiseMean, noiseMeanFile: args['noise-mean'] };
 }
 
-/** --labels, --count and --start: which inputs of the data a command uses. */
-export interface SelectionArgs {
+/** --labels, --count and --start: which inputs of the data a command that runs the model uses. */
+export interface SelectionArgs extends ModelRunArgs {
   labels?: string;
   count?: number;
   start: number;
@@ -124,6 +131,14 @@ export function selectionOptions<T>(y: Argv<T>, labelsHelp: string): Argv<T & Se
     .option('labels', { type: 'string', describe: labelsHelp })
     .option('count', { type: 'number', describe: 'Use N inputs from --start (default: all from there)' })
     .option('start', { type: 'number', default: 0, describe: 'Index of the first input used (0-based)' }) as unknown as Argv<T & SelectionArgs>;
+}
+
+/** The model-run options, the model and --data (required) and the input selection: the options every command over a dataset starts with. */
+export function dataOptions<T>(y: Argv<T>, labelsHelp: string): Argv<T & SelectionArgs & { model: string; data: string }> {
+  const withData = modelRunOptions(y)
+    .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model' })
+    .option('data', { type: 'string', demandOption: true, describe: 'Inputs (.npy in model units, idx, PNG or a folder of PNGs)' });
+  return selectionOptions(withData, labelsHelp) as unknown as Argv<T & SelectionArgs & { model: string; data: string }>;
 }
 
 /** --threads and --count, checked before anything loads; the count when given. */

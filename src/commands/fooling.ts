@@ -13,21 +13,9 @@ import { wholeNumber } from '../experiments/cli.js';
 import { foolingRate } from '../experiments/fooling.js';
 import { foolingCsv, foolingJson, foolingSummary } from '../report/fooling.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
-import {
-  checkRunArgs,
-  emit,
-  loadModelInput,
-  modelRunOptions,
-  selectInputs,
-  selectionOptions,
-  sessionOptions,
-  stderrWriter,
-  withProgress,
-  type ModelRunArgs,
-  type SelectionArgs,
-} from './common.js';
+import { checkRunArgs, dataOptions, emit, loadModelInput, selectInputs, sessionOptions, stderrWriter, withProgress, type SelectionArgs } from './common.js';
 
-interface FoolingArgs extends ModelRunArgs, SelectionArgs {
+interface FoolingArgs extends SelectionArgs {
   model: string;
   data: string;
   perturbation: string;
@@ -43,12 +31,7 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
   command: 'fooling <model>',
   describe: 'Fooling rate of a perturbation predicted from the closed-form mean vs the real one, and top-k ordering accuracy',
   builder: (y) =>
-    selectionOptions(
-      modelRunOptions(y)
-        .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model' })
-        .option('data', { type: 'string', demandOption: true, describe: 'Inputs (.npy in model units, idx, PNG or a folder of PNGs)' }),
-      'Labels file, reported beside each image',
-    )
+    dataOptions(y, 'Labels file, reported beside each image')
       .option('perturbation', {
         type: 'string',
         demandOption: true,
@@ -72,6 +55,16 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
     const perturbation = readPerturbation(argv.perturbation, n);
     const { ds, indices } = selectInputs(argv.data, model, inputShape, argv, count, warn);
     const { sigma, seed } = argv;
+    const info = {
+      model,
+      data: argv.data,
+      perturbationFile: argv.perturbation,
+      perturbation,
+      sigma,
+      mc,
+      seed,
+      version: VERSION,
+    };
     const res = await withProgress(argv.quiet, 'fooling', indices.length, (update) =>
       foolingRate(model, ds, indices, {
         ...sessionOptions(argv, warn),
@@ -83,17 +76,6 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
         onProgress: update,
       }),
     );
-    const info = {
-      model: model.file,
-      modelSha256: model.sha256,
-      data: argv.data,
-      perturbationFile: argv.perturbation,
-      perturbation,
-      sigma,
-      mc,
-      seed,
-      version: VERSION,
-    };
     emit(argv.format === 'csv' ? foolingCsv(res) : foolingJson(res, info), argv.out);
     if (!argv.quiet && (argv.out || !process.stdout.isTTY)) process.stderr.write(foolingSummary(res, info));
   },

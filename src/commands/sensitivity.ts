@@ -13,20 +13,9 @@ import { sensitivityMaps } from '../experiments/sensitivity.js';
 import { sensitivityFiles, sensitivitySummary } from '../report/sensitivity.js';
 import { writeFilesAtomic } from '../util/files.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
-import {
-  checkRunArgs,
-  loadModelInput,
-  modelRunOptions,
-  selectInputs,
-  selectionOptions,
-  sessionOptions,
-  stderrWriter,
-  withProgress,
-  type ModelRunArgs,
-  type SelectionArgs,
-} from './common.js';
+import { checkRunArgs, dataOptions, loadModelInput, selectInputs, sessionOptions, stderrWriter, withProgress, type SelectionArgs } from './common.js';
 
-interface SensitivityArgs extends ModelRunArgs, SelectionArgs {
+interface SensitivityArgs extends SelectionArgs {
   model: string;
   data: string;
   'window-size': number;
@@ -42,12 +31,7 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
   command: 'sensitivity <model>',
   describe: 'Sliding-window noise: where does zero-mean noise fool the model? Per-class fooling maps (PNG heat maps and .npy)',
   builder: (y) =>
-    selectionOptions(
-      modelRunOptions(y)
-        .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model' })
-        .option('data', { type: 'string', demandOption: true, describe: 'Inputs (.npy in model units, idx, PNG or a folder of PNGs)' }),
-      'Labels file (.npy, idx1 or text): maps are grouped by label (default: by the clean class)',
-    )
+    dataOptions(y, 'Labels file (.npy, idx1 or text): maps are grouped by label (default: by the clean class)')
       .option('window-size', {
         type: 'number',
         default: 7,
@@ -72,6 +56,17 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
     const { model, inputShape } = loadModelInput(argv.model);
     const { ds, indices } = selectInputs(argv.data, model, inputShape, argv, count, warn);
     const { sigma, seed, layout } = argv;
+    const info = {
+      model,
+      data: argv.data,
+      labelled: !!ds.labels,
+      sigma,
+      windowSize: w,
+      stride,
+      seed,
+      probabilityPoints: points,
+      version: VERSION,
+    };
     const result = await withProgress(argv.quiet, 'sensitivity', indices.length, (update) =>
       sensitivityMaps(model, ds, indices, {
         ...sessionOptions(argv, warn),
@@ -85,18 +80,7 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
         onProgress: update,
       }),
     );
-    const info = {
-      model: model.file,
-      modelSha256: model.sha256,
-      data: argv.data,
-      labelled: !!ds.labels,
-      sigma,
-      windowSize: w,
-      stride,
-      seed,
-      probabilityPoints: points,
-    };
-    const { files, report } = sensitivityFiles(result, { ...info, version: VERSION });
+    const { files, report } = sensitivityFiles(result, info);
     writeFilesAtomic(argv['out-dir'], files);
     if (!argv.quiet) process.stderr.write(sensitivitySummary(report, argv['out-dir']));
   },

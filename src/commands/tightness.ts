@@ -20,18 +20,16 @@ import { paperNets } from '../synthetic/nets.js';
 import {
   checkRunArgs,
   loadModelInput,
-  modelRunOptions,
   noiseFromArgs,
-  noiseOptions,
+  noiseRunOptions,
   openInputs,
   sessionOptions,
   stderrWriter,
   withProgress,
-  type ModelRunArgs,
-  type NoiseArgs,
+  type NoiseRunArgs,
 } from './common.js';
 
-interface TightnessArgs extends NoiseArgs, ModelRunArgs {
+interface TightnessArgs extends NoiseRunArgs {
   model?: string;
   data?: string;
   synthetic?: boolean;
@@ -50,7 +48,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
   command: 'tightness [model]',
   describe: 'Closed-form moments against Monte Carlo over many runs: Table 1 ratios and the Figure 2 fit (SVG plots)',
   builder: (y) =>
-    modelRunOptions(noiseOptions(y))
+    noiseRunOptions(y)
       .positional('model', { type: 'string', describe: 'ONNX model (not with --paper)' })
       .option('data', { type: 'string', describe: 'Runs over the inputs of this dataset (.npy, idx, PNG or a folder of PNGs), under the noise options' })
       .option('synthetic', {

@@ -78,24 +78,28 @@ export interface AttackerOptions {
   target?: number;
 }
 
-export interface AttackResult {
+/** The noise an attack found, N(mu, sigma2 I) on the attacked elements, and how the optimizer got there. */
+export interface AttackSolution {
+  /** Attacked input elements (sorted). */
+  elements: Int32Array;
+  /** The noise mean over all n input elements (0 outside `elements`). */
+  mu: Float64Array;
+  sigma2: number;
+  /** The paper's objective at the solution (unsmoothed; per-input attacks: on the surrogate of the last round). */
+  objective: number;
+  /** The objective at mu = 0, sigma^2 = varMax / 2 (the start). */
+  objectiveStart: number;
+  iterations: number;
+  evaluations: number;
+}
+
+export interface AttackResult extends AttackSolution {
   input: number;
   mode: AttackMode;
   /** Eq. 3: the target class j; Eq. 4: the true class c. */
   targetClass: number | null;
   trueClass: number;
   cleanClass: number;
-  /** Attacked input elements (sorted). */
-  elements: Int32Array;
-  /** The noise mean over all n input elements (0 outside `elements`). */
-  mu: Float64Array;
-  sigma2: number;
-  /** The paper's objective at the solution (unsmoothed), on the surrogate of the last round. */
-  objective: number;
-  /** The objective at mu = 0, sigma^2 = varMax / 2 (the start). */
-  objectiveStart: number;
-  iterations: number;
-  evaluations: number;
   /** Closed-form moments of the surrogate at the solution. */
   analytic: { mean: number[]; predicted: number; classProbabilities: number[] };
   /** The real model at the noise mean x + mu (no noise). */
@@ -125,14 +129,7 @@ export interface UniversalImage {
   sampledFooling: number;
 }
 
-export interface UniversalResult {
-  elements: Int32Array;
-  mu: Float64Array;
-  sigma2: number;
-  objective: number;
-  objectiveStart: number;
-  iterations: number;
-  evaluations: number;
+export interface UniversalResult extends AttackSolution {
   images: UniversalImage[];
   /** Fractions of images whose class differs from the clean class. */
   predictedFoolingRate: number;
@@ -583,7 +580,7 @@ export class Attacker {
 }
 
 /** Noise an attack found: N(mu, sigma2 I) on the elements (mu is 0 elsewhere). */
-export type FoundNoise = Pick<AttackResult, 'mu' | 'elements' | 'sigma2'>;
+export type FoundNoise = Pick<AttackSolution, 'mu' | 'elements' | 'sigma2'>;
 
 /**
  * One draw of found noise, e = mu + sigma eps on the attacked elements S (mu elsewhere, where it is

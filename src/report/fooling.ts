@@ -8,9 +8,9 @@ import { csv } from '../util/csv.js';
 
 /** What the report says about the run besides the result. */
 export interface FoolingRunInfo {
-  /** The model file and its SHA-256, the data file, the perturbation file and its values. */
-  model: string;
-  modelSha256: string;
+  /** The model file and its SHA-256. */
+  model: { file: string; sha256: string };
+  /** The data file, the perturbation file and its values. */
   data: string;
   perturbationFile: string;
   perturbation: Float64Array;
@@ -30,14 +30,14 @@ export function foolingJson(res: FoolingResult, info: FoolingRunInfo): string {
   }
   return toJson({
     schema: 'netmoments.fooling/1',
-    model: info.model,
+    model: info.model.file,
     data: info.data,
     perturbation: { file: info.perturbationFile, l2: Math.sqrt(norm2), linf: normInf },
     split: res.split,
     output: res.output,
     noise: { kind: 'isotropic', sigma: info.sigma },
     linearizationPoint: 'input',
-    run: { version: info.version, modelSha256: info.modelSha256, seed: info.seed, mc: info.mc },
+    run: { version: info.version, modelSha256: info.model.sha256, seed: info.seed, mc: info.mc },
     images: res.images.length,
     predictedFoolingRate: res.predictedFoolingRate,
     realFoolingRate: res.realFoolingRate,

@@ -11,8 +11,8 @@ import { heatmapPng } from './heatmap.js';
 
 /** What the report says about the run besides the result. */
 export interface SensitivityRunInfo {
-  model: string;
-  modelSha256: string;
+  /** The model file and its SHA-256. */
+  model: { file: string; sha256: string };
   data: string;
   /** The data has labels: the maps are grouped by label, else by the clean class. */
   labelled: boolean;
@@ -87,7 +87,7 @@ export function sensitivityFiles(result: SensitivityResult, info: SensitivityRun
   };
   const report = {
     schema: 'netmoments.sensitivity/1',
-    model: info.model,
+    model: info.model.file,
     data: info.data,
     split: result.split,
     output: result.output,
@@ -95,7 +95,7 @@ export function sensitivityFiles(result: SensitivityResult, info: SensitivityRun
     positions: { rows, cols, inputShape: result.inputShape, note: 'cell (r, c) is the window with top-left corner (r * stride, c * stride)' },
     run: {
       version: info.version,
-      modelSha256: info.modelSha256,
+      modelSha256: info.model.sha256,
       seed: info.seed,
       probabilityPoints: info.probabilityPoints,
       probabilityShifts: 8,
