@@ -53,3 +53,30 @@ export async function linearize(
   }
 }
 export * from './experiments/index.js';
+// What the commands call besides the experiments: the model description, the input readers and the experiments' report files.
+export {
+  inspectGraph,
+  inspectModel,
+  inspectTensorInfo,
+  parameterCount,
+  unsupportedOps,
+  type InspectReport,
+  type InspectRelu,
+  type TensorSummary,
+} from './onnx/describe.js';
+export { openModelInputs, inputPreprocessing, inputRange, requireInputRange, type ModelInputOptions, type InputPreprocessingOptions } from './data/inputs.js';
+export { readInputVector, readCovariance, readPerturbation, parseLinearizationPoint, isUint8Npy } from './data/vectors.js';
+export { formatInspect } from './report/inspect.js';
+export { tightnessFiles, tightnessPlots, tightnessSummary, runsCsv, type TightnessRunInfo } from './report/tightness.js';
+export { sensitivityFiles, sensitivitySummary, type SensitivityRunInfo } from './report/sensitivity.js';
+export { foolingJson, foolingCsv, foolingSummary, type FoolingRunInfo } from './report/fooling.js';
+export {
+  attackFiles,
+  universalFiles,
+  attackSummary,
+  universalSummary,
+  pictureGeometry,
+  type AttackPictures,
+  type AttackRunInfo,
+  type Display,
+} from './report/attack.js';

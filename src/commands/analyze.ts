@@ -6,20 +6,29 @@
  * when the report goes to a file or a pipe.
  */
 import type { CommandModule } from 'yargs';
-import { analyze, type AnalyzeReport, type VarianceMode } from '../analyze.js';
+import { analyze, type VarianceMode } from '../analyze.js';
+import { parseLinearizationPoint } from '../data/vectors.js';
 import { NetmomentsError } from '../errors.js';
-import { loadModel } from '../onnx/load.js';
-import { parseNpy, npyToFloat32, npyToFloat64 } from '../data/npy.js';
-import { readFileSync } from 'node:fs';
-import { checkInputVector } from '../data/layout.js';
-import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
-import { Linearizer } from '../linearize/linearizer.js';
-import { emit, modelRunOptions, noiseFromArgs, noiseOptions, openInputs, printableText, stderrWriter, type ModelRunArgs, type NoiseArgs } from './common.js';
-import { progressBar } from '../report/progress.js';
+import { wholeNumber } from '../experiments/cli.js';
 import { analyzeCsv, analyzeSummary } from '../report/analyze.js';
 import { allocateFloat32, memoryLimit } from '../resources.js';
+import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
+import { readFileOrFail } from '../util/files.js';
+import {
+  checkRunArgs,
+  emit,
+  loadModelInput,
+  noiseFromArgs,
+  noiseRunOptions,
+  openInputs,
+  printableText,
+  sessionOptions,
+  stderrWriter,
+  withProgress,
+  type NoiseRunArgs,
+} from './common.js';
 
-interface AnalyzeArgs extends NoiseArgs, ModelRunArgs {
+interface AnalyzeArgs extends NoiseRunArgs {
   model: string;
   input?: string;
   at: string;
@@ -36,7 +45,7 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
   command: 'analyze <model>',
   describe: 'Mean, variance and covariance of the model output under Gaussian input noise, in closed form',
   builder: (y) =>
-    modelRunOptions(noiseOptions(y))
+    noiseRunOptions(y)
       .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model file (piecewise-linear: Conv, Gemm, Relu, MaxPool, ...)' })
       .option('input', {
         type: 'string',
@@ -59,14 +68,10 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       ) as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
-    if (!Number.isInteger(argv.mc) || argv.mc < 0) throw new NetmomentsError(`--mc must be a whole number >= 0, got ${argv.mc}`, { code: 'BAD_USAGE' });
-    if (argv.threads !== undefined && !(Number.isInteger(argv.threads) && argv.threads > 0)) {
-      throw new NetmomentsError(`--threads must be a whole number >= 1, got ${argv.threads}`, { code: 'BAD_USAGE' });
-    }
-    const model = loadModel(argv.model);
+    const mc = wholeNumber('mc', argv.mc, 0);
+    checkRunArgs(argv);
     // The input's shape comes from a linearizer-independent probe: the model's declared input.
-    const inputShape = Linearizer.inputShapeOf(model);
-    const n = inputShape.reduce((a, b) => a * b, 1);
+    const { model, inputShape, n } = loadModelInput(argv.model);
     let inputs: Float32Array;
     let count: number;
     if (argv.input) {
@@ -84,49 +89,34 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
     else {
       let bytes: Uint8Array;
       try {
-        bytes = readFileSync(argv.at);
+        bytes = readFileOrFail(argv.at);
       } catch {
         throw new NetmomentsError("no such file (--at takes 'mean', 'input' or a .npy file)", { file: argv.at });
       }
-      const a = parseNpy(bytes, argv.at);
-      checkInputVector(a.shape, n, 'the linearization point', argv.at);
-      at = npyToFloat32(a);
-      const bad = at.findIndex((v) => !Number.isFinite(v));
-      if (bad >= 0) {
-        throw new NetmomentsError(`the linearization point holds a value that is not a finite float32 (${npyToFloat64(a)[bad]} at element ${bad})`, {
-          file: argv.at,
-        });
-      }
+      at = parseLinearizationPoint(bytes, argv.at, n);
     }
     const noise = noiseFromArgs(argv, n, warn);
-    const bar = argv.quiet || count < 2 ? undefined : progressBar('analyze', count);
-    let report: AnalyzeReport;
-    try {
-      report = await analyze(
+    const report = await withProgress(argv.quiet || count < 2, 'analyze', count, (update) =>
+      analyze(
         model,
         inputs,
         count,
         {
-          relu: argv.relu,
-          output: argv.output,
+          ...sessionOptions(argv, warn),
           jacobian: argv.jacobian,
-          threads: argv.threads,
           provider: argv.provider,
-          onWarning: warn,
           ...noise,
           at,
           variance: argv.variance,
           covariance: argv.covariance,
-          mc: argv.mc,
+          mc,
           seed: argv.seed,
           linalg: sharedOrtLinearAlgebra({ threads: argv.threads }),
           maxMemory: argv['max-memory'],
         },
-        (done) => bar?.update(done),
-      );
-    } finally {
-      bar?.stop();
-    }
+        update,
+      ),
+    );
     if (noise.noiseMeanFile) report.noise.meanFile = noise.noiseMeanFile;
     if (typeof at !== 'string') report.linearizationPoint = argv.at;
     const text = argv.format === 'csv' ? analyzeCsv(report) : `${JSON.stringify(report, null, 2)}\n`;

@@ -1,18 +1,18 @@
 /**
- * What several commands share: the noise options (analyze, report, gate, sensitivity...), reading
- * inputs with the model's preprocessing, and writing a report to a file (atomically) or stdout.
+ * The options several commands share: the noise options (analyze, report, gate, tightness...), the
+ * model-run options, the input selection (--labels, --count, --start), and turning them into
+ * checked values. What the commands share at run time (opening inputs, progress, writing the
+ * report) is in run.ts, re-exported here.
  */
-import { readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
-import { NetmomentsError } from '../errors.js';
-import { openDataset, type Dataset } from '../data/dataset.js';
-import { parseNpy, npyToFloat64 } from '../data/npy.js';
-import { LAYOUT_CHOICES, checkCovariance, checkInputVector, parseLayoutChoice, pngLayoutFor, type LayoutChoice } from '../data/layout.js';
-import { preprocessingFromMetadata, type Preprocessing } from '../data/preprocess.js';
-import type { LoadedModel } from '../onnx/load.js';
-import { parseWindow, type InputWindow, type NoiseSpec } from '../noise.js';
-import { writeFileAtomic } from '../report/write.js';
 import type { AnalyzeOptions } from '../analyze.js';
+import { LAYOUT_CHOICES, parseLayoutChoice, type LayoutChoice } from '../data/layout.js';
+import { readCovariance, readInputVector } from '../data/vectors.js';
+import { NetmomentsError } from '../errors.js';
+import { wholeNumber } from '../experiments/cli.js';
+import { parseWindow, type NoiseSpec } from '../noise.js';
+
+export { emit, loadModelInput, openInputs, preprocessingFor, printableText, selectInputs, sessionOptions, stderrWriter, withProgress } from './run.js';
 
 export interface NoiseArgs {
   sigma?: number;
@@ -86,27 +86,11 @@ export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
     }) as unknown as Argv<T & ModelRunArgs>;
 }
 
-function readVector(path: string, n: number, what: string): Float64Array {
-  const bytes = readBytes(path);
-  const a = parseNpy(bytes, path);
-  checkInputVector(a.shape, n, what, path);
-  const v = npyToFloat64(a);
-  // the model runs in float32: a value beyond its range (or NaN/Inf) cannot be fed
-  for (let i = 0; i < v.length; i++) {
-    if (!(Math.abs(v[i]) <= FLOAT32_MAX)) throw new NetmomentsError(`${what} holds ${v[i]} at element ${i}, not a finite float32 value`, { file: path });
-  }
-  return v;
-}
+/** The noise options and the model-run options: what commands that analyse a model under noise (analyze, tightness, report, gate) take. */
+export type NoiseRunArgs = NoiseArgs & ModelRunArgs;
 
-const FLOAT32_MAX = 3.4028234663852886e38;
-
-function readBytes(path: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new NetmomentsError(code === 'ENOENT' ? 'no such file' : `cannot read the file (${code})`, { file: path });
-  }
+export function noiseRunOptions<T>(y: Argv<T>): Argv<T & NoiseRunArgs> {
+  return modelRunOptions(noiseOptions(y));
 }
 
 /** The noise spec, window and noise mean from the options, for inputs of n elements. */
@@ -119,17 +103,10 @@ export function noiseFromArgs(
   let noiseFile: string | undefined;
   if (args['noise-var']) {
     noiseFile = args['noise-var'];
-    noise = { kind: 'diagonal', variance: readVector(noiseFile, n, 'the noise variance') };
+    noise = { kind: 'diagonal', variance: readInputVector(noiseFile, n, 'the noise variance') };
   } else if (args['noise-cov']) {
     noiseFile = args['noise-cov'];
-    const a = parseNpy(readBytes(noiseFile), noiseFile);
-    checkCovariance(a.shape, n, noiseFile);
-    noise = { kind: 'full', cov: npyToFloat64(a) };
-    // the model runs in float32: a (co)variance beyond its range cannot be sampled or pushed through it
-    noise.cov.forEach((v, i) => {
-      if (!(Math.abs(v) <= FLOAT32_MAX))
-        throw new NetmomentsError(`the noise covariance holds ${v} at element ${i}, not a finite float32 value`, { file: noiseFile });
-    });
+    noise = { kind: 'full', cov: readCovariance(noiseFile, n) };
   } else {
     if (args.sigma === undefined) warn('no noise given: using isotropic noise with sigma 1 (model input units); set --sigma, --noise-var or --noise-cov');
     noise = { kind: 'isotropic', sigma: args.sigma ?? 1 };
@@ -137,63 +114,35 @@ export function noiseFromArgs(
       throw new NetmomentsError(`--sigma must be a finite number >= 0, got ${args.sigma}`, { code: 'BAD_USAGE' });
     }
   }
-  const window: InputWindow | undefined = args.window ? parseWindow(args.window) : undefined;
-  const noiseMean = args['noise-mean'] ? readVector(args['noise-mean'], n, 'the noise mean') : undefined;
+  const window = args.window ? parseWindow(args.window) : undefined;
+  const noiseMean = args['noise-mean'] ? readInputVector(args['noise-mean'], n, 'the noise mean') : undefined;
   return { noise, noiseFile, window, layout: parseLayoutChoice(args.layout), noiseMean, noiseMeanFile: args['noise-mean'] };
 }
 
-/** Preprocessing for image-like sources: --scale/--offset, else the model's metadata, else identity. */
-export function preprocessingFor(model: LoadedModel, args: ModelRunArgs, warn?: (m: string) => void): Preprocessing {
-  const meta = preprocessingFromMetadata(model.graph.metadata, model.file);
-  const p = { scale: args.scale ?? meta?.scale ?? 1, offset: args.offset ?? meta?.offset ?? 0 };
-  if (meta && args.scale === undefined && args.offset === undefined && warn) {
-    warn(
-      `image inputs are scaled as the model's metadata says: pixel/255 * ${p.scale} ${p.offset < 0 ? '-' : '+'} ${Math.abs(p.offset)}${meta.source ? ` (${meta.source})` : ''}`,
-    );
-  }
-  return p;
+/** --labels, --count and --start: which inputs of the data a command that runs the model uses. */
+export interface SelectionArgs extends ModelRunArgs {
+  labels?: string;
+  count?: number;
+  start: number;
 }
 
-/** Is this data source raw pixels (PNG, idx, uint8 .npy), to which image preprocessing applies? */
-function isPixelSource(path: string, ds: Dataset): boolean {
-  if (ds.kind !== 'npy') return true;
-  try {
-    return parseNpy(readBytes(path), path).dtype === 'uint8';
-  } catch {
-    return false;
-  }
+export function selectionOptions<T>(y: Argv<T>, labelsHelp: string): Argv<T & SelectionArgs> {
+  return y
+    .option('labels', { type: 'string', describe: labelsHelp })
+    .option('count', { type: 'number', describe: 'Use N inputs from --start (default: all from there)' })
+    .option('start', { type: 'number', default: 0, describe: 'Index of the first input used (0-based)' }) as unknown as Argv<T & SelectionArgs>;
 }
 
-/**
- * Open inputs for a model: float .npy files are model units; image sources get the preprocessing.
- * PNG pixels are laid out as the model's input is (--layout, else the image layout rule).
- */
-export function openInputs(path: string, model: LoadedModel, inputShape: number[], args: ModelRunArgs, labels?: string, warn?: (m: string) => void): Dataset {
-  const layout = pngLayoutFor(inputShape, parseLayoutChoice(args.layout));
-  const probe = openDataset(path, { inputShape, labels, layout });
-  if (!isPixelSource(path, probe)) return probe;
-  return openDataset(path, { inputShape, labels, layout, preprocessing: preprocessingFor(model, args, warn) });
+/** The model-run options, the model and --data (required) and the input selection: the options every command over a dataset starts with. */
+export function dataOptions<T>(y: Argv<T>, labelsHelp: string): Argv<T & SelectionArgs & { model: string; data: string }> {
+  const withData = modelRunOptions(y)
+    .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model' })
+    .option('data', { type: 'string', demandOption: true, describe: 'Inputs (.npy in model units, idx, PNG or a folder of PNGs)' });
+  return selectionOptions(withData, labelsHelp) as unknown as Argv<T & SelectionArgs & { model: string; data: string }>;
 }
 
-/** Write a report to `out` atomically, or to stdout. */
-export function emit(text: string, out?: string): void {
-  if (out) writeFileAtomic(out, text);
-  else process.stdout.write(text);
-}
-
-/** One-line warnings to stderr (unless --quiet), each distinct message once per run. */
-export function stderrWriter(quiet?: boolean): (m: string) => void {
-  // several model parts and sessions can meet the same thing (an op without a tangent rule below
-  // the cut is seen by the main and the flip-counting engine): say each message once
-  const said = new Set<string>();
-  return (m: string) => {
-    if (quiet || said.has(m)) return;
-    said.add(m);
-    process.stderr.write(`netmoments: ${printableText(m)}\n`);
-  };
-}
-
-/** Text that quotes names from a model, with control characters other than newlines shown as '?' (no terminal escapes). */
-export function printableText(s: string): string {
-  return s.replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g, '?');
+/** --threads and --count, checked before anything loads; the count when given. */
+export function checkRunArgs(args: ModelRunArgs & { count?: number }): number | undefined {
+  if (args.threads !== undefined) wholeNumber('threads', args.threads, 1);
+  return args.count === undefined ? undefined : wholeNumber('count', args.count, 1);
 }

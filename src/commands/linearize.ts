@@ -6,12 +6,11 @@
  */
 import type { CommandModule } from 'yargs';
 import { NetmomentsError } from '../errors.js';
-import { loadModel } from '../onnx/load.js';
 import { Linearizer } from '../linearize/linearizer.js';
 import { encodeNpy } from '../data/npy.js';
-import { writeFilesAtomic } from '../report/write.js';
+import { writeFilesAtomic } from '../util/files.js';
 import { VERSION } from '../analyze.js';
-import { modelRunOptions, openInputs, stderrWriter, type ModelRunArgs } from './common.js';
+import { loadModelInput, modelRunOptions, openInputs, sessionOptions, stderrWriter, type ModelRunArgs } from './common.js';
 import { checkMemory, estimateAnalyzeMemory, linearizerSizes, memoryLimit } from '../resources.js';
 
 interface LinearizeArgs extends ModelRunArgs {
@@ -34,9 +33,7 @@ export const linearizeCommand: CommandModule<object, LinearizeArgs> = {
       .example('$0 linearize fixtures/lenet.onnx --input fixtures/mnist/digit-0.npy --relu 2 --out-dir lin/', '') as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
-    const model = loadModel(argv.model);
-    const shape = Linearizer.inputShapeOf(model);
-    const n = shape.reduce((a, b) => a * b, 1);
+    const { model, inputShape: shape, n } = loadModelInput(argv.model);
     let x: Float32Array = new Float32Array(n);
     if (argv.input) {
       const ds = openInputs(argv.input, model, shape, argv, undefined, warn);
@@ -48,15 +45,7 @@ export const linearizeCommand: CommandModule<object, LinearizeArgs> = {
     // the surrogate pushes n identity directions: the noise-direction terms of the estimate with r = n
     const limit = memoryLimit(argv['max-memory']);
     checkMemory(estimateAnalyzeMemory({ n, r: n, modelBytes: model.bytes.length, probabilityPoints: 0 }), limit, argv.model);
-    const lin = await Linearizer.create(model, {
-      relu: argv.relu,
-      output: argv.output,
-      jacobian: argv.jacobian,
-      threads: argv.threads,
-      provider: argv.provider,
-      onWarning: warn,
-      flips: false,
-    });
+    const lin = await Linearizer.create(model, { ...sessionOptions(argv, warn), jacobian: argv.jacobian, provider: argv.provider, flips: false });
     try {
       checkMemory(estimateAnalyzeMemory({ ...linearizerSizes(lin), r: n, modelBytes: model.bytes.length, probabilityPoints: 0 }), limit, argv.model);
       const s = await lin.surrogate(x);

@@ -12,7 +12,7 @@ import type { Graph } from '../onnx/graph.js';
 import { loadModel } from '../onnx/load.js';
 import { hasDynamicBatch, zeroFeeds } from '../onnx/shapes.js';
 import { compareSplit, splitModelAt, type SplitResult } from '../onnx/split.js';
-import { writeFilesAtomic } from '../report/write.js';
+import { writeFilesAtomic } from '../util/files.js';
 import type { HostTensor } from '../runtime/session.js';
 
 export interface SplitManifest {

@@ -1,24 +1,35 @@
 /**
  * `netmoments tightness MODEL (--data D | --synthetic) --runs R --mc N [--relu K] --out-dir DIR`
  * and `netmoments tightness --paper --out-dir DIR`: closed form against Monte Carlo through the real
- * model (the paper's Table 1 and Figure 2). Writes DIR/tightness.json (netmoments.tightness/1),
- * DIR/runs.csv (one row per run and output) and one SVG scatter plot per study and quantity.
+ * model (the paper's Table 1 and Figure 2; experiments/tightness.ts). Writes DIR/tightness.json
+ * (netmoments.tightness/1), DIR/runs.csv (one row per run and output) and one SVG scatter plot per
+ * study and quantity (report/tightness.ts).
  */
 import type { CommandModule } from 'yargs';
+import { VERSION } from '../analyze.js';
 import { NetmomentsError } from '../errors.js';
-import { loadModel, loadModelBytes, type LoadedModel } from '../onnx/load.js';
+import { runIndices, wholeNumber } from '../experiments/cli.js';
+import { parseNumberList } from '../experiments/common.js';
+import { PAPER_REGIMES, PAPER_RELU, tightnessOnData, tightnessSynthetic, type TightnessStudy } from '../experiments/tightness.js';
 import { Linearizer } from '../linearize/linearizer.js';
+import { loadModel, loadModelBytes, type LoadedModel } from '../onnx/load.js';
+import { tightnessFiles, tightnessSummary } from '../report/tightness.js';
+import { writeFilesAtomic } from '../util/files.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import { paperNets } from '../synthetic/nets.js';
-import { VERSION } from '../analyze.js';
-import { writeFilesAtomic } from '../report/write.js';
-import { progressBar } from '../report/progress.js';
-import { parseNumberList } from '../experiments/common.js';
-import { csv, sig, toJson, wholeNumber } from '../experiments/cli.js';
-import { tightnessOnData, tightnessPlots, tightnessSynthetic, type TightnessStudy } from '../experiments/tightness.js';
-import { modelRunOptions, noiseFromArgs, noiseOptions, openInputs, stderrWriter, type ModelRunArgs, type NoiseArgs } from './common.js';
+import {
+  checkRunArgs,
+  loadModelInput,
+  noiseFromArgs,
+  noiseRunOptions,
+  openInputs,
+  sessionOptions,
+  stderrWriter,
+  withProgress,
+  type NoiseRunArgs,
+} from './common.js';
 
-interface TightnessArgs extends NoiseArgs, ModelRunArgs {
+interface TightnessArgs extends NoiseRunArgs {
   model?: string;
   data?: string;
   synthetic?: boolean;
@@ -33,52 +44,11 @@ interface TightnessArgs extends NoiseArgs, ModelRunArgs {
   quiet?: boolean;
 }
 
-/** The paper's linearization "at l = 2": the second ReLU, split index 1. */
-export const PAPER_RELU = 1;
-export const PAPER_REGIMES = [1e-4, 1, 200];
-
-function runsCsv(studies: TightnessStudy[]): string {
-  const rows: Array<Array<string | number | null>> = [];
-  for (const s of studies) {
-    for (const r of s.runDetails) {
-      for (let i = 0; i < s.output.size; i++) {
-        rows.push([
-          s.name,
-          r.run,
-          r.input ?? null,
-          r.maxVariance ?? null,
-          i,
-          r.analytic.mean[i],
-          r.mc.mean[i],
-          r.mc.meanStdErr[i],
-          r.analytic.variance[i],
-          r.analytic.variancePaper[i],
-          r.mc.variance[i],
-        ]);
-      }
-    }
-  }
-  return csv(['study', 'run', 'input', 'max_variance', 'output', 'mean', 'mc_mean', 'mc_mean_stderr', 'variance', 'variance_paper', 'mc_variance'], rows);
-}
-
-function summary(s: TightnessStudy): string {
-  const f = s.fit;
-  const lines = [
-    `${s.name}: ${s.runs} runs x ${s.mc} MC samples, ReLU ${s.split.index} (p = ${s.split.width}); slope through origin (R^2): mean ${sig(f.mean.slope, 4)} (${sig(f.mean.r2)}), exact variance ${sig(f.variance.slope, 4)} (${sig(f.variance.r2)}), paper variance ${sig(f.variancePaper.slope, 4)} (${sig(f.variancePaper.r2)})`,
-  ];
-  for (const row of s.table) {
-    lines.push(
-      `  g[${row.output}]: MC/analytic mean ${sig(row.meanRatio.mean)} +- ${sig(row.meanRatio.std)}, exact var ${sig(row.varianceRatio.mean)} +- ${sig(row.varianceRatio.std)}, paper var ${sig(row.variancePaperRatio.mean)} +- ${sig(row.variancePaperRatio.std)}; |mean error| ${sig(row.meanErrorSd.mean)} +- ${sig(row.meanErrorSd.std)} output sd`,
-    );
-  }
-  return `${lines.join('\n')}\n`;
-}
-
 export const tightnessCommand: CommandModule<object, TightnessArgs> = {
   command: 'tightness [model]',
   describe: 'Closed-form moments against Monte Carlo over many runs: Table 1 ratios and the Figure 2 fit (SVG plots)',
   builder: (y) =>
-    modelRunOptions(noiseOptions(y))
+    noiseRunOptions(y)
       .positional('model', { type: 'string', describe: 'ONNX model (not with --paper)' })
       .option('data', { type: 'string', describe: 'Runs over the inputs of this dataset (.npy, idx, PNG or a folder of PNGs), under the noise options' })
       .option('synthetic', {
@@ -113,26 +83,27 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
     if (modes !== 1) throw new NetmomentsError('give exactly one of --data D, --synthetic or --paper', { code: 'BAD_USAGE' });
     if (argv.paper && argv.model) throw new NetmomentsError('--paper builds its own nets: give no model', { code: 'BAD_USAGE', file: argv.model });
     if (!argv.paper && !argv.model) throw new NetmomentsError('name a model (or use --paper)', { code: 'BAD_USAGE' });
-    if (argv.threads !== undefined) wholeNumber('threads', argv.threads, 1);
+    checkRunArgs(argv);
     const regimes = parseNumberList(argv['max-var'], '--max-var');
     for (const v of regimes) if (!(v > 0)) throw new NetmomentsError(`--max-var values must be > 0, got ${v}`, { code: 'BAD_USAGE' });
     const meanSd = Number(argv['mean-sd']);
     if (!(Number.isFinite(meanSd) && meanSd >= 0)) throw new NetmomentsError(`--mean-sd must be a number >= 0, got ${argv['mean-sd']}`, { code: 'BAD_USAGE' });
-    const linalg = sharedOrtLinearAlgebra({ threads: argv.threads });
-    const common = { runs, mc, seed: argv.seed, linalg };
+    const common = { runs, mc, seed: argv.seed, linalg: sharedOrtLinearAlgebra({ threads: argv.threads }) };
     const studies: TightnessStudy[] = [];
+    const done = (s: TightnessStudy) => {
+      studies.push(s);
+      if (!argv.quiet) process.stderr.write(tightnessSummary(s));
+    };
 
     const synthetic = async (model: LoadedModel, relu: string | number | undefined, label?: string) => {
-      const lin = await Linearizer.create(model, { relu, output: argv.output, threads: argv.threads, onWarning: warn });
+      const lin = await Linearizer.create(model, { ...sessionOptions(argv, warn), relu });
       try {
         for (const v of regimes) {
-          const bar = argv.quiet ? undefined : progressBar(`${label ?? 'tightness'} var ${v}`, runs);
-          try {
-            studies.push(await tightnessSynthetic(model, { ...common, maxVariance: v, meanSd, linearizer: lin, onProgress: (k) => bar?.update(k) }));
-          } finally {
-            bar?.stop();
-          }
-          if (!argv.quiet) process.stderr.write(summary(studies[studies.length - 1]));
+          done(
+            await withProgress(argv.quiet, `${label ?? 'tightness'} var ${v}`, runs, (update) =>
+              tightnessSynthetic(model, { ...common, maxVariance: v, meanSd, linearizer: lin, onProgress: update }),
+            ),
+          );
         }
       } finally {
         await lin.release();
@@ -140,67 +111,34 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
     };
 
     if (argv.paper) {
-      for (const net of paperNets()) {
-        const model = loadModelBytes(net.bytes, `${net.name}.onnx`);
-        await synthetic(model, argv.relu ?? PAPER_RELU, net.name);
-      }
+      for (const net of paperNets()) await synthetic(loadModelBytes(net.bytes, `${net.name}.onnx`), argv.relu ?? PAPER_RELU, net.name);
     } else if (argv.synthetic) {
       await synthetic(loadModel(argv.model!), argv.relu);
     } else {
-      const model = loadModel(argv.model!);
-      const inputShape = Linearizer.inputShapeOf(model);
-      const n = inputShape.reduce((a, b) => a * b, 1);
+      const { model, inputShape, n } = loadModelInput(argv.model!);
       const ds = openInputs(argv.data!, model, inputShape, argv, undefined, warn);
-      const start = wholeNumber('start', argv.start, 0);
-      if (start >= ds.size)
-        throw new NetmomentsError(`--start ${start} is past the last input (the data holds ${ds.size})`, { file: argv.data, code: 'BAD_USAGE' });
-      let r = runs;
-      if (start + r > ds.size) {
-        warn(`--runs ${runs} from input ${start} but ${argv.data} holds ${ds.size} inputs: running ${ds.size - start}`);
-        r = ds.size - start;
-      }
-      const noise = noiseFromArgs(argv, n, warn);
-      if (noise.noiseMean)
-        throw new NetmomentsError('tightness compares zero-mean noise around each input: --noise-mean is not used here', { code: 'BAD_USAGE' });
-      const bar = argv.quiet ? undefined : progressBar('tightness', r);
-      try {
-        studies.push(
-          await tightnessOnData(model, ds, {
+      const indices = runIndices(ds.size, runs, wholeNumber('start', argv.start, 0), argv.data!, warn);
+      const { noise, noiseFile, window, layout, noiseMean } = noiseFromArgs(argv, n, warn);
+      if (noiseMean) throw new NetmomentsError('tightness compares zero-mean noise around each input: --noise-mean is not used here', { code: 'BAD_USAGE' });
+      done(
+        await withProgress(argv.quiet, 'tightness', indices.length, (update) =>
+          tightnessOnData(model, ds, {
             ...common,
-            runs: r,
-            relu: argv.relu,
-            output: argv.output,
-            threads: argv.threads,
-            onWarning: warn,
-            noise: noise.noise!,
-            noiseFile: noise.noiseFile,
-            window: noise.window,
-            layout: noise.layout,
-            indices: Array.from({ length: r }, (_, k) => start + k),
-            onProgress: (k) => bar?.update(k),
+            ...sessionOptions(argv, warn),
+            runs: indices.length,
+            noise: noise!,
+            noiseFile,
+            window,
+            layout,
+            indices,
+            onProgress: update,
           }),
-        );
-      } finally {
-        bar?.stop();
-      }
-      if (!argv.quiet) process.stderr.write(summary(studies[0]));
+        ),
+      );
     }
 
-    const files: Record<string, string> = {};
-    const plots: Record<string, Record<string, string>> = {};
-    for (const s of studies) {
-      const f = tightnessPlots(s);
-      Object.assign(files, f);
-      const names = Object.keys(f);
-      plots[s.name] = { mean: names[0], variance: names[1], variancePaper: names[2] };
-    }
-    const report = {
-      schema: 'netmoments.tightness/1',
-      run: { version: VERSION, seed: argv.seed, runs, mc, preset: argv.paper ? 'paper' : null },
-      studies: studies.map((s) => ({ ...s, plots: plots[s.name] })),
-    };
-    files['tightness.json'] = toJson(report);
-    files['runs.csv'] = runsCsv(studies);
+    const run = { version: VERSION, seed: argv.seed, runs, mc, preset: argv.paper ? ('paper' as const) : null };
+    const files = tightnessFiles(studies, run);
     writeFilesAtomic(argv['out-dir'], files);
     if (!argv.quiet) process.stderr.write(`wrote ${Object.keys(files).length} files to ${argv['out-dir']} (tightness.json, runs.csv, SVG plots)\n`);
   },

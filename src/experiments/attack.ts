@@ -34,10 +34,16 @@ import { matVec } from '../moments/linalg.js';
 import { reluMean } from '../moments/relu.js';
 import type { LoadedModel } from '../onnx/load.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
-import { RestrictedSurrogate, allIndices, argmax, pointSurrogate, type PointSurrogate } from './common.js';
+import { argmax } from '../util/argmax.js';
+import { RestrictedSurrogate, allIndices, pointSurrogate, type PointSurrogate } from './common.js';
 import { spgMinimize } from './optimize.js';
 
 export type AttackMode = 'targeted' | 'untargeted';
+
+/** The paper's MNIST box: beta 30 for Eq. 3, 550 for Eq. 4 (pixel units, the LeNet's input units). */
+export const PAPER_BETA = { targeted: 30, untargeted: 550, universal: 30 } as const;
+/** The paper's fraction of attacked pixels: all for Eq. 3, 4% for Eq. 4. */
+export const PAPER_ALPHA = { targeted: 1, untargeted: 0.04, universal: 1 } as const;
 
 export interface AttackBox {
   /** |mu_k| <= beta (model input units). */
@@ -68,26 +74,32 @@ export interface AttackerOptions {
   output?: string;
   threads?: number;
   onWarning?: (m: string) => void;
+  /** Eq. 3's target class, checked against the model's output size when the attacker is created. */
+  target?: number;
 }
 
-export interface AttackResult {
+/** The noise an attack found, N(mu, sigma2 I) on the attacked elements, and how the optimizer got there. */
+export interface AttackSolution {
+  /** Attacked input elements (sorted). */
+  elements: Int32Array;
+  /** The noise mean over all n input elements (0 outside `elements`). */
+  mu: Float64Array;
+  sigma2: number;
+  /** The paper's objective at the solution (unsmoothed; per-input attacks: on the surrogate of the last round). */
+  objective: number;
+  /** The objective at mu = 0, sigma^2 = varMax / 2 (the start). */
+  objectiveStart: number;
+  iterations: number;
+  evaluations: number;
+}
+
+export interface AttackResult extends AttackSolution {
   input: number;
   mode: AttackMode;
   /** Eq. 3: the target class j; Eq. 4: the true class c. */
   targetClass: number | null;
   trueClass: number;
   cleanClass: number;
-  /** Attacked input elements (sorted). */
-  elements: Int32Array;
-  /** The noise mean over all n input elements (0 outside `elements`). */
-  mu: Float64Array;
-  sigma2: number;
-  /** The paper's objective at the solution (unsmoothed), on the surrogate of the last round. */
-  objective: number;
-  /** The objective at mu = 0, sigma^2 = varMax / 2 (the start). */
-  objectiveStart: number;
-  iterations: number;
-  evaluations: number;
   /** Closed-form moments of the surrogate at the solution. */
   analytic: { mean: number[]; predicted: number; classProbabilities: number[] };
   /** The real model at the noise mean x + mu (no noise). */
@@ -117,14 +129,7 @@ export interface UniversalImage {
   sampledFooling: number;
 }
 
-export interface UniversalResult {
-  elements: Int32Array;
-  mu: Float64Array;
-  sigma2: number;
-  objective: number;
-  objectiveStart: number;
-  iterations: number;
-  evaluations: number;
+export interface UniversalResult extends AttackSolution {
   images: UniversalImage[];
   /** Fractions of images whose class differs from the clean class. */
   predictedFoolingRate: number;
@@ -291,7 +296,14 @@ export class Attacker {
   private constructor(readonly lin: Linearizer) {}
 
   static async create(model: LoadedModel, options: AttackerOptions = {}): Promise<Attacker> {
-    return new Attacker(await Linearizer.create(model, { ...options, flips: false }));
+    const { target, ...linearizerOptions } = options;
+    const attacker = new Attacker(await Linearizer.create(model, { ...linearizerOptions, flips: false }));
+    const d = attacker.output.size;
+    if (target !== undefined && !(Number.isInteger(target) && target >= 0 && target < d)) {
+      await attacker.release();
+      throw new NetmomentsError(`--target must be a class index in [0, ${d}), got ${target}`, { code: 'BAD_USAGE' });
+    }
+    return attacker;
   }
 
   get split(): SplitPoint {
@@ -412,6 +424,24 @@ export class Attacker {
       success: total > 0 && rate >= 0.5,
       outOfRange,
     };
+  }
+
+  /** Eq. 3 or Eq. 4 on several inputs in turn (`classes[k]`: the target or true class of `inputs[k]`, named `indices[k]`). */
+  async attackMany(
+    inputs: Float32Array[],
+    indices: number[],
+    mode: AttackMode,
+    settings: AttackSettings,
+    classes: (number | undefined)[],
+    range?: { lo: number; hi: number },
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<AttackResult[]> {
+    const out: AttackResult[] = [];
+    for (let k = 0; k < inputs.length; k++) {
+      out.push(await this.attack(inputs[k], indices[k], mode, settings, classes[k], range));
+      onProgress?.(k + 1, inputs.length);
+    }
+    return out;
   }
 
   /** Classes of `samples` draws of N(x + mu, sigma2 I_S) through the real model. */
@@ -549,6 +579,21 @@ export class Attacker {
   }
 }
 
+/** Noise an attack found: N(mu, sigma2 I) on the elements (mu is 0 elsewhere). */
+export type FoundNoise = Pick<AttackSolution, 'mu' | 'elements' | 'sigma2'>;
+
+/**
+ * One draw of found noise, e = mu + sigma eps on the attacked elements S (mu elsewhere, where it is
+ * 0), eps ~ N(0, I), seeded by (seed, input): the noise the pictures of an attack show.
+ */
+export function noiseDraw(found: FoundNoise, seed: number, input: number): Float64Array {
+  const e = Float64Array.from(found.mu);
+  const rng = new Rng(seedFor(seed, input));
+  const s = Math.sqrt(found.sigma2);
+  for (const k of found.elements) e[k] += s * rng.normal();
+  return e;
+}
+
 /** Convenience: run Eq. 3 / Eq. 4 on several inputs with one Attacker. */
 export async function attackInputs(
   model: LoadedModel,
@@ -561,12 +606,7 @@ export async function attackInputs(
 ): Promise<AttackResult[]> {
   const attacker = await Attacker.create(model, options);
   try {
-    const out: AttackResult[] = [];
-    for (let i = 0; i < inputs.length; i++) {
-      out.push(await attacker.attack(inputs[i], indices[i], mode, settings, classes[i], options.range));
-      options.onProgress?.(i + 1, inputs.length);
-    }
-    return out;
+    return await attacker.attackMany(inputs, indices, mode, settings, classes, options.range, options.onProgress);
   } finally {
     await attacker.release();
   }

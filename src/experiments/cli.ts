@@ -1,4 +1,4 @@
-/** Small helpers the experiment commands share (argument checks, CSV, JSON numbers). */
+/** Small helpers the experiment commands share (argument checks, JSON numbers, summary digits). */
 import { NetmomentsError } from '../errors.js';
 
 /** A whole number >= min from an option, or a one-line usage error naming the option. */
@@ -32,15 +32,18 @@ export function firstIndices(size: number, count: number | undefined, file: stri
   return Array.from({ length: c }, (_, i) => start + i);
 }
 
-/** CSV text from a header and rows (numbers at full precision, strings quoted when needed). */
-export function csv(header: string[], rows: Array<Array<string | number | boolean | null>>): string {
-  const cell = (v: string | number | boolean | null) => {
-    if (v === null) return '';
-    if (typeof v === 'number') return Number.isFinite(v) ? String(v) : '';
-    const s = String(v);
-    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  return `${[header, ...rows].map((r) => r.map(cell).join(',')).join('\n')}\n`;
+/**
+ * Indices start .. start + runs - 1 of a dataset of `size`, fewer (with a warning) where the data
+ * ends first; a usage error naming the data file when start is past its end.
+ */
+export function runIndices(size: number, runs: number, start: number, file: string, warn: (m: string) => void): number[] {
+  if (start >= size) throw new NetmomentsError(`--start ${start} is past the last input (the data holds ${size})`, { file, code: 'BAD_USAGE' });
+  let r = runs;
+  if (start + r > size) {
+    warn(`--runs ${runs} from input ${start} but ${file} holds ${size} inputs: running ${size - start}`);
+    r = size - start;
+  }
+  return Array.from({ length: r }, (_, k) => start + k);
 }
 
 /** JSON.stringify that turns typed arrays into arrays and non-finite numbers into null. */

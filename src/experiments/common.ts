@@ -1,7 +1,7 @@
 /**
  * What the paper's experiments (tightness, sensitivity, fooling, attacks) share: the surrogate of
  * a model at one point kept in the input's own coordinates, its restriction to a subset of input
- * elements (a noise window, the attacked pixels), small statistics, argmax / top-k, and Monte Carlo
+ * elements (a noise window, the attacked pixels), small statistics, and Monte Carlo
  * through the real model for a low-rank noise factor with the sample products on the LinearAlgebra.
  *
  * Surrogate at a point xb (DESIGN.md section 2): g(x) ~ B relu(zb + A (x - xb)) + D (x - xb) + c2',
@@ -99,19 +99,6 @@ export class RestrictedSurrogate {
 /** All n indices 0..n-1. */
 export function allIndices(n: number): Int32Array {
   return Int32Array.from({ length: n }, (_, i) => i);
-}
-
-export function argmax(v: ArrayLike<number>, offset = 0, d = v.length - offset): number {
-  let best = 0;
-  for (let i = 1; i < d; i++) if (v[offset + i] > v[offset + best]) best = i;
-  return best;
-}
-
-/** Indices of the k largest values, largest first (ties: lower index first). */
-export function topK(v: ArrayLike<number>, k: number): number[] {
-  const idx = Array.from({ length: v.length }, (_, i) => i);
-  idx.sort((a, b) => v[b] - v[a] || a - b);
-  return idx.slice(0, k);
 }
 
 export interface MeanStd {

@@ -18,7 +18,7 @@ import { checkSigma } from '../noise.js';
 import type { LoadedModel } from '../onnx/load.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
 import { seedFor } from '../analyze.js';
-import { argmax, topK } from './common.js';
+import { argmax, topK } from '../util/argmax.js';
 
 export interface FoolingOptions {
   relu?: number | string;

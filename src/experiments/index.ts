@@ -5,3 +5,4 @@ export * from './sensitivity.js';
 export * from './fooling.js';
 export * from './optimize.js';
 export * from './attack.js';
+export { argmax, topK } from '../util/argmax.js';

@@ -25,7 +25,8 @@ import { describeGeometry, requireImageGeometry, type ImageLayout, type LayoutCh
 import type { LoadedModel } from '../onnx/load.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
 import { seedFor } from '../analyze.js';
-import { RestrictedSurrogate, argmax, pointSurrogate } from './common.js';
+import { argmax } from '../util/argmax.js';
+import { RestrictedSurrogate, pointSurrogate } from './common.js';
 
 export interface SensitivityOptions {
   relu?: number | string;

@@ -33,8 +33,11 @@ import type { NoiseSpec, InputWindow } from '../noise.js';
 import type { LoadedModel } from '../onnx/load.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
 import { fitThroughOrigin, meanStd, monteCarloFactor, type MeanStd, type OriginFit } from './common.js';
-import { scatterSvg } from '../report/svg.js';
-import { sig } from './cli.js';
+
+/** The paper's linearization "at l = 2": the second ReLU, split index 1. */
+export const PAPER_RELU = 1;
+/** The paper's synthetic regimes: maximum variances 1e-4, 1 and 200. */
+export const PAPER_REGIMES = [1e-4, 1, 200];
 
 export interface TightnessRun {
   run: number;
@@ -309,51 +312,4 @@ export async function tightnessSynthetic(
 export function baseName(file: string): string {
   const b = file.split(/[\\/]/).pop() ?? file;
   return b.replace(/\.onnx$/i, '').replace(/[^A-Za-z0-9._-]+/g, '_');
-}
-
-/** The three SVG scatter plots of a study (file name -> SVG text): mean, exact variance, paper variance. */
-export function tightnessPlots(s: TightnessStudy): Record<string, string> {
-  const files: Record<string, string> = {};
-  const d = s.output.size;
-  const series = (pick: (r: TightnessStudy['runDetails'][number]) => { x: number[]; y: number[] }) =>
-    Array.from({ length: d }, (_, i) => ({
-      name: d > 1 ? `output ${i}` : '',
-      x: s.runDetails.map((r) => pick(r).x[i]),
-      y: s.runDetails.map((r) => pick(r).y[i]),
-    }));
-  const where =
-    s.mode === 'synthetic'
-      ? `max variance ${s.noise.maxVariance}${s.noise.inputMeanSd ? `, input mean sd ${s.noise.inputMeanSd}` : ', zero input'}`
-      : s.noise.sigma !== undefined
-        ? `sigma ${s.noise.sigma}`
-        : `noise ${s.noise.file}`;
-  const sub = (f: { slope: number; r2: number }) =>
-    `${s.runs} runs, ${s.mc} MC samples, ReLU ${s.split.index}, ${where}; slope ${sig(f.slope, 4)}, R^2 ${sig(f.r2, 3)}`;
-  files[`${s.name}-mean.svg`] = scatterSvg({
-    title: `${s.name}: mean`,
-    subtitle: sub(s.fit.mean),
-    xLabel: 'analytic mean (Theorem 1)',
-    yLabel: 'Monte Carlo mean',
-    series: series((r) => ({ x: r.analytic.mean, y: r.mc.mean })),
-    slope: s.fit.mean.slope,
-  });
-  files[`${s.name}-variance.svg`] = scatterSvg({
-    title: `${s.name}: exact variance`,
-    subtitle: sub(s.fit.variance),
-    xLabel: 'analytic variance (exact, any means)',
-    yLabel: 'Monte Carlo variance',
-    series: series((r) => ({ x: r.analytic.variance, y: r.mc.variance })),
-    slope: s.fit.variance.slope,
-    log: 'auto',
-  });
-  files[`${s.name}-variance-paper.svg`] = scatterSvg({
-    title: `${s.name}: paper's variance`,
-    subtitle: sub(s.fit.variancePaper),
-    xLabel: "analytic variance (paper's Theorem 2)",
-    yLabel: 'Monte Carlo variance',
-    series: series((r) => ({ x: r.analytic.variancePaper, y: r.mc.variance })),
-    slope: s.fit.variancePaper.slope,
-    log: 'auto',
-  });
-  return files;
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectBadInput, runCli } from '../helpers/cli.js';
 import { encodeNpy, readNpy, npyToFloat32 } from '../../src/data/npy.js';
-import { topK } from '../../src/experiments/common.js';
+import { topK } from '../../src/util/argmax.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'nm-fooling-'));
 

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { NetmomentsError } from '../../src/errors.js';
 import { loadModel, loadModelBytes } from '../../src/onnx/load.js';
 import { analyze } from '../../src/analyze.js';
-import { inspectGraph } from '../../src/commands/inspect.js';
+import { inspectGraph } from '../../src/onnx/describe.js';
 import { DataType, encodeModel, makeModel, makeNode, makeTensor, makeValueInfo, onnx } from '../../src/onnx/proto.js';
 import {
   allocateFloat32,

@@ -1,0 +1,130 @@
+/**
+ * The files of `netmoments sensitivity`: sensitivity.json (netmoments.sensitivity/1), the raw
+ * per-image maps and the per-class averages as .npy, and the per-class average maps as PNG heat
+ * maps with a colour scale; and the summary line.
+ */
+import { encodeNpy } from '../data/npy.js';
+import { sig, toJson } from '../experiments/cli.js';
+import { classAverages, type SensitivityImage, type SensitivityResult } from '../experiments/sensitivity.js';
+import { argmax } from '../util/argmax.js';
+import { heatmapPng } from './heatmap.js';
+
+/** What the report says about the run besides the result. */
+export interface SensitivityRunInfo {
+  /** The model file and its SHA-256. */
+  model: { file: string; sha256: string };
+  data: string;
+  /** The data has labels: the maps are grouped by label, else by the clean class. */
+  labelled: boolean;
+  sigma: number;
+  windowSize: number;
+  stride: number;
+  seed: number;
+  probabilityPoints: number;
+  version: string;
+}
+
+/** Maps of equal length stacked into one float32 array (for .npy). */
+function stack(maps: Float64Array[]): Float32Array {
+  const P = maps[0]?.length ?? 0;
+  const out = new Float32Array(maps.length * P);
+  maps.forEach((m, i) => out.set(m, i * P));
+  return out;
+}
+
+/** The arithmetic mean (NaN for no values). */
+function mean(v: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i];
+  return v.length > 0 ? s / v.length : Number.NaN;
+}
+
+/** One image's line in the report: its averages and its most sensitive window (the first of the largest P(flip)). */
+function imageSummary(im: SensitivityImage, cols: number, stride: number) {
+  const best = argmax(im.flipProbability);
+  return {
+    input: im.index,
+    label: im.label,
+    cleanClass: im.cleanClass,
+    foolingRateMean: mean(im.foolingMean),
+    meanFlipProbability: mean(im.flipProbability),
+    mostSensitiveWindow: {
+      row: Math.floor(best / cols) * stride,
+      col: (best % cols) * stride,
+      flipProbability: im.flipProbability[best],
+      meanMargin: im.meanMargin[best],
+    },
+    sampledWindows: im.sampledWindows,
+  };
+}
+
+/** Every file of a sensitivity run (name -> content, sensitivity.json last) and the report it holds. */
+export function sensitivityFiles(result: SensitivityResult, info: SensitivityRunInfo) {
+  const { rows, cols } = result;
+  const { windowSize: w, stride, sigma } = info;
+  const d = result.output.size;
+  const classes = classAverages(result, d);
+  const N = result.images.length;
+  const shape = [N, rows, cols];
+  const grouped = info.labelled ? 'label' : 'clean class';
+  const panels = (pick: (c: (typeof classes)[number]) => Float64Array) =>
+    classes.map((c) => ({ title: `${c.class} (n=${c.images})`, values: pick(c), rows, cols }));
+  const cell = Math.max(2, Math.round(160 / Math.max(rows, cols)));
+  const files: Record<string, Uint8Array | string> = {
+    'fooling-mean.npy': encodeNpy(stack(result.images.map((im) => im.foolingMean)), shape),
+    'flip-probability.npy': encodeNpy(stack(result.images.map((im) => im.flipProbability)), shape),
+    'mean-margin.npy': encodeNpy(stack(result.images.map((im) => im.meanMargin)), shape),
+    'class-fooling-mean.npy': encodeNpy(stack(classes.map((c) => c.foolingMean)), [d, rows, cols]),
+    'class-flip-probability.npy': encodeNpy(stack(classes.map((c) => c.flipProbability)), [d, rows, cols]),
+    'fooling-mean.png': heatmapPng(
+      panels((c) => c.foolingMean),
+      { vmin: 0, title: `fooled by the mean, per ${grouped}: ${w}x${w} window, sigma ${sigma}`, colorbarLabel: 'rate', cell },
+    ),
+    'flip-probability.png': heatmapPng(
+      panels((c) => c.flipProbability),
+      { vmin: 0, title: `P(flip), average per ${grouped}: ${w}x${w} window, sigma ${sigma}`, colorbarLabel: 'P(flip)', cell },
+    ),
+  };
+  const report = {
+    schema: 'netmoments.sensitivity/1',
+    model: info.model.file,
+    data: info.data,
+    split: result.split,
+    output: result.output,
+    noise: { kind: 'isotropic', sigma, windowSize: w, stride, channels: 'all', layout: result.layout },
+    positions: { rows, cols, inputShape: result.inputShape, note: 'cell (r, c) is the window with top-left corner (r * stride, c * stride)' },
+    run: {
+      version: info.version,
+      modelSha256: info.model.sha256,
+      seed: info.seed,
+      probabilityPoints: info.probabilityPoints,
+      probabilityShifts: 8,
+      skipBelow: 1e-4,
+    },
+    groupedBy: info.labelled ? 'label' : 'cleanClass',
+    overall: {
+      images: N,
+      foolingRateMean: mean(result.images.map((im) => mean(im.foolingMean))),
+      meanFlipProbability: mean(result.images.map((im) => mean(im.flipProbability))),
+    },
+    classes: classes.map((c) => ({
+      class: c.class,
+      images: c.images,
+      foolingRateMean: c.images ? mean(c.foolingMean) : null,
+      meanFlipProbability: c.images ? mean(c.flipProbability) : null,
+    })),
+    images: result.images.map((im) => imageSummary(im, cols, stride)),
+    files: Object.keys(files),
+  };
+  files['sensitivity.json'] = toJson(report);
+  return { files, report };
+}
+
+/** The summary line on stderr. */
+export function sensitivitySummary(report: ReturnType<typeof sensitivityFiles>['report'], outDir: string): string {
+  const { split, positions, noise, overall } = report;
+  return (
+    `sensitivity of ${report.model} (ReLU ${split.index}): ${overall.images} images x ${positions.rows * positions.cols} windows of ${noise.windowSize}x${noise.windowSize}, sigma ${noise.sigma}: ` +
+    `fooled by the mean in ${sig(100 * overall.foolingRateMean)}% of (image, window) pairs, average P(flip) ${sig(overall.meanFlipProbability)}; wrote ${outDir}\n`
+  );
+}
