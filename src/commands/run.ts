@@ -18,7 +18,9 @@ import { writeFileAtomic } from '../util/files.js';
 interface ModelRunArgs {
   relu?: string;
   output?: string;
+  jacobian?: 'auto' | 'jvp' | 'fd';
   threads?: number;
+  provider?: 'cpu' | 'cuda';
   scale?: number;
   offset?: number;
   layout?: LayoutChoice;
@@ -70,21 +72,27 @@ export function selectInputs(
   return { ds, indices };
 }
 
-/** Split point, output tensor, threads and warnings: the session settings of every command that runs the model. */
+/** Split point, output tensor, Jacobian engine, threads, provider and warnings: the session settings of every command that runs the model. */
 export function sessionOptions(args: ModelRunArgs, warn: (m: string) => void) {
-  return { relu: args.relu, output: args.output, threads: args.threads, onWarning: warn };
+  return { relu: args.relu, output: args.output, jacobian: args.jacobian, threads: args.threads, provider: args.provider, onWarning: warn };
 }
 
-/** `run` with a progress bar on stderr (none when `quiet` or stderr is no terminal), updated with the work done. */
+/**
+ * `run` with a progress bar on stderr (none when `quiet` or stderr is no terminal), updated with the
+ * work done; `stop` takes the bar off early (a SIGINT handler's first step, before its message).
+ */
 export async function withProgress<T>(
   quiet: boolean | undefined,
   label: string,
   total: number,
-  run: (update: (done: number) => void) => Promise<T>,
+  run: (update: (done: number) => void, stop: () => void) => Promise<T>,
 ): Promise<T> {
   const bar = quiet ? undefined : progressBar(label, total);
   try {
-    return await run((done) => bar?.update(done));
+    return await run(
+      (done) => bar?.update(done),
+      () => bar?.stop(),
+    );
   } finally {
     bar?.stop();
   }
