@@ -266,15 +266,17 @@ export class Graph {
     return g;
   }
 
-  /** Drop nodes and initializers that no output depends on. */
+  /** Drop nodes and initializers that no output depends on, and the inputs that listed those initializers. */
   prune(): void {
     const { nodes, tensors: needed } = this.walk(
       this.outputs.map((o) => o.name),
       'up',
     );
     this.nodes = nodes;
-    for (const name of [...this.initializers.keys()]) if (!needed.has(name)) this.initializers.delete(name);
+    // inputs first, while the initializers still say which inputs are initializers (IR 3 lists
+    // them as inputs too): a dropped initializer must not stay behind as a data input
     this.inputs = this.inputs.filter((i) => needed.has(i.name) || !this.initializers.has(i.name));
+    for (const name of [...this.initializers.keys()]) if (!needed.has(name)) this.initializers.delete(name);
   }
 
   toModelProto(): ModelProto {

@@ -133,9 +133,9 @@ export function loadModelBytes(bytes: Uint8Array, file: string, options: LoadOpt
  * Initializers that are also listed as graph inputs (every initializer in IR 3, and in later exports
  * made with keep_initializers_as_inputs) become plain constants: they leave the input list and IR 3
  * is raised to 4, the first IR in which an initializer need not be an input. Otherwise a rewrite
- * that drops an initializer nothing reads any more (the batch rewrite replaces Reshape shapes;
- * Graph.prune drops what the outputs do not need) leaves its input behind as a data input that
- * onnxruntime then asks a feed for. netmoments never fed them: they were never data inputs.
+ * that drops an initializer nothing reads any more (the batch rewrite replaces Reshape shapes)
+ * could leave its input behind as a data input that onnxruntime then asks a feed for (Graph.prune
+ * drops such inputs itself). netmoments never fed them: they were never data inputs.
  */
 function initializersAsConstants(graph: Graph): boolean {
   if (!graph.inputs.some((i) => graph.initializers.has(i.name))) return false;
