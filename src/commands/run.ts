@@ -50,9 +50,14 @@ export function openInputs(path: string, model: LoadedModel, inputShape: number[
   });
 }
 
-/** The model, its input's shape without the batch axis, and that shape's element count n. */
-export function loadModelInput(file: string): { model: LoadedModel; inputShape: number[]; n: number } {
+/**
+ * The model, its input's shape without the batch axis, and that shape's element count n; what
+ * loading noted or rewrote (a batch axis added or reduced to 1, initializers read as constants,
+ * nodes re-sorted) goes to `warn`.
+ */
+export function loadModelInput(file: string, warn: (m: string) => void): { model: LoadedModel; inputShape: number[]; n: number } {
   const model = loadModel(file);
+  for (const w of model.warnings) warn(`${file}: note: ${w}`);
   const inputShape = Linearizer.inputShapeOf(model);
   return { model, inputShape, n: inputShape.reduce((a, b) => a * b, 1) };
 }
