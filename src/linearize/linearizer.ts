@@ -1,5 +1,5 @@
 /**
- * Two-stage linearization of a PL network at its K-th ReLU (DESIGN.md section 2):
+ * Two-stage linearization of a PL network at its K-th ReLU (docs/ARCHITECTURE.md, section 3):
  *
  *   R(x) = top(relu(bottom(x)), skip(x)),   z = bottom(x) the ReLU's input (p units), g = top(...) (d outputs)
  *   A = d bottom/dx (xb),   B = d top/dy (yb),   D = d top/d skip * d skip/dx (xb)   (skip paths)
@@ -11,7 +11,7 @@
  *
  * The noise enters only through Sigma = F F^T: pushing the r columns of F through the JVP gives
  * A F, D F and, for every other ReLU / max-pool layer, the standard deviation of each unit under
- * the linearized noise, all from the same passes (DESIGN.md cost model: r directions instead of n).
+ * the linearized noise, all from the same passes (docs/ARCHITECTURE.md, section 4, cost model: r directions instead of n).
  * F is a NoiseFactor (src/noise.ts): for isotropic and diagonal noise its columns are scaled
  * coordinate axes, made batch by batch by the Jacobian engine (DirectionBatches), never as a dense
  * r x n matrix. The linearization point's offset delta = mu - xb is one more direction. The result

@@ -1,5 +1,5 @@
 /**
- * Moments of a shallow piecewise-linear network under Gaussian input (DESIGN.md section 2):
+ * Moments of a shallow piecewise-linear network under Gaussian input (docs/ARCHITECTURE.md, section 3):
  *
  *   g(x) = B relu(A x + c1) + D x + c2,     x ~ N(mu, Sigma),
  *   A: p x n, B: d x p, D: d x n (optional skip path), z = A x + c1 ~ N(m, S), S = A Sigma A^T,
@@ -18,7 +18,7 @@
  *   K = Cov(relu(z)) = diag(Phi(a)) S diag(Phi(a)) + C,   C_uv = s_u s_v c(a_u, a_v; rho_uv),
  * with c the pair correction of relu.ts (Rosenbaum 1961 rearranged; c vanishes when either unit is
  * surely on or surely off). With H = B diag(Phi(a)) A + D (the expected Jacobian of g), the skip
- * terms of DESIGN.md (D Sigma D^T + B diag(Phi) A Sigma D^T + transpose) fold into
+ * terms of docs/ARCHITECTURE.md, section 3 (D Sigma D^T + B diag(Phi) A Sigma D^T + transpose) fold into
  *   Cov(g) = H Sigma H^T + B_U C_UU B_U^T,
  * where U are the "uncertain" units: those with Phi(-|a|) >= decidedTail (1e-17). A unit with
  * Phi(-|a|) < 1e-17 is treated as exactly linear (a > 0: relu(z) = z, Phi = 1) or exactly off
@@ -138,7 +138,7 @@ export interface NetworkMoments {
 /**
  * Pre-activation mean m = bottom(xb) + A (mu - xb): the first-order expansion at the
  * linearization point xb, written so that the large terms A mu and c1 = bottom(xb) - A xb never
- * cancel each other (DESIGN.md section 2).
+ * cancel each other (docs/ARCHITECTURE.md, section 3).
  */
 export function preActivationMean(bottomAtXb: Float64Array, A: Matrix, mu: Float64Array, xb: Float64Array): Float64Array {
   if (bottomAtXb.length !== A.rows) throw new NetmomentsError(`bottom(xb) has ${bottomAtXb.length} values, A has ${A.rows} rows`);
