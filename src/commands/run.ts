@@ -9,18 +9,18 @@ import { parseLayoutChoice, type LayoutChoice } from '../data/layout.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import { NetmomentsError } from '../errors.js';
 import { firstIndices, wholeNumber } from '../experiments/cli.js';
+import type { JacobianMode } from '../linearize/jacobian.js';
 import { Linearizer } from '../linearize/linearizer.js';
 import { loadModel, type LoadedModel } from '../onnx/load.js';
 import { progressBar } from '../report/progress.js';
+import type { Provider } from '../runtime/session.js';
 import { writeFileAtomic } from '../util/files.js';
 
 /** The options read here: a part of ModelRunArgs and SelectionArgs (common.ts, which re-exports this file). */
 interface ModelRunArgs {
   relu?: string;
   output?: string;
-  jacobian?: 'auto' | 'jvp' | 'fd';
   threads?: number;
-  provider?: 'cpu' | 'cuda';
   scale?: number;
   offset?: number;
   layout?: LayoutChoice;
@@ -78,7 +78,7 @@ export function selectInputs(
 }
 
 /** Split point, output tensor, Jacobian engine, threads, provider and warnings: the session settings of every command that runs the model. */
-export function sessionOptions(args: ModelRunArgs, warn: (m: string) => void) {
+export function sessionOptions(args: ModelRunArgs & { jacobian?: JacobianMode; provider?: Provider }, warn: (m: string) => void) {
   return { relu: args.relu, output: args.output, jacobian: args.jacobian, threads: args.threads, provider: args.provider, onWarning: warn };
 }
 
