@@ -455,6 +455,15 @@ export function constantNodeValue(n: GraphNode): TensorValue | undefined {
   return undefined;
 }
 
+/** A tensor name the graph does not use yet (no initializer, input or node output): `base__batch`, else `base__batch1`, `base__batch2`, ... */
+export function freshBatchName(graph: Graph, base: string): string {
+  const taken = new Set<string>([...graph.initializers.keys(), ...graph.inputs.map((i) => i.name)]);
+  for (const n of graph.nodes) for (const o of n.outputs) taken.add(o);
+  let name = `${base}__batch`;
+  for (let i = 1; taken.has(name); i++) name = `${base}__batch${i}`;
+  return name;
+}
+
 /** Value of a tensor known without running the graph: an initializer or a Constant node's output. */
 export function graphConstant(graph: Graph, name: string): TensorValue | undefined {
   const init = graph.initializers.get(name);
