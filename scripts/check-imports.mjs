@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Import-cycle check (docs/ARCHITECTURE.md, "Rules"): fails when the relative imports of src/
+ * Import-cycle check (docs/ARCHITECTURE.md, section 2): fails when the relative imports of src/
  * (type-only imports included) form a cycle between files, or between top-level folders of src/
  * (a file directly in src/ counts as its own folder). Node built-ins only; run by `npm test`.
  *

@@ -179,7 +179,7 @@ export class Analyzer {
       // the tangent models need a batch axis of 1 or a symbolic one; say so before the shape probe
       // runs the model at this batch (65535 copies of LeNet's input need some 10 GiB of activations)
       throw new NetmomentsError(
-        `the model input '${inputs[0].name}' has a fixed batch dimension ${lead}; netmoments analyses models whose axis 0 is a batch of 1 or symbolic`,
+        `the model input '${inputs[0].name}' has a fixed batch dimension ${lead}; netmoments analyses models whose axis 0 is a batch of 1 or symbolic, and this axis 0 is not a batch it can reduce to 1 (an op acts across it, or the outputs do not lead with it): re-export the model with batch 1 or a dynamic batch axis`,
         {
           file: model.file,
           code: 'UNSUPPORTED',

@@ -1,6 +1,6 @@
 /**
  * The command-line front end: yargs parses, each command in src/commands/ calls the library and
- * writes its report. Exit codes (DESIGN.md section 5): 0 success, 1 a gate or check failed,
+ * writes its report. Exit codes (docs/ARCHITECTURE.md, section 5): 0 success, 1 a gate or check failed,
  * 2 bad usage or bad input (one line naming the file and the problem), 3 internal error.
  */
 import yargs, { type Argv } from 'yargs';

@@ -319,13 +319,12 @@ export function addFactorColumn(f: NoiseFactor, k: number, out: Float64Array | F
   }
 }
 
-/** F^T as a dense r x n matrix (rows are directions): for callers that need it whole. */
-export function denseFactor(f: NoiseFactor): { F: Float64Array; r: number } {
-  const { n, r } = f;
-  const F = new Float64Array(r * n);
-  if (f.kind === 'axes') for (let k = 0; k < r; k++) F[k * n + f.support[k]] = f.sd[k];
-  else for (let k = 0; k < r; k++) for (let i = 0; i < f.support.length; i++) F[k * n + f.support[i]] = f.factor[i * r + k];
-  return { F, r };
+/** The factor F (n x r) given as the r rows of F^T, n values each (the noise's directions), held dense on all n elements. */
+export function factorFromRows(rows: Float64Array, r: number, n: number): NoiseFactor {
+  if (rows.length !== r * n) throw new Error(`factorFromRows: ${rows.length} values for r = ${r}, n = ${n}`);
+  const F = new Float64Array(n * r);
+  for (let k = 0; k < r; k++) for (let i = 0; i < n; i++) F[i * r + k] = rows[k * n + i];
+  return { kind: 'dense', n, r, support: Int32Array.from({ length: n }, (_, i) => i), factor: F };
 }
 
 export interface CovarianceFactor {

@@ -2,7 +2,7 @@
  * Resource limits: how much memory a run will need, estimated before the work starts, and a clear
  * refusal (a RESOURCE NetmomentsError, exit 2) instead of being killed by the operating system.
  *
- * The estimate adds up the large buffers of an `analyze` run (DESIGN.md section 2, cost model):
+ * The estimate adds up the large buffers of an `analyze` run (docs/ARCHITECTURE.md, section 4, cost model):
  *
  *   n input elements, p split width, d outputs, r noise directions (the noise's support, or the rank
  *   of a full covariance), K the top part's inputs per direction (p plus the tensors that skip the cut)

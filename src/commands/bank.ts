@@ -9,10 +9,8 @@ import { VERSION } from '../analyze.js';
 import { NetmomentsError } from '../errors.js';
 import { checkBankFits, writeBank, type BankPoint } from '../linearize/bank.js';
 import { Linearizer } from '../linearize/linearizer.js';
-import { loadModel } from '../onnx/load.js';
-import { progressBar, type Progress } from '../report/progress.js';
 import { formatBytes, parseMemorySize } from '../resources.js';
-import { modelRunOptions, openInputs, stderrWriter, type ModelRunArgs } from './common.js';
+import { checkRunArgs, loadModelInput, modelRunOptions, openInputs, sessionOptions, stderrWriter, withProgress, type ModelRunArgs } from './common.js';
 
 interface BankArgs extends ModelRunArgs {
   model: string;
@@ -46,15 +44,14 @@ export const bankCommand: CommandModule<object, BankArgs> = {
       .example('$0 bank fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --relu 2 --k 10 --out-dir lenet-bank/', '') as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
+    checkRunArgs(argv);
     if (!(Number.isInteger(argv.k) && argv.k >= 1)) throw new NetmomentsError(`--k must be a whole number >= 1, got ${argv.k}`, { code: 'BAD_USAGE' });
     if (!(Number.isInteger(argv['max-iterations']) && argv['max-iterations'] >= 1)) {
       throw new NetmomentsError(`--max-iterations must be a whole number >= 1, got ${argv['max-iterations']}`, { code: 'BAD_USAGE' });
     }
     const maxBytes = argv['max-size'] !== undefined ? parseMemorySize(argv['max-size'], '--max-size') : undefined;
-    const model = loadModel(argv.model);
-    const shape = Linearizer.inputShapeOf(model);
-    const n = shape.reduce((a, b) => a * b, 1);
-    const ds = openInputs(argv.data, model, shape, argv, undefined, warn);
+    const { model, inputShape, n } = loadModelInput(argv.model, warn);
+    const ds = openInputs(argv.data, model, inputShape, argv, undefined, warn);
     if (ds.size === 0) throw new NetmomentsError('holds no inputs', { file: argv.data });
     if (argv.k > ds.size)
       throw new NetmomentsError(`--k ${argv.k} needs at least ${argv.k} inputs to cluster, the data holds ${ds.size}`, { file: argv.data, code: 'BAD_USAGE' });
@@ -62,18 +59,10 @@ export const bankCommand: CommandModule<object, BankArgs> = {
     for (let i = 0; i < data.length; i++) {
       if (!Number.isFinite(data[i])) throw new NetmomentsError(`input ${Math.floor(i / n)} holds a non-finite value at element ${i % n}`, { file: argv.data });
     }
-    const lin = await Linearizer.create(model, {
-      relu: argv.relu,
-      output: argv.output,
-      jacobian: argv.jacobian,
-      threads: argv.threads,
-      provider: argv.provider,
-      onWarning: warn,
-      flips: false,
-    });
-    let bar: Progress | undefined;
+    const lin = await Linearizer.create(model, { ...sessionOptions(argv, warn), flips: false });
+    let stopBar: (() => void) | undefined;
     const onSigint = () => {
-      bar?.stop();
+      stopBar?.();
       process.stderr.write(`\nnetmoments: interrupted; ${argv['out-dir']} is unchanged (a bank is complete only once its manifest.json is written)\n`);
       process.exit(130);
     };
@@ -82,28 +71,27 @@ export const bankCommand: CommandModule<object, BankArgs> = {
       const est = checkBankFits({ n, p: lin.p, d: lin.d, skip: lin.skip.length > 0 }, argv.k, argv['out-dir'], maxBytes);
       warn(`bank of ${est.text}; clustering ${ds.size} inputs`);
       const t0 = performance.now();
-      const res = await writeBank(lin, data, ds.size, argv['out-dir'], {
-        k: argv.k,
-        seed: argv.seed,
-        maxIterations: argv['max-iterations'],
-        point: argv.point,
-        dataFile: argv.data,
-        version: VERSION,
-        maxBytes,
-        onProgress: (stage, done, total) => {
-          if (stage === 'kmeans') {
-            bar = argv.quiet ? undefined : progressBar('bank: linearizing at centres', total === 1 ? argv.k : total);
-          } else bar?.update(done);
-        },
+      const res = await withProgress(argv.quiet, 'bank: linearizing at centres', argv.k, (update, stop) => {
+        stopBar = stop;
+        return writeBank(lin, data, ds.size, argv['out-dir'], {
+          k: argv.k,
+          seed: argv.seed,
+          maxIterations: argv['max-iterations'],
+          point: argv.point,
+          dataFile: argv.data,
+          version: VERSION,
+          maxBytes,
+          onProgress: (stage, done) => {
+            if (stage === 'centre') update(done);
+          },
+        });
       });
-      bar?.stop();
       const m = res.manifest;
       warn(
         `wrote a bank of ${m.k} centres (${formatBytes(res.bytes)}) at ReLU ${m.split.index} ('${m.split.node}', p = ${m.split.width}) to ${argv['out-dir']} ` +
           `in ${((performance.now() - t0) / 1000).toFixed(1)} s; k-means ${m.kmeans.converged ? 'converged' : 'stopped'} after ${m.kmeans.iterations} iteration(s), mean squared distance to the centroid ${m.kmeans.inertia.toPrecision(4)}`,
       );
     } finally {
-      bar?.stop();
       process.removeListener('SIGINT', onSigint);
       await lin.release();
     }

@@ -3,13 +3,12 @@
  * the runner's, progress bars, the message on SIGINT, and the one-line account of the run.
  */
 import { NetmomentsError } from '../errors.js';
-import { loadModel, type LoadedModel } from '../onnx/load.js';
-import { Linearizer } from '../linearize/linearizer.js';
+import type { LoadedModel } from '../onnx/load.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import { parseLinearize, parseShard, runReport, CHECKPOINT_DIR, type ReportResult } from '../dataset/index.js';
 import { describeRun } from '../report/summary.js';
 import { progressBar, type Progress } from '../report/progress.js';
-import { noiseFromArgs, openInputs, stderrWriter } from './common.js';
+import { loadModelInput, noiseFromArgs, openInputs, sessionOptions, stderrWriter } from './common.js';
 import type { DatasetRunArgs } from './datasetOptions.js';
 
 /** Run the report engine from parsed options, with progress bars and a SIGINT message. */
@@ -33,9 +32,7 @@ export async function runDatasetReport(
   const linearize = parseLinearize(argv.linearize);
   const shard = argv.shard !== undefined ? parseShard(argv.shard) : undefined;
   if (argv.resume && !outDir) throw new NetmomentsError('--resume needs --out-dir (where the checkpoint is)', { code: 'BAD_USAGE' });
-  const model = loadModel(argv.model);
-  const inputShape = Linearizer.inputShapeOf(model);
-  const n = inputShape.reduce((a, b) => a * b, 1);
+  const { model, inputShape, n } = loadModelInput(argv.model, warn);
   const ds = openInputs(argv.data, model, inputShape, argv, argv.labels, warn);
   check?.(ds);
   const noise = noiseFromArgs(argv, n, warn);
@@ -57,12 +54,7 @@ export async function runDatasetReport(
   let result: ReportResult;
   try {
     result = await runReport(model, ds, {
-      relu: argv.relu,
-      output: argv.output,
-      jacobian: argv.jacobian,
-      threads: argv.threads,
-      provider: argv.provider,
-      onWarning: warn,
+      ...sessionOptions(argv, warn),
       ...noise,
       noiseMeanFile: noise.noiseMeanFile,
       seed: argv.seed,

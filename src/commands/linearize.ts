@@ -33,7 +33,7 @@ export const linearizeCommand: CommandModule<object, LinearizeArgs> = {
       .example('$0 linearize fixtures/lenet.onnx --input fixtures/mnist/digit-0.npy --relu 2 --out-dir lin/', '') as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
-    const { model, inputShape: shape, n } = loadModelInput(argv.model);
+    const { model, inputShape: shape, n } = loadModelInput(argv.model, warn);
     let x: Float32Array = new Float32Array(n);
     if (argv.input) {
       const ds = openInputs(argv.input, model, shape, argv, undefined, warn);
@@ -45,7 +45,7 @@ export const linearizeCommand: CommandModule<object, LinearizeArgs> = {
     // the surrogate pushes n identity directions: the noise-direction terms of the estimate with r = n
     const limit = memoryLimit(argv['max-memory']);
     checkMemory(estimateAnalyzeMemory({ n, r: n, modelBytes: model.bytes.length, probabilityPoints: 0 }), limit, argv.model);
-    const lin = await Linearizer.create(model, { ...sessionOptions(argv, warn), jacobian: argv.jacobian, provider: argv.provider, flips: false });
+    const lin = await Linearizer.create(model, { ...sessionOptions(argv, warn), flips: false });
     try {
       checkMemory(estimateAnalyzeMemory({ ...linearizerSizes(lin), r: n, modelBytes: model.bytes.length, probabilityPoints: 0 }), limit, argv.model);
       const s = await lin.surrogate(x);

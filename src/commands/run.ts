@@ -9,9 +9,11 @@ import { parseLayoutChoice, type LayoutChoice } from '../data/layout.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import { NetmomentsError } from '../errors.js';
 import { firstIndices, wholeNumber } from '../experiments/cli.js';
+import type { JacobianMode } from '../linearize/jacobian.js';
 import { Linearizer } from '../linearize/linearizer.js';
 import { loadModel, type LoadedModel } from '../onnx/load.js';
 import { progressBar } from '../report/progress.js';
+import type { Provider } from '../runtime/session.js';
 import { writeFileAtomic } from '../util/files.js';
 
 /** The options read here: a part of ModelRunArgs and SelectionArgs (common.ts, which re-exports this file). */
@@ -48,9 +50,14 @@ export function openInputs(path: string, model: LoadedModel, inputShape: number[
   });
 }
 
-/** The model, its input's shape without the batch axis, and that shape's element count n. */
-export function loadModelInput(file: string): { model: LoadedModel; inputShape: number[]; n: number } {
+/**
+ * The model, its input's shape without the batch axis, and that shape's element count n; what
+ * loading noted or rewrote (a batch axis added or reduced to 1, initializers read as constants,
+ * nodes re-sorted) goes to `warn`.
+ */
+export function loadModelInput(file: string, warn: (m: string) => void): { model: LoadedModel; inputShape: number[]; n: number } {
   const model = loadModel(file);
+  for (const w of model.warnings) warn(`${file}: note: ${w}`);
   const inputShape = Linearizer.inputShapeOf(model);
   return { model, inputShape, n: inputShape.reduce((a, b) => a * b, 1) };
 }
@@ -70,21 +77,27 @@ export function selectInputs(
   return { ds, indices };
 }
 
-/** Split point, output tensor, threads and warnings: the session settings of every command that runs the model. */
-export function sessionOptions(args: ModelRunArgs, warn: (m: string) => void) {
-  return { relu: args.relu, output: args.output, threads: args.threads, onWarning: warn };
+/** Split point, output tensor, Jacobian engine, threads, provider and warnings: the session settings of every command that runs the model. */
+export function sessionOptions(args: ModelRunArgs & { jacobian?: JacobianMode; provider?: Provider }, warn: (m: string) => void) {
+  return { relu: args.relu, output: args.output, jacobian: args.jacobian, threads: args.threads, provider: args.provider, onWarning: warn };
 }
 
-/** `run` with a progress bar on stderr (none when `quiet` or stderr is no terminal), updated with the work done. */
+/**
+ * `run` with a progress bar on stderr (none when `quiet` or stderr is no terminal), updated with the
+ * work done; `stop` takes the bar off early (a SIGINT handler's first step, before its message).
+ */
 export async function withProgress<T>(
   quiet: boolean | undefined,
   label: string,
   total: number,
-  run: (update: (done: number) => void) => Promise<T>,
+  run: (update: (done: number) => void, stop: () => void) => Promise<T>,
 ): Promise<T> {
   const bar = quiet ? undefined : progressBar(label, total);
   try {
-    return await run((done) => bar?.update(done));
+    return await run(
+      (done) => bar?.update(done),
+      () => bar?.stop(),
+    );
   } finally {
     bar?.stop();
   }

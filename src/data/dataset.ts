@@ -164,6 +164,14 @@ function resolvePreprocessing(p: Partial<Preprocessing> | undefined): Preprocess
   return checkPreprocessing({ scale: p?.scale ?? IDENTITY.scale, offset: p?.offset ?? IDENTITY.offset });
 }
 
+/** The inputs `indices` of a dataset one after another (indices.length x n): every Dataset's getBatch. */
+function gatherBatch(ds: Pick<Dataset, 'inputShape' | 'get'>, indices: readonly number[]): Float32Array {
+  const n = elementCount(ds.inputShape);
+  const out = new Float32Array(indices.length * n);
+  indices.forEach((idx, k) => out.set(ds.get(idx), k * n));
+  return out;
+}
+
 /** A dataset over one float array of stored values x (already divided by 255 for images). */
 class ArrayDataset implements Dataset {
   constructor(
@@ -183,10 +191,7 @@ class ArrayDataset implements Dataset {
   }
 
   getBatch(indices: readonly number[]): Float32Array {
-    const n = elementCount(this.inputShape);
-    const out = new Float32Array(indices.length * n);
-    indices.forEach((idx, k) => out.set(this.get(idx), k * n));
-    return out;
+    return gatherBatch(this, indices);
   }
 
   nameOf(i: number): string {
@@ -308,10 +313,7 @@ class PngDataset implements Dataset {
   }
 
   getBatch(indices: readonly number[]): Float32Array {
-    const n = elementCount(this.inputShape);
-    const out = new Float32Array(indices.length * n);
-    indices.forEach((idx, k) => out.set(this.get(idx), k * n));
-    return out;
+    return gatherBatch(this, indices);
   }
 
   nameOf(i: number): string {

@@ -17,7 +17,7 @@
  * checkpoint is removed after that. A run killed at any point therefore leaves the previous
  * complete outputs, or a checkpoint that `--resume` continues.
  *
- * Moments per input (DESIGN.md section 2, src/dataset/chunk.ts): with `input`, the two-stage
+ * Moments per input (docs/ARCHITECTURE.md, sections 3 and 4; src/dataset/chunk.ts): with `input`, the two-stage
  * linearization at mu (the input plus the noise mean, as `analyze` does by default) through
  * Linearizer.linearize and surrogateMoments. With a bank, input i uses the centre c nearest to mu_i:
  * m = zb_c + A_c (mu_i - xb_c) and c2 = gb_c - B_c relu(zb_c) + D_c (mu_i - xb_c), with A_c F (the

@@ -4,7 +4,7 @@
  * elements (a noise window, the attacked pixels), small statistics, and Monte Carlo
  * through the real model for a low-rank noise factor with the sample products on the LinearAlgebra.
  *
- * Surrogate at a point xb (DESIGN.md section 2): g(x) ~ B relu(zb + A (x - xb)) + D (x - xb) + c2',
+ * Surrogate at a point xb (docs/ARCHITECTURE.md, section 3): g(x) ~ B relu(zb + A (x - xb)) + D (x - xb) + c2',
  * c2' = g(xb) - B relu(zb). Every network handed to the moments engine is written in the offset
  * delta = mu - xb (m = zb + A delta, the skip mean D delta), never through c1 = zb - A xb, so that
  * nothing cancels at pixel scale.

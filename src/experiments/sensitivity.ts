@@ -9,7 +9,7 @@
  *
  * One Jacobian per image: the noise is zero-mean, so every window of an image shares the
  * linearization point x; A (p x n), B and D are computed once with identity directions and each
- * window W only slices A's columns: S_W = sigma^2 A_W A_W^T (DESIGN.md cost model).
+ * window W only slices A's columns: S_W = sigma^2 A_W A_W^T (docs/ARCHITECTURE.md, section 4, cost model).
  *
  * Flip probabilities: when the Cantelli union bound (classprob.ts) on P(flip) is below `skipBelow`
  * (default 1e-4), the probability is reported as 0 without sampling (its true value is below the

@@ -29,7 +29,7 @@ import { Linearizer, type LayerFlips, type TensorDescription } from '../lineariz
 import type { LinearAlgebra } from '../moments/linalg.js';
 import { Rng } from '../moments/montecarlo.js';
 import { projectedMoments } from '../moments/surrogate.js';
-import type { NoiseSpec, InputWindow } from '../noise.js';
+import { factorFromRows, type NoiseSpec, type InputWindow } from '../noise.js';
 import type { LoadedModel } from '../onnx/load.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
 import { fitThroughOrigin, meanStd, monteCarloFactor, type MeanStd, type OriginFit } from './common.js';
@@ -266,7 +266,7 @@ export async function tightnessSynthetic(
       if (meanSd > 0) for (let i = 0; i < n; i++) point[i] = meanSd * rng.normal();
       const mu = Float64Array.from(point);
       // the linearization projected on the factor: its columns are the noise's coordinates
-      const L = await lin.linearize(point, Ft, n);
+      const L = await lin.linearize(point, factorFromRows(Ft, n, n));
       const mom = await projectedMoments(L, { variance: true, covariance: false, paper: true, linalg: options.linalg });
       const mc = await monteCarloFactor((xs, c) => lin.evaluate(xs, c), d, mu, Ft, n, {
         samples: options.mc,

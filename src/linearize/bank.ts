@@ -1,7 +1,7 @@
 /**
  * Linearization banks (Bibi et al. 2018, Table 3): cluster a dataset in input space with k-means
  * (ml-kmeans, k-means++ seeded), linearize the model once at each cluster's point, and let every
- * input use the linearization of its nearest centre. DESIGN.md section 2 (cost model): A, c1, B, c2
+ * input use the linearization of its nearest centre. docs/ARCHITECTURE.md, section 4 (cost model): A, c1, B, c2
  * are computed once per centre; every further input costs matrix-vector products for the mean
  * plus its own pair terms for the exact variance.
  *
@@ -18,7 +18,7 @@
  *   centre-0000/gb.npy     float32 [d]      the model output g at the point
  *   centre-0000/D.npy      float32 [d, n]   only when tensors skip the cut
  *
- * Float32 loses nothing for JVP Jacobians: the tangent models run in float32 (DESIGN.md), so every
+ * Float32 loses nothing for JVP Jacobians: the tangent models run in float32 (docs/ARCHITECTURE.md, section 5), so every
  * entry of A, B, D, zb and gb is a float32 value to begin with (finite-difference Jacobians are
  * rounded once). The surrogate at the point is g(x) ~ B relu(zb + A (x - xb)) + gb - B relu(zb) +
  * D (x - xb), i.e. c1 = zb - A xb and c2 = gb - B relu(zb) - D xb.

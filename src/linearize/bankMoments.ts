@@ -1,7 +1,7 @@
 /**
  * Moments of many inputs that share one linearization (a bank centre): the quantities that do not
  * depend on the input are formed once per centre, so each input costs matrix-vector work plus its
- * own pair terms (DESIGN.md section 2, cost model).
+ * own pair terms (docs/ARCHITECTURE.md, section 4, cost model).
  *
  * In the noise's own coordinates (x = mu + F e, e ~ N(0, I_r); src/noise.ts noiseFactor) the
  * surrogate at centre c (src/moments/surrogate.ts, projected on F) is g = B relu(m + A F e) + D F e + c2

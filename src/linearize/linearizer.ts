@@ -1,5 +1,5 @@
 /**
- * Two-stage linearization of a PL network at its K-th ReLU (DESIGN.md section 2):
+ * Two-stage linearization of a PL network at its K-th ReLU (docs/ARCHITECTURE.md, section 3):
  *
  *   R(x) = top(relu(bottom(x)), skip(x)),   z = bottom(x) the ReLU's input (p units), g = top(...) (d outputs)
  *   A = d bottom/dx (xb),   B = d top/dy (yb),   D = d top/d skip * d skip/dx (xb)   (skip paths)
@@ -11,7 +11,7 @@
  *
  * The noise enters only through Sigma = F F^T: pushing the r columns of F through the JVP gives
  * A F, D F and, for every other ReLU / max-pool layer, the standard deviation of each unit under
- * the linearized noise, all from the same passes (DESIGN.md cost model: r directions instead of n).
+ * the linearized noise, all from the same passes (docs/ARCHITECTURE.md, section 4, cost model: r directions instead of n).
  * F is a NoiseFactor (src/noise.ts): for isotropic and diagonal noise its columns are scaled
  * coordinate axes, made batch by batch by the Jacobian engine (DirectionBatches), never as a dense
  * r x n matrix. The linearization point's offset delta = mu - xb is one more direction. The result
@@ -38,7 +38,7 @@ import {
   type JacobianMode,
 } from './jacobian.js';
 import { addFactorColumn, type NoiseFactor } from '../noise.js';
-import { surrogateOffsets, topOffset, type Surrogate } from '../moments/surrogate.js';
+import { surrogateOffsets, type Surrogate } from '../moments/surrogate.js';
 import { Phi } from '../moments/special.js';
 import { Rng } from '../moments/montecarlo.js';
 import { perInputShape } from '../data/layout.js';
@@ -341,30 +341,13 @@ export class Linearizer {
   }
 
   /**
-   * Linearize at `point` and project on the noise factor F (Sigma = F F^T): `noise` is the factor
-   * (src/noise.ts noiseFactor), or F^T as r dense rows of n followed by r; `delta` is the offset
-   * mu - xb (omitted when zero).
+   * Linearize at `point` and project on the noise factor F (Sigma = F F^T; src/noise.ts
+   * noiseFactor); `delta` is the offset mu - xb (omitted when zero).
    */
-  async linearize(point: Float32Array, noise: NoiseFactor, delta?: Float64Array): Promise<PointLinearization>;
-  async linearize(point: Float32Array, directions: Float64Array, r: number, delta?: Float64Array): Promise<PointLinearization>;
-  async linearize(point: Float32Array, noise: NoiseFactor | Float64Array, ...rest: [Float64Array?] | [number, Float64Array?]): Promise<PointLinearization> {
+  async linearize(point: Float32Array, factor: NoiseFactor, delta?: Float64Array): Promise<PointLinearization> {
     const { n, p, d } = this;
     if (point.length !== n) throw new NetmomentsError(`the linearization point has ${point.length} elements, the model input has ${n}`);
-    let factor: NoiseFactor;
-    let delta: Float64Array | undefined;
-    if (noise instanceof Float64Array) {
-      const r = rest[0] as number;
-      if (noise.length !== r * n) throw new Error(`linearize: ${noise.length} direction values for r = ${r}, n = ${n}`);
-      // dense rows of F^T: held as a factor on all n rows (F, n x r)
-      const F = new Float64Array(n * r);
-      for (let k = 0; k < r; k++) for (let i = 0; i < n; i++) F[i * r + k] = noise[k * n + i];
-      factor = { kind: 'dense', n, r, support: Int32Array.from({ length: n }, (_, i) => i), factor: F };
-      delta = rest[1];
-    } else {
-      factor = noise;
-      if (factor.n !== n) throw new Error(`linearize: a noise factor for ${factor.n} elements, the input has ${n}`);
-      delta = rest[0] as Float64Array | undefined;
-    }
+    if (factor.n !== n) throw new Error(`linearize: a noise factor for ${factor.n} elements, the input has ${n}`);
     const r = factor.r;
     const withDelta = delta !== undefined && delta.some((v) => v !== 0);
     const noiseDirs = factorDirections(factor);
@@ -589,9 +572,6 @@ function quantization(graph: Graph): { op: string; node: string; type: string } 
   }
   return { op: node.opType, node: node.name, type };
 }
-
-/** topOffset moved to src/moments/surrogate.ts with the Surrogate type; re-exported for its importers. */
-export { topOffset };
 
 // ---------------------------------------------------------------------------------------------
 // Expected flips of a nonlinear layer under the linearized noise.

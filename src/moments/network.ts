@@ -1,5 +1,5 @@
 /**
- * Moments of a shallow piecewise-linear network under Gaussian input (DESIGN.md section 2):
+ * Moments of a shallow piecewise-linear network under Gaussian input (docs/ARCHITECTURE.md, section 3):
  *
  *   g(x) = B relu(A x + c1) + D x + c2,     x ~ N(mu, Sigma),
  *   A: p x n, B: d x p, D: d x n (optional skip path), z = A x + c1 ~ N(m, S), S = A Sigma A^T,
@@ -18,7 +18,7 @@
  *   K = Cov(relu(z)) = diag(Phi(a)) S diag(Phi(a)) + C,   C_uv = s_u s_v c(a_u, a_v; rho_uv),
  * with c the pair correction of relu.ts (Rosenbaum 1961 rearranged; c vanishes when either unit is
  * surely on or surely off). With H = B diag(Phi(a)) A + D (the expected Jacobian of g), the skip
- * terms of DESIGN.md (D Sigma D^T + B diag(Phi) A Sigma D^T + transpose) fold into
+ * terms of docs/ARCHITECTURE.md, section 3 (D Sigma D^T + B diag(Phi) A Sigma D^T + transpose) fold into
  *   Cov(g) = H Sigma H^T + B_U C_UU B_U^T,
  * where U are the "uncertain" units: those with Phi(-|a|) >= decidedTail (1e-17). A unit with
  * Phi(-|a|) < 1e-17 is treated as exactly linear (a > 0: relu(z) = z, Phi = 1) or exactly off
@@ -138,7 +138,7 @@ export interface NetworkMoments {
 /**
  * Pre-activation mean m = bottom(xb) + A (mu - xb): the first-order expansion at the
  * linearization point xb, written so that the large terms A mu and c1 = bottom(xb) - A xb never
- * cancel each other (DESIGN.md section 2).
+ * cancel each other (docs/ARCHITECTURE.md, section 3).
  */
 export function preActivationMean(bottomAtXb: Float64Array, A: Matrix, mu: Float64Array, xb: Float64Array): Float64Array {
   if (bottomAtXb.length !== A.rows) throw new NetmomentsError(`bottom(xb) has ${bottomAtXb.length} values, A has ${A.rows} rows`);
@@ -272,18 +272,12 @@ const INV_TWO_PI = 1 / (2 * Math.PI);
  * exact: C_uv = s_u s_v c(a_u, a_v; rho) (relu.ts: quadrature for |rho| < 0.925, closed form else);
  * paper: C_uv = s_u s_v c0(rho).
  */
-export function pairPanel(
-  panel: Float64Array,
-  rows: number,
-  width: number,
-  r0: number,
-  s: Float64Array,
-  a: Float64Array,
-  diag: Float64Array,
-  paper: boolean,
-): void {
-  pairPanelRows(panel, rows, width, r0, s, a, diag, paper, 0, rows);
+export function pairPanel(...args: PairPanelArgs): void {
+  pairPanelRows(...args, 0, args[1]);
 }
+
+/** pairPanel's arguments: the panel, its rows and width, its first unit r0, the units' s, a and diag, and the paper flag. */
+type PairPanelArgs = [panel: Float64Array, rows: number, width: number, r0: number, s: Float64Array, a: Float64Array, diag: Float64Array, paper: boolean];
 
 /**
  * pairPanel for panel rows [rowStart, rowEnd) only. Threads that take disjoint row ranges of one
@@ -291,18 +285,8 @@ export function pairPanel(
  * diagonal and mirrors into rows below it, at columns left of their diagonal, which those rows'
  * owner neither reads nor writes.
  */
-export function pairPanelRows(
-  panel: Float64Array,
-  rows: number,
-  width: number,
-  r0: number,
-  s: Float64Array,
-  a: Float64Array,
-  diag: Float64Array,
-  paper: boolean,
-  rowStart: number,
-  rowEnd: number,
-): void {
+export function pairPanelRows(...args: [...PairPanelArgs, rowStart: number, rowEnd: number]): void {
+  const [panel, rows, width, r0, s, a, diag, paper, rowStart, rowEnd] = args;
   const T0 = HALF_T[0],
     T1 = HALF_T[1],
     T2 = HALF_T[2];
@@ -397,9 +381,16 @@ export type PanelSource = (r0: number, r1: number) => Promise<Float64Array>;
  * W = C B_U^T (q x d) for the q units of `s`/`a`, C their pair-correction matrix, computed panel by
  * panel (see the file comment). F are the units' noise factors (S = F.L F.R^T), Bt = B_U^T (q x d).
  */
-export async function foldPairs(
-  la: LinearAlgebra,
-  F: NoiseFactors,
+export async function foldPairs(la: LinearAlgebra, F: NoiseFactors, ...rest: PairFoldArgs): Promise<{ W: Float64Array; pairs: number; threads: number }> {
+  const k = F.cols;
+  const [s] = rest;
+  const q = s.length;
+  const panels: PanelSource = (r0, r1) => la.gemm(F.L.subarray(r0 * k, r1 * k), r1 - r0, k, F.R.subarray(r0 * k, q * k), q - r0, k, { transB: true });
+  return foldPairPanels(la, panels, ...rest);
+}
+
+/** What foldPairs and foldPairPanels fold: the units (s, a, diag), Bt = B_U^T (q x d), d, the paper flag, the panel size, the threads (default 1). */
+type PairFoldArgs = [
   s: Float64Array,
   a: Float64Array,
   diag: Float64Array,
@@ -407,27 +398,16 @@ export async function foldPairs(
   d: number,
   paper: boolean,
   panelElements: number,
-  threads = 1,
-): Promise<{ W: Float64Array; pairs: number; threads: number }> {
-  const k = F.cols;
-  const q = s.length;
-  const panels: PanelSource = (r0, r1) => la.gemm(F.L.subarray(r0 * k, r1 * k), r1 - r0, k, F.R.subarray(r0 * k, q * k), q - r0, k, { transB: true });
-  return foldPairPanels(la, panels, s, a, diag, Bt, d, paper, panelElements, threads);
-}
+  threads?: number,
+];
 
 /** foldPairs with S read from any panel source (noise factors, or a Gram matrix gathered). */
 export async function foldPairPanels(
   la: LinearAlgebra,
   panelOf: PanelSource,
-  s: Float64Array,
-  a: Float64Array,
-  diag: Float64Array,
-  Bt: Float64Array,
-  d: number,
-  paper: boolean,
-  panelElements: number,
-  threads = 1,
+  ...args: PairFoldArgs
 ): Promise<{ W: Float64Array; pairs: number; threads: number }> {
+  const [s, a, diag, Bt, d, paper, panelElements, threads = 1] = args;
   const q = s.length;
   const W = new Float64Array(q * d);
   if (q === 0 || d === 0) return { W, pairs: 0, threads: 1 };

@@ -81,7 +81,7 @@ export function reluMean(m: number, s: number): number {
 /**
  * E[relu(z)^2], z ~ N(m, s^2).
  * Formula: E[relu(z)^2] = (m^2 + s^2) Phi(m/s) + m s phi(m/s) (truncated-normal second moment;
- * DESIGN.md section 2), evaluated as s^2 chi(m/s); s = 0 gives max(m, 0)^2.
+ * docs/ARCHITECTURE.md, section 3), evaluated as s^2 chi(m/s); s = 0 gives max(m, 0)^2.
  */
 export function reluSecondMoment(m: number, s: number): number {
   if (!(s > 0)) return m > 0 ? m * m : 0;
@@ -126,7 +126,7 @@ export function reluPairCorrectionPaper(rho: number): number {
  * E[relu(a + x) relu(b + y)] for standard normals with correlation rho: the exact general-mean
  * second moment, literally as published.
  * Formula (Rosenbaum 1961, "Moments of a truncated bivariate normal distribution", JRSS B 23;
- * DESIGN.md section 2), r = sqrt(1 - rho^2):
+ * docs/ARCHITECTURE.md, section 3), r = sqrt(1 - rho^2):
  *   (a b + rho) Phi2(a, b; rho) + a phi(b) Phi((a - rho b)/r) + b phi(a) Phi((b - rho a)/r)
  *   + r phi(a) phi((b - rho a)/r).
  * Limits (r = 0): rho = 1: (a b + 1) Phi(min) + max(a, b) phi(min(a, b));

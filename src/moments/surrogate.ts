@@ -1,7 +1,7 @@
 /**
  * The surrogate of a split network and the one entry point to its moments.
  *
- * Two-stage linearization at a point xb (DESIGN.md section 2) gives
+ * Two-stage linearization at a point xb (docs/ARCHITECTURE.md, section 3) gives
  *
  *   g(x) = B relu(A x + c1) + D x + c2,     A: p x n, B: d x p, D: d x n (tensors that skip the cut),
  *

@@ -36,7 +36,7 @@
 import { NetmomentsError } from '../errors.js';
 import { checkShapeProbe } from '../resources.js';
 import type { Graph, GraphNode } from './graph.js';
-import { attrInt, graphConstant } from './graph.js';
+import { attrInt, freshBatchName, graphConstant } from './graph.js';
 import { DataType, type GraphProto } from './proto.js';
 import { runWithIntermediates, zeroFeeds, type RunOptions } from './shapes.js';
 import { toIntegers, type TensorValue } from './tensor.js';
@@ -52,14 +52,6 @@ export interface BatchDynamicOptions {
   /** Values at batch 1 of Reshape shape tensors computed from constants (makeBatchDynamicProbed fills them). */
   values?: ReadonlyMap<string, readonly number[]>;
   file?: string;
-}
-
-function freshName(graph: Graph, base: string): string {
-  const taken = new Set<string>([...graph.initializers.keys(), ...graph.inputs.map((i) => i.name)]);
-  for (const n of graph.nodes) for (const o of n.outputs) taken.add(o);
-  let name = `${base}__batch`;
-  for (let i = 1; taken.has(name); i++) name = `${base}__batch${i}`;
-  return name;
 }
 
 /** Data inputs whose leading dim is the batch: 1, unknown or a symbol. */
@@ -292,7 +284,7 @@ export function makeBatchDynamic(graph: Graph, options: BatchDynamicOptions = {}
     const next = rewrite.get(n);
     if (!next) return n;
     const shapeName = n.inputs[1];
-    const name = freshName(g, shapeName);
+    const name = freshBatchName(g, shapeName);
     g.initializers.set(name, { name, dataType: DataType.INT64, dims: [next.length], data: BigInt64Array.from(next, (x) => BigInt(x)) });
     oldShapes.add(shapeName);
     return { ...n, inputs: [n.inputs[0], name, ...n.inputs.slice(2)] };

@@ -19,7 +19,7 @@
  * runs with comes later (batch.ts makeBatchDynamic).
  */
 import type { Graph, GraphNode, ValueInfo } from './graph.js';
-import { attrInt, attrInts, graphConstant } from './graph.js';
+import { attrInt, attrInts, freshBatchName, graphConstant } from './graph.js';
 import { DataType, makeAttribute } from './proto.js';
 import { toIntegers, type TensorValue } from './tensor.js';
 
@@ -37,14 +37,6 @@ function dependents(graph: Graph, roots: Iterable<string>): Set<string> {
     if (n.inputs.some((x) => x && dep.has(x))) for (const o of n.outputs) if (o) dep.add(o);
   }
   return dep;
-}
-
-function freshName(graph: Graph, base: string): string {
-  const taken = new Set<string>([...graph.initializers.keys(), ...graph.inputs.map((i) => i.name)]);
-  for (const n of graph.nodes) for (const o of n.outputs) taken.add(o);
-  let name = `${base}__batch`;
-  for (let i = 1; taken.has(name); i++) name = `${base}__batch${i}`;
-  return name;
 }
 
 function withAttr(n: GraphNode, name: string, value: number): GraphNode {
@@ -226,7 +218,7 @@ function fixedBatchToOne(graph: Graph, inp: ValueInfo, batch: number, dep: Reado
     if (!s) continue;
     const v = toIntegers(s);
     if (v[0] !== batch) continue;
-    const name = freshName(graph, n.inputs[1]);
+    const name = freshBatchName(graph, n.inputs[1]);
     newShapes.set(n, { name, dataType: DataType.INT64, dims: [v.length], data: BigInt64Array.from([1, ...v.slice(1)], (x) => BigInt(x)) });
   }
   for (const [n, t] of newShapes) {
@@ -310,7 +302,7 @@ function addBatchAxis(graph: Graph, inp: ValueInfo, dep: ReadonlySet<string>): b
         const [m, k] = w.dims;
         const t = new Float32Array(k * m);
         for (let i = 0; i < m; i++) for (let j = 0; j < k; j++) t[j * m + i] = (w.data as Float32Array)[i * k + j];
-        const name = freshName(graph, `${n.inputs[0]}_T`);
+        const name = freshBatchName(graph, `${n.inputs[0]}_T`);
         transposed.push({ name, dataType: DataType.FLOAT, dims: [k, m], data: t });
         replaced.set(n, { ...n, inputs: [n.inputs[1], name] });
         out = 1;

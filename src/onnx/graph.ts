@@ -266,15 +266,17 @@ export class Graph {
     return g;
   }
 
-  /** Drop nodes and initializers that no output depends on. */
+  /** Drop nodes and initializers that no output depends on, and the inputs that listed those initializers. */
   prune(): void {
     const { nodes, tensors: needed } = this.walk(
       this.outputs.map((o) => o.name),
       'up',
     );
     this.nodes = nodes;
-    for (const name of [...this.initializers.keys()]) if (!needed.has(name)) this.initializers.delete(name);
+    // inputs first, while the initializers still say which inputs are initializers (IR 3 lists
+    // them as inputs too): a dropped initializer must not stay behind as a data input
     this.inputs = this.inputs.filter((i) => needed.has(i.name) || !this.initializers.has(i.name));
+    for (const name of [...this.initializers.keys()]) if (!needed.has(name)) this.initializers.delete(name);
   }
 
   toModelProto(): ModelProto {
@@ -451,6 +453,15 @@ export function constantNodeValue(n: GraphNode): TensorValue | undefined {
   const floats = n.attributes.find((a) => a.name === 'value_floats');
   if (floats) return { name, dataType: DataType.FLOAT, dims: [floats.floats?.length ?? 0], data: Float32Array.from(floats.floats ?? []) };
   return undefined;
+}
+
+/** A tensor name the graph does not use yet (no initializer, input or node output): `base__batch`, else `base__batch1`, `base__batch2`, ... */
+export function freshBatchName(graph: Graph, base: string): string {
+  const taken = new Set<string>([...graph.initializers.keys(), ...graph.inputs.map((i) => i.name)]);
+  for (const n of graph.nodes) for (const o of n.outputs) taken.add(o);
+  let name = `${base}__batch`;
+  for (let i = 1; taken.has(name); i++) name = `${base}__batch${i}`;
+  return name;
 }
 
 /** Value of a tensor known without running the graph: an initializer or a Constant node's output. */

@@ -5,7 +5,7 @@
  * weights, a graph that is not a DAG. See docs/ONNX.md.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { NetmomentsError, oneLine } from '../errors.js';
 import { normalizeBatchAxis } from './batchAxis.js';
@@ -13,6 +13,7 @@ import { graphFromModelProto, type Graph } from './graph.js';
 import { onnx, toNumber, type ModelProto, type SparseTensorProto, type TensorProto } from './proto.js';
 import { bytesPerElement, decodeTensor, elementCount, type TensorData, type TensorValue } from './tensor.js';
 import { checkFinite, checkTensorDims, validateModelProto } from './validate.js';
+import { readFileOrFail } from '../util/files.js';
 
 export interface LoadedModel {
   /** The path as the user gave it (used in messages). */
@@ -61,12 +62,7 @@ export function loadModel(file: string, options: LoadOptions = {}): LoadedModel 
   if (size > MAX_MODEL_BYTES) {
     throw err(`the file is ${size} bytes, more than a protobuf message can hold (2 GiB); use external data`, file, 'UNSUPPORTED');
   }
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(file);
-  } catch (e) {
-    throw err(`cannot read the file (${(e as NodeJS.ErrnoException).code ?? oneLine(String(e))})`, file);
-  }
+  const bytes = readFileOrFail(file);
   return loadModelBytes(bytes, file, { baseDir: options.baseDir ?? dirname(resolve(file)) });
 }
 
@@ -133,9 +129,9 @@ export function loadModelBytes(bytes: Uint8Array, file: string, options: LoadOpt
  * Initializers that are also listed as graph inputs (every initializer in IR 3, and in later exports
  * made with keep_initializers_as_inputs) become plain constants: they leave the input list and IR 3
  * is raised to 4, the first IR in which an initializer need not be an input. Otherwise a rewrite
- * that drops an initializer nothing reads any more (the batch rewrite replaces Reshape shapes;
- * Graph.prune drops what the outputs do not need) leaves its input behind as a data input that
- * onnxruntime then asks a feed for. netmoments never fed them: they were never data inputs.
+ * that drops an initializer nothing reads any more (the batch rewrite replaces Reshape shapes)
+ * could leave its input behind as a data input that onnxruntime then asks a feed for (Graph.prune
+ * drops such inputs itself). netmoments never fed them: they were never data inputs.
  */
 function initializersAsConstants(graph: Graph): boolean {
   if (!graph.inputs.some((i) => graph.initializers.has(i.name))) return false;

@@ -14,8 +14,9 @@
  */
 import { NetmomentsError } from '../errors.js';
 import type { HostTensor } from '../runtime/session.js';
+import { Xoshiro128 } from '../util/rng.js';
 import type { Graph, GraphNode, ValueInfo } from './graph.js';
-import { runWithIntermediates, tensorInfo, type RunOptions, type TensorInfo } from './shapes.js';
+import { runWithIntermediates, tensorInfo, zeroFeeds, type RunOptions, type TensorInfo } from './shapes.js';
 import { resolveRelu, splitPointOf, type ReluRef, type SplitPoint } from './splitpoint.js';
 
 export interface Partition {
@@ -225,4 +226,17 @@ export async function compareSplit(
     }
     return { name, maxAbsDiff: d, maxAbs: m };
   });
+}
+
+/**
+ * Feeds for checking a split (compareSplit): standard normal values (seeded, Box-Muller) in every
+ * float input, zeros in the others, for `batch` samples.
+ */
+export function randomFeeds(graph: Graph, batch: number, seed = 1): Record<string, HostTensor> {
+  const feeds = zeroFeeds(graph, batch);
+  const rng = new Xoshiro128(seed);
+  for (const f of Object.values(feeds)) {
+    if (f.data instanceof Float32Array || f.data instanceof Float64Array) for (let i = 0; i < f.data.length; i++) f.data[i] = rng.boxMullerNormal();
+  }
+  return feeds;
 }

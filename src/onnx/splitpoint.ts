@@ -10,6 +10,7 @@
  */
 import { NetmomentsError } from '../errors.js';
 import type { Dim, Graph, GraphNode } from './graph.js';
+import { isKinked } from './ops/registry.js';
 import { tensorInfo, type RunOptions, type TensorInfo } from './shapes.js';
 import { subgraphFacts } from './validate.js';
 
@@ -49,9 +50,15 @@ export function noReluError(graph: Graph, file?: string): NetmomentsError {
       { file, code: 'UNSUPPORTED' },
     );
   }
-  return new NetmomentsError('the model has no Relu node to split at; netmoments needs a piecewise-linear network with at least one ReLU', {
-    file,
-  });
+  const kinked = graph.nodes.filter((n) => isKinked(n.opType, n.domain));
+  const shown = kinked.slice(0, 4).map((n) => `${n.opType} '${n.name}'`);
+  if (kinked.length > 4) shown.push(`${kinked.length - 4} more`);
+  const has = kinked.length > 0 ? `its kinked ops are ${shown.join(', ')}` : 'it has no kinked op (it is smooth or linear)';
+  return new NetmomentsError(
+    `the model has no Relu node to split at; netmoments needs a piecewise-linear network with at least one ReLU to linearize at; ${has}: ` +
+      'run with --method propagate (moments through every layer) instead',
+    { file },
+  );
 }
 
 /**

@@ -12,6 +12,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Linearizer, pieceChangeProbability } from '../../src/linearize/linearizer.js';
+import { factorFromRows } from '../../src/noise.js';
 import { loadModelBytes } from '../../src/onnx/load.js';
 import { makeNode } from '../../src/onnx/proto.js';
 import { buildGraph, floatInit, randomInit, rng } from '../tangent/helpers.js';
@@ -82,7 +83,7 @@ describe('expected state changes of kinked layers vs Monte Carlo', () => {
         const sigma = 0.35;
         const F = new Float64Array(N_IN * N_IN);
         for (let i = 0; i < N_IN; i++) F[i * N_IN + i] = sigma;
-        const res = await lin.linearize(mu, F, N_IN);
+        const res = await lin.linearize(mu, factorFromRows(F, N_IN, N_IN));
         const layer = res.flips.find((f) => f.op === c.op);
         expect(layer, JSON.stringify(res.flips)).toBeDefined();
         expect(layer!.units).toBe(H);

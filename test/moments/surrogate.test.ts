@@ -13,7 +13,7 @@ import { jsLinearAlgebra } from '../../src/moments/linalg.js';
 import { Rng } from '../../src/moments/montecarlo.js';
 import { networkMoments, type NetworkMoments } from '../../src/moments/network.js';
 import { projectSurrogate, surrogateMoments, surrogateOffsets, topOffset, type Surrogate } from '../../src/moments/surrogate.js';
-import { checkSigma, denseFactor, isNoise, noiseFactor, validateNoise, type Noise, type NoiseCovariance } from '../../src/noise.js';
+import { addFactorColumn, checkSigma, isNoise, noiseFactor, validateNoise, type Noise, type NoiseCovariance } from '../../src/noise.js';
 
 const n = 20;
 const p = 14;
@@ -56,9 +56,12 @@ function noises(seed: number): [string, NoiseCovariance, Int32Array | undefined]
   ];
 }
 
-/** The noise as a spec over all n elements (window included): Sigma_full = P^T Sigma_S P. */
+/** The noise as a spec over all n elements (window included): Sigma_full = P^T Sigma_S P, from the factor's columns. */
 function denseSpec(noise: Noise): NoiseCovariance {
-  const { F, r } = denseFactor(noiseFactor(noise));
+  const f = noiseFactor(noise);
+  const r = f.r;
+  const F = new Float64Array(r * n); // F^T: row k is the factor's column k over all n elements
+  for (let k = 0; k < r; k++) addFactorColumn(f, k, F.subarray(k * n, (k + 1) * n));
   const cov = new Float64Array(n * n);
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let k = 0; k < r; k++) cov[i * n + j] += F[k * n + i] * F[k * n + j];
   return { kind: 'full', cov };

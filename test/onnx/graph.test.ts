@@ -167,3 +167,27 @@ describe('Graph.topologicalOrder', () => {
     expect(() => g.topologicalOrder('m.onnx')).toThrow(/'missing'/);
   });
 });
+
+describe('Graph.prune', () => {
+  it('on an IR-3-style graph (initializers listed as inputs) drops the inputs of the initializers it drops: none is left dangling', () => {
+    // y1 = x W1 is kept; y2 = x + b2 is not needed once y1 is the only output
+    const g = buildGraph({
+      inputs: [
+        ['x', [1, 2]],
+        ['W1', [2, 2]],
+        ['b2', [1, 2]],
+      ],
+      outputs: ['y1', 'y2'],
+      nodes: [makeNode('MatMul', ['x', 'W1'], ['y1'], { name: 'mm' }), makeNode('Add', ['x', 'b2'], ['y2'], { name: 'add' })],
+      initializers: [floatInit('W1', [2, 2], [1, 2, 3, 4]), floatInit('b2', [1, 2], [5, 6])],
+    });
+    expect(g.inputs.map((i) => i.name)).toEqual(['x', 'W1', 'b2']);
+    g.outputs = g.outputs.filter((o) => o.name === 'y1');
+    g.prune();
+    expect(g.nodes.map((n) => n.name)).toEqual(['mm']);
+    expect([...g.initializers.keys()]).toEqual(['W1']);
+    expect(g.inputs.map((i) => i.name)).toEqual(['x', 'W1']);
+    // what onnxruntime would ask a feed for: only the real data input
+    expect(g.dataInputs.map((i) => i.name)).toEqual(['x']);
+  });
+});

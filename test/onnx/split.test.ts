@@ -5,11 +5,10 @@ import { makeBatchDynamic } from '../../src/onnx/batch.js';
 import type { Graph } from '../../src/onnx/graph.js';
 import { loadModel, loadModelBytes } from '../../src/onnx/load.js';
 import { onnx } from '../../src/onnx/proto.js';
-import { hasDynamicBatch, zeroFeeds } from '../../src/onnx/shapes.js';
-import { compareSplit, partition, splitModel, splitModelAt, type SplitResult } from '../../src/onnx/split.js';
+import { hasDynamicBatch } from '../../src/onnx/shapes.js';
+import { compareSplit, partition, randomFeeds, splitModel, splitModelAt, type SplitResult } from '../../src/onnx/split.js';
 import { resolveRelu, splitPoints } from '../../src/onnx/splitpoint.js';
-import type { HostTensor } from '../../src/runtime/session.js';
-import { ALL_MODELS, fcNet, inputSkipNet, noReluNet, residualNet, rng, torchBatch1Net, twoHeadNet } from './models.js';
+import { ALL_MODELS, fcNet, inputSkipNet, noReluNet, residualNet, torchBatch1Net, twoHeadNet } from './models.js';
 
 const FIXTURES = join(import.meta.dirname, '..', '..', 'fixtures');
 const fixtureFiles = existsSync(FIXTURES)
@@ -17,15 +16,6 @@ const fixtureFiles = existsSync(FIXTURES)
       .filter((f) => f.endsWith('.onnx'))
       .sort()
   : [];
-
-function randomFeeds(graph: Graph, batch: number, seed: number): Record<string, HostTensor> {
-  const feeds = zeroFeeds(graph, batch);
-  const r = rng(seed);
-  for (const f of Object.values(feeds)) {
-    if (f.data instanceof Float32Array || f.data instanceof Float64Array) for (let i = 0; i < f.data.length; i++) f.data[i] = r() * 2;
-  }
-  return feeds;
-}
 
 /** top(relu(bottom(x))) == model(x) on random inputs, in float32 tolerance; both parts reload standalone. */
 async function roundTrip(graph: Graph, split: SplitResult, label: string): Promise<void> {
