@@ -40,7 +40,7 @@ import { writeReportOutputs } from '../report/outputs.js';
 import { REPORT_SCHEMA, reportFiles, type ReportHeader, type ReportSummary, type SampleRecord } from '../report/summary.js';
 import { availableMemory, formatBytes, memoryLimit } from '../resources.js';
 import { sha256Hex } from '../util/files.js';
-import { CentreCache, centreAssigner } from './centres.js';
+import { CentreCache, centreAssigner, centreClasses } from './centres.js';
 import { Checkpoint } from './checkpoint.js';
 import { computeChunk, mcIndices, type ChunkContext } from './chunk.js';
 import type { ReportOptions, ReportResult } from './options.js';
@@ -274,7 +274,7 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
               variance === 'none' ? 'mean' : useCentreGram(p, analyzer.factor.r) ? 'gram' : 'engine',
             )
           : undefined,
-        assign: bank ? centreAssigner(bank, n, la) : undefined,
+        assign: bank ? centreAssigner(bank, n, la, centreClasses(bank)) : undefined,
         qmc,
         la,
         options: o,
