@@ -182,7 +182,7 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
         // the centre's surrogate must reproduce the model at the input (its class, its logits to
         // within TRUST.surrogateFar of their spread); otherwise the input is linearized at itself
         const gs = surrogateOutputAt(w.c.B, w.c.zb, w.c.gb, Adelta, Ddelta);
-        if (compareSurrogate(gs, modelAt(t)).far) {
+        if (o.bankFallback !== false && compareSurrogate(gs, modelAt(t)).far) {
           fallback[t] = true;
           centre[t] = null;
           dist[t] = null;

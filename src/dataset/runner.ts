@@ -183,10 +183,26 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
         output: linearizer.output.name,
         inputSize: n,
       });
-      bankHeader = { mode: 'bank', k: bank.k, bank: o.linearize.path, bankId: bank.id, point: bank.manifest.point, seed: bank.manifest.kmeans.seed };
+      bankHeader = {
+        mode: 'bank',
+        k: bank.k,
+        bank: o.linearize.path,
+        bankId: bank.id,
+        point: bank.manifest.point,
+        seed: bank.manifest.kmeans.seed,
+        fallback: o.bankFallback !== false,
+      };
     } else if (o.linearize.kind === 'kmeans') {
       const seed = o.kmeans?.seed ?? 0;
-      bankHeader = { mode: 'kmeans', k: o.linearize.k, bank: null, bankId: null, point: o.kmeans?.point ?? 'centroid', seed };
+      bankHeader = {
+        mode: 'kmeans',
+        k: o.linearize.k,
+        bank: null,
+        bankId: null,
+        point: o.kmeans?.point ?? 'centroid',
+        seed,
+        fallback: o.bankFallback !== false,
+      };
     }
 
     const qmc = variance === 'exact' ? new SharedClassProbabilities(d, probabilitySamples, o.seed ?? 0, 8, la) : undefined;
@@ -274,7 +290,7 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
               variance === 'none' ? 'mean' : useCentreGram(p, analyzer.factor.r) ? 'gram' : 'engine',
             )
           : undefined,
-        assign: bank ? centreAssigner(bank, n, la, centreClasses(bank)) : undefined,
+        assign: bank ? centreAssigner(bank, n, la, o.bankFallback !== false ? centreClasses(bank) : undefined) : undefined,
         qmc,
         la,
         options: o,

@@ -53,6 +53,8 @@ export interface ReportHeader {
     bankId: string | null;
     point: string | null;
     seed: number | null;
+    /** With a bank: whether inputs take a centre of their class and fall back to their own linearization when it is off (absent without a bank). */
+    fallback?: boolean;
   };
   run: {
     version: string;
@@ -306,7 +308,8 @@ export function describeRun(s: ReportHeader): { noise: string; linearization: st
   const linearization =
     l.mode === 'input'
       ? 'linearized at every input'
-      : `linearized at the nearest of ${l.k} k-means centres${l.point === 'farthest' ? " (each centre's farthest member)" : ''}${l.mode === 'bank' ? ` from the bank ${l.bank}` : ''}`;
+      : `linearized at the nearest of ${l.k} k-means centres${l.fallback ? ' of its class' : ''}${l.point === 'farthest' ? " (each centre's farthest member)" : ''}${l.mode === 'bank' ? ` from the bank ${l.bank}` : ''}` +
+        (l.fallback ? ", or at the input itself where that centre's surrogate is off there" : '');
   return { noise, linearization };
 }
 
