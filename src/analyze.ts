@@ -24,6 +24,7 @@ import { noiseFactor, validateNoise, windowIndices, type InputWindow, type Noise
 import { checkMemory, estimateAnalyzeMemory, linearizerSizes, memoryLimit } from './resources.js';
 import { imageGeometry, perInputShape, type ImageLayout, type LayoutChoice } from './data/layout.js';
 import { argmax } from './util/argmax.js';
+import { twoStageTrust, type Trust } from './trust.js';
 
 export type VarianceMode = 'exact' | 'paper' | 'both' | 'none';
 
@@ -62,6 +63,8 @@ export interface MonteCarloSummary {
   samples: number;
   mean: number[];
   variance: number[];
+  /** Fraction of the samples whose class differs from the clean prediction. */
+  flipRate: number;
 }
 
 export interface AnalyzeResult {
@@ -79,6 +82,8 @@ export interface AnalyzeResult {
   marginBound: number | null;
   linearization: { point: string; jacobian: string; expectedFlips: LayerFlips[]; uncertainUnits: number };
   mc?: MonteCarloSummary;
+  /** Whether the numbers can be trusted (src/trust.ts). */
+  trust: Trust;
 }
 
 export interface AnalyzeReport {
@@ -277,6 +282,7 @@ export class Analyzer {
         expectedFlips: lin.flips,
         uncertainUnits: moments.units.uncertain,
       },
+      trust: { verdict: 'ok', reasons: [] }, // judged below, once Monte Carlo has run
       moments,
     };
     if (o.covariance && moments.covariance) {
@@ -288,9 +294,13 @@ export class Analyzer {
         samples: o.mc,
         batchSize: 1000,
         seed: seedFor(o.seed ?? 0, index),
+        flipClass: cleanPredicted,
       });
-      result.mc = { samples: mc.samples, mean: Array.from(mc.mean), variance: Array.from(mc.variance) };
+      result.mc = { samples: mc.samples, mean: Array.from(mc.mean), variance: Array.from(mc.variance), flipRate: mc.flips! / mc.samples };
     }
+    // the surrogate is checked where the noise is centred: mu, the input itself unless a noise mean shifts it
+    const modelAtMu = o.noiseMean ? await this.linearizer.evaluate(Float32Array.from(mu), 1) : clean;
+    result.trust = twoStageTrust(result, lin, modelAtMu, this.linearizer.smoothOps);
     return result;
   }
 

@@ -12,6 +12,7 @@ export interface DatasetRunArgs extends NoiseArgs, ModelRunArgs {
   linearize: string;
   seed: number;
   'kmeans-iterations': number;
+  'bank-fallback': boolean;
   variance: 'exact' | 'none';
   'per-logit'?: boolean;
   mc: number;
@@ -43,6 +44,13 @@ export function datasetRunOptions<T>(y: Argv<T>): Argv<T & DatasetRunArgs> {
       group: 'Report:',
     })
     .option('seed', { type: 'number', default: 0, describe: 'Seed of k-means, the class-probability points and Monte Carlo', group: 'Report:' })
+    .option('bank-fallback', {
+      type: 'boolean',
+      default: true,
+      describe:
+        "With a bank: each input takes the nearest centre of its own class and is linearized at itself where that centre's surrogate is off at the input; --no-bank-fallback: the nearest centre, whatever it gives (the paper's Table 3)",
+      group: 'Report:',
+    })
     .option('kmeans-iterations', { type: 'number', default: 100, describe: 'k-means iterations at most (kmeans:K)', group: 'Report:' })
     .option('variance', {
       choices: ['exact', 'none'] as const,

@@ -62,6 +62,7 @@ export async function runDatasetReport(
       maxMemory: argv['max-memory'],
       linearize,
       kmeans: { seed: argv.seed, maxIterations: argv['kmeans-iterations'] },
+      bankFallback: argv['bank-fallback'],
       variance: argv.variance,
       perLogit: argv['per-logit'],
       mc: argv.mc,

@@ -7,7 +7,8 @@
 import { appendFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
 import { CheckFailed, NetmomentsError } from '../errors.js';
-import { gateChecks, gateJunit, gateMarkdown } from '../report/gate.js';
+import { checkValue, gateChecks, gateJunit, gateMarkdown } from '../report/gate.js';
+import { flipTolerance } from '../trust.js';
 import { writeFileAtomic } from '../util/files.js';
 import { datasetRunOptions, type DatasetRunArgs } from './datasetOptions.js';
 import { runDatasetReport, runLine } from './datasetRun.js';
@@ -16,6 +17,7 @@ interface GateArgs extends DatasetRunArgs {
   'max-flip-rate': number;
   'min-accuracy'?: number;
   junit?: string;
+  'allow-untrusted'?: boolean;
 }
 
 function fraction(v: number | undefined, name: string): void {
@@ -37,6 +39,11 @@ export const gateCommand: CommandModule<object, GateArgs> = {
       })
       .option('min-accuracy', { type: 'number', describe: 'Smallest allowed expected accuracy under noise, a fraction (needs labels)', group: 'Gate:' })
       .option('junit', { type: 'string', describe: 'Write the checks as JUnit XML to this file', group: 'Gate:' })
+      .option('allow-untrusted', {
+        type: 'boolean',
+        describe: 'Do not fail on inputs whose trust verdict is "fail" (their numbers are wrong; "warn" never fails the gate)',
+        group: 'Gate:',
+      })
       .option('out-dir', { type: 'string', describe: 'Also keep the full report (samples.csv, summary.json, summary.md) here', group: 'Report:' })
       .example(
         '$0 gate fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --labels fixtures/mnist/labels-100.npy --sigma 8 --linearize kmeans:10 --max-flip-rate 0.02 --min-accuracy 0.95 --junit gate.xml',
@@ -53,7 +60,14 @@ export const gateCommand: CommandModule<object, GateArgs> = {
       }
     });
     const s = result.summary;
-    const checks = gateChecks(s, { maxFlipRate: argv['max-flip-rate'], minAccuracy: argv['min-accuracy'] });
+    const f = s.tightness?.flip;
+    const checks = gateChecks(s, {
+      maxFlipRate: argv['max-flip-rate'],
+      minAccuracy: argv['min-accuracy'],
+      allowUntrusted: argv['allow-untrusted'],
+      // the pooled Monte Carlo flip rate of the sampled inputs, its interval from all their samples
+      mcFlipTolerance: f && s.tightness ? flipTolerance(f.monteCarlo, s.tightness.samples * s.tightness.inputs) : undefined,
+    });
     if (argv.junit) writeFileAtomic(argv.junit, gateJunit(s, checks, result.seconds));
     const md = gateMarkdown(s, checks);
     const stepSummary = process.env.GITHUB_STEP_SUMMARY;
@@ -66,8 +80,7 @@ export const gateCommand: CommandModule<object, GateArgs> = {
     }
     if (!argv.quiet) {
       process.stderr.write(`netmoments: gate: ${runLine(result, argv['out-dir'])}`);
-      for (const c of checks)
-        process.stderr.write(`  ${c.passed ? 'pass' : 'FAIL'}: ${c.passed ? `${c.name} (measured ${(100 * c.value).toFixed(3)}%)` : c.message}\n`);
+      for (const c of checks) process.stderr.write(`  ${c.passed ? 'pass' : 'FAIL'}: ${c.passed ? `${c.name} (measured ${checkValue(c)})` : c.message}\n`);
     }
     const failed = checks.filter((c) => !c.passed);
     if (failed.length > 0) throw new CheckFailed(`gate failed: ${failed.map((c) => c.message).join('; ')}`);

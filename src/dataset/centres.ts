@@ -8,6 +8,7 @@ import { surrogateGram, type CentreGram } from '../linearize/bankMoments.js';
 import { rowDots, type LinearAlgebra } from '../moments/linalg.js';
 import { projectSurrogate, topOffset, type Surrogate } from '../moments/surrogate.js';
 import type { NoiseFactor } from '../noise.js';
+import { argmax } from '../util/argmax.js';
 
 /** Per-centre quantities for one noise (formed once, kept while memory allows). */
 interface CentreWork {
@@ -98,9 +99,16 @@ function meanScales(c: BankCentre, factor: Extract<NoiseFactor, { kind: 'axes' }
 /**
  * Nearest centre by |x - c|^2 = |x|^2 - 2 x.c + |c|^2 with the x.c of a chunk in one product
  * (ties to the lower index). Float64 throughout: for inputs of norm ~1e4 the rounding is ~1e-8,
- * far below any gap between two centres' distances that matters.
+ * far below any gap between two centres' distances that matters. With `classes` (one per input)
+ * and `centreClass` (the model's class at each centre's point), an input only takes a centre of
+ * its own class, and gets -1 when there is none.
  */
-export function centreAssigner(bank: Bank, n: number, la: LinearAlgebra): (mus: Float64Array[]) => Promise<Int32Array> {
+export function centreAssigner(
+  bank: Bank,
+  n: number,
+  la: LinearAlgebra,
+  centreClass?: Int32Array,
+): (mus: Float64Array[], classes?: ArrayLike<number>) => Promise<Int32Array> {
   const k = bank.k;
   const C = new Float64Array(bank.centres);
   const cc = new Float64Array(k);
@@ -109,16 +117,18 @@ export function centreAssigner(bank: Bank, n: number, la: LinearAlgebra): (mus: 
     for (let j = 0; j < n; j++) t += C[c * n + j] * C[c * n + j];
     cc[c] = t;
   }
-  return async (mus) => {
+  return async (mus, classes) => {
     const m = mus.length;
     const X = new Float64Array(m * n);
     mus.forEach((mu, t) => X.set(mu, t * n));
     const XC = await la.gemm(X, m, n, C, k, n, { transB: true });
     const out = new Int32Array(m);
     for (let t = 0; t < m; t++) {
-      let best = 0;
+      const only = classes && centreClass ? classes[t] : undefined;
+      let best = only === undefined ? 0 : -1;
       let bd = Infinity;
       for (let c = 0; c < k; c++) {
+        if (only !== undefined && centreClass![c] !== only) continue;
         const v = cc[c] - 2 * XC[t * k + c];
         if (v < bd) {
           bd = v;
@@ -129,4 +139,9 @@ export function centreAssigner(bank: Bank, n: number, la: LinearAlgebra): (mus: 
     }
     return out;
   };
+}
+
+/** The model's class at each centre's linearization point: argmax of the centre's gb = g(point). */
+export function centreClasses(bank: Bank): Int32Array {
+  return Int32Array.from({ length: bank.k }, (_, c) => argmax(bank.centre(c).gb));
 }

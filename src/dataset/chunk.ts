@@ -9,13 +9,14 @@ import { NetmomentsError } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import type { Bank } from '../linearize/bank.js';
 import { inputMoments, surrogateGram } from '../linearize/bankMoments.js';
-import type { Linearizer } from '../linearize/linearizer.js';
+import type { LayerFlips, Linearizer } from '../linearize/linearizer.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
 import { surrogateMoments } from '../moments/surrogate.js';
 import { monteCarloMoments } from '../moments/montecarlo.js';
 import type { SharedClassProbabilities } from '../moments/sharedClassProbabilities.js';
 import type { LoadedModel } from '../onnx/load.js';
 import type { SampleRecord } from '../report/summary.js';
+import { assessTrust, compareSurrogate, surrogateOutputAt } from '../trust.js';
 import { argmax } from '../util/argmax.js';
 import type { CentreCache } from './centres.js';
 import type { ReportOptions } from './options.js';
@@ -48,8 +49,8 @@ export interface ChunkContext {
   count: number;
   bank?: Bank;
   cache?: CentreCache;
-  /** Nearest bank centre of each mu. */
-  assign?: (mus: Float64Array[]) => Promise<Int32Array>;
+  /** Nearest bank centre of each mu among the centres of its class (-1: none of that class). */
+  assign?: (mus: Float64Array[], classes: ArrayLike<number>) => Promise<Int32Array>;
   qmc?: SharedClassProbabilities;
   la: LinearAlgebra;
   options: ReportOptions;
@@ -82,6 +83,18 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
     if (o.noiseMean) for (let j = 0; j < n; j++) mu[j] += o.noiseMean[j];
     mus.push(mu);
   }
+  const cleanClass = Int32Array.from({ length: m }, (_, t) => argmax(cleanOut, t * d, d));
+  // the surrogate is checked where the noise is centred: mu, the input itself unless a noise mean shifts it
+  let modelAtMu = cleanOut;
+  if (o.noiseMean) {
+    const xm = new Float32Array(m * n);
+    mus.forEach((mu, t) => xm.set(mu, t * n));
+    modelAtMu = await linearizer.evaluate(xm, m);
+  }
+  const modelAt = (t: number) => modelAtMu.subarray(t * d, (t + 1) * d);
+  const surrogateAt: (Float64Array | undefined)[] = new Array(m);
+  const layers: (LayerFlips[] | undefined)[] = new Array(m);
+  const fallback: boolean[] = new Array(m).fill(false);
   const wantVar = (o.variance ?? 'exact') !== 'none';
   const means: Float64Array[] = new Array(m);
   const covs: (Float64Array | undefined)[] = new Array(m);
@@ -93,35 +106,47 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
   // the exact variance and covariance, without the paper's Theorem 2 (the report does not show it)
   const moments = { variance: true, covariance: true, paper: false, linalg: la } as const;
 
+  /** Input t linearized at mu itself (two-stage at the input). */
+  const linearizeAtInput = async (t: number) => {
+    const mu = mus[t];
+    const xb = new Float32Array(mu);
+    const delta = new Float64Array(n);
+    for (let j = 0; j < n; j++) delta[j] = mu[j] - xb[j];
+    try {
+      const lin = await linearizer.linearize(xb, factor, delta);
+      surrogateAt[t] = surrogateOutputAt(lin.B, lin.zb, lin.gb, lin.Adelta, lin.Ddelta);
+      layers[t] = lin.flips;
+      if (wantVar) {
+        const mo = await surrogateMoments(lin, factor, { offset: { A: lin.Adelta, D: lin.Ddelta }, ...moments });
+        means[t] = mo.mean;
+        covs[t] = mo.covariance;
+        vars[t] = mo.variance;
+        uncertain[t] = mo.units.uncertain;
+      } else {
+        const g = await surrogateGram(la, lin, false);
+        means[t] = (await inputMoments(la, g, lin.Adelta ?? new Float64Array(p), lin.Ddelta, false)).mean;
+      }
+    } catch (e) {
+      throw inputFailure(e, inputName(t), file);
+    }
+  };
+
   if (!ctx.bank) {
     for (let t = 0; t < m; t++) {
-      const mu = mus[t];
-      const xb = new Float32Array(mu);
-      const delta = new Float64Array(n);
-      for (let j = 0; j < n; j++) delta[j] = mu[j] - xb[j];
-      try {
-        const lin = await linearizer.linearize(xb, factor, delta);
-        if (wantVar) {
-          const mo = await surrogateMoments(lin, factor, { offset: { A: lin.Adelta, D: lin.Ddelta }, ...moments });
-          means[t] = mo.mean;
-          covs[t] = mo.covariance;
-          vars[t] = mo.variance;
-          uncertain[t] = mo.units.uncertain;
-        } else {
-          const g = await surrogateGram(la, lin, false);
-          means[t] = (await inputMoments(la, g, lin.Adelta ?? new Float64Array(p), lin.Ddelta, false)).mean;
-        }
-      } catch (e) {
-        throw inputFailure(e, inputName(t), file);
-      }
+      await linearizeAtInput(t);
       // a linearization per input is slow enough to show progress input by input
       onInput?.(t + 1);
     }
   } else {
     const bank = ctx.bank;
     const groups = new Map<number, number[]>();
-    const nearest = await ctx.assign!(mus);
+    // each input takes the nearest centre of its own (clean) class; with none, it is linearized at itself
+    const nearest = await ctx.assign!(mus, cleanClass);
     for (let t = 0; t < m; t++) {
+      if (nearest[t] < 0) {
+        fallback[t] = true;
+        continue;
+      }
       centre[t] = nearest[t];
       const g = groups.get(nearest[t]);
       if (g) g.push(t);
@@ -154,6 +179,16 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
           Ddelta = new Float64Array(d);
           for (let i = 0; i < d; i++) Ddelta[i] = DD[i * g + k];
         }
+        // the centre's surrogate must reproduce the model at the input (its class, its logits to
+        // within TRUST.surrogateFar of their spread); otherwise the input is linearized at itself
+        const gs = surrogateOutputAt(w.c.B, w.c.zb, w.c.gb, Adelta, Ddelta);
+        if (o.bankFallback !== false && compareSurrogate(gs, modelAt(t)).far) {
+          fallback[t] = true;
+          centre[t] = null;
+          dist[t] = null;
+          continue;
+        }
+        surrogateAt[t] = gs;
         if (ctx.cache!.mode === 'engine') {
           const mo = await surrogateMoments(w.projected!, factor, { offset: { A: Adelta, D: Ddelta }, ...moments });
           means[t] = mo.mean;
@@ -169,12 +204,13 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
         }
       }
     }
+    for (let t = 0; t < m; t++) if (fallback[t]) await linearizeAtInput(t);
   }
 
   const records: SampleRecord[] = [];
   for (let t = 0; t < m; t++) {
     const i = i0 + t;
-    const clean = argmax(cleanOut, t * d, d);
+    const clean = cleanClass[t];
     const mean = finite(means[t], 'mean', i, file);
     let margin = Infinity;
     for (let j = 0; j < d; j++) if (j !== clean) margin = Math.min(margin, mean[clean] - mean[j]);
@@ -199,6 +235,8 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
       centre: centre[t],
       dist: dist[t],
       uncertain: uncertain[t],
+      ...(ctx.bank ? { fallback: fallback[t] } : {}),
+      trust: { verdict: 'ok', reasons: [] }, // judged below, once Monte Carlo has run
     };
     if (ctx.mcSet.has(i) && (o.mc ?? 0) > 0) {
       let flips = 0;
@@ -220,6 +258,15 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
         flip: flips / res.samples,
       };
     }
+    rec.trust = assessTrust({
+      mean: rec.mean,
+      variance: rec.var,
+      flip: rec.flip,
+      mc: rec.mc && { samples: rec.mc.samples, mean: rec.mc.mean, variance: rec.mc.var, flip: rec.mc.flip },
+      layers: layers[t],
+      surrogate: surrogateAt[t] && { surrogate: surrogateAt[t]!, model: modelAt(t) },
+      smoothOps: linearizer.smoothOps,
+    });
     records.push(rec);
   }
   return records;

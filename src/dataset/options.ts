@@ -30,6 +30,13 @@ export interface ReportOptions extends Omit<AnalyzeOptions, 'variance' | 'covari
   kmeans?: { seed?: number; maxIterations?: number; point?: BankPoint };
   /** 'exact' (default): mean, exact variance, class and flip probabilities; 'none': mean only. */
   variance?: 'exact' | 'none';
+  /**
+   * With a bank (default true): each input takes the nearest centre of its own clean class, and is
+   * linearized at itself when no centre has its class or the centre's surrogate is off at the input
+   * (src/dataset/chunk.ts). false: the nearest centre whatever its class, never re-linearized (the
+   * paper's Table 3); inputs whose surrogate is off are then only marked by their trust verdict.
+   */
+  bankFallback?: boolean;
   /** Per-logit mean and variance columns in samples.csv. */
   perLogit?: boolean;
   /** Monte Carlo samples per sampled input (0: none) and how many inputs get them. */

@@ -25,7 +25,7 @@ import { DataType, dataTypeName } from '../onnx/proto.js';
 import { splitModelAt, type SplitResult } from '../onnx/split.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
 import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
-import { kinksOf } from '../onnx/ops/registry.js';
+import { isSmooth, kinksOf } from '../onnx/ops/registry.js';
 import type { Kinks } from '../onnx/ops/types.js';
 import {
   createJacobianEngine,
@@ -156,6 +156,8 @@ export class Linearizer {
       innerSkips: string[];
       /** How the Jacobians were computed. */
       mode: string;
+      /** Curved ops (Sigmoid, Tanh, Softmax) in the bottom or the top: the surrogate holds their tangent. */
+      smoothOps: { node: string; op: string }[];
     },
   ) {}
 
@@ -173,6 +175,10 @@ export class Linearizer {
   }
   get jacobianMode(): string {
     return this.parts.mode;
+  }
+  /** Non-piecewise-linear ops inside the linearized part (bottom and top), in graph order. */
+  get smoothOps(): readonly { node: string; op: string }[] {
+    return this.parts.smoothOps;
   }
 
   /** Per-sample shape of the model's (single) data input, without the batch axis. */
@@ -307,6 +313,7 @@ export class Linearizer {
       inputSkips,
       innerSkips,
       mode: modes.size === 1 ? [...modes][0] : 'mixed',
+      smoothOps: [...sr.bottom.nodes, ...sr.top.nodes].filter((nd) => isSmooth(nd.opType, nd.domain)).map((nd) => ({ node: nd.name, op: nd.opType })),
     });
   }
 

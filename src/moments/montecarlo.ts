@@ -11,6 +11,7 @@
  */
 import { NetmomentsError } from '../errors.js';
 import { covarianceFactor, validateNoise, type NoiseCovariance } from '../noise.js';
+import { argmax } from '../util/argmax.js';
 import { Xoshiro128 } from '../util/rng.js';
 
 export { covarianceFactor, type CovarianceFactor } from '../noise.js';
@@ -247,6 +248,8 @@ export interface MonteCarloResult {
   varianceStdErr: Float64Array;
   /** Unbiased sample covariance (d x d), when asked. */
   covariance?: Float64Array;
+  /** Samples whose argmax differs from MonteCarloOptions.flipClass, when one was given. */
+  flips?: number;
 }
 
 export interface MonteCarloOptions {
@@ -261,6 +264,8 @@ export interface MonteCarloOptions {
   psdTolerance?: number;
   /** Called after every batch. */
   onBatch?: (done: number, total: number) => void;
+  /** Count the samples whose argmax (first maximal output) differs from this class (the result's `flips`). */
+  flipClass?: number;
 }
 
 /** A model run on a batch: x is batch x n (float32), the result batch x d (float64). */
@@ -285,6 +290,7 @@ async function run(
   const rng = new Rng(options.seed ?? 1);
   const acc = new MomentAccumulator(d, options.covariance ?? false);
   const n = mu.length;
+  let flips = 0;
   for (let done = 0; done < total;) {
     const b = Math.min(bs, total - done);
     const x = f32 ? new Float32Array(b * n) : new Float64Array(b * n);
@@ -294,10 +300,13 @@ async function run(
       throw new NetmomentsError(`the model returned ${y.length} values for a batch of ${b}, ${b * d} (${d} outputs each) were expected`);
     }
     acc.addBatch(y, b);
+    if (options.flipClass !== undefined) for (let k = 0; k < b; k++) if (argmax(y, k * d, d) !== options.flipClass) flips++;
     done += b;
     options.onBatch?.(done, total);
   }
-  return acc.result();
+  const result = acc.result();
+  if (options.flipClass !== undefined) result.flips = flips;
+  return result;
 }
 
 /**

@@ -27,7 +27,8 @@ export interface AnalyzeResultView {
   flipProbability: number | null;
   marginBound: number | null;
   linearization: { expectedFlips: { node: string; units: number; expectedFlips: number; isSplit: boolean }[] };
-  mc?: { samples: number; mean: number[]; variance: number[] };
+  mc?: { samples: number; mean: number[]; variance: number[]; flipRate?: number };
+  trust?: { verdict: 'ok' | 'warn' | 'fail'; reasons: string[] };
 }
 
 const CSV_COLUMNS = [
@@ -46,6 +47,8 @@ const CSV_COLUMNS = [
   'mc_samples',
   'mc_mean',
   'mc_variance',
+  'mc_flip_rate',
+  'trust',
 ];
 
 /** A number as JavaScript prints it (non-finite ones too), empty when absent. */
@@ -74,6 +77,8 @@ export function analyzeCsv(report: AnalyzeReportView): string {
         r.mc ? r.mc.samples : '',
         num(r.mc?.mean[i]),
         num(r.mc?.variance[i]),
+        num(r.mc?.flipRate),
+        r.trust?.verdict ?? '',
       ]);
     }
   }
@@ -81,6 +86,11 @@ export function analyzeCsv(report: AnalyzeReportView): string {
 }
 
 const f = (v: number, digits = 4) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(digits));
+
+/** A verdict as the summary shows it: "trust ok", "trust WARN: reason; reason", "trust FAIL: ...". */
+export function trustText(t: { verdict: 'ok' | 'warn' | 'fail'; reasons: string[] }): string {
+  return t.verdict === 'ok' ? 'trust ok' : `trust ${t.verdict.toUpperCase()}: ${t.reasons.join('; ')}`;
+}
 
 /** A short account for a person, on stderr. */
 export function analyzeSummary(report: AnalyzeReportView, out?: string): string {
@@ -95,9 +105,11 @@ export function analyzeSummary(report: AnalyzeReportView, out?: string): string 
   const shown = report.results.slice(0, 5);
   for (const r of shown) {
     const flip = r.flipProbability === null ? 'n/a' : f(r.flipProbability, 3);
+    if (r.trust) lines.push(`  input ${r.input}: ${trustText(r.trust)}`);
     lines.push(
-      `  input ${r.input}: clean class ${r.cleanPredicted}, class of the mean ${r.predicted}, P(flip) ${flip}` +
-        (r.marginBound !== null ? ` (Cantelli bound ${f(r.marginBound, 3)})` : ''),
+      `${r.trust ? '    ' : `  input ${r.input}: `}clean class ${r.cleanPredicted}, class of the mean ${r.predicted}, P(flip) ${flip}` +
+        (r.marginBound !== null ? ` (Cantelli bound ${f(r.marginBound, 3)})` : '') +
+        (r.mc?.flipRate !== undefined ? `   | Monte Carlo flip rate ${f(r.mc.flipRate, 3)}` : ''),
     );
     const order = r.mean
       .map((_, i) => i)

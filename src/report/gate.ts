@@ -10,6 +10,13 @@ export interface GateThresholds {
   maxFlipRate: number;
   /** Smallest allowed expected accuracy under noise, in [0, 1]. */
   minAccuracy?: number;
+  /** Pass inputs whose trust verdict is "fail" (their numbers are wrong) instead of failing on them. */
+  allowUntrusted?: boolean;
+  /**
+   * With Monte Carlo in the report: the largest allowed |analytic - Monte Carlo| flip rate over the
+   * inputs that got samples (src/trust.ts flipTolerance of the pooled samples).
+   */
+  mcFlipTolerance?: number;
 }
 
 export interface GateCheck {
@@ -20,6 +27,13 @@ export interface GateCheck {
   threshold: number;
   /** One line for a failure. */
   message: string;
+  /** How value and threshold read: a fraction (default) or a count. */
+  unit?: 'fraction' | 'count';
+}
+
+/** A check's value as the gate prints it. */
+export function checkValue(c: GateCheck, x = c.value): string {
+  return c.unit === 'count' ? String(x) : pct(x);
 }
 
 function pct(x: number, digits = 3): string {
@@ -37,6 +51,26 @@ export function gateChecks(s: ReportSummary, t: GateThresholds): GateCheck[] {
     threshold: t.maxFlipRate,
     message: `flip rate ${pct(flip)} is above the maximum ${pct(t.maxFlipRate)} (${s.inputsLikelyToFlip ?? 0} of ${s.inputs} inputs more likely than not to flip)`,
   });
+  const untrusted = s.untrusted ?? 0;
+  checks.push({
+    name: t.allowUntrusted ? 'inputs whose numbers failed the trust checks (allowed)' : 'no input fails the trust checks',
+    passed: untrusted === 0 || !!t.allowUntrusted,
+    value: untrusted,
+    threshold: 0,
+    unit: 'count',
+    message: `${untrusted} of ${s.inputs} inputs failed the trust checks: their numbers are wrong (samples.csv's trust column, summary.md lists why); the flip rate over the trusted ones is ${s.trustedFlipRate === null ? 'n/a' : pct(s.trustedFlipRate)}. Lower the noise, split elsewhere, or pass --allow-untrusted`,
+  });
+  const f = s.tightness?.flip;
+  if (f && t.mcFlipTolerance !== undefined) {
+    const diff = Math.abs(f.analytic - f.monteCarlo);
+    checks.push({
+      name: `analytic and Monte Carlo flip rates agree within ${pct(t.mcFlipTolerance)}`,
+      passed: diff <= t.mcFlipTolerance,
+      value: diff,
+      threshold: t.mcFlipTolerance,
+      message: `the analytic flip rate ${pct(f.analytic)} and Monte Carlo's ${pct(f.monteCarlo)} on the ${s.tightness!.inputs} sampled inputs differ by ${pct(diff)}, more than ${pct(t.mcFlipTolerance)}: the analytic numbers are not to be trusted at this noise`,
+    });
+  }
   if (t.minAccuracy !== undefined) {
     const acc = s.accuracy?.underNoise ?? 0;
     checks.push({
@@ -68,6 +102,8 @@ export function gateJunit(s: ReportSummary, checks: GateCheck[], seconds: number
     ['linearization', linearization],
     ['split', `ReLU ${s.split.index} (${s.split.node}, p = ${s.split.width})`],
     ['flipRate', String(s.flipRate)],
+    ['trustedFlipRate', String(s.trustedFlipRate ?? null)],
+    ['untrusted', String(s.untrusted ?? 0)],
     ['accuracyClean', String(s.accuracy?.clean ?? null)],
     ['accuracyUnderNoise', String(s.accuracy?.underNoise ?? null)],
     ['version', s.run.version],
@@ -84,7 +120,7 @@ export function gateJunit(s: ReportSummary, checks: GateCheck[], seconds: number
     const attrs = `classname="netmoments.gate" name="${xmlEscape(c.name)}" time="0"`;
     if (c.passed) {
       L.push(`    <testcase ${attrs}>`);
-      L.push(`      <system-out>${xmlEscape(`${c.name}: measured ${pct(c.value)}`)}</system-out>`);
+      L.push(`      <system-out>${xmlEscape(`${c.name}: measured ${checkValue(c)}`)}</system-out>`);
       L.push('    </testcase>');
     } else {
       L.push(`    <testcase ${attrs}>`);
@@ -108,7 +144,7 @@ export function gateMarkdown(s: ReportSummary, checks: GateCheck[]): string {
   L.push('');
   L.push('| check | measured | threshold | result |');
   L.push('|---|---:|---:|---|');
-  for (const c of checks) L.push(`| ${c.name} | ${pct(c.value)} | ${pct(c.threshold)} | ${c.passed ? 'pass' : '**fail**'} |`);
+  for (const c of checks) L.push(`| ${c.name} | ${checkValue(c)} | ${checkValue(c, c.threshold)} | ${c.passed ? 'pass' : '**fail**'} |`);
   if (s.accuracy)
     L.push('', `Clean accuracy ${pct(s.accuracy.clean, 2)}; ${s.inputsLikelyToFlip ?? 0} input(s) more likely than not to change class under the noise.`);
   L.push('');

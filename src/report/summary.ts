@@ -33,6 +33,10 @@ export interface SampleRecord {
   /** Units of the split ReLU whose sign is uncertain under the noise (they carry the pair terms). */
   uncertain: number | null;
   mc?: { samples: number; mean: number[]; var: number[]; flip: number };
+  /** With a bank: the centre's surrogate was off at the input (or no centre has its class), so it was linearized at itself. */
+  fallback?: boolean;
+  /** Whether the numbers can be trusted (src/trust.ts): "fail" makes the input untrusted. */
+  trust: { verdict: 'ok' | 'warn' | 'fail'; reasons: string[] };
 }
 
 /** Everything in summary.json besides the statistics: where the numbers came from. */
@@ -49,6 +53,8 @@ export interface ReportHeader {
     bankId: string | null;
     point: string | null;
     seed: number | null;
+    /** With a bank: whether inputs take a centre of their class and fall back to their own linearization when it is off (absent without a bank). */
+    fallback?: boolean;
   };
   run: {
     version: string;
@@ -81,6 +87,14 @@ export interface ReportSummary extends ReportHeader {
   labelled: number;
   accuracy: { clean: number; underNoise: number | null; ofMean: number } | null;
   flipRate: number | null;
+  /** The flip rate over the trusted inputs (verdict not "fail"); null without flip probabilities or trusted inputs. */
+  trustedFlipRate: number | null;
+  /** Inputs whose verdict is "fail". */
+  untrusted: number;
+  /** Inputs per verdict. */
+  trust: { ok: number; warn: number; fail: number };
+  /** With a bank: inputs linearized at themselves because their centre's surrogate was off there (null without a bank). */
+  bankFallbacks: number | null;
   inputsLikelyToFlip: number | null;
   margin: { mean: number; min: number };
   /** Rows by label when every input has one, else by clean prediction. */
@@ -138,7 +152,7 @@ export function samplesCsv(h: ReportHeader, records: SampleRecord[]): string {
   const bank = h.linearization.mode !== 'input';
   const cols = ['index', 'label', 'clean_class', 'predicted_class', 'expected_margin', 'flip_probability', 'p_label'];
   if (bank) cols.push('centre', 'centre_distance');
-  cols.push('uncertain_units');
+  cols.push('uncertain_units', 'trust');
   if (h.run.perLogit) {
     for (let j = 0; j < d; j++) cols.push(`mean_${j}`);
     if (h.run.variance !== 'none') for (let j = 0; j < d; j++) cols.push(`var_${j}`);
@@ -162,7 +176,7 @@ export function samplesCsv(h: ReportHeader, records: SampleRecord[]): string {
       r.probs && r.label !== null ? num(r.probs[r.label]) : '',
     ];
     if (bank) row.push(num(r.centre), num(r.dist));
-    row.push(num(r.uncertain));
+    row.push(num(r.uncertain), r.trust.verdict);
     if (h.run.perLogit) {
       for (let j = 0; j < d; j++) row.push(num(r.mean[j]));
       if (h.run.variance !== 'none') for (let j = 0; j < d; j++) row.push(num(r.var ? r.var[j] : null));
@@ -177,7 +191,7 @@ export function samplesCsv(h: ReportHeader, records: SampleRecord[]): string {
     }
     rows.push(row);
   }
-  // every cell is a number printed by num (no comma, quote or newline), so none is quoted
+  // every cell is a number printed by num or a verdict word (no comma, quote or newline), so none is quoted
   return csv(cols, rows);
 }
 
@@ -197,6 +211,10 @@ export function buildSummary(h: ReportHeader, records: SampleRecord[], csv: stri
     };
   }
   const flipRate = withProbs ? sum(records.map((r) => r.flip!)) / records.length : null;
+  const trusted = records.filter((r) => r.trust.verdict !== 'fail');
+  const trustedFlipRate = withProbs && trusted.length > 0 ? sum(trusted.map((r) => r.flip!)) / trusted.length : null;
+  const verdicts = { ok: 0, warn: 0, fail: 0 };
+  for (const r of records) verdicts[r.trust.verdict]++;
   const rowOf = (r: SampleRecord) => (byLabel ? r.label! : r.clean);
   const perClass: ClassRow[] = [];
   for (let c = 0; c < d; c++) {
@@ -255,6 +273,10 @@ export function buildSummary(h: ReportHeader, records: SampleRecord[], csv: stri
     labelled,
     accuracy,
     flipRate,
+    trustedFlipRate,
+    untrusted: verdicts.fail,
+    trust: verdicts,
+    bankFallbacks: h.linearization.mode === 'input' ? null : records.filter((r) => r.fallback).length,
     inputsLikelyToFlip: withProbs ? records.filter((r) => r.flip! > 0.5).length : null,
     margin: records.length ? { mean: sum(records.map((r) => r.margin)) / records.length, min: Math.min(...records.map((r) => r.margin)) } : { mean: 0, min: 0 },
     classesBy: byLabel ? 'label' : 'cleanPrediction',
@@ -286,7 +308,8 @@ export function describeRun(s: ReportHeader): { noise: string; linearization: st
   const linearization =
     l.mode === 'input'
       ? 'linearized at every input'
-      : `linearized at the nearest of ${l.k} k-means centres${l.point === 'farthest' ? " (each centre's farthest member)" : ''}${l.mode === 'bank' ? ` from the bank ${l.bank}` : ''}`;
+      : `linearized at the nearest of ${l.k} k-means centres${l.fallback ? ' of its class' : ''}${l.point === 'farthest' ? " (each centre's farthest member)" : ''}${l.mode === 'bank' ? ` from the bank ${l.bank}` : ''}` +
+        (l.fallback ? ", or at the input itself where that centre's surrogate is off there" : '');
   return { noise, linearization };
 }
 
@@ -311,6 +334,9 @@ export function summaryMarkdown(s: ReportSummary, records: SampleRecord[]): stri
     L.push(`| accuracy of the mean's class | ${pct(s.accuracy.ofMean)} |`);
   }
   L.push(`| flip rate (mean P(class changes under noise)) | ${pct(s.flipRate, 3)} |`);
+  L.push(`| trust (ok / warn / fail) | ${s.trust.ok} / ${s.trust.warn} / ${s.trust.fail} |`);
+  if (s.untrusted > 0) L.push(`| flip rate over the ${s.inputs - s.untrusted} trusted inputs | ${pct(s.trustedFlipRate, 3)} |`);
+  if (s.bankFallbacks !== null) L.push(`| inputs linearized at themselves (their centre's surrogate was off there) | ${s.bankFallbacks} |`);
   if (s.inputsLikelyToFlip !== null) L.push(`| inputs more likely than not to flip | ${s.inputsLikelyToFlip} |`);
   L.push(`| expected margin (mean, smallest) | ${fmt(s.margin.mean)}, ${fmt(s.margin.min)} |`);
   if (s.perClass.length > 0) {
@@ -348,6 +374,16 @@ export function summaryMarkdown(s: ReportSummary, records: SampleRecord[]): stri
       L.push(
         `- flip probability: analytic ${pct(t.flip.analytic, 3)} against Monte Carlo ${pct(t.flip.monteCarlo, 3)} (largest difference ${pct(t.flip.maxAbsDifference, 2)})`,
       );
+  }
+  const doubtful = records.filter((r) => r.trust.verdict !== 'ok');
+  if (doubtful.length > 0) {
+    const order = { fail: 0, warn: 1, ok: 2 };
+    const shown = [...doubtful].sort((a, b) => order[a.trust.verdict] - order[b.trust.verdict] || a.i - b.i).slice(0, 10);
+    L.push('', '## Trust', '');
+    L.push(`${s.trust.fail} input(s) failed the checks (their numbers are wrong), ${s.trust.warn} drew a warning:`, '');
+    L.push('| input | verdict | reasons |');
+    L.push('|---:|---|---|');
+    for (const r of shown) L.push(`| ${r.i} | ${r.trust.verdict} | ${r.trust.reasons.join('; ').replace(/\|/g, '\\|')} |`);
   }
   if (records.some((r) => r.flip !== null)) {
     const worst = records

@@ -78,6 +78,8 @@ describe('report with a bank == the moments engine on the centre (residual net, 
           linalg: sharedOrtLinearAlgebra({}),
           relu: 1,
           linearize: { kind: 'bank', path: bank },
+          // the bank's own numbers for every input: nearest centre, no re-linearization
+          bankFallback: false,
           variance,
         };
         const report = await runReport(model, ds, o);

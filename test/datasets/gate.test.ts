@@ -55,9 +55,13 @@ describe('netmoments gate', () => {
     expect(r.stderr).toMatch(/pass: flip rate <=/);
     const xml = parseXml(readFileSync(junit, 'utf8'));
     expect(xml.name).toBe('testsuites');
-    expect(xml.attrs).toMatchObject({ tests: '2', failures: '0', errors: '0' });
+    expect(xml.attrs).toMatchObject({ tests: '3', failures: '0', errors: '0' });
     const cases = find(xml, 'testcase');
-    expect(cases.map((c) => c.attrs.name)).toEqual([expect.stringMatching(/^flip rate <= /), expect.stringMatching(/^accuracy under noise >= /)]);
+    expect(cases.map((c) => c.attrs.name)).toEqual([
+      expect.stringMatching(/^flip rate <= /),
+      'no input fails the trust checks',
+      expect.stringMatching(/^accuracy under noise >= /),
+    ]);
     expect(find(xml, 'failure')).toHaveLength(0);
     const props = Object.fromEntries(find(xml, 'property').map((p) => [p.attrs.name, p.attrs.value]));
     expect(Number(props.flipRate)).toBeCloseTo(flipRate, 12);
@@ -75,7 +79,7 @@ describe('netmoments gate', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/gate failed: flip rate .* is above the maximum/);
     const xml = parseXml(readFileSync(junit, 'utf8'));
-    expect(xml.attrs).toMatchObject({ tests: '1', failures: '1' });
+    expect(xml.attrs).toMatchObject({ tests: '2', failures: '1' });
     const failures = find(xml, 'failure');
     expect(failures).toHaveLength(1);
     expect(failures[0].attrs.message).toMatch(/flip rate \d+\.\d+% is above the maximum \d+\.\d+%/);

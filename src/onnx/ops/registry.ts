@@ -121,6 +121,11 @@ export function isKinked(opType: string, domain = ''): boolean {
   return opDefinition(opType, domain)?.kinks !== undefined;
 }
 
+/** Is the op (of the default domain) curved, neither linear nor piecewise linear (Sigmoid, Tanh, Softmax, LogSoftmax)? */
+export function isSmooth(opType: string, domain = ''): boolean {
+  return opDefinition(opType, domain)?.smooth === true;
+}
+
 /**
  * Where the derivative of `node` (a node of `graph`) jumps: unit-wise kinks of input 0 at constant
  * values, or the windows of a max pooling (which need `dims`, the per-sample dims of a tensor).

@@ -10,4 +10,4 @@ const sigmoidTangent: TangentRule = (c) => {
   return [c.b.op('Mul', [t, d])];
 };
 
-export const sigmoid: OpDefinition = { tangent: sigmoidTangent };
+export const sigmoid: OpDefinition = { tangent: sigmoidTangent, smooth: true };

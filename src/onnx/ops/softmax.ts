@@ -32,5 +32,5 @@ function softmaxLike(log: boolean): TangentRule {
   };
 }
 
-export const softmax: OpDefinition = { tangent: softmaxLike(false) };
-export const logSoftmax: OpDefinition = { tangent: softmaxLike(true) };
+export const softmax: OpDefinition = { tangent: softmaxLike(false), smooth: true };
+export const logSoftmax: OpDefinition = { tangent: softmaxLike(true), smooth: true };

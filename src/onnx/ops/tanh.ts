@@ -10,4 +10,4 @@ const tanhTangent: TangentRule = (c) => {
   return [c.b.op('Mul', [t, d])];
 };
 
-export const tanh: OpDefinition = { tangent: tanhTangent };
+export const tanh: OpDefinition = { tangent: tanhTangent, smooth: true };

@@ -7,6 +7,7 @@
  * Fields:
  * - tangent: the forward-mode (JVP) rule the tangent-graph driver (src/onnx/tangent/build.ts)
  *   calls; its contract is src/onnx/tangent/types.ts.
+ * - smooth: the op is curved everywhere (a linearization is only its tangent; trust warns).
  * - kinks: where the op's derivative jumps, for piecewise-linear ops (the layers whose expected
  *   state changes the linearizer counts). Absent: the op is smooth or linear where it is defined.
  *
@@ -53,4 +54,6 @@ export interface OpDefinition {
   readonly tangent: TangentRule;
   /** Where the derivative jumps (piecewise-linear ops only). */
   readonly kinks?: KinkRule;
+  /** The op is curved: neither linear nor piecewise linear (Sigmoid, Tanh, Softmax); a linearization replaces it by its tangent. */
+  readonly smooth?: boolean;
 }
