@@ -145,7 +145,6 @@ export const SMOOTH_FUNCTIONS: Readonly<Record<string, (x: number) => number>> =
   Sin: Math.sin,
   Cos: Math.cos,
   Softplus: (x) => (x > 30 ? x : Math.log1p(Math.exp(x))),
-  Softsign: (x) => x / (1 + Math.abs(x)),
 };
 
 /**

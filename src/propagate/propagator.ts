@@ -1,0 +1,462 @@
+/**
+ * Moment propagation through every layer (issue 13): the mean and covariance of a model's output
+ * under Gaussian input noise, carried through the graph in topological order as
+ * (m, F, r): mean, factor image of the input noise, residual variance per unit (src/propagate/rules.ts).
+ *
+ * The graph (the part the output depends on) is cut into steps: maximal runs of consecutive affine
+ * nodes become one segment, run by onnxruntime (mean = the segment at m, F's rows = JVPs of the
+ * segment at m along F's directions, r through a "variance model" of the segment that applies the
+ * squared linear parts); unit-wise nodes and MaxPool run here in float64. Before cutting, every
+ * MaxPool fed only by a nondecreasing unit-wise op (Relu, ...) is swapped with it:
+ * maxpool(relu(x)) = relu(maxpool(x)), so the max is taken over Gaussian pre-activations.
+ *
+ * Sessions are created once per propagator (one tangent session and one variance session per
+ * segment); `moments` can then be called for many inputs.
+ */
+import { NetmomentsError } from '../errors.js';
+import { Graph, type GraphNode } from '../onnx/graph.js';
+import type { LoadedModel } from '../onnx/load.js';
+import { DataType } from '../onnx/proto.js';
+import { createJacobianEngine, type JacobianEngine } from '../linearize/jacobian.js';
+import { probeShapes } from '../linearize/shapes.js';
+import { Rng } from '../moments/montecarlo.js';
+import { ModelSession, type Provider } from '../runtime/session.js';
+import {
+  AFFINE_OPS,
+  applyMaxPool,
+  applyUnitRule,
+  hasMomentRule,
+  isMonotoneUnit,
+  maxPoolWindows,
+  unitRule,
+  varianceNodes,
+  type TensorMoments,
+  type UnitMoments,
+} from './rules.js';
+
+export type InputNoise =
+  | { kind: 'isotropic'; sigma: number }
+  | { kind: 'diagonal'; variance: ArrayLike<number> }
+  /** factor [n, r] row-major: Sigma = factor factor^T */
+  | { kind: 'lowrank'; factor: ArrayLike<number>; columns: number };
+
+export interface PropagatorOptions {
+  /** The tensor whose moments are wanted (default: the model's first output). */
+  output?: string;
+  /** Columns of the noise factor: full rank (default) or a k-column random sketch when k < n. */
+  rank?: number;
+  /** Seed of the sketch (default 1). */
+  seed?: number;
+  threads?: number;
+  provider?: Provider;
+}
+
+export interface PropagatedMoments {
+  mean: Float64Array;
+  /** d x d row-major: F F^T + diag(r) at the output. */
+  covariance: Float64Array;
+  variance: Float64Array;
+  /** Columns of the factor carried (n at full rank). */
+  rank: number;
+  /** Whether the input factor was a random sketch. */
+  sketched: boolean;
+  /** Seconds spent in onnxruntime segments and in the rules here. */
+  stats: { segmentSeconds: number; ruleSeconds: number; steps: number };
+}
+
+export interface Propagator {
+  readonly input: string;
+  readonly output: string;
+  readonly inputSize: number;
+  readonly outputSize: number;
+  /** The steps, for messages: e.g. 'affine[Conv]', 'MaxPool', 'Relu'. */
+  readonly plan: string[];
+  moments(mu: ArrayLike<number>, noise: InputNoise): Promise<PropagatedMoments>;
+  release(): Promise<void>;
+}
+
+const isDefault = (n: GraphNode) => n.domain === '' || n.domain === 'ai.onnx';
+
+/** The single float32 data input of a graph (propagate handles one noisy input). */
+function noisyInput(graph: Graph, file?: string): string {
+  const inputs = graph.dataInputs.filter((i) => i.elemType === DataType.FLOAT);
+  if (inputs.length !== 1)
+    throw new NetmomentsError(`propagate needs exactly one float32 input; the model has ${inputs.length}`, { code: 'UNSUPPORTED', file });
+  return inputs[0].name;
+}
+
+/** The nodes the output depends on that also depend on the input (the noisy path). */
+function noisyPath(graph: Graph, input: string, output: string): { nodes: GraphNode[]; variable: Set<string> } {
+  const variable = new Set([input]);
+  for (const n of graph.nodes) if (n.inputs.some((x) => variable.has(x))) for (const o of n.outputs) if (o) variable.add(o);
+  const needed = new Set([output]);
+  const nodes: GraphNode[] = [];
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const n = graph.nodes[i];
+    if (!n.outputs.some((o) => needed.has(o))) continue;
+    for (const x of n.inputs) if (x) needed.add(x);
+    if (n.inputs.some((x) => variable.has(x))) nodes.push(n);
+  }
+  return { nodes: nodes.reverse(), variable };
+}
+
+/** Whether every op on the noisy path from the input to `output` has a moment rule. */
+export function propagationSupport(graph: Graph, output?: string): { supported: boolean; missing: string[] } {
+  const g = graph.clone();
+  g.sortTopologically();
+  const input = noisyInput(g);
+  const { nodes } = noisyPath(g, input, output ?? g.outputs[0].name);
+  const missing = [...new Set(nodes.filter((n) => !hasMomentRule(n)).map((n) => (isDefault(n) ? n.opType : `${n.domain}.${n.opType}`)))];
+  return { supported: missing.length === 0, missing };
+}
+
+/** Swap MaxPool(f(x)) to f(MaxPool(x)) for nondecreasing unit-wise f whose output only the MaxPool reads. */
+function swapMaxPools(graph: Graph, output: string): number {
+  let swaps = 0;
+  for (const pool of graph.nodes.filter((n) => n.opType === 'MaxPool' && isDefault(n) && n.outputs.filter((o) => o).length === 1)) {
+    const f = graph.producerOf(pool.inputs[0]);
+    if (!f || !isMonotoneUnit(f) || f.outputs[0] === output || graph.consumersOf(f.outputs[0]).length !== 1) continue;
+    if (graph.outputs.some((o) => o.name === f.outputs[0])) continue;
+    const x = f.inputs[0];
+    const mid = f.outputs[0];
+    const y = pool.outputs[0];
+    // pool: x -> mid ; f: mid -> y (mid now names the pooled pre-activation)
+    pool.inputs = [x, ...pool.inputs.slice(1)];
+    pool.outputs = [mid];
+    f.inputs = [mid, ...f.inputs.slice(1)];
+    f.outputs = [y];
+    swaps++;
+  }
+  if (swaps > 0) graph.sortTopologically();
+  return swaps;
+}
+
+type Step =
+  | { kind: 'unit'; label: string; input: string; output: string; rule: UnitMoments }
+  | { kind: 'maxpool'; label: string; input: string; output: string; windows: Int32Array[] }
+  | {
+      kind: 'affine';
+      label: string;
+      inputs: string[];
+      outputs: string[];
+      jacobian: JacobianEngine;
+      variance: ModelSession;
+      rInputs: string[];
+      rOutputs: string[];
+    };
+
+const rName = (t: string) => `${t}::netmoments_r`;
+
+export async function createPropagator(model: LoadedModel, options: PropagatorOptions = {}): Promise<Propagator> {
+  const graph = model.graph.clone();
+  graph.sortTopologically(model.file);
+  const input = noisyInput(graph, model.file);
+  const output = options.output ?? graph.outputs[0].name;
+  const support = propagationSupport(graph, output);
+  if (!support.supported) {
+    throw new NetmomentsError(`propagate has no moment rule for ${support.missing.join(', ')} on the path to '${output}'; use two-stage linearization`, {
+      code: 'UNSUPPORTED',
+      file: model.file,
+    });
+  }
+  const shapes = await probeShapes(graph, { threads: options.threads });
+  if (!shapes) throw new NetmomentsError('cannot run the model once to find its tensor shapes', { code: 'UNSUPPORTED', file: model.file });
+  const swaps = swapMaxPools(graph, output);
+  const { nodes, variable } = noisyPath(graph, input, output);
+  const sampleShape = (t: string): number[] => {
+    const s = shapes.get(t);
+    if (!s) throw new NetmomentsError(`no shape for tensor '${t}'`, { code: 'UNSUPPORTED', file: model.file });
+    return s.slice(1);
+  };
+  // a swapped MaxPool's output (the pooled pre-activation) has the shape of the unit-wise op's output
+  if (swaps > 0) {
+    for (const n of graph.nodes) {
+      if (n.opType !== 'MaxPool') continue;
+      const f = graph.consumersOf(n.outputs[0])[0];
+      if (f && isMonotoneUnit(f)) shapes.set(n.outputs[0], shapes.get(f.outputs[0])!);
+    }
+  }
+  const size = (t: string) => sampleShape(t).reduce((a, d) => a * d, 1);
+  const lastUse = new Map<string, number>();
+  nodes.forEach((n, i) => n.inputs.forEach((x) => variable.has(x) && lastUse.set(x, i)));
+  lastUse.set(output, Infinity);
+
+  const steps: Step[] = [];
+  const engines: { release(): Promise<void> }[] = [];
+  try {
+    let i = 0;
+    while (i < nodes.length) {
+      const n = nodes[i];
+      if (AFFINE_OPS.has(n.opType) && isDefault(n)) {
+        let j = i;
+        while (j < nodes.length && AFFINE_OPS.has(nodes[j].opType) && isDefault(nodes[j])) j++;
+        const seg = nodes.slice(i, j);
+        steps.push(await buildSegment(graph, seg, variable, shapes, sampleShape, lastUse, j - 1, output, options));
+        const s = steps[steps.length - 1] as Extract<Step, { kind: 'affine' }>;
+        engines.push(s.jacobian, s.variance);
+        i = j;
+        continue;
+      }
+      if (n.opType === 'MaxPool') {
+        steps.push({
+          kind: 'maxpool',
+          label: 'MaxPool',
+          input: n.inputs[0],
+          output: n.outputs[0],
+          windows: maxPoolWindows(n, sampleShape(n.inputs[0]), sampleShape(n.outputs[0])),
+        });
+      } else {
+        const rule = unitRule(n, graph, sampleShape(n.inputs[0]));
+        if (!rule) throw new NetmomentsError(`propagate has no moment rule for ${n.opType} ('${n.name}')`, { code: 'UNSUPPORTED', file: model.file });
+        steps.push({ kind: 'unit', label: n.opType, input: n.inputs[0], output: n.outputs[0], rule });
+      }
+      i++;
+    }
+  } catch (e) {
+    for (const en of engines) await en.release();
+    throw e;
+  }
+  const n = size(input);
+  const d = size(output);
+  const stepLastUse = steps.map((s) => (s.kind === 'affine' ? s.inputs : [s.input]));
+  const freeAfter = new Map<number, string[]>();
+  {
+    const last = new Map<string, number>();
+    stepLastUse.forEach((ins, k) => ins.forEach((x) => last.set(x, k)));
+    for (const [t, k] of last) if (t !== output) freeAfter.set(k, [...(freeAfter.get(k) ?? []), t]);
+  }
+
+  return {
+    input,
+    output,
+    inputSize: n,
+    outputSize: d,
+    plan: steps.map((s) => s.label),
+    async moments(mu: ArrayLike<number>, noise: InputNoise): Promise<PropagatedMoments> {
+      if (mu.length !== n) throw new NetmomentsError(`the input has ${mu.length} values; '${input}' holds ${n}`, { code: 'BAD_INPUT' });
+      const start = inputMoments(mu, noise, n, options.rank, options.seed ?? 1);
+      const state = new Map<string, TensorMoments>([[input, start.moments]]);
+      let segmentSeconds = 0;
+      let ruleSeconds = 0;
+      for (let k = 0; k < steps.length; k++) {
+        const s = steps[k];
+        const t0 = performance.now();
+        if (s.kind === 'affine') {
+          const outs = await runSegment(s, state);
+          outs.forEach((v, idx) => state.set(s.outputs[idx], v));
+          segmentSeconds += (performance.now() - t0) / 1000;
+        } else {
+          const x = state.get(s.input)!;
+          state.set(s.output, s.kind === 'unit' ? applyUnitRule(s.rule, x) : applyMaxPool(s.windows, x));
+          ruleSeconds += (performance.now() - t0) / 1000;
+        }
+        for (const t of freeAfter.get(k) ?? []) state.delete(t);
+      }
+      const y = state.get(output)!;
+      const covariance = new Float64Array(d * d);
+      for (let c = 0; c < y.k; c++) {
+        const row = c * d;
+        for (let a = 0; a < d; a++) {
+          const fa = y.F[row + a];
+          if (fa === 0) continue;
+          for (let b = 0; b < d; b++) covariance[a * d + b] += fa * y.F[row + b];
+        }
+      }
+      for (let a = 0; a < d; a++) covariance[a * d + a] += y.r[a];
+      const variance = new Float64Array(d);
+      for (let a = 0; a < d; a++) variance[a] = covariance[a * d + a];
+      return {
+        mean: Float64Array.from(y.m),
+        covariance,
+        variance,
+        rank: start.moments.k,
+        sketched: start.sketched,
+        stats: { segmentSeconds, ruleSeconds, steps: steps.length },
+      };
+    },
+    async release() {
+      for (const en of engines) await en.release();
+    },
+  };
+}
+
+/**
+ * The input's moments: F = the noise factor (sigma I, diag(sqrt v) or the given factor), or when
+ * rank k < its columns a random sketch F G / sqrt(k) (G Gaussian, E[F G G^T F^T / k] = Sigma) with
+ * r set to the marginal variance the sketch misses (diag Sigma - |F_i|^2, clamped at 0), so every
+ * input unit keeps its exact variance.
+ */
+export function inputMoments(
+  mu: ArrayLike<number>,
+  noise: InputNoise,
+  n: number,
+  rank: number | undefined,
+  seed: number,
+): { moments: TensorMoments; sketched: boolean } {
+  const m = Float64Array.from(mu);
+  let cols: number;
+  let at: (i: number, c: number) => number;
+  const diagSigma = new Float64Array(n);
+  if (noise.kind === 'isotropic') {
+    cols = n;
+    at = (i, c) => (i === c ? noise.sigma : 0);
+    diagSigma.fill(noise.sigma * noise.sigma);
+  } else if (noise.kind === 'diagonal') {
+    if (noise.variance.length !== n)
+      throw new NetmomentsError(`the noise variance has ${noise.variance.length} values for an input of ${n}`, { code: 'BAD_INPUT' });
+    cols = n;
+    at = (i, c) => (i === c ? Math.sqrt(noise.variance[i]) : 0);
+    for (let i = 0; i < n; i++) diagSigma[i] = noise.variance[i];
+  } else {
+    cols = noise.columns;
+    if (noise.factor.length !== n * cols)
+      throw new NetmomentsError(`the noise factor has ${noise.factor.length} values for [${n}, ${cols}]`, { code: 'BAD_INPUT' });
+    at = (i, c) => noise.factor[i * cols + c];
+    for (let i = 0; i < n; i++) for (let c = 0; c < cols; c++) diagSigma[i] += noise.factor[i * cols + c] ** 2;
+  }
+  const k = rank !== undefined && rank > 0 && rank < cols ? Math.floor(rank) : cols;
+  const F = new Float64Array(k * n);
+  const r = new Float64Array(n);
+  if (k === cols) {
+    for (let c = 0; c < cols; c++) for (let i = 0; i < n; i++) F[c * n + i] = at(i, c);
+    return { moments: { m, F, k, r }, sketched: false };
+  }
+  const rng = new Rng(seed);
+  const G = new Float64Array(cols * k);
+  for (let i = 0; i < G.length; i++) G[i] = rng.normal() / Math.sqrt(k);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < cols; c++) {
+      const a = at(i, c);
+      if (a === 0) continue;
+      for (let j = 0; j < k; j++) F[j * n + i] += a * G[c * k + j];
+    }
+  }
+  for (let i = 0; i < n; i++) {
+    let q = 0;
+    for (let j = 0; j < k; j++) q += F[j * n + i] ** 2;
+    r[i] = Math.max(0, diagSigma[i] - q);
+  }
+  return { moments: { m, F, k, r }, sketched: true };
+}
+
+/** One affine segment: its own graph (mean + JVPs through a JacobianEngine) and its variance model. */
+async function buildSegment(
+  graph: Graph,
+  seg: GraphNode[],
+  variable: Set<string>,
+  shapes: Map<string, number[]>,
+  sampleShape: (t: string) => number[],
+  lastUse: Map<string, number>,
+  lastIndex: number,
+  output: string,
+  options: PropagatorOptions,
+): Promise<Step> {
+  const produced = new Set(seg.flatMap((n) => n.outputs));
+  const inputs = [...new Set(seg.flatMap((n) => n.inputs).filter((x) => variable.has(x) && !produced.has(x)))];
+  const outputs = [...produced].filter((t) => t && variable.has(t) && (t === output || (lastUse.get(t) ?? -1) > lastIndex));
+  // constant producers the segment reads (Shape/Gather/Constant chains), pulled in whole
+  const constNodes: GraphNode[] = [];
+  const needConst = new Set(seg.flatMap((n) => n.inputs).filter((x) => x && !variable.has(x)));
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const n = graph.nodes[i];
+    if (n.outputs.some((o) => needConst.has(o)) && !n.inputs.some((x) => variable.has(x))) {
+      constNodes.unshift(n);
+      for (const x of n.inputs) if (x) needConst.add(x);
+    }
+  }
+  const base = (): Graph => {
+    const g = new Graph();
+    g.opsetImports = graph.opsetImports.map((o) => ({ ...o }));
+    g.irVersion = graph.irVersion;
+    for (const name of needConst) {
+      const t = graph.initializers.get(name);
+      if (t) g.initializers.set(name, t);
+    }
+    return g;
+  };
+  const fg = base();
+  fg.nodes = [...constNodes, ...seg].map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs] }));
+  fg.inputs = inputs.map((name) => ({ name, elemType: DataType.FLOAT, shape: ['N', ...sampleShape(name)] }));
+  fg.outputs = outputs.map((name) => ({ name, elemType: DataType.FLOAT }));
+  const jacobian = await createJacobianEngine(fg, { mode: 'jvp', outputs, threads: options.threads, provider: options.provider });
+
+  const vg = base();
+  let counter = 0;
+  const ctx = {
+    isVariable: (t: string) => variable.has(t),
+    rName,
+    shape: sampleShape,
+    fresh: (hint: string) => `${hint}::netmoments_${counter++}`,
+    constant: (values: number[], dims: number[]) => {
+      const name = `netmoments_const_${counter++}`;
+      vg.initializers.set(name, { name, dataType: DataType.FLOAT, dims, data: Float32Array.from(values) });
+      return name;
+    },
+  };
+  const vnodes: GraphNode[] = [...constNodes.map((n) => ({ ...n }))];
+  for (const n of seg) vnodes.push(...varianceNodes(n, ctx));
+  vg.nodes = vnodes;
+  vg.inputs = inputs.map((name) => ({ name: rName(name), elemType: DataType.FLOAT, shape: [1, ...sampleShape(name)] }));
+  vg.outputs = outputs.map((name) => ({ name: rName(name), elemType: DataType.FLOAT }));
+  vg.prune();
+  let variance: ModelSession;
+  try {
+    variance = await ModelSession.create(vg.toBytes(), { threads: options.threads, provider: options.provider });
+  } catch (e) {
+    await jacobian.release();
+    throw e;
+  }
+  void shapes;
+  return {
+    kind: 'affine',
+    label: `affine[${seg.map((n) => n.opType).join(',')}]`,
+    inputs: jacobian.inputs.map((s) => s.name),
+    outputs: jacobian.outputs.map((s) => s.name),
+    jacobian,
+    variance,
+    rInputs: inputs.map(rName),
+    rOutputs: outputs.map(rName),
+  };
+}
+
+async function runSegment(s: Extract<Step, { kind: 'affine' }>, state: Map<string, TensorMoments>): Promise<TensorMoments[]> {
+  const ins = s.inputs.map((t) => state.get(t)!);
+  const k = ins[0].k;
+  const J = s.jacobian;
+  const point: Record<string, Float64Array> = {};
+  s.inputs.forEach((t, i) => (point[t] = ins[i].m));
+  // directions [k, inputSize]: row c concatenates every input's c-th factor row
+  let directions: Float64Array;
+  if (ins.length === 1) directions = ins[0].F;
+  else {
+    directions = new Float64Array(k * J.inputSize);
+    for (let c = 0; c < k; c++) {
+      for (const slot of J.inputs) {
+        const x = state.get(slot.name)!;
+        directions.set(x.F.subarray(c * slot.size, (c + 1) * slot.size), c * J.inputSize + slot.offset);
+      }
+    }
+  }
+  const primal = J.primalInputs.map((p) => p.name);
+  const pointFeed: Record<string, Float64Array> = {};
+  for (const p of primal) pointFeed[p] = point[p];
+  const { tangents, outputValue } = await J.jvp(pointFeed, directions, k);
+  const feeds: Record<string, { type: 'float32'; data: Float32Array; dims: number[] }> = {};
+  s.inputs.forEach(
+    (t, i) => (feeds[s.rInputs[i]] = { type: 'float32', data: Float32Array.from(ins[i].r), dims: [1, ...J.primalInputs.find((p) => p.name === t)!.dims] }),
+  );
+  const rOut = await s.variance.run(feeds, s.rOutputs);
+  return J.outputs.map((o, idx) => {
+    const m = outputValue.slice(o.offset, o.offset + o.size);
+    let F: Float64Array;
+    if (J.outputs.length === 1) F = tangents;
+    else {
+      F = new Float64Array(k * o.size);
+      for (let c = 0; c < k; c++) F.set(tangents.subarray(c * J.outputSize + o.offset, c * J.outputSize + o.offset + o.size), c * o.size);
+    }
+    const rv = rOut[s.rOutputs[idx]].data as Float32Array;
+    const r = new Float64Array(o.size);
+    for (let i = 0; i < o.size; i++) r[i] = Math.max(0, rv[i]);
+    return { m, F, k, r };
+  });
+}
