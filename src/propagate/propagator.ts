@@ -17,10 +17,9 @@ import { NetmomentsError } from '../errors.js';
 import { Graph, type GraphNode } from '../onnx/graph.js';
 import type { LoadedModel } from '../onnx/load.js';
 import { DataType } from '../onnx/proto.js';
-import { createJacobianEngine, type JacobianEngine } from '../linearize/jacobian.js';
 import { probeShapes } from '../linearize/shapes.js';
 import { Rng } from '../moments/montecarlo.js';
-import { ModelSession, type Provider } from '../runtime/session.js';
+import type { Provider } from '../runtime/session.js';
 import {
   AFFINE_OPS,
   applyMaxPool,
@@ -29,10 +28,11 @@ import {
   isMonotoneUnit,
   maxPoolWindows,
   unitRule,
-  varianceNodes,
+  type MaxPoolGram,
   type TensorMoments,
   type UnitMoments,
 } from './rules.js';
+import { AffineSegment } from './segment.js';
 
 export type InputNoise =
   | { kind: 'isotropic'; sigma: number }
@@ -133,19 +133,8 @@ function swapMaxPools(graph: Graph, output: string): number {
 
 type Step =
   | { kind: 'unit'; label: string; input: string; output: string; rule: UnitMoments }
-  | { kind: 'maxpool'; label: string; input: string; output: string; windows: Int32Array[] }
-  | {
-      kind: 'affine';
-      label: string;
-      inputs: string[];
-      outputs: string[];
-      jacobian: JacobianEngine;
-      variance: ModelSession;
-      rInputs: string[];
-      rOutputs: string[];
-    };
-
-const rName = (t: string) => `${t}::netmoments_r`;
+  | { kind: 'maxpool'; label: string; input: string; output: string; windows: Int32Array[]; gram: MaxPoolGram }
+  | { kind: 'affine'; label: string; segment: AffineSegment };
 
 export async function createPropagator(model: LoadedModel, options: PropagatorOptions = {}): Promise<Propagator> {
   const graph = model.graph.clone();
@@ -190,10 +179,20 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
       if (AFFINE_OPS.has(n.opType) && isDefault(n)) {
         let j = i;
         while (j < nodes.length && AFFINE_OPS.has(nodes[j].opType) && isDefault(nodes[j])) j++;
-        const seg = nodes.slice(i, j);
-        steps.push(await buildSegment(graph, seg, variable, shapes, sampleShape, lastUse, j - 1, output, options));
-        const s = steps[steps.length - 1] as Extract<Step, { kind: 'affine' }>;
-        engines.push(s.jacobian, s.variance);
+        const segment = await AffineSegment.create(
+          graph,
+          nodes.slice(i, j),
+          variable,
+          shapes,
+          sampleShape,
+          (t) => t === output || (lastUse.get(t) ?? -1) > j - 1,
+          {
+            threads: options.threads,
+            provider: options.provider,
+          },
+        );
+        engines.push(segment);
+        steps.push({ kind: 'affine', label: segment.label, segment });
         i = j;
         continue;
       }
@@ -204,6 +203,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
           input: n.inputs[0],
           output: n.outputs[0],
           windows: maxPoolWindows(n, sampleShape(n.inputs[0]), sampleShape(n.outputs[0])),
+          gram: {},
         });
       } else {
         const rule = unitRule(n, graph, sampleShape(n.inputs[0]));
@@ -218,7 +218,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
   }
   const n = size(input);
   const d = size(output);
-  const stepLastUse = steps.map((s) => (s.kind === 'affine' ? s.inputs : [s.input]));
+  const stepLastUse = steps.map((s) => (s.kind === 'affine' ? s.segment.inputs : [s.input]));
   const freeAfter = new Map<number, string[]>();
   {
     const last = new Map<string, number>();
@@ -226,6 +226,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
     for (const [t, k] of last) if (t !== output) freeAfter.set(k, [...(freeAfter.get(k) ?? []), t]);
   }
 
+  let inputCache: { noise: InputNoise; start: ReturnType<typeof inputMoments> } | undefined;
   return {
     input,
     output,
@@ -234,7 +235,13 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
     plan: steps.map((s) => s.label),
     async moments(mu: ArrayLike<number>, noise: InputNoise): Promise<PropagatedMoments> {
       if (mu.length !== n) throw new NetmomentsError(`the input has ${mu.length} values; '${input}' holds ${n}`, { code: 'BAD_INPUT' });
-      const start = inputMoments(mu, noise, n, options.rank, options.seed ?? 1);
+      // the input factor depends on the noise only: the same noise again gives the same factor
+      // arrays, which lets the first segment and MaxPool reuse their noise-only work
+      if (!inputCache || !sameNoise(inputCache.noise, noise)) {
+        const made = inputMoments(mu, noise, n, options.rank, options.seed ?? 1);
+        inputCache = { noise: copyNoise(noise), start: made };
+      }
+      const start = { moments: { ...inputCache.start.moments, m: Float64Array.from(mu) }, sketched: inputCache.start.sketched };
       const state = new Map<string, TensorMoments>([[input, start.moments]]);
       let segmentSeconds = 0;
       let ruleSeconds = 0;
@@ -242,12 +249,13 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         const s = steps[k];
         const t0 = performance.now();
         if (s.kind === 'affine') {
-          const outs = await runSegment(s, state);
-          outs.forEach((v, idx) => state.set(s.outputs[idx], v));
+          const ins = s.segment.inputs.map((t) => state.get(t)!);
+          const outs = await s.segment.run(padRows(ins));
+          outs.forEach((v, idx) => state.set(s.segment.outputs[idx], v));
           segmentSeconds += (performance.now() - t0) / 1000;
         } else {
           const x = state.get(s.input)!;
-          state.set(s.output, s.kind === 'unit' ? applyUnitRule(s.rule, x) : applyMaxPool(s.windows, x));
+          state.set(s.output, s.kind === 'unit' ? applyUnitRule(s.rule, x) : applyMaxPool(s.windows, x, s.gram));
           ruleSeconds += (performance.now() - t0) / 1000;
         }
         for (const t of freeAfter.get(k) ?? []) state.delete(t);
@@ -315,7 +323,7 @@ export function inputMoments(
     for (let i = 0; i < n; i++) for (let c = 0; c < cols; c++) diagSigma[i] += noise.factor[i * cols + c] ** 2;
   }
   const k = rank !== undefined && rank > 0 && rank < cols ? Math.floor(rank) : cols;
-  const F = new Float64Array(k * n);
+  const F = new Float32Array(k * n);
   const r = new Float64Array(n);
   if (k === cols) {
     for (let c = 0; c < cols; c++) for (let i = 0; i < n; i++) F[c * n + i] = at(i, c);
@@ -324,13 +332,15 @@ export function inputMoments(
   const rng = new Rng(seed);
   const G = new Float64Array(cols * k);
   for (let i = 0; i < G.length; i++) G[i] = rng.normal() / Math.sqrt(k);
+  const sketch = new Float64Array(k * n);
   for (let i = 0; i < n; i++) {
     for (let c = 0; c < cols; c++) {
       const a = at(i, c);
       if (a === 0) continue;
-      for (let j = 0; j < k; j++) F[j * n + i] += a * G[c * k + j];
+      for (let j = 0; j < k; j++) sketch[j * n + i] += a * G[c * k + j];
     }
   }
+  F.set(sketch);
   for (let i = 0; i < n; i++) {
     let q = 0;
     for (let j = 0; j < k; j++) q += F[j * n + i] ** 2;
@@ -339,124 +349,34 @@ export function inputMoments(
   return { moments: { m, F, k, r }, sketched: true };
 }
 
-/** One affine segment: its own graph (mean + JVPs through a JacobianEngine) and its variance model. */
-async function buildSegment(
-  graph: Graph,
-  seg: GraphNode[],
-  variable: Set<string>,
-  shapes: Map<string, number[]>,
-  sampleShape: (t: string) => number[],
-  lastUse: Map<string, number>,
-  lastIndex: number,
-  output: string,
-  options: PropagatorOptions,
-): Promise<Step> {
-  const produced = new Set(seg.flatMap((n) => n.outputs));
-  const inputs = [...new Set(seg.flatMap((n) => n.inputs).filter((x) => variable.has(x) && !produced.has(x)))];
-  const outputs = [...produced].filter((t) => t && variable.has(t) && (t === output || (lastUse.get(t) ?? -1) > lastIndex));
-  // constant producers the segment reads (Shape/Gather/Constant chains), pulled in whole
-  const constNodes: GraphNode[] = [];
-  const needConst = new Set(seg.flatMap((n) => n.inputs).filter((x) => x && !variable.has(x)));
-  for (let i = graph.nodes.length - 1; i >= 0; i--) {
-    const n = graph.nodes[i];
-    if (n.outputs.some((o) => needConst.has(o)) && !n.inputs.some((x) => variable.has(x))) {
-      constNodes.unshift(n);
-      for (const x of n.inputs) if (x) needConst.add(x);
-    }
-  }
-  const base = (): Graph => {
-    const g = new Graph();
-    g.opsetImports = graph.opsetImports.map((o) => ({ ...o }));
-    g.irVersion = graph.irVersion;
-    for (const name of needConst) {
-      const t = graph.initializers.get(name);
-      if (t) g.initializers.set(name, t);
-    }
-    return g;
-  };
-  const fg = base();
-  fg.nodes = [...constNodes, ...seg].map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs] }));
-  fg.inputs = inputs.map((name) => ({ name, elemType: DataType.FLOAT, shape: ['N', ...sampleShape(name)] }));
-  fg.outputs = outputs.map((name) => ({ name, elemType: DataType.FLOAT }));
-  const jacobian = await createJacobianEngine(fg, { mode: 'jvp', outputs, threads: options.threads, provider: options.provider });
-
-  const vg = base();
-  let counter = 0;
-  const ctx = {
-    isVariable: (t: string) => variable.has(t),
-    rName,
-    shape: sampleShape,
-    fresh: (hint: string) => `${hint}::netmoments_${counter++}`,
-    constant: (values: number[], dims: number[]) => {
-      const name = `netmoments_const_${counter++}`;
-      vg.initializers.set(name, { name, dataType: DataType.FLOAT, dims, data: Float32Array.from(values) });
-      return name;
-    },
-  };
-  const vnodes: GraphNode[] = [...constNodes.map((n) => ({ ...n }))];
-  for (const n of seg) vnodes.push(...varianceNodes(n, ctx));
-  vg.nodes = vnodes;
-  vg.inputs = inputs.map((name) => ({ name: rName(name), elemType: DataType.FLOAT, shape: [1, ...sampleShape(name)] }));
-  vg.outputs = outputs.map((name) => ({ name: rName(name), elemType: DataType.FLOAT }));
-  vg.prune();
-  let variance: ModelSession;
-  try {
-    variance = await ModelSession.create(vg.toBytes(), { threads: options.threads, provider: options.provider });
-  } catch (e) {
-    await jacobian.release();
-    throw e;
-  }
-  void shapes;
-  return {
-    kind: 'affine',
-    label: `affine[${seg.map((n) => n.opType).join(',')}]`,
-    inputs: jacobian.inputs.map((s) => s.name),
-    outputs: jacobian.outputs.map((s) => s.name),
-    jacobian,
-    variance,
-    rInputs: inputs.map(rName),
-    rOutputs: outputs.map(rName),
-  };
+/**
+ * The inputs of a segment with one number of factor rows: a tensor computed before later steps
+ * appended columns has zero coefficients on them (rows are only ever appended at the end).
+ */
+function padRows(ins: TensorMoments[]): TensorMoments[] {
+  const rows = Math.max(...ins.map((x) => x.F.length / x.m.length));
+  return ins.map((x) => {
+    if (x.F.length === rows * x.m.length) return x;
+    const F = new Float32Array(rows * x.m.length);
+    F.set(x.F);
+    return { ...x, F };
+  });
 }
 
-async function runSegment(s: Extract<Step, { kind: 'affine' }>, state: Map<string, TensorMoments>): Promise<TensorMoments[]> {
-  const ins = s.inputs.map((t) => state.get(t)!);
-  const k = ins[0].k;
-  const J = s.jacobian;
-  const point: Record<string, Float64Array> = {};
-  s.inputs.forEach((t, i) => (point[t] = ins[i].m));
-  // directions [k, inputSize]: row c concatenates every input's c-th factor row
-  let directions: Float64Array;
-  if (ins.length === 1) directions = ins[0].F;
-  else {
-    directions = new Float64Array(k * J.inputSize);
-    for (let c = 0; c < k; c++) {
-      for (const slot of J.inputs) {
-        const x = state.get(slot.name)!;
-        directions.set(x.F.subarray(c * slot.size, (c + 1) * slot.size), c * J.inputSize + slot.offset);
-      }
-    }
-  }
-  const primal = J.primalInputs.map((p) => p.name);
-  const pointFeed: Record<string, Float64Array> = {};
-  for (const p of primal) pointFeed[p] = point[p];
-  const { tangents, outputValue } = await J.jvp(pointFeed, directions, k);
-  const feeds: Record<string, { type: 'float32'; data: Float32Array; dims: number[] }> = {};
-  s.inputs.forEach(
-    (t, i) => (feeds[s.rInputs[i]] = { type: 'float32', data: Float32Array.from(ins[i].r), dims: [1, ...J.primalInputs.find((p) => p.name === t)!.dims] }),
-  );
-  const rOut = await s.variance.run(feeds, s.rOutputs);
-  return J.outputs.map((o, idx) => {
-    const m = outputValue.slice(o.offset, o.offset + o.size);
-    let F: Float64Array;
-    if (J.outputs.length === 1) F = tangents;
-    else {
-      F = new Float64Array(k * o.size);
-      for (let c = 0; c < k; c++) F.set(tangents.subarray(c * J.outputSize + o.offset, c * J.outputSize + o.offset + o.size), c * o.size);
-    }
-    const rv = rOut[s.rOutputs[idx]].data as Float32Array;
-    const r = new Float64Array(o.size);
-    for (let i = 0; i < o.size; i++) r[i] = Math.max(0, rv[i]);
-    return { m, F, k, r };
-  });
+function copyNoise(noise: InputNoise): InputNoise {
+  if (noise.kind === 'isotropic') return { ...noise };
+  if (noise.kind === 'diagonal') return { kind: 'diagonal', variance: Float64Array.from(noise.variance) };
+  return { kind: 'lowrank', factor: Float64Array.from(noise.factor), columns: noise.columns };
+}
+
+function sameValues(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameNoise(a: InputNoise, b: InputNoise): boolean {
+  if (a.kind === 'isotropic') return b.kind === 'isotropic' && a.sigma === b.sigma;
+  if (a.kind === 'diagonal') return b.kind === 'diagonal' && sameValues(a.variance, b.variance);
+  return b.kind === 'lowrank' && a.columns === b.columns && sameValues(a.factor, b.factor);
 }

@@ -29,8 +29,12 @@ import { SMOOTH_FUNCTIONS, expMoments, smoothMoments } from '../moments/smooth.j
 /** Moments of one tensor (per sample, batch axis dropped). */
 export interface TensorMoments {
   m: Float64Array;
-  /** [k, size], direction-major. */
-  F: Float64Array;
+  /**
+   * [rows, size], direction-major, float32 (the layout and type of onnxruntime's tangent runs, which
+   * compute the affine steps in float32): row d is the image of the d-th noise direction. The first
+   * k rows are the covariance factor.
+   */
+  F: Float32Array;
   k: number;
   r: Float64Array;
 }
@@ -124,12 +128,15 @@ function broadcastTo(t: TensorValue, shape: readonly number[]): Float64Array {
   return out;
 }
 
-/** Squared norms of the columns of a direction-major factor: |F_i|^2 for each unit. */
-export function unitFactorNorms(F: Float64Array, k: number, size: number): Float64Array {
+/** Squared norms of the columns of a direction-major factor over its first k rows: |F_i|^2 for each unit. */
+export function unitFactorNorms(F: Float32Array, k: number, size: number): Float64Array {
   const q = new Float64Array(size);
   for (let d = 0; d < k; d++) {
     const o = d * size;
-    for (let i = 0; i < size; i++) q[i] += F[o + i] * F[o + i];
+    for (let i = 0; i < size; i++) {
+      const f = F[o + i];
+      q[i] += f * f;
+    }
   }
   return q;
 }
@@ -147,12 +154,14 @@ export function applyUnitRule(rule: UnitMoments, x: TensorMoments): TensorMoment
     slope[i] = g.slope;
     r[i] = Math.max(0, g.variance - g.slope * g.slope * q[i]);
   }
-  const F = new Float64Array(x.F.length);
-  for (let d = 0; d < x.k; d++) {
+  const Fx = x.F;
+  const rows = Fx.length / size;
+  const F = new Float32Array(Fx.length);
+  for (let d = 0; d < rows; d++) {
     const o = d * size;
-    for (let i = 0; i < size; i++) F[o + i] = slope[i] * x.F[o + i];
+    for (let i = 0; i < size; i++) F[o + i] = slope[i] * Fx[o + i];
   }
-  return { m, F, k: x.k, r };
+  return { ...x, m, F, r };
 }
 
 /**
@@ -214,59 +223,150 @@ export function maxPoolWindows(node: GraphNode, inShape: readonly number[], outS
   return windows;
 }
 
-/** Clark's pairwise max over each window (see the header). */
-export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments): TensorMoments {
+/** A MaxPool step's cache of window Gram matrices, valid for one factor array (see applyMaxPool). */
+export interface MaxPoolGram {
+  F?: Float32Array;
+  k?: number;
+  G?: Float64Array;
+  active?: { rowStart: Int32Array; windows: Int32Array };
+}
+
+/**
+ * Clark's pairwise max over each window (see the header), in weight form: the running max after
+ * combining elements 0..j of a window passes the factor as sum_a w_a F_{i_a} (Clark's weights
+ * multiplied along the way), so cov(running max, element j) = sum_a w_a G_{a j} (residuals of
+ * different units taken as uncorrelated) needs only the window's Gram matrix
+ * G_{ab} = F_{i_a} . F_{i_b}, computed in one pass over the factor; a second pass writes the
+ * output rows sum_a w_a F_{i_a}. The residual is Clark's variance minus w^T G w.
+ */
+export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, cache: MaxPoolGram = {}): TensorMoments {
   const size = x.m.length;
   const outSize = windows.length;
   const k = x.k;
-  const q = unitFactorNorms(x.F, k, size);
-  // order each window by decreasing mean: combining the likely maxima first keeps Clark's
-  // Gaussian re-approximation of the running max closest to the truth
-  const order = windows.map((w) => Int32Array.from([...w].sort((a, b) => x.m[b] - x.m[a])));
-  const maxLen = order.reduce((a, w) => Math.max(a, w.length), 0);
-  const m = new Float64Array(outSize);
-  const v = new Float64Array(outSize);
-  const F = new Float64Array(k * outSize);
+  const rows = x.F.length / size;
+  const Fx = x.F;
+  const start = new Int32Array(outSize + 1);
+  const gStart = new Int32Array(outSize + 1);
+  let maxLen = 0;
   for (let o = 0; o < outSize; o++) {
-    const i0 = order[o][0];
-    m[o] = x.m[i0];
-    v[o] = q[i0] + x.r[i0];
+    const L = windows[o].length;
+    start[o + 1] = start[o] + L;
+    gStart[o + 1] = gStart[o] + L * L;
+    maxLen = Math.max(maxLen, L);
   }
-  for (let d = 0; d < k; d++) {
-    const src = d * size;
-    const dst = d * outSize;
-    for (let o = 0; o < outSize; o++) F[dst + o] = x.F[src + order[o][0]];
-  }
-  const cov = new Float64Array(outSize);
-  const wX = new Float64Array(outSize);
-  const active = new Uint8Array(outSize);
-  for (let step = 1; step < maxLen; step++) {
-    cov.fill(0);
-    for (let o = 0; o < outSize; o++) active[o] = order[o].length > step ? 1 : 0;
-    // cov(running max, next element): through F only (residuals of different units uncorrelated)
+  // the Gram of each window in its natural order (depends on the factor only, hence the cache)
+  // and, per factor row, the windows holding a nonzero (a factor that is still sparse, as the
+  // image of the input noise through a first convolution is, then costs only its nonzeros)
+  let G: Float64Array;
+  let active: { rowStart: Int32Array; windows: Int32Array } | undefined;
+  if (cache.F === Fx && cache.k === k && cache.G) {
+    G = cache.G;
+    active = cache.active;
+  } else {
+    G = new Float64Array(gStart[outSize]);
+    const v = new Float64Array(maxLen);
+    const rowStart = new Int32Array(k + 1);
+    let list = new Int32Array(Math.max(16, (k * outSize) >> 3));
+    let count = 0;
     for (let d = 0; d < k; d++) {
-      const src = d * size;
-      const dst = d * outSize;
-      for (let o = 0; o < outSize; o++) if (active[o]) cov[o] += F[dst + o] * x.F[src + order[o][step]];
+      const row = d * size;
+      for (let o = 0; o < outSize; o++) {
+        const w = windows[o];
+        const L = w.length;
+        let any = false;
+        for (let a = 0; a < L; a++) {
+          const f = Fx[row + w[a]];
+          v[a] = f;
+          if (f !== 0) any = true;
+        }
+        if (!any) continue;
+        if (count === list.length) {
+          const grown = new Int32Array(2 * list.length);
+          grown.set(list);
+          list = grown;
+        }
+        list[count++] = o;
+        const g0 = gStart[o];
+        for (let a = 0; a < L; a++) {
+          const va = v[a];
+          const ga = g0 + a * L;
+          for (let b = a; b < L; b++) G[ga + b] += va * v[b];
+        }
+      }
+      rowStart[d + 1] = count;
+    }
+    // the sparse pass pays when at most half the (row, window) pairs hold a nonzero
+    active = count <= (k * outSize) / 2 ? { rowStart, windows: list.slice(0, count) } : undefined;
+    for (let o = 0; o < outSize; o++) {
+      const L = windows[o].length;
+      const g0 = gStart[o];
+      for (let a = 0; a < L; a++) for (let b = 0; b < a; b++) G[g0 + a * L + b] = G[g0 + b * L + a];
+    }
+    cache.F = Fx;
+    cache.k = k;
+    cache.G = G;
+    cache.active = active;
+  }
+  // each window's positions ordered by decreasing mean: combining the likely maxima first keeps
+  // Clark's Gaussian re-approximation of the running max closest to the truth
+  const pos = new Int32Array(start[outSize]);
+  const idx = new Int32Array(start[outSize]);
+  for (let o = 0; o < outSize; o++) {
+    const w = windows[o];
+    const order = Array.from({ length: w.length }, (_, a) => a).sort((a, b) => x.m[w[b]] - x.m[w[a]]);
+    for (let a = 0; a < w.length; a++) {
+      pos[start[o] + a] = order[a];
+      idx[start[o] + a] = w[order[a]];
+    }
+  }
+  const m = new Float64Array(outSize);
+  const r = new Float64Array(outSize);
+  const weights = new Float64Array(idx.length);
+  for (let o = 0; o < outSize; o++) {
+    const s0 = start[o];
+    const L = start[o + 1] - s0;
+    const g0 = gStart[o];
+    const gram = (a: number, b: number) => G[g0 + pos[s0 + a] * L + pos[s0 + b]];
+    const i0 = idx[s0];
+    let mean = x.m[i0];
+    let variance = gram(0, 0) + x.r[i0];
+    weights[s0] = 1;
+    for (let j = 1; j < L; j++) {
+      const ij = idx[s0 + j];
+      let cov = 0;
+      for (let a = 0; a < j; a++) cov += weights[s0 + a] * gram(a, j);
+      const c = clarkMax(mean, variance, x.m[ij], gram(j, j) + x.r[ij], cov);
+      mean = c.mean;
+      variance = c.variance;
+      for (let a = 0; a < j; a++) weights[s0 + a] *= c.weightX;
+      weights[s0 + j] = 1 - c.weightX;
+    }
+    let wGw = 0;
+    for (let a = 0; a < L; a++) for (let b = 0; b < L; b++) wGw += weights[s0 + a] * weights[s0 + b] * gram(a, b);
+    m[o] = mean;
+    r[o] = Math.max(0, variance - wGw);
+  }
+  const F = new Float32Array(rows * outSize);
+  for (let d = 0; d < rows; d++) {
+    const row = d * size;
+    const dst = d * outSize;
+    if (active && d < k) {
+      const list = active.windows;
+      for (let e = active.rowStart[d]; e < active.rowStart[d + 1]; e++) {
+        const o = list[e];
+        let acc = 0;
+        for (let t = start[o]; t < start[o + 1]; t++) acc += weights[t] * Fx[row + idx[t]];
+        F[dst + o] = acc;
+      }
+      continue;
     }
     for (let o = 0; o < outSize; o++) {
-      if (!active[o]) continue;
-      const j = order[o][step];
-      const c = clarkMax(m[o], v[o], x.m[j], q[j] + x.r[j], cov[o]);
-      m[o] = c.mean;
-      v[o] = c.variance;
-      wX[o] = c.weightX;
-    }
-    for (let d = 0; d < k; d++) {
-      const src = d * size;
-      const dst = d * outSize;
-      for (let o = 0; o < outSize; o++) if (active[o]) F[dst + o] = wX[o] * F[dst + o] + (1 - wX[o]) * x.F[src + order[o][step]];
+      let acc = 0;
+      for (let t = start[o]; t < start[o + 1]; t++) acc += weights[t] * Fx[row + idx[t]];
+      F[dst + o] = acc;
     }
   }
-  const qOut = unitFactorNorms(F, k, outSize);
-  const r = new Float64Array(outSize);
-  for (let o = 0; o < outSize; o++) r[o] = Math.max(0, v[o] - qOut[o]);
-  return { m, F, k, r };
+  return { ...x, m, F, r };
 }
 
 /** Affine ops: onnxruntime runs them (mean and JVPs); varianceNodes pushes r through (L o L). */
