@@ -11,6 +11,14 @@
  * E[x 1_j] + b_j^2 P_j, and the expected slope E f'(x) = sum_j a_j P_j, which by Stein's lemma is
  * cov(x, f(x)) / s^2 (the factor's scale in statistical linearization). For f = ReLU these are
  * the paper's Theorem 1 and its second moment.
+ *
+ * The expected curvature E f''(x) = sum_j (a_j - a_{j-1}) phi(z_j) / s over the kinks t_j (f'' is a
+ * sum of Dirac deltas of weight a_j - a_{j-1} there) is, by Stein's lemma applied twice,
+ * E[f(x) He_2(z)] / s^2 with He_2(z) = z^2 - 1, z = (x - m) / s: the coefficient of the second
+ * Hermite term of f, which makes cov(f(x), f(y)) of jointly Gaussian x, y hold the term
+ * E f''(x) E f''(y) cov(x, y)^2 / 2 (Mehler's expansion). Likewise E f'''(x) =
+ * sum_j (a_j - a_{j-1}) z_j phi(z_j) / s^2 (the derivative of E f'' in m) = E[f(x) He_3(z)] / s^3,
+ * He_3(z) = z^3 - 3z, for the term E f'''(x) E f'''(y) cov(x, y)^3 / 6.
  */
 import { Phi, phi } from './special.js';
 
@@ -28,6 +36,10 @@ export interface GaussianImage {
   variance: number;
   /** E f'(x) = cov(x, f(x)) / var(x). */
   slope: number;
+  /** E f''(x) = E[f(x) He_2(z)] / s^2, z = (x - m) / s (0 at s = 0). */
+  curvature: number;
+  /** E f'''(x) = E[f(x) He_3(z)] / s^3 (0 at s = 0). */
+  third: number;
 }
 
 /** Probability that z1 <= Z < z2 for a standard normal Z, without cancellation in either tail. */
@@ -45,7 +57,7 @@ export function piecewiseLinearMoments(f: PiecewiseLinear, m: number, s: number)
   if (!(s > 0)) {
     let j = 0;
     while (j < J - 1 && m >= f.kinks[j]) j++;
-    return { mean: f.slopes[j] * m + f.intercepts[j], variance: 0, slope: f.slopes[j] };
+    return { mean: f.slopes[j] * m + f.intercepts[j], variance: 0, slope: f.slopes[j], curvature: 0, third: 0 };
   }
   let e1 = 0;
   let e2 = 0;
@@ -66,7 +78,15 @@ export function piecewiseLinearMoments(f: PiecewiseLinear, m: number, s: number)
     e2 += a * a * c2 + 2 * a * v * c1 + v * v * P;
     slope += a * P;
   }
-  return { mean: e1, variance: Math.max(0, e2 - e1 * e1), slope };
+  let curvature = 0;
+  let third = 0;
+  for (let j = 1; j < J; j++) {
+    const z = (f.kinks[j - 1] - m) / s;
+    const jump = (f.slopes[j] - f.slopes[j - 1]) * phi(z);
+    curvature += jump / s;
+    third += (jump * z) / (s * s);
+  }
+  return { mean: e1, variance: Math.max(0, e2 - e1 * e1), slope, curvature, third };
 }
 
 export const RELU: PiecewiseLinear = { kinks: [0], slopes: [0, 1], intercepts: [0, 0] };

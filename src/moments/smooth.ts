@@ -108,17 +108,21 @@ export function normalRule(panels = 64, points = 6, zmax = 9): NormalRule {
 const DEFAULT_RULE = normalRule();
 
 /**
- * Mean, variance and expected slope E f'(x) of f(x), x ~ N(m, s^2), by the composite normal rule.
- * The slope is computed as cov(x, f(x)) / s^2 (Stein's lemma), so only f is needed.
+ * Mean, variance and expected first three derivatives of f(x), x ~ N(m, s^2), by the composite
+ * normal rule. The derivatives come from Stein's lemma applied repeatedly: E f'(x) = E[f(x) z] / s,
+ * E f''(x) = E[f(x) (z^2 - 1)] / s^2, E f'''(x) = E[f(x) (z^3 - 3z)] / s^3 with z = (x - m) / s, so
+ * only f is needed.
  */
 export function smoothMoments(f: (x: number) => number, m: number, s: number, rule: NormalRule = DEFAULT_RULE): GaussianImage {
   if (!(s > 0)) {
     const h = 1e-6 * Math.max(1, Math.abs(m));
-    return { mean: f(m), variance: 0, slope: (f(m + h) - f(m - h)) / (2 * h) };
+    return { mean: f(m), variance: 0, slope: (f(m + h) - f(m - h)) / (2 * h), curvature: 0, third: 0 };
   }
   let e1 = 0;
   let e2 = 0;
   let ex = 0;
+  let exx = 0;
+  let exxx = 0;
   const { nodes, weights } = rule;
   for (let i = 0; i < nodes.length; i++) {
     const t = nodes[i];
@@ -127,8 +131,10 @@ export function smoothMoments(f: (x: number) => number, m: number, s: number, ru
     e1 += w * v;
     e2 += w * v * v;
     ex += w * t * v;
+    exx += w * (t * t - 1) * v;
+    exxx += w * (t * t - 3) * t * v;
   }
-  return { mean: e1, variance: Math.max(0, e2 - e1 * e1), slope: ex / s };
+  return { mean: e1, variance: Math.max(0, e2 - e1 * e1), slope: ex / s, curvature: exx / (s * s), third: exxx / (s * s * s) };
 }
 
 /** erf by its relation to the normal cdf: erf(x) = 2 Phi(x sqrt 2) - 1. */
@@ -149,9 +155,9 @@ export const SMOOTH_FUNCTIONS: Readonly<Record<string, (x: number) => number>> =
 
 /**
  * Exp of a Gaussian in closed form (the lognormal): E e^x = e^{m + s^2/2}, var = e^{2m + s^2}(e^{s^2} - 1),
- * E (e^x)' = E e^x. Used instead of quadrature, which loses accuracy for large s.
+ * E (e^x)' = E (e^x)'' = E (e^x)''' = E e^x. Used instead of quadrature, which loses accuracy for large s.
  */
 export function expMoments(m: number, s: number): GaussianImage {
   const mean = Math.exp(m + (s * s) / 2);
-  return { mean, variance: mean * mean * Math.expm1(s * s), slope: mean };
+  return { mean, variance: mean * mean * Math.expm1(s * s), slope: mean, curvature: mean, third: mean };
 }

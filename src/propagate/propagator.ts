@@ -45,8 +45,16 @@ export interface PropagatorOptions {
   output?: string;
   /** Columns of the noise factor: full rank (default) or a k-column random sketch when k < n. */
   rank?: number;
-  /** Seed of the sketch (default 1). */
+  /** Seed of the sketch and of the probes (default 1). */
   seed?: number;
+  /**
+   * Rows per Hermite order added at each kinked op (K, default DEFAULT_HERMITE_COLUMNS; 0 turns
+   * them off): the order-2 and -3 Hermite parts of each kinked op's residual, correlated between
+   * units, sketched from 2K probes (see rules.ts).
+   */
+  hermiteColumns?: number;
+  /** Highest Hermite order carried by those rows: 2 or 3 (default 3). */
+  hermiteOrder?: number;
   threads?: number;
   provider?: Provider;
 }
@@ -135,6 +143,9 @@ type Step =
   | { kind: 'unit'; label: string; input: string; output: string; rule: UnitMoments }
   | { kind: 'maxpool'; label: string; input: string; output: string; windows: Int32Array[]; gram: MaxPoolGram }
   | { kind: 'affine'; label: string; segment: AffineSegment };
+
+/** Hermite rows per order and kinked op by default (see PropagatorOptions.hermiteColumns). */
+export const DEFAULT_HERMITE_COLUMNS = 32;
 
 export async function createPropagator(model: LoadedModel, options: PropagatorOptions = {}): Promise<Propagator> {
   const graph = model.graph.clone();
@@ -226,6 +237,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
     for (const [t, k] of last) if (t !== output) freeAfter.set(k, [...(freeAfter.get(k) ?? []), t]);
   }
 
+  const hermiteOrder = options.hermiteOrder ?? 3;
   let inputCache: { noise: InputNoise; start: ReturnType<typeof inputMoments> } | undefined;
   return {
     input,
@@ -238,7 +250,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
       // the input factor depends on the noise only: the same noise again gives the same factor
       // arrays, which lets the first segment and MaxPool reuse their noise-only work
       if (!inputCache || !sameNoise(inputCache.noise, noise)) {
-        const made = inputMoments(mu, noise, n, options.rank, options.seed ?? 1);
+        const made = inputMoments(mu, noise, n, options.rank, options.seed ?? 1, 2 * (options.hermiteColumns ?? DEFAULT_HERMITE_COLUMNS));
         inputCache = { noise: copyNoise(noise), start: made };
       }
       const start = { moments: { ...inputCache.start.moments, m: Float64Array.from(mu) }, sketched: inputCache.start.sketched };
@@ -255,14 +267,14 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
           segmentSeconds += (performance.now() - t0) / 1000;
         } else {
           const x = state.get(s.input)!;
-          state.set(s.output, s.kind === 'unit' ? applyUnitRule(s.rule, x) : applyMaxPool(s.windows, x, s.gram));
+          state.set(s.output, s.kind === 'unit' ? applyUnitRule(s.rule, x, hermiteOrder) : applyMaxPool(s.windows, x, s.gram, hermiteOrder));
           ruleSeconds += (performance.now() - t0) / 1000;
         }
         for (const t of freeAfter.get(k) ?? []) state.delete(t);
       }
       const y = state.get(output)!;
       const covariance = new Float64Array(d * d);
-      for (let c = 0; c < y.k; c++) {
+      for (let c = y.probes; c < y.probes + y.k; c++) {
         const row = c * d;
         for (let a = 0; a < d; a++) {
           const fa = y.F[row + a];
@@ -292,7 +304,8 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
  * The input's moments: F = the noise factor (sigma I, diag(sqrt v) or the given factor), or when
  * rank k < its columns a random sketch F G / sqrt(k) (G Gaussian, E[F G G^T F^T / k] = Sigma) with
  * r set to the marginal variance the sketch misses (diag Sigma - |F_i|^2, clamped at 0), so every
- * input unit keeps its exact variance.
+ * input unit keeps its exact variance. Before the factor's rows go `probes` probe rows, the images
+ * N g of independent standard Gaussian vectors g under the full noise factor N (N N^T = Sigma).
  */
 export function inputMoments(
   mu: ArrayLike<number>,
@@ -300,6 +313,7 @@ export function inputMoments(
   n: number,
   rank: number | undefined,
   seed: number,
+  probes = 0,
 ): { moments: TensorMoments; sketched: boolean } {
   const m = Float64Array.from(mu);
   let cols: number;
@@ -323,11 +337,24 @@ export function inputMoments(
     for (let i = 0; i < n; i++) for (let c = 0; c < cols; c++) diagSigma[i] += noise.factor[i * cols + c] ** 2;
   }
   const k = rank !== undefined && rank > 0 && rank < cols ? Math.floor(rank) : cols;
-  const F = new Float32Array(k * n);
+  const F = new Float32Array((probes + k) * n);
   const r = new Float64Array(n);
+  if (probes > 0) {
+    const rng = new Rng(seed + 0x9e3779b9);
+    const P = new Float64Array(probes * n);
+    for (let c = 0; c < cols; c++) {
+      for (let d = 0; d < probes; d++) {
+        const g = rng.normal();
+        if (noise.kind === 'lowrank') for (let i = 0; i < n; i++) P[d * n + i] += at(i, c) * g;
+        else P[d * n + c] = at(c, c) * g;
+      }
+    }
+    F.set(P);
+  }
+  const cov = F.subarray(probes * n);
   if (k === cols) {
-    for (let c = 0; c < cols; c++) for (let i = 0; i < n; i++) F[c * n + i] = at(i, c);
-    return { moments: { m, F, k, r }, sketched: false };
+    for (let c = 0; c < cols; c++) for (let i = 0; i < n; i++) cov[c * n + i] = at(i, c);
+    return { moments: { m, F, probes, k, r }, sketched: false };
   }
   const rng = new Rng(seed);
   const G = new Float64Array(cols * k);
@@ -340,13 +367,13 @@ export function inputMoments(
       for (let j = 0; j < k; j++) sketch[j * n + i] += a * G[c * k + j];
     }
   }
-  F.set(sketch);
+  cov.set(sketch);
   for (let i = 0; i < n; i++) {
     let q = 0;
-    for (let j = 0; j < k; j++) q += F[j * n + i] ** 2;
+    for (let j = 0; j < k; j++) q += cov[j * n + i] ** 2;
     r[i] = Math.max(0, diagSigma[i] - q);
   }
-  return { moments: { m, F, k, r }, sketched: true };
+  return { moments: { m, F, probes, k, r }, sketched: true };
 }
 
 /**
@@ -359,7 +386,7 @@ function padRows(ins: TensorMoments[]): TensorMoments[] {
     if (x.F.length === rows * x.m.length) return x;
     const F = new Float32Array(rows * x.m.length);
     F.set(x.F);
-    return { ...x, F };
+    return { ...x, F, k: rows - x.probes };
   });
 }
 

@@ -32,9 +32,11 @@ export interface TensorMoments {
   /**
    * [rows, size], direction-major, float32 (the layout and type of onnxruntime's tangent runs, which
    * compute the affine steps in float32): row d is the image of the d-th noise direction. The first
-   * k rows are the covariance factor.
+   * `probes` rows are probes (images of random input directions, for the second-order rows; not
+   * part of the covariance), the next k rows the covariance factor.
    */
   F: Float32Array;
+  probes: number;
   k: number;
   r: Float64Array;
 }
@@ -128,10 +130,10 @@ function broadcastTo(t: TensorValue, shape: readonly number[]): Float64Array {
   return out;
 }
 
-/** Squared norms of the columns of a direction-major factor over its first k rows: |F_i|^2 for each unit. */
-export function unitFactorNorms(F: Float32Array, k: number, size: number): Float64Array {
+/** Squared norms of the columns of a direction-major factor over rows first..first+count-1: |F_i|^2 per unit. */
+export function unitFactorNorms(F: Float32Array, first: number, count: number, size: number): Float64Array {
   const q = new Float64Array(size);
-  for (let d = 0; d < k; d++) {
+  for (let d = first; d < first + count; d++) {
     const o = d * size;
     for (let i = 0; i < size; i++) {
       const f = F[o + i];
@@ -141,27 +143,98 @@ export function unitFactorNorms(F: Float32Array, k: number, size: number): Float
   return q;
 }
 
-/** Statistical linearization of a unit-wise op (see the header). */
-export function applyUnitRule(rule: UnitMoments, x: TensorMoments): TensorMoments {
+/**
+ * Scale each unit's (column's) part of the K Hermite rows Q (K x size, written into F from
+ * row `at`) to the squared norm `target` (clamped at what the sketch can give: a unit whose sketch
+ * is 0 gets 0); returns the squared norms given.
+ */
+function scaleHermiteRows(F: Float32Array, at: number, K: number, size: number, target: Float64Array): Float64Array {
+  const norm = unitFactorNorms(F, at, K, size);
+  const given = new Float64Array(size);
+  const scale = new Float64Array(size);
+  for (let i = 0; i < size; i++) {
+    if (norm[i] > 0 && target[i] > 0) {
+      scale[i] = Math.sqrt(target[i] / norm[i]);
+      given[i] = target[i];
+    }
+  }
+  for (let c = 0; c < K; c++) {
+    const o = (at + c) * size;
+    for (let i = 0; i < size; i++) F[o + i] *= scale[i];
+  }
+  return given;
+}
+
+/**
+ * The probe whose product sketches Hermite order h in column c (K = probes / 2 columns), t-th of
+ * h: order 2 takes the pair (2c, 2c + 1), order 3 adds 2c + 2 (mod 2K). Any two columns, of the
+ * same or of different orders, differ in a probe that one of them holds an odd number of times,
+ * so their products are uncorrelated; each is an unbiased sketch of S_ij^h for S the covariance
+ * of the probes' images (E[prod_t P_t,i P_t,j] = S_ij^h for independent probes).
+ */
+function probeOf(c: number, t: number, probes: number): number {
+  return t < 2 ? 2 * c + t : (2 * c + 2) % probes;
+}
+
+const FACTORIAL = [1, 1, 2, 6];
+
+/**
+ * Statistical linearization of a unit-wise op (see the header), with Hermite rows: the residual's
+ * order-h Hermite part (h = 2..hermiteOrder, at most 3), whose covariance between units is
+ * E f^(h)(x_i) E f^(h)(x_j) S_ij^h / h! (Mehler's expansion), sketched from the probes as
+ * Q_ic = E f^(h)(x_i) prod_t P_t,i (see probeOf), each unit's row scaled to its exact norm
+ * E f^(h)(x_i)^2 q_i^h / h! (q_i = |F_i|^2; at most the residual variance left).
+ */
+export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder = 3): TensorMoments {
   const size = x.m.length;
-  const q = unitFactorNorms(x.F, x.k, size);
+  const p = x.probes;
+  const rows = p + x.k;
+  const K = p >> 1;
+  const q = unitFactorNorms(x.F, p, x.k, size);
   const m = new Float64Array(size);
   const r = new Float64Array(size);
   const slope = new Float64Array(size);
+  // expected second and third derivatives
+  const coef = [new Float64Array(size), new Float64Array(size)];
+  const used = [false, false];
   for (let i = 0; i < size; i++) {
     const g = rule(i, x.m[i], Math.sqrt(q[i] + x.r[i]));
     m[i] = g.mean;
     slope[i] = g.slope;
+    coef[0][i] = g.curvature;
+    coef[1][i] = g.third;
     r[i] = Math.max(0, g.variance - g.slope * g.slope * q[i]);
+    if (q[i] > 0) {
+      if (g.curvature !== 0) used[0] = true;
+      if (g.third !== 0) used[1] = true;
+    }
   }
+  const orders = K > 0 ? [2, 3].filter((h) => h <= hermiteOrder && used[h - 2]) : [];
   const Fx = x.F;
-  const rows = Fx.length / size;
-  const F = new Float32Array(Fx.length);
+  const F = new Float32Array((rows + orders.length * K) * size);
   for (let d = 0; d < rows; d++) {
     const o = d * size;
     for (let i = 0; i < size; i++) F[o + i] = slope[i] * Fx[o + i];
   }
-  return { ...x, m, F, r };
+  const target = new Float64Array(size);
+  orders.forEach((h, n) => {
+    const ch = coef[h - 2];
+    const at = rows + n * K;
+    for (let c = 0; c < K; c++) {
+      const o = (at + c) * size;
+      const p0 = probeOf(c, 0, p) * size;
+      const p1 = probeOf(c, 1, p) * size;
+      if (h === 2) for (let i = 0; i < size; i++) F[o + i] = ch[i] * Fx[p0 + i] * Fx[p1 + i];
+      else {
+        const p2 = probeOf(c, 2, p) * size;
+        for (let i = 0; i < size; i++) F[o + i] = ch[i] * Fx[p0 + i] * Fx[p1 + i] * Fx[p2 + i];
+      }
+    }
+    for (let i = 0; i < size; i++) target[i] = Math.min(r[i], (ch[i] * ch[i] * q[i] ** h) / FACTORIAL[h]);
+    const given = scaleHermiteRows(F, at, K, size, target);
+    for (let i = 0; i < size; i++) r[i] = Math.max(0, r[i] - given[i]);
+  });
+  return { ...x, m, F, k: x.k + orders.length * K, r };
 }
 
 /**
@@ -223,6 +296,132 @@ export function maxPoolWindows(node: GraphNode, inShape: readonly number[], outS
   return windows;
 }
 
+/**
+ * Window Gram matrices G_o (L x L, row-major, from gStart[o]) over the factor rows first..first+k-1,
+ * and per row the windows holding a nonzero (CSR: rowStart, windows). `nat` holds the windows'
+ * flat input indices back to back (from start[o]). Windows of 4 (2 x 2 pools) take an unrolled path.
+ */
+function windowGrams(
+  Fx: Float32Array,
+  first: number,
+  k: number,
+  size: number,
+  nat: Int32Array,
+  start: Int32Array,
+  gStart: Int32Array,
+): { G: Float64Array; rowStart: Int32Array; windows: Int32Array } {
+  const outSize = start.length - 1;
+  const G = new Float64Array(gStart[outSize]);
+  const rowStart = new Int32Array(k + 1);
+  let list = new Int32Array(Math.max(16, (k * outSize) >> 3));
+  let count = 0;
+  const all4 = nat.length === 4 * outSize;
+  const v = new Float64Array(64);
+  for (let d = 0; d < k; d++) {
+    const row = (first + d) * size;
+    if (count + outSize > list.length) {
+      const grown = new Int32Array(Math.max(2 * list.length, count + outSize));
+      grown.set(list);
+      list = grown;
+    }
+    if (all4) {
+      for (let o = 0; o < outSize; o++) {
+        const s = 4 * o;
+        const v0 = Fx[row + nat[s]];
+        const v1 = Fx[row + nat[s + 1]];
+        const v2 = Fx[row + nat[s + 2]];
+        const v3 = Fx[row + nat[s + 3]];
+        if (v0 === 0 && v1 === 0 && v2 === 0 && v3 === 0) continue;
+        list[count++] = o;
+        const g = 16 * o;
+        G[g] += v0 * v0;
+        G[g + 1] += v0 * v1;
+        G[g + 2] += v0 * v2;
+        G[g + 3] += v0 * v3;
+        G[g + 5] += v1 * v1;
+        G[g + 6] += v1 * v2;
+        G[g + 7] += v1 * v3;
+        G[g + 10] += v2 * v2;
+        G[g + 11] += v2 * v3;
+        G[g + 15] += v3 * v3;
+      }
+    } else {
+      for (let o = 0; o < outSize; o++) {
+        const s0 = start[o];
+        const L = start[o + 1] - s0;
+        let any = false;
+        for (let a = 0; a < L; a++) {
+          const f = Fx[row + nat[s0 + a]];
+          v[a] = f;
+          if (f !== 0) any = true;
+        }
+        if (!any) continue;
+        list[count++] = o;
+        const g0 = gStart[o];
+        for (let a = 0; a < L; a++) {
+          const va = v[a];
+          const ga = g0 + a * L;
+          for (let b = a; b < L; b++) G[ga + b] += va * v[b];
+        }
+      }
+    }
+    rowStart[d + 1] = count;
+  }
+  for (let o = 0; o < outSize; o++) {
+    const L = start[o + 1] - start[o];
+    const g0 = gStart[o];
+    for (let a = 0; a < L; a++) for (let b = 0; b < a; b++) G[g0 + a * L + b] = G[g0 + b * L + a];
+  }
+  return { G, rowStart, windows: list.subarray(0, count) };
+}
+
+/**
+ * The pooled factor rows: out[d, o] = sum_t weights[t] F[d, idx[t]] over window o's entries
+ * (start[o]..start[o+1]) for rows 0..rows-1; rows from `first` on visit only the windows `active`
+ * lists for them (the others are 0).
+ */
+function poolRows(
+  Fx: Float32Array,
+  rows: number,
+  size: number,
+  idx: Int32Array,
+  weights: Float64Array,
+  start: Int32Array,
+  extraRows: number,
+  active: { rowStart: Int32Array; windows: Int32Array; first: number } | undefined,
+): Float32Array {
+  const outSize = start.length - 1;
+  const F = new Float32Array((rows + extraRows) * outSize);
+  const all4 = idx.length === 4 * outSize;
+  for (let d = 0; d < rows; d++) {
+    const row = d * size;
+    const dst = d * outSize;
+    if (active && d >= active.first) {
+      const list = active.windows;
+      const e1 = active.rowStart[d - active.first + 1];
+      for (let e = active.rowStart[d - active.first]; e < e1; e++) {
+        const o = list[e];
+        let acc = 0;
+        for (let t = start[o]; t < start[o + 1]; t++) acc += weights[t] * Fx[row + idx[t]];
+        F[dst + o] = acc;
+      }
+    } else if (all4) {
+      for (let o = 0; o < outSize; o++) {
+        const t = 4 * o;
+        F[dst + o] =
+          weights[t] * Fx[row + idx[t]] + weights[t + 1] * Fx[row + idx[t + 1]] + weights[t + 2] * Fx[row + idx[t + 2]] + weights[t + 3] * Fx[row + idx[t + 3]];
+      }
+    } else {
+      for (let o = 0; o < outSize; o++) {
+        let acc = 0;
+        for (let t = start[o]; t < start[o + 1]; t++) acc += weights[t] * Fx[row + idx[t]];
+        F[dst + o] = acc;
+      }
+    }
+  }
+  return F;
+}
+
 /** A MaxPool step's cache of window Gram matrices, valid for one factor array (see applyMaxPool). */
 export interface MaxPoolGram {
   F?: Float32Array;
@@ -238,12 +437,21 @@ export interface MaxPoolGram {
  * different units taken as uncorrelated) needs only the window's Gram matrix
  * G_{ab} = F_{i_a} . F_{i_b}, computed in one pass over the factor; a second pass writes the
  * output rows sum_a w_a F_{i_a}. The residual is Clark's variance minus w^T G w.
+ *
+ * Hermite rows: step j is max(R, X_j) = X_j + relu(D_j), D_j = R - X_j = u_j^T x_window, whose
+ * order-h Hermite part (h = 2, 3) has the coefficient c_j = E relu^(h)(D_j) (clarkMax's curvature
+ * and third) and reaches the window's max scaled by beta_j, the product of the later steps'
+ * weights of the running max. The window's term sum_j beta_j c_j He_h(D_j) is sketched from the
+ * probes as sum_j beta_j c_j prod_t (u_j . P_t) (see probeOf) and scaled to its exact F-part
+ * variance sum_jl beta_j beta_l c_j c_l (u_j^T G u_l)^h / h! (at most the residual left).
  */
-export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, cache: MaxPoolGram = {}): TensorMoments {
+export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, cache: MaxPoolGram = {}, hermiteOrder = 3): TensorMoments {
   const size = x.m.length;
   const outSize = windows.length;
+  const p = x.probes;
   const k = x.k;
-  const rows = x.F.length / size;
+  const rows = p + k;
+  const K = p >> 1;
   const Fx = x.F;
   const start = new Int32Array(outSize + 1);
   const gStart = new Int32Array(outSize + 1);
@@ -254,54 +462,22 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
     gStart[o + 1] = gStart[o] + L * L;
     maxLen = Math.max(maxLen, L);
   }
-  // the Gram of each window in its natural order (depends on the factor only, hence the cache)
-  // and, per factor row, the windows holding a nonzero (a factor that is still sparse, as the
-  // image of the input noise through a first convolution is, then costs only its nonzeros)
+  // the Gram of each window in its natural order over the covariance rows (depends on the factor
+  // only, hence the cache) and, per covariance row, the windows holding a nonzero (a factor that
+  // is still sparse, as the image of the input noise through a first convolution is, then costs
+  // only its nonzeros)
+  const nat = new Int32Array(start[outSize]);
+  for (let o = 0; o < outSize; o++) nat.set(windows[o], start[o]);
   let G: Float64Array;
   let active: { rowStart: Int32Array; windows: Int32Array } | undefined;
   if (cache.F === Fx && cache.k === k && cache.G) {
     G = cache.G;
     active = cache.active;
   } else {
-    G = new Float64Array(gStart[outSize]);
-    const v = new Float64Array(maxLen);
-    const rowStart = new Int32Array(k + 1);
-    let list = new Int32Array(Math.max(16, (k * outSize) >> 3));
-    let count = 0;
-    for (let d = 0; d < k; d++) {
-      const row = d * size;
-      for (let o = 0; o < outSize; o++) {
-        const w = windows[o];
-        const L = w.length;
-        let any = false;
-        for (let a = 0; a < L; a++) {
-          const f = Fx[row + w[a]];
-          v[a] = f;
-          if (f !== 0) any = true;
-        }
-        if (!any) continue;
-        if (count === list.length) {
-          const grown = new Int32Array(2 * list.length);
-          grown.set(list);
-          list = grown;
-        }
-        list[count++] = o;
-        const g0 = gStart[o];
-        for (let a = 0; a < L; a++) {
-          const va = v[a];
-          const ga = g0 + a * L;
-          for (let b = a; b < L; b++) G[ga + b] += va * v[b];
-        }
-      }
-      rowStart[d + 1] = count;
-    }
+    const grams = windowGrams(Fx, p, k, size, nat, start, gStart);
+    G = grams.G;
     // the sparse pass pays when at most half the (row, window) pairs hold a nonzero
-    active = count <= (k * outSize) / 2 ? { rowStart, windows: list.slice(0, count) } : undefined;
-    for (let o = 0; o < outSize; o++) {
-      const L = windows[o].length;
-      const g0 = gStart[o];
-      for (let a = 0; a < L; a++) for (let b = 0; b < a; b++) G[g0 + a * L + b] = G[g0 + b * L + a];
-    }
+    active = grams.windows.length <= (k * outSize) / 2 ? { rowStart: grams.rowStart, windows: grams.windows.slice() } : undefined;
     cache.F = Fx;
     cache.k = k;
     cache.G = G;
@@ -319,54 +495,121 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
       idx[start[o] + a] = w[order[a]];
     }
   }
+  // probes unit-major, for the Hermite sketch
+  const orders = K > 0 ? [2, 3].filter((h) => h <= hermiteOrder) : [];
+  const nOrders = orders.length;
+  const PT = new Float64Array(nOrders > 0 ? size * p : 0);
+  for (let d = 0; d < (nOrders > 0 ? p : 0); d++) for (let i = 0; i < size; i++) PT[i * p + d] = Fx[d * size + i];
   const m = new Float64Array(outSize);
   const r = new Float64Array(outSize);
   const weights = new Float64Array(idx.length);
+  const Q = new Float64Array(nOrders * K * outSize); // [order][column][window]
+  const target = new Float64Array(nOrders * outSize);
+  const Gs = new Float64Array(maxLen * maxLen); // the window's Gram in sorted order
+  const u = new Float64Array(maxLen * maxLen); // u_j: D_j's coefficients over the window (sorted order)
+  const uGu = new Float64Array(maxLen * maxLen);
+  const coef = new Float64Array(2 * maxLen); // E relu'', E relu''' of D_j
+  const wX = new Float64Array(maxLen);
+  const beta = new Float64Array(maxLen);
+  const uP = new Float64Array(maxLen * Math.max(p, 1));
+  let hermite = false;
   for (let o = 0; o < outSize; o++) {
     const s0 = start[o];
     const L = start[o + 1] - s0;
     const g0 = gStart[o];
-    const gram = (a: number, b: number) => G[g0 + pos[s0 + a] * L + pos[s0 + b]];
+    for (let a = 0; a < L; a++) for (let b = 0; b < L; b++) Gs[a * L + b] = G[g0 + pos[s0 + a] * L + pos[s0 + b]];
     const i0 = idx[s0];
     let mean = x.m[i0];
-    let variance = gram(0, 0) + x.r[i0];
+    let variance = Gs[0] + x.r[i0];
     weights[s0] = 1;
+    u.fill(0, 0, L * L);
     for (let j = 1; j < L; j++) {
       const ij = idx[s0 + j];
       let cov = 0;
-      for (let a = 0; a < j; a++) cov += weights[s0 + a] * gram(a, j);
-      const c = clarkMax(mean, variance, x.m[ij], gram(j, j) + x.r[ij], cov);
+      for (let a = 0; a < j; a++) {
+        cov += weights[s0 + a] * Gs[a * L + j];
+        u[j * L + a] = weights[s0 + a];
+      }
+      u[j * L + j] = -1;
+      const c = clarkMax(mean, variance, x.m[ij], Gs[j * L + j] + x.r[ij], cov);
       mean = c.mean;
       variance = c.variance;
+      coef[j] = c.curvature;
+      coef[maxLen + j] = c.third;
+      wX[j] = c.weightX;
       for (let a = 0; a < j; a++) weights[s0 + a] *= c.weightX;
       weights[s0 + j] = 1 - c.weightX;
     }
     let wGw = 0;
-    for (let a = 0; a < L; a++) for (let b = 0; b < L; b++) wGw += weights[s0 + a] * weights[s0 + b] * gram(a, b);
+    for (let a = 0; a < L; a++) for (let b = 0; b < L; b++) wGw += weights[s0 + a] * weights[s0 + b] * Gs[a * L + b];
     m[o] = mean;
     r[o] = Math.max(0, variance - wGw);
-  }
-  const F = new Float32Array(rows * outSize);
-  for (let d = 0; d < rows; d++) {
-    const row = d * size;
-    const dst = d * outSize;
-    if (active && d < k) {
-      const list = active.windows;
-      for (let e = active.rowStart[d]; e < active.rowStart[d + 1]; e++) {
-        const o = list[e];
-        let acc = 0;
-        for (let t = start[o]; t < start[o + 1]; t++) acc += weights[t] * Fx[row + idx[t]];
-        F[dst + o] = acc;
+    if (nOrders === 0 || L < 2) continue;
+    beta[L - 1] = 1;
+    for (let j = L - 2; j >= 1; j--) beta[j] = beta[j + 1] * wX[j + 1];
+    // F-part covariances of the steps' differences: u_j^T G u_l
+    for (let j = 1; j < L; j++) {
+      for (let l = 1; l <= j; l++) {
+        let s = 0;
+        for (let a = 0; a <= j; a++) {
+          const ua = u[j * L + a];
+          if (ua === 0) continue;
+          for (let b = 0; b <= l; b++) s += ua * u[l * L + b] * Gs[a * L + b];
+        }
+        uGu[j * L + l] = s;
+        uGu[l * L + j] = s;
       }
-      continue;
     }
-    for (let o = 0; o < outSize; o++) {
-      let acc = 0;
-      for (let t = start[o]; t < start[o + 1]; t++) acc += weights[t] * Fx[row + idx[t]];
-      F[dst + o] = acc;
+    let probed = false;
+    let left = r[o];
+    for (let n = 0; n < nOrders; n++) {
+      const h = orders[n];
+      const cOff = (h - 2) * maxLen;
+      // exact F-part variance of the order-h term sum_j beta_j c_j He_h(D_j)
+      let t = 0;
+      for (let j = 1; j < L; j++) {
+        const bj = beta[j] * coef[cOff + j];
+        if (bj === 0) continue;
+        for (let l = 1; l < L; l++) t += (bj * beta[l] * coef[cOff + l] * uGu[j * L + l] ** h) / FACTORIAL[h];
+      }
+      const given = Math.max(0, Math.min(left, t));
+      target[n * outSize + o] = given;
+      left -= given;
+      if (!(given > 0)) continue;
+      hermite = true;
+      if (!probed) {
+        // u_j . P_d for every step and probe
+        for (let j = 1; j < L; j++) {
+          for (let d = 0; d < p; d++) {
+            let s = 0;
+            for (let a = 0; a <= j; a++) s += u[j * L + a] * PT[idx[s0 + a] * p + d];
+            uP[j * p + d] = s;
+          }
+        }
+        probed = true;
+      }
+      for (let c = 0; c < K; c++) {
+        const a0 = probeOf(c, 0, p);
+        const a1 = probeOf(c, 1, p);
+        const a2 = probeOf(c, 2, p);
+        let s = 0;
+        for (let j = 1; j < L; j++) {
+          const prod = uP[j * p + a0] * uP[j * p + a1] * (h > 2 ? uP[j * p + a2] : 1);
+          s += beta[j] * coef[cOff + j] * prod;
+        }
+        Q[(n * K + c) * outSize + o] = s;
+      }
     }
   }
-  return { ...x, m, F, r };
+  const extra = hermite ? orders.length * K : 0;
+  const F = poolRows(Fx, rows, size, idx, weights, start, extra, active && { ...active, first: p });
+  if (!hermite) return { ...x, m, F, r };
+  F.set(Q, rows * outSize);
+  for (let n = 0; n < nOrders; n++) {
+    const given = scaleHermiteRows(F, rows + n * K, K, outSize, target.subarray(n * outSize, (n + 1) * outSize));
+    for (let o = 0; o < outSize; o++) r[o] = Math.max(0, r[o] - given[o]);
+  }
+  return { ...x, m, F, k: k + extra, r };
 }
 
 /** Affine ops: onnxruntime runs them (mean and JVPs); varianceNodes pushes r through (L o L). */

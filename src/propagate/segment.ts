@@ -151,7 +151,7 @@ export class AffineSegment {
       const rv = out[rName(o)].data as Float32Array;
       const r = new Float64Array(size);
       for (let i = 0; i < size; i++) r[i] = rv[i] > 0 ? rv[i] : 0;
-      return { ...ins[0], m, F, r };
+      return { ...ins[0], m, F, r, k: rows - ins[0].probes };
     });
     if (!reuse) this.last = { F: ins.map((x) => x.F), r: ins.map((x) => Float64Array.from(x.r)), outF: result.map((x) => x.F), outR: result.map((x) => x.r) };
     return result;

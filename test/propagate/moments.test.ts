@@ -25,7 +25,11 @@ function reference(f: (x: number) => number, m: number, s: number, breaks: reado
   const e1 = expectation(f, m, s, breaks);
   const e2 = expectation((x) => f(x) * f(x), m, s, breaks);
   const cxf = expectation((x) => (x - m) * f(x), m, s, breaks);
-  return { mean: e1, variance: e2 - e1 * e1, slope: cxf / (s * s) };
+  // E f''(x) by Stein's lemma twice: E[f(x) He_2((x - m) / s)] / s^2
+  const he2 = expectation((x) => (((x - m) / s) ** 2 - 1) * f(x), m, s, breaks);
+  // E f'''(x) = E[f(x) He_3((x - m) / s)] / s^3
+  const he3 = expectation((x) => (((x - m) / s) ** 3 - (3 * (x - m)) / s) * f(x), m, s, breaks);
+  return { mean: e1, variance: e2 - e1 * e1, slope: cxf / (s * s), curvature: he2 / (s * s), third: he3 / s ** 3 };
 }
 
 const cases: [number, number][] = [
@@ -38,7 +42,7 @@ const cases: [number, number][] = [
   [5.5, 2],
 ];
 
-describe('piecewise-linear units vs quadrature (tolerance 1e-10 absolute, in units of s and s^2)', () => {
+describe('piecewise-linear units vs quadrature (tolerance 1e-10 absolute, in units of s and s^2; curvature 1e-9 / s, third derivative 1e-9 / s^2)', () => {
   const units: [string, PiecewiseLinear][] = [
     ['Relu', RELU],
     ['LeakyRelu 0.1', leakyRelu(0.1)],
@@ -56,14 +60,16 @@ describe('piecewise-linear units vs quadrature (tolerance 1e-10 absolute, in uni
         expect(Math.abs(got.mean - ref.mean) / s).toBeLessThan(1e-10);
         expect(Math.abs(got.variance - ref.variance) / (s * s)).toBeLessThan(1e-10);
         expect(Math.abs(got.slope - ref.slope)).toBeLessThan(1e-10);
+        expect(Math.abs(got.curvature - ref.curvature) * s).toBeLessThan(1e-9);
+        expect(Math.abs(got.third - ref.third) * s * s).toBeLessThan(1e-9);
       }
     });
   }
   it('ReLU: slope is Phi(m/s) and s = 0 gives the point value', () => {
     const r = piecewiseLinearMoments(RELU, 1, 2);
     expect(r.slope).toBeCloseTo(0.6914624612740131, 12);
-    expect(piecewiseLinearMoments(RELU, -3, 0)).toEqual({ mean: 0, variance: 0, slope: 0 });
-    expect(piecewiseLinearMoments(clip(0, 6), 7, 0)).toEqual({ mean: 6, variance: 0, slope: 0 });
+    expect(piecewiseLinearMoments(RELU, -3, 0)).toEqual({ mean: 0, variance: 0, slope: 0, curvature: 0, third: 0 });
+    expect(piecewiseLinearMoments(clip(0, 6), 7, 0)).toEqual({ mean: 6, variance: 0, slope: 0, curvature: 0, third: 0 });
   });
 });
 
@@ -93,6 +99,8 @@ describe('smooth units (composite normal rule) vs quadrature', () => {
         expect(Math.abs(got.mean - ref.mean)).toBeLessThan(tol);
         expect(Math.abs(got.variance - ref.variance)).toBeLessThan(tol);
         expect(Math.abs(got.slope - ref.slope)).toBeLessThan(tol);
+        expect(Math.abs(got.curvature - ref.curvature)).toBeLessThan(tol);
+        expect(Math.abs(got.third - ref.third)).toBeLessThan(tol);
       }
     });
   }
@@ -107,6 +115,8 @@ describe('smooth units (composite normal rule) vs quadrature', () => {
       expect(Math.abs(got.mean / ref.mean - 1)).toBeLessThan(1e-9);
       expect(Math.abs(got.variance / ref.variance - 1)).toBeLessThan(1e-9);
       expect(Math.abs(got.slope / ref.slope - 1)).toBeLessThan(1e-9);
+      expect(Math.abs(got.curvature / ref.curvature - 1)).toBeLessThan(1e-9);
+      expect(Math.abs(got.third / ref.third - 1)).toBeLessThan(1e-9);
     }
   });
 });
@@ -157,7 +167,18 @@ describe("Clark's max of two correlated Gaussians vs 10^6-sample Monte Carlo (wi
       expect(Math.abs(predicted - covMZ)).toBeLessThan(4.5 * Math.sqrt(((variance + 0.0) * (v1 + 0.25 * v2 + c + 1)) / N) * 1.5);
     });
   }
+  it("curvature and third derivative are those of relu(X - Y), the max's only kinked part (1e-12)", () => {
+    // max(X, Y) = Y + relu(X - Y); Y is linear in X - Y plus an independent part, which has no
+    // Hermite terms of order >= 2, so E[max He_h(d)] = E[relu(D) He_h(d)] for h = 2, 3
+    for (const [m1, v1, m2, v2, rho] of pairs) {
+      const c = rho * Math.sqrt(v1 * v2);
+      const got = clarkMax(m1, v1, m2, v2, c);
+      const ref = piecewiseLinearMoments(RELU, m1 - m2, Math.sqrt(v1 + v2 - 2 * c));
+      expect(Math.abs(got.curvature - ref.curvature)).toBeLessThan(1e-12);
+      expect(Math.abs(got.third - ref.third)).toBeLessThan(1e-12);
+    }
+  });
   it('a degenerate difference picks the larger mean', () => {
-    expect(clarkMax(1, 2, 0, 2, 2)).toEqual({ mean: 1, variance: 2, weightX: 1 });
+    expect(clarkMax(1, 2, 0, 2, 2)).toEqual({ mean: 1, variance: 2, weightX: 1, curvature: 0, third: 0 });
   });
 });
