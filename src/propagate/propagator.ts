@@ -141,7 +141,7 @@ function swapMaxPools(graph: Graph, output: string): number {
 
 type Step =
   | { kind: 'unit'; label: string; input: string; output: string; rule: UnitMoments }
-  | { kind: 'maxpool'; label: string; input: string; output: string; windows: Int32Array[]; gram: MaxPoolGram }
+  | { kind: 'maxpool'; label: string; input: string; output: string; windows: Int32Array[]; gram: MaxPoolGram; floor: number }
   | { kind: 'affine'; label: string; segment: AffineSegment };
 
 /** Hermite rows per order and kinked op by default (see PropagatorOptions.hermiteColumns). */
@@ -208,14 +208,27 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         continue;
       }
       if (n.opType === 'MaxPool') {
+        // relu(max(x_1..x_L)) = max(0, x_1..x_L): a Relu that alone reads the pool's output (as
+        // after the swap) joins it, so that its moments are those of the max with a floor
+        const next = nodes[i + 1];
+        const fuse =
+          next !== undefined &&
+          next.opType === 'Relu' &&
+          isDefault(next) &&
+          next.inputs[0] === n.outputs[0] &&
+          n.outputs[0] !== output &&
+          graph.consumersOf(n.outputs[0]).length === 1;
         steps.push({
           kind: 'maxpool',
-          label: 'MaxPool',
+          label: fuse ? 'MaxPool+Relu' : 'MaxPool',
           input: n.inputs[0],
-          output: n.outputs[0],
+          output: fuse ? next.outputs[0] : n.outputs[0],
           windows: maxPoolWindows(n, sampleShape(n.inputs[0]), sampleShape(n.outputs[0])),
           gram: {},
+          floor: fuse ? 0 : -Infinity,
         });
+        i += fuse ? 2 : 1;
+        continue;
       } else {
         const rule = unitRule(n, graph, sampleShape(n.inputs[0]));
         if (!rule) throw new NetmomentsError(`propagate has no moment rule for ${n.opType} ('${n.name}')`, { code: 'UNSUPPORTED', file: model.file });
@@ -267,7 +280,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
           segmentSeconds += (performance.now() - t0) / 1000;
         } else {
           const x = state.get(s.input)!;
-          state.set(s.output, s.kind === 'unit' ? applyUnitRule(s.rule, x, hermiteOrder) : applyMaxPool(s.windows, x, s.gram, hermiteOrder));
+          state.set(s.output, s.kind === 'unit' ? applyUnitRule(s.rule, x, hermiteOrder) : applyMaxPool(s.windows, x, s.gram, hermiteOrder, s.floor));
           ruleSeconds += (performance.now() - t0) / 1000;
         }
         for (const t of freeAfter.get(k) ?? []) state.delete(t);

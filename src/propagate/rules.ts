@@ -2,27 +2,48 @@
  * Per-op moment rules of moment propagation (issue 13), one function per op family, each a pure
  * function of the node (attributes, constants) and the incoming moments, so that each can move
  * into the op registry's per-op file later. A tensor's moments are (m, F, r): mean m, covariance
- * F F^T + diag(r) with F stored direction-major ([k, size]: row d is the image of the d-th input
- * noise direction) and r >= 0 a residual variance per unit.
+ * F F^T + diag(r) with F stored direction-major ([rows, size]: row d is the image of the d-th
+ * noise direction) and r >= 0 a residual variance per unit. F's first rows are probes (images of
+ * random input directions, not part of the covariance; see below).
  *
  * Three kinds of rule:
  *  - unit-wise (Relu, LeakyRelu, PRelu, Clip, Abs, Sigmoid, Tanh, Exp, Erf, Sin, Cos, Softplus):
  *    statistical linearization. Per unit, with s^2 = |F_i|^2 + r_i, the exact mean and variance of
  *    f(x_i), x_i ~ N(m_i, s^2) (src/moments/piecewise.ts, smooth.ts); F_i passes scaled by the
  *    expected slope E f'(x_i) (Stein's lemma: cov(f(x_i), z) = E f'(x_i) cov(x_i, z) for every z
- *    jointly Gaussian with x_i, so the output's covariance with the input noise is exact); r takes
- *    the rest of the exact variance, var - slope^2 |F_i|^2 (clamped at 0).
- *  - MaxPool: Clark's max applied pairwise over each window (src/moments/clark.ts), the window's
- *    elements taken by decreasing mean; F passes with Clark's weights Phi(alpha), 1 - Phi(alpha),
- *    exact for the covariance with anything jointly Gaussian with the pair.
- *  - affine ops: run by onnxruntime (mean and the columns of F through JVPs of the segment);
+ *    jointly Gaussian with x_i, so the output's covariance with the input noise is exact); the rest
+ *    of the exact variance is the residual.
+ *  - MaxPool: the exact moments of max over each window (src/moments/windowmax.ts, numerical
+ *    integration), fused with a ReLU that follows (relu(max x) = max(0, x)); F passes with the
+ *    probabilities of each element being the max, exact for the covariance with anything jointly
+ *    Gaussian with the window (Stein's lemma).
+ *  - affine ops: run by onnxruntime (mean and the rows of F through JVPs of the segment);
  *    `varianceNodes` gives the nodes that push r through the squared linear part (L o L) r.
- *    Residual variances of different units are taken as uncorrelated (their correlated part is in F).
+ *
+ * Hermite rows. The residual of a kinked op is not independent between units: by Mehler's
+ * expansion cov(f(x_i), f(x_j)) = sum_h E f^(h)(x_i) E f^(h)(x_j) S_ij^h / h!, of which h = 1 is what
+ * F carries. The h = 2 and 3 terms are carried as K extra covariance rows each, sketched from
+ * products of probes (E[prod_t P_t,i P_t,j] = S_ij^h) and scaled per unit to their exact F-part
+ * variance; only what is left (orders >= 4, the residual's own share) stays in r, taken as
+ * independent between units. Without them LeNet's output variance at pixel sigma 32 came out at
+ * 0.79-0.95 of Monte Carlo's (the next Conv sums neighbouring units' positively correlated
+ * residuals); with K = 32 at 0.93-1.02.
+ *
+ * Tried and dropped (LeNet, digits 50-55, 75,000-sample Monte Carlo, sigma 32):
+ *  - Clark's sequential max with the ReLU as one more element sorted by mean: mean error 0.055 sd
+ *    median, worse than Clark then ReLU (0.021) and than the integrated max (0.011).
+ *  - an unshifted (or randomly rotated) lattice for the window max: its truncated tails bias
+ *    every window alike (mean error 0.029 / 0.016); the random shift per window makes the errors
+ *    independent and the next layer averages them out.
+ *  - K = 16 or 64 instead of 32: the sketch's noise (relative sd ~ sqrt(2/K) of a ~10% share)
+ *    spread the variance ratios (0.88-1.04 at K = 16); 64 costs more rows in every JVP after.
  */
 import { NetmomentsError } from '../errors.js';
 import { attrFloat, attrInt, attrInts, attrString, graphConstant, type Graph, type GraphNode } from '../onnx/graph.js';
 import type { TensorValue } from '../onnx/tensor.js';
 import { clarkMax } from '../moments/clark.js';
+import { Rng } from '../moments/montecarlo.js';
+import { LATTICE_SHIFTS, windowMax } from '../moments/windowmax.js';
 import { ABS, RELU, clip, leakyRelu, piecewiseLinearMoments, type GaussianImage, type PiecewiseLinear } from '../moments/piecewise.js';
 import { SMOOTH_FUNCTIONS, expMoments, smoothMoments } from '../moments/smooth.js';
 
@@ -378,7 +399,8 @@ function windowGrams(
 /**
  * The pooled factor rows: out[d, o] = sum_t weights[t] F[d, idx[t]] over window o's entries
  * (start[o]..start[o+1]) for rows 0..rows-1; rows from `first` on visit only the windows `active`
- * lists for them (the others are 0).
+ * lists for them (the others are 0), reading its stored values with the weights in natural window
+ * order (natWeights) when it has them.
  */
 function poolRows(
   Fx: Float32Array,
@@ -388,7 +410,8 @@ function poolRows(
   weights: Float64Array,
   start: Int32Array,
   extraRows: number,
-  active: { rowStart: Int32Array; windows: Int32Array; first: number } | undefined,
+  active: (SparseWindows & { first: number }) | undefined,
+  natWeights?: Float64Array,
 ): Float32Array {
   const outSize = start.length - 1;
   const F = new Float32Array((rows + extraRows) * outSize);
@@ -396,7 +419,19 @@ function poolRows(
   for (let d = 0; d < rows; d++) {
     const row = d * size;
     const dst = d * outSize;
-    if (active && d >= active.first) {
+    if (active && d >= active.first && active.values && natWeights) {
+      // the active windows' input values, stored contiguously with the cache
+      const list = active.windows;
+      const vals = active.values;
+      const W = active.width;
+      const e1 = active.rowStart[d - active.first + 1];
+      for (let e = active.rowStart[d - active.first]; e < e1; e++) {
+        const o = list[e];
+        let acc = 0;
+        for (let a = 0; a < W; a++) acc += natWeights[o * W + a] * vals[e * W + a];
+        F[dst + o] = acc;
+      }
+    } else if (active && d >= active.first) {
       const list = active.windows;
       const e1 = active.rowStart[d - active.first + 1];
       for (let e = active.rowStart[d - active.first]; e < e1; e++) {
@@ -422,30 +457,47 @@ function poolRows(
   return F;
 }
 
+/** Seed of the MaxPool windows' draws of shifted lattices (fixed: the same input gives the same moments). */
+const LATTICE_SEED = 20261206;
+
 /** A MaxPool step's cache of window Gram matrices, valid for one factor array (see applyMaxPool). */
 export interface MaxPoolGram {
   F?: Float32Array;
   k?: number;
   G?: Float64Array;
-  active?: { rowStart: Int32Array; windows: Int32Array };
+  active?: SparseWindows;
 }
 
 /**
- * Clark's pairwise max over each window (see the header), in weight form: the running max after
- * combining elements 0..j of a window passes the factor as sum_a w_a F_{i_a} (Clark's weights
- * multiplied along the way), so cov(running max, element j) = sum_a w_a G_{a j} (residuals of
- * different units taken as uncorrelated) needs only the window's Gram matrix
- * G_{ab} = F_{i_a} . F_{i_b}, computed in one pass over the factor; a second pass writes the
- * output rows sum_a w_a F_{i_a}. The residual is Clark's variance minus w^T G w.
+ * Per factor row, the windows holding a nonzero (CSR: rowStart, windows) and, for windows of one
+ * width W, their W input values in natural order (values[e W + a]), read contiguously instead of
+ * gathered from the whole factor.
+ */
+export interface SparseWindows {
+  rowStart: Int32Array;
+  windows: Int32Array;
+  width: number;
+  values?: Float32Array;
+}
+
+/**
+ * MaxPool (with `floor` 0: MaxPool followed by Relu) over each window (see the header). The window
+ * covariance is its Gram matrix G_{ab} = F_{i_a} . F_{i_b} (computed in one pass over the factor,
+ * cached while the factor is the same array) plus the residuals on the diagonal (residuals of
+ * different units taken as uncorrelated); windowMax gives the mean, the variance and the weights
+ * w_a = P(element a is the max), each window drawing one of the randomly shifted lattices from a
+ * fixed-seed generator (the same input gives the same moments). A second pass writes the output
+ * rows sum_a w_a F_{i_a}; the residual is the variance minus w^T G w (minus the Hermite rows).
  *
- * Hermite rows: step j is max(R, X_j) = X_j + relu(D_j), D_j = R - X_j = u_j^T x_window, whose
+ * Hermite rows follow Clark's recursion (clark.ts) over the window sorted by decreasing mean, the
+ * floor as its last step: step j is max(R, X_j) = X_j + relu(D_j), D_j = R - X_j = u_j^T x_window, whose
  * order-h Hermite part (h = 2, 3) has the coefficient c_j = E relu^(h)(D_j) (clarkMax's curvature
  * and third) and reaches the window's max scaled by beta_j, the product of the later steps'
  * weights of the running max. The window's term sum_j beta_j c_j He_h(D_j) is sketched from the
  * probes as sum_j beta_j c_j prod_t (u_j . P_t) (see probeOf) and scaled to its exact F-part
  * variance sum_jl beta_j beta_l c_j c_l (u_j^T G u_l)^h / h! (at most the residual left).
  */
-export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, cache: MaxPoolGram = {}, hermiteOrder = 3): TensorMoments {
+export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, cache: MaxPoolGram = {}, hermiteOrder = 3, floor = -Infinity): TensorMoments {
   const size = x.m.length;
   const outSize = windows.length;
   const p = x.probes;
@@ -469,7 +521,7 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
   const nat = new Int32Array(start[outSize]);
   for (let o = 0; o < outSize; o++) nat.set(windows[o], start[o]);
   let G: Float64Array;
-  let active: { rowStart: Int32Array; windows: Int32Array } | undefined;
+  let active: SparseWindows | undefined;
   if (cache.F === Fx && cache.k === k && cache.G) {
     G = cache.G;
     active = cache.active;
@@ -477,7 +529,22 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
     const grams = windowGrams(Fx, p, k, size, nat, start, gStart);
     G = grams.G;
     // the sparse pass pays when at most half the (row, window) pairs hold a nonzero
-    active = grams.windows.length <= (k * outSize) / 2 ? { rowStart: grams.rowStart, windows: grams.windows.slice() } : undefined;
+    const count = grams.windows.length;
+    if (count <= (k * outSize) / 2) {
+      const width = start[1] - start[0];
+      active = { rowStart: grams.rowStart, windows: grams.windows.slice(), width };
+      if (nat.length === width * outSize) {
+        const values = new Float32Array(count * width);
+        for (let d = 0; d < k; d++) {
+          const row = (p + d) * size;
+          for (let e = grams.rowStart[d]; e < grams.rowStart[d + 1]; e++) {
+            const o = active.windows[e];
+            for (let a = 0; a < width; a++) values[e * width + a] = Fx[row + nat[o * width + a]];
+          }
+        }
+        active.values = values;
+      }
+    } else active = undefined;
     cache.F = Fx;
     cache.k = k;
     cache.G = G;
@@ -495,82 +562,101 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
       idx[start[o] + a] = w[order[a]];
     }
   }
-  // probes unit-major, for the Hermite sketch
   const orders = K > 0 ? [2, 3].filter((h) => h <= hermiteOrder) : [];
   const nOrders = orders.length;
-  const PT = new Float64Array(nOrders > 0 ? size * p : 0);
-  for (let d = 0; d < (nOrders > 0 ? p : 0); d++) for (let i = 0; i < size; i++) PT[i * p + d] = Fx[d * size + i];
+  const floored = Number.isFinite(floor);
   const m = new Float64Array(outSize);
   const r = new Float64Array(outSize);
   const weights = new Float64Array(idx.length);
   const Q = new Float64Array(nOrders * K * outSize); // [order][column][window]
   const target = new Float64Array(nOrders * outSize);
+  const S = maxLen + 1; // Clark steps 1..L-1, and the floor's as step L
   const Gs = new Float64Array(maxLen * maxLen); // the window's Gram in sorted order
-  const u = new Float64Array(maxLen * maxLen); // u_j: D_j's coefficients over the window (sorted order)
-  const uGu = new Float64Array(maxLen * maxLen);
-  const coef = new Float64Array(2 * maxLen); // E relu'', E relu''' of D_j
-  const wX = new Float64Array(maxLen);
-  const beta = new Float64Array(maxLen);
-  const uP = new Float64Array(maxLen * Math.max(p, 1));
+  const C = new Float64Array(maxLen * maxLen); // its covariance (Gram + residuals)
+  const mw = new Float64Array(maxLen);
+  const wMax = new Float64Array(maxLen);
+  const rng = new Rng(LATTICE_SEED);
+  const cw = new Float64Array(maxLen); // Clark's running weights
+  const u = new Float64Array(S * maxLen); // u_j: D_j's coefficients over the window (sorted order)
+  const uGu = new Float64Array(S * S);
+  const coef = new Float64Array(2 * S); // E relu'', E relu''' of D_j
+  const wX = new Float64Array(S);
+  const beta = new Float64Array(S);
+  const uP = new Float64Array(S * Math.max(p, 1));
+  const pv = new Float64Array(maxLen * Math.max(p, 1));
   let hermite = false;
   for (let o = 0; o < outSize; o++) {
     const s0 = start[o];
     const L = start[o + 1] - s0;
     const g0 = gStart[o];
-    for (let a = 0; a < L; a++) for (let b = 0; b < L; b++) Gs[a * L + b] = G[g0 + pos[s0 + a] * L + pos[s0 + b]];
-    const i0 = idx[s0];
-    let mean = x.m[i0];
-    let variance = Gs[0] + x.r[i0];
-    weights[s0] = 1;
-    u.fill(0, 0, L * L);
-    for (let j = 1; j < L; j++) {
-      const ij = idx[s0 + j];
-      let cov = 0;
-      for (let a = 0; a < j; a++) {
-        cov += weights[s0 + a] * Gs[a * L + j];
-        u[j * L + a] = weights[s0 + a];
+    for (let a = 0; a < L; a++) {
+      mw[a] = x.m[idx[s0 + a]];
+      for (let b = 0; b < L; b++) {
+        const g = G[g0 + pos[s0 + a] * L + pos[s0 + b]];
+        Gs[a * L + b] = g;
+        C[a * L + b] = a === b ? g + x.r[idx[s0 + a]] : g;
       }
-      u[j * L + j] = -1;
-      const c = clarkMax(mean, variance, x.m[ij], Gs[j * L + j] + x.r[ij], cov);
+    }
+    // mean, variance and weights of max(floor, window) by conditional quasi-Monte Carlo
+    const wm = windowMax(mw, C, L, floor, wMax, rng.nextUint32() % LATTICE_SHIFTS);
+    for (let a = 0; a < L; a++) weights[s0 + a] = wMax[a];
+    let wGw = 0;
+    for (let a = 0; a < L; a++) for (let b = 0; b < L; b++) wGw += wMax[a] * wMax[b] * Gs[a * L + b];
+    m[o] = wm.mean;
+    r[o] = Math.max(0, wm.variance - wGw);
+    if (nOrders === 0) continue;
+    // Clark's recursion, with the floor as a last step, gives the differences D_j whose kinks make
+    // the Hermite terms
+    let mean = mw[0];
+    let variance = C[0];
+    cw.fill(0, 0, L);
+    cw[0] = 1;
+    u.fill(0, 0, S * L);
+    const steps = L - 1 + (floored ? 1 : 0);
+    for (let j = 1; j <= steps; j++) {
+      const isFloor = j === L;
+      let cov = 0;
+      for (let a = 0; a < Math.min(j, L); a++) {
+        if (!isFloor) cov += cw[a] * Gs[a * L + j];
+        u[j * L + a] = cw[a];
+      }
+      if (!isFloor) u[j * L + j] = -1;
+      const c = isFloor ? clarkMax(mean, variance, floor, 0, 0) : clarkMax(mean, variance, mw[j], C[j * L + j], cov);
       mean = c.mean;
       variance = c.variance;
       coef[j] = c.curvature;
-      coef[maxLen + j] = c.third;
+      coef[S + j] = c.third;
       wX[j] = c.weightX;
-      for (let a = 0; a < j; a++) weights[s0 + a] *= c.weightX;
-      weights[s0 + j] = 1 - c.weightX;
+      for (let a = 0; a < Math.min(j, L); a++) cw[a] *= c.weightX;
+      if (!isFloor) cw[j] = 1 - c.weightX;
     }
-    let wGw = 0;
-    for (let a = 0; a < L; a++) for (let b = 0; b < L; b++) wGw += weights[s0 + a] * weights[s0 + b] * Gs[a * L + b];
-    m[o] = mean;
-    r[o] = Math.max(0, variance - wGw);
-    if (nOrders === 0 || L < 2) continue;
-    beta[L - 1] = 1;
-    for (let j = L - 2; j >= 1; j--) beta[j] = beta[j + 1] * wX[j + 1];
+    if (steps === 0) continue;
+    beta[steps] = 1;
+    for (let j = steps - 1; j >= 1; j--) beta[j] = beta[j + 1] * wX[j + 1];
     // F-part covariances of the steps' differences: u_j^T G u_l
-    for (let j = 1; j < L; j++) {
+    for (let j = 1; j <= steps; j++) {
       for (let l = 1; l <= j; l++) {
         let s = 0;
-        for (let a = 0; a <= j; a++) {
+        for (let a = 0; a < L; a++) {
           const ua = u[j * L + a];
           if (ua === 0) continue;
-          for (let b = 0; b <= l; b++) s += ua * u[l * L + b] * Gs[a * L + b];
+          for (let b = 0; b < L; b++) s += ua * u[l * L + b] * Gs[a * L + b];
         }
-        uGu[j * L + l] = s;
-        uGu[l * L + j] = s;
+        uGu[j * S + l] = s;
+        uGu[l * S + j] = s;
       }
     }
     let probed = false;
     let left = r[o];
     for (let n = 0; n < nOrders; n++) {
       const h = orders[n];
-      const cOff = (h - 2) * maxLen;
+      const cOff = (h - 2) * S;
       // exact F-part variance of the order-h term sum_j beta_j c_j He_h(D_j)
       let t = 0;
-      for (let j = 1; j < L; j++) {
+      for (let j = 1; j <= steps; j++) {
         const bj = beta[j] * coef[cOff + j];
         if (bj === 0) continue;
-        for (let l = 1; l < L; l++) t += (bj * beta[l] * coef[cOff + l] * uGu[j * L + l] ** h) / FACTORIAL[h];
+        for (let l = 1; l <= steps; l++) t += (bj * beta[l] * coef[cOff + l] * uGu[j * S + l] ** h) / FACTORIAL[h];
       }
       const given = Math.max(0, Math.min(left, t));
       target[n * outSize + o] = given;
@@ -578,12 +664,18 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
       if (!(given > 0)) continue;
       hermite = true;
       if (!probed) {
-        // u_j . P_d for every step and probe
-        for (let j = 1; j < L; j++) {
-          for (let d = 0; d < p; d++) {
-            let s = 0;
-            for (let a = 0; a <= j; a++) s += u[j * L + a] * PT[idx[s0 + a] * p + d];
-            uP[j * p + d] = s;
+        // the window's probe values, then u_j . P_d for every step and probe
+        for (let a = 0; a < L; a++) {
+          const i = idx[s0 + a];
+          for (let d = 0; d < p; d++) pv[a * p + d] = Fx[d * size + i];
+        }
+        for (let j = 1; j <= steps; j++) {
+          const o = j * p;
+          uP.fill(0, o, o + p);
+          for (let a = 0; a < L; a++) {
+            const ua = u[j * L + a];
+            if (ua === 0) continue;
+            for (let d = 0; d < p; d++) uP[o + d] += ua * pv[a * p + d];
           }
         }
         probed = true;
@@ -593,7 +685,7 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
         const a1 = probeOf(c, 1, p);
         const a2 = probeOf(c, 2, p);
         let s = 0;
-        for (let j = 1; j < L; j++) {
+        for (let j = 1; j <= steps; j++) {
           const prod = uP[j * p + a0] * uP[j * p + a1] * (h > 2 ? uP[j * p + a2] : 1);
           s += beta[j] * coef[cOff + j] * prod;
         }
@@ -602,7 +694,12 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
     }
   }
   const extra = hermite ? orders.length * K : 0;
-  const F = poolRows(Fx, rows, size, idx, weights, start, extra, active && { ...active, first: p });
+  let natWeights: Float64Array | undefined;
+  if (active?.values) {
+    natWeights = new Float64Array(idx.length);
+    for (let t = 0; t < idx.length; t++) natWeights[start[Math.floor(t / active.width)] + pos[t]] = weights[t];
+  }
+  const F = poolRows(Fx, rows, size, idx, weights, start, extra, active && { ...active, first: p }, natWeights);
   if (!hermite) return { ...x, m, F, r };
   F.set(Q, rows * outSize);
   for (let n = 0; n < nOrders; n++) {
