@@ -6,12 +6,16 @@
  * The graph (the part the output depends on) is cut into steps: maximal runs of consecutive affine
  * nodes become one segment, run by onnxruntime (mean = the segment at m, F's rows = JVPs of the
  * segment at m along F's directions, r through a "variance model" of the segment that applies the
- * squared linear parts); unit-wise nodes and MaxPool run here in float64. Before cutting, every
- * MaxPool fed only by a nondecreasing unit-wise op (Relu, ...) is swapped with it:
- * maxpool(relu(x)) = relu(maxpool(x)), so the max is taken over Gaussian pre-activations.
+ * squared linear parts; src/propagate/segment.ts); unit-wise nodes and MaxPool run here (float64
+ * arithmetic on the float32 factor). Before cutting, every MaxPool fed only by a nondecreasing
+ * unit-wise op (Relu, ...) is swapped with it: maxpool(relu(x)) = relu(maxpool(x)), so the max is
+ * taken over Gaussian pre-activations, and a Relu right after a MaxPool joins it as one step,
+ * max(0, window).
  *
- * Sessions are created once per propagator (one tangent session and one variance session per
- * segment); `moments` can then be called for many inputs.
+ * Sessions are created once per propagator (one session per segment); `moments` can then be
+ * called for many inputs. Work that depends on the noise only (the input factor, the first
+ * segment's outgoing factor, the first MaxPool's window Gram matrices) is kept from one call to
+ * the next while the noise stays the same.
  */
 import { NetmomentsError } from '../errors.js';
 import { Graph, type GraphNode } from '../onnx/graph.js';
