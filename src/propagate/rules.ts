@@ -22,12 +22,18 @@
  *
  * Hermite rows. The residual of a kinked op is not independent between units: by Mehler's
  * expansion cov(f(x_i), f(x_j)) = sum_h E f^(h)(x_i) E f^(h)(x_j) S_ij^h / h!, of which h = 1 is what
- * F carries. The h = 2 and 3 terms are carried as K extra covariance rows each, sketched from
- * products of probes (E[prod_t P_t,i P_t,j] = S_ij^h) and scaled per unit to their exact F-part
- * variance; only what is left (orders >= 4, the residual's own share) stays in r, taken as
+ * F carries. The h = 2 and 3 terms are carried in K extra covariance rows (shared by the two
+ * orders, whose sketches are uncorrelated), sketched from products of probes
+ * (E[prod_t P_t,i P_t,j] = S_ij^h) and scaled per unit to their exact F-part variance; only what is left (orders >= 4, the residual's own share) stays in r, taken as
  * independent between units. Without them LeNet's output variance at pixel sigma 32 came out at
  * 0.79-0.95 of Monte Carlo's (the next Conv sums neighbouring units' positively correlated
  * residuals); with K = 32 at 0.93-1.02.
+ *
+ * What is still lost: the residual r of a kinked op is pushed through the next affine part as
+ * independent between units, which drops the off-diagonal L diag(r) L^T; where every unit reads
+ * all the units before (a Gemm) that is a few percent of the output variance (LeNet digit 68 at
+ * sigma 32: fc1's pre-activation variance 0.97 of MC's, the logits' 0.87-0.99). Carrying r as
+ * random-sign rows rescaled per unit to the variance model's exact diagonal would keep it.
  *
  * Tried and dropped (LeNet, digits 50-55, 75,000-sample Monte Carlo, sigma 32):
  *  - Clark's sequential max with the ReLU as one more element sorted by mean: mean error 0.055 sd
@@ -231,31 +237,37 @@ export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder 
     }
   }
   const orders = K > 0 ? [2, 3].filter((h) => h <= hermiteOrder && used[h - 2]) : [];
+  const extra = orders.length > 0 ? K : 0;
   const Fx = x.F;
-  const F = new Float32Array((rows + orders.length * K) * size);
+  const F = new Float32Array((rows + extra) * size);
   for (let d = 0; d < rows; d++) {
     const o = d * size;
     for (let i = 0; i < size; i++) F[o + i] = slope[i] * Fx[o + i];
   }
+  // the orders share the K rows: their sketches are uncorrelated (see probeOf), so the rows'
+  // covariance is the sum of the orders' (each order scaled on its own, then added)
+  const block = F.subarray(rows * size);
+  const buffer = orders.length > 1 ? new Float32Array(K * size) : block;
   const target = new Float64Array(size);
   orders.forEach((h, n) => {
     const ch = coef[h - 2];
-    const at = rows + n * K;
+    const Q = n === 0 ? block : buffer;
     for (let c = 0; c < K; c++) {
-      const o = (at + c) * size;
+      const o = c * size;
       const p0 = probeOf(c, 0, p) * size;
       const p1 = probeOf(c, 1, p) * size;
-      if (h === 2) for (let i = 0; i < size; i++) F[o + i] = ch[i] * Fx[p0 + i] * Fx[p1 + i];
+      if (h === 2) for (let i = 0; i < size; i++) Q[o + i] = ch[i] * Fx[p0 + i] * Fx[p1 + i];
       else {
         const p2 = probeOf(c, 2, p) * size;
-        for (let i = 0; i < size; i++) F[o + i] = ch[i] * Fx[p0 + i] * Fx[p1 + i] * Fx[p2 + i];
+        for (let i = 0; i < size; i++) Q[o + i] = ch[i] * Fx[p0 + i] * Fx[p1 + i] * Fx[p2 + i];
       }
     }
     for (let i = 0; i < size; i++) target[i] = Math.min(r[i], (ch[i] * ch[i] * q[i] ** h) / FACTORIAL[h]);
-    const given = scaleHermiteRows(F, at, K, size, target);
+    const given = scaleHermiteRows(Q, 0, K, size, target);
+    if (n > 0) for (let j = 0; j < block.length; j++) block[j] += Q[j];
     for (let i = 0; i < size; i++) r[i] = Math.max(0, r[i] - given[i]);
   });
-  return { ...x, m, F, k: x.k + orders.length * K, r };
+  return { ...x, m, F, k: x.k + extra, r };
 }
 
 /**
@@ -693,7 +705,7 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
       }
     }
   }
-  const extra = hermite ? orders.length * K : 0;
+  const extra = hermite ? K : 0;
   let natWeights: Float64Array | undefined;
   if (active?.values) {
     natWeights = new Float64Array(idx.length);
@@ -701,9 +713,14 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
   }
   const F = poolRows(Fx, rows, size, idx, weights, start, extra, active && { ...active, first: p }, natWeights);
   if (!hermite) return { ...x, m, F, r };
-  F.set(Q, rows * outSize);
+  // the orders share the K rows (see applyUnitRule)
+  const block = F.subarray(rows * outSize);
+  const buffer = nOrders > 1 ? new Float32Array(K * outSize) : block;
   for (let n = 0; n < nOrders; n++) {
-    const given = scaleHermiteRows(F, rows + n * K, K, outSize, target.subarray(n * outSize, (n + 1) * outSize));
+    const Qn = n === 0 ? block : buffer;
+    Qn.set(Q.subarray(n * K * outSize, (n + 1) * K * outSize));
+    const given = scaleHermiteRows(Qn, 0, K, outSize, target.subarray(n * outSize, (n + 1) * outSize));
+    if (n > 0) for (let j = 0; j < block.length; j++) block[j] += Qn[j];
     for (let o = 0; o < outSize; o++) r[o] = Math.max(0, r[o] - given[o]);
   }
   return { ...x, m, F, k: k + extra, r };
