@@ -1,0 +1,409 @@
+/**
+ * Moment propagation through every layer (issue 13): the mean and covariance of a model's output
+ * under Gaussian input noise, carried through the graph in topological order as
+ * (m, F, r): mean, factor image of the input noise, residual variance per unit (src/propagate/rules.ts).
+ *
+ * The graph (the part the output depends on) is cut into steps: maximal runs of consecutive affine
+ * nodes become one segment, run by onnxruntime (mean = the segment at m, F's rows = JVPs of the
+ * segment at m along F's directions, r through a "variance model" of the segment that applies the
+ * squared linear parts); unit-wise nodes and MaxPool run here in float64. Before cutting, every
+ * MaxPool fed only by a nondecreasing unit-wise op (Relu, ...) is swapped with it:
+ * maxpool(relu(x)) = relu(maxpool(x)), so the max is taken over Gaussian pre-activations.
+ *
+ * Sessions are created once per propagator (one tangent session and one variance session per
+ * segment); `moments` can then be called for many inputs.
+ */
+import { NetmomentsError } from '../errors.js';
+import { Graph, type GraphNode } from '../onnx/graph.js';
+import type { LoadedModel } from '../onnx/load.js';
+import { DataType } from '../onnx/proto.js';
+import { probeShapes } from '../linearize/shapes.js';
+import { Rng } from '../moments/montecarlo.js';
+import type { Provider } from '../runtime/session.js';
+import {
+  AFFINE_OPS,
+  applyMaxPool,
+  applyUnitRule,
+  hasMomentRule,
+  isMonotoneUnit,
+  maxPoolWindows,
+  unitRule,
+  type MaxPoolGram,
+  type TensorMoments,
+  type UnitMoments,
+} from './rules.js';
+import { AffineSegment } from './segment.js';
+
+export type InputNoise =
+  | { kind: 'isotropic'; sigma: number }
+  | { kind: 'diagonal'; variance: ArrayLike<number> }
+  /** factor [n, r] row-major: Sigma = factor factor^T */
+  | { kind: 'lowrank'; factor: ArrayLike<number>; columns: number };
+
+export interface PropagatorOptions {
+  /** The tensor whose moments are wanted (default: the model's first output). */
+  output?: string;
+  /** Columns of the noise factor: full rank (default) or a k-column random sketch when k < n. */
+  rank?: number;
+  /** Seed of the sketch and of the probes (default 1). */
+  seed?: number;
+  /**
+   * Rows per Hermite order added at each kinked op (K, default DEFAULT_HERMITE_COLUMNS; 0 turns
+   * them off): the order-2 and -3 Hermite parts of each kinked op's residual, correlated between
+   * units, sketched from 2K probes (see rules.ts).
+   */
+  hermiteColumns?: number;
+  /** Highest Hermite order carried by those rows: 2 or 3 (default 3). */
+  hermiteOrder?: number;
+  threads?: number;
+  provider?: Provider;
+}
+
+export interface PropagatedMoments {
+  mean: Float64Array;
+  /** d x d row-major: F F^T + diag(r) at the output. */
+  covariance: Float64Array;
+  variance: Float64Array;
+  /** Columns of the factor carried (n at full rank). */
+  rank: number;
+  /** Whether the input factor was a random sketch. */
+  sketched: boolean;
+  /** Seconds spent in onnxruntime segments and in the rules here. */
+  stats: { segmentSeconds: number; ruleSeconds: number; steps: number };
+}
+
+export interface Propagator {
+  readonly input: string;
+  readonly output: string;
+  readonly inputSize: number;
+  readonly outputSize: number;
+  /** The steps, for messages: e.g. 'affine[Conv]', 'MaxPool', 'Relu'. */
+  readonly plan: string[];
+  moments(mu: ArrayLike<number>, noise: InputNoise): Promise<PropagatedMoments>;
+  release(): Promise<void>;
+}
+
+const isDefault = (n: GraphNode) => n.domain === '' || n.domain === 'ai.onnx';
+
+/** The single float32 data input of a graph (propagate handles one noisy input). */
+function noisyInput(graph: Graph, file?: string): string {
+  const inputs = graph.dataInputs.filter((i) => i.elemType === DataType.FLOAT);
+  if (inputs.length !== 1)
+    throw new NetmomentsError(`propagate needs exactly one float32 input; the model has ${inputs.length}`, { code: 'UNSUPPORTED', file });
+  return inputs[0].name;
+}
+
+/** The nodes the output depends on that also depend on the input (the noisy path). */
+function noisyPath(graph: Graph, input: string, output: string): { nodes: GraphNode[]; variable: Set<string> } {
+  const variable = new Set([input]);
+  for (const n of graph.nodes) if (n.inputs.some((x) => variable.has(x))) for (const o of n.outputs) if (o) variable.add(o);
+  const needed = new Set([output]);
+  const nodes: GraphNode[] = [];
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const n = graph.nodes[i];
+    if (!n.outputs.some((o) => needed.has(o))) continue;
+    for (const x of n.inputs) if (x) needed.add(x);
+    if (n.inputs.some((x) => variable.has(x))) nodes.push(n);
+  }
+  return { nodes: nodes.reverse(), variable };
+}
+
+/** Whether every op on the noisy path from the input to `output` has a moment rule. */
+export function propagationSupport(graph: Graph, output?: string): { supported: boolean; missing: string[] } {
+  const g = graph.clone();
+  g.sortTopologically();
+  const input = noisyInput(g);
+  const { nodes } = noisyPath(g, input, output ?? g.outputs[0].name);
+  const missing = [...new Set(nodes.filter((n) => !hasMomentRule(n)).map((n) => (isDefault(n) ? n.opType : `${n.domain}.${n.opType}`)))];
+  return { supported: missing.length === 0, missing };
+}
+
+/** Swap MaxPool(f(x)) to f(MaxPool(x)) for nondecreasing unit-wise f whose output only the MaxPool reads. */
+function swapMaxPools(graph: Graph, output: string): number {
+  let swaps = 0;
+  for (const pool of graph.nodes.filter((n) => n.opType === 'MaxPool' && isDefault(n) && n.outputs.filter((o) => o).length === 1)) {
+    const f = graph.producerOf(pool.inputs[0]);
+    if (!f || !isMonotoneUnit(f) || f.outputs[0] === output || graph.consumersOf(f.outputs[0]).length !== 1) continue;
+    if (graph.outputs.some((o) => o.name === f.outputs[0])) continue;
+    const x = f.inputs[0];
+    const mid = f.outputs[0];
+    const y = pool.outputs[0];
+    // pool: x -> mid ; f: mid -> y (mid now names the pooled pre-activation)
+    pool.inputs = [x, ...pool.inputs.slice(1)];
+    pool.outputs = [mid];
+    f.inputs = [mid, ...f.inputs.slice(1)];
+    f.outputs = [y];
+    swaps++;
+  }
+  if (swaps > 0) graph.sortTopologically();
+  return swaps;
+}
+
+type Step =
+  | { kind: 'unit'; label: string; input: string; output: string; rule: UnitMoments }
+  | { kind: 'maxpool'; label: string; input: string; output: string; windows: Int32Array[]; gram: MaxPoolGram }
+  | { kind: 'affine'; label: string; segment: AffineSegment };
+
+/** Hermite rows per order and kinked op by default (see PropagatorOptions.hermiteColumns). */
+export const DEFAULT_HERMITE_COLUMNS = 32;
+
+export async function createPropagator(model: LoadedModel, options: PropagatorOptions = {}): Promise<Propagator> {
+  const graph = model.graph.clone();
+  graph.sortTopologically(model.file);
+  const input = noisyInput(graph, model.file);
+  const output = options.output ?? graph.outputs[0].name;
+  const support = propagationSupport(graph, output);
+  if (!support.supported) {
+    throw new NetmomentsError(`propagate has no moment rule for ${support.missing.join(', ')} on the path to '${output}'; use two-stage linearization`, {
+      code: 'UNSUPPORTED',
+      file: model.file,
+    });
+  }
+  const shapes = await probeShapes(graph, { threads: options.threads });
+  if (!shapes) throw new NetmomentsError('cannot run the model once to find its tensor shapes', { code: 'UNSUPPORTED', file: model.file });
+  const swaps = swapMaxPools(graph, output);
+  const { nodes, variable } = noisyPath(graph, input, output);
+  const sampleShape = (t: string): number[] => {
+    const s = shapes.get(t);
+    if (!s) throw new NetmomentsError(`no shape for tensor '${t}'`, { code: 'UNSUPPORTED', file: model.file });
+    return s.slice(1);
+  };
+  // a swapped MaxPool's output (the pooled pre-activation) has the shape of the unit-wise op's output
+  if (swaps > 0) {
+    for (const n of graph.nodes) {
+      if (n.opType !== 'MaxPool') continue;
+      const f = graph.consumersOf(n.outputs[0])[0];
+      if (f && isMonotoneUnit(f)) shapes.set(n.outputs[0], shapes.get(f.outputs[0])!);
+    }
+  }
+  const size = (t: string) => sampleShape(t).reduce((a, d) => a * d, 1);
+  const lastUse = new Map<string, number>();
+  nodes.forEach((n, i) => n.inputs.forEach((x) => variable.has(x) && lastUse.set(x, i)));
+  lastUse.set(output, Infinity);
+
+  const steps: Step[] = [];
+  const engines: { release(): Promise<void> }[] = [];
+  try {
+    let i = 0;
+    while (i < nodes.length) {
+      const n = nodes[i];
+      if (AFFINE_OPS.has(n.opType) && isDefault(n)) {
+        let j = i;
+        while (j < nodes.length && AFFINE_OPS.has(nodes[j].opType) && isDefault(nodes[j])) j++;
+        const segment = await AffineSegment.create(
+          graph,
+          nodes.slice(i, j),
+          variable,
+          shapes,
+          sampleShape,
+          (t) => t === output || (lastUse.get(t) ?? -1) > j - 1,
+          {
+            threads: options.threads,
+            provider: options.provider,
+          },
+        );
+        engines.push(segment);
+        steps.push({ kind: 'affine', label: segment.label, segment });
+        i = j;
+        continue;
+      }
+      if (n.opType === 'MaxPool') {
+        steps.push({
+          kind: 'maxpool',
+          label: 'MaxPool',
+          input: n.inputs[0],
+          output: n.outputs[0],
+          windows: maxPoolWindows(n, sampleShape(n.inputs[0]), sampleShape(n.outputs[0])),
+          gram: {},
+        });
+      } else {
+        const rule = unitRule(n, graph, sampleShape(n.inputs[0]));
+        if (!rule) throw new NetmomentsError(`propagate has no moment rule for ${n.opType} ('${n.name}')`, { code: 'UNSUPPORTED', file: model.file });
+        steps.push({ kind: 'unit', label: n.opType, input: n.inputs[0], output: n.outputs[0], rule });
+      }
+      i++;
+    }
+  } catch (e) {
+    for (const en of engines) await en.release();
+    throw e;
+  }
+  const n = size(input);
+  const d = size(output);
+  const stepLastUse = steps.map((s) => (s.kind === 'affine' ? s.segment.inputs : [s.input]));
+  const freeAfter = new Map<number, string[]>();
+  {
+    const last = new Map<string, number>();
+    stepLastUse.forEach((ins, k) => ins.forEach((x) => last.set(x, k)));
+    for (const [t, k] of last) if (t !== output) freeAfter.set(k, [...(freeAfter.get(k) ?? []), t]);
+  }
+
+  const hermiteOrder = options.hermiteOrder ?? 3;
+  let inputCache: { noise: InputNoise; start: ReturnType<typeof inputMoments> } | undefined;
+  return {
+    input,
+    output,
+    inputSize: n,
+    outputSize: d,
+    plan: steps.map((s) => s.label),
+    async moments(mu: ArrayLike<number>, noise: InputNoise): Promise<PropagatedMoments> {
+      if (mu.length !== n) throw new NetmomentsError(`the input has ${mu.length} values; '${input}' holds ${n}`, { code: 'BAD_INPUT' });
+      // the input factor depends on the noise only: the same noise again gives the same factor
+      // arrays, which lets the first segment and MaxPool reuse their noise-only work
+      if (!inputCache || !sameNoise(inputCache.noise, noise)) {
+        const made = inputMoments(mu, noise, n, options.rank, options.seed ?? 1, 2 * (options.hermiteColumns ?? DEFAULT_HERMITE_COLUMNS));
+        inputCache = { noise: copyNoise(noise), start: made };
+      }
+      const start = { moments: { ...inputCache.start.moments, m: Float64Array.from(mu) }, sketched: inputCache.start.sketched };
+      const state = new Map<string, TensorMoments>([[input, start.moments]]);
+      let segmentSeconds = 0;
+      let ruleSeconds = 0;
+      for (let k = 0; k < steps.length; k++) {
+        const s = steps[k];
+        const t0 = performance.now();
+        if (s.kind === 'affine') {
+          const ins = s.segment.inputs.map((t) => state.get(t)!);
+          const outs = await s.segment.run(padRows(ins));
+          outs.forEach((v, idx) => state.set(s.segment.outputs[idx], v));
+          segmentSeconds += (performance.now() - t0) / 1000;
+        } else {
+          const x = state.get(s.input)!;
+          state.set(s.output, s.kind === 'unit' ? applyUnitRule(s.rule, x, hermiteOrder) : applyMaxPool(s.windows, x, s.gram, hermiteOrder));
+          ruleSeconds += (performance.now() - t0) / 1000;
+        }
+        for (const t of freeAfter.get(k) ?? []) state.delete(t);
+      }
+      const y = state.get(output)!;
+      const covariance = new Float64Array(d * d);
+      for (let c = y.probes; c < y.probes + y.k; c++) {
+        const row = c * d;
+        for (let a = 0; a < d; a++) {
+          const fa = y.F[row + a];
+          if (fa === 0) continue;
+          for (let b = 0; b < d; b++) covariance[a * d + b] += fa * y.F[row + b];
+        }
+      }
+      for (let a = 0; a < d; a++) covariance[a * d + a] += y.r[a];
+      const variance = new Float64Array(d);
+      for (let a = 0; a < d; a++) variance[a] = covariance[a * d + a];
+      return {
+        mean: Float64Array.from(y.m),
+        covariance,
+        variance,
+        rank: start.moments.k,
+        sketched: start.sketched,
+        stats: { segmentSeconds, ruleSeconds, steps: steps.length },
+      };
+    },
+    async release() {
+      for (const en of engines) await en.release();
+    },
+  };
+}
+
+/**
+ * The input's moments: F = the noise factor (sigma I, diag(sqrt v) or the given factor), or when
+ * rank k < its columns a random sketch F G / sqrt(k) (G Gaussian, E[F G G^T F^T / k] = Sigma) with
+ * r set to the marginal variance the sketch misses (diag Sigma - |F_i|^2, clamped at 0), so every
+ * input unit keeps its exact variance. Before the factor's rows go `probes` probe rows, the images
+ * N g of independent standard Gaussian vectors g under the full noise factor N (N N^T = Sigma).
+ */
+export function inputMoments(
+  mu: ArrayLike<number>,
+  noise: InputNoise,
+  n: number,
+  rank: number | undefined,
+  seed: number,
+  probes = 0,
+): { moments: TensorMoments; sketched: boolean } {
+  const m = Float64Array.from(mu);
+  let cols: number;
+  let at: (i: number, c: number) => number;
+  const diagSigma = new Float64Array(n);
+  if (noise.kind === 'isotropic') {
+    cols = n;
+    at = (i, c) => (i === c ? noise.sigma : 0);
+    diagSigma.fill(noise.sigma * noise.sigma);
+  } else if (noise.kind === 'diagonal') {
+    if (noise.variance.length !== n)
+      throw new NetmomentsError(`the noise variance has ${noise.variance.length} values for an input of ${n}`, { code: 'BAD_INPUT' });
+    cols = n;
+    at = (i, c) => (i === c ? Math.sqrt(noise.variance[i]) : 0);
+    for (let i = 0; i < n; i++) diagSigma[i] = noise.variance[i];
+  } else {
+    cols = noise.columns;
+    if (noise.factor.length !== n * cols)
+      throw new NetmomentsError(`the noise factor has ${noise.factor.length} values for [${n}, ${cols}]`, { code: 'BAD_INPUT' });
+    at = (i, c) => noise.factor[i * cols + c];
+    for (let i = 0; i < n; i++) for (let c = 0; c < cols; c++) diagSigma[i] += noise.factor[i * cols + c] ** 2;
+  }
+  const k = rank !== undefined && rank > 0 && rank < cols ? Math.floor(rank) : cols;
+  const F = new Float32Array((probes + k) * n);
+  const r = new Float64Array(n);
+  if (probes > 0) {
+    const rng = new Rng(seed + 0x9e3779b9);
+    const P = new Float64Array(probes * n);
+    for (let c = 0; c < cols; c++) {
+      for (let d = 0; d < probes; d++) {
+        const g = rng.normal();
+        if (noise.kind === 'lowrank') for (let i = 0; i < n; i++) P[d * n + i] += at(i, c) * g;
+        else P[d * n + c] = at(c, c) * g;
+      }
+    }
+    F.set(P);
+  }
+  const cov = F.subarray(probes * n);
+  if (k === cols) {
+    for (let c = 0; c < cols; c++) for (let i = 0; i < n; i++) cov[c * n + i] = at(i, c);
+    return { moments: { m, F, probes, k, r }, sketched: false };
+  }
+  const rng = new Rng(seed);
+  const G = new Float64Array(cols * k);
+  for (let i = 0; i < G.length; i++) G[i] = rng.normal() / Math.sqrt(k);
+  const sketch = new Float64Array(k * n);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < cols; c++) {
+      const a = at(i, c);
+      if (a === 0) continue;
+      for (let j = 0; j < k; j++) sketch[j * n + i] += a * G[c * k + j];
+    }
+  }
+  cov.set(sketch);
+  for (let i = 0; i < n; i++) {
+    let q = 0;
+    for (let j = 0; j < k; j++) q += cov[j * n + i] ** 2;
+    r[i] = Math.max(0, diagSigma[i] - q);
+  }
+  return { moments: { m, F, probes, k, r }, sketched: true };
+}
+
+/**
+ * The inputs of a segment with one number of factor rows: a tensor computed before later steps
+ * appended columns has zero coefficients on them (rows are only ever appended at the end).
+ */
+function padRows(ins: TensorMoments[]): TensorMoments[] {
+  const rows = Math.max(...ins.map((x) => x.F.length / x.m.length));
+  return ins.map((x) => {
+    if (x.F.length === rows * x.m.length) return x;
+    const F = new Float32Array(rows * x.m.length);
+    F.set(x.F);
+    return { ...x, F, k: rows - x.probes };
+  });
+}
+
+function copyNoise(noise: InputNoise): InputNoise {
+  if (noise.kind === 'isotropic') return { ...noise };
+  if (noise.kind === 'diagonal') return { kind: 'diagonal', variance: Float64Array.from(noise.variance) };
+  return { kind: 'lowrank', factor: Float64Array.from(noise.factor), columns: noise.columns };
+}
+
+function sameValues(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameNoise(a: InputNoise, b: InputNoise): boolean {
+  if (a.kind === 'isotropic') return b.kind === 'isotropic' && a.sigma === b.sigma;
+  if (a.kind === 'diagonal') return b.kind === 'diagonal' && sameValues(a.variance, b.variance);
+  return b.kind === 'lowrank' && a.columns === b.columns && sameValues(a.factor, b.factor);
+}

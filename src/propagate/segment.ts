@@ -1,0 +1,163 @@
+/**
+ * One affine segment of moment propagation (a maximal run of consecutive affine nodes), run by
+ * onnxruntime in ONE session and ONE run per input: the segment's tangent model
+ * (src/onnx/tangent/build.ts) gives the mean (the primal output at the incoming mean) and the rows
+ * of the outgoing factor (JVPs along the incoming factor's rows, all rows as one batch), and the
+ * "variance model" nodes of src/propagate/rules.ts, merged into the same graph, push the residual
+ * variances through the squared linear parts.
+ *
+ * The factor stays in the layout and type the tangent model takes and returns: [rows, size]
+ * float32, row-major; a single-output segment hands onnxruntime's output buffer on without a copy.
+ */
+import { NetmomentsError } from '../errors.js';
+import { Graph, type GraphNode } from '../onnx/graph.js';
+import { DataType } from '../onnx/proto.js';
+import { buildTangentModel, type TangentModel } from '../onnx/tangent/build.js';
+import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
+import { varianceNodes, type TensorMoments } from './rules.js';
+
+const rName = (t: string) => `${t}::netmoments_r`;
+
+export interface SegmentOptions {
+  threads?: number;
+  provider?: Provider;
+}
+
+export class AffineSegment {
+  private constructor(
+    readonly label: string,
+    /** Variable tensors the segment reads, in the tangent model's input order. */
+    readonly inputs: string[],
+    /** Variable tensors it produces that later steps (or the caller) read. */
+    readonly outputs: string[],
+    private readonly sizes: Map<string, number>,
+    private readonly dims: Map<string, number[]>,
+    private readonly tm: TangentModel,
+    private readonly session: ModelSession,
+  ) {}
+
+  /**
+   * The last run's factor and residual inputs and outputs. The segment is affine in its inputs, so
+   * its outgoing factor and residuals depend on the incoming ones only, not on the mean: when the
+   * same factor arrays (factors are never written after they are made) and residuals come again,
+   * as the input noise's factor does for every input of a dataset, only the mean is recomputed.
+   */
+  private last?: { F: Float32Array[]; r: Float64Array[]; outF: Float32Array[]; outR: Float64Array[] };
+
+  /**
+   * Build the segment's session. `variable` holds the tensors that depend on the noisy input,
+   * `sampleShape` gives per-sample shapes, `shapes` the batch-1 shapes of the whole graph (for the
+   * tangent rules), `keep` says whether a produced tensor is read after the segment.
+   */
+  static async create(
+    graph: Graph,
+    seg: GraphNode[],
+    variable: Set<string>,
+    shapes: ReadonlyMap<string, readonly number[]>,
+    sampleShape: (t: string) => number[],
+    keep: (t: string) => boolean,
+    options: SegmentOptions,
+  ): Promise<AffineSegment> {
+    const produced = new Set(seg.flatMap((n) => n.outputs));
+    const inputs = [...new Set(seg.flatMap((n) => n.inputs).filter((x) => variable.has(x) && !produced.has(x)))];
+    const outputs = [...produced].filter((t) => t && variable.has(t) && keep(t));
+    // constant producers the segment reads (Shape/Gather/Constant chains), pulled in whole
+    const constNodes: GraphNode[] = [];
+    const needConst = new Set(seg.flatMap((n) => n.inputs).filter((x) => x && !variable.has(x)));
+    for (let i = graph.nodes.length - 1; i >= 0; i--) {
+      const n = graph.nodes[i];
+      if (n.outputs.some((o) => needConst.has(o)) && !n.inputs.some((x) => variable.has(x))) {
+        constNodes.unshift(n);
+        for (const x of n.inputs) if (x) needConst.add(x);
+      }
+    }
+    const g = new Graph();
+    g.opsetImports = graph.opsetImports.map((o) => ({ ...o }));
+    g.irVersion = graph.irVersion;
+    for (const name of needConst) {
+      const t = graph.initializers.get(name);
+      if (t) g.initializers.set(name, t);
+    }
+    g.nodes = [...constNodes, ...seg].map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs] }));
+    g.inputs = inputs.map((name) => ({ name, elemType: DataType.FLOAT, shape: ['N', ...sampleShape(name)] }));
+    g.outputs = outputs.map((name) => ({ name, elemType: DataType.FLOAT }));
+    const tm = buildTangentModel(g, { varying: inputs, outputs, shapes });
+
+    // the variance model, merged into the tangent graph: r inputs [1, ...], r outputs
+    const tg = tm.graph;
+    let counter = 0;
+    const ctx = {
+      isVariable: (t: string) => variable.has(t),
+      rName,
+      shape: sampleShape,
+      fresh: (hint: string) => `${hint}::netmoments_${counter++}`,
+      constant: (values: number[], dims: number[]) => {
+        const name = `netmoments_const_${counter++}`;
+        tg.initializers.set(name, { name, dataType: DataType.FLOAT, dims, data: Float32Array.from(values) });
+        return name;
+      },
+    };
+    for (const name of needConst) {
+      const t = graph.initializers.get(name);
+      if (t && !tg.initializers.has(name)) tg.initializers.set(name, t);
+    }
+    const present = new Set(tg.nodes.flatMap((n) => n.outputs));
+    for (const n of constNodes) if (!n.outputs.some((o) => present.has(o))) tg.nodes.push({ ...n });
+    for (const n of seg) tg.nodes.push(...varianceNodes(n, ctx));
+    tg.inputs = [...tg.inputs, ...inputs.map((name) => ({ name: rName(name), elemType: DataType.FLOAT, shape: [1, ...sampleShape(name)] }))];
+    tg.outputs = [...tg.outputs, ...outputs.map((name) => ({ name: rName(name), elemType: DataType.FLOAT }))];
+    tg.sortTopologically();
+    tg.prune();
+    const session = await ModelSession.create(tg.toBytes(), { threads: options.threads, provider: options.provider });
+    const sizes = new Map<string, number>();
+    const dims = new Map<string, number[]>();
+    for (const t of [...inputs, ...outputs]) {
+      dims.set(t, sampleShape(t));
+      sizes.set(
+        t,
+        sampleShape(t).reduce((a, d) => a * d, 1),
+      );
+    }
+    return new AffineSegment(`affine[${seg.map((n) => n.opType).join(',')}]`, inputs, outputs, sizes, dims, tm, session);
+  }
+
+  /**
+   * Moments of the outputs from the inputs' moments. Every input's factor has the same number of
+   * rows (the caller pads a factor that predates later columns with zero rows).
+   */
+  async run(ins: TensorMoments[]): Promise<TensorMoments[]> {
+    const rows = ins[0].F.length / ins[0].m.length;
+    const last = this.last;
+    const reuse = last !== undefined && ins.every((x, i) => x.F === last.F[i] && x.r.length === last.r[i].length && x.r.every((v, j) => v === last.r[i][j]));
+    const feeds: Record<string, HostTensor> = {};
+    this.inputs.forEach((t, i) => {
+      const x = ins[i];
+      const dims = this.dims.get(t)!;
+      if (x.F.length !== rows * x.m.length) throw new NetmomentsError(`internal: factor rows differ between the inputs of ${this.label}`);
+      feeds[t] = { type: 'float32', data: Float32Array.from(x.m), dims: [1, ...dims] };
+      feeds[this.tm.tangentInputs[t]] = reuse
+        ? { type: 'float32', data: new Float32Array(x.m.length), dims: [1, ...dims] }
+        : { type: 'float32', data: x.F, dims: [rows, ...dims] };
+      feeds[rName(t)] = { type: 'float32', data: Float32Array.from(x.r), dims: [1, ...dims] };
+    });
+    const names = this.outputs.flatMap((o) => [this.tm.primalOutputs[o], this.tm.tangentOutputs[o], rName(o)]);
+    const out = await this.session.run(feeds, names);
+    const result = this.outputs.map((o, idx) => {
+      const size = this.sizes.get(o)!;
+      const m = Float64Array.from(out[this.tm.primalOutputs[o]].data as Float32Array);
+      if (reuse) return { ...ins[0], m, F: last.outF[idx], r: last.outR[idx] };
+      const F = out[this.tm.tangentOutputs[o]].data as Float32Array;
+      if (F.length !== rows * size) throw new NetmomentsError(`internal: ${this.label} returned ${F.length} tangent values for ${rows} rows of ${size}`);
+      const rv = out[rName(o)].data as Float32Array;
+      const r = new Float64Array(size);
+      for (let i = 0; i < size; i++) r[i] = rv[i] > 0 ? rv[i] : 0;
+      return { ...ins[0], m, F, r, k: rows - ins[0].probes };
+    });
+    if (!reuse) this.last = { F: ins.map((x) => x.F), r: ins.map((x) => Float64Array.from(x.r)), outF: result.map((x) => x.F), outR: result.map((x) => x.r) };
+    return result;
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}

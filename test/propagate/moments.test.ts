@@ -1,0 +1,184 @@
+/**
+ * The per-unit moment maths of propagate against independent references: adaptive Gauss-Kronrod
+ * quadrature (test/moments/integrate.ts) for the piecewise-linear and smooth units, and 10^6-sample
+ * Monte Carlo (a test-local generator) for Clark's max of two correlated Gaussians.
+ */
+import { describe, expect, it } from 'vitest';
+import { ABS, RELU, clip, leakyRelu, piecewiseLinearMoments, type PiecewiseLinear } from '../../src/moments/piecewise.js';
+import { clarkMax } from '../../src/moments/clark.js';
+import { SMOOTH_FUNCTIONS, expMoments, gaussHermite, gaussLegendre, smoothMoments } from '../../src/moments/smooth.js';
+import { integratePieces, normalGenerator, npdf } from '../moments/integrate.js';
+
+function evalPl(f: PiecewiseLinear, x: number): number {
+  let j = 0;
+  while (j < f.kinks.length && x >= f.kinks[j]) j++;
+  return f.slopes[j] * x + f.intercepts[j];
+}
+
+/** E g(x), x ~ N(m, s^2), by quadrature over [m - 14 s, m + 14 s] split at the given points. */
+function expectation(g: (x: number) => number, m: number, s: number, breaks: readonly number[] = []): number {
+  const pts = [m - 14 * s, ...breaks.filter((t) => t > m - 14 * s && t < m + 14 * s), m + 14 * s];
+  return integratePieces((x) => g(x) * (npdf((x - m) / s) / s), pts, 1e-13, 1e-300);
+}
+
+function reference(f: (x: number) => number, m: number, s: number, breaks: readonly number[]) {
+  const e1 = expectation(f, m, s, breaks);
+  const e2 = expectation((x) => f(x) * f(x), m, s, breaks);
+  const cxf = expectation((x) => (x - m) * f(x), m, s, breaks);
+  // E f''(x) by Stein's lemma twice: E[f(x) He_2((x - m) / s)] / s^2
+  const he2 = expectation((x) => (((x - m) / s) ** 2 - 1) * f(x), m, s, breaks);
+  // E f'''(x) = E[f(x) He_3((x - m) / s)] / s^3
+  const he3 = expectation((x) => (((x - m) / s) ** 3 - (3 * (x - m)) / s) * f(x), m, s, breaks);
+  return { mean: e1, variance: e2 - e1 * e1, slope: cxf / (s * s), curvature: he2 / (s * s), third: he3 / s ** 3 };
+}
+
+const cases: [number, number][] = [
+  [0, 1],
+  [1.3, 0.7],
+  [-2.5, 1.1],
+  [4, 0.5],
+  [-7, 1],
+  [0.2, 3],
+  [5.5, 2],
+];
+
+describe('piecewise-linear units vs quadrature (tolerance 1e-10 absolute, in units of s and s^2; curvature 1e-9 / s, third derivative 1e-9 / s^2)', () => {
+  const units: [string, PiecewiseLinear][] = [
+    ['Relu', RELU],
+    ['LeakyRelu 0.1', leakyRelu(0.1)],
+    ['PRelu slope -0.3', leakyRelu(-0.3)],
+    ['Abs', ABS],
+    ['Clip 0..6 (ReLU6)', clip(0, 6)],
+    ['Clip -1..1', clip(-1, 1)],
+    ['Clip -inf..2', clip(-Infinity, 2)],
+  ];
+  for (const [name, f] of units) {
+    it(name, () => {
+      for (const [m, s] of cases) {
+        const got = piecewiseLinearMoments(f, m, s);
+        const ref = reference((x) => evalPl(f, x), m, s, f.kinks);
+        expect(Math.abs(got.mean - ref.mean) / s).toBeLessThan(1e-10);
+        expect(Math.abs(got.variance - ref.variance) / (s * s)).toBeLessThan(1e-10);
+        expect(Math.abs(got.slope - ref.slope)).toBeLessThan(1e-10);
+        expect(Math.abs(got.curvature - ref.curvature) * s).toBeLessThan(1e-9);
+        expect(Math.abs(got.third - ref.third) * s * s).toBeLessThan(1e-9);
+      }
+    });
+  }
+  it('ReLU: slope is Phi(m/s) and s = 0 gives the point value', () => {
+    const r = piecewiseLinearMoments(RELU, 1, 2);
+    expect(r.slope).toBeCloseTo(0.6914624612740131, 12);
+    expect(piecewiseLinearMoments(RELU, -3, 0)).toEqual({ mean: 0, variance: 0, slope: 0, curvature: 0, third: 0 });
+    expect(piecewiseLinearMoments(clip(0, 6), 7, 0)).toEqual({ mean: 6, variance: 0, slope: 0, curvature: 0, third: 0 });
+  });
+});
+
+describe('smooth units (composite normal rule) vs quadrature', () => {
+  it('the rule integrates polynomials of degree < 2n exactly', () => {
+    const { nodes, weights } = gaussHermite(20);
+    let w0 = 0;
+    let t4 = 0;
+    for (let i = 0; i < 20; i++) {
+      w0 += weights[i];
+      t4 += weights[i] * nodes[i] ** 4;
+    }
+    expect(w0).toBeCloseTo(Math.sqrt(Math.PI), 13);
+    expect(t4).toBeCloseTo((3 / 4) * Math.sqrt(Math.PI), 12);
+    const gl = gaussLegendre(6);
+    let x10 = 0;
+    for (let i = 0; i < 6; i++) x10 += gl.weights[i] * gl.nodes[i] ** 10;
+    expect(x10).toBeCloseTo(2 / 11, 13);
+  });
+  for (const name of ['Sigmoid', 'Tanh', 'Erf', 'Sin', 'Cos', 'Softplus']) {
+    it(`${name} (tolerance 1e-8 absolute for s <= 3)`, () => {
+      const f = SMOOTH_FUNCTIONS[name];
+      for (const [m, s] of cases) {
+        const tol = 1e-8;
+        const got = smoothMoments(f, m, s);
+        const ref = reference(f, m, s, []);
+        expect(Math.abs(got.mean - ref.mean)).toBeLessThan(tol);
+        expect(Math.abs(got.variance - ref.variance)).toBeLessThan(tol);
+        expect(Math.abs(got.slope - ref.slope)).toBeLessThan(tol);
+        expect(Math.abs(got.curvature - ref.curvature)).toBeLessThan(tol);
+        expect(Math.abs(got.third - ref.third)).toBeLessThan(tol);
+      }
+    });
+  }
+  it('Exp in closed form vs quadrature (relative 1e-9)', () => {
+    for (const [m, s] of [
+      [0, 1],
+      [-1, 0.5],
+      [1, 2],
+    ]) {
+      const got = expMoments(m, s);
+      const ref = reference(Math.exp, m, s, []);
+      expect(Math.abs(got.mean / ref.mean - 1)).toBeLessThan(1e-9);
+      expect(Math.abs(got.variance / ref.variance - 1)).toBeLessThan(1e-9);
+      expect(Math.abs(got.slope / ref.slope - 1)).toBeLessThan(1e-9);
+      expect(Math.abs(got.curvature / ref.curvature - 1)).toBeLessThan(1e-9);
+      expect(Math.abs(got.third / ref.third - 1)).toBeLessThan(1e-9);
+    }
+  });
+});
+
+describe("Clark's max of two correlated Gaussians vs 10^6-sample Monte Carlo (within 4.5 standard errors)", () => {
+  const pairs: [number, number, number, number, number][] = [
+    // m1, v1, m2, v2, correlation
+    [0, 1, 0, 1, 0],
+    [1, 2, 0.5, 1, 0.6],
+    [-1, 0.5, 2, 3, -0.4],
+    [3, 1, 2.9, 1.2, 0.95],
+  ];
+  for (const [m1, v1, m2, v2, rho] of pairs) {
+    it(`m = (${m1}, ${m2}), v = (${v1}, ${v2}), rho = ${rho}`, () => {
+      const c = rho * Math.sqrt(v1 * v2);
+      const got = clarkMax(m1, v1, m2, v2, c);
+      const gen = normalGenerator(17);
+      const N = 1_000_000;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      let s4 = 0;
+      let sxz = 0;
+      // Z = X + 0.5 Y + independent noise: cov(max, Z) = w cov(X, Z) + (1 - w) cov(Y, Z)
+      for (let i = 0; i < N; i++) {
+        const a = gen();
+        const b = gen();
+        const x = m1 + Math.sqrt(v1) * a;
+        const y = m2 + Math.sqrt(v2) * (rho * a + Math.sqrt(1 - rho * rho) * b);
+        const z = x + 0.5 * y + gen();
+        const mx = Math.max(x, y);
+        s1 += mx;
+        s2 += mx * mx;
+        s3 += z;
+        sxz += mx * z;
+        s4 += mx ** 4;
+      }
+      const mean = s1 / N;
+      const variance = s2 / N - mean * mean;
+      const covMZ = sxz / N - mean * (s3 / N);
+      const seMean = Math.sqrt(variance / N);
+      const seVar = Math.sqrt((s4 / N - (s2 / N) ** 2) / N) * 1.5;
+      expect(Math.abs(got.mean - mean)).toBeLessThan(4.5 * seMean);
+      expect(Math.abs(got.variance - variance)).toBeLessThan(4.5 * seVar);
+      const covXZ = v1 + 0.5 * c;
+      const covYZ = c + 0.5 * v2;
+      const predicted = got.weightX * covXZ + (1 - got.weightX) * covYZ;
+      expect(Math.abs(predicted - covMZ)).toBeLessThan(4.5 * Math.sqrt(((variance + 0.0) * (v1 + 0.25 * v2 + c + 1)) / N) * 1.5);
+    });
+  }
+  it("curvature and third derivative are those of relu(X - Y), the max's only kinked part (1e-12)", () => {
+    // max(X, Y) = Y + relu(X - Y); Y is linear in X - Y plus an independent part, which has no
+    // Hermite terms of order >= 2, so E[max He_h(d)] = E[relu(D) He_h(d)] for h = 2, 3
+    for (const [m1, v1, m2, v2, rho] of pairs) {
+      const c = rho * Math.sqrt(v1 * v2);
+      const got = clarkMax(m1, v1, m2, v2, c);
+      const ref = piecewiseLinearMoments(RELU, m1 - m2, Math.sqrt(v1 + v2 - 2 * c));
+      expect(Math.abs(got.curvature - ref.curvature)).toBeLessThan(1e-12);
+      expect(Math.abs(got.third - ref.third)).toBeLessThan(1e-12);
+    }
+  });
+  it('a degenerate difference picks the larger mean', () => {
+    expect(clarkMax(1, 2, 0, 2, 2)).toEqual({ mean: 1, variance: 2, weightX: 1, curvature: 0, third: 0 });
+  });
+});
