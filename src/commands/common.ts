@@ -10,6 +10,7 @@ import { LAYOUT_CHOICES, parseLayoutChoice, type LayoutChoice } from '../data/la
 import { readCovariance, readInputVector } from '../data/vectors.js';
 import { NetmomentsError } from '../errors.js';
 import { wholeNumber } from '../experiments/cli.js';
+import { METHOD_CHOICES, type MethodChoice } from '../method.js';
 import { parseWindow, type NoiseSpec } from '../noise.js';
 
 export { emit, loadModelInput, openInputs, preprocessingFor, printableText, selectInputs, sessionOptions, stderrWriter, withProgress } from './run.js';
@@ -84,6 +85,34 @@ export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
       describe: LAYOUT_HELP,
       group: 'Model:',
     }) as unknown as Argv<T & ModelRunArgs>;
+}
+
+/** --method and --rank: which engine computes the moments (src/method.ts). */
+export interface MethodArgs {
+  method: MethodChoice;
+  rank?: number;
+}
+
+export function methodOptions<T>(y: Argv<T>): Argv<T & MethodArgs> {
+  return y
+    .option('method', {
+      choices: METHOD_CHOICES,
+      default: 'auto' as MethodChoice,
+      describe:
+        "How the moments are computed: 'propagate' (moments through every layer), 'two-stage' (linearization with one ReLU layer kept exact), " +
+        "'auto' (propagate when every op has a moment rule and it fits in memory; --relu implies two-stage)",
+      group: 'Model:',
+    })
+    .option('rank', {
+      type: 'number',
+      describe: 'Propagate: columns of the noise factor carried (default: full rank when it fits the memory limit, else 256)',
+      group: 'Model:',
+    }) as unknown as Argv<T & MethodArgs>;
+}
+
+/** The engine options as AnalyzeOptions takes them, --rank checked. */
+export function methodFromArgs(args: MethodArgs): Pick<AnalyzeOptions, 'method' | 'rank'> {
+  return { method: args.method, rank: args.rank === undefined ? undefined : wholeNumber('rank', args.rank, 1) };
 }
 
 /** The noise options and the model-run options: what commands that analyse a model under noise (analyze, tightness, report, gate) take. */

@@ -9,7 +9,7 @@ import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import { parseLinearize, parseShard, runReport, CHECKPOINT_DIR, type ReportResult } from '../dataset/index.js';
 import { describeRun } from '../report/summary.js';
 import { progressBar, type Progress } from '../report/progress.js';
-import { noiseFromArgs, openInputs, stderrWriter } from './common.js';
+import { methodFromArgs, noiseFromArgs, openInputs, stderrWriter } from './common.js';
 import type { DatasetRunArgs } from './datasetOptions.js';
 
 /** Run the report engine from parsed options, with progress bars and a SIGINT message. */
@@ -60,6 +60,7 @@ export async function runDatasetReport(
       relu: argv.relu,
       output: argv.output,
       jacobian: argv.jacobian,
+      ...methodFromArgs(argv),
       threads: argv.threads,
       provider: argv.provider,
       onWarning: warn,

@@ -20,16 +20,19 @@ import { paperNets } from '../synthetic/nets.js';
 import {
   checkRunArgs,
   loadModelInput,
+  methodFromArgs,
+  methodOptions,
   noiseFromArgs,
   noiseRunOptions,
   openInputs,
   sessionOptions,
   stderrWriter,
   withProgress,
+  type MethodArgs,
   type NoiseRunArgs,
 } from './common.js';
 
-interface TightnessArgs extends NoiseRunArgs {
+interface TightnessArgs extends NoiseRunArgs, MethodArgs {
   model?: string;
   data?: string;
   synthetic?: boolean;
@@ -48,7 +51,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
   command: 'tightness [model]',
   describe: 'Closed-form moments against Monte Carlo over many runs: Table 1 ratios and the Figure 2 fit (SVG plots)',
   builder: (y) =>
-    noiseRunOptions(y)
+    methodOptions(noiseRunOptions(y))
       .positional('model', { type: 'string', describe: 'ONNX model (not with --paper)' })
       .option('data', { type: 'string', describe: 'Runs over the inputs of this dataset (.npy, idx, PNG or a folder of PNGs), under the noise options' })
       .option('synthetic', {
@@ -95,6 +98,9 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
       if (!argv.quiet) process.stderr.write(tightnessSummary(s));
     };
 
+    const method = methodFromArgs(argv);
+    if ((argv.paper || argv.synthetic) && method.method === 'propagate')
+      warn('synthetic runs compare the two-stage surrogate only; the propagate column comes with --data runs');
     const synthetic = async (model: LoadedModel, relu: string | number | undefined, label?: string) => {
       const lin = await Linearizer.create(model, { ...sessionOptions(argv, warn), relu });
       try {
@@ -131,6 +137,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
             window,
             layout,
             indices,
+            ...method,
             onProgress: update,
           }),
         ),

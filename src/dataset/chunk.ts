@@ -39,7 +39,8 @@ export function mcIndices(count: number, m: number): Set<number> {
 export interface ChunkContext {
   model: LoadedModel;
   analyzer: Analyzer;
-  linearizer: Linearizer;
+  /** Two-stage only (propagate has no linearizer). */
+  linearizer?: Linearizer;
   n: number;
   p: number;
   d: number;
@@ -65,7 +66,7 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
   const i1 = Math.min(ctx.count, i0 + ctx.chunk);
   const m = i1 - i0;
   const xs = ctx.dataset.getBatch(Array.from({ length: m }, (_, t) => i0 + t));
-  const cleanOut = await linearizer.evaluate(xs, m);
+  const cleanOut = await analyzer.evaluate(xs, m);
   const inputName = (t: number) => `input ${i0 + t} of ${o.dataFile}`;
   for (let k = 0; k < m * d; k++) {
     if (!Number.isFinite(cleanOut[k])) {
@@ -100,6 +101,17 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
       const delta = new Float64Array(n);
       for (let j = 0; j < n; j++) delta[j] = mu[j] - xb[j];
       try {
+        if (!linearizer) {
+          // moments propagated through every layer at mu (no linearization point)
+          const pm = await analyzer.propagatedMoments(mu);
+          means[t] = pm.mean;
+          if (wantVar) {
+            covs[t] = pm.covariance;
+            vars[t] = pm.variance;
+          }
+          onInput?.(t + 1);
+          continue;
+        }
         const lin = await linearizer.linearize(xb, factor, delta);
         if (wantVar) {
           const mo = await surrogateMoments(lin, factor, { offset: { A: lin.Adelta, D: lin.Ddelta }, ...moments });
@@ -204,7 +216,7 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
       let flips = 0;
       const res = await monteCarloMoments(
         async (x, b) => {
-          const y = await linearizer.evaluate(x, b);
+          const y = await analyzer.evaluate(x, b);
           for (let k = 0; k < b; k++) if (argmax(y, k * d, d) !== clean) flips++;
           return y;
         },

@@ -66,7 +66,7 @@ export function gateJunit(s: ReportSummary, checks: GateCheck[], seconds: number
     ['inputs', String(s.inputs)],
     ['noise', noise],
     ['linearization', linearization],
-    ['split', `ReLU ${s.split.index} (${s.split.node}, p = ${s.split.width})`],
+    ['split', s.split ? `ReLU ${s.split.index} (${s.split.node}, p = ${s.split.width})` : 'none (propagate)'],
     ['flipRate', String(s.flipRate)],
     ['accuracyClean', String(s.accuracy?.clean ?? null)],
     ['accuracyUnderNoise', String(s.accuracy?.underNoise ?? null)],
