@@ -179,7 +179,6 @@ export class Analyzer {
         throw e instanceof NetmomentsError && !e.file ? new NetmomentsError(e.message, { file: model.file, code: e.code, cause: e }) : e;
       });
     const { decision, plan } = await inModel(chooseMethod(model, { ...options, pointGiven: options.at instanceof Float32Array }, Math.max(1, factor.r), limit));
-    options.onWarning?.(`method: ${decision.method} (${decision.reason})`);
     if (decision.method === 'propagate') {
       const propagate = await inModel(PropagateEngine.create(model, plan!, { rank: decision.rank!, threads: options.threads, provider: options.provider }));
       return new Analyzer({ method: 'propagate', propagate, noise: propagatorNoise(noise, factor) }, decision, model, options, noise, factor);

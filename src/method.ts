@@ -68,6 +68,8 @@ export interface PropagationPlan {
   output: TensorDescription;
   /** Nodes on the graph whose op has kinks (the layers two-stage holds fixed, but the split). */
   kinkedLayers: number;
+  /** Relu nodes two-stage could split at. */
+  relus: number;
   /** Ops on the path with no moment rule. */
   missing: string[];
   /** Non-affine steps (each adds Hermite rows). */
@@ -103,6 +105,7 @@ export async function planPropagation(model: LoadedModel, request: MethodRequest
     input: describe(inputName, shapes, file),
     output: describe(outName, shapes, file),
     kinkedLayers,
+    relus: g.relus().length,
     missing: support.missing,
     nonAffine,
   };
@@ -184,8 +187,8 @@ export async function chooseMethod(
   const reason =
     asked === 'propagate'
       ? (request.methodReason ?? 'asked for (--method propagate)')
-      : plan.kinkedLayers === 0
-        ? 'every op has a moment rule; the model has no kinked layer to split at'
+      : plan.relus === 0
+        ? 'every op has a moment rule; the model has no Relu for two-stage to split at'
         : `every op has a moment rule; two-stage would hold ${held} kinked layer${held === 1 ? '' : 's'} fixed`;
   return { decision: { method: 'propagate', reason, rank }, plan };
 }

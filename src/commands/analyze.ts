@@ -19,6 +19,7 @@ import {
   emit,
   loadModelInput,
   methodFromArgs,
+  methodLine,
   methodOptions,
   noiseFromArgs,
   noiseRunOptions,
@@ -127,6 +128,7 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
         update,
       ),
     );
+    warn(methodLine(report));
     if (noise.noiseMeanFile) report.noise.meanFile = noise.noiseMeanFile;
     if (typeof at !== 'string' && report.method === 'two-stage') report.linearizationPoint = argv.at;
     const text = argv.format === 'csv' ? analyzeCsv(report) : `${JSON.stringify(report, null, 2)}\n`;

@@ -110,6 +110,11 @@ export function methodOptions<T>(y: Argv<T>): Argv<T & MethodArgs> {
     }) as unknown as Argv<T & MethodArgs>;
 }
 
+/** The stderr line that says which engine computed the moments and why (after a successful run: errors stay one line). */
+export function methodLine(r: { method?: string; methodReason?: string; rank?: number }): string {
+  return `method: ${r.method} (${r.methodReason}${r.method === 'propagate' && r.rank !== undefined ? `; noise factor rank ${r.rank}` : ''})`;
+}
+
 /** The engine options as AnalyzeOptions takes them, --rank checked. */
 export function methodFromArgs(args: MethodArgs): Pick<AnalyzeOptions, 'method' | 'rank'> {
   return { method: args.method, rank: args.rank === undefined ? undefined : wholeNumber('rank', args.rank, 1) };

@@ -9,7 +9,7 @@ import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import { parseLinearize, parseShard, runReport, CHECKPOINT_DIR, type ReportResult } from '../dataset/index.js';
 import { describeRun } from '../report/summary.js';
 import { progressBar, type Progress } from '../report/progress.js';
-import { methodFromArgs, noiseFromArgs, openInputs, stderrWriter } from './common.js';
+import { methodFromArgs, methodLine, noiseFromArgs, openInputs, stderrWriter } from './common.js';
 import type { DatasetRunArgs } from './datasetOptions.js';
 
 /** Run the report engine from parsed options, with progress bars and a SIGINT message. */
@@ -97,6 +97,7 @@ export async function runDatasetReport(
     bar?.stop();
     process.removeListener('SIGINT', onSigint);
   }
+  if (result.summary.method) warn(methodLine(result.summary));
   return { result, model };
 }
 

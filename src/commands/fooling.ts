@@ -19,6 +19,7 @@ import {
   emit,
   loadModelInput,
   methodFromArgs,
+  methodLine,
   methodOptions,
   selectInputs,
   sessionOptions,
@@ -90,6 +91,7 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
         onProgress: update,
       }),
     );
+    warn(methodLine(res));
     emit(argv.format === 'csv' ? foolingCsv(res) : foolingJson(res, info), argv.out);
     if (!argv.quiet && (argv.out || !process.stdout.isTTY)) process.stderr.write(foolingSummary(res, info));
   },
