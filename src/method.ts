@@ -152,7 +152,7 @@ export async function chooseMethod(
   const asked = request.method ?? 'auto';
   if (request.rank !== undefined && !(Number.isInteger(request.rank) && request.rank >= 1))
     throw new NetmomentsError(`--rank must be a whole number >= 1, got ${request.rank}`, { code: 'BAD_USAGE' });
-  if (asked === 'two-stage') return { decision: { method: 'two-stage', reason: request.methodReason ?? 'asked for (--method two-stage)' } };
+  if (asked === 'two-stage') return { decision: { method: 'two-stage', reason: request.methodReason ?? 'asked for with --method two-stage' } };
   const twoStageBecause =
     request.relu !== undefined
       ? '--relu sets a split point'
@@ -186,7 +186,7 @@ export async function chooseMethod(
   const held = Math.max(0, plan.kinkedLayers - 1);
   const reason =
     asked === 'propagate'
-      ? (request.methodReason ?? 'asked for (--method propagate)')
+      ? (request.methodReason ?? 'asked for with --method propagate')
       : plan.relus === 0
         ? 'every op has a moment rule; the model has no Relu for two-stage to split at'
         : `every op has a moment rule; two-stage would hold ${held} kinked layer${held === 1 ? '' : 's'} fixed`;
