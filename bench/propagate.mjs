@@ -30,7 +30,7 @@ const prop = await createPropagator(model, { threads: 1 });
 console.log(`propagate plan: ${prop.plan.join(' -> ')}`);
 for (const sigma of sigmas) {
   const noise = { kind: 'isotropic', sigma };
-  const two = await Analyzer.create(model, { noise, variance: 'exact', flips: false, probabilitySamples: 0, threads: 1 });
+  const two = await Analyzer.create(model, { noise, variance: 'exact', flips: false, probabilitySamples: 0, threads: 1, method: 'two-stage' });
   await prop.moments(xs.subarray(0, 784), noise); // warm-up
   await two.analyzeInput(xs.subarray(0, 784), 0);
   const rows = [];

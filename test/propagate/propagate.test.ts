@@ -64,7 +64,7 @@ describe('LeNet against 20,000-sample Monte Carlo through the real model, sigma 
     const noise = { kind: 'isotropic' as const, sigma: 32 };
     const prop = await createPropagator(model, { threads: 1 });
     expect(prop.plan).toEqual(['affine[Conv]', 'MaxPool', 'Relu', 'affine[Conv]', 'MaxPool', 'Relu', 'affine[Flatten,Gemm]', 'Relu', 'affine[Gemm]']);
-    const two = await Analyzer.create(model, { noise, variance: 'exact', flips: false, probabilitySamples: 0, threads: 1 });
+    const two = await Analyzer.create(model, { noise, variance: 'exact', flips: false, probabilitySamples: 0, threads: 1, method: 'two-stage' });
     const propErr: number[] = [];
     const twoErr: number[] = [];
     const ratios: number[] = [];
