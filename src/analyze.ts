@@ -178,10 +178,21 @@ export class Analyzer {
         // what goes wrong while the model is split (or planned) and its tangent models are built is about the model
         throw e instanceof NetmomentsError && !e.file ? new NetmomentsError(e.message, { file: model.file, code: e.code, cause: e }) : e;
       });
-    const { decision, plan } = await inModel(chooseMethod(model, { ...options, pointGiven: options.at instanceof Float32Array }, Math.max(1, factor.r), limit));
+    let { decision, plan } = await inModel(chooseMethod(model, { ...options, pointGiven: options.at instanceof Float32Array }, Math.max(1, factor.r), limit));
     if (decision.method === 'propagate') {
-      const propagate = await inModel(PropagateEngine.create(model, plan!, { rank: decision.rank!, threads: options.threads, provider: options.provider }));
-      return new Analyzer({ method: 'propagate', propagate, noise: propagatorNoise(noise, factor) }, decision, model, options, noise, factor);
+      try {
+        const propagate = await inModel(PropagateEngine.create(model, plan!, { rank: decision.rank!, threads: options.threads, provider: options.provider }));
+        return new Analyzer({ method: 'propagate', propagate, noise: propagatorNoise(noise, factor) }, decision, model, options, noise, factor);
+      } catch (e) {
+        // auto never makes a model fail that two-stage analyses: a propagation that cannot be built falls back
+        const auto = (options.method ?? 'auto') === 'auto';
+        if (!auto || !(e instanceof NetmomentsError) || e.code === 'RESOURCE' || /CUDA/.test(e.message)) throw e;
+        decision = {
+          method: 'two-stage',
+          reason: `propagate could not be built for this model: ${e.message.length > 200 ? `${e.message.slice(0, 200)}...` : e.message}`,
+        };
+        plan = undefined;
+      }
     }
     if (plan && plan.missing.length > 0 && model.graph.relus().length === 0) {
       throw new NetmomentsError(
