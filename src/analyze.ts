@@ -194,14 +194,14 @@ export class Analyzer {
         plan = undefined;
       }
     }
-    if (plan && plan.missing.length > 0 && model.graph.relus().length === 0) {
+    const linearizer = await inModel(Linearizer.create(model, options)).catch((e: unknown) => {
+      // neither engine: two-stage's reason, and propagate's with what to do
+      if (!(e instanceof NetmomentsError) || !plan || plan.missing.length === 0 || model.graph.relus().length > 0) throw e;
       throw new NetmomentsError(
-        `the model has no Relu node to split at (two-stage linearization) and no moment rule for ${plan.missing.join(', ')} (--method propagate); ` +
-          `analyse a tensor before it with --output NAME (netmoments inspect lists them)`,
-        { file: model.file, code: 'UNSUPPORTED' },
+        `${e.message}; and --method propagate has no moment rule for ${plan.missing.join(', ')}: analyse a tensor before it with --output NAME (netmoments inspect lists the ops)`,
+        { file: model.file, code: e.code, cause: e },
       );
-    }
-    const linearizer = await inModel(Linearizer.create(model, options));
+    });
     try {
       checkMemory(
         estimateAnalyzeMemory({
