@@ -20,7 +20,6 @@ import {
   loadModelInput,
   methodFromArgs,
   methodLine,
-  methodOptions,
   noiseFromArgs,
   noiseRunOptions,
   openInputs,
@@ -28,11 +27,10 @@ import {
   sessionOptions,
   stderrWriter,
   withProgress,
-  type MethodArgs,
   type NoiseRunArgs,
 } from './common.js';
 
-interface AnalyzeArgs extends NoiseRunArgs, MethodArgs {
+interface AnalyzeArgs extends NoiseRunArgs {
   model: string;
   input?: string;
   at: string;
@@ -49,7 +47,7 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
   command: 'analyze <model>',
   describe: 'Mean, variance and covariance of the model output under Gaussian input noise, in closed form',
   builder: (y) =>
-    methodOptions(noiseRunOptions(y))
+    noiseRunOptions(y)
       .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model file (piecewise-linear: Conv, Gemm, Relu, MaxPool, ...)' })
       .option('input', {
         type: 'string',

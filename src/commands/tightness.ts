@@ -21,18 +21,16 @@ import {
   checkRunArgs,
   loadModelInput,
   methodFromArgs,
-  methodOptions,
   noiseFromArgs,
   noiseRunOptions,
   openInputs,
   sessionOptions,
   stderrWriter,
   withProgress,
-  type MethodArgs,
   type NoiseRunArgs,
 } from './common.js';
 
-interface TightnessArgs extends NoiseRunArgs, MethodArgs {
+interface TightnessArgs extends NoiseRunArgs {
   model?: string;
   data?: string;
   synthetic?: boolean;
@@ -51,7 +49,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
   command: 'tightness [model]',
   describe: 'Closed-form moments against Monte Carlo over many runs: Table 1 ratios and the Figure 2 fit (SVG plots)',
   builder: (y) =>
-    methodOptions(noiseRunOptions(y))
+    noiseRunOptions(y)
       .positional('model', { type: 'string', describe: 'ONNX model (not with --paper)' })
       .option('data', { type: 'string', describe: 'Runs over the inputs of this dataset (.npy, idx, PNG or a folder of PNGs), under the noise options' })
       .option('synthetic', {
@@ -98,8 +96,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
       if (!argv.quiet) process.stderr.write(tightnessSummary(s));
     };
 
-    const method = methodFromArgs(argv);
-    if ((argv.paper || argv.synthetic) && method.method === 'propagate')
+    if ((argv.paper || argv.synthetic) && argv.method === 'propagate')
       warn('synthetic runs compare the two-stage surrogate only; the propagate column comes with --data runs');
     const synthetic = async (model: LoadedModel, relu: string | number | undefined, label?: string) => {
       const lin = await Linearizer.create(model, { ...sessionOptions(argv, warn), relu });
@@ -137,7 +134,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
             window,
             layout,
             indices,
-            ...method,
+            ...methodFromArgs(argv),
             onProgress: update,
           }),
         ),
