@@ -30,7 +30,7 @@ const prop = await createPropagator(model, { threads: 1 });
 console.log(`propagate plan: ${prop.plan.join(' -> ')}`);
 for (const sigma of sigmas) {
   const noise = { kind: 'isotropic', sigma };
-  const two = await Analyzer.create(model, { noise, variance: 'exact', flips: false, probabilitySamples: 0, threads: 1 });
+  const two = await Analyzer.create(model, { noise, variance: 'exact', flips: false, probabilitySamples: 0, threads: 1, method: 'two-stage' });
   // warm-up, not timed: six inputs each (V8 optimizes propagate's loops over the first few calls,
   // ~1-2 s in all, and the first call at a noise fills the noise-only caches; a dataset run pays
   // this once)

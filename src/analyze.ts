@@ -9,6 +9,12 @@
  * (src/moments/surrogate.ts surrogateMoments, given the factor the surrogate is projected on). The
  * noise is validated once (src/noise.ts validateNoise) and factored once (noiseFactor); isotropic
  * and diagonal noise stay sparse (support and standard deviations) all the way to the JVPs.
+ *
+ * Or, with method 'propagate' (src/method.ts decides under 'auto'), no split: the mean and the
+ * covariance F F^T + diag(r) of the statistically linearized network, carried through every layer
+ * by each op's moment rule (src/propagate/), exact for that surrogate; the class and flip
+ * probabilities come from the same QMC path on the propagated mean and covariance, the clean
+ * output and Monte Carlo from the real model (src/linearize/evaluator.ts).
  */
 import { createRequire } from 'node:module';
 import { NetmomentsError } from './errors.js';
@@ -16,6 +22,8 @@ import { Linearizer, type LayerFlips, type LinearizerOptions, type TensorDescrip
 import type { LoadedModel } from './onnx/load.js';
 import type { SplitPoint } from './onnx/splitpoint.js';
 import type { NetworkMoments } from './moments/network.js';
+import { chooseMethod, propagatorNoise, PropagateEngine, type Method, type MethodChoice, type MethodDecision } from './method.js';
+import type { InputNoise, PropagatedMoments } from './propagate/index.js';
 import { surrogateMoments } from './moments/surrogate.js';
 import type { LinearAlgebra } from './moments/linalg.js';
 import { classProbabilities } from './moments/classprob.js';
@@ -24,7 +32,7 @@ import { noiseFactor, validateNoise, windowIndices, type InputWindow, type Noise
 import { checkMemory, estimateAnalyzeMemory, linearizerSizes, memoryLimit } from './resources.js';
 import { imageGeometry, perInputShape, type ImageLayout, type LayoutChoice } from './data/layout.js';
 import { argmax } from './util/argmax.js';
-import { twoStageTrust, type Trust } from './trust.js';
+import { assessTrust, twoStageTrust, type Trust } from './trust.js';
 
 export type VarianceMode = 'exact' | 'paper' | 'both' | 'none';
 
@@ -50,6 +58,12 @@ export interface AnalyzeOptions extends LinearizerOptions {
   /** Quasi-Monte Carlo points per shift for the class probabilities (default 2048, 16 shifts; 0: skip them, leaving the probabilities null). */
   probabilitySamples?: number;
   linalg?: LinearAlgebra;
+  /** Which engine: 'auto' (default: propagate where every op has a moment rule and it fits), 'two-stage' or 'propagate' (src/method.ts). */
+  method?: MethodChoice;
+  /** Why the caller fixed `method` (stderr and the report). */
+  methodReason?: string;
+  /** Propagate: columns of the noise factor (default: full rank when it fits the memory limit, else 256). */
+  rank?: number;
   /**
    * Most memory the run may plan to use: bytes, or a size such as '512M' or '4G' (src/resources.ts).
    * Default: 80% of the memory available when the run starts. The estimate is checked before any
@@ -80,6 +94,7 @@ export interface AnalyzeResult {
   classProbabilitiesError: number | null;
   flipProbability: number | null;
   marginBound: number | null;
+  /** What was done: two-stage's linearization point, Jacobians and the layers it held fixed; for propagate point 'none' and no flips (nothing is held fixed). */
   linearization: { point: string; jacobian: string; expectedFlips: LayerFlips[]; uncertainUnits: number };
   mc?: MonteCarloSummary;
   /** Whether the numbers can be trusted (src/trust.ts). */
@@ -89,7 +104,12 @@ export interface AnalyzeResult {
 export interface AnalyzeReport {
   schema: 'netmoments.analyze/1';
   model: string;
-  split: SplitPoint;
+  /** Which engine computed the moments, why, and (propagate) the rank of the noise factor carried. */
+  method: Method;
+  methodReason: string;
+  rank?: number;
+  /** The two-stage split; null for propagate. */
+  split: SplitPoint | null;
   output: { name: string; shape: number[]; size: number };
   noise: {
     kind: NoiseSpec['kind'];
@@ -120,10 +140,21 @@ function finiteArray(v: ArrayLike<number>, what: string, file?: string): number[
   return out;
 }
 
-/** One model, one split, one noise: analyses inputs one by one, sessions created once. */
+/** A propagate or two-stage engine's per-input moments, as the result is built from them. */
+interface InputMoments {
+  mean: Float64Array;
+  variance?: Float64Array;
+  variancePaper?: Float64Array;
+  covariance?: Float64Array;
+}
+
+/** One model, one engine (a two-stage split or moment propagation), one noise: analyses inputs one by one, sessions created once. */
 export class Analyzer {
   private constructor(
-    readonly linearizer: Linearizer,
+    private readonly engine: { method: 'two-stage'; linearizer: Linearizer } | { method: 'propagate'; propagate: PropagateEngine; noise: InputNoise },
+    /** The engine and why it was chosen (src/method.ts). */
+    readonly decision: MethodDecision,
+    readonly model: LoadedModel,
     readonly options: AnalyzeOptions,
     /** The validated noise (src/noise.ts). */
     readonly noise: Noise,
@@ -134,15 +165,49 @@ export class Analyzer {
   static async create(model: LoadedModel, options: AnalyzeOptions = {}): Promise<Analyzer> {
     const limit = memoryLimit(options.maxMemory);
     Analyzer.checkMemoryBeforeSplit(model, options, limit);
-    const linearizer = await Linearizer.create(model, options).catch((e: unknown) => {
-      // what goes wrong while the model is split and its tangent models are built is about the model
-      throw e instanceof NetmomentsError && !e.file ? new NetmomentsError(e.message, { file: model.file, code: e.code, cause: e }) : e;
+    const inputShape = Linearizer.inputShapeOf(model);
+    const n = inputShape.reduce((a, b) => a * b, 1);
+    const spec = options.noise ?? { kind: 'isotropic', sigma: 1 };
+    const win = options.window ? windowIndices(inputShape, options.window, model.file, options.layout) : undefined;
+    const noise = validateNoise(spec, n, win, options.noiseFile);
+    if (options.noiseMean) {
+      if (options.noiseMean.length !== n) throw new NetmomentsError(`the noise mean has ${options.noiseMean.length} elements, the model input has ${n}`);
+      for (const v of options.noiseMean) if (!Number.isFinite(v)) throw new NetmomentsError('the noise mean holds a non-finite value');
+    }
+    if (options.at instanceof Float32Array && options.at.length !== n) {
+      throw new NetmomentsError(`the linearization point has ${options.at.length} elements, the model input has ${n}`);
+    }
+    const factor = noiseFactor(noise, options.noiseFile);
+    const inModel = <T>(p: Promise<T>): Promise<T> =>
+      p.catch((e: unknown) => {
+        // what goes wrong while the model is split (or planned) and its tangent models are built is about the model
+        throw e instanceof NetmomentsError && !e.file ? new NetmomentsError(e.message, { file: model.file, code: e.code, cause: e }) : e;
+      });
+    let { decision, plan } = await inModel(chooseMethod(model, { ...options, pointGiven: options.at instanceof Float32Array }, Math.max(1, factor.r), limit));
+    if (decision.method === 'propagate') {
+      try {
+        const propagate = await inModel(PropagateEngine.create(model, plan!, { rank: decision.rank!, threads: options.threads, provider: options.provider }));
+        return new Analyzer({ method: 'propagate', propagate, noise: propagatorNoise(noise, factor) }, decision, model, options, noise, factor);
+      } catch (e) {
+        // auto never makes a model fail that two-stage analyses: a propagation that cannot be built falls back
+        const auto = (options.method ?? 'auto') === 'auto';
+        if (!auto || !(e instanceof NetmomentsError) || e.code === 'RESOURCE' || /CUDA/.test(e.message)) throw e;
+        decision = {
+          method: 'two-stage',
+          reason: `propagate could not be built for this model: ${e.message.length > 200 ? `${e.message.slice(0, 200)}...` : e.message}`,
+        };
+        plan = undefined;
+      }
+    }
+    const linearizer = await inModel(Linearizer.create(model, options)).catch((e: unknown) => {
+      // neither engine: two-stage's reason, and propagate's with what to do
+      if (!(e instanceof NetmomentsError) || !plan || plan.missing.length === 0 || model.graph.relus().length > 0) throw e;
+      throw new NetmomentsError(
+        `${e.message}; and --method propagate has no moment rule for ${plan.missing.join(', ')}: analyse a tensor before it with --output NAME (netmoments inspect lists the ops)`,
+        { file: model.file, code: e.code, cause: e },
+      );
     });
     try {
-      const n = linearizer.n;
-      const spec = options.noise ?? { kind: 'isotropic', sigma: 1 };
-      const win = options.window ? windowIndices(linearizer.input.shape, options.window, model.file, options.layout) : undefined;
-      const noise = validateNoise(spec, n, win, options.noiseFile);
       checkMemory(
         estimateAnalyzeMemory({
           ...linearizerSizes(linearizer),
@@ -158,20 +223,12 @@ export class Analyzer {
         limit,
         model.file,
       );
-      if (options.noiseMean) {
-        if (options.noiseMean.length !== n) throw new NetmomentsError(`the noise mean has ${options.noiseMean.length} elements, the model input has ${n}`);
-        for (const v of options.noiseMean) if (!Number.isFinite(v)) throw new NetmomentsError('the noise mean holds a non-finite value');
-      }
-      if (options.at instanceof Float32Array && options.at.length !== n) {
-        throw new NetmomentsError(`the linearization point has ${options.at.length} elements, the model input has ${n}`);
-      }
-      return new Analyzer(linearizer, options, noise, noiseFactor(noise, options.noiseFile));
+      return new Analyzer({ method: 'two-stage', linearizer }, decision, model, options, noise, factor);
     } catch (e) {
       await linearizer.release();
       throw e;
     }
   }
-
   /**
    * The memory check that can run before any onnxruntime session: the input size n and the noise
    * (its support, a full covariance's eigendecomposition) are known from the model's declared input.
@@ -207,47 +264,99 @@ export class Analyzer {
     checkMemory(estimateAnalyzeMemory({ n, r, modelBytes: model.bytes.length, covarianceSupport: q }), limit, model.file);
   }
 
-  get split(): SplitPoint {
-    return this.linearizer.split;
+  get method(): Method {
+    return this.decision.method;
+  }
+  /** The two-stage Linearizer (bank building, the surrogate's matrices); an internal error under propagate, which has none. */
+  get linearizer(): Linearizer {
+    if (this.engine.method !== 'two-stage') throw new Error('internal: a propagate Analyzer has no Linearizer (ask for method two-stage)');
+    return this.engine.linearizer;
+  }
+  /** The two-stage split; null for propagate. */
+  get split(): SplitPoint | null {
+    return this.engine.method === 'two-stage' ? this.engine.linearizer.split : null;
+  }
+  get input(): TensorDescription {
+    return this.engine.method === 'two-stage' ? this.engine.linearizer.input : this.engine.propagate.input;
   }
   get output(): TensorDescription {
-    return this.linearizer.output;
+    return this.engine.method === 'two-stage' ? this.engine.linearizer.output : this.engine.propagate.output;
+  }
+  get n(): number {
+    return this.input.size;
+  }
+  get d(): number {
+    return this.output.size;
+  }
+  /** How Jacobians were computed (two-stage), or 'none' (propagate). */
+  get jacobianMode(): string {
+    return this.engine.method === 'two-stage' ? this.engine.linearizer.jacobianMode : 'none';
+  }
+  /** The real model's output g on `count` inputs ([count, n] float32), float64 [count, d]. */
+  evaluate(xs: Float32Array, count: number): Promise<Float64Array> {
+    return this.engine.method === 'two-stage' ? this.engine.linearizer.evaluate(xs, count) : this.engine.propagate.evaluate(xs, count);
+  }
+  /** Propagate: the moments at input mean mu under the analyzer's noise. */
+  propagatedMoments(mu: Float64Array): Promise<PropagatedMoments> {
+    if (this.engine.method !== 'propagate') throw new Error('internal: propagatedMoments of a two-stage Analyzer');
+    return this.engine.propagate.moments(mu, this.engine.noise);
   }
 
   /** Analyse one input x (n float32 values, model units); `index` names it in the result and seeds its Monte Carlo. */
-  async analyzeInput(x: Float32Array, index: number): Promise<AnalyzeResult & { moments: NetworkMoments }> {
+  async analyzeInput(x: Float32Array, index: number): Promise<AnalyzeResult & { moments: NetworkMoments | PropagatedMoments }> {
     try {
       return await this.analyzeOne(x, index);
     } catch (e) {
-      throw inputFailure(e, `input ${index}`, this.linearizer.model.file);
+      throw inputFailure(e, `input ${index}`, this.model.file);
     }
   }
 
-  private async analyzeOne(x: Float32Array, index: number): Promise<AnalyzeResult & { moments: NetworkMoments }> {
-    const { n, p, d } = this.linearizer;
+  private async analyzeOne(x: Float32Array, index: number): Promise<AnalyzeResult & { moments: NetworkMoments | PropagatedMoments }> {
+    const { n, d } = this;
     const o = this.options;
-    const file = this.linearizer.model.file;
+    const file = this.model.file;
     if (x.length !== n) throw new NetmomentsError(`input ${index} has ${x.length} elements, the model input has ${n}`);
     for (let i = 0; i < n; i++) if (!Number.isFinite(x[i])) throw new NetmomentsError(`input ${index} holds a non-finite value at element ${i}`);
     const mu = Float64Array.from(x);
     if (o.noiseMean) for (let i = 0; i < n; i++) mu[i] += o.noiseMean[i];
-    const xb = o.at instanceof Float32Array ? o.at : o.at === 'input' ? x : Float32Array.from(mu);
-    for (let i = 0; i < n; i++) {
-      if (!Number.isFinite(xb[i]))
-        throw new NetmomentsError(`the linearization point of input ${index} holds a value beyond the float32 range at element ${i} (input plus noise mean)`, {
-          file,
-        });
-    }
-    const delta = new Float64Array(n);
-    for (let i = 0; i < n; i++) delta[i] = mu[i] - xb[i];
-
-    const lin = await this.linearizer.linearize(xb, this.factor, delta);
     const mode = o.variance ?? 'both';
     const wantExact = mode === 'exact' || mode === 'both';
     const wantPaper = mode === 'paper' || mode === 'both';
-    const moments = await surrogateMoments(lin, this.factor, { offset: { A: lin.Adelta, D: lin.Ddelta }, ...varianceOptions(mode), linalg: o.linalg });
+    let moments: InputMoments;
+    let full: NetworkMoments | PropagatedMoments;
+    let linearization: AnalyzeResult['linearization'];
+    let lin: Awaited<ReturnType<Linearizer['linearize']>> | undefined;
+    if (this.engine.method === 'two-stage') {
+      const xb = o.at instanceof Float32Array ? o.at : o.at === 'input' ? x : Float32Array.from(mu);
+      for (let i = 0; i < n; i++) {
+        if (!Number.isFinite(xb[i]))
+          throw new NetmomentsError(
+            `the linearization point of input ${index} holds a value beyond the float32 range at element ${i} (input plus noise mean)`,
+            {
+              file,
+            },
+          );
+      }
+      const delta = new Float64Array(n);
+      for (let i = 0; i < n; i++) delta[i] = mu[i] - xb[i];
+      lin = await this.engine.linearizer.linearize(xb, this.factor, delta);
+      const nm = await surrogateMoments(lin, this.factor, { offset: { A: lin.Adelta, D: lin.Ddelta }, ...varianceOptions(mode), linalg: o.linalg });
+      moments = full = nm;
+      linearization = {
+        point: o.at instanceof Float32Array ? 'file' : (o.at ?? 'mean'),
+        jacobian: this.jacobianMode,
+        expectedFlips: lin.flips,
+        uncertainUnits: nm.units.uncertain,
+      };
+    } else {
+      // the mean and covariance F F^T + diag(r) of the statistically linearized network (no split, nothing held fixed)
+      const pm = await this.propagatedMoments(mu);
+      full = pm;
+      moments = mode === 'none' ? { mean: pm.mean } : pm;
+      linearization = { point: 'none', jacobian: 'none', expectedFlips: [], uncertainUnits: 0 };
+    }
     const mean = finiteArray(moments.mean, 'mean', file);
-    const clean = Array.from(await this.linearizer.evaluate(x, 1));
+    const clean = Array.from(await this.evaluate(x, 1));
     const cleanPredicted = argmax(clean);
     let probs: number[] | null = null;
     let probsErr: number | null = null;
@@ -264,7 +373,7 @@ export class Analyzer {
       flip = cp.misclassification?.probability ?? null;
       bound = cp.marginBound ?? null;
     }
-    const result: AnalyzeResult & { moments: NetworkMoments } = {
+    const result: AnalyzeResult & { moments: NetworkMoments | PropagatedMoments } = {
       input: index,
       mean,
       variance: wantExact && moments.variance ? finiteArray(moments.variance, 'variance', file) : null,
@@ -276,21 +385,16 @@ export class Analyzer {
       classProbabilitiesError: probsErr,
       flipProbability: flip,
       marginBound: bound,
-      linearization: {
-        point: o.at instanceof Float32Array ? 'file' : (o.at ?? 'mean'),
-        jacobian: this.linearizer.jacobianMode,
-        expectedFlips: lin.flips,
-        uncertainUnits: moments.units.uncertain,
-      },
+      linearization,
       trust: { verdict: 'ok', reasons: [] }, // judged below, once Monte Carlo has run
-      moments,
+      moments: full,
     };
     if (o.covariance && moments.covariance) {
       const cov = moments.covariance;
       result.covariance = Array.from({ length: d }, (_, i) => finiteArray(cov.subarray(i * d, (i + 1) * d), 'covariance', file));
     }
     if (o.mc && o.mc > 0) {
-      const mc = await monteCarloMoments((xs, count) => this.linearizer.evaluate(xs, count), d, mu, this.fullNoise(), {
+      const mc = await monteCarloMoments((xs, count) => this.evaluate(xs, count), d, mu, this.fullNoise(), {
         samples: o.mc,
         batchSize: 1000,
         seed: seedFor(o.seed ?? 0, index),
@@ -299,8 +403,18 @@ export class Analyzer {
       result.mc = { samples: mc.samples, mean: Array.from(mc.mean), variance: Array.from(mc.variance), flipRate: mc.flips! / mc.samples };
     }
     // the surrogate is checked where the noise is centred: mu, the input itself unless a noise mean shifts it
-    const modelAtMu = o.noiseMean ? await this.linearizer.evaluate(Float32Array.from(mu), 1) : clean;
-    result.trust = twoStageTrust(result, lin, modelAtMu, this.linearizer.smoothOps);
+    if (this.engine.method === 'two-stage' && lin) {
+      const modelAtMu = o.noiseMean ? await this.evaluate(Float32Array.from(mu), 1) : clean;
+      result.trust = twoStageTrust(result, lin, modelAtMu, this.engine.linearizer.smoothOps);
+    } else {
+      // propagate holds nothing fixed and has no surrogate at a point: Monte Carlo is its check
+      result.trust = assessTrust({
+        mean: result.mean,
+        variance: result.variance,
+        flip: result.flipProbability,
+        mc: result.mc && { ...result.mc, flip: result.mc.flipRate },
+      });
+    }
     return result;
   }
 
@@ -322,7 +436,8 @@ export class Analyzer {
   }
 
   async release(): Promise<void> {
-    await this.linearizer.release();
+    if (this.engine.method === 'two-stage') await this.engine.linearizer.release();
+    else await this.engine.propagate.release();
   }
 }
 
@@ -366,7 +481,7 @@ export async function analyze(
 ): Promise<AnalyzeReport> {
   const analyzer = await Analyzer.create(model, options);
   try {
-    const n = analyzer.linearizer.n;
+    const n = analyzer.n;
     if (inputs.length !== count * n) throw new NetmomentsError(`${inputs.length} input values for ${count} inputs of ${n} elements`);
     const results: AnalyzeResult[] = [];
     for (let i = 0; i < count; i++) {
@@ -378,6 +493,9 @@ export async function analyze(
     return {
       schema: 'netmoments.analyze/1',
       model: model.file,
+      method: analyzer.method,
+      methodReason: analyzer.decision.reason,
+      ...(analyzer.decision.rank !== undefined ? { rank: analyzer.decision.rank } : {}),
       split: analyzer.split,
       output: { name: analyzer.output.name, shape: analyzer.output.shape, size: analyzer.output.size },
       noise: {
@@ -385,16 +503,16 @@ export async function analyze(
         ...(spec.kind === 'isotropic' ? { sigma: spec.sigma } : { file: options.noiseFile }),
         meanFile: null,
         window: options.window ? [options.window.row, options.window.col, options.window.height, options.window.width] : null,
-        ...(options.window ? { layout: imageGeometry(analyzer.linearizer.input.shape, options.layout)!.layout } : {}),
+        ...(options.window ? { layout: imageGeometry(analyzer.input.shape, options.layout)!.layout } : {}),
         support: analyzer.noise.support.length,
       },
-      linearizationPoint: options.at instanceof Float32Array ? 'file' : (options.at ?? 'mean'),
+      linearizationPoint: analyzer.method === 'propagate' ? 'none' : options.at instanceof Float32Array ? 'file' : (options.at ?? 'mean'),
       run: {
         version: VERSION,
         modelSha256: model.sha256,
         seed: options.seed ?? 0,
         threads: options.threads ?? null,
-        jacobian: analyzer.linearizer.jacobianMode,
+        jacobian: analyzer.jacobianMode,
         variance: options.variance ?? 'both',
       },
       results,

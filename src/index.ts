@@ -14,6 +14,8 @@ export { resolveRelu, splitPoints, resolveSplitPoint, type SplitPoint } from './
 export { Linearizer, type LinearizerOptions, type PointLinearization, type AffineSurrogate, type LayerFlips } from './linearize/linearizer.js';
 export { createJacobianEngine, JacobianEngine, type JacobianMode } from './linearize/jacobian.js';
 export { analyze, Analyzer, type AnalyzeOptions, type AnalyzeReport, type AnalyzeResult, type VarianceMode } from './analyze.js';
+export { chooseMethod, PropagateEngine, type Method, type MethodChoice, type MethodDecision } from './method.js';
+export { ModelEvaluator } from './linearize/evaluator.js';
 export {
   noiseFactor,
   validateNoise,

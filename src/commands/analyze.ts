@@ -18,6 +18,8 @@ import {
   checkRunArgs,
   emit,
   loadModelInput,
+  methodFromArgs,
+  methodLine,
   noiseFromArgs,
   noiseRunOptions,
   openInputs,
@@ -84,6 +86,11 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       inputs = allocateFloat32(n, `the zero input (${n} values)`, argv.model, memoryLimit(argv['max-memory']));
       count = 1;
     }
+    const method = methodFromArgs(argv);
+    // a linearization point is two-stage's: under auto, --at other than 'mean' picks two-stage
+    const pointGiven = argv.at !== 'mean' && method.method === 'auto';
+    if (argv.at !== 'mean' && method.method === 'propagate')
+      throw new NetmomentsError('--at sets a linearization point, which --method propagate does not use; drop one of them', { code: 'BAD_USAGE' });
     let at: 'mean' | 'input' | Float32Array = 'mean';
     if (argv.at === 'input' || argv.at === 'mean') at = argv.at;
     else {
@@ -105,6 +112,8 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
           ...sessionOptions(argv, warn),
           jacobian: argv.jacobian,
           provider: argv.provider,
+          ...method,
+          ...(pointGiven ? { method: 'two-stage' as const, methodReason: '--at sets a linearization point' } : {}),
           ...noise,
           at,
           variance: argv.variance,
@@ -117,8 +126,9 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
         update,
       ),
     );
+    warn(methodLine(report));
     if (noise.noiseMeanFile) report.noise.meanFile = noise.noiseMeanFile;
-    if (typeof at !== 'string') report.linearizationPoint = argv.at;
+    if (typeof at !== 'string' && report.method === 'two-stage') report.linearizationPoint = argv.at;
     const text = argv.format === 'csv' ? analyzeCsv(report) : `${JSON.stringify(report, null, 2)}\n`;
     emit(text, argv.out);
     if (!argv.quiet && (argv.out || !process.stdout.isTTY)) process.stderr.write(printableText(analyzeSummary(report, argv.out)));

@@ -1,8 +1,7 @@
 /**
- * The options several commands share: the noise options (analyze, report, gate, tightness...), the
- * model-run options, the input selection (--labels, --count, --start), and turning them into
- * checked values. What the commands share at run time (opening inputs, progress, writing the
- * report) is in run.ts, re-exported here.
+ * The options several commands share: noise (analyze, report, gate, tightness...), model run, input
+ * selection (--labels, --count, --start), turned into checked values. What the commands share at
+ * run time (inputs, progress, writing the report) is in run.ts, and --method in methodOptions.ts.
  */
 import type { Argv } from 'yargs';
 import type { AnalyzeOptions } from '../analyze.js';
@@ -10,8 +9,10 @@ import { LAYOUT_CHOICES, parseLayoutChoice, type LayoutChoice } from '../data/la
 import { readCovariance, readInputVector } from '../data/vectors.js';
 import { NetmomentsError } from '../errors.js';
 import { wholeNumber } from '../experiments/cli.js';
+import { methodOptions, type MethodArgs } from './methodOptions.js';
 import { parseWindow, type NoiseSpec } from '../noise.js';
 
+export { methodFromArgs, methodLine, methodOptions, type MethodArgs } from './methodOptions.js';
 export { emit, loadModelInput, openInputs, preprocessingFor, printableText, selectInputs, sessionOptions, stderrWriter, withProgress } from './run.js';
 
 export interface NoiseArgs {
@@ -86,11 +87,11 @@ export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
     }) as unknown as Argv<T & ModelRunArgs>;
 }
 
-/** The noise options and the model-run options: what commands that analyse a model under noise (analyze, tightness, report, gate) take. */
-export type NoiseRunArgs = NoiseArgs & ModelRunArgs;
+/** The noise options, the model-run options and the method: what commands that analyse a model under noise (analyze, tightness) take. */
+export type NoiseRunArgs = NoiseArgs & ModelRunArgs & MethodArgs;
 
 export function noiseRunOptions<T>(y: Argv<T>): Argv<T & NoiseRunArgs> {
-  return modelRunOptions(noiseOptions(y));
+  return methodOptions(modelRunOptions(noiseOptions(y)));
 }
 
 /** The noise spec, window and noise mean from the options, for inputs of n elements. */

@@ -3,9 +3,9 @@
  * report's run settings.
  */
 import type { Argv } from 'yargs';
-import { modelRunOptions, noiseOptions, type ModelRunArgs, type NoiseArgs } from './common.js';
+import { methodOptions, modelRunOptions, noiseOptions, type MethodArgs, type ModelRunArgs, type NoiseArgs } from './common.js';
 
-export interface DatasetRunArgs extends NoiseArgs, ModelRunArgs {
+export interface DatasetRunArgs extends NoiseArgs, ModelRunArgs, MethodArgs {
   model: string;
   data: string;
   labels?: string;
@@ -27,7 +27,7 @@ export interface DatasetRunArgs extends NoiseArgs, ModelRunArgs {
 
 /** The options `report` and `gate` share. */
 export function datasetRunOptions<T>(y: Argv<T>): Argv<T & DatasetRunArgs> {
-  return modelRunOptions(noiseOptions(y))
+  return methodOptions(modelRunOptions(noiseOptions(y)))
     .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model file (piecewise-linear)' })
     .option('data', {
       type: 'string',

@@ -8,7 +8,7 @@ import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import { parseLinearize, parseShard, runReport, CHECKPOINT_DIR, type ReportResult } from '../dataset/index.js';
 import { describeRun } from '../report/summary.js';
 import { progressBar, type Progress } from '../report/progress.js';
-import { loadModelInput, noiseFromArgs, openInputs, sessionOptions, stderrWriter } from './common.js';
+import { loadModelInput, methodFromArgs, methodLine, noiseFromArgs, openInputs, sessionOptions, stderrWriter } from './common.js';
 import type { DatasetRunArgs } from './datasetOptions.js';
 
 /** Run the report engine from parsed options, with progress bars and a SIGINT message. */
@@ -55,6 +55,7 @@ export async function runDatasetReport(
   try {
     result = await runReport(model, ds, {
       ...sessionOptions(argv, warn),
+      ...methodFromArgs(argv),
       ...noise,
       noiseMeanFile: noise.noiseMeanFile,
       seed: argv.seed,
@@ -89,6 +90,7 @@ export async function runDatasetReport(
     bar?.stop();
     process.removeListener('SIGINT', onSigint);
   }
+  if (result.summary.method) warn(methodLine(result.summary));
   return { result, model };
 }
 

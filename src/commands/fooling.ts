@@ -13,9 +13,23 @@ import { wholeNumber } from '../experiments/cli.js';
 import { foolingRate } from '../experiments/fooling.js';
 import { foolingCsv, foolingJson, foolingSummary } from '../report/fooling.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
-import { checkRunArgs, dataOptions, emit, loadModelInput, selectInputs, sessionOptions, stderrWriter, withProgress, type SelectionArgs } from './common.js';
+import {
+  checkRunArgs,
+  dataOptions,
+  emit,
+  loadModelInput,
+  methodFromArgs,
+  methodLine,
+  methodOptions,
+  selectInputs,
+  sessionOptions,
+  stderrWriter,
+  withProgress,
+  type MethodArgs,
+  type SelectionArgs,
+} from './common.js';
 
-interface FoolingArgs extends SelectionArgs {
+interface FoolingArgs extends SelectionArgs, MethodArgs {
   model: string;
   data: string;
   perturbation: string;
@@ -31,7 +45,7 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
   command: 'fooling <model>',
   describe: 'Fooling rate of a perturbation predicted from the closed-form mean vs the real one, and top-k ordering accuracy',
   builder: (y) =>
-    dataOptions(y, 'Labels file, reported beside each image')
+    methodOptions(dataOptions(y, 'Labels file, reported beside each image'))
       .option('perturbation', {
         type: 'string',
         demandOption: true,
@@ -68,6 +82,7 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
     const res = await withProgress(argv.quiet, 'fooling', indices.length, (update) =>
       foolingRate(model, ds, indices, {
         ...sessionOptions(argv, warn),
+        ...methodFromArgs(argv),
         perturbation,
         sigma,
         mc,
@@ -76,6 +91,7 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
         onProgress: update,
       }),
     );
+    warn(methodLine(res));
     emit(argv.format === 'csv' ? foolingCsv(res) : foolingJson(res, info), argv.out);
     if (!argv.quiet && (argv.out || !process.stdout.isTTY)) process.stderr.write(foolingSummary(res, info));
   },

@@ -20,6 +20,7 @@ import { paperNets } from '../synthetic/nets.js';
 import {
   checkRunArgs,
   loadModelInput,
+  methodFromArgs,
   noiseFromArgs,
   noiseRunOptions,
   openInputs,
@@ -95,6 +96,8 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
       if (!argv.quiet) process.stderr.write(tightnessSummary(s));
     };
 
+    if ((argv.paper || argv.synthetic) && argv.method === 'propagate')
+      warn('synthetic runs compare the two-stage surrogate only; the propagate column comes with --data runs');
     const synthetic = async (model: LoadedModel, relu: string | number | undefined, label?: string) => {
       const lin = await Linearizer.create(model, { ...sessionOptions(argv, warn), relu });
       try {
@@ -131,6 +134,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
             window,
             layout,
             indices,
+            ...methodFromArgs(argv),
             onProgress: update,
           }),
         ),

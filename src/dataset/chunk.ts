@@ -40,7 +40,8 @@ export function mcIndices(count: number, m: number): Set<number> {
 export interface ChunkContext {
   model: LoadedModel;
   analyzer: Analyzer;
-  linearizer: Linearizer;
+  /** Two-stage only (propagate has no linearizer). */
+  linearizer?: Linearizer;
   n: number;
   p: number;
   d: number;
@@ -66,7 +67,7 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
   const i1 = Math.min(ctx.count, i0 + ctx.chunk);
   const m = i1 - i0;
   const xs = ctx.dataset.getBatch(Array.from({ length: m }, (_, t) => i0 + t));
-  const cleanOut = await linearizer.evaluate(xs, m);
+  const cleanOut = await analyzer.evaluate(xs, m);
   const inputName = (t: number) => `input ${i0 + t} of ${o.dataFile}`;
   for (let k = 0; k < m * d; k++) {
     if (!Number.isFinite(cleanOut[k])) {
@@ -89,7 +90,7 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
   if (o.noiseMean) {
     const xm = new Float32Array(m * n);
     mus.forEach((mu, t) => xm.set(mu, t * n));
-    modelAtMu = await linearizer.evaluate(xm, m);
+    modelAtMu = await analyzer.evaluate(xm, m);
   }
   const modelAt = (t: number) => modelAtMu.subarray(t * d, (t + 1) * d);
   const surrogateAt: (Float64Array | undefined)[] = new Array(m);
@@ -113,7 +114,7 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
     const delta = new Float64Array(n);
     for (let j = 0; j < n; j++) delta[j] = mu[j] - xb[j];
     try {
-      const lin = await linearizer.linearize(xb, factor, delta);
+      const lin = await linearizer!.linearize(xb, factor, delta);
       surrogateAt[t] = surrogateOutputAt(lin.B, lin.zb, lin.gb, lin.Adelta, lin.Ddelta);
       layers[t] = lin.flips;
       if (wantVar) {
@@ -133,7 +134,19 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
 
   if (!ctx.bank) {
     for (let t = 0; t < m; t++) {
-      await linearizeAtInput(t);
+      if (!linearizer) {
+        // moments propagated through every layer at mu (no linearization point)
+        try {
+          const pm = await analyzer.propagatedMoments(mus[t]);
+          means[t] = pm.mean;
+          if (wantVar) {
+            covs[t] = pm.covariance;
+            vars[t] = pm.variance;
+          }
+        } catch (e) {
+          throw inputFailure(e, inputName(t), file);
+        }
+      } else await linearizeAtInput(t);
       // a linearization per input is slow enough to show progress input by input
       onInput?.(t + 1);
     }
@@ -242,7 +255,7 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
       let flips = 0;
       const res = await monteCarloMoments(
         async (x, b) => {
-          const y = await linearizer.evaluate(x, b);
+          const y = await analyzer.evaluate(x, b);
           for (let k = 0; k < b; k++) if (argmax(y, k * d, d) !== clean) flips++;
           return y;
         },
@@ -265,7 +278,7 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
       mc: rec.mc && { samples: rec.mc.samples, mean: rec.mc.mean, variance: rec.mc.var, flip: rec.mc.flip },
       layers: layers[t],
       surrogate: surrogateAt[t] && { surrogate: surrogateAt[t]!, model: modelAt(t) },
-      smoothOps: linearizer.smoothOps,
+      smoothOps: linearizer?.smoothOps,
     });
     records.push(rec);
   }

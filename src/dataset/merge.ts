@@ -79,6 +79,16 @@ export function mergeReports(dirs: string[]): { files: Record<string, string>; s
     throw new NetmomentsError(`the shards hold ${records.length} records for ${count} inputs, or some inputs twice`, { file: first.dir });
   }
   const s = first.summary;
-  const header: ReportHeader = { model: s.model, data: s.data, split: s.split, output: s.output, noise: s.noise, linearization: s.linearization, run: s.run };
+  const header: ReportHeader = {
+    model: s.model,
+    data: s.data,
+    ...(s.method ? { method: s.method, methodReason: s.methodReason } : {}),
+    ...(s.rank !== undefined ? { rank: s.rank } : {}),
+    split: s.split,
+    output: s.output,
+    noise: s.noise,
+    linearization: s.linearization,
+    run: s.run,
+  };
   return reportFiles(header, records);
 }

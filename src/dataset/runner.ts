@@ -17,7 +17,9 @@
  * checkpoint is removed after that. A run killed at any point therefore leaves the previous
  * complete outputs, or a checkpoint that `--resume` continues.
  *
- * Moments per input (docs/ARCHITECTURE.md, sections 3 and 4; src/dataset/chunk.ts): with `input`, the two-stage
+ * Moments per input (docs/ARCHITECTURE.md, sections 3 and 4; src/dataset/chunk.ts): with `input` and method
+ * propagate (src/method.ts; 'auto' picks it where every op has a moment rule), the moments
+ * propagated through every layer at mu; with `input` and two-stage, the two-stage
  * linearization at mu (the input plus the noise mean, as `analyze` does by default) through
  * Linearizer.linearize and surrogateMoments. With a bank, input i uses the centre c nearest to mu_i:
  * m = zb_c + A_c (mu_i - xb_c) and c2 = gb_c - B_c relu(zb_c) + D_c (mu_i - xb_c), with A_c F (the
@@ -56,7 +58,7 @@ function noiseHeader(o: ReportOptions, analyzer: Analyzer): ReportHeader['noise'
   }
   if (o.window) {
     base.window = [o.window.row, o.window.col, o.window.height, o.window.width];
-    base.layout = imageGeometry(analyzer.linearizer.input.shape, o.layout)!.layout;
+    base.layout = imageGeometry(analyzer.input.shape, o.layout)!.layout;
   }
   return base;
 }
@@ -99,7 +101,9 @@ function runFingerprint(header: ReportHeader, o: ReportOptions, labels: Int32Arr
     model: header.run.modelSha256,
     data: header.data.sha256,
     labels: labels ? sha256Hex(labels) : null,
-    split: header.split.index,
+    split: header.split?.index ?? null,
+    // (two-stage fingerprints stay as they were before the method existed)
+    method: header.method === 'propagate' ? { method: header.method, rank: header.rank } : undefined,
     output: header.output.name,
     noise: { ...header.noise, file: undefined, meanFile: undefined, meanSha256: o.noiseMean ? sha256Hex(o.noiseMean) : null },
     linearization: { ...header.linearization, bank: undefined, maxIterations: o.linearize.kind === 'kmeans' ? (o.kmeans?.maxIterations ?? 100) : undefined },
@@ -140,8 +144,15 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
     if (relu === undefined) relu = manifest.split.index;
     if (output === undefined) output = manifest.output.name;
   }
+  // a bank is a set of linearization points: two-stage's
+  const bankRun = o.linearize.kind !== 'input';
+  if (bankRun && o.method === 'propagate')
+    warn(
+      `--linearize ${o.linearize.kind === 'kmeans' ? `kmeans:${o.linearize.k}` : 'bank:DIR'} linearizes at bank centres, which only two-stage does: using two-stage`,
+    );
   const analyzer = await Analyzer.create(model, {
     ...o,
+    ...(bankRun ? { method: 'two-stage' as const, methodReason: `--linearize ${o.linearize.kind} linearizes at bank centres` } : {}),
     relu,
     output,
     variance: variance === 'none' ? 'none' : 'exact',
@@ -152,8 +163,9 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
     probabilitySamples,
   });
   try {
-    const linearizer = analyzer.linearizer;
-    const { n, p, d } = linearizer;
+    const linearizer = analyzer.method === 'two-stage' ? analyzer.linearizer : undefined;
+    const { n, d } = analyzer;
+    const p = linearizer?.p ?? 0;
     const dataSha = checkedDataSha256(dataset, n, o.dataFile);
     const labels = dataset.labels;
     if (labels) checkLabels(labels, count, d, o.labelsFile ?? o.dataFile);
@@ -165,7 +177,7 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
           file: o.dataFile,
           code: 'BAD_USAGE',
         });
-      const est = estimateBank({ n, p, d, skip: linearizer.skip.length > 0 }, k);
+      const est = estimateBank({ n, p, d, skip: analyzer.linearizer.skip.length > 0 }, k);
       const limit = o.maxBankBytes ?? (o.maxMemory !== undefined ? memoryLimit(o.maxMemory).bytes : Math.floor(availableMemory() * 0.5));
       if (est.total > limit) {
         throw new NetmomentsError(
@@ -181,8 +193,8 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
       bank = DiskBank.open(o.linearize.path, {
         modelSha256: model.sha256,
         modelFile: model.file,
-        relu: linearizer.split.index,
-        output: linearizer.output.name,
+        relu: analyzer.linearizer.split.index,
+        output: analyzer.output.name,
         inputSize: n,
       });
       bankHeader = {
@@ -211,8 +223,11 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
     const header: ReportHeader = {
       model: model.file,
       data: { file: o.dataFile, labels: labels ? (o.labelsFile ?? o.dataFile) : null, count, sha256: dataSha },
-      split: linearizer.split,
-      output: { name: linearizer.output.name, shape: linearizer.output.shape, size: d },
+      method: analyzer.method,
+      methodReason: analyzer.decision.reason,
+      ...(analyzer.decision.rank !== undefined ? { rank: analyzer.decision.rank } : {}),
+      split: analyzer.split,
+      output: { name: analyzer.output.name, shape: analyzer.output.shape, size: d },
       noise: noiseHeader(o, analyzer),
       linearization: bankHeader,
       run: {
@@ -225,7 +240,7 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
         probabilitySamples: qmc ? qmc.samples : 0,
         mc: mc > 0 ? { samples: mc, inputs: Math.min(mcInputs, count) } : null,
         chunk,
-        jacobian: linearizer.jacobianMode,
+        jacobian: analyzer.jacobianMode,
       },
     };
     header.run.fingerprint = runFingerprint(header, o, labels);
@@ -259,7 +274,7 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
       if (todo.length > 0 && o.linearize.kind === 'kmeans') {
         const k = o.linearize.k;
         o.onPhase?.('bank', k, 0);
-        bank = await MemoryBank.build(linearizer, dataset.getBatch(Array.from({ length: count }, (_, i) => i)), count, {
+        bank = await MemoryBank.build(analyzer.linearizer, dataset.getBatch(Array.from({ length: count }, (_, i) => i)), count, {
           k,
           seed: o.kmeans?.seed ?? 0,
           maxIterations: o.kmeans?.maxIterations,

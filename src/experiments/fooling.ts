@@ -1,7 +1,8 @@
 /**
  * Fooling rate of a given perturbation (the paper's Table 2): for each image x the input is
  * x + P + e, e ~ N(0, sigma^2 I), and the two-stage surrogate is linearized at the clean image x
- * (the perturbation enters as the mean offset P, as in the paper).
+ * (the perturbation enters as the mean offset P, as in the paper), or with method 'propagate' the
+ * moments are propagated through every layer at the mean x + P (src/method.ts; 'auto' decides).
  *   predicted fooled: argmax E[g] != the clean class (argmax of the real model at x);
  *   real fooled:      argmax g(x + P) != the clean class, from a plain forward pass;
  *   expected rate:    the mean over images of P(argmax g != clean class) under N(E[g], Cov[g]);
@@ -11,6 +12,7 @@
  * in order, the k largest real logits at x + P (and, with mc > 0, the k largest Monte Carlo means).
  */
 import { Analyzer } from '../analyze.js';
+import type { Method, MethodChoice } from '../method.js';
 import type { TensorDescription } from '../linearize/linearizer.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
 import { GaussianSampler, MomentAccumulator, Rng } from '../moments/montecarlo.js';
@@ -25,6 +27,8 @@ export interface FoolingOptions {
   output?: string;
   threads?: number;
   onWarning?: (m: string) => void;
+  method?: MethodChoice;
+  rank?: number;
   perturbation: Float64Array;
   sigma: number;
   mc?: number;
@@ -51,7 +55,11 @@ export interface FoolingImage {
 }
 
 export interface FoolingResult {
-  split: SplitPoint;
+  method: Method;
+  methodReason: string;
+  rank?: number;
+  /** The two-stage split; null for propagate. */
+  split: SplitPoint | null;
   output: TensorDescription;
   images: FoolingImage[];
   predictedFoolingRate: number;
@@ -91,10 +99,11 @@ export async function foolingRate(
     probabilitySamples: 1024,
     linalg: options.linalg,
     flips: false,
+    method: options.method,
+    rank: options.rank,
   });
   try {
-    const lin = analyzer.linearizer;
-    const { n, d } = lin;
+    const { n, d } = analyzer;
     const K = Math.min(5, d);
     const mc = options.mc ?? 0;
     const images: FoolingImage[] = [];
@@ -103,7 +112,7 @@ export async function foolingRate(
       const x = data.get(idx);
       const res = await analyzer.analyzeInput(x, idx);
       const xp = Float32Array.from(x, (v, i) => v + options.perturbation[i]);
-      const real = Array.from(await lin.evaluate(xp, 1));
+      const real = Array.from(await analyzer.evaluate(xp, 1));
       const realClass = argmax(real);
       const top = topK(res.mean, K);
       const topReal = topK(real, K);
@@ -128,7 +137,7 @@ export async function foolingRate(
           const b = Math.min(1000, mc - done);
           const xs = new Float32Array(b * n);
           sampler.sample(rng, xs, b);
-          const y = await lin.evaluate(xs, b);
+          const y = await analyzer.evaluate(xs, b);
           for (let k = 0; k < b; k++) if (argmax(y, k * d, d) !== res.cleanPredicted) away++;
           acc.addBatch(y, b);
           done += b;
@@ -143,6 +152,9 @@ export async function foolingRate(
     const N = images.length;
     const frac = (f: (im: FoolingImage) => boolean | number) => (N > 0 ? images.reduce((a, im) => a + Number(f(im)), 0) / N : Number.NaN);
     return {
+      method: analyzer.method,
+      methodReason: analyzer.decision.reason,
+      ...(analyzer.decision.rank !== undefined ? { rank: analyzer.decision.rank } : {}),
       split: analyzer.split,
       output: analyzer.output,
       images,

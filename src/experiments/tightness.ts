@@ -20,6 +20,10 @@
  * |MC mean - analytic mean| / MC sd, which stays meaningful where a mean is near 0. The Figure-2
  * fit is the least-squares slope through the origin of MC against analytic over all (run, output)
  * points, with R^2 (centred, and the uncentred R^2 usual for fits through the origin).
+ *
+ * Data runs also get a propagate column (moments through every layer, src/propagate/) beside the
+ * two-stage one, against the same Monte Carlo, unless the method is 'two-stage' or, under 'auto',
+ * the model has an op without a moment rule (src/method.ts). Synthetic runs are two-stage only.
  */
 import { Analyzer, seedFor } from '../analyze.js';
 import type { Dataset } from '../data/dataset.js';
@@ -30,6 +34,7 @@ import type { LinearAlgebra } from '../moments/linalg.js';
 import { Rng } from '../moments/montecarlo.js';
 import { projectedMoments } from '../moments/surrogate.js';
 import { factorFromRows, type NoiseSpec, type InputWindow } from '../noise.js';
+import type { MethodChoice } from '../method.js';
 import type { LoadedModel } from '../onnx/load.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
 import { fitThroughOrigin, meanStd, monteCarloFactor, type MeanStd, type OriginFit } from './common.js';
@@ -51,6 +56,8 @@ export interface TightnessRun {
   mc: { samples: number; mean: number[]; variance: number[]; meanStdErr: number[] };
   /** Expected state changes of the other nonlinear layers under the linearized noise. */
   expectedFlips: LayerFlips[];
+  /** Moments propagated through every layer (data runs with a propagate column). */
+  propagate?: { mean: number[]; variance: number[] };
 }
 
 /** MC/analytic ratios and the mean error in output sd over the runs; null where no run gave a finite value. */
@@ -60,6 +67,8 @@ export interface TightnessRow {
   varianceRatio: MeanStd;
   variancePaperRatio: MeanStd;
   meanErrorSd: MeanStd;
+  /** The same ratios of the propagate column, when the study has one. */
+  propagate?: { meanRatio: MeanStd; varianceRatio: MeanStd; meanErrorSd: MeanStd };
 }
 
 export interface TightnessStudy {
@@ -71,6 +80,8 @@ export interface TightnessStudy {
   /** Data: the noise of every run; synthetic: the regime. */
   noise: { kind: string; sigma?: number; file?: string; window?: number[] | null; maxVariance?: number; inputMeanSd?: number; construction?: string };
   linearizationPoint: string;
+  /** The propagate column: the factor rank and why the method was chosen; null when the study has none (and why not). */
+  propagate?: { rank: number; reason: string } | { rank: null; reason: string };
   runs: number;
   mc: number;
   table: TightnessRow[];
@@ -115,7 +126,14 @@ export function summarizeRuns(runs: TightnessRun[], d: number): { table: Tightne
       vy.push(mv);
       px.push(ap);
     }
-    table.push({ output: i, meanRatio: meanStd(mr), varianceRatio: meanStd(vr), variancePaperRatio: meanStd(pr), meanErrorSd: meanStd(me) });
+    const row: TightnessRow = { output: i, meanRatio: meanStd(mr), varianceRatio: meanStd(vr), variancePaperRatio: meanStd(pr), meanErrorSd: meanStd(me) };
+    if (runs.length > 0 && runs.every((r) => r.propagate)) {
+      const pm = runs.map((r) => r.mc.mean[i] / r.propagate!.mean[i]);
+      const pv = runs.map((r) => r.mc.variance[i] / r.propagate!.variance[i]);
+      const pe = runs.map((r) => Math.abs(r.mc.mean[i] - r.propagate!.mean[i]) / Math.sqrt(r.mc.variance[i]));
+      row.propagate = { meanRatio: meanStd(pm), varianceRatio: meanStd(pv), meanErrorSd: meanStd(pe) };
+    }
+    table.push(row);
   }
   return { table, fit: { mean: fitThroughOrigin(ax, ay), variance: fitThroughOrigin(vx, vy), variancePaper: fitThroughOrigin(px, vy) } };
 }
@@ -139,6 +157,9 @@ export async function tightnessOnData(
     threads?: number;
     onWarning?: (m: string) => void;
     name?: string;
+    /** The propagate column: 'auto' (default: when every op has a moment rule), 'propagate', or 'two-stage' (none). */
+    method?: MethodChoice;
+    rank?: number;
   },
 ): Promise<TightnessStudy> {
   const runs = options.runs;
@@ -158,17 +179,43 @@ export async function tightnessOnData(
     window: options.window,
     layout: options.layout,
     at: 'input',
+    method: 'two-stage',
+    methodReason: "the paper's Table 1 column; propagate has its own",
     variance: 'both',
     mc: options.mc,
     seed: options.seed ?? 0,
     probabilitySamples: 256,
     linalg: options.linalg,
   });
+  let prop: Analyzer | undefined;
+  let propagateNote: TightnessStudy['propagate'] = { rank: null, reason: 'asked for two-stage only (--method two-stage)' };
   try {
+    if (options.method !== 'two-stage') {
+      prop = await Analyzer.create(model, {
+        output: options.output,
+        threads: options.threads,
+        onWarning: options.onWarning,
+        noise: options.noise,
+        noiseFile: options.noiseFile,
+        window: options.window,
+        layout: options.layout,
+        method: options.method ?? 'auto',
+        rank: options.rank,
+        variance: 'exact',
+        probabilitySamples: 0,
+        flips: false,
+      });
+      if (prop.method !== 'propagate') {
+        propagateNote = { rank: null, reason: prop.decision.reason };
+        await prop.release();
+        prop = undefined;
+      } else propagateNote = { rank: prop.decision.rank!, reason: prop.decision.reason };
+    }
     const d = analyzer.output.size;
     const details: TightnessRun[] = [];
     for (let k = 0; k < runs; k++) {
       const res = await analyzer.analyzeInput(data.get(indices[k]), indices[k]);
+      const pm = prop ? await prop.propagatedMoments(Float64Array.from(data.get(indices[k]))) : undefined;
       if (!res.mc || !res.variance || !res.variancePaper) throw new Error('internal: analyzeInput returned no Monte Carlo or variance');
       details.push({
         run: k,
@@ -181,15 +228,16 @@ export async function tightnessOnData(
           meanStdErr: res.mc.variance.map((v) => Math.sqrt(v / res.mc!.samples)),
         },
         expectedFlips: res.linearization.expectedFlips,
+        ...(pm ? { propagate: { mean: Array.from(pm.mean), variance: Array.from(pm.variance) } } : {}),
       });
       options.onProgress?.(k + 1, runs);
     }
     const { table, fit } = summarizeRuns(details, d);
     const spec = options.noise;
     return {
-      name: options.name ?? `${baseName(model.file)}-relu${analyzer.split.index}-data`,
+      name: options.name ?? `${baseName(model.file)}-relu${analyzer.split!.index}-data`,
       model: model.file,
-      split: analyzer.split,
+      split: analyzer.split!,
       output: analyzer.output,
       mode: 'data',
       noise: {
@@ -198,6 +246,7 @@ export async function tightnessOnData(
         window: options.window ? [options.window.row, options.window.col, options.window.height, options.window.width] : null,
       },
       linearizationPoint: 'input',
+      propagate: propagateNote,
       runs,
       mc: options.mc,
       table,
@@ -206,6 +255,7 @@ export async function tightnessOnData(
     };
   } finally {
     await analyzer.release();
+    await prop?.release();
   }
 }
 

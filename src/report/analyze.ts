@@ -7,7 +7,10 @@ import { csv } from '../util/csv.js';
  */
 export interface AnalyzeReportView {
   model: string;
-  split: { index: number; node: string; width: number };
+  method?: string;
+  rank?: number;
+  /** null for propagate (no split). */
+  split: { index: number; node: string; width: number } | null;
   output: { name: string; size: number };
   noise: { kind: string; sigma?: number; file?: string; window: number[] | null };
   linearizationPoint: string;
@@ -95,12 +98,15 @@ export function trustText(t: { verdict: 'ok' | 'warn' | 'fail'; reasons: string[
 /** A short account for a person, on stderr. */
 export function analyzeSummary(report: AnalyzeReportView, out?: string): string {
   const s = report.split;
+  const how = s
+    ? `split at ReLU ${s.index} ('${s.node}', p = ${s.width})`
+    : `moments propagated through every layer${report.rank !== undefined ? ` (noise factor rank ${report.rank})` : ''}`;
   const noise = report.noise.kind === 'isotropic' ? `isotropic sigma ${report.noise.sigma}` : `${report.noise.kind} covariance from ${report.noise.file}`;
   const lines: string[] = [];
   lines.push(
-    `analyzed ${report.results.length} input(s) of ${report.model}: split at ReLU ${s.index} ('${s.node}', p = ${s.width}), ` +
+    `analyzed ${report.results.length} input(s) of ${report.model}: ${how}, ` +
       `output '${report.output.name}' (d = ${report.output.size}), noise ${noise}${report.noise.window ? ` in window ${report.noise.window.join(',')}` : ''}, ` +
-      `linearized at the ${report.linearizationPoint}`,
+      (s ? `linearized at the ${report.linearizationPoint}` : 'no linearization point'),
   );
   const shown = report.results.slice(0, 5);
   for (const r of shown) {

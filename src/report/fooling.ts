@@ -33,10 +33,13 @@ export function foolingJson(res: FoolingResult, info: FoolingRunInfo): string {
     model: info.model.file,
     data: info.data,
     perturbation: { file: info.perturbationFile, l2: Math.sqrt(norm2), linf: normInf },
+    method: res.method,
+    methodReason: res.methodReason,
+    ...(res.rank !== undefined ? { rank: res.rank } : {}),
     split: res.split,
     output: res.output,
     noise: { kind: 'isotropic', sigma: info.sigma },
-    linearizationPoint: 'input',
+    linearizationPoint: res.method === 'two-stage' ? 'input' : 'none',
     run: { version: info.version, modelSha256: info.model.sha256, seed: info.seed, mc: info.mc },
     images: res.images.length,
     predictedFoolingRate: res.predictedFoolingRate,
@@ -85,7 +88,7 @@ export function foolingCsv(res: FoolingResult): string {
 /** The one-line summary on stderr: predicted, real, expected (and sampled) fooling rates and the top-k ordering accuracies. */
 export function foolingSummary(res: FoolingResult, info: Pick<FoolingRunInfo, 'perturbationFile' | 'data' | 'sigma'>): string {
   return (
-    `fooling of ${info.perturbationFile} on ${res.images.length} inputs of ${info.data} (ReLU ${res.split.index}, sigma ${info.sigma}): ` +
+    `fooling of ${info.perturbationFile} on ${res.images.length} inputs of ${info.data} (${res.split ? `ReLU ${res.split.index}` : 'propagate'}, sigma ${info.sigma}): ` +
     `predicted ${sig(100 * res.predictedFoolingRate, 4)}%, real ${sig(100 * res.realFoolingRate, 4)}%, expected (P(flip)) ${sig(100 * res.expectedFoolingRate, 4)}%` +
     `${res.sampledFoolingRate !== null ? `, sampled ${sig(100 * res.sampledFoolingRate, 4)}%` : ''}; top-k ordering ${res.topK.map((t) => `${sig(100 * t.accuracy, 4)}%`).join(' ')}\n`
   );

@@ -100,7 +100,7 @@ export function gateJunit(s: ReportSummary, checks: GateCheck[], seconds: number
     ['inputs', String(s.inputs)],
     ['noise', noise],
     ['linearization', linearization],
-    ['split', `ReLU ${s.split.index} (${s.split.node}, p = ${s.split.width})`],
+    ['split', s.split ? `ReLU ${s.split.index} (${s.split.node}, p = ${s.split.width})` : 'none (propagate)'],
     ['flipRate', String(s.flipRate)],
     ['trustedFlipRate', String(s.trustedFlipRate ?? null)],
     ['untrusted', String(s.untrusted ?? 0)],

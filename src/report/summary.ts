@@ -43,7 +43,12 @@ export interface SampleRecord {
 export interface ReportHeader {
   model: string;
   data: { file: string; labels: string | null; count: number; sha256: string };
-  split: SplitPoint;
+  /** Which engine computed the moments (src/method.ts), why, and the propagated noise factor's rank. */
+  method?: 'two-stage' | 'propagate';
+  methodReason?: string;
+  rank?: number;
+  /** The two-stage split; null for propagate. */
+  split: SplitPoint | null;
   output: { name: string; shape: number[]; size: number };
   noise: { kind: string; sigma?: number; file?: string; sha256?: string; meanFile: string | null; window: number[] | null; layout?: string; support: number };
   linearization: {
@@ -263,6 +268,8 @@ export function buildSummary(h: ReportHeader, records: SampleRecord[], csv: stri
     schema: REPORT_SCHEMA,
     model: h.model,
     data: h.data,
+    ...(h.method ? { method: h.method, methodReason: h.methodReason } : {}),
+    ...(h.rank !== undefined ? { rank: h.rank } : {}),
     split: h.split,
     output: h.output,
     noise: h.noise,
@@ -306,10 +313,12 @@ export function describeRun(s: ReportHeader): { noise: string; linearization: st
     (n.meanFile ? `, mean shifted by ${n.meanFile}` : '');
   const l = s.linearization;
   const linearization =
-    l.mode === 'input'
-      ? 'linearized at every input'
-      : `linearized at the nearest of ${l.k} k-means centres${l.fallback ? ' of its class' : ''}${l.point === 'farthest' ? " (each centre's farthest member)" : ''}${l.mode === 'bank' ? ` from the bank ${l.bank}` : ''}` +
-        (l.fallback ? ", or at the input itself where that centre's surrogate is off there" : '');
+    s.method === 'propagate'
+      ? `moments propagated through every layer (noise factor rank ${s.rank}), no linearization`
+      : l.mode === 'input'
+        ? 'linearized at every input'
+        : `linearized at the nearest of ${l.k} k-means centres${l.fallback ? ' of its class' : ''}${l.point === 'farthest' ? " (each centre's farthest member)" : ''}${l.mode === 'bank' ? ` from the bank ${l.bank}` : ''}` +
+          (l.fallback ? ", or at the input itself where that centre's surrogate is off there" : '');
   return { noise, linearization };
 }
 
@@ -320,8 +329,10 @@ export function summaryMarkdown(s: ReportSummary, records: SampleRecord[]): stri
   L.push(`# netmoments report: ${s.model} on ${s.data.file}`);
   L.push('');
   L.push(
-    `Output \`${s.output.name}\` (${s.output.size} classes) under ${noise}; split at ReLU ${s.split.index} ('${s.split.node}', p = ${s.split.width}), ${linearization}. ` +
-      'Mean and exact variance in closed form (Bibi et al. 2018 with the exact second moment); class probabilities under N(mean, covariance).',
+    `Output \`${s.output.name}\` (${s.output.size} classes) under ${noise}; ${s.split ? `split at ReLU ${s.split.index} ('${s.split.node}', p = ${s.split.width}), ` : ''}${linearization}. ` +
+      (s.split
+        ? 'Mean and exact variance in closed form (Bibi et al. 2018 with the exact second moment); class probabilities under N(mean, covariance).'
+        : 'Mean and covariance of the statistically linearized network, each op by its moment rule; class probabilities under N(mean, covariance).'),
   );
   if (s.shard) L.push('', `This is shard ${s.shard.index} of ${s.shard.count}: combine the shards with \`netmoments merge\`.`);
   L.push('');

@@ -51,11 +51,30 @@ export function runsCsv(studies: TightnessStudy[]): string {
           r.analytic.variance[i],
           r.analytic.variancePaper[i],
           r.mc.variance[i],
+          r.propagate?.mean[i] ?? null,
+          r.propagate?.variance[i] ?? null,
         ]);
       }
     }
   }
-  return csv(['study', 'run', 'input', 'max_variance', 'output', 'mean', 'mc_mean', 'mc_mean_stderr', 'variance', 'variance_paper', 'mc_variance'], rows);
+  return csv(
+    [
+      'study',
+      'run',
+      'input',
+      'max_variance',
+      'output',
+      'mean',
+      'mc_mean',
+      'mc_mean_stderr',
+      'variance',
+      'variance_paper',
+      'mc_variance',
+      'propagate_mean',
+      'propagate_variance',
+    ],
+    rows,
+  );
 }
 
 /** The stderr summary of one study: the fit and each output's Table-1 ratios. */
@@ -64,9 +83,15 @@ export function tightnessSummary(s: TightnessStudy): string {
   const lines = [
     `${s.name}: ${s.runs} runs x ${s.mc} MC samples, ReLU ${s.split.index} (p = ${s.split.width}); slope through origin (R^2): mean ${sig(f.mean.slope, 4)} (${sig(f.mean.r2)}), exact variance ${sig(f.variance.slope, 4)} (${sig(f.variance.r2)}), paper variance ${sig(f.variancePaper.slope, 4)} (${sig(f.variancePaper.r2)})`,
   ];
+  if (s.propagate?.rank) lines.push(`  propagate column: moments through every layer, noise factor rank ${s.propagate.rank} (${s.propagate.reason})`);
+  else if (s.propagate) lines.push(`  no propagate column: ${s.propagate.reason}`);
   for (const row of s.table) {
+    const p = row.propagate;
     lines.push(
-      `  g[${row.output}]: MC/analytic mean ${sig(row.meanRatio.mean)} +- ${sig(row.meanRatio.std)}, exact var ${sig(row.varianceRatio.mean)} +- ${sig(row.varianceRatio.std)}, paper var ${sig(row.variancePaperRatio.mean)} +- ${sig(row.variancePaperRatio.std)}; |mean error| ${sig(row.meanErrorSd.mean)} +- ${sig(row.meanErrorSd.std)} output sd`,
+      `  g[${row.output}]: MC/analytic mean ${sig(row.meanRatio.mean)} +- ${sig(row.meanRatio.std)}, exact var ${sig(row.varianceRatio.mean)} +- ${sig(row.varianceRatio.std)}, paper var ${sig(row.variancePaperRatio.mean)} +- ${sig(row.variancePaperRatio.std)}; |mean error| ${sig(row.meanErrorSd.mean)} +- ${sig(row.meanErrorSd.std)} output sd` +
+        (p
+          ? `; propagate: var ${sig(p.varianceRatio.mean)} +- ${sig(p.varianceRatio.std)}, |mean error| ${sig(p.meanErrorSd.mean)} +- ${sig(p.meanErrorSd.std)} output sd`
+          : ''),
     );
   }
   return `${lines.join('\n')}\n`;

@@ -29,7 +29,8 @@ describe('k-means bank vs per-input linearization (LeNet, sigma 8, last ReLU)', 
     const model = loadModel('fixtures/lenet.onnx');
     const ds = openDataset(data, { inputShape: [1, 28, 28], labels });
     const base: Omit<ReportOptions, 'linearize'> = { noise: { kind: 'isotropic', sigma: 8 }, dataFile: data, linalg: sharedOrtLinearAlgebra({}) };
-    const ref = await runReport(model, ds, { ...base, linearize: { kind: 'input' } });
+    // per-input two-stage linearization: what a bank of K = N centres reproduces
+    const ref = await runReport(model, ds, { ...base, linearize: { kind: 'input' }, method: 'two-stage' });
     const own = await runReport(model, ds, { ...base, linearize: { kind: 'kmeans', k: N } });
     expect(ref.records).toHaveLength(N);
     own.records.forEach((r, i) => {

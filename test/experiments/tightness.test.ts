@@ -138,6 +138,27 @@ describe('tightness: CLI', () => {
     expect(existsSync(join(out, `${s.name}-variance-paper.svg`))).toBe(true);
   });
 
+  it('Table 1 gets a propagate column beside two-stage (default method), against the same Monte Carlo; --method two-stage has none', () => {
+    const out = tmp();
+    const args = ['tightness', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digits-100.npy', '--sigma', '8', '--runs', '2', '--mc', '4000', '-q'];
+    const r = runCli([...args, '--out-dir', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(readFileSync(join(out, 'tightness.json'), 'utf8')).studies[0];
+    expect(s.propagate).toEqual({ rank: 784, reason: 'every op has a moment rule; two-stage would hold 4 kinked layers fixed' });
+    for (const d of s.runDetails) expect(d.propagate.mean).toHaveLength(10);
+    // the MC standard error of a mean is 1/sqrt(4000) = 0.016 sd: propagate's mean error is of that order
+    for (const row of s.table) {
+      expect(row.propagate.meanErrorSd.mean).toBeLessThan(0.08);
+      expect(Math.abs(row.propagate.varianceRatio.mean - 1)).toBeLessThan(0.15);
+    }
+    expect(readFileSync(join(out, 'runs.csv'), 'utf8').split('\n')[0]).toMatch(/,propagate_mean,propagate_variance$/);
+    const two = tmp();
+    expect(runCli([...args, '--method', 'two-stage', '--out-dir', two]).code).toBe(0);
+    const t = JSON.parse(readFileSync(join(two, 'tightness.json'), 'utf8')).studies[0];
+    expect(t.propagate.rank).toBeNull();
+    expect(t.table[0].propagate).toBeUndefined();
+  });
+
   it('bad usage: no mode, --paper with a model, a missing data file', () => {
     const out = tmp();
     const r1 = runCli(['tightness', 'fixtures/fc-2.onnx', '--out-dir', out]);

@@ -197,7 +197,8 @@ describe('hostile values and strings inside a well-formed model', () => {
     const bad = await cli(['analyze', file, '--relu', 'nope', '--quiet']);
     expectBadInput(bad, file, /no ReLU named 'nope'/);
     expect(bad.stderr).not.toMatch(/[\u001b\u0007]/);
-    const summary = await cli(['analyze', file, '--sigma', '0.1', '--out', join(tmp(), 'r.json')]);
+    // two-stage: its summary names the split node
+    const summary = await cli(['analyze', file, '--sigma', '0.1', '--method', 'two-stage', '--out', join(tmp(), 'r.json')]);
     expect(summary.code, summary.stderr).toBe(0);
     expect(summary.stderr).toMatch(/split at ReLU 0/);
     expect(summary.stderr).not.toMatch(/[\u001b\u0007]/);

@@ -12,13 +12,16 @@ import { float64Net, noReluNet, reluInIfNet } from '../onnx/models.js';
 import { absBottomModel, cli, float16InputModel, float16WeightsModel, quantizedModel, tmp, write } from './models.js';
 
 describe('models without a usable ReLU', () => {
-  it('no ReLU at all: inspect says so, analyze is a clear error', async () => {
+  it('no ReLU at all: inspect says so, analyze propagates by default, and two-stage is a clear error', async () => {
     const file = write(tmp(), 'norelu.onnx', noReluNet());
     const i = await cli(['inspect', file]);
     expect(i.code).toBe(0);
     expect(i.stdout).toMatch(/ReLU split points: none/);
+    const a = await cli(['analyze', file, '--quiet']);
+    expect(a.code, a.stderr).toBe(0);
+    expect(JSON.parse(a.stdout)).toMatchObject({ method: 'propagate', split: null });
     expectBadInput(
-      await cli(['analyze', file, '--quiet']),
+      await cli(['analyze', file, '--quiet', '--method', 'two-stage']),
       file,
       /no Relu node to split at; netmoments needs a piecewise-linear network with at least one ReLU/,
     );

@@ -1,0 +1,256 @@
+/**
+ * Which engine computes the moments (issue 13): two-stage linearization (src/linearize/, the
+ * Linearizer: exact moments of a surrogate that holds every kinked layer but the split one fixed)
+ * or moment propagation through every layer (src/propagate/: each op's moment rule, no split).
+ *
+ * `auto` picks propagate when nothing asks for two-stage (a --relu split, a --variance paper
+ * report, a linearization point), every op on the path from the input to the output has a moment
+ * rule (propagationSupport) and the propagation fits the memory limit at rank 256 at least; else
+ * two-stage. The decision carries a one-line reason for stderr and the report.
+ *
+ * The propagate engine here wraps a Propagator (moments) and a ModelEvaluator (the real model for
+ * clean outputs and Monte Carlo) over the model with its batch axis made dynamic, the same rewrite
+ * the Linearizer applies.
+ */
+import { NetmomentsError } from './errors.js';
+import { ModelEvaluator } from './linearize/evaluator.js';
+import type { TensorDescription } from './linearize/linearizer.js';
+import { probeShapes } from './linearize/shapes.js';
+import type { Noise, NoiseFactor } from './noise.js';
+import { makeBatchDynamicProbed } from './onnx/batch.js';
+import type { Graph } from './onnx/graph.js';
+import type { LoadedModel } from './onnx/load.js';
+import { isKinked } from './onnx/ops/registry.js';
+import { createPropagator, propagationSupport, type InputNoise, type PropagatedMoments, type Propagator } from './propagate/index.js';
+import { formatBytes, type MemoryEstimate, type MemoryLimit } from './resources.js';
+import type { Provider } from './runtime/session.js';
+
+export type Method = 'two-stage' | 'propagate';
+export type MethodChoice = 'auto' | Method;
+export const METHOD_CHOICES = ['auto', 'two-stage', 'propagate'] as const;
+
+/** The factor rank propagate falls back to when the full rank does not fit (issue 13). */
+export const FALLBACK_RANK = 256;
+/** Rows the propagator adds on top of the factor's: 2K probe rows, and K rows per Hermite order (2, 3) at each kinked or smooth op (K = 32, src/propagate/propagator.ts). */
+const PROBE_ROWS = 64;
+const HERMITE_ROWS_PER_OP = 64;
+
+export interface MethodDecision {
+  method: Method;
+  /** Why, in a few words (stderr and the report's `methodReason`). */
+  reason: string;
+  /** With propagate: the factor's columns (the rank the report states). */
+  rank?: number;
+}
+
+/** What the choice depends on. */
+export interface MethodRequest {
+  method?: MethodChoice;
+  /** Why the caller fixed `method` (replaces the default reason). */
+  methodReason?: string;
+  relu?: number | string;
+  output?: string;
+  /** Factor columns (--rank); default full rank when it fits, else FALLBACK_RANK. */
+  rank?: number;
+  /** A variance mode of 'paper' is the two-stage surrogate's Theorem 2. */
+  variance?: string;
+  /** A linearization point was given (analyze --at FILE). */
+  pointGiven?: boolean;
+  threads?: number;
+  provider?: Provider;
+}
+
+/** The model prepared for propagation: batch axis dynamic, tensor shapes at batch 1. */
+export interface PropagationPlan {
+  graph: Graph;
+  shapes: Map<string, number[]>;
+  input: TensorDescription;
+  output: TensorDescription;
+  /** Nodes on the graph whose op has kinks (the layers two-stage holds fixed, but the split). */
+  kinkedLayers: number;
+  /** Relu nodes two-stage could split at. */
+  relus: number;
+  /** Ops on the path with no moment rule. */
+  missing: string[];
+  /** Non-affine steps (each adds Hermite rows). */
+  nonAffine: number;
+}
+
+const describe = (name: string, shapes: Map<string, number[]>, file: string): TensorDescription => {
+  const s = shapes.get(name);
+  if (!s) throw new NetmomentsError(`no shape for tensor '${name}'`, { code: 'UNSUPPORTED', file });
+  const shape = s.slice(1);
+  return { name, shape, size: shape.reduce((a, b) => a * b, 1) };
+};
+
+/** The batch rewrite, the shapes and the moment-rule coverage of the path to the output. */
+export async function planPropagation(model: LoadedModel, request: MethodRequest): Promise<PropagationPlan> {
+  const file = model.file;
+  const graph = await makeBatchDynamicProbed(model.graph, { file, threads: request.threads, provider: request.provider });
+  const g = graph.clone();
+  g.sortTopologically(file);
+  const outName = request.output ?? g.outputs[0]?.name;
+  if (!outName || !g.producerOf(outName)) throw new NetmomentsError(`--output '${outName}' is not a tensor the model computes`, { code: 'BAD_USAGE', file });
+  const support = propagationSupport(g, outName);
+  const shapes = await probeShapes(g, { threads: request.threads });
+  if (!shapes) throw new NetmomentsError('cannot run the model once to find its tensor shapes', { code: 'UNSUPPORTED', file });
+  const inputName = g.dataInputs[0].name;
+  const kinkedLayers = g.nodes.filter((n) => isKinked(n.opType, n.domain)).length;
+  const nonAffine = g.nodes.filter(
+    (n) => isKinked(n.opType, n.domain) || ['Sigmoid', 'Tanh', 'Exp', 'Erf', 'Sin', 'Cos', 'Softplus'].includes(n.opType),
+  ).length;
+  return {
+    graph,
+    shapes,
+    input: describe(inputName, shapes, file),
+    output: describe(outName, shapes, file),
+    kinkedLayers,
+    relus: g.relus().length,
+    missing: support.missing,
+    nonAffine,
+  };
+}
+
+/**
+ * Memory of a propagation at factor rank k: every tensor on the path holds its factor, (k + extra
+ * rows) x size float32, and onnxruntime holds a segment's tangent intermediates at the same width
+ * (so twice the sum of the tensor sizes, a bound: tensors are freed after their last use), plus the
+ * d x d float64 output covariance.
+ */
+export function estimatePropagateMemory(plan: PropagationPlan, rank: number): MemoryEstimate {
+  let sizes = 0;
+  for (const [, s] of plan.shapes) sizes += s.slice(1).reduce((a, b) => a * b, 1);
+  const rows = rank + PROBE_ROWS + HERMITE_ROWS_PER_OP * plan.nonAffine;
+  const factors = 2 * 4 * rows * sizes;
+  const d = plan.output.size;
+  const lever = `a lower --rank (now ${rank}), or --method two-stage`;
+  const parts = [
+    { what: `factors of rank ${rank}`, bytes: factors, lever },
+    { what: 'output covariance', bytes: 8 * d * d, lever: 'a smaller --output' },
+  ].filter((p) => p.bytes > 0);
+  return { total: parts.reduce((a, p) => a + p.bytes, 0), parts };
+}
+
+/** The rank to run at: the asked one, else full rank when it fits `limit`, else FALLBACK_RANK (or the full rank when it is smaller). */
+export function propagateRank(plan: PropagationPlan, fullRank: number, limit: MemoryLimit, asked?: number): number {
+  if (asked !== undefined) return Math.max(1, Math.min(asked, fullRank));
+  if (estimatePropagateMemory(plan, fullRank).total <= limit.bytes) return fullRank;
+  return Math.min(FALLBACK_RANK, fullRank);
+}
+
+/**
+ * The engine for a request: `method` as asked, or under auto the rules in the file comment. A
+ * request that cannot be met (propagate asked with a --relu, or with an op that has no moment rule)
+ * is an error; auto never fails here (two-stage then says what is wrong with the model).
+ */
+export async function chooseMethod(
+  model: LoadedModel,
+  request: MethodRequest,
+  fullRank: number,
+  limit: MemoryLimit,
+): Promise<{ decision: MethodDecision; plan?: PropagationPlan }> {
+  const asked = request.method ?? 'auto';
+  if (request.rank !== undefined && !(Number.isInteger(request.rank) && request.rank >= 1))
+    throw new NetmomentsError(`--rank must be a whole number >= 1, got ${request.rank}`, { code: 'BAD_USAGE' });
+  if (asked === 'two-stage') return { decision: { method: 'two-stage', reason: request.methodReason ?? 'asked for with --method two-stage' } };
+  const twoStageBecause =
+    request.relu !== undefined
+      ? '--relu sets a split point'
+      : request.variance === 'paper'
+        ? "--variance paper is the two-stage surrogate's Theorem 2"
+        : request.pointGiven
+          ? '--at sets a linearization point'
+          : undefined;
+  if (twoStageBecause) {
+    if (asked === 'propagate')
+      throw new NetmomentsError(`--method propagate: ${twoStageBecause}, which only two-stage linearization has; drop it`, { code: 'BAD_USAGE' });
+    return { decision: { method: 'two-stage', reason: twoStageBecause } };
+  }
+  let plan: PropagationPlan;
+  try {
+    plan = await planPropagation(model, request);
+  } catch (e) {
+    if (asked === 'propagate' || !(e instanceof NetmomentsError) || e.code === 'BAD_USAGE') throw e;
+    return { decision: { method: 'two-stage', reason: `propagate cannot run this model: ${e.message}` } };
+  }
+  if (plan.missing.length > 0) {
+    const what = `no moment rule for ${plan.missing.join(', ')}`;
+    if (asked === 'propagate') return { decision: { method: 'propagate', reason: what }, plan }; // createPropagator says it
+    return { decision: { method: 'two-stage', reason: what }, plan };
+  }
+  const rank = propagateRank(plan, fullRank, limit, request.rank);
+  const estimate = estimatePropagateMemory(plan, rank);
+  if (estimate.total > limit.bytes && asked === 'auto') {
+    return { decision: { method: 'two-stage', reason: `propagate at rank ${rank} would need ${formatBytes(estimate.total)}, over the memory limit` }, plan };
+  }
+  const held = Math.max(0, plan.kinkedLayers - 1);
+  const reason =
+    asked === 'propagate'
+      ? (request.methodReason ?? 'asked for with --method propagate')
+      : plan.relus === 0
+        ? 'every op has a moment rule; the model has no Relu for two-stage to split at'
+        : `every op has a moment rule; two-stage would hold ${held} kinked layer${held === 1 ? '' : 's'} fixed`;
+  return { decision: { method: 'propagate', reason, rank }, plan };
+}
+
+/**
+ * The noise as the propagator takes it: isotropic or diagonal over all n elements when the noise
+ * reaches all of them, else the factor's columns over the n rows (a window, a full covariance).
+ */
+export function propagatorNoise(noise: Noise, factor: NoiseFactor): InputNoise {
+  const n = factor.n;
+  if (factor.kind === 'axes' && factor.support.length === n) {
+    if (noise.sigma.kind === 'isotropic') return { kind: 'isotropic', sigma: noise.sigma.sigma };
+    const variance = new Float64Array(n);
+    factor.support.forEach((i, k) => (variance[i] = factor.sd[k] ** 2));
+    return { kind: 'diagonal', variance };
+  }
+  // no noise at all (sigma 0): one zero column
+  const r = Math.max(1, factor.r);
+  const F = new Float64Array(n * r);
+  if (factor.kind === 'axes') factor.support.forEach((i, k) => (F[i * r + k] = factor.sd[k]));
+  else factor.support.forEach((i, t) => F.set(factor.factor.subarray(t * r, (t + 1) * r), i * r));
+  return { kind: 'lowrank', factor: F, columns: r };
+}
+
+/** Moments through every layer (a Propagator) and the real model (a ModelEvaluator), one model and output. */
+export class PropagateEngine {
+  private constructor(
+    readonly propagator: Propagator,
+    readonly evaluator: ModelEvaluator,
+    readonly input: TensorDescription,
+    readonly output: TensorDescription,
+    readonly rank: number,
+  ) {}
+
+  static async create(model: LoadedModel, plan: PropagationPlan, options: { rank: number; threads?: number; provider?: Provider }): Promise<PropagateEngine> {
+    const propagator = await createPropagator(
+      { ...model, graph: plan.graph },
+      { output: plan.output.name, rank: options.rank, threads: options.threads, provider: options.provider },
+    );
+    try {
+      const evaluator = await ModelEvaluator.create(plan.graph, plan.input, plan.output, {
+        threads: options.threads,
+        provider: options.provider,
+        file: model.file,
+      });
+      return new PropagateEngine(propagator, evaluator, plan.input, plan.output, options.rank);
+    } catch (e) {
+      await propagator.release();
+      throw e;
+    }
+  }
+
+  moments(mu: Float64Array, noise: InputNoise): Promise<PropagatedMoments> {
+    return this.propagator.moments(mu, noise);
+  }
+
+  evaluate(xs: Float32Array, count: number): Promise<Float64Array> {
+    return this.evaluator.evaluate(xs, count);
+  }
+
+  async release(): Promise<void> {
+    await this.propagator.release();
+    await this.evaluator.release();
+  }
+}
