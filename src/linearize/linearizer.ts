@@ -185,10 +185,7 @@ export class Linearizer {
   static inputShapeOf(model: LoadedModel): number[] {
     const inputs = model.graph.dataInputs;
     if (inputs.length !== 1) {
-      throw new NetmomentsError(
-        `the model has ${inputs.length} data inputs (${inputs.map((i) => `'${i.name}'`).join(', ')}); netmoments analyses models with one input`,
-        { file: model.file, code: 'UNSUPPORTED' },
-      );
+      throw new NetmomentsError(manyInputs(inputs), { file: model.file, code: 'UNSUPPORTED' });
     }
     if (!inputs[0].shape) throw new NetmomentsError(`the model input '${inputs[0].name}' has no declared shape`, { file: model.file, code: 'UNSUPPORTED' });
     return perInputShape(inputs[0].shape, model.file, inputs[0].name);
@@ -211,10 +208,7 @@ export class Linearizer {
     const graph = await makeBatchDynamicProbed(model.graph, { file, threads: options.threads, provider: options.provider });
     const dataInputs = graph.dataInputs;
     if (dataInputs.length !== 1) {
-      throw new NetmomentsError(
-        `the model has ${dataInputs.length} data inputs (${dataInputs.map((i) => `'${i.name}'`).join(', ')}); netmoments analyses models with one input`,
-        { file, code: 'UNSUPPORTED' },
-      );
+      throw new NetmomentsError(manyInputs(dataInputs), { file, code: 'UNSUPPORTED' });
     }
     const inp = dataInputs[0];
     if (inp.elemType !== DataType.FLOAT) {
@@ -686,4 +680,12 @@ function finish(st: Stats): LayerFlips {
     e += Math.min(1, pw);
   }
   return { node: name, op, units: w.windows, expectedFlips: e, isSplit: false };
+}
+
+/** Why a model with several data inputs is refused, and what would make it work (one line). */
+function manyInputs(inputs: readonly { name: string }[]): string {
+  return (
+    `the model has ${inputs.length} data inputs (${inputs.map((i) => `'${i.name}'`).join(', ')}); netmoments analyses models with one input: ` +
+    'fix the other inputs as constants in the model (e.g. make them initializers with the onnx Python tools), or export the model from the noisy input alone'
+  );
 }
