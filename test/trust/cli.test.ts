@@ -48,7 +48,8 @@ describe('analyze: the verdict per input', () => {
 
 describe('report and gate', () => {
   const data = digits(dir, 8);
-  const common = ['--data', data.data, '--labels', data.labels, '--mc', '500', '--mc-inputs', '2'];
+  // two-stage: what these verdicts judge (propagate, the default, agrees with Monte Carlo even at sigma 100)
+  const common = ['--method', 'two-stage', '--data', data.data, '--labels', data.labels, '--mc', '500', '--mc-inputs', '2'];
 
   it('samples.csv has a trust column, summary.json the trusted flip rate and the untrusted count', () => {
     const out = join(dir, 'r100');
