@@ -13,7 +13,7 @@ import { dataTypeName } from './proto.js';
 import { hasDynamicBatch, tensorInfo, type TensorInfo } from './shapes.js';
 import { partition } from './split.js';
 import { splitPointOf, type SplitPoint } from './splitpoint.js';
-import { isLinearizable } from './tangent/registry.js';
+import { isLinearizable } from './ops/registry.js';
 
 export interface TensorSummary {
   name: string;

@@ -15,7 +15,7 @@ import {
   type DirectionBatches,
 } from '../../src/linearize/jacobian.js';
 import { buildTangentModel } from '../../src/onnx/tangent/build.js';
-import { isLinearizable, linearizableOps } from '../../src/onnx/tangent/registry.js';
+import { isLinearizable, linearizableOps } from '../../src/onnx/ops/registry.js';
 import { MissingTangentRuleError } from '../../src/onnx/tangent/types.js';
 import { buildGraph, expectJvpMatchesFd, intInit, makeNode, maxAbs, maxAbsDiff, randomInit, rng } from '../tangent/helpers.js';
 
