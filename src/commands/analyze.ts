@@ -73,7 +73,7 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
     const mc = wholeNumber('mc', argv.mc, 0);
     checkRunArgs(argv);
     // The input's shape comes from a linearizer-independent probe: the model's declared input.
-    const { model, inputShape, n } = loadModelInput(argv.model, warn);
+    const { model, inputShape, n } = loadModelInput(argv.model, warn, argv);
     let inputs: Float32Array;
     let count: number;
     if (argv.input) {

@@ -112,7 +112,7 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
     const count = checkRunArgs(argv);
     if (mode === 'universal' && rounds !== 1)
       throw new NetmomentsError('--rounds applies to per-input attacks; the universal attack linearizes once per image', { code: 'BAD_USAGE' });
-    const { model, inputShape } = loadModelInput(argv.model, warn);
+    const { model, inputShape } = loadModelInput(argv.model, warn, argv);
     const geometry = pictureGeometry(inputShape, parseLayoutChoice(argv.layout), model.file, warn);
     const { ds, indices } = selectInputs(source, model, inputShape, argv, count, warn);
     const pre = { metadata: model.graph.metadata, modelFile: model.file, scale: argv.scale, offset: argv.offset };

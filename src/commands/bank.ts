@@ -50,7 +50,7 @@ export const bankCommand: CommandModule<object, BankArgs> = {
       throw new NetmomentsError(`--max-iterations must be a whole number >= 1, got ${argv['max-iterations']}`, { code: 'BAD_USAGE' });
     }
     const maxBytes = argv['max-size'] !== undefined ? parseMemorySize(argv['max-size'], '--max-size') : undefined;
-    const { model, inputShape, n } = loadModelInput(argv.model, warn);
+    const { model, inputShape, n } = loadModelInput(argv.model, warn, argv);
     const ds = openInputs(argv.data, model, inputShape, argv, undefined, warn);
     if (ds.size === 0) throw new NetmomentsError('holds no inputs', { file: argv.data });
     if (argv.k > ds.size)

@@ -33,6 +33,8 @@ export interface ModelRunArgs {
   offset?: number;
   'max-memory'?: string;
   layout?: LayoutChoice;
+  feed?: string[];
+  'noise-input'?: string;
 }
 
 /** --help text of --layout (the rule itself lives in data/layout.ts). */
@@ -83,6 +85,18 @@ export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
       choices: LAYOUT_CHOICES,
       default: 'auto' as LayoutChoice,
       describe: LAYOUT_HELP,
+      group: 'Model:',
+    })
+    .option('noise-input', {
+      type: 'string',
+      describe: 'For a model with several data inputs: the input the noise goes on (--input gives its values); fix every other input with --feed',
+      group: 'Model:',
+    })
+    .option('feed', {
+      type: 'string',
+      array: true,
+      describe:
+        'NAME=FILE.npy: fix the data input NAME to the values in FILE.npy (with or without the batch axis); repeat for each input other than --noise-input',
       group: 'Model:',
     }) as unknown as Argv<T & ModelRunArgs>;
 }

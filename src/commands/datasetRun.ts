@@ -32,7 +32,7 @@ export async function runDatasetReport(
   const linearize = parseLinearize(argv.linearize);
   const shard = argv.shard !== undefined ? parseShard(argv.shard) : undefined;
   if (argv.resume && !outDir) throw new NetmomentsError('--resume needs --out-dir (where the checkpoint is)', { code: 'BAD_USAGE' });
-  const { model, inputShape, n } = loadModelInput(argv.model, warn);
+  const { model, inputShape, n } = loadModelInput(argv.model, warn, argv);
   const ds = openInputs(argv.data, model, inputShape, argv, argv.labels, warn);
   check?.(ds);
   const noise = noiseFromArgs(argv, n, warn);

@@ -65,7 +65,7 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
     if (!(Number.isFinite(argv.sigma) && argv.sigma >= 0)) throw new NetmomentsError(`--sigma must be a number >= 0, got ${argv.sigma}`, { code: 'BAD_USAGE' });
     const mc = argv.mc === 0 ? 0 : wholeNumber('mc', argv.mc, 2);
     const count = checkRunArgs(argv);
-    const { model, inputShape, n } = loadModelInput(argv.model, warn);
+    const { model, inputShape, n } = loadModelInput(argv.model, warn, argv);
     const perturbation = readPerturbation(argv.perturbation, n);
     const { ds, indices } = selectInputs(argv.data, model, inputShape, argv, count, warn);
     const { sigma, seed } = argv;

@@ -33,7 +33,7 @@ export const linearizeCommand: CommandModule<object, LinearizeArgs> = {
       .example('$0 linearize fixtures/lenet.onnx --input fixtures/mnist/digit-0.npy --relu 2 --out-dir lin/', '') as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
-    const { model, inputShape: shape, n } = loadModelInput(argv.model, warn);
+    const { model, inputShape: shape, n } = loadModelInput(argv.model, warn, argv);
     let x: Float32Array = new Float32Array(n);
     if (argv.input) {
       const ds = openInputs(argv.input, model, shape, argv, undefined, warn);

@@ -53,7 +53,7 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
     const points = wholeNumber('probability-points', argv['probability-points'], 1);
     if (!(Number.isFinite(argv.sigma) && argv.sigma > 0)) throw new NetmomentsError(`--sigma must be a number > 0, got ${argv.sigma}`, { code: 'BAD_USAGE' });
     const count = checkRunArgs(argv);
-    const { model, inputShape } = loadModelInput(argv.model, warn);
+    const { model, inputShape } = loadModelInput(argv.model, warn, argv);
     const { ds, indices } = selectInputs(argv.data, model, inputShape, argv, count, warn);
     const { sigma, seed, layout } = argv;
     const info = {

@@ -118,7 +118,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
     } else if (argv.synthetic) {
       await synthetic(loadModel(argv.model!), argv.relu);
     } else {
-      const { model, inputShape, n } = loadModelInput(argv.model!, warn);
+      const { model, inputShape, n } = loadModelInput(argv.model!, warn, argv);
       const ds = openInputs(argv.data!, model, inputShape, argv, undefined, warn);
       const indices = runIndices(ds.size, runs, wholeNumber('start', argv.start, 0), argv.data!, warn);
       const { noise, noiseFile, window, layout, noiseMean } = noiseFromArgs(argv, n, warn);

@@ -684,8 +684,9 @@ function finish(st: Stats): LayerFlips {
 
 /** Why a model with several data inputs is refused, and what would make it work (one line). */
 function manyInputs(inputs: readonly { name: string }[]): string {
+  const [first, ...rest] = inputs.map((i) => i.name);
   return (
-    `the model has ${inputs.length} data inputs (${inputs.map((i) => `'${i.name}'`).join(', ')}); netmoments analyses models with one input: ` +
-    'fix the other inputs as constants in the model (e.g. make them initializers with the onnx Python tools), or export the model from the noisy input alone'
+    `the model has ${inputs.length} data inputs (${inputs.map((i) => `'${i.name}'`).join(', ')}); the noise goes on one of them: ` +
+    `name it and fix the others, e.g. --noise-input ${first} ${rest.map((n) => `--feed ${n}=FILE.npy`).join(' ')}`
   );
 }

@@ -9,6 +9,7 @@ import { closeSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { NetmomentsError, oneLine } from '../errors.js';
 import { normalizeBatchAxis } from './batchAxis.js';
+import { fixInputs, type InputChoice } from './feeds.js';
 import { graphFromModelProto, type Graph } from './graph.js';
 import { onnx, toNumber, type ModelProto, type SparseTensorProto, type TensorProto } from './proto.js';
 import { bytesPerElement, decodeTensor, elementCount, type TensorData, type TensorValue } from './tensor.js';
@@ -38,6 +39,8 @@ export interface LoadedModel {
 export interface LoadOptions {
   /** Folder external data is resolved in (default: the model file's folder). */
   baseDir?: string;
+  /** Fixed values for some data inputs and the input the noise goes on (models with several data inputs; feeds.ts). */
+  inputs?: InputChoice;
 }
 
 /** Protobuf refuses messages over 2 GiB; so do we, before reading. */
@@ -63,7 +66,7 @@ export function loadModel(file: string, options: LoadOptions = {}): LoadedModel 
     throw err(`the file is ${size} bytes, more than a protobuf message can hold (2 GiB); use external data`, file, 'UNSUPPORTED');
   }
   const bytes = readFileOrFail(file);
-  return loadModelBytes(bytes, file, { baseDir: options.baseDir ?? dirname(resolve(file)) });
+  return loadModelBytes(bytes, file, { ...options, baseDir: options.baseDir ?? dirname(resolve(file)) });
 }
 
 /**
@@ -96,6 +99,8 @@ export function loadModelBytes(bytes: Uint8Array, file: string, options: LoadOpt
     }
     if (graph.dataInputs.length === 0) throw err('the model has no data input (every graph input is an initializer)', file);
     if (initializersAsConstants(graph)) rewrites.push('initializers listed as graph inputs (IR 3) are read as constants');
+    const fed = options.inputs ? fixInputs(graph, options.inputs, file) : undefined;
+    if (fed) rewrites.push(fed);
     const batchNote = normalizeBatchAxis(graph);
     if (batchNote) rewrites.push(batchNote);
     if (graph.outputs.length === 0) throw err('the model has no outputs', file);

@@ -18,7 +18,7 @@
  * the next while the noise stays the same.
  */
 import { NetmomentsError } from '../errors.js';
-import { Graph, type GraphNode } from '../onnx/graph.js';
+import { attrInt, Graph, type GraphNode } from '../onnx/graph.js';
 import type { LoadedModel } from '../onnx/load.js';
 import { DataType } from '../onnx/proto.js';
 import { probeShapes } from '../linearize/shapes.js';
@@ -97,17 +97,23 @@ function noisyInput(graph: Graph, file?: string): string {
   return inputs[0].name;
 }
 
-/** The nodes the output depends on that also depend on the input (the noisy path). */
+/** Ops whose output follows the input's dims, not its values: what they feed is not noisy (e.g. the batch a fed input is tiled to, onnx/feeds.ts). */
+const SHAPE_ONLY_OPS: ReadonlySet<string> = new Set(['Shape', 'Size']);
+
+/** The nodes the output depends on that also depend on the input's values (the noisy path). */
 function noisyPath(graph: Graph, input: string, output: string): { nodes: GraphNode[]; variable: Set<string> } {
   const variable = new Set([input]);
-  for (const n of graph.nodes) if (n.inputs.some((x) => variable.has(x))) for (const o of n.outputs) if (o) variable.add(o);
+  for (const n of graph.nodes) {
+    if (SHAPE_ONLY_OPS.has(n.opType) && isDefault(n)) continue;
+    if (n.inputs.some((x) => variable.has(x))) for (const o of n.outputs) if (o) variable.add(o);
+  }
   const needed = new Set([output]);
   const nodes: GraphNode[] = [];
   for (let i = graph.nodes.length - 1; i >= 0; i--) {
     const n = graph.nodes[i];
     if (!n.outputs.some((o) => needed.has(o))) continue;
     for (const x of n.inputs) if (x) needed.add(x);
-    if (n.inputs.some((x) => variable.has(x))) nodes.push(n);
+    if (n.outputs.some((o) => variable.has(o))) nodes.push(n);
   }
   return { nodes: nodes.reverse(), variable };
 }
@@ -120,6 +126,38 @@ export function propagationSupport(graph: Graph, output?: string): { supported: 
   const { nodes } = noisyPath(g, input, output ?? g.outputs[0].name);
   const missing = [...new Set(nodes.filter((n) => !hasMomentRule(n)).map((n) => (isDefault(n) ? n.opType : `${n.domain}.${n.opType}`)))];
   return { supported: missing.length === 0, missing };
+}
+
+/**
+ * Shape and Size nodes replaced by their values at batch 1 (int64 constants), from the probed
+ * shapes: the propagation runs every mean at batch 1 (direction rows are the tangent batch, which
+ * the tangent rules size themselves), so a tensor computed from a shape (a fed input tiled to the
+ * batch, a torch-style reshape chain) is a constant of the segment that reads it.
+ */
+function foldShapesAtBatchOne(graph: Graph, shapes: ReadonlyMap<string, readonly number[]>): void {
+  const kept: GraphNode[] = [];
+  for (const n of graph.nodes) {
+    const dims = SHAPE_ONLY_OPS.has(n.opType) && isDefault(n) ? shapes.get(n.inputs[0]) : undefined;
+    if (!dims) {
+      kept.push(n);
+      continue;
+    }
+    let values: number[];
+    if (n.opType === 'Size') values = [dims.reduce((a, d) => a * d, 1)];
+    else {
+      // Shape's start/end (opset 15): negative counts from the end, clamped to [0, rank]
+      const clamp = (v: number): number => Math.min(dims.length, Math.max(0, v < 0 ? v + dims.length : v));
+      values = dims.slice(clamp(attrInt(n, 'start', 0)), clamp(attrInt(n, 'end', dims.length)));
+    }
+    const name = n.outputs[0];
+    graph.initializers.set(name, {
+      name,
+      dataType: DataType.INT64,
+      dims: n.opType === 'Size' ? [] : [values.length],
+      data: BigInt64Array.from(values.map(BigInt)),
+    });
+  }
+  graph.nodes = kept;
 }
 
 /** Swap MaxPool(f(x)) to f(MaxPool(x)) for nondecreasing unit-wise f whose output only the MaxPool reads. */
@@ -165,6 +203,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
   }
   const shapes = await probeShapes(graph, { threads: options.threads });
   if (!shapes) throw new NetmomentsError('cannot run the model once to find its tensor shapes', { code: 'UNSUPPORTED', file: model.file });
+  foldShapesAtBatchOne(graph, shapes);
   const swaps = swapMaxPools(graph, output);
   const { nodes, variable } = noisyPath(graph, input, output);
   const sampleShape = (t: string): number[] => {

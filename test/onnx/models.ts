@@ -300,3 +300,24 @@ export const ALL_MODELS: Record<string, () => Uint8Array> = {
   torchBatch1: () => torchBatch1Net(),
   batch1: () => batch1Net(),
 };
+
+/**
+ * Two data inputs: x [N, 4] (noisy) and c [N, 3] (a condition), each through a Gemm, concatenated
+ * on axis 1, Relu, Gemm -> y [N, 2]. A fixed value for c must reach every row of a batch of x.
+ */
+export function twoInputNet(seed = 9): Uint8Array {
+  const r = rng(seed);
+  return model({
+    name: 'twoinput',
+    node: [
+      makeNode('Gemm', ['x', 'Wx', 'bx'], ['hx'], { name: 'fcx', attributes: { transB: 1 } }),
+      makeNode('Gemm', ['c', 'Wc', 'bc'], ['hc'], { name: 'fcc', attributes: { transB: 1 } }),
+      makeNode('Concat', ['hx', 'hc'], ['h'], { name: 'cat', attributes: { axis: 1 } }),
+      makeNode('Relu', ['h'], ['a'], { name: 'relu' }),
+      makeNode('Gemm', ['a', 'W2', 'b2'], ['y'], { name: 'fc2', attributes: { transB: 1 } }),
+    ],
+    input: [makeValueInfo('x', DataType.FLOAT, ['N', 4]), makeValueInfo('c', DataType.FLOAT, ['N', 3])],
+    output: [makeValueInfo('y', DataType.FLOAT, ['N', 2])],
+    initializer: [w('Wx', [5, 4], r), w('bx', [5], r), w('Wc', [5, 3], r), w('bc', [5], r), w('W2', [2, 10], r), w('b2', [2], r)],
+  });
+}
