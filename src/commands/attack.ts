@@ -1,9 +1,7 @@
 /**
- * `netmoments attack MODEL --input X (--target J | --untargeted) [--alpha 0.04] [--beta B] [--var-max 2] --out-dir DIR`
- * and `netmoments attack MODEL --universal --data D --out-dir DIR`: Gaussian noise that fools the model, found with the
- * closed-form mean and its gradients (the paper's Eq. 3 and Eq. 4; experiments/attack.ts), verified by sampling through
- * the real model. Writes DIR/attack.json (netmoments.attack/1), DIR/mu.npy (the noise means) and PNGs of clean / noise /
- * noisy inputs (report/attack.ts).
+ * `netmoments attack MODEL --input X (--target J | --untargeted) | --universal --data D ... --out-dir DIR`: Gaussian noise
+ * that fools the model, found with the closed-form mean and its gradients (Eq. 3, Eq. 4; experiments/attack.ts), verified
+ * by sampling. Writes attack.json, mu.npy and PNGs of original / perturbation / adversarial inputs (report/attack.ts).
  */
 import type { CommandModule } from 'yargs';
 import { VERSION } from '../analyze.js';
@@ -34,6 +32,7 @@ interface AttackArgs extends SelectionArgs {
   target?: number;
   untargeted?: boolean;
   universal?: boolean;
+  zoom?: number;
   alpha?: number;
   beta?: number;
   'var-max': number;
@@ -86,6 +85,7 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
       })
       .option('seed', { type: 'number', default: 0, describe: 'Seed of the pixel choice, the verification samples and the pictures' })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for attack.json, mu.npy and the PNGs' })
+      .option('zoom', { type: 'number', describe: 'PNG pixels per input pixel, nearest neighbour (default 224 / long side: 8 for 28 x 28)' })
       .example('$0 attack fixtures/lenet.onnx --input fixtures/mnist/digit-0.npy --target 3 --out-dir out/eq3', 'Eq. 3: noise that makes the LeNet say 3')
       .example('$0 attack fixtures/lenet.onnx --input fixtures/mnist/digits-100.npy --count 10 --untargeted --out-dir out/eq4', 'Eq. 4 on 4% of the pixels')
       .example(
@@ -108,6 +108,7 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
     const rounds = wholeNumber('rounds', argv.rounds, 1);
     const temperature = numberIn('temperature', argv.temperature, 0, Number.MAX_VALUE, { lo: true });
     const kappa = numberIn('kappa', argv.kappa, 0, Number.MAX_VALUE);
+    const zoom = argv.zoom === undefined ? undefined : wholeNumber('zoom', argv.zoom, 1);
     const verify = wholeNumber('verify', argv.verify ?? (mode === 'universal' ? 100 : 1000), 0);
     const count = checkRunArgs(argv);
     if (mode === 'universal' && rounds !== 1)
@@ -123,7 +124,7 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
     const attacker = await Attacker.create(model, { ...sessionOptions(argv, warn), target: argv.target });
     const { split, output } = attacker;
     const info: AttackRunInfo = { mode, model, input: source, inputShape, split, output, settings, target: argv.target, version: VERSION };
-    const pictures = geometry && { geometry, display, draw: (found: FoundNoise, input: number) => noiseDraw(found, argv.seed, input) };
+    const pictures = geometry && { geometry, display, zoom, draw: (found: FoundNoise, input: number) => noiseDraw(found, argv.seed, input) };
     try {
       const xs = indices.map((i) => ds.get(i));
       if (mode === 'universal') {

@@ -17,7 +17,7 @@ export async function runDatasetReport(
   outDir: string | undefined,
   label: string,
   check?: (ds: { labels?: Int32Array }) => void,
-): Promise<{ result: ReportResult; model: LoadedModel }> {
+): Promise<{ result: ReportResult; model: LoadedModel; inputs: { get(i: number): Float32Array }; inputShape: number[] }> {
   const warn = stderrWriter(argv.quiet);
   const int = (v: number | undefined, name: string, min: number) => {
     if (v !== undefined && !(Number.isInteger(v) && v >= min))
@@ -91,7 +91,7 @@ export async function runDatasetReport(
     process.removeListener('SIGINT', onSigint);
   }
   if (result.summary.method) warn(methodLine(result.summary));
-  return { result, model };
+  return { result, model, inputs: ds, inputShape };
 }
 
 /** One stderr line on what the run did and how fast. */

@@ -80,7 +80,11 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
         onProgress: update,
       }),
     );
-    const { files, report } = sensitivityFiles(result, info);
+    const { files, report } = sensitivityFiles(
+      result,
+      info,
+      indices.map((i) => ds.get(i)),
+    );
     writeFilesAtomic(argv['out-dir'], files);
     if (!argv.quiet) process.stderr.write(sensitivitySummary(report, argv['out-dir']));
   },

@@ -51,7 +51,7 @@ function readShard(dir: string): { summary: ReportSummary; records: SampleRecord
 }
 
 /** `netmoments merge`: the unsharded report from shard folders (checked to be one run, complete, disjoint). */
-export function mergeReports(dirs: string[]): { files: Record<string, string>; summary: ReportSummary } {
+export function mergeReports(dirs: string[]): { files: Record<string, string>; summary: ReportSummary; records: SampleRecord[] } {
   if (dirs.length === 0) throw new NetmomentsError('name the shard folders to merge', { code: 'BAD_USAGE' });
   const shards = dirs.map((d) => ({ dir: d, ...readShard(d) }));
   const first = shards[0];
@@ -90,5 +90,5 @@ export function mergeReports(dirs: string[]): { files: Record<string, string>; s
     linearization: s.linearization,
     run: s.run,
   };
-  return reportFiles(header, records);
+  return { ...reportFiles(header, records), records };
 }

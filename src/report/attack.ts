@@ -9,7 +9,7 @@ import type { AttackMode, AttackResult, FoundNoise, UniversalResult, UniversalSe
 import { sig, toJson } from '../experiments/cli.js';
 import type { TensorDescription } from '../linearize/linearizer.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
-import { Canvas } from './heatmap.js';
+import { Canvas, textWidth } from './heatmap.js';
 
 /** How model-unit inputs become pixels: pixel/255 = (v - offset) / scale. */
 export interface Display {
@@ -23,6 +23,8 @@ export interface Display {
 export interface AttackPictures {
   geometry: ImageGeometry;
   display: Display;
+  /** Each input pixel becomes zoom x zoom picture pixels (default: defaultZoom). */
+  zoom?: number;
   draw: (found: FoundNoise, input: number) => Float64Array;
 }
 
@@ -45,7 +47,20 @@ export interface AttackRunInfo {
 
 type Panel = { title: string; values: ArrayLike<number>; kind: 'image' | 'noise' };
 
-/** One input drawn as an image: 1 channel (or 4, or anything but 3) in gray from channel 0, 3 channels in RGB. */
+/** Where the pictures were drawn (canvas pixels): each panel's image area, zoom x the input's size. */
+export interface PicturesLayout {
+  width: number;
+  height: number;
+  zoom: number;
+  images: Array<{ x: number; y: number; width: number; height: number }>;
+}
+
+/** The default zoom: the largest whole number that keeps the picture's long side at most 224 pixels (28 -> 8x), at least 1. */
+export function defaultZoom(g: { height: number; width: number }): number {
+  return Math.max(1, Math.floor(224 / Math.max(g.height, g.width)));
+}
+
+/** One input drawn as an image, each pixel a zoom x zoom block (nearest neighbour): 1 channel (or 4, or anything but 3) in gray from channel 0, 3 channels in RGB. */
 function drawImage(cv: Canvas, x0: number, y0: number, v: ArrayLike<number>, g: ImageGeometry, map: (t: number) => number, zoom: number): void {
   for (let r = 0; r < g.height; r++)
     for (let c = 0; c < g.width; c++) {
@@ -58,15 +73,18 @@ function drawImage(cv: Canvas, x0: number, y0: number, v: ArrayLike<number>, g: 
     }
 }
 
-function panelsPng(panels: Panel[], g: ImageGeometry, disp: Display): Uint8Array {
+/**
+ * Panels side by side (original, perturbation, adversarial), each upscaled by `zoom` with nearest
+ * neighbour and framed, a title above each and a caption under the row that says how the grey levels
+ * read: images in pixels through the model's preprocessing (or scaled by their joint min and max),
+ * the perturbation with mid grey at 0 and white / black at +/- its largest magnitude (model units).
+ */
+export function picturesPng(panels: Panel[], g: ImageGeometry, disp: Display, zoom = defaultZoom(g)): { png: Uint8Array; layout: PicturesLayout } {
   const H = g.height;
   const W = g.width;
-  const zoom = Math.max(1, Math.round(112 / Math.max(H, W)));
-  const ts = 1;
-  const titleH = 7 * ts + 6;
-  const pw = Math.max(W * zoom, ...panels.map((p) => p.title.length * 6 * ts));
-  const gap = 8;
-  const cv = new Canvas(gap + panels.length * (pw + gap), gap + titleH + H * zoom + gap);
+  const ts = zoom * Math.max(H, W) >= 160 ? 2 : 1;
+  const titleH = 7 * ts + 8;
+  const gap = 16;
   let lo = Infinity,
     hi = -Infinity;
   if (!disp.range)
@@ -76,19 +94,41 @@ function panelsPng(panels: Panel[], g: ImageGeometry, disp: Display): Uint8Array
           lo = Math.min(lo, p.values[i]);
           hi = Math.max(hi, p.values[i]);
         }
+  let noiseMax = 0;
+  for (const p of panels) if (p.kind === 'noise') for (let k = 0; k < p.values.length; k++) noiseMax = Math.max(noiseMax, Math.abs(p.values[k]));
+  const caption: string[] = [
+    disp.range
+      ? `images: pixels 0..255 (model units ${sig(disp.range.lo)}..${sig(disp.range.hi)}), ${zoom}x nearest neighbour`
+      : `images: grey from ${sig(lo)} (black) to ${sig(hi)} (white) in model units, ${zoom}x nearest neighbour`,
+  ];
+  if (panels.some((p) => p.kind === 'noise')) caption.push(`noise: mid grey 0, white +${sig(noiseMax)}, black -${sig(noiseMax)} (model units)`);
+  const pw = Math.max(W * zoom, ...panels.map((p) => textWidth(p.title, ts)));
+  const captionH = caption.length * (7 * ts + 6) + 6;
+  const width = Math.max(gap + panels.length * (pw + gap), gap * 2 + Math.max(...caption.map((c) => textWidth(c, ts))));
+  const height = gap + titleH + H * zoom + 2 + captionH + gap;
+  const cv = new Canvas(width, height);
   const imageMap = disp.range ? (t: number) => ((t - disp.offset) / disp.scale) * 255 : (t: number) => (hi > lo ? ((t - lo) / (hi - lo)) * 255 : 128);
+  const images: PicturesLayout['images'] = [];
   panels.forEach((p, i) => {
     const x0 = gap + i * (pw + gap);
+    const y0 = gap + titleH;
     cv.text(x0, gap, p.title, ts);
-    let map = imageMap;
-    if (p.kind === 'noise') {
-      let m = 0;
-      for (let k = 0; k < p.values.length; k++) m = Math.max(m, Math.abs(p.values[k]));
-      map = (t: number) => 128 + (m > 0 ? (127 * t) / m : 0);
-    }
-    drawImage(cv, x0, gap + titleH, p.values, g, map, zoom);
+    const map = p.kind === 'noise' ? (t: number) => 128 + (noiseMax > 0 ? (127 * t) / noiseMax : 0) : imageMap;
+    drawImage(cv, x0, y0, p.values, g, map, zoom);
+    const w = W * zoom,
+      h = H * zoom;
+    cv.fill(x0 - 1, y0 - 1, w + 2, 1, [120, 120, 120]);
+    cv.fill(x0 - 1, y0 + h, w + 2, 1, [120, 120, 120]);
+    cv.fill(x0 - 1, y0 - 1, 1, h + 2, [120, 120, 120]);
+    cv.fill(x0 + w, y0 - 1, 1, h + 2, [120, 120, 120]);
+    images.push({ x: x0, y: y0, width: w, height: h });
   });
-  return cv.png();
+  caption.forEach((c, k) => cv.text(gap, gap + titleH + H * zoom + 8 + k * (7 * ts + 6), c, ts, [60, 60, 60]));
+  return { png: cv.png(), layout: { width, height, zoom, images } };
+}
+
+function panelsPng(panels: Panel[], g: ImageGeometry, disp: Display, zoom?: number): Uint8Array {
+  return picturesPng(panels, g, disp, zoom).png;
 }
 
 /**
@@ -140,7 +180,7 @@ export function universalFiles(res: UniversalResult, xs: Float32Array[], info: A
       panels.push({ title: `clean ${im.cleanClass}`, values: xs[i], kind: 'image' });
       panels.push({ title: `+mu: ${im.realClass}`, values: Float64Array.from(xs[i], (v, k) => v + e[k]), kind: 'image' });
     }
-    files['universal.png'] = panelsPng(panels, pictures.geometry, pictures.display);
+    files['universal.png'] = panelsPng(panels, pictures.geometry, pictures.display, pictures.zoom);
   }
   const report = {
     ...reportHeader(info),
@@ -174,15 +214,16 @@ export function attackFiles(results: AttackResult[], xs: Float32Array[], info: A
     results.forEach((r, k) => {
       const x = xs[k];
       const e = pictures.draw(r, r.input);
-      const what = targeted ? `target ${r.targetClass}` : `not ${r.trueClass}`;
+      const what = targeted ? `${r.targetClass}` : `not ${r.trueClass}`;
       files[`attack-${r.input}.png`] = panelsPng(
         [
-          { title: `clean: ${r.cleanClass}`, values: x, kind: 'image' },
-          { title: 'noise', values: e, kind: 'noise' },
-          { title: `${what}: ${sig(100 * r.verification.rate, 3)}%`, values: Float64Array.from(x, (v, j) => v + e[j]), kind: 'image' },
+          { title: `original: ${r.cleanClass}`, values: x, kind: 'image' },
+          { title: 'perturbation (a draw)', values: e, kind: 'noise' },
+          { title: `adversarial: ${what} in ${sig(100 * r.verification.rate, 3)}% of draws`, values: Float64Array.from(x, (v, j) => v + e[j]), kind: 'image' },
         ],
         pictures.geometry,
         pictures.display,
+        pictures.zoom,
       );
     });
   const report = {

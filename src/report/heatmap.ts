@@ -1,17 +1,36 @@
 /**
  * Heat maps as PNG (pngjs through src/data/png.ts): a grid of panels sharing one colour scale
- * (viridis), each panel titled, with a colour bar and its tick labels at the right. Text is drawn
- * with a built-in 5x7 bitmap font (upper case letters, digits and a few symbols; lower case is
- * drawn in upper case), so no font files or canvas library are needed.
+ * (viridis), each panel titled, with axes (tick marks and labels in input pixel rows and columns),
+ * optionally drawn over the input image in grey (the heat blended over it), and a colour bar with
+ * its scale and label (the units) at the right. Text is drawn with a built-in 5x7 bitmap font
+ * (upper case letters, digits and a few symbols; lower case is drawn in upper case), so no font
+ * files or canvas library are needed.
  */
 import { encodeRgbPng } from '../data/png.js';
 
 export interface HeatPanel {
   title: string;
-  /** rows x cols, row-major. NaN cells are drawn grey. */
-  values: ArrayLike<number>;
+  /** rows x cols, row-major. NaN cells are drawn grey. Absent: the panel shows only its background. */
+  values?: ArrayLike<number>;
   rows: number;
   cols: number;
+  /**
+   * Where the cells lie on an image of height x width pixels: cell (r, c) covers pixel rows
+   * offset + r * stride .. + size - 1 and the same columns (a sliding window's centre block).
+   * Default: the cells are the pixels (height = rows, width = cols, offset 0, stride 1, size 1).
+   */
+  pixels?: PixelGrid;
+  /** The image underneath in grey, height x width row-major, 0 (black) to 1 (white); the heat is blended over it. */
+  background?: ArrayLike<number>;
+}
+
+/** Where a heat map's cells lie on the image's pixel grid. */
+export interface PixelGrid {
+  height: number;
+  width: number;
+  offset: number;
+  stride: number;
+  size: number;
 }
 
 export interface HeatmapOptions {
@@ -28,6 +47,20 @@ export interface HeatmapOptions {
   colorbarLabel?: string;
   /** Text scale: each font pixel becomes scale x scale (default 2). */
   textScale?: number;
+  /** Opacity of the heat over a background image (default 0.65). */
+  alpha?: number;
+  /** A note under the grid (default: what the axes are). */
+  footer?: string;
+}
+
+/** Where things were drawn (canvas pixels), for callers and tests. */
+export interface HeatmapLayout {
+  width: number;
+  height: number;
+  /** The colour bar: top row is vmax, bottom row vmin. */
+  colorbar: { x: number; y: number; width: number; height: number; vmin: number; vmax: number };
+  /** Each panel's map area (the image's pixel grid zoomed by `cell`). */
+  maps: Array<{ x: number; y: number; width: number; height: number }>;
 }
 
 /** Viridis (matplotlib, van der Walt and Smith), 10 stops, linearly interpolated. */
@@ -165,7 +198,7 @@ export function tickLabel(v: number): string {
 }
 
 /** Finite min and max over the panels (0, 1 when none is finite; widened when equal). */
-export function valueRange(panels: HeatPanel[]): [number, number] {
+export function valueRange(panels: Array<{ values: ArrayLike<number> }>): [number, number] {
   let lo = Infinity,
     hi = -Infinity;
   for (const p of panels)
@@ -181,60 +214,143 @@ export function valueRange(panels: HeatPanel[]): [number, number] {
   return [lo, hi];
 }
 
-/** A grid of heat-map panels with one shared colour bar, as PNG bytes. */
-export function heatmapPng(panels: HeatPanel[], options: HeatmapOptions = {}): Uint8Array {
+/** Up to about `count` round tick positions in 0..n-1 (steps of 1, 2 or 5 times a power of ten). */
+export function axisTicks(n: number, count = 4): number[] {
+  if (n <= 1) return [0];
+  const raw = (n - 1) / Math.max(1, count);
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const f = raw / mag;
+  const step = Math.max(1, (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag);
+  const out: number[] = [];
+  for (let t = 0; t <= n - 1; t += step) out.push(t);
+  return out;
+}
+
+/** The pixel grid of a panel (the cells themselves when it has none). */
+function gridOf(p: HeatPanel): PixelGrid {
+  return p.pixels ?? { height: p.rows, width: p.cols, offset: 0, stride: 1, size: 1 };
+}
+
+/** The pixel grid of a sliding w x w window with a stride: each window's value is drawn on its centre block. */
+export function windowGrid(height: number, width: number, windowSize: number, stride: number): PixelGrid {
+  const size = Math.min(stride, windowSize);
+  return { height, width, offset: Math.floor((windowSize - size) / 2), stride, size };
+}
+
+/** A grid of heat-map panels with axes and one shared colour bar: the PNG bytes and where things are. */
+export function heatmapImage(panels: HeatPanel[], options: HeatmapOptions = {}): { png: Uint8Array; layout: HeatmapLayout } {
   if (panels.length === 0) throw new Error('heatmapPng: no panels');
   const cell = options.cell ?? 8;
   const ts = options.textScale ?? 2;
+  const alpha = options.alpha ?? 0.65;
   const columns = Math.max(1, Math.min(options.columns ?? 5, panels.length));
   const gridRows = Math.ceil(panels.length / columns);
-  const [autoLo, autoHi] = valueRange(panels);
+  const withValues = panels.filter((p) => p.values !== undefined) as Array<HeatPanel & { values: ArrayLike<number> }>;
+  const [autoLo, autoHi] = valueRange(withValues);
   const vmin = options.vmin ?? autoLo;
   const vmax = options.vmax ?? (options.vmin !== undefined && options.vmin >= autoHi ? options.vmin + 1 : autoHi);
-  const pr = Math.max(...panels.map((p) => p.rows));
-  const pc = Math.max(...panels.map((p) => p.cols));
+  const grids = panels.map(gridOf);
+  const H = Math.max(...grids.map((g) => g.height));
+  const W = Math.max(...grids.map((g) => g.width));
   const lineH = 7 * ts + 6;
   const margin = 10;
-  const panelW = Math.max(pc * cell, ...panels.map((p) => textWidth(p.title, ts)));
-  const panelH = lineH + pr * cell;
-  const gap = 12;
+  const tickLen = 4;
+  const yLabelW = Math.max(...axisTicks(H).map((t) => textWidth(String(t), ts))) + tickLen + 4;
+  const xLabelH = tickLen + 3 + 7 * ts + 4;
+  const mapW = W * cell;
+  const mapH = H * cell;
+  const panelW = Math.max(yLabelW + mapW, ...panels.map((p) => textWidth(p.title, ts)));
+  const panelH = lineH + mapH + xLabelH;
+  const gap = 16;
   const titleH = options.title ? lineH + 4 : 0;
   const barW = 16;
-  const labels = [vmax, (vmin + vmax) / 2, vmin].map(tickLabel);
+  const barTicks = [0, 0.25, 0.5, 0.75, 1].map((f) => vmax - f * (vmax - vmin));
+  const labels = barTicks.map(tickLabel);
   const barLabelW = Math.max(...labels.map((l) => textWidth(l, ts))) + 8;
   const barTitleW = options.colorbarLabel ? textWidth(options.colorbarLabel, ts) : 0;
   const barBlockW = Math.max(barW + 6 + barLabelW, barTitleW);
   const gridW = columns * panelW + (columns - 1) * gap;
-  const width = margin * 2 + Math.max(gridW + gap * 2 + barBlockW, options.title ? textWidth(options.title, ts) : 0);
-  const height = margin * 2 + titleH + gridRows * panelH + (gridRows - 1) * gap + (options.colorbarLabel ? 0 : 0);
-  const cv = new Canvas(width, Math.max(height, margin * 2 + titleH + lineH + 80));
+  const footer = options.footer ?? (panels.some((p) => p.pixels) ? 'axes: input pixel row and column' : 'axes: row and column');
+  const footerH = lineH + 4;
+  const width = margin * 2 + Math.max(gridW + gap * 2 + barBlockW, options.title ? textWidth(options.title, ts) : 0, textWidth(footer, ts));
+  const barH = Math.max(80, mapH);
+  const gridH = gridRows * panelH + (gridRows - 1) * gap;
+  const height = margin * 2 + titleH + Math.max(gridH, lineH + barH + 7 * ts) + footerH;
+  const cv = new Canvas(width, height);
   if (options.title) cv.text(margin, margin, options.title, ts);
   const span = vmax - vmin;
+  const maps: HeatmapLayout['maps'] = [];
   panels.forEach((p, k) => {
+    const g = grids[k];
     const gx = margin + (k % columns) * (panelW + gap);
     const gy = margin + titleH + Math.floor(k / columns) * (panelH + gap);
     cv.text(gx, gy, p.title, ts);
+    const ox = gx + yLabelW;
     const oy = gy + lineH;
-    for (let r = 0; r < p.rows; r++)
-      for (let c = 0; c < p.cols; c++) {
-        const v = p.values[r * p.cols + c];
-        const rgb = Number.isFinite(v) ? viridis(span > 0 ? (v - vmin) / span : 0) : [160, 160, 160];
-        cv.fill(gx + c * cell, oy + r * cell, cell, cell, rgb);
+    // the image underneath (or a light grey where no cell lies)
+    for (let r = 0; r < g.height; r++)
+      for (let c = 0; c < g.width; c++) {
+        const b = p.background ? Math.round(255 * Math.min(1, Math.max(0, p.background[r * g.width + c]))) : 235;
+        cv.fill(ox + c * cell, oy + r * cell, cell, cell, [b, b, b]);
       }
+    if (p.values)
+      for (let r = 0; r < p.rows; r++)
+        for (let c = 0; c < p.cols; c++) {
+          const v = p.values[r * p.cols + c];
+          const heat = Number.isFinite(v) ? viridis(span > 0 ? (v - vmin) / span : 0) : [160, 160, 160];
+          for (let i = 0; i < g.size; i++)
+            for (let j = 0; j < g.size; j++) {
+              const pr = g.offset + r * g.stride + i;
+              const pc = g.offset + c * g.stride + j;
+              if (pr >= g.height || pc >= g.width) continue;
+              let rgb: readonly number[] = heat;
+              if (p.background) {
+                const b = 255 * Math.min(1, Math.max(0, p.background[pr * g.width + pc]));
+                rgb = heat.map((h) => Math.round(alpha * h + (1 - alpha) * b));
+              }
+              cv.fill(ox + pc * cell, oy + pr * cell, cell, cell, rgb);
+            }
+        }
+    // frame and axes: ticks at pixel centres, rows on the left, columns below
+    const mw = g.width * cell,
+      mh = g.height * cell;
+    cv.fill(ox - 1, oy - 1, mw + 2, 1, [0, 0, 0]);
+    cv.fill(ox - 1, oy + mh, mw + 2, 1, [0, 0, 0]);
+    cv.fill(ox - 1, oy - 1, 1, mh + 2, [0, 0, 0]);
+    cv.fill(ox + mw, oy - 1, 1, mh + 2, [0, 0, 0]);
+    for (const t of axisTicks(g.height)) {
+      const y = oy + Math.floor((t + 0.5) * cell);
+      cv.fill(ox - 1 - tickLen, y, tickLen, 1, [0, 0, 0]);
+      const l = String(t);
+      cv.text(ox - 1 - tickLen - 2 - textWidth(l, ts), y - Math.floor((7 * ts) / 2), l, ts);
+    }
+    for (const t of axisTicks(g.width)) {
+      const x = ox + Math.floor((t + 0.5) * cell);
+      cv.fill(x, oy + mh + 1, 1, tickLen, [0, 0, 0]);
+      const l = String(t);
+      cv.text(x - Math.floor(textWidth(l, ts) / 2), oy + mh + 1 + tickLen + 2, l, ts);
+    }
+    maps.push({ x: ox, y: oy, width: mw, height: mh });
   });
-  // colour bar: as tall as one panel's map, beside the first row
+  // colour bar beside the first row, its label (the units) above it
   const bx = margin + gridW + gap * 2;
   const by = margin + titleH + lineH;
-  const bh = Math.max(60, pr * cell);
   if (options.colorbarLabel) cv.text(bx, margin + titleH, options.colorbarLabel, ts);
-  for (let y = 0; y < bh; y++) cv.fill(bx, by + y, barW, 1, viridis(1 - y / Math.max(1, bh - 1)));
+  for (let y = 0; y < barH; y++) cv.fill(bx, by + y, barW, 1, viridis(1 - y / Math.max(1, barH - 1)));
   cv.fill(bx - 1, by - 1, barW + 2, 1, [0, 0, 0]);
-  cv.fill(bx - 1, by + bh, barW + 2, 1, [0, 0, 0]);
-  const tickYs = [by, by + bh / 2, by + bh - 1];
-  const textYs = [by, by + bh / 2 - (7 * ts) / 2, by + bh - 7 * ts];
+  cv.fill(bx - 1, by + barH, barW + 2, 1, [0, 0, 0]);
+  cv.fill(bx - 1, by - 1, 1, barH + 2, [0, 0, 0]);
+  cv.fill(bx + barW, by - 1, 1, barH + 2, [0, 0, 0]);
   labels.forEach((l, i) => {
-    cv.fill(bx + barW, tickYs[i], 4, 1, [0, 0, 0]);
-    cv.text(bx + barW + 6, Math.round(textYs[i]), l, ts);
+    const y = by + Math.round((i / (labels.length - 1)) * (barH - 1));
+    cv.fill(bx + barW, y, 4, 1, [0, 0, 0]);
+    cv.text(bx + barW + 6, Math.round(Math.min(Math.max(by, y - (7 * ts) / 2), by + barH - 7 * ts)), l, ts);
   });
-  return cv.png();
+  cv.text(margin, height - margin - 7 * ts, footer, ts, [60, 60, 60]);
+  return { png: cv.png(), layout: { width, height, colorbar: { x: bx, y: by, width: barW, height: barH, vmin, vmax }, maps } };
+}
+
+/** A grid of heat-map panels with axes and one shared colour bar, as PNG bytes. */
+export function heatmapPng(panels: HeatPanel[], options: HeatmapOptions = {}): Uint8Array {
+  return heatmapImage(panels, options).png;
 }

@@ -1,13 +1,15 @@
 /**
  * The files of `netmoments sensitivity`: sensitivity.json (netmoments.sensitivity/1), the raw
- * per-image maps and the per-class averages as .npy, and the per-class average maps as PNG heat
- * maps with a colour scale; and the summary line.
+ * per-image maps and the per-class averages as .npy, the per-class average maps as PNG heat maps
+ * (each window's value on its centre pixels, over the class's mean input in grey, with pixel axes
+ * and a colour bar), the first inputs beside their own P(flip) maps; and the summary line.
  */
+import { imageGeometry, pixelIndex, type ImageGeometry } from '../data/layout.js';
 import { encodeNpy } from '../data/npy.js';
 import { sig, toJson } from '../experiments/cli.js';
 import { classAverages, type SensitivityImage, type SensitivityResult } from '../experiments/sensitivity.js';
 import { argmax } from '../util/argmax.js';
-import { heatmapPng } from './heatmap.js';
+import { heatmapPng, windowGrid, type HeatPanel } from './heatmap.js';
 
 /** What the report says about the run besides the result. */
 export interface SensitivityRunInfo {
@@ -58,8 +60,34 @@ function imageSummary(im: SensitivityImage, cols: number, stride: number) {
   };
 }
 
-/** Every file of a sensitivity run (name -> content, sensitivity.json last) and the report it holds. */
-export function sensitivityFiles(result: SensitivityResult, info: SensitivityRunInfo) {
+/** Inputs shown beside their own maps in inputs-flip-probability.png. */
+export const SHOWN_INPUTS = 6;
+
+/** An input in grey for the picture: the channels averaged, then scaled to 0..1 by its own min and max. */
+export function grayImage(x: ArrayLike<number>, g: ImageGeometry): Float64Array {
+  const out = new Float64Array(g.height * g.width);
+  for (let r = 0; r < g.height; r++)
+    for (let c = 0; c < g.width; c++) {
+      let s = 0;
+      for (let ch = 0; ch < g.channels; ch++) s += x[pixelIndex(g, ch, r, c)];
+      out[r * g.width + c] = s / g.channels;
+    }
+  let lo = Infinity,
+    hi = -Infinity;
+  for (const v of out) {
+    lo = Math.min(lo, v);
+    hi = Math.max(hi, v);
+  }
+  for (let i = 0; i < out.length; i++) out[i] = hi > lo ? (out[i] - lo) / (hi - lo) : 0.5;
+  return out;
+}
+
+/**
+ * Every file of a sensitivity run (name -> content, sensitivity.json last) and the report it holds.
+ * `inputs[k]` is the input of result.images[k] (model units): with it the maps are drawn over the
+ * inputs (per class, over the class's mean input) and the first inputs are shown beside their maps.
+ */
+export function sensitivityFiles(result: SensitivityResult, info: SensitivityRunInfo, inputs?: ArrayLike<number>[]) {
   const { rows, cols } = result;
   const { windowSize: w, stride, sigma } = info;
   const d = result.output.size;
@@ -67,9 +95,30 @@ export function sensitivityFiles(result: SensitivityResult, info: SensitivityRun
   const N = result.images.length;
   const shape = [N, rows, cols];
   const grouped = info.labelled ? 'label' : 'clean class';
-  const panels = (pick: (c: (typeof classes)[number]) => Float64Array) =>
-    classes.map((c) => ({ title: `${c.class} (n=${c.images})`, values: pick(c), rows, cols }));
-  const cell = Math.max(2, Math.round(160 / Math.max(rows, cols)));
+  const geometry = imageGeometry(result.inputShape, result.layout);
+  const pixels = geometry ? windowGrid(geometry.height, geometry.width, w, stride) : undefined;
+  const n = result.inputShape.reduce((a, b) => a * b, 1);
+  // the mean input of each class (grouped as the maps are), drawn under the class's map
+  const classMeans = classes.map(() => new Float64Array(n));
+  if (inputs && geometry)
+    result.images.forEach((im, k) => {
+      const c = im.label ?? im.cleanClass;
+      if (!(c >= 0 && c < d)) return;
+      const m = classMeans[c];
+      for (let i = 0; i < n; i++) m[i] += inputs[k][i] / classes[c].images;
+    });
+  const backdrop = (x: ArrayLike<number>) => (inputs && geometry ? grayImage(x, geometry) : undefined);
+  const panels = (pick: (c: (typeof classes)[number]) => Float64Array): HeatPanel[] =>
+    classes.map((c, k) => ({
+      title: `${c.class} (n=${c.images})`,
+      values: pick(c),
+      rows,
+      cols,
+      pixels,
+      background: c.images > 0 ? backdrop(classMeans[k]) : undefined,
+    }));
+  const cell = Math.max(2, Math.round(160 / Math.max(pixels?.height ?? rows, pixels?.width ?? cols)));
+  const under = inputs && geometry ? ', over the mean input' : '';
   const files: Record<string, Uint8Array | string> = {
     'fooling-mean.npy': encodeNpy(stack(result.images.map((im) => im.foolingMean)), shape),
     'flip-probability.npy': encodeNpy(stack(result.images.map((im) => im.flipProbability)), shape),
@@ -78,13 +127,28 @@ export function sensitivityFiles(result: SensitivityResult, info: SensitivityRun
     'class-flip-probability.npy': encodeNpy(stack(classes.map((c) => c.flipProbability)), [d, rows, cols]),
     'fooling-mean.png': heatmapPng(
       panels((c) => c.foolingMean),
-      { vmin: 0, title: `fooled by the mean, per ${grouped}: ${w}x${w} window, sigma ${sigma}`, colorbarLabel: 'rate', cell },
+      { vmin: 0, title: `fooled by the mean, per ${grouped}${under}: ${w}x${w} window, sigma ${sigma}`, colorbarLabel: 'rate (0-1)', cell },
     ),
     'flip-probability.png': heatmapPng(
       panels((c) => c.flipProbability),
-      { vmin: 0, title: `P(flip), average per ${grouped}: ${w}x${w} window, sigma ${sigma}`, colorbarLabel: 'P(flip)', cell },
+      { vmin: 0, title: `P(flip), average per ${grouped}${under}: ${w}x${w} window, sigma ${sigma}`, colorbarLabel: 'P(flip) (0-1)', cell },
     ),
   };
+  if (inputs && geometry && N > 0) {
+    const shown: HeatPanel[] = [];
+    result.images.slice(0, SHOWN_INPUTS).forEach((im, k) => {
+      const background = grayImage(inputs[k], geometry);
+      shown.push({ title: `input ${im.index}${im.label !== null ? ` label ${im.label}` : ''}`, rows, cols, pixels, background });
+      shown.push({ title: `P(flip), clean ${im.cleanClass}`, values: im.flipProbability, rows, cols, pixels, background });
+    });
+    files['inputs-flip-probability.png'] = heatmapPng(shown, {
+      vmin: 0,
+      columns: 4,
+      title: `P(flip) of noise in a ${w}x${w} window centred at each pixel, sigma ${sigma}`,
+      colorbarLabel: 'P(flip) (0-1)',
+      cell,
+    });
+  }
   const report = {
     schema: 'netmoments.sensitivity/1',
     model: info.model.file,

@@ -1,12 +1,12 @@
 /**
  * The files of `netmoments tightness`: tightness.json (netmoments.tightness/1), runs.csv (one row
- * per run and output) and three SVG scatter plots per study (the paper's Figure 2), and the
- * summary text of a study.
+ * per run and output), three SVG scatter plots per study (the paper's Figure 2) and one figure
+ * with the three side by side and one legend below them, and the summary text of a study.
  */
 import { sig, toJson } from '../experiments/cli.js';
 import type { TightnessStudy } from '../experiments/tightness.js';
 import { csv, type CsvCell } from '../util/csv.js';
-import { scatterSvg } from './svg.js';
+import { scatterGridSvg, scatterSvg, type ScatterOptions } from './svg.js';
 
 /** The run settings tightness.json records. */
 export interface TightnessRunInfo {
@@ -25,7 +25,7 @@ export function tightnessFiles(studies: TightnessStudy[], run: TightnessRunInfo)
     const f = tightnessPlots(s);
     Object.assign(files, f);
     const names = Object.keys(f);
-    plots[s.name] = { mean: names[0], variance: names[1], variancePaper: names[2] };
+    plots[s.name] = { mean: names[0], variance: names[1], variancePaper: names[2], combined: names[3] };
   }
   const report = { schema: 'netmoments.tightness/1', run, studies: studies.map((s) => ({ ...s, plots: plots[s.name] })) };
   files['tightness.json'] = toJson(report);
@@ -97,7 +97,7 @@ export function tightnessSummary(s: TightnessStudy): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** The three SVG scatter plots of a study (file name -> SVG text): mean, exact variance, paper variance. */
+/** The SVG scatter plots of a study (file name -> SVG text): mean, exact variance, paper variance, and the three combined. */
 export function tightnessPlots(s: TightnessStudy): Record<string, string> {
   const files: Record<string, string> = {};
   const d = s.output.size;
@@ -115,31 +115,44 @@ export function tightnessPlots(s: TightnessStudy): Record<string, string> {
         : `noise ${s.noise.file}`;
   const sub = (f: { slope: number; r2: number }) =>
     `${s.runs} runs, ${s.mc} MC samples, ReLU ${s.split.index}, ${where}; slope ${sig(f.slope, 4)}, R^2 ${sig(f.r2, 3)}`;
-  files[`${s.name}-mean.svg`] = scatterSvg({
-    title: `${s.name}: mean`,
-    subtitle: sub(s.fit.mean),
-    xLabel: 'analytic mean (Theorem 1)',
-    yLabel: 'Monte Carlo mean',
-    series: series((r) => ({ x: r.analytic.mean, y: r.mc.mean })),
-    slope: s.fit.mean.slope,
-  });
-  files[`${s.name}-variance.svg`] = scatterSvg({
-    title: `${s.name}: exact variance`,
-    subtitle: sub(s.fit.variance),
-    xLabel: 'analytic variance (exact, any means)',
-    yLabel: 'Monte Carlo variance',
-    series: series((r) => ({ x: r.analytic.variance, y: r.mc.variance })),
-    slope: s.fit.variance.slope,
-    log: 'auto',
-  });
-  files[`${s.name}-variance-paper.svg`] = scatterSvg({
-    title: `${s.name}: paper's variance`,
-    subtitle: sub(s.fit.variancePaper),
-    xLabel: "analytic variance (paper's Theorem 2)",
-    yLabel: 'Monte Carlo variance',
-    series: series((r) => ({ x: r.analytic.variancePaper, y: r.mc.variance })),
-    slope: s.fit.variancePaper.slope,
-    log: 'auto',
+  const plots: ScatterOptions[] = [
+    {
+      title: `${s.name}: mean`,
+      subtitle: sub(s.fit.mean),
+      xLabel: 'analytic mean (Theorem 1)',
+      yLabel: 'Monte Carlo mean',
+      series: series((r) => ({ x: r.analytic.mean, y: r.mc.mean })),
+      slope: s.fit.mean.slope,
+    },
+    {
+      title: `${s.name}: exact variance`,
+      subtitle: sub(s.fit.variance),
+      xLabel: 'analytic variance (exact, any means)',
+      yLabel: 'Monte Carlo variance',
+      series: series((r) => ({ x: r.analytic.variance, y: r.mc.variance })),
+      slope: s.fit.variance.slope,
+      log: 'auto',
+    },
+    {
+      title: `${s.name}: paper's variance`,
+      subtitle: sub(s.fit.variancePaper),
+      xLabel: "analytic variance (paper's Theorem 2)",
+      yLabel: 'Monte Carlo variance',
+      series: series((r) => ({ x: r.analytic.variancePaper, y: r.mc.variance })),
+      slope: s.fit.variancePaper.slope,
+      log: 'auto',
+    },
+  ];
+  files[`${s.name}-mean.svg`] = scatterSvg(plots[0]);
+  files[`${s.name}-variance.svg`] = scatterSvg(plots[1]);
+  files[`${s.name}-variance-paper.svg`] = scatterSvg(plots[2]);
+  // the combined figure: the run settings once in its subtitle, each panel with only its fit
+  const fitOnly = (f: { slope: number; r2: number }) => `slope ${sig(f.slope, 4)}, R^2 ${sig(f.r2, 3)}`;
+  const fits = [s.fit.mean, s.fit.variance, s.fit.variancePaper];
+  files[`${s.name}-tightness.svg`] = scatterGridSvg({
+    title: `${s.name}: closed form against Monte Carlo`,
+    subtitle: `${s.runs} runs, ${s.mc} MC samples, ReLU ${s.split.index}, ${where}`,
+    plots: plots.map((p, k) => ({ ...p, title: p.title.slice(s.name.length + 2), subtitle: fitOnly(fits[k]) })),
   });
   return files;
 }

@@ -67,8 +67,11 @@ describe('report --resume', () => {
     expect(expectConsistent(out)).toBe('checkpoint');
     expect(existsSync(join(out, 'samples.csv'))).toBe(false);
     const saved = chunksIn(out);
-    const r = runCli([...args(out), '--resume']);
+    // --html writes report.html beside the outputs and changes none of their bytes
+    const r = runCli([...args(out), '--resume', '--html']);
     expect(r.code, r.stderr).toBe(0);
+    const html = readFileSync(join(out, 'report.html'), 'utf8');
+    expect(html).toContain(`id="flip-rate" class="n" data-value="${JSON.stringify(JSON.parse(reference['summary.json']).flipRate)}"`);
     const m = /(\d+) computed in [\d.]+ s.*\((\d+) from the checkpoint\)/.exec(r.stderr);
     expect(m, r.stderr).not.toBeNull();
     expect(Number(m![2])).toBe(saved * 3);

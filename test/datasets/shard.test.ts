@@ -88,8 +88,13 @@ describe('report --shard and merge', () => {
     expect(runCli(args(join(dir, 'res-whole'))).code).toBe(0);
     expect(runCli(args(join(dir, 'res-0'), ['--shard', '0/2'])).code).toBe(0);
     expect(runCli(args(join(dir, 'res-1'), ['--shard', '1/2'])).code).toBe(0);
-    expect(runCli(['merge', join(dir, 'res-0'), join(dir, 'res-1'), '--out-dir', join(dir, 'res-merged')]).code).toBe(0);
+    expect(runCli(['merge', join(dir, 'res-0'), join(dir, 'res-1'), '--out-dir', join(dir, 'res-merged'), '--html']).code).toBe(0);
     expect(read(join(dir, 'res-merged'))).toEqual(read(join(dir, 'res-whole')));
+    // merge --html: the page of the merged report, its flip rate as the unsharded summary.json has it
+    const whole = JSON.parse(readFileSync(join(dir, 'res-whole', 'summary.json'), 'utf8'));
+    const html = readFileSync(join(dir, 'res-merged', 'report.html'), 'utf8');
+    expect(html).toContain(`id="flip-rate" class="n" data-value="${JSON.stringify(whole.flipRate)}"`);
+    expect(html.match(/<tr class="class-row">/g)).toHaveLength(whole.perClass.length);
   });
 
   it('merge refuses a missing shard, a shard twice, a shard of another run, and a whole report (exit 2, one line)', () => {

@@ -8,6 +8,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PNG } from 'pngjs';
 import { describe, expect, it } from 'vitest';
 import { expectBadInput, runCli } from '../helpers/cli.js';
 import { encodeNpy, npyToFloat32, npyToFloat64, readNpy } from '../../src/data/npy.js';
@@ -16,6 +17,8 @@ import { RestrictedSurrogate, allIndices, type PointSurrogate } from '../../src/
 import { spgMinimize } from '../../src/experiments/optimize.js';
 import { networkMeanOnly } from '../../src/moments/gradients.js';
 import { Rng } from '../../src/moments/montecarlo.js';
+import { imageGeometry } from '../../src/data/layout.js';
+import { defaultZoom, picturesPng } from '../../src/report/attack.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'nm-attack-'));
 
@@ -95,6 +98,41 @@ describe('attack: objective, optimizer, gradients', () => {
     expect(Array.from(chooseElements(784, 0.04, 3))).toEqual(Array.from(a));
     expect(Array.from(chooseElements(784, 0.04, 4))).not.toEqual(Array.from(a));
     expect(Array.from(chooseElements(5, 1, 0))).toEqual(Array.from(allIndices(5)));
+  });
+});
+
+describe('attack pictures: original, perturbation, adversarial, upscaled', () => {
+  it('each panel is zoom x the input, nearest neighbour, with the perturbation mid grey at 0', () => {
+    const g = imageGeometry([1, 28, 28])!;
+    expect(defaultZoom(g)).toBe(8);
+    const x = Float64Array.from({ length: 784 }, (_, i) => ((i * 37) % 256) / 255);
+    const e = Float64Array.from({ length: 784 }, (_, i) => (i === 0 ? 0.5 : i === 1 ? -0.5 : 0));
+    const panels = [
+      { title: 'original', values: x, kind: 'image' as const },
+      { title: 'perturbation', values: e, kind: 'noise' as const },
+      { title: 'adversarial', values: x.map((v, i) => v + e[i]), kind: 'image' as const },
+    ];
+    for (const zoom of [8, 3]) {
+      const { png, layout } = picturesPng(panels, g, { scale: 1, offset: 0, range: { lo: 0, hi: 1 } }, zoom);
+      const img = PNG.sync.read(Buffer.from(png));
+      expect([img.width, img.height]).toEqual([layout.width, layout.height]);
+      expect(layout.images).toHaveLength(3);
+      for (const m of layout.images) expect([m.width, m.height]).toEqual([28 * zoom, 28 * zoom]);
+      const grey = (px: number, py: number) => img.data[4 * (py * img.width + px)];
+      const [a, n] = layout.images;
+      // every input pixel is a constant zoom x zoom block of its own grey level
+      for (const [r, c] of [
+        [0, 0],
+        [5, 17],
+        [27, 27],
+      ])
+        for (let i = 0; i < zoom; i++)
+          for (let j = 0; j < zoom; j++) expect(grey(a.x + c * zoom + j, a.y + r * zoom + i)).toBe(Math.round(x[r * 28 + c] * 255));
+      // the perturbation: white at +max, black at -max, mid grey at 0
+      expect(grey(n.x, n.y)).toBe(255);
+      expect(grey(n.x + zoom, n.y)).toBe(1);
+      expect(grey(n.x + 2 * zoom, n.y)).toBe(128);
+    }
   });
 });
 

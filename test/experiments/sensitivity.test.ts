@@ -17,7 +17,7 @@ import { classAverages, windowPositions, type SensitivityResult } from '../../sr
 import { networkMoments } from '../../src/moments/network.js';
 import { windowIndices } from '../../src/noise.js';
 import { loadModel } from '../../src/onnx/load.js';
-import { heatmapPng, viridis } from '../../src/report/heatmap.js';
+import { axisTicks, heatmapImage, heatmapPng, viridis, windowGrid } from '../../src/report/heatmap.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'nm-sensitivity-'));
 
@@ -83,6 +83,61 @@ describe('sensitivity: one Jacobian per image', () => {
   });
 });
 
+describe('heat maps: axes, colour bar, the image underneath', () => {
+  /** The viridis position (0..1) nearest to an RGB colour, from 1001 samples of the scale. */
+  const viridisPosition = (rgb: number[]) => {
+    let best = 0,
+      bestD = Infinity;
+    for (let k = 0; k <= 1000; k++) {
+      const v = viridis(k / 1000);
+      const dist = (v[0] - rgb[0]) ** 2 + (v[1] - rgb[1]) ** 2 + (v[2] - rgb[2]) ** 2;
+      if (dist < bestD) [best, bestD] = [k / 1000, dist];
+    }
+    return best;
+  };
+
+  it('the map lies on the pixel grid (28 x 28 at 6 px), the colour bar runs from vmax down to vmin, the grey image shows where no window is centred', () => {
+    const rows = 22,
+      cols = 22;
+    const values = Float64Array.from({ length: rows * cols }, (_, i) => i / (rows * cols - 1));
+    const background = Float64Array.from({ length: 28 * 28 }, (_, i) => (i % 28) / 27);
+    const pixels = windowGrid(28, 28, 7, 1);
+    expect(pixels).toEqual({ height: 28, width: 28, offset: 3, stride: 1, size: 1 });
+    const { png, layout } = heatmapImage([{ title: 'x', values, rows, cols, pixels, background }], {
+      cell: 6,
+      vmin: 0,
+      vmax: 1,
+      colorbarLabel: 'P(flip) (0-1)',
+    });
+    const img = PNG.sync.read(Buffer.from(png));
+    expect([img.width, img.height]).toEqual([layout.width, layout.height]);
+    expect(layout.maps[0].width).toBe(28 * 6);
+    expect(layout.maps[0].height).toBe(28 * 6);
+    const at = (x: number, y: number) => Array.from(img.data.subarray(4 * (y * img.width + x), 4 * (y * img.width + x) + 3));
+    // colour bar: down its middle column the scale position never increases, from 1 at the top to 0 at the bottom
+    const { x, y, width, height } = layout.colorbar;
+    const t = Array.from({ length: height }, (_, k) => viridisPosition(at(x + width / 2, y + k)));
+    for (let k = 1; k < t.length; k++) expect(t[k]).toBeLessThanOrEqual(t[k - 1]);
+    expect(t[0]).toBeGreaterThan(0.99);
+    expect(t[t.length - 1]).toBeLessThan(0.01);
+    // pixel (0, 0) has no window centred on it: the background's grey (black at column 0)
+    const m = layout.maps[0];
+    expect(at(m.x + 2, m.y + 2)).toEqual([0, 0, 0]);
+    expect(at(m.x + 27 * 6 + 2, m.y + 2)).toEqual([255, 255, 255]);
+    // pixel (3, 3) is the first window's centre: viridis(0) blended over the background
+    const first = at(m.x + 3 * 6 + 2, m.y + 3 * 6 + 2);
+    const b = (255 * 3) / 27;
+    expect(first).toEqual(viridis(0).map((h) => Math.round(0.65 * h + 0.35 * b)));
+    expect(axisTicks(28)).toEqual([0, 10, 20]);
+    expect(axisTicks(4)).toEqual([0, 1, 2, 3]);
+  });
+
+  it('windowGrid puts a window with a large stride on its whole block', () => {
+    expect(windowGrid(28, 28, 7, 7)).toEqual({ height: 28, width: 28, offset: 0, stride: 7, size: 7 });
+    expect(windowGrid(28, 28, 3, 5)).toEqual({ height: 28, width: 28, offset: 0, stride: 5, size: 3 });
+  });
+});
+
 describe('sensitivity: CLI on the LeNet', () => {
   it('writes per-image and per-class maps of the documented shapes, not constant, and PNG heat maps', () => {
     const out = tmp();
@@ -133,6 +188,10 @@ describe('sensitivity: CLI on the LeNet', () => {
     const png = PNG.sync.read(readFileSync(join(out, 'flip-probability.png')));
     expect(png.width).toBeGreaterThan(100);
     expect(png.height).toBeGreaterThan(100);
+    // the first inputs beside their maps: 3 inputs x (input, map) in one row of 4 panels and one of 2
+    expect(rep.files).toContain('inputs-flip-probability.png');
+    const shown = PNG.sync.read(readFileSync(join(out, 'inputs-flip-probability.png')));
+    expect(shown.width).toBeGreaterThan(4 * 28 * 6);
   });
 
   it('bad input: a window larger than the image, a missing labels file', () => {

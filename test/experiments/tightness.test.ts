@@ -11,7 +11,7 @@ import { expectBadInput, runCli } from '../helpers/cli.js';
 import { fitThroughOrigin, meanStd } from '../../src/experiments/common.js';
 import { regimeFactor, summarizeRuns, type TightnessRun } from '../../src/experiments/tightness.js';
 import { Rng } from '../../src/moments/montecarlo.js';
-import { scatterSvg } from '../../src/report/svg.js';
+import { scatterGridSvg, scatterSvg } from '../../src/report/svg.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'nm-tightness-'));
 
@@ -70,6 +70,27 @@ describe('tightness: helpers', () => {
     expect((svg.match(/<circle /g) ?? []).length).toBeGreaterThanOrEqual(3);
     expect(svg).toContain('slope 0.980');
   });
+
+  it('the legend lies below every plot area, the points inside them: one plot and the combined figure', () => {
+    const series = Array.from({ length: 10 }, (_, i) => ({ name: `output ${i}`, x: [1 + i, 2 + i, 30], y: [1 + i, 2.1 + i, 29] }));
+    const plot = { title: 'm', xLabel: 'a', yLabel: 'b', series, slope: 0.99 };
+    const num = (t: string, name: string) => Number(new RegExp(`${name}="([-0-9.]+)"`).exec(t)![1]);
+    for (const svg of [scatterSvg(plot), scatterGridSvg({ title: 'all', subtitle: 's', plots: [plot, { ...plot, log: true }, plot] })]) {
+      const rects = svg.match(/<rect class="plot"[^>]*>/g)!;
+      const legend = /<g class="legend" transform="translate\(([-0-9.]+) ([-0-9.]+)\)">(.*?)<\/g>/.exec(svg)!;
+      expect(legend, svg).not.toBeNull();
+      const legendTop = Number(legend[2]);
+      for (const r of rects) expect(legendTop).toBeGreaterThan(num(r, 'y') + num(r, 'height'));
+      // every series is named in the legend; the whole legend fits inside the document
+      for (let i = 0; i < 10; i++) expect(legend[3]).toContain(`>output ${i}<`);
+      const ys = [...legend[3].matchAll(/<text x="[-0-9.]+" y="([-0-9.]+)"/g)].map((m) => legendTop + Number(m[1]));
+      expect(Math.max(...ys)).toBeLessThan(num(svg, 'height'));
+      // data points: all of them inside their plot area's clip
+      const groups = svg.match(/<g class="data" clip-path="url\(#plot\d*\)">.*?<\/g>/g)!;
+      expect(groups).toHaveLength(rects.length);
+      for (const g of groups) expect((g.match(/<circle /g) ?? []).length).toBe(30);
+    }
+  });
 });
 
 describe('tightness: CLI', () => {
@@ -103,6 +124,7 @@ describe('tightness: CLI', () => {
     // per output, the exact variance ratio is 1 within MC error (sd of a variance estimate ~ sqrt(2/N) = 1%)
     for (const row of s.table) expect(Math.abs(row.varianceRatio.mean - 1)).toBeLessThan(0.03);
     for (const f of Object.values(s.plots) as string[]) expect(readFileSync(join(out, f), 'utf8').startsWith('<svg')).toBe(true);
+    expect(s.plots.combined).toBe(`${s.name}-tightness.svg`);
     const csv = readFileSync(join(out, 'runs.csv'), 'utf8').trim().split('\n');
     expect(csv).toHaveLength(1 + 8 * 4);
   });
