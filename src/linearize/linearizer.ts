@@ -380,7 +380,7 @@ export class Linearizer {
     const mask = Float64Array.from(zb, (v) => (v > 0 ? 1 : 0));
     if (bottom.prefersReverse(kTotal) && (await bottom.reverseReady())) {
       await this.bottomByReverse(point, factor, withDelta ? delta! : undefined, directions, { AF, Adelta, skipDirs, K, zOffset: zSlot.offset, skipSlots });
-    } else
+    } else {
       await bottom.jvpBatches(point, directions, chunk, (k0, m, t, dirs) => {
         const tz = t[this.split.input];
         for (let k = 0; k < m; k++) {
@@ -403,6 +403,7 @@ export class Linearizer {
           }
         }
       });
+    }
 
     // ---- top: B (identity on y), D F (y' = 0, skips), and flips of top layers
     const topPoint: Record<string, Float64Array | Float32Array> = { [this.split.output]: Float64Array.from(zb, (v) => (v > 0 ? v : 0)) };
@@ -478,7 +479,8 @@ export class Linearizer {
       off += this.parts.inputSkips.includes(s) ? n : out.skipSlots[this.parts.innerSkips.indexOf(s)].size;
     }
     const proj = new Float64Array(kTotal);
-    const chunk = Math.max(1, Math.min(rows, Math.floor(CHUNK_BYTES / (4 * Math.max(rows, n))), await bottom.reverseChunk()));
+    // rows per block as the estimate's bottom step has them (src/resources.ts: 96 MiB over 8 bytes per element)
+    const chunk = Math.max(1, Math.min(rows, Math.floor(CHUNK_BYTES / (8 * Math.max(rows, n))), await bottom.reverseChunk()));
     await bottom.reverseRows(
       point,
       Int32Array.from({ length: rows }, (_, i) => i),
