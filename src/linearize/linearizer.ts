@@ -415,12 +415,30 @@ export class Linearizer {
       }
     }
     const topB = this.parts.topB;
-    const bRes = await topB.jacobian(topPoint, { columns: Int32Array.from({ length: p }, (_, i) => i) });
-    const B = bRes.J; // d x p
+    // with skip paths and B built in reverse mode, the same d reverse passes give the skip columns
+    // too: D F = J_skip (d x (K - p)) times the skip part of the top-input directions
+    const topRows = skipDirs !== undefined && kTotal > 0 && topB.prefersReverse(p) && (await topB.reverseReady());
+    const bRes = await topB.jacobian(topPoint, { columns: topRows ? undefined : Int32Array.from({ length: p }, (_, i) => i) });
+    const cols = bRes.cols;
+    const B = cols === p ? bRes.J : new Float64Array(d * p); // d x p
+    if (cols !== p) for (let i = 0; i < d; i++) B.set(bRes.J.subarray(i * cols, i * cols + p), i * p);
     const gb = bRes.outputValue.slice(0, d);
     let DF: Float64Array | undefined;
     let Ddelta: Float64Array | undefined;
-    if (skipDirs && kTotal > 0) {
+    if (skipDirs && kTotal > 0 && topRows) {
+      DF = new Float64Array(d * r);
+      if (withDelta) Ddelta = new Float64Array(d);
+      for (let i = 0; i < d; i++) {
+        const row = bRes.J.subarray(i * cols, (i + 1) * cols);
+        for (let k = 0; k < kTotal; k++) {
+          const dir = skipDirs.subarray(k * K, (k + 1) * K);
+          let acc = 0;
+          for (let j = p; j < K; j++) acc += row[j] * dir[j];
+          if (k < r) DF[i * r + k] = acc;
+          else Ddelta![i] = acc;
+        }
+      }
+    } else if (skipDirs && kTotal > 0) {
       const t = (await topB.jvp(topPoint, skipDirs, kTotal)).tangents;
       DF = new Float64Array(d * r);
       for (let k = 0; k < r; k++) for (let i = 0; i < d; i++) DF[i * r + k] = t[k * d + i];
