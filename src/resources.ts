@@ -15,7 +15,11 @@
  *   linearization     batches of JVP directions through the bottom (chunks of at most 96 MiB of
  *                     float64 outputs, plus their float32 copies and onnxruntime's tangent
  *                     activations), the top's input directions ((r + 1) x K), the Jacobian B in
- *                     panels of identity columns (the engine's 256 MiB budget), the flip statistics
+ *                     panels of identity columns (the engine's 256 MiB budget), the flip statistics;
+ *                     in reverse mode (src/linearize/jacobian.ts, direction by cost) the bottom's
+ *                     rows come in blocks of the same size (rows x n float32 with their identity
+ *                     cotangents, chunked like the directions) and B in panels of rows within the
+ *                     same budget, so the same bounds hold
  *   moments           pair blocks (at most 4M doubles a panel, three live), noise factors of A
  *                     (p x r, up to three copies), the d x d covariance, class probabilities
  *   Monte Carlo       one batch of samples (1000 x n) and the model's activations for it

@@ -26,7 +26,7 @@ export interface NoiseArgs {
 export interface ModelRunArgs {
   relu?: string;
   output?: string;
-  jacobian?: 'auto' | 'jvp' | 'fd';
+  jacobian?: 'auto' | 'forward' | 'reverse' | 'jvp' | 'fd';
   threads?: number;
   provider?: 'cpu' | 'cuda';
   scale?: number;
@@ -63,9 +63,10 @@ export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
     .option('relu', { type: 'string', describe: 'ReLU to split at: 0-based index from `inspect`, or a node name (default: the last ReLU)', group: 'Model:' })
     .option('output', { type: 'string', describe: 'The tensor g: a model output or an intermediate tensor (default: the first output)', group: 'Model:' })
     .option('jacobian', {
-      choices: ['auto', 'jvp', 'fd'] as const,
+      choices: ['auto', 'forward', 'reverse', 'jvp', 'fd'] as const,
       default: 'auto' as const,
-      describe: 'Jacobians by forward-mode JVP, finite differences, or JVP with FD fallback',
+      describe:
+        'Jacobians: auto (forward- or reverse-mode by cost, finite differences where an op has no tangent rule), forward (JVPs; jvp is its old name), reverse (VJPs where every op has an adjoint rule, else forward), fd (central finite differences)',
       group: 'Model:',
     })
     .option('threads', { type: 'number', describe: 'onnxruntime intra-op threads (default: onnxruntime decides)', group: 'Model:' })

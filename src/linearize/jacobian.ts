@@ -8,6 +8,14 @@
  * model, run on batches of perturbed points (central differences). `auto` uses JVP and falls back
  * to finite differences, with a warning naming the op, when an op has no tangent rule.
  *
+ * Direction by cost (issue 15): a Jacobian with fewer rows than the columns (or noise directions)
+ * asked for is built in reverse mode, from the adjoint model (src/onnx/tangent/reverse.ts), one
+ * batch of identity cotangent rows at a time (J^T U), when every op of the part has an adjoint
+ * rule; otherwise, and when the columns are fewer, in forward mode. `forward` (alias `jvp`) never
+ * uses reverse mode, `reverse` always does where it can. The adjoint session is created on first
+ * use. `description` says which was used and, when reverse mode is unavailable, the op that lacks
+ * an adjoint rule.
+ *
  * Tangent runs are float32 (onnxruntime's CPU Conv has no float64 kernel); the results are stored
  * as float64. The full Jacobian J (rows = output elements, flattened in C order without the batch
  * axis, concatenated over the requested outputs; cols = input elements, concatenated over the
@@ -18,7 +26,8 @@ import type { Graph, ValueInfo } from '../onnx/graph.js';
 import { makeBatchDynamic } from '../onnx/batch.js';
 import { DataType } from '../onnx/proto.js';
 import { buildTangentModel, inputDims, type TangentModel } from '../onnx/tangent/build.js';
-import { MissingTangentRuleError } from '../onnx/tangent/types.js';
+import { MissingAdjointRuleError, MissingTangentRuleError } from '../onnx/tangent/types.js';
+import { buildAdjointModel, type AdjointModel } from '../onnx/tangent/reverse.js';
 import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
 import {
   defaultStep,
@@ -33,7 +42,15 @@ import { probeShapes } from './shapes.js';
 
 export { finiteDifferenceJacobian, finiteDifferenceJvp, type BatchFunction, type JacobianResult, type ColumnOptions } from './finiteDifference.js';
 
-export type JacobianMode = 'auto' | 'jvp' | 'fd';
+/**
+ * auto: forward or reverse by cost, finite differences when an op has no tangent rule; forward (or
+ * its older name jvp): forward-mode JVPs only; reverse: reverse mode wherever the part has adjoint
+ * rules (forward elsewhere); fd: central finite differences.
+ */
+export type JacobianMode = 'auto' | 'forward' | 'reverse' | 'jvp' | 'fd';
+
+/** Which way a Jacobian is built: 'auto' picks by cost, per call. */
+export type JacobianDirection = 'auto' | 'forward' | 'reverse';
 
 export interface JacobianEngineOptions {
   /** Graph inputs to differentiate by (default: every data input). */
@@ -172,6 +189,16 @@ export class JacobianEngine {
   readonly outputSize: number;
   /** Directions per tangent run when none is asked for. */
   readonly defaultChunk: number;
+  /** Forward or reverse mode for jacobian() and reverse-capable callers (jvp mode only). */
+  readonly direction: JacobianDirection;
+  /** Why reverse mode is unavailable for this part (an op without an adjoint rule), once that is known. */
+  reverseFallback?: { opType: string; reason: string };
+  /** Whether reverse mode has been used (for the description). */
+  private reverseUsed = false;
+  private reverse?: Promise<{ model: AdjointModel; session: ModelSession; chunk: number } | undefined>;
+  private graph?: Graph;
+  private shapes?: ReadonlyMap<string, readonly number[]>;
+  private engineOptions: JacobianEngineOptions = {};
 
   private constructor(
     private readonly session: ModelSession,
@@ -184,8 +211,10 @@ export class JacobianEngine {
       defaultChunk: number;
       tangent?: TangentModel;
       fd?: { batched: boolean; step?: number };
+      direction?: JacobianDirection;
     },
   ) {
+    this.direction = init.direction ?? 'forward';
     this.mode = init.mode;
     this.fallback = init.fallback;
     this.primalInputs = init.primalInputs;
@@ -234,10 +263,15 @@ export class JacobianEngine {
         const outSlots = slots(outputs.map((o) => ({ name: o, dims: warm.dims[o] })));
         const perDirection = 8 * tangentElements(tm, shapes, engine.inputSize + total(outSlots));
         const defaultChunk = Math.max(1, Math.floor(budget / perDirection));
-        return new JacobianEngine(session, { mode: 'jvp', primalInputs, varying, outputs: outSlots, defaultChunk, tangent: tm });
+        const direction: JacobianDirection = mode === 'reverse' ? 'reverse' : mode === 'auto' ? 'auto' : 'forward';
+        const made = new JacobianEngine(session, { mode: 'jvp', primalInputs, varying, outputs: outSlots, defaultChunk, tangent: tm, direction });
+        made.graph = graph;
+        made.shapes = shapes;
+        made.engineOptions = options;
+        return made;
       } catch (e) {
         await session?.release();
-        if (mode === 'jvp') {
+        if (mode === 'jvp' || mode === 'forward') {
           if (e instanceof NetmomentsError) throw e;
           throw new NetmomentsError(`the tangent model failed: ${e instanceof Error ? e.message : String(e)}`, { code: 'UNSUPPORTED', cause: e });
         }
@@ -298,6 +332,129 @@ export class JacobianEngine {
     const perDirection = 2 * 4 * (total(primalInputs) + total(outSlots)) * 4;
     const defaultChunk = Math.max(1, Math.min(4096, Math.floor((options.memoryBudgetBytes ?? DEFAULT_BUDGET) / perDirection)));
     return new JacobianEngine(session, { mode: 'fd', fallback, primalInputs, varying, outputs: outSlots, defaultChunk, fd: { batched, step: options.fdStep } });
+  }
+
+  /** How this engine computes Jacobians, in words (reports and warnings). */
+  get description(): string {
+    if (this.mode === 'fd') return `central finite differences${this.fallback ? ` (${this.fallback.reason})` : ''}`;
+    const base = this.reverseUsed ? 'reverse-mode VJPs (fewer output rows than columns)' : 'forward-mode JVPs';
+    if (this.direction !== 'forward' && this.reverseFallback) return `${base}; reverse mode unavailable: ${this.reverseFallback.reason}`;
+    return base;
+  }
+
+  /**
+   * Whether a Jacobian of `rows` output rows over `columns` columns (or noise directions) is built
+   * in reverse mode: never in fd or forward mode; in reverse mode always; in auto mode when the rows
+   * are no more than the columns (reverse needs one pass per row, forward one per column). Only a
+   * preference: reverseReady() says whether the part has adjoint rules.
+   */
+  prefersReverse(columns: number, rows = this.outputSize): boolean {
+    if (this.mode !== 'jvp' || this.direction === 'forward') return false;
+    return this.direction === 'reverse' || rows <= columns;
+  }
+
+  /**
+   * The adjoint session, created on first use; undefined when an op of the part has no adjoint rule
+   * (then `reverseFallback` says which, and the forward path is used; in reverse mode with a warning).
+   */
+  private reverseSession(): Promise<{ model: AdjointModel; session: ModelSession; chunk: number } | undefined> {
+    this.reverse ??= (async () => {
+      const graph = this.graph;
+      if (!graph) return undefined;
+      let session: ModelSession | undefined;
+      try {
+        const model = buildAdjointModel(graph, { varying: this.inputs.map((s) => s.name), outputs: this.outputs.map((o) => o.name), shapes: this.shapes });
+        session = await ModelSession.create(model.bytes, { threads: this.engineOptions.threads, provider: this.engineOptions.provider });
+        const perRow = 8 * adjointElements(model, this.shapes, this.inputSize + this.outputSize);
+        const chunk = Math.max(1, Math.floor((this.engineOptions.memoryBudgetBytes ?? DEFAULT_BUDGET) / perRow));
+        return { model, session, chunk };
+      } catch (e) {
+        await session?.release();
+        this.reverseFallback =
+          e instanceof MissingAdjointRuleError
+            ? { opType: e.opType, reason: e.message }
+            : { opType: '(adjoint model)', reason: `the adjoint model failed: ${e instanceof Error ? e.message : String(e)}` };
+        if (this.direction === 'reverse') this.engineOptions.onWarning?.(`${this.reverseFallback.reason}; building this Jacobian in forward mode instead`);
+        return undefined;
+      }
+    })();
+    return this.reverse;
+  }
+
+  /** Whether reverse mode works for this part (builds the adjoint session on first call). */
+  async reverseReady(): Promise<boolean> {
+    if (this.mode !== 'jvp' || this.direction === 'forward') return false;
+    return (await this.reverseSession()) !== undefined;
+  }
+
+  /** Cotangent rows per adjoint run when none is asked for (after reverseReady()). */
+  async reverseChunk(): Promise<number> {
+    return (await this.reverseSession())?.chunk ?? this.defaultChunk;
+  }
+
+  /**
+   * U J for k cotangent rows U ([k, outputSize] float32, over the outputs concatenated): the rows
+   * [k, inputSize] (float32, over the varying inputs concatenated) and the output value.
+   * Needs reverseReady().
+   */
+  async vjp(point: Point | Record<string, HostTensor>, rows: Float32Array, k: number): Promise<{ cotangents: Float32Array; outputValue: Float64Array }> {
+    const rev = await this.reverseSession();
+    if (!rev)
+      throw new NetmomentsError(`reverse mode is unavailable: ${this.reverseFallback?.reason ?? 'not a tangent-model engine'}`, { code: 'UNSUPPORTED' });
+    if (rows.length !== k * this.outputSize)
+      throw new NetmomentsError(`${rows.length} cotangent values for ${k} rows of ${this.outputSize} elements`, { code: 'BAD_USAGE' });
+    this.reverseUsed = true;
+    const feeds = isFeeds(point) ? { ...point } : this.pointFeeds(point);
+    for (const o of this.outputs) {
+      let data: Float32Array;
+      if (this.outputs.length === 1) data = rows.subarray(0, k * o.size);
+      else {
+        data = new Float32Array(k * o.size);
+        for (let d = 0; d < k; d++) data.set(rows.subarray(d * this.outputSize + o.offset, d * this.outputSize + o.offset + o.size), d * o.size);
+      }
+      feeds[rev.model.cotangentInputs[o.name]] = { type: 'float32', data, dims: [k, ...o.dims] };
+    }
+    const names = [...this.outputs.map((o) => rev.model.primalOutputs[o.name]), ...this.inputs.map((s) => rev.model.cotangentOutputs[s.name])];
+    const out = await rev.session.run(feeds, names);
+    const cotangents = new Float32Array(k * this.inputSize);
+    for (const s of this.inputs) {
+      const t = out[rev.model.cotangentOutputs[s.name]];
+      if (t.dims[0] !== k) throw new Error(`adjoint model: cotangent of '${s.name}' has batch ${t.dims[0]}, expected ${k}`);
+      const data = toFloat32(t);
+      if (this.inputs.length === 1) cotangents.set(data);
+      else for (let d = 0; d < k; d++) cotangents.set(data.subarray(d * s.size, (d + 1) * s.size), d * this.inputSize + s.offset);
+    }
+    const outputValue = new Float64Array(this.outputSize);
+    for (const o of this.outputs) outputValue.set(toFloat32(out[rev.model.primalOutputs[o.name]]), o.offset);
+    return { cotangents, outputValue };
+  }
+
+  /**
+   * Rows of J for the output elements `rows` (indices into the concatenated outputs), `chunk` at a
+   * time by reverse mode: each block of m rows ([m, inputSize] float32, row i of the block is row
+   * rows[r0 + i] of J) goes to `visit`. Only one block exists at a time. Needs reverseReady().
+   */
+  async reverseRows(
+    point: Point | Record<string, HostTensor>,
+    rows: Int32Array,
+    chunk: number,
+    visit: (r0: number, m: number, block: Float32Array, outputValue: Float64Array) => void | Promise<void>,
+  ): Promise<void> {
+    const feeds = isFeeds(point) ? point : this.pointFeeds(point);
+    const step = Math.max(1, Math.min(rows.length, chunk));
+    const U = new Float32Array(step * this.outputSize);
+    for (let r0 = 0; r0 < rows.length; r0 += step) {
+      const m = Math.min(step, rows.length - r0);
+      U.fill(0);
+      for (let i = 0; i < m; i++) {
+        const row = rows[r0 + i];
+        if (!(row >= 0 && row < this.outputSize))
+          throw new NetmomentsError(`row ${row} is outside the ${this.outputSize} output elements`, { code: 'BAD_USAGE' });
+        U[i * this.outputSize + row] = 1;
+      }
+      const r = await this.vjp(feeds, m === step ? U : U.subarray(0, m * this.outputSize), m);
+      await visit(r0, m, r.cotangents, r.outputValue);
+    }
   }
 
   /** The serialized tangent model (jvp mode), e.g. for inspection. */
@@ -439,6 +596,22 @@ export class JacobianEngine {
     }
     const cols = resolveColumns(options.columns, this.inputSize);
     const rows = this.outputSize;
+    if (this.prefersReverse(cols.length, rows) && (await this.reverseReady())) {
+      // reverse mode: rows of J from identity cotangents, the asked-for columns picked out
+      const J = new Float64Array(rows * cols.length);
+      let outputValue: Float64Array | undefined;
+      const all = Int32Array.from({ length: rows }, (_, i) => i);
+      await this.reverseRows(feeds, all, options.chunk ?? (await this.reverseChunk()), (r0, m, block, value) => {
+        outputValue ??= value;
+        for (let i = 0; i < m; i++) {
+          const src = i * this.inputSize;
+          const dst = (r0 + i) * cols.length;
+          for (let c = 0; c < cols.length; c++) J[dst + c] = block[src + cols[c]];
+        }
+      });
+      outputValue ??= this.concatOutputs((await this.runTangent(feeds, new Float32Array(this.inputSize), 1)).primal);
+      return { J, rows, cols: cols.length, outputValue };
+    }
     const chunk = Math.max(1, Math.min(cols.length, options.chunk ?? this.defaultChunk));
     const J = new Float64Array(rows * cols.length);
     const directions = new Float32Array(chunk * this.inputSize);
@@ -544,6 +717,8 @@ export class JacobianEngine {
 
   async release(): Promise<void> {
     await this.session.release();
+    const rev = await this.reverse;
+    await rev?.session.release();
   }
 }
 
@@ -564,6 +739,17 @@ function isFeeds(p: unknown): p is Record<string, HostTensor> {
 
 function toFloat32(t: HostTensor): Float32Array {
   return t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number>);
+}
+
+/** Elements of all cotangent tensors per cotangent row (an upper bound on a reverse run's working set). */
+function adjointElements(model: AdjointModel, shapes: ReadonlyMap<string, readonly number[]> | undefined, fallback: number): number {
+  if (!shapes) return 64 * fallback;
+  let n = 0;
+  for (const name of model.adjointTensors) {
+    const s = shapes.get(name);
+    n += s ? s.slice(1).reduce((a, d) => a * d, 1) : fallback;
+  }
+  return Math.max(n, fallback);
 }
 
 /** Elements of all tangent tensors per direction (an upper bound on a run's working set). */

@@ -176,6 +176,10 @@ export class Linearizer {
   get jacobianMode(): string {
     return this.parts.mode;
   }
+  /** How each part's Jacobians were built so far (forward or reverse mode, and why reverse was unavailable), in words. */
+  get jacobianDescription(): string {
+    return `bottom: ${this.parts.bottom.description}; top: ${this.parts.topB.description}`;
+  }
   /** Non-piecewise-linear ops inside the linearized part (bottom and top), in graph order. */
   get smoothOps(): readonly { node: string; op: string }[] {
     return this.parts.smoothOps;
@@ -374,28 +378,32 @@ export class Linearizer {
     const skipDirs = this.skip.length > 0 ? new Float64Array(kTotal * K) : undefined;
     const chunk = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (4 * Math.max(bottom.outputSize, n)))));
     const mask = Float64Array.from(zb, (v) => (v > 0 ? 1 : 0));
-    await bottom.jvpBatches(point, directions, chunk, (k0, m, t, dirs) => {
-      const tz = t[this.split.input];
-      for (let k = 0; k < m; k++) {
-        const kk = k0 + k;
-        const zk = k * p;
-        if (kk < r) for (let u = 0; u < p; u++) AF[u * r + kk] = tz[zk + u];
-        else for (let u = 0; u < p; u++) Adelta![u] = tz[zk + u];
-        if (!skipDirs) continue;
-        const td = skipDirs.subarray(kk * K, (kk + 1) * K);
-        let off = p;
-        for (const s of this.skip) {
-          if (this.parts.inputSkips.includes(s)) {
-            td.set(dirs.subarray(k * n, (k + 1) * n), off);
-            off += n;
-          } else {
-            const sl = skipSlots[this.parts.innerSkips.indexOf(s)];
-            td.set(t[s].subarray(k * sl.size, (k + 1) * sl.size), off);
-            off += sl.size;
+    if (bottom.prefersReverse(kTotal) && (await bottom.reverseReady())) {
+      await this.bottomByReverse(point, factor, withDelta ? delta! : undefined, directions, { AF, Adelta, skipDirs, K, zOffset: zSlot.offset, skipSlots });
+    } else {
+      await bottom.jvpBatches(point, directions, chunk, (k0, m, t, dirs) => {
+        const tz = t[this.split.input];
+        for (let k = 0; k < m; k++) {
+          const kk = k0 + k;
+          const zk = k * p;
+          if (kk < r) for (let u = 0; u < p; u++) AF[u * r + kk] = tz[zk + u];
+          else for (let u = 0; u < p; u++) Adelta![u] = tz[zk + u];
+          if (!skipDirs) continue;
+          const td = skipDirs.subarray(kk * K, (kk + 1) * K);
+          let off = p;
+          for (const s of this.skip) {
+            if (this.parts.inputSkips.includes(s)) {
+              td.set(dirs.subarray(k * n, (k + 1) * n), off);
+              off += n;
+            } else {
+              const sl = skipSlots[this.parts.innerSkips.indexOf(s)];
+              td.set(t[s].subarray(k * sl.size, (k + 1) * sl.size), off);
+              off += sl.size;
+            }
           }
         }
-      }
-    });
+      });
+    }
 
     // ---- top: B (identity on y), D F (y' = 0, skips), and flips of top layers
     const topPoint: Record<string, Float64Array | Float32Array> = { [this.split.output]: Float64Array.from(zb, (v) => (v > 0 ? v : 0)) };
@@ -407,12 +415,30 @@ export class Linearizer {
       }
     }
     const topB = this.parts.topB;
-    const bRes = await topB.jacobian(topPoint, { columns: Int32Array.from({ length: p }, (_, i) => i) });
-    const B = bRes.J; // d x p
+    // with skip paths and B built in reverse mode, the same d reverse passes give the skip columns
+    // too: D F = J_skip (d x (K - p)) times the skip part of the top-input directions
+    const topRows = skipDirs !== undefined && kTotal > 0 && topB.prefersReverse(p) && (await topB.reverseReady());
+    const bRes = await topB.jacobian(topPoint, { columns: topRows ? undefined : Int32Array.from({ length: p }, (_, i) => i) });
+    const cols = bRes.cols;
+    const B = cols === p ? bRes.J : new Float64Array(d * p); // d x p
+    if (cols !== p) for (let i = 0; i < d; i++) B.set(bRes.J.subarray(i * cols, i * cols + p), i * p);
     const gb = bRes.outputValue.slice(0, d);
     let DF: Float64Array | undefined;
     let Ddelta: Float64Array | undefined;
-    if (skipDirs && kTotal > 0) {
+    if (skipDirs && kTotal > 0 && topRows) {
+      DF = new Float64Array(d * r);
+      if (withDelta) Ddelta = new Float64Array(d);
+      for (let i = 0; i < d; i++) {
+        const row = bRes.J.subarray(i * cols, (i + 1) * cols);
+        for (let k = 0; k < kTotal; k++) {
+          const dir = skipDirs.subarray(k * K, (k + 1) * K);
+          let acc = 0;
+          for (let j = p; j < K; j++) acc += row[j] * dir[j];
+          if (k < r) DF[i * r + k] = acc;
+          else Ddelta![i] = acc;
+        }
+      }
+    } else if (skipDirs && kTotal > 0) {
       const t = (await topB.jvp(topPoint, skipDirs, kTotal)).tangents;
       DF = new Float64Array(d * r);
       for (let k = 0; k < r; k++) for (let i = 0; i < d; i++) DF[i * r + k] = t[k * d + i];
@@ -433,6 +459,95 @@ export class Linearizer {
     })();
     const flips = [...bottomStats.map(finish), splitFlips, ...topStats.map(finish)];
     return { point, zb, gb, A: AF, Adelta, B, D: DF, Ddelta, r, flips };
+  }
+
+  /**
+   * The bottom's projections by reverse mode (cheaper when its output width, the split width p plus
+   * the inner skip tensors, is below the noise rank r): the rows of J_bottom come from batches of
+   * identity cotangents, [m, n] at a time within the linearizer's chunk of 96 MiB, and each row j is
+   * projected on the directions at once: (J F)_jk = J_j . F_k (for isotropic and diagonal noise
+   * J_j[support_k] sd_k), J_j . delta for the offset. Fills the same A F, A delta and top-input
+   * directions (rows p.. of the skip tensors; the input skips are the directions themselves) as
+   * the forward pass.
+   */
+  private async bottomByReverse(
+    point: Float32Array,
+    factor: NoiseFactor,
+    delta: Float64Array | undefined,
+    directions: DirectionBatches,
+    out: {
+      AF: Float64Array;
+      Adelta?: Float64Array;
+      skipDirs?: Float64Array;
+      K: number;
+      zOffset: number;
+      skipSlots: { name: string; offset: number; size: number }[];
+    },
+  ): Promise<void> {
+    const { n, p } = this;
+    const r = factor.r;
+    const kTotal = directions.count;
+    const bottom = this.parts.bottom;
+    const rows = bottom.outputSize;
+    // where each skip tensor's directions start within a top-input direction [y (p), skips in split order]
+    const skipStart = new Map<string, number>();
+    let off = p;
+    for (const s of this.skip) {
+      skipStart.set(s, off);
+      off += this.parts.inputSkips.includes(s) ? n : out.skipSlots[this.parts.innerSkips.indexOf(s)].size;
+    }
+    const proj = new Float64Array(kTotal);
+    // rows per block as the estimate's bottom step has them (src/resources.ts: 96 MiB over 8 bytes per element)
+    const chunk = Math.max(1, Math.min(rows, Math.floor(CHUNK_BYTES / (8 * Math.max(rows, n))), await bottom.reverseChunk()));
+    await bottom.reverseRows(
+      point,
+      Int32Array.from({ length: rows }, (_, i) => i),
+      chunk,
+      (r0, m, block) => {
+        for (let i = 0; i < m; i++) {
+          const row = block.subarray(i * n, (i + 1) * n);
+          if (factor.kind === 'axes') {
+            for (let k = 0; k < r; k++) proj[k] = row[factor.support[k]] * factor.sd[k];
+          } else {
+            proj.fill(0, 0, r);
+            for (let j = 0; j < factor.support.length; j++) {
+              const v = row[factor.support[j]];
+              if (v === 0) continue;
+              for (let k = 0; k < r; k++) proj[k] += v * factor.factor[j * r + k];
+            }
+          }
+          if (delta) {
+            let dot = 0;
+            for (let j = 0; j < n; j++) dot += row[j] * delta[j];
+            proj[r] = dot;
+          }
+          const jRow = r0 + i;
+          if (jRow >= out.zOffset && jRow < out.zOffset + p) {
+            const u = jRow - out.zOffset;
+            for (let k = 0; k < r; k++) out.AF[u * r + k] = proj[k];
+            if (out.Adelta) out.Adelta[u] = proj[r];
+            continue;
+          }
+          if (!out.skipDirs) continue;
+          const sl = out.skipSlots.find((x) => jRow >= x.offset && jRow < x.offset + x.size);
+          if (!sl) continue;
+          const at = skipStart.get(sl.name)! + (jRow - sl.offset);
+          for (let k = 0; k < kTotal; k++) out.skipDirs[k * out.K + at] = proj[k];
+        }
+      },
+    );
+    // skips of the model input itself: their directions are the noise directions
+    if (out.skipDirs && this.parts.inputSkips.length > 0) {
+      const step = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (4 * n))));
+      const buf = new Float32Array(step * n);
+      for (let k0 = 0; k0 < kTotal; k0 += step) {
+        const m = Math.min(step, kTotal - k0);
+        directions.fill(buf, k0, m);
+        for (let k = 0; k < m; k++) {
+          for (const s of this.parts.inputSkips) out.skipDirs.set(buf.subarray(k * n, (k + 1) * n), (k0 + k) * out.K + skipStart.get(s)!);
+        }
+      }
+    }
   }
 
   /**

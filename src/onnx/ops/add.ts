@@ -1,5 +1,6 @@
 /** Add and Sub: d(a +- b) = T_a +- T_b, broadcast to the output's shape when only one side varies. */
-import type { TangentRule } from '../tangent/types.js';
+import type { AdjointRule, TangentRule } from '../tangent/types.js';
+import { unbroadcast } from './adjointHelpers.js';
 import type { OpDefinition } from './types.js';
 import { requireSameRank } from './tangentChecks.js';
 
@@ -48,7 +49,21 @@ const meanTangent: TangentRule = (c) => {
   return [c.b.op('Mul', [s!, c.b.scalar(1 / c.node.inputs.length)])];
 };
 
-export const add: OpDefinition = { tangent: addSub('Add') };
-export const sub: OpDefinition = { tangent: addSub('Sub') };
-export const sum: OpDefinition = { tangent: sumTangent };
-export const mean: OpDefinition = { tangent: meanTangent };
+/** Adjoint of a sum of (broadcast) operands, each scaled by `weight(i)`: u times the weight, un-broadcast to each varying operand. */
+function sumAdjoint(weight: (i: number, n: number) => number): AdjointRule {
+  return (c) => {
+    const u = c.ct(0);
+    const n = c.node.inputs.length;
+    return c.node.inputs.map((x, i) => {
+      if (!u || !c.varies(i)) return undefined;
+      const w = weight(i, n);
+      const scaled = w === 1 ? u : w === -1 ? c.b.op('Neg', [u]) : c.b.op('Mul', [u, c.b.scalar(w)]);
+      return unbroadcast(c, scaled, x, c.y(0));
+    });
+  };
+}
+
+export const add: OpDefinition = { tangent: addSub('Add'), adjoint: sumAdjoint(() => 1) };
+export const sub: OpDefinition = { tangent: addSub('Sub'), adjoint: sumAdjoint((i) => (i === 0 ? 1 : -1)) };
+export const sum: OpDefinition = { tangent: sumTangent, adjoint: sumAdjoint(() => 1) };
+export const mean: OpDefinition = { tangent: meanTangent, adjoint: sumAdjoint((_, n) => 1 / n) };

@@ -6,6 +6,7 @@
 import { attrInt } from '../graph.js';
 import type { RuleContext, TangentRule } from '../tangent/types.js';
 import type { OpDefinition } from './types.js';
+import { selfAdjoint } from './adjointHelpers.js';
 import { onlyData } from './tangentChecks.js';
 
 function zerosLikeParam(c: RuleContext, name: string): string {
@@ -23,4 +24,4 @@ const batchNormalizationTangent: TangentRule = (c) => {
   return [c.b.op('BatchNormalization', inputs, c.b.attrsOf(c.node, ['training_mode'])), ...c.node.outputs.slice(1).map(() => undefined)];
 };
 
-export const batchNormalization: OpDefinition = { tangent: batchNormalizationTangent };
+export const batchNormalization: OpDefinition = { tangent: batchNormalizationTangent, adjoint: selfAdjoint(batchNormalizationTangent) };

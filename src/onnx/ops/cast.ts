@@ -3,6 +3,7 @@ import { attrInt } from '../graph.js';
 import { DataType } from '../proto.js';
 import type { TangentRule } from '../tangent/types.js';
 import type { OpDefinition } from './types.js';
+import { selfAdjoint } from './adjointHelpers.js';
 import { onlyData } from './tangentChecks.js';
 
 const FLOATS = new Set<number>([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16]);
@@ -15,4 +16,4 @@ const castTangent: TangentRule = (c) => {
   return [t];
 };
 
-export const cast: OpDefinition = { tangent: castTangent };
+export const cast: OpDefinition = { tangent: castTangent, adjoint: selfAdjoint(castTangent) };

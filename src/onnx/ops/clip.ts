@@ -5,6 +5,7 @@
 import { attrFloat, graphConstant, hasAttr, type Graph, type GraphNode } from '../graph.js';
 import type { TangentRule } from '../tangent/types.js';
 import type { OpDefinition } from './types.js';
+import { selfAdjoint } from './adjointHelpers.js';
 import { onlyData } from './tangentChecks.js';
 
 const clipTangent: TangentRule = (c) => {
@@ -50,6 +51,7 @@ export function clipKinks(graph: Graph, node: GraphNode): number[] | undefined {
 /** Slope 1 between min and max and 0 outside: kinks at the bounds it has (none: no kinks). */
 export const clip: OpDefinition = {
   tangent: clipTangent,
+  adjoint: selfAdjoint(clipTangent),
   kinks: (graph, node) => {
     const at = clipKinks(graph, node);
     return at && at.length > 0 ? { kind: 'unit', at } : undefined;

@@ -1,5 +1,6 @@
 /** Expand: the same broadcast of the tangent (the target shape keeps the batch of 1 in front). */
-import type { TangentRule } from '../tangent/types.js';
+import type { AdjointRule, TangentRule } from '../tangent/types.js';
+import { onlyDataVaries, unbroadcast } from './adjointHelpers.js';
 import type { OpDefinition } from './types.js';
 import { onlyData, requireBatchOne, requireSameRank } from './tangentChecks.js';
 
@@ -14,4 +15,11 @@ const expandTangent: TangentRule = (c) => {
   return [c.b.op('Expand', [t, c.x(1)])];
 };
 
-export const expand: OpDefinition = { tangent: expandTangent };
+/** Expand's adjoint: the cotangent summed over the broadcast axes. */
+const expandAdjoint: AdjointRule = (c) => {
+  onlyDataVaries(c);
+  const u = c.ct(0);
+  return [u ? unbroadcast(c, u, c.x(0), c.y(0)) : undefined, undefined];
+};
+
+export const expand: OpDefinition = { tangent: expandTangent, adjoint: expandAdjoint };

@@ -4,7 +4,8 @@
  * would be A's column axis), is not covered.
  */
 import { attrFloat, attrInt } from '../graph.js';
-import type { TangentRule } from '../tangent/types.js';
+import type { AdjointRule, TangentRule } from '../tangent/types.js';
+import { unbroadcast } from './adjointHelpers.js';
 import type { OpDefinition } from './types.js';
 import { requireSameRank } from './tangentChecks.js';
 
@@ -32,4 +33,26 @@ const gemmTangent: TangentRule = (c) => {
   return [terms.length === 1 ? terms[0] : c.b.op('Add', terms)];
 };
 
-export const gemm: OpDefinition = { tangent: gemmTangent };
+/**
+ * Gemm's adjoint: A gets alpha U B'^T (a Gemm of U and B with transB flipped), C gets beta U summed
+ * over the axes C broadcasts along.
+ */
+const gemmAdjoint: AdjointRule = (c) => {
+  if (c.varies(1)) c.unsupported('input B varies (only A and C may)');
+  const u = c.ct(0);
+  const out: (string | undefined)[] = c.node.inputs.map(() => undefined);
+  if (!u) return out;
+  const alpha = attrFloat(c.node, 'alpha', 1);
+  const beta = attrFloat(c.node, 'beta', 1);
+  if (c.varies(0)) {
+    if (attrInt(c.node, 'transA', 0)) c.unsupported('input A varies and transA = 1 (the batch axis would be a column axis)');
+    const inputs = [u, c.x(1)];
+    if (c.opset < 11) inputs.push(c.b.floats([0], [1]));
+    const transB = attrInt(c.node, 'transB', 0) ? 0 : 1;
+    out[0] = c.b.op('Gemm', inputs, { alpha, beta: c.opset < 11 ? 0 : undefined, transB }, ['alpha', 'beta']);
+  }
+  if (c.varies(2)) out[2] = unbroadcast(c, beta === 1 ? u : c.b.op('Mul', [u, c.b.scalar(beta)]), c.x(2), c.y(0));
+  return out;
+};
+
+export const gemm: OpDefinition = { tangent: gemmTangent, adjoint: gemmAdjoint };

@@ -2,6 +2,7 @@
 import { attrInt } from '../graph.js';
 import type { TangentRule } from '../tangent/types.js';
 import type { OpDefinition } from './types.js';
+import { selfAdjoint } from './adjointHelpers.js';
 import { onlyData } from './tangentChecks.js';
 
 const identityTangent: TangentRule = (c) => [onlyData(c)];
@@ -18,5 +19,5 @@ const dropoutTangent: TangentRule = (c) => {
   return [t, ...c.node.outputs.slice(1).map(() => undefined)];
 };
 
-export const identity: OpDefinition = { tangent: identityTangent };
-export const dropout: OpDefinition = { tangent: dropoutTangent };
+export const identity: OpDefinition = { tangent: identityTangent, adjoint: selfAdjoint(identityTangent) };
+export const dropout: OpDefinition = { tangent: dropoutTangent, adjoint: selfAdjoint(dropoutTangent) };

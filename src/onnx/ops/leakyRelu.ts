@@ -2,6 +2,7 @@
 import { attrFloat } from '../graph.js';
 import type { TangentRule } from '../tangent/types.js';
 import type { OpDefinition } from './types.js';
+import { selfAdjoint } from './adjointHelpers.js';
 import { onlyData } from './tangentChecks.js';
 
 const leakyReluTangent: TangentRule = (c) => {
@@ -13,4 +14,4 @@ const leakyReluTangent: TangentRule = (c) => {
 };
 
 /** Slope alpha below 0 and 1 above: one kink at 0. */
-export const leakyRelu: OpDefinition = { tangent: leakyReluTangent, kinks: () => ({ kind: 'unit', at: [0] }) };
+export const leakyRelu: OpDefinition = { tangent: leakyReluTangent, adjoint: selfAdjoint(leakyReluTangent), kinks: () => ({ kind: 'unit', at: [0] }) };

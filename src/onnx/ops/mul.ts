@@ -1,5 +1,6 @@
 /** Mul: d(a b) = T_a b + a T_b (product rule); the other operand broadcasts the tangent to the output. */
-import type { TangentRule } from '../tangent/types.js';
+import type { AdjointRule, TangentRule } from '../tangent/types.js';
+import { unbroadcast } from './adjointHelpers.js';
 import type { OpDefinition } from './types.js';
 import { requireSameRank } from './tangentChecks.js';
 
@@ -14,4 +15,10 @@ const mulTangent: TangentRule = (c) => {
   return [terms.length === 1 ? terms[0] : c.b.op('Add', terms)];
 };
 
-export const mul: OpDefinition = { tangent: mulTangent };
+/** Mul's adjoint: a gets u b, b gets u a, each un-broadcast to its operand's shape. */
+const mulAdjoint: AdjointRule = (c) => {
+  const u = c.ct(0);
+  return [0, 1].map((i) => (u && c.varies(i) ? unbroadcast(c, c.b.op('Mul', [u, c.x(1 - i)]), c.x(i), c.y(0)) : undefined));
+};
+
+export const mul: OpDefinition = { tangent: mulTangent, adjoint: mulAdjoint };

@@ -1,6 +1,7 @@
 /** PRelu: slope 1 where x > 0, the (constant) slope tensor elsewhere. */
 import type { TangentRule } from '../tangent/types.js';
 import type { OpDefinition } from './types.js';
+import { selfAdjoint } from './adjointHelpers.js';
 import { onlyData } from './tangentChecks.js';
 
 const preluTangent: TangentRule = (c) => {
@@ -12,4 +13,4 @@ const preluTangent: TangentRule = (c) => {
 };
 
 /** Slope `slope` below 0 and 1 above: one kink at 0. */
-export const prelu: OpDefinition = { tangent: preluTangent, kinks: () => ({ kind: 'unit', at: [0] }) };
+export const prelu: OpDefinition = { tangent: preluTangent, adjoint: selfAdjoint(preluTangent), kinks: () => ({ kind: 'unit', at: [0] }) };

@@ -7,7 +7,7 @@
  * then reports the op as unsupported. Only ops of the default ONNX domain are known.
  */
 import type { Graph, GraphNode } from '../graph.js';
-import type { TangentRule } from '../tangent/types.js';
+import type { AdjointRule, TangentRule } from '../tangent/types.js';
 import { isDefaultDomain } from './domain.js';
 import type { Kinks, OpDefinition, TensorDims } from './types.js';
 import { add, mean, sub, sum } from './add.js';
@@ -99,6 +99,18 @@ export function opDefinition(opType: string, domain = ''): OpDefinition | undefi
 /** The tangent (JVP) rule for an op, if there is one. */
 export function tangentRule(opType: string, domain = ''): TangentRule | undefined {
   return opDefinition(opType, domain)?.tangent;
+}
+
+/** The adjoint (VJP) rule for an op, if there is one (reverse mode is unavailable for parts with an op without one). */
+export function adjointRule(opType: string, domain = ''): AdjointRule | undefined {
+  return opDefinition(opType, domain)?.adjoint;
+}
+
+/** Every op type with an adjoint rule, sorted. */
+export function adjointOps(): string[] {
+  return Object.keys(OPS)
+    .filter((op) => OPS[op].adjoint !== undefined)
+    .sort();
 }
 
 /** Does the op (of the default domain) have a tangent rule? */

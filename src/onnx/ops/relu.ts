@@ -1,6 +1,7 @@
 /** Relu: T * (x > 0), so ReLU'(0) = 0. The mask comes from the primal (batch 1) and broadcasts. */
 import type { TangentRule } from '../tangent/types.js';
 import type { OpDefinition } from './types.js';
+import { selfAdjoint } from './adjointHelpers.js';
 import { onlyData } from './tangentChecks.js';
 
 const reluTangent: TangentRule = (c) => {
@@ -9,4 +10,4 @@ const reluTangent: TangentRule = (c) => {
 };
 
 /** Slope 0 below 0 and 1 above: one kink at 0. */
-export const relu: OpDefinition = { tangent: reluTangent, kinks: () => ({ kind: 'unit', at: [0] }) };
+export const relu: OpDefinition = { tangent: reluTangent, adjoint: selfAdjoint(reluTangent), kinks: () => ({ kind: 'unit', at: [0] }) };

@@ -6,7 +6,8 @@
  * front, which is checked when shapes are known and otherwise fails loudly at run time (the element
  * counts differ).
  */
-import type { TangentRule } from '../tangent/types.js';
+import type { AdjointRule, TangentRule } from '../tangent/types.js';
+import { reshapeAdjoint } from './adjointHelpers.js';
 import type { OpDefinition } from './types.js';
 import { onlyData, requireBatchOne } from './tangentChecks.js';
 
@@ -16,4 +17,11 @@ const reshapeLikeTangent: TangentRule = (c) => {
   return [c.b.reshapeLike(t, c.y(0))];
 };
 
-export const reshapeLike: OpDefinition = { tangent: reshapeLikeTangent };
+/** The adjoint: the cotangent reshaped back to the input (the output must keep the batch of 1 in front). */
+const reshapeLikeAdjoint: AdjointRule = (c) => {
+  const s = c.b.shape(c.y(0));
+  if (s && (s.length === 0 || s[0] !== 1)) c.unsupported(`its output '${c.y(0)}' does not keep the batch of 1 in front`);
+  return reshapeAdjoint(c);
+};
+
+export const reshapeLike: OpDefinition = { tangent: reshapeLikeTangent, adjoint: reshapeLikeAdjoint };

@@ -1,6 +1,7 @@
 /** Sigmoid: T * y (1 - y), from the primal output y. */
 import type { TangentRule } from '../tangent/types.js';
 import type { OpDefinition } from './types.js';
+import { selfAdjoint } from './adjointHelpers.js';
 import { onlyData } from './tangentChecks.js';
 
 const sigmoidTangent: TangentRule = (c) => {
@@ -10,4 +11,4 @@ const sigmoidTangent: TangentRule = (c) => {
   return [c.b.op('Mul', [t, d])];
 };
 
-export const sigmoid: OpDefinition = { tangent: sigmoidTangent, smooth: true };
+export const sigmoid: OpDefinition = { tangent: sigmoidTangent, adjoint: selfAdjoint(sigmoidTangent), smooth: true };

@@ -4,7 +4,8 @@
  * sample (start 0, step 1) and is dropped from the tangent's slice so that all k directions stay.
  */
 import { attrInts } from '../graph.js';
-import type { RuleContext, TangentRule } from '../tangent/types.js';
+import type { AdjointRule, RuleContext, TangentRule } from '../tangent/types.js';
+import { onlyDataVaries, padZeros, staticShape } from './adjointHelpers.js';
 import type { OpDefinition } from './types.js';
 import { isBatchAxis, onlyData } from './tangentChecks.js';
 
@@ -65,4 +66,50 @@ const sliceTangent: TangentRule = (c) => {
   return c.unsupported('its axes are not build-time constants, so it cannot be checked to leave the batch axis alone');
 };
 
-export const slice: OpDefinition = { tangent: sliceTangent };
+/**
+ * Slice's adjoint (unit steps): the cotangent padded with zeros back to the input's shape, by the
+ * elements cut off before the start and after the end of each sliced axis.
+ */
+const sliceAdjoint: AdjointRule = (c) => {
+  onlyDataVaries(c);
+  const u = c.ct(0);
+  const none = c.node.inputs.map(() => undefined);
+  if (!u) return none;
+  const xs = staticShape(c, c.x(0));
+  const rank = xs.length;
+  let spec: { starts?: number[]; ends?: number[]; axes?: number[]; steps?: number[] };
+  if (c.opset < 10) {
+    spec = { starts: attrInts(c.node, 'starts'), ends: attrInts(c.node, 'ends'), axes: attrInts(c.node, 'axes') };
+  } else {
+    spec = {
+      starts: c.b.constantInts(c.x(1)),
+      ends: c.b.constantInts(c.x(2)),
+      axes: c.x(3) ? c.b.constantInts(c.x(3)) : undefined,
+      steps: c.x(4) ? c.b.constantInts(c.x(4)) : undefined,
+    };
+    if ((c.x(3) && !spec.axes) || (c.x(4) && !spec.steps)) c.unsupported('its axes or steps are not build-time constants');
+  }
+  const { starts, ends } = spec;
+  if (!starts || !ends) return c.unsupported('its starts or ends are not build-time constants');
+  const pads = new Array<number>(2 * rank).fill(0);
+  starts.forEach((start, i) => {
+    const raw = spec.axes?.[i] ?? i;
+    const axis = raw < 0 ? raw + rank : raw;
+    const step = spec.steps?.[i] ?? 1;
+    const dim = xs[axis];
+    const clamp = (v: number) => Math.max(0, Math.min(dim, v < 0 ? v + dim : v));
+    const s = clamp(start);
+    const e = clamp(ends[i]);
+    if (step !== 1) c.unsupported(`a step of ${step} on axis ${axis}`);
+    if (e <= s) c.unsupported(`an empty slice of axis ${axis}`);
+    if (axis === 0) {
+      if (s !== 0) c.unsupported(`it slices the batch axis [${start}:${ends[i]}]`);
+      return;
+    }
+    pads[axis] = s;
+    pads[axis + rank] = dim - e;
+  });
+  return [padZeros(c, u, pads), ...none.slice(1)];
+};
+
+export const slice: OpDefinition = { tangent: sliceTangent, adjoint: sliceAdjoint };

@@ -7,6 +7,7 @@
 import { attrInt } from '../graph.js';
 import type { RuleContext, TangentRule } from '../tangent/types.js';
 import type { OpDefinition } from './types.js';
+import { selfAdjoint } from './adjointHelpers.js';
 import { isBatchAxis, onlyData } from './tangentChecks.js';
 
 function softmaxLike(log: boolean): TangentRule {
@@ -32,5 +33,6 @@ function softmaxLike(log: boolean): TangentRule {
   };
 }
 
-export const softmax: OpDefinition = { tangent: softmaxLike(false), smooth: true };
+/** Softmax's Jacobian diag(s) - s s^T is symmetric: its adjoint is its tangent rule. LogSoftmax's is not (no adjoint rule). */
+export const softmax: OpDefinition = { tangent: softmaxLike(false), adjoint: selfAdjoint(softmaxLike(false)), smooth: true };
 export const logSoftmax: OpDefinition = { tangent: softmaxLike(true), smooth: true };

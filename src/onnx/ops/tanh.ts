@@ -1,6 +1,7 @@
 /** Tanh: T * (1 - y^2), from the primal output y. */
 import type { TangentRule } from '../tangent/types.js';
 import type { OpDefinition } from './types.js';
+import { selfAdjoint } from './adjointHelpers.js';
 import { onlyData } from './tangentChecks.js';
 
 const tanhTangent: TangentRule = (c) => {
@@ -10,4 +11,4 @@ const tanhTangent: TangentRule = (c) => {
   return [c.b.op('Mul', [t, d])];
 };
 
-export const tanh: OpDefinition = { tangent: tanhTangent, smooth: true };
+export const tanh: OpDefinition = { tangent: tanhTangent, adjoint: selfAdjoint(tanhTangent), smooth: true };

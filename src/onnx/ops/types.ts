@@ -11,12 +11,15 @@
  * - kinks: where the op's derivative jumps, for piecewise-linear ops (the layers whose expected
  *   state changes the linearizer counts). Absent: the op is smooth or linear where it is defined.
  *
- * Later issues add, as further optional fields of OpDefinition, the adjoint (reverse-mode, VJP)
- * rule and the moment rule (how the op maps the mean and covariance of a Gaussian input); they are
- * not declared here until they exist.
+ * - adjoint: the reverse-mode (VJP) rule the adjoint-graph driver (src/onnx/tangent/reverse.ts)
+ *   calls (contract in src/onnx/tangent/types.ts, AdjointContext); absent: reverse mode is
+ *   unavailable for a model part that uses the op, and its Jacobians are built forward.
+ *
+ * A later issue adds the moment rule (how the op maps the mean and covariance of a Gaussian input)
+ * as a further optional field.
  */
 import type { Graph, GraphNode } from '../graph.js';
-import type { TangentRule } from '../tangent/types.js';
+import type { AdjointRule, TangentRule } from '../tangent/types.js';
 import type { PoolWindows } from './poolWindows.js';
 
 /**
@@ -52,6 +55,8 @@ export type KinkRule = (graph: Graph, node: GraphNode, dims?: TensorDims) => Kin
 export interface OpDefinition {
   /** The forward-mode (JVP) rule. */
   readonly tangent: TangentRule;
+  /** The reverse-mode (VJP) rule, where there is one. */
+  readonly adjoint?: AdjointRule;
   /** Where the derivative jumps (piecewise-linear ops only). */
   readonly kinks?: KinkRule;
   /** The op is curved: neither linear nor piecewise linear (Sigmoid, Tanh, Softmax); a linearization replaces it by its tangent. */

@@ -48,3 +48,42 @@ export class MissingTangentRuleError extends NetmomentsError {
     this.reason = reason;
   }
 }
+
+/**
+ * The contract between the reverse (adjoint, VJP) graph driver (reverse.ts) and the per-op adjoint
+ * rules. A rule sees one primal node and the cotangents of its outputs (a batch of k cotangent rows
+ * U, one per output, shaped like the tangents: [k, ...shape(y)[1:]]) and emits ONNX nodes that
+ * compute U J for each input that varies, J the node's Jacobian at the primal values. It returns one
+ * cotangent name per primal input (undefined for inputs that do not vary). The check of every rule
+ * is <u, J v> = <J^T u, v> against its tangent rule (test/tangent/adjoint.test.ts).
+ */
+export interface AdjointContext {
+  readonly node: GraphNode;
+  readonly opset: number;
+  readonly b: TangentBuilder;
+  /** Cotangent of primal output i, or undefined when that output does not reach the requested outputs. */
+  ct(i: number): string | undefined;
+  /** Whether primal input i varies (needs a cotangent). */
+  varies(i: number): boolean;
+  x(i: number): string;
+  y(i: number): string;
+  /** Throw the error that makes reverse mode unavailable for the part (the forward path is used). */
+  unsupported(reason: string): never;
+}
+
+export type AdjointRule = (ctx: AdjointContext) => (string | undefined)[];
+
+/** No adjoint rule for an op (or for this use of it): reverse mode is unavailable for the model part. */
+export class MissingAdjointRuleError extends NetmomentsError {
+  readonly opType: string;
+  readonly nodeName: string;
+  readonly reason: string;
+
+  constructor(opType: string, nodeName: string, reason: string) {
+    super(`no adjoint (VJP) rule for ${opType} node '${nodeName}': ${reason}`, { code: 'UNSUPPORTED' });
+    this.name = 'MissingAdjointRuleError';
+    this.opType = opType;
+    this.nodeName = nodeName;
+    this.reason = reason;
+  }
+}
