@@ -57,6 +57,12 @@ export interface AnalyzeOptions extends LinearizerOptions {
   seed?: number;
   /** Quasi-Monte Carlo points per shift for the class probabilities (default 2048, 16 shifts; 0: skip them, leaving the probabilities null). */
   probabilitySamples?: number;
+  /**
+   * Sample the class probabilities on this many classes of largest mean (plus the clean class) and
+   * bound the rest (src/moments/classprob.ts topClasses). Default: all classes up to
+   * ALL_CLASSES_MAX, DEFAULT_TOP_CLASSES above; 0: all classes.
+   */
+  probabilityClasses?: number;
   linalg?: LinearAlgebra;
   /** Which engine: 'auto' (default: propagate where every op has a moment rule and it fits), 'two-stage' or 'propagate' (src/method.ts). */
   method?: MethodChoice;
@@ -92,6 +98,8 @@ export interface AnalyzeResult {
   cleanPredicted: number;
   classProbabilities: number[] | null;
   classProbabilitiesError: number | null;
+  /** When the probabilities were sampled on the classes of largest mean alone: those classes and the bound on the mass outside them. */
+  classProbabilitiesTopK?: { classes: number[]; restBound: number };
   flipProbability: number | null;
   marginBound: number | null;
   /** What was done: two-stage's linearization point, Jacobians and the layers it held fixed; for propagate point 'none' and no flips (nothing is held fixed). */
@@ -362,13 +370,16 @@ export class Analyzer {
     let probsErr: number | null = null;
     let flip: number | null = null;
     let bound: number | null = null;
+    let topK: AnalyzeResult['classProbabilitiesTopK'];
     if (moments.covariance && o.probabilitySamples !== 0) {
       const cp = await classProbabilities(moments.mean, moments.covariance, {
         points: o.probabilitySamples ?? 2048,
         seed: seedFor(o.seed ?? 0, index),
         trueClass: cleanPredicted,
+        topK: probabilityClasses(o.probabilityClasses, d),
       });
       probs = finiteArray(cp.probabilities, 'class probabilities', file);
+      if (cp.classes) topK = { classes: Array.from(cp.classes), restBound: cp.restBound! };
       probsErr = cp.stdErr.reduce((a, v) => Math.max(a, v), 0);
       flip = cp.misclassification?.probability ?? null;
       bound = cp.marginBound ?? null;
@@ -383,6 +394,7 @@ export class Analyzer {
       cleanPredicted,
       classProbabilities: probs,
       classProbabilitiesError: probsErr,
+      ...(topK ? { classProbabilitiesTopK: topK } : {}),
       flipProbability: flip,
       marginBound: bound,
       linearization,
@@ -439,6 +451,21 @@ export class Analyzer {
     if (this.engine.method === 'two-stage') await this.engine.linearizer.release();
     else await this.engine.propagate.release();
   }
+}
+
+/** Outputs up to this many get class probabilities on every class by default. */
+export const ALL_CLASSES_MAX = 100;
+/** Classes of largest mean the probabilities are sampled on above ALL_CLASSES_MAX outputs. */
+export const DEFAULT_TOP_CLASSES = 10;
+
+/** The topK of classProbabilities for d outputs: the option (0: all), else all up to ALL_CLASSES_MAX and DEFAULT_TOP_CLASSES above. */
+export function probabilityClasses(option: number | undefined, d: number): number | undefined {
+  if (option !== undefined) {
+    if (!(Number.isInteger(option) && option >= 0))
+      throw new NetmomentsError(`--probability-classes must be a whole number >= 0, got ${option}`, { code: 'BAD_USAGE' });
+    return option === 0 || option >= d ? undefined : option;
+  }
+  return d > ALL_CLASSES_MAX ? DEFAULT_TOP_CLASSES : undefined;
 }
 
 /** The moments options of a variance mode (the covariance whenever a variance). */
