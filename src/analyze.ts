@@ -22,14 +22,25 @@ import { Linearizer, type LayerFlips, type LinearizerOptions, type TensorDescrip
 import type { LoadedModel } from './onnx/load.js';
 import type { SplitPoint } from './onnx/splitpoint.js';
 import type { NetworkMoments } from './moments/network.js';
-import { chooseMethod, propagatorNoise, PropagateEngine, type Method, type MethodChoice, type MethodDecision } from './method.js';
+import {
+  chooseMethod,
+  estimatePropagateMemory,
+  planPropagation,
+  propagateRank,
+  propagatorNoise,
+  PropagateEngine,
+  type Method,
+  type MethodChoice,
+  type MethodDecision,
+  type PropagationPlan,
+} from './method.js';
 import type { InputNoise, PropagatedMoments } from './propagate/index.js';
 import { surrogateMoments } from './moments/surrogate.js';
 import type { LinearAlgebra } from './moments/linalg.js';
 import { classProbabilities } from './moments/classprob.js';
 import { monteCarloMoments } from './moments/montecarlo.js';
 import { noiseFactor, validateNoise, windowIndices, type InputWindow, type Noise, type NoiseCovariance, type NoiseFactor, type NoiseSpec } from './noise.js';
-import { checkMemory, estimateAnalyzeMemory, linearizerSizes, memoryLimit } from './resources.js';
+import { checkMemory, estimateAnalyzeMemory, formatBytes, linearizerSizes, memoryLimit, type MemoryLimit } from './resources.js';
 import { imageGeometry, perInputShape, type ImageLayout, type LayoutChoice } from './data/layout.js';
 import { argmax } from './util/argmax.js';
 import { assessTrust, twoStageTrust, type Trust } from './trust.js';
@@ -233,7 +244,12 @@ export class Analyzer {
       );
       return new Analyzer({ method: 'two-stage', linearizer }, decision, model, options, noise, factor);
     } catch (e) {
-      await linearizer.release();
+      try {
+        if (e instanceof NetmomentsError && e.code === 'RESOURCE')
+          throw await twoStageRefusal(e, model, options, linearizer, noise.support.length, plan, limit);
+      } finally {
+        await linearizer.release();
+      }
       throw e;
     }
   }
@@ -451,6 +467,51 @@ export class Analyzer {
     if (this.engine.method === 'two-stage') await this.engine.linearizer.release();
     else await this.engine.propagate.release();
   }
+}
+
+/** Seconds as a short duration: 42 s, 13 min, 2.5 h. */
+function formatSeconds(s: number): string {
+  return s < 120 ? `${Math.round(s)} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toPrecision(2)} h`;
+}
+
+/**
+ * A two-stage run refused for memory, said with what it would cost in time and what fits: r noise
+ * directions for A F and p (ReLU-surrogate) columns for B, each a tangent pass, timed from one
+ * forward pass of the model at batch 1 (a tangent pass of a batch of directions costs about two
+ * forward passes per direction: a rough figure, stated as one); and whether --method propagate fits.
+ */
+async function twoStageRefusal(
+  e: NetmomentsError,
+  model: LoadedModel,
+  options: AnalyzeOptions,
+  linearizer: Linearizer,
+  r: number,
+  plan: PropagationPlan | undefined,
+  limit: MemoryLimit,
+): Promise<NetmomentsError> {
+  const zeros = new Float32Array(linearizer.n);
+  await linearizer.evaluate(zeros, 1); // warm-up
+  const t0 = performance.now();
+  await linearizer.evaluate(zeros, 1);
+  const forward = (performance.now() - t0) / 1000;
+  const passes = r + linearizer.units;
+  let fits = 'noise on fewer input elements (--window) or a narrower split (a later --relu)';
+  try {
+    const pl = plan ?? (await planPropagation(model, options));
+    if (pl.missing.length === 0) {
+      const rank = propagateRank(pl, Math.max(1, r), limit, options.rank);
+      const est = estimatePropagateMemory(pl, rank);
+      if (est.total <= limit.bytes) fits = `--method propagate (moments through every layer, noise factor rank ${rank}: about ${formatBytes(est.total)})`;
+    }
+  } catch {
+    // no propagation plan: the window and the split are what is left
+  }
+  return new NetmomentsError(
+    `two-stage at split point ${linearizer.split.index} ('${linearizer.split.node}', p = ${linearizer.p}) is refused before it starts: ${e.message}; ` +
+      `it would also take about ${passes} tangent passes (${r} noise directions for A, ${linearizer.units} columns for B), roughly ${formatSeconds(2 * passes * forward)} ` +
+      `at ${(forward * 1000).toFixed(0)} ms per forward pass; what fits: ${fits}`,
+    { file: model.file, code: 'RESOURCE', cause: e },
+  );
 }
 
 /** Outputs up to this many get class probabilities on every class by default. */
