@@ -106,7 +106,7 @@ const describeRun = (r) =>
     ? `${r.seconds.toFixed(1)} s, peak ${r.rssGB.toFixed(2)} GB`
     : r.code === 124
       ? `did not finish in ${limit} s`
-      : `exit ${r.code}: ${r.last.slice(0, 400)}`;
+      : `exit ${r.code}: ${r.last.length > 500 ? `${r.last.slice(0, 250)} ... ${r.last.slice(-250)}` : r.last}`;
 for (const m of models) {
   const file = join(dir, `${m}.onnx`);
   const ins = spawnSync('node', [bin, 'inspect', file, '--json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
