@@ -246,7 +246,7 @@ export class Analyzer {
     } catch (e) {
       try {
         if (e instanceof NetmomentsError && e.code === 'RESOURCE')
-          throw await twoStageRefusal(e, model, options, linearizer, noise.support.length, plan, limit);
+          throw await twoStageRefusal(e, model, options, linearizer, noise.support.length, plan, limit, decision.reason);
       } finally {
         await linearizer.release();
       }
@@ -488,6 +488,8 @@ async function twoStageRefusal(
   r: number,
   plan: PropagationPlan | undefined,
   limit: MemoryLimit,
+  /** Why two-stage was chosen (src/method.ts), said when auto chose it. */
+  reason: string,
 ): Promise<NetmomentsError> {
   const zeros = new Float32Array(linearizer.n);
   await linearizer.evaluate(zeros, 1); // warm-up
@@ -507,7 +509,8 @@ async function twoStageRefusal(
     // no propagation plan: the window and the split are what is left
   }
   return new NetmomentsError(
-    `two-stage at split point ${linearizer.split.index} ('${linearizer.split.node}', p = ${linearizer.p}) is refused before it starts: ${e.message}; ` +
+    `two-stage at split point ${linearizer.split.index} ('${linearizer.split.node}', p = ${linearizer.p})` +
+      `${(options.method ?? 'auto') === 'auto' ? ` (auto chose two-stage: ${reason})` : ''} is refused before it starts: ${e.message}; ` +
       `it would also take about ${passes} tangent passes (${r} noise directions for A, ${linearizer.units} columns for B), roughly ${formatSeconds(2 * passes * forward)} ` +
       `at ${(forward * 1000).toFixed(0)} ms per forward pass; what fits: ${fits}`,
     { file: model.file, code: 'RESOURCE', cause: e },
