@@ -22,14 +22,25 @@ import { Linearizer, type LayerFlips, type LinearizerOptions, type TensorDescrip
 import type { LoadedModel } from './onnx/load.js';
 import type { SplitPoint } from './onnx/splitpoint.js';
 import type { NetworkMoments } from './moments/network.js';
-import { chooseMethod, propagatorNoise, PropagateEngine, type Method, type MethodChoice, type MethodDecision } from './method.js';
+import {
+  chooseMethod,
+  estimatePropagateMemory,
+  planPropagation,
+  propagateRank,
+  propagatorNoise,
+  PropagateEngine,
+  type Method,
+  type MethodChoice,
+  type MethodDecision,
+  type PropagationPlan,
+} from './method.js';
 import type { InputNoise, PropagatedMoments } from './propagate/index.js';
 import { surrogateMoments } from './moments/surrogate.js';
 import type { LinearAlgebra } from './moments/linalg.js';
 import { classProbabilities } from './moments/classprob.js';
 import { monteCarloMoments } from './moments/montecarlo.js';
 import { noiseFactor, validateNoise, windowIndices, type InputWindow, type Noise, type NoiseCovariance, type NoiseFactor, type NoiseSpec } from './noise.js';
-import { checkMemory, estimateAnalyzeMemory, linearizerSizes, memoryLimit } from './resources.js';
+import { checkMemory, estimateAnalyzeMemory, formatBytes, linearizerSizes, memoryLimit, type MemoryLimit } from './resources.js';
 import { imageGeometry, perInputShape, type ImageLayout, type LayoutChoice } from './data/layout.js';
 import { argmax } from './util/argmax.js';
 import { assessTrust, twoStageTrust, type Trust } from './trust.js';
@@ -57,6 +68,12 @@ export interface AnalyzeOptions extends LinearizerOptions {
   seed?: number;
   /** Quasi-Monte Carlo points per shift for the class probabilities (default 2048, 16 shifts; 0: skip them, leaving the probabilities null). */
   probabilitySamples?: number;
+  /**
+   * Sample the class probabilities on this many classes of largest mean (plus the clean class) and
+   * bound the rest (src/moments/classprob.ts topClasses). Default: all classes up to
+   * ALL_CLASSES_MAX, DEFAULT_TOP_CLASSES above; 0: all classes.
+   */
+  probabilityClasses?: number;
   linalg?: LinearAlgebra;
   /** Which engine: 'auto' (default: propagate where every op has a moment rule and it fits), 'two-stage' or 'propagate' (src/method.ts). */
   method?: MethodChoice;
@@ -92,6 +109,8 @@ export interface AnalyzeResult {
   cleanPredicted: number;
   classProbabilities: number[] | null;
   classProbabilitiesError: number | null;
+  /** When the probabilities were sampled on the classes of largest mean alone: those classes and the bound on the mass outside them. */
+  classProbabilitiesTopK?: { classes: number[]; restBound: number };
   flipProbability: number | null;
   marginBound: number | null;
   /** What was done: two-stage's linearization point, Jacobians and the layers it held fixed; for propagate point 'none' and no flips (nothing is held fixed). */
@@ -225,7 +244,12 @@ export class Analyzer {
       );
       return new Analyzer({ method: 'two-stage', linearizer }, decision, model, options, noise, factor);
     } catch (e) {
-      await linearizer.release();
+      try {
+        if (e instanceof NetmomentsError && e.code === 'RESOURCE')
+          throw await twoStageRefusal(e, model, options, linearizer, noise.support.length, plan, limit, decision.reason);
+      } finally {
+        await linearizer.release();
+      }
       throw e;
     }
   }
@@ -362,13 +386,16 @@ export class Analyzer {
     let probsErr: number | null = null;
     let flip: number | null = null;
     let bound: number | null = null;
+    let topK: AnalyzeResult['classProbabilitiesTopK'];
     if (moments.covariance && o.probabilitySamples !== 0) {
       const cp = await classProbabilities(moments.mean, moments.covariance, {
         points: o.probabilitySamples ?? 2048,
         seed: seedFor(o.seed ?? 0, index),
         trueClass: cleanPredicted,
+        topK: probabilityClasses(o.probabilityClasses, d),
       });
       probs = finiteArray(cp.probabilities, 'class probabilities', file);
+      if (cp.classes) topK = { classes: Array.from(cp.classes), restBound: cp.restBound! };
       probsErr = cp.stdErr.reduce((a, v) => Math.max(a, v), 0);
       flip = cp.misclassification?.probability ?? null;
       bound = cp.marginBound ?? null;
@@ -383,6 +410,7 @@ export class Analyzer {
       cleanPredicted,
       classProbabilities: probs,
       classProbabilitiesError: probsErr,
+      ...(topK ? { classProbabilitiesTopK: topK } : {}),
       flipProbability: flip,
       marginBound: bound,
       linearization,
@@ -439,6 +467,69 @@ export class Analyzer {
     if (this.engine.method === 'two-stage') await this.engine.linearizer.release();
     else await this.engine.propagate.release();
   }
+}
+
+/** Seconds as a short duration: 42 s, 13 min, 2.5 h. */
+function formatSeconds(s: number): string {
+  return s < 120 ? `${Math.round(s)} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toPrecision(2)} h`;
+}
+
+/**
+ * A two-stage run refused for memory, said with what it would cost in time and what fits: r noise
+ * directions for A F and p (ReLU-surrogate) columns for B, each a tangent pass, timed from one
+ * forward pass of the model at batch 1 (a tangent pass of a batch of directions costs about two
+ * forward passes per direction: a rough figure, stated as one); and whether --method propagate fits.
+ */
+async function twoStageRefusal(
+  e: NetmomentsError,
+  model: LoadedModel,
+  options: AnalyzeOptions,
+  linearizer: Linearizer,
+  r: number,
+  plan: PropagationPlan | undefined,
+  limit: MemoryLimit,
+  /** Why two-stage was chosen (src/method.ts), said when auto chose it. */
+  reason: string,
+): Promise<NetmomentsError> {
+  const zeros = new Float32Array(linearizer.n);
+  await linearizer.evaluate(zeros, 1); // warm-up
+  const t0 = performance.now();
+  await linearizer.evaluate(zeros, 1);
+  const forward = (performance.now() - t0) / 1000;
+  const passes = r + linearizer.units;
+  let fits = 'noise on fewer input elements (--window) or a narrower split (a later --relu)';
+  try {
+    const pl = plan ?? (await planPropagation(model, options));
+    if (pl.missing.length === 0) {
+      const rank = propagateRank(pl, Math.max(1, r), limit, options.rank);
+      const est = estimatePropagateMemory(pl, rank);
+      if (est.total <= limit.bytes) fits = `--method propagate (moments through every layer, noise factor rank ${rank}: about ${formatBytes(est.total)})`;
+    }
+  } catch {
+    // no propagation plan: the window and the split are what is left
+  }
+  return new NetmomentsError(
+    `two-stage at split point ${linearizer.split.index} ('${linearizer.split.node}', p = ${linearizer.p})` +
+      `${(options.method ?? 'auto') === 'auto' ? ` (auto chose two-stage: ${reason})` : ''} is refused before it starts: ${e.message}; ` +
+      `it would also take about ${passes} tangent passes (${r} noise directions for A, ${linearizer.units} columns for B), roughly ${formatSeconds(2 * passes * forward)} ` +
+      `at ${(forward * 1000).toFixed(0)} ms per forward pass; what fits: ${fits}`,
+    { file: model.file, code: 'RESOURCE', cause: e },
+  );
+}
+
+/** Outputs up to this many get class probabilities on every class by default. */
+export const ALL_CLASSES_MAX = 100;
+/** Classes of largest mean the probabilities are sampled on above ALL_CLASSES_MAX outputs. */
+export const DEFAULT_TOP_CLASSES = 10;
+
+/** The topK of classProbabilities for d outputs: the option (0: all), else all up to ALL_CLASSES_MAX and DEFAULT_TOP_CLASSES above. */
+export function probabilityClasses(option: number | undefined, d: number): number | undefined {
+  if (option !== undefined) {
+    if (!(Number.isInteger(option) && option >= 0))
+      throw new NetmomentsError(`--probability-classes must be a whole number >= 0, got ${option}`, { code: 'BAD_USAGE' });
+    return option === 0 || option >= d ? undefined : option;
+  }
+  return d > ALL_CLASSES_MAX ? DEFAULT_TOP_CLASSES : undefined;
 }
 
 /** The moments options of a variance mode (the covariance whenever a variance). */

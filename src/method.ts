@@ -131,11 +131,20 @@ export function estimatePropagateMemory(plan: PropagationPlan, rank: number): Me
   return { total: parts.reduce((a, p) => a + p.bytes, 0), parts };
 }
 
-/** The rank to run at: the asked one, else full rank when it fits `limit`, else FALLBACK_RANK (or the full rank when it is smaller). */
+/** The lowest rank auto halves FALLBACK_RANK down to when FALLBACK_RANK does not fit (a wide net at ImageNet size). */
+export const MIN_AUTO_RANK = 16;
+
+/**
+ * The rank to run at: the asked one, else full rank when it fits `limit`, else FALLBACK_RANK (or the
+ * full rank when it is smaller), halved down to MIN_AUTO_RANK while it does not fit (where none
+ * fits, FALLBACK_RANK: the caller refuses it or falls back to two-stage).
+ */
 export function propagateRank(plan: PropagationPlan, fullRank: number, limit: MemoryLimit, asked?: number): number {
   if (asked !== undefined) return Math.max(1, Math.min(asked, fullRank));
   if (estimatePropagateMemory(plan, fullRank).total <= limit.bytes) return fullRank;
-  return Math.min(FALLBACK_RANK, fullRank);
+  const fallback = Math.min(FALLBACK_RANK, fullRank);
+  for (let rank = fallback; rank >= MIN_AUTO_RANK; rank = Math.floor(rank / 2)) if (estimatePropagateMemory(plan, rank).total <= limit.bytes) return rank;
+  return fallback;
 }
 
 /**

@@ -282,6 +282,7 @@ function suggest(bytes: number): string {
 interface LinearizerLike {
   n: number;
   p: number;
+  units?: number;
   d: number;
 }
 interface EngineLike {
@@ -296,7 +297,8 @@ export function linearizerSizes(lin: LinearizerLike): Pick<RunSizes, 'n' | 'p' |
   const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined);
   return {
     n: lin.n,
-    p: lin.p,
+    // the ReLU surrogate's width: p for a Relu split, more for LeakyRelu, PRelu and Clip (linearize/pieces.ts)
+    p: lin.units ?? lin.p,
     d: lin.d,
     bottomOutputs: num(parts?.bottom?.outputSize),
     topInputs: num(parts?.topB?.inputSize),

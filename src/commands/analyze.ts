@@ -58,6 +58,10 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       .option('covariance', { type: 'boolean', describe: 'Include the full d x d output covariance' })
       .option('mc', { type: 'number', default: 0, describe: 'Also run N Monte Carlo samples through the real model (the paper used 75000)' })
       .option('seed', { type: 'number', default: 0, describe: 'Seed of Monte Carlo and class probabilities (input i uses (seed, i))' })
+      .option('probability-classes', {
+        type: 'number',
+        describe: 'Class probabilities on the K classes of largest mean, the rest bounded (default: all up to 100 classes, 10 above; 0: all)',
+      })
       .option('format', { choices: ['json', 'csv'] as const, default: 'json' as const, describe: 'Report format' })
       .option('out', { type: 'string', describe: 'Write the report to this file (atomically) instead of stdout' })
       .example(
@@ -120,6 +124,7 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
           covariance: argv.covariance,
           mc,
           seed: argv.seed,
+          probabilityClasses: argv['probability-classes'] as number | undefined,
           linalg: sharedOrtLinearAlgebra({ threads: argv.threads }),
           maxMemory: argv['max-memory'],
         },

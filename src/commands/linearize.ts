@@ -49,7 +49,9 @@ export const linearizeCommand: CommandModule<object, LinearizeArgs> = {
     try {
       checkMemory(estimateAnalyzeMemory({ ...linearizerSizes(lin), r: n, modelBytes: model.bytes.length, probabilityPoints: 0 }), limit, argv.model);
       const s = await lin.surrogate(x);
-      const { p, d } = lin;
+      // the ReLU surrogate's units: p for a Relu split, more for LeakyRelu, PRelu and Clip (linearize/pieces.ts)
+      const p = lin.units;
+      const d = lin.d;
       const files: Record<string, Uint8Array | string> = {
         'A.npy': encodeNpy(s.A, [p, n]),
         'c1.npy': encodeNpy(s.c1, [p]),

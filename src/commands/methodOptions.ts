@@ -1,16 +1,19 @@
 /**
- * --method and --rank (analyze, report, gate, fooling, tightness): which engine computes the
- * moments (src/method.ts), and the stderr line that says which one ran and why.
+ * --method, --rank and --diagnostics (analyze, report, gate, fooling, tightness): which engine
+ * computes the moments (src/method.ts), how the two-stage diagnostics are computed, and the stderr
+ * line that says which engine ran and why.
  */
 import type { Argv } from 'yargs';
 import type { AnalyzeOptions } from '../analyze.js';
 import { wholeNumber } from '../experiments/cli.js';
 import { METHOD_CHOICES, type MethodChoice } from '../method.js';
+import { FAST_FLIP_DIRECTIONS, FLIP_DIRECTIONS, FULL_DIAGNOSTICS_MAX_INPUT, type Diagnostics } from '../linearize/linearizer.js';
 
 /** --method and --rank: which engine computes the moments (src/method.ts). */
 export interface MethodArgs {
   method: MethodChoice;
   rank?: number;
+  diagnostics?: Diagnostics;
 }
 
 export function methodOptions<T>(y: Argv<T>): Argv<T & MethodArgs> {
@@ -27,6 +30,13 @@ export function methodOptions<T>(y: Argv<T>): Argv<T & MethodArgs> {
       type: 'number',
       describe: 'Propagate: columns of the noise factor carried (default: full rank when it fits the memory limit, else 256)',
       group: 'Model:',
+    })
+    .option('diagnostics', {
+      choices: ['none', 'fast', 'full'] as const,
+      describe:
+        `Two-stage: the expected state changes of the layers held fixed. 'none' skips them; 'full' sums over the noise directions (sketched with ${FLIP_DIRECTIONS} random ones above that); ` +
+        `'fast' estimates them from a sketch of ${FAST_FLIP_DIRECTIONS} (reported as an estimate). Default: full for inputs up to ${FULL_DIAGNOSTICS_MAX_INPUT} elements, fast above`,
+      group: 'Model:',
     }) as unknown as Argv<T & MethodArgs>;
 }
 
@@ -36,6 +46,10 @@ export function methodLine(r: { method?: string; methodReason?: string; rank?: n
 }
 
 /** The engine options as AnalyzeOptions takes them, --rank checked. */
-export function methodFromArgs(args: MethodArgs): Pick<AnalyzeOptions, 'method' | 'rank'> {
-  return { method: args.method, rank: args.rank === undefined ? undefined : wholeNumber('rank', args.rank, 1) };
+export function methodFromArgs(args: MethodArgs): Pick<AnalyzeOptions, 'method' | 'rank' | 'diagnostics'> {
+  return {
+    method: args.method,
+    rank: args.rank === undefined ? undefined : wholeNumber('rank', args.rank, 1),
+    ...(args.diagnostics ? { diagnostics: args.diagnostics } : {}),
+  };
 }

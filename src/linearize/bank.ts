@@ -278,6 +278,15 @@ function manifestBase(linearizer: Linearizer, cl: ClusterResult, options: BuildB
 }
 
 /** A bank held in memory (`--linearize kmeans:K`): the same numbers a saved bank holds. */
+/** A bank stores p-unit centres of a Relu split; LeakyRelu, PRelu and Clip splits (more ReLU units, linearize/pieces.ts) are refused. */
+function reluSplitOnly(linearizer: Linearizer): void {
+  if (linearizer.units === linearizer.p) return;
+  throw new NetmomentsError(
+    `a linearization bank needs a Relu split; the split point ${linearizer.split.index} ('${linearizer.split.node}') is not a Relu: pick a Relu with --relu, or analyse without a bank`,
+    { file: linearizer.model.file, code: 'UNSUPPORTED' },
+  );
+}
+
 export class MemoryBank implements Bank {
   private constructor(
     readonly manifest: BankManifest,
@@ -305,6 +314,7 @@ export class MemoryBank implements Bank {
     count: number,
     options: BuildBankOptions & { version: string; maxBytes?: number },
   ): Promise<MemoryBank> {
+    reluSplitOnly(linearizer);
     const est = estimateBank({ n: linearizer.n, p: linearizer.p, d: linearizer.d, skip: linearizer.skip.length > 0 }, options.k);
     const limit = options.maxBytes ?? Math.floor(availableMemory() * 0.5);
     if (est.total > limit) {
@@ -367,6 +377,7 @@ export async function writeBank(
   dir: string,
   options: BuildBankOptions & { version: string; maxBytes?: number },
 ): Promise<{ manifest: BankManifest; estimate: BankEstimate; bytes: number }> {
+  reluSplitOnly(linearizer);
   const est = checkBankFits({ n: linearizer.n, p: linearizer.p, d: linearizer.d, skip: linearizer.skip.length > 0 }, options.k, dir, options.maxBytes);
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new NetmomentsError('exists and is not a folder', { file: dir, code: 'BAD_USAGE' });
   const cl = clusterInputs(data, count, linearizer.n, options.k, options);

@@ -26,6 +26,8 @@ import { splitModelAt, type SplitResult } from '../onnx/split.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
 import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
 import { isSmooth, kinksOf } from '../onnx/ops/registry.js';
+import { applyPieces, pieceOf, splitPieces, type UnitPieces } from '../onnx/ops/splitPieces.js';
+import { expandToRelu, isPlainRelu, reluTerms, type ReluTerm } from './pieces.js';
 import type { Kinks } from '../onnx/ops/types.js';
 import {
   createJacobianEngine,
@@ -53,8 +55,26 @@ export interface LinearizerOptions {
   provider?: Provider;
   /** One-line warnings (finite-difference fallback, ...). */
   onWarning?: (message: string) => void;
-  /** Count expected sign flips of the other ReLU and max-pool layers (default true). */
+  /** Count expected sign flips of the other ReLU and max-pool layers (default true; false is diagnostics 'none'). */
   flips?: boolean;
+  /**
+   * How the expected state changes of the layers held fixed are computed: 'none' skips them;
+   * 'full' sums over the noise directions when there are at most FLIP_DIRECTIONS and sketches them
+   * with FLIP_DIRECTIONS random combinations otherwise; 'fast' sketches with FAST_FLIP_DIRECTIONS.
+   * Default (defaultDiagnostics): 'full' for inputs of at most FULL_DIAGNOSTICS_MAX_INPUT elements, else 'fast'.
+   */
+  diagnostics?: Diagnostics;
+}
+
+export type Diagnostics = 'none' | 'fast' | 'full';
+
+/** Inputs up to this many elements (MNIST, CIFAR) get 'full' diagnostics by default, larger ones (ImageNet) 'fast'. */
+export const FULL_DIAGNOSTICS_MAX_INPUT = 65536;
+
+/** The diagnostics level a run gets: the option, else by input size n (LinearizerOptions.diagnostics). */
+export function defaultDiagnostics(options: Pick<LinearizerOptions, 'diagnostics' | 'flips'>, n: number): Diagnostics {
+  if (options.flips === false) return 'none';
+  return options.diagnostics ?? (n <= FULL_DIAGNOSTICS_MAX_INPUT ? 'full' : 'fast');
 }
 
 export interface TensorDescription {
@@ -83,6 +103,11 @@ export interface LayerFlips {
   expectedFlips: number;
   /** The ReLU the model is split at: its nonlinearity is handled exactly. */
   isSplit: boolean;
+  /**
+   * Present when the per-unit variances were estimated from this many random combinations of the
+   * noise directions (a sketch: relative error of a variance about sqrt(2 / sketch)) instead of summed over all of them.
+   */
+  sketch?: number;
 }
 
 /**
@@ -130,6 +155,8 @@ const CHUNK_BYTES = 96 * 1024 * 1024;
 const EVALUATE_BATCH = 64;
 
 export const FLIP_DIRECTIONS = 128;
+/** Sketch size of diagnostics 'fast' (relative error of a unit's variance about sqrt(2/16) = 35%). */
+export const FAST_FLIP_DIRECTIONS = 16;
 const FLIP_SEED = 20180618;
 
 export class Linearizer {
@@ -149,8 +176,14 @@ export class Linearizer {
       forwardBatched: { value: boolean };
       bottomFlips: FlipLayerSpec[];
       topFlipSpecs: FlipLayerSpec[];
-      /** Where the split ReLU's slope changes. */
+      /** Where the split op's slope changes. */
       splitKinks: readonly number[];
+      /** The split op's pieces (src/onnx/ops/splitPieces.ts) and its ReLU terms (pieces.ts); no terms for a plain Relu. */
+      pieces: UnitPieces;
+      reluTerms?: ReluTerm[];
+      /** The split op's type, for the flips report. */
+      splitOp: string;
+      diagnostics: Diagnostics;
       /** skip tensors that are the model input itself (identity Jacobian). */
       inputSkips: string[];
       innerSkips: string[];
@@ -168,6 +201,14 @@ export class Linearizer {
   /** p: split width. */
   get p(): number {
     return this.split.width;
+  }
+  /** Units of the ReLU surrogate: p for a Relu split, p times its ReLU terms for LeakyRelu, PRelu, Clip (pieces.ts). */
+  get units(): number {
+    return this.p * (this.parts.reluTerms?.length ?? 1);
+  }
+  /** The diagnostics level (expected state changes of the layers held fixed). */
+  get diagnostics(): Diagnostics {
+    return this.parts.diagnostics;
   }
   /** d: output elements. */
   get d(): number {
@@ -253,9 +294,16 @@ export class Linearizer {
 
     const inputSkips = sr.skip.filter((s) => s === inp.name);
     const innerSkips = sr.skip.filter((s) => s !== inp.name);
-    const flipsWanted = options.flips !== false;
-    const splitKinks = kinksOf(graph, relus[sr.relu.index]);
-    if (splitKinks?.kind !== 'unit') throw new Error(`internal: the split op ${relus[sr.relu.index].opType} has no unit-wise kinks in the op registry`);
+    const splitNode = relus[sr.relu.index];
+    let pieces: UnitPieces;
+    try {
+      pieces = splitPieces(graph, splitNode, sr.relu.shape);
+    } catch (e) {
+      throw e instanceof NetmomentsError && !e.file ? new NetmomentsError(e.message, { file, code: e.code, cause: e }) : e;
+    }
+    const terms = reluTerms(pieces);
+    const diagnostics = defaultDiagnostics(options, input.size);
+    const flipsWanted = diagnostics !== 'none';
     // the kinked layers besides the split ReLU, in graph order (the op registry says where each one's derivative jumps)
     const flipSpecs = (part: Graph): FlipLayerSpec[] => {
       if (!flipsWanted) return [];
@@ -307,7 +355,11 @@ export class Linearizer {
       forwardBatched: { value: true },
       bottomFlips,
       topFlipSpecs,
-      splitKinks: splitKinks.at,
+      splitKinks: pieces.at,
+      pieces,
+      reluTerms: isPlainRelu(terms) ? undefined : terms,
+      splitOp: splitNode.opType,
+      diagnostics,
       inputSkips,
       innerSkips,
       mode: modes.size === 1 ? [...modes][0] : 'mixed',
@@ -377,7 +429,9 @@ export class Linearizer {
     const K = p + skipSize;
     const skipDirs = this.skip.length > 0 ? new Float64Array(kTotal * K) : undefined;
     const chunk = Math.max(1, Math.min(kTotal, Math.floor(CHUNK_BYTES / (4 * Math.max(bottom.outputSize, n)))));
-    const mask = Float64Array.from(zb, (v) => (v > 0 ? 1 : 0));
+    // the split op's slope at the point (ReLU: z > 0), for the top's flip statistics
+    const pieces = this.parts.pieces;
+    const mask = Float64Array.from(zb, (v, u) => pieces.slopes[pieceOf(v, pieces.at)][u]);
     if (bottom.prefersReverse(kTotal) && (await bottom.reverseReady())) {
       await this.bottomByReverse(point, factor, withDelta ? delta! : undefined, directions, { AF, Adelta, skipDirs, K, zOffset: zSlot.offset, skipSlots });
     } else {
@@ -406,7 +460,7 @@ export class Linearizer {
     }
 
     // ---- top: B (identity on y), D F (y' = 0, skips), and flips of top layers
-    const topPoint: Record<string, Float64Array | Float32Array> = { [this.split.output]: Float64Array.from(zb, (v) => (v > 0 ? v : 0)) };
+    const topPoint: Record<string, Float64Array | Float32Array> = { [this.split.output]: Float64Array.from(zb, (v, u) => applyPieces(pieces, u, v)) };
     for (const s of this.skip) {
       if (this.parts.inputSkips.includes(s)) topPoint[s] = point;
       else {
@@ -455,10 +509,15 @@ export class Linearizer {
         const m = zb[u] + (Adelta ? Adelta[u] : 0);
         e += pieceChangeProbability(m, zb[u], Math.sqrt(v), this.parts.splitKinks);
       }
-      return { node: this.split.node, op: 'Relu', units: p, expectedFlips: e, isSplit: true };
+      return { node: this.split.node, op: this.parts.splitOp, units: p, expectedFlips: e, isSplit: true };
     })();
-    const flips = [...bottomStats.map(finish), splitFlips, ...topStats.map(finish)];
-    return { point, zb, gb, A: AF, Adelta, B, D: DF, Ddelta, r, flips };
+    const sketch = r > flipSketch(this.parts.diagnostics) ? { sketch: flipSketch(this.parts.diagnostics) } : {};
+    const flips = [...bottomStats.map((st) => ({ ...finish(st), ...sketch })), splitFlips, ...topStats.map((st) => ({ ...finish(st), ...sketch }))];
+    const terms = this.parts.reluTerms;
+    if (!terms) return { point, zb, gb, A: AF, Adelta, B, D: DF, Ddelta, r, flips };
+    // LeakyRelu, PRelu, Clip: the same surrogate with ReLU units (pieces.ts)
+    const relu = expandToRelu({ A: AF, B, zb, Adelta }, terms, r, d);
+    return { point, zb: relu.zb, gb, A: relu.A, Adelta: relu.Adelta, B: relu.B, D: DF, Ddelta, r, flips };
   }
 
   /**
@@ -572,8 +631,9 @@ export class Linearizer {
     const r = factor.r;
     let s = r;
     let dirs: DirectionBatches = factorDirections(factor);
-    if (r > FLIP_DIRECTIONS) {
-      s = FLIP_DIRECTIONS;
+    const most = flipSketch(this.parts.diagnostics);
+    if (r > most) {
+      s = most;
       const sketch = new Float64Array(s * n);
       const rng = new Rng(FLIP_SEED);
       const scale = 1 / Math.sqrt(s);
@@ -651,6 +711,11 @@ export class Linearizer {
     await this.parts.topFlips?.release();
     await this.parts.forward.release();
   }
+}
+
+/** Most noise directions the flip statistics sum over exactly; more are sketched with this many. */
+function flipSketch(diagnostics: Diagnostics): number {
+  return diagnostics === 'fast' ? FAST_FLIP_DIRECTIONS : FLIP_DIRECTIONS;
 }
 
 /** Ops of quantized models (their derivative is zero almost everywhere; no Jacobian means anything). */

@@ -14,12 +14,20 @@
  * Cantelli (one-sided Chebyshev) inequality: for M = y_c - y_j with mean mu_M > 0 and variance v_M,
  *   P(M <= 0) = P(M - mu_M <= -mu_M) <= v_M / (v_M + mu_M^2),
  * and P(argmax != c) <= sum_{j != c} P(y_c - y_j <= 0) (union bound), capped at 1.
+ *
+ * Many classes (options.topK): the QMC runs on the k classes T with the largest means (plus the
+ * true class) alone, y_T ~ N(mean_T, cov_TT), which gives P(argmax over T = j). The mass outside T
+ * is bounded, not sampled: with t the class of the largest mean, {argmax = j} is inside
+ * {y_j >= y_t}, and y_j - y_t is Gaussian, so
+ *   P(argmax not in T) <= sum_{j not in T} Phi((mean_j - mean_t) / sd(y_j - y_t)) =: rest
+ * (union bound), and for j in T, P(argmax = j) lies in [P_T(j) - rest, P_T(j)]. The classes
+ * outside T are reported with probability 0 and `rest` says how much that can be off in all.
  */
 import { NetmomentsError } from '../errors.js';
 import { type LinearAlgebra, jsLinearAlgebra } from './linalg.js';
 import { Rng } from './montecarlo.js';
 import { argmax } from '../util/argmax.js';
-import { PhiInv } from './special.js';
+import { Phi, PhiInv } from './special.js';
 
 export interface ClassProbabilityOptions {
   /** Halton points per shift (default 4096). */
@@ -34,6 +42,8 @@ export interface ClassProbabilityOptions {
   tolerance?: number;
   /** For L eps products when d is large (default plain TypeScript). */
   linalg?: LinearAlgebra;
+  /** Sample only the topK classes of largest mean (plus trueClass) and bound the rest (file comment); default all classes. */
+  topK?: number;
 }
 
 export interface ClassProbabilities {
@@ -52,6 +62,31 @@ export interface ClassProbabilities {
   marginBound?: number;
   /** Per-class Cantelli bounds on P(y_c - y_j <= 0) (entry c is 0). */
   marginBounds?: Float64Array;
+  /** With topK: the classes sampled (largest means first, then the true class if it was not among them). */
+  classes?: Int32Array;
+  /** With topK: the bound on the probability mass outside `classes` (file comment); each sampled probability can be high by at most this much. */
+  restBound?: number;
+}
+
+/**
+ * The classes T with the k largest means (ties by index) plus `extra`, and the bound on
+ * P(argmax not in T) of the file comment: sum over j outside T of Phi((mean_j - mean_t)/sd(y_j - y_t)).
+ */
+export function topClasses(mean: Float64Array, cov: Float64Array, d: number, k: number, extra?: number): { classes: Int32Array; rest: number } {
+  const order = Array.from({ length: d }, (_, i) => i).sort((a, b) => mean[b] - mean[a] || a - b);
+  const chosen = order.slice(0, Math.min(k, d));
+  if (extra !== undefined && !chosen.includes(extra)) chosen.push(extra);
+  const inT = new Uint8Array(d);
+  for (const j of chosen) inT[j] = 1;
+  const t = order[0];
+  let rest = 0;
+  for (let j = 0; j < d; j++) {
+    if (inT[j]) continue;
+    const v = cov[j * d + j] + cov[t * d + t] - 2 * cov[j * d + t];
+    const gap = mean[j] - mean[t];
+    rest += v > 0 ? Phi(gap / Math.sqrt(v)) : gap >= 0 ? 1 : 0;
+  }
+  return { classes: Int32Array.from(chosen), rest: Math.min(1, rest) };
 }
 
 /**
@@ -206,6 +241,26 @@ export async function classProbabilities(mean: Float64Array, cov: Float64Array, 
     out.trueClass = c;
     out.marginBound = mb.bound;
     out.marginBounds = mb.perClass;
+  }
+  if (options.topK !== undefined && options.topK < d) {
+    if (!(Number.isInteger(options.topK) && options.topK >= 1))
+      throw new NetmomentsError(`topK must be a whole number >= 1, got ${options.topK}`, { code: 'BAD_USAGE' });
+    const { classes, rest } = topClasses(mean, cov, d, options.topK, c);
+    const k = classes.length;
+    const subMean = Float64Array.from(classes, (j) => mean[j]);
+    const subCov = new Float64Array(k * k);
+    for (let a = 0; a < k; a++) for (let b = 0; b < k; b++) subCov[a * k + b] = cov[classes[a] * d + classes[b]];
+    const sub = await classProbabilities(subMean, subCov, { ...options, topK: undefined, trueClass: undefined });
+    classes.forEach((j, a) => {
+      out.probabilities[j] = sub.probabilities[a];
+      out.stdErr[j] = sub.stdErr[a];
+    });
+    out.rank = sub.rank;
+    out.samples = sub.samples;
+    out.classes = classes;
+    out.restBound = rest;
+    if (c !== undefined) out.misclassification = { probability: 1 - out.probabilities[c], stdErr: out.stdErr[c] };
+    return out;
   }
   const { L, rank } = pivotedCholesky(cov, d, options.tolerance ?? 1e-12);
   out.rank = rank;

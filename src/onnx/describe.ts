@@ -3,7 +3,7 @@
  * netmoments.inspect/1 (docs/ONNX.md):
  *   {"schema", "file", "inputs": [{name, type, shape}], "outputs": [...], "opset", "producer",
  *    "ops": {op: count}, "parameters", "metadata",
- *    "relus": [{"index","node","tensor","input","output","shape","width","supported","unsupportedOps"}]}
+ *    "relus": [{"index","node","op","tensor","input","output","shape","width","supported","unsupportedOps"}]}
  */
 import { NetmomentsError } from '../errors.js';
 import { makeBatchDynamicProbed } from './batch.js';
@@ -22,6 +22,8 @@ export interface TensorSummary {
 }
 
 export interface InspectRelu extends SplitPoint {
+  /** The split op: Relu, LeakyRelu, PRelu or Clip (src/onnx/ops/splitPoint.ts). */
+  op: string;
   /** The ReLU's output tensor (same as output). */
   tensor: string;
   /** Every op below and above this split has a tangent rule. */
@@ -112,6 +114,7 @@ export async function inspectGraph(
     return {
       index: sp.index,
       node: sp.node,
+      op: node.opType,
       tensor: sp.output,
       input: sp.input,
       output: sp.output,

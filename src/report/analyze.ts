@@ -29,7 +29,7 @@ export interface AnalyzeResultView {
   classProbabilities: number[] | null;
   flipProbability: number | null;
   marginBound: number | null;
-  linearization: { expectedFlips: { node: string; units: number; expectedFlips: number; isSplit: boolean }[] };
+  linearization: { expectedFlips: { node: string; units: number; expectedFlips: number; isSplit: boolean; sketch?: number }[] };
   mc?: { samples: number; mean: number[]; variance: number[]; flipRate?: number };
   trust?: { verdict: 'ok' | 'warn' | 'fail'; reasons: string[] };
 }
@@ -131,7 +131,9 @@ export function analyzeSummary(report: AnalyzeReportView, out?: string): string 
     if (risky.length > 0) {
       lines.push(
         `    linearization: expected state changes elsewhere: ${risky.map((l) => `${l.node} ${f(l.expectedFlips, 1)}/${l.units}`).join(', ')}` +
-          ' (the surrogate holds these fixed)',
+          ' (the surrogate holds these fixed' +
+          (risky.some((l) => l.sketch !== undefined) ? `; estimated from a sketch of ${Math.max(...risky.map((l) => l.sketch ?? 0))} noise directions` : '') +
+          ')',
       );
     }
   }

@@ -49,12 +49,12 @@ export function formatInspect(r: InspectReport): string {
   }
   lines.push('');
   if (r.relus.length === 0) {
-    lines.push('ReLU split points: none (the model has no top-level Relu node; it cannot be split)');
+    lines.push('ReLU split points: none (the model has no top-level Relu, LeakyRelu, PRelu or Clip node; it cannot be split)');
   } else {
     lines.push(`ReLU split points (${r.relus.length}; split with --relu INDEX)`);
-    const rows = [['index', 'node', 'tensor', 'shape', 'width p', 'linearizable']];
+    const rows = [['index', 'node', 'op', 'tensor', 'shape', 'width p', 'linearizable']];
     for (const s of r.relus) {
-      rows.push([String(s.index), s.node, s.tensor, fmtShape(s.shape), String(s.width), s.supported ? 'yes' : `no (${s.unsupportedOps.join(', ')})`]);
+      rows.push([String(s.index), s.node, s.op, s.tensor, fmtShape(s.shape), String(s.width), s.supported ? 'yes' : `no (${s.unsupportedOps.join(', ')})`]);
     }
     lines.push(table(rows));
   }

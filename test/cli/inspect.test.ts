@@ -6,7 +6,7 @@ import { ROOT, runCli } from '../helpers/cli.js';
 import { reluInIfNet, residualNet } from '../onnx/models.js';
 
 const LENET = join(ROOT, 'fixtures', 'lenet.onnx');
-const RELU_KEYS = ['index', 'node', 'tensor', 'input', 'output', 'shape', 'width', 'supported', 'unsupportedOps'];
+const RELU_KEYS = ['index', 'node', 'op', 'tensor', 'input', 'output', 'shape', 'width', 'supported', 'unsupportedOps'];
 const TOP_KEYS = ['schema', 'file', 'inputs', 'outputs', 'opset', 'producer', 'ops', 'parameters', 'metadata', 'relus'];
 
 function tmpModel(name: string, bytes: Uint8Array): string {
@@ -38,6 +38,7 @@ describe('netmoments inspect', () => {
     expect(j.relus[0]).toEqual({
       index: 0,
       node: 'relu1',
+      op: 'Relu',
       tensor: 'r1',
       input: 'a',
       output: 'r1',
@@ -53,8 +54,8 @@ describe('netmoments inspect', () => {
     const r = runCli(['inspect', file]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/ReLU split points \(2/);
-    expect(r.stdout).toMatch(/index\s+node\s+tensor\s+shape\s+width p\s+linearizable/);
-    expect(r.stdout).toMatch(/0\s+relu1\s+r1\s+\[2, 6, 6\]\s+72\s+yes/);
+    expect(r.stdout).toMatch(/index\s+node\s+op\s+tensor\s+shape\s+width p\s+linearizable/);
+    expect(r.stdout).toMatch(/0\s+relu1\s+Relu\s+r1\s+\[2, 6, 6\]\s+72\s+yes/);
     expect(r.stdout).toMatch(/netmoments\.preprocess\s+x - 127\.5/);
   });
 

@@ -85,7 +85,7 @@ describe('Graph lookups', () => {
     expect(h.consumersOf('ya')).toEqual([]);
   });
 
-  it('relus() lists the split points: Relu of the default domain only, in graph order', () => {
+  it('relus() lists the split points: Relu, LeakyRelu, PRelu and Clip of the default domain only, in graph order', () => {
     const h = new Graph();
     h.nodes = [
       node('r0', 'Relu', ['x'], ['a']),
@@ -93,7 +93,7 @@ describe('Graph lookups', () => {
       node('leaky', 'LeakyRelu', ['b'], ['c']),
       node('r1', 'Relu', ['c'], ['d'], 'ai.onnx'),
     ];
-    expect(h.relus().map((n) => n.name)).toEqual(['r0', 'r1']);
+    expect(h.relus().map((n) => n.name)).toEqual(['r0', 'leaky', 'r1']);
   });
 });
 

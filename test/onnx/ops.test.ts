@@ -36,14 +36,17 @@ describe('op registry lookups', () => {
     expect(hasNoTangent('constructor')).toBe(false);
   });
 
-  it('kinked ops are exactly Relu, LeakyRelu, PRelu, Clip and MaxPool; split points are Relu', () => {
+  it('kinked ops are exactly Relu, LeakyRelu, PRelu, Clip and MaxPool; split points are the unit-wise ones (all but MaxPool)', () => {
     expect(linearizableOps().filter((op) => isKinked(op))).toEqual(['Clip', 'LeakyRelu', 'MaxPool', 'PRelu', 'Relu']);
     expect(isKinked('Relu', 'com.example')).toBe(false);
     expect(isSplitPoint('Relu', '')).toBe(true);
     expect(isSplitPoint('Relu', 'ai.onnx')).toBe(true);
     expect(isSplitPoint('Relu', undefined)).toBe(true);
     expect(isSplitPoint('Relu', 'com.example')).toBe(false);
-    expect(isSplitPoint('LeakyRelu', '')).toBe(false);
+    expect(isSplitPoint('LeakyRelu', '')).toBe(true);
+    expect(isSplitPoint('PRelu', '')).toBe(true);
+    expect(isSplitPoint('Clip', '')).toBe(true);
+    expect(isSplitPoint('MaxPool', '')).toBe(false);
   });
 
   it("the analyze report schema's layerFlips op enum is the registry's kinked ops", () => {

@@ -28,24 +28,34 @@ const clipTangent: TangentRule = (c) => {
 };
 
 /**
- * The kinks of a Clip node: min and max from attributes (opset < 11) or constant inputs (an
- * initializer or a Constant node; opset >= 11), a missing bound being none. Undefined when a bound
- * is computed at run time.
+ * The bounds of a Clip node: min and max from attributes (opset < 11) or constant inputs (an
+ * initializer or a Constant node; opset >= 11), a missing (or infinite) bound being none.
+ * Undefined when a bound is computed at run time.
  */
-export function clipKinks(graph: Graph, node: GraphNode): number[] | undefined {
-  const bounds: number[] = [];
+export function clipBounds(graph: Graph, node: GraphNode): { min?: number; max?: number } | undefined {
+  const bounds: { min?: number; max?: number } = {};
   if (graph.opset < 11) {
     // opset 6 defaults are -/+ the largest float32: no kink there
-    for (const name of ['min', 'max']) if (hasAttr(node, name) && Math.abs(attrFloat(node, name, 0)) < 3.4e38) bounds.push(attrFloat(node, name, 0));
+    for (const name of ['min', 'max'] as const) if (hasAttr(node, name) && Math.abs(attrFloat(node, name, 0)) < 3.4e38) bounds[name] = attrFloat(node, name, 0);
   } else {
-    for (const name of node.inputs.slice(1, 3)) {
+    const names = ['min', 'max'] as const;
+    for (let i = 0; i < 2; i++) {
+      const name = node.inputs[i + 1];
       if (!name) continue;
       const t = graphConstant(graph, name);
       if (!t || t.data.length !== 1) return undefined;
-      bounds.push(Number(t.data[0]));
+      const v = Number(t.data[0]);
+      if (Number.isFinite(v)) bounds[names[i]] = v;
     }
   }
-  return bounds.filter((b) => Number.isFinite(b)).sort((a, b) => a - b);
+  return bounds;
+}
+
+/** The kinks of a Clip node: its bounds (clipBounds), sorted; undefined when a bound is computed at run time. */
+export function clipKinks(graph: Graph, node: GraphNode): number[] | undefined {
+  const b = clipBounds(graph, node);
+  if (!b) return undefined;
+  return [b.min, b.max].filter((v): v is number => v !== undefined).sort((a, c) => a - c);
 }
 
 /** Slope 1 between min and max and 0 outside: kinks at the bounds it has (none: no kinks). */

@@ -1,0 +1,140 @@
+// bench/scale: ImageNet-size models (scripts/make-imagenet-models.py: torchvision AlexNet, VGG-11,
+// ResNet-18, SqueezeNet 1.1, MobileNetV2, random weights with calibrated BatchNorm) timed against a
+// Monte Carlo through the same onnxruntime, from one run. Per model:
+//   - two-stage at the last Relu (or Clip) split point: `netmoments analyze --method two-stage --relu K`
+//     (refusals are printed with their message: the run says up front what does not fit);
+//   - `netmoments analyze` with method auto;
+//   - a Monte Carlo of S samples (default 1,000) of the model itself through onnxruntime (the same
+//     session path analyze's --mc uses: ModelEvaluator + monteCarloMoments), in a child process;
+// each child under /usr/bin/time (wall seconds, peak RSS) and a wall-clock limit; then the ratio
+// analyze / Monte Carlo. Isotropic noise on the whole image unless --window K puts it on a K x K window
+// at the image centre (all channels).
+// Usage: npm run build && /usr/bin/python3 scripts/make-imagenet-models.py /tmp/netmoments-imagenet &&
+//        node bench/scale.mjs [--dir /tmp/netmoments-imagenet] [--models alexnet,resnet18] [--sigma 0.1]
+//        [--samples 1000] [--window K] [--limit 600] [--diagnostics fast]
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+
+const args = process.argv.slice(2);
+const opt = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const bin = new URL('../bin/netmoments.js', import.meta.url).pathname;
+
+if (opt('mc-only') !== undefined) {
+  // child: S Monte Carlo samples of the model through onnxruntime, isotropic sigma (window: on it only)
+  const { loadModel } = await import('../dist/onnx/load.js');
+  const { makeBatchDynamicProbed } = await import('../dist/onnx/batch.js');
+  const { ModelEvaluator } = await import('../dist/linearize/evaluator.js');
+  const { monteCarloMoments } = await import('../dist/moments/montecarlo.js');
+  const { readNpy, npyToFloat32 } = await import('../dist/data/npy.js');
+  const file = opt('mc-only');
+  const model = loadModel(file);
+  const graph = await makeBatchDynamicProbed(model.graph, { file });
+  const x = npyToFloat32(readNpy(opt('input')));
+  const n = x.length;
+  const inp = graph.dataInputs[0];
+  const out = graph.outputs[0];
+  const ev = await ModelEvaluator.create(graph, { name: inp.name, shape: [3, 224, 224], size: n }, { name: out.name, shape: [1000], size: 1000 }, { file });
+  const sigma = Number(opt('sigma'));
+  const window = opt('window');
+  let noise = { kind: 'isotropic', sigma };
+  if (window) {
+    const k = Number(window);
+    const variance = new Float64Array(n);
+    const r0 = Math.floor((224 - k) / 2);
+    for (let c = 0; c < 3; c++) for (let i = r0; i < r0 + k; i++) for (let j = r0; j < r0 + k; j++) variance[c * 224 * 224 + i * 224 + j] = sigma * sigma;
+    noise = { kind: 'diagonal', variance };
+  }
+  const t0 = process.hrtime.bigint();
+  const mc = await monteCarloMoments((xs, count) => ev.evaluate(xs, count), 1000, Float64Array.from(x), noise, {
+    samples: Number(opt('samples')),
+    batchSize: 50,
+    seed: 1,
+  });
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  console.log(JSON.stringify({ seconds: s, samples: mc.samples, meanTop: Math.max(...mc.mean) }));
+  await ev.release();
+  process.exit(0);
+}
+
+const dir = opt('dir', '/tmp/netmoments-imagenet');
+const sigma = opt('sigma', '0.1');
+const samples = opt('samples', '1000');
+const window = opt('window');
+const limit = Number(opt('limit', '600'));
+const diagnostics = opt('diagnostics', 'fast');
+const input = join(dir, 'input.npy');
+if (!existsSync(input)) throw new Error(`${input} is missing: run /usr/bin/python3 scripts/make-imagenet-models.py ${dir}`);
+const wanted = opt('models');
+const models = readdirSync(dir)
+  .filter((f) => f.endsWith('.onnx'))
+  .map((f) => f.replace(/\.onnx$/, ''))
+  .filter((m) => !wanted || wanted.split(',').includes(m))
+  .sort();
+const work = mkdtempSync(join(tmpdir(), 'netmoments-scale-'));
+
+/** Run a command under /usr/bin/time and a wall-clock limit: seconds, peak RSS (GB), exit code, last stderr line. */
+function timed(cmd, cmdArgs) {
+  const r = spawnSync('/usr/bin/time', ['-f', 'TIME %e %M', 'timeout', String(limit), cmd, ...cmdArgs], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  const m = /TIME ([\d.]+) (\d+)/.exec(r.stderr ?? '');
+  const lines = (r.stderr ?? '').split('\n').filter((l) => l && !l.startsWith('TIME') && !/Command exited/.test(l));
+  return {
+    seconds: m ? Number(m[1]) : NaN,
+    rssGB: m ? Number(m[2]) / 1024 / 1024 : NaN,
+    code: r.status,
+    stdout: r.stdout,
+    last: lines.at(-1) ?? '',
+    stderr: lines,
+  };
+}
+
+const noiseArgs = [
+  '--sigma',
+  sigma,
+  ...(window ? ['--window', `${Math.floor((224 - Number(window)) / 2)},${Math.floor((224 - Number(window)) / 2)},${window},${window}`] : []),
+];
+console.log(
+  `machine: ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}; input ${input}; isotropic sigma ${sigma} on ${window ? `a ${window}x${window} window` : 'the whole image'}; ` +
+    `Monte Carlo ${samples} samples; limit ${limit} s per run; diagnostics ${diagnostics}`,
+);
+const describeRun = (r) =>
+  r.code === 0
+    ? `${r.seconds.toFixed(1)} s, peak ${r.rssGB.toFixed(2)} GB`
+    : r.code === 124
+      ? `did not finish in ${limit} s`
+      : `exit ${r.code}: ${r.last.length > 500 ? `${r.last.slice(0, 250)} ... ${r.last.slice(-250)}` : r.last}`;
+for (const m of models) {
+  const file = join(dir, `${m}.onnx`);
+  const ins = spawnSync('node', [bin, 'inspect', file, '--json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const relus = JSON.parse(ins.stdout).relus;
+  const last = relus.at(-1);
+  const common = [bin, 'analyze', file, '--input', input, ...noiseArgs, '--diagnostics', diagnostics, '--quiet'];
+  const two = timed('node', [...common, '--method', 'two-stage', '--relu', String(last.index), '--out', join(work, `${m}-two.json`)]);
+  const auto = timed('node', [...common, '--out', join(work, `${m}-auto.json`)]);
+  const mc = timed('node', [
+    new URL(import.meta.url).pathname,
+    '--mc-only',
+    file,
+    '--input',
+    input,
+    '--sigma',
+    sigma,
+    '--samples',
+    samples,
+    ...(window ? ['--window', window] : []),
+  ]);
+  const mcSeconds = mc.code === 0 ? JSON.parse(mc.stdout.trim().split('\n').at(-1)).seconds : NaN;
+  const method = auto.code === 0 ? JSON.parse(readFileSync(join(work, `${m}-auto.json`), 'utf8')) : undefined;
+  console.log(`${m}:`);
+  console.log(`  two-stage at ${last.op} ${last.index} '${last.node}' (p = ${last.width}): ${describeRun(two)}`);
+  console.log(`  auto${method ? ` (${method.method}${method.rank ? `, rank ${method.rank}` : ''})` : ''}: ${describeRun(auto)}`);
+  console.log(
+    `  Monte Carlo ${samples} samples: ${mc.code === 0 ? `${mcSeconds.toFixed(1)} s sampling (${mc.seconds.toFixed(1)} s with the session), peak ${mc.rssGB.toFixed(2)} GB` : describeRun(mc)}`,
+  );
+  const ratio = (r) => (r.code === 0 && mc.code === 0 ? (r.seconds / mc.seconds).toFixed(2) : 'n/a');
+  console.log(`  ratio analyze / Monte Carlo (wall, both with model loading): two-stage ${ratio(two)}, auto ${ratio(auto)}`);
+}
