@@ -178,7 +178,10 @@ function listLabels(path: string, size: number): Int32Array {
 }
 
 function resolvePreprocessing(p: Partial<Preprocessing> | undefined): Preprocessing {
-  return checkPreprocessing({ scale: p?.scale ?? IDENTITY.scale, offset: p?.offset ?? IDENTITY.offset });
+  const out: Preprocessing = { scale: p?.scale ?? IDENTITY.scale, offset: p?.offset ?? IDENTITY.offset };
+  if (p?.mean) out.mean = p.mean;
+  if (p?.std) out.std = p.std;
+  return checkPreprocessing(out);
 }
 
 /** The inputs `indices` of a dataset one after another (indices.length x n): every Dataset's getBatch. */

@@ -1,7 +1,9 @@
 /**
  * Decoded images (PNG or JPEG) to model inputs: pixel values x in [0, 1], optionally resized to the
  * model's rows and columns (resize.ts: bilinear when enlarging, area averaging when shrinking),
- * a grayscale image replicated to 3 channels when the model takes 3, then model units by the
+ * a grayscale image replicated to 3 channels when the model takes 3 (a colour JPEG whose channels
+ * are equal everywhere is grayscale and fits a 1-channel model; any other colour image does not),
+ * then model units by the
  * preprocessing (preprocess.ts: model = (x - mean[c]) / std[c] * scale + offset), written in the
  * model's layout: channels-first [C, H, W] (default) or channels-last [H, W, C].
  */
@@ -43,12 +45,35 @@ export interface ModelImage {
   resizedFrom?: { height: number; width: number };
 }
 
+/**
+ * A colour image whose three channels are equal at every pixel (grayscale stored as RGB, as most
+ * JPEG encoders store it) as the 1-channel image it is; any other image unchanged. Used for JPEGs
+ * only: a colour PNG is refused by a 1-channel model, as it always was.
+ */
+function grayStoredAsColour(img: RawImage): RawImage {
+  if (img.channels !== 3) return img;
+  const hw = img.width * img.height;
+  const x = new Float64Array(hw);
+  for (let q = 0; q < hw; q++) {
+    const r = img.x[3 * q];
+    if (img.x[3 * q + 1] !== r || img.x[3 * q + 2] !== r) return img;
+    x[q] = r;
+  }
+  return { ...img, channels: 1, x };
+}
+
 /** A raw image in model units (module comment); `file` names it in error messages. */
 export function imageToModel(img: RawImage, options: ImageReadOptions = {}, file?: string): ModelImage {
   let channels: number = img.channels;
   if (options.channels !== undefined) {
     if (options.channels === 1 && img.channels !== 1) {
-      throw new NetmomentsError(`the model expects 1 channel (grayscale) but the ${img.format} is a colour image`, { file });
+      if (img.format === 'JPEG') img = grayStoredAsColour(img);
+      if (img.channels !== 1) {
+        throw new NetmomentsError(
+          `the model expects 1 channel (grayscale) but the ${img.format} is a colour image (convert it to grayscale first, e.g. PIL's convert('L'))`,
+          { file },
+        );
+      }
     }
     channels = options.channels;
   }

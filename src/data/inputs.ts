@@ -103,7 +103,8 @@ export function openModelInputs(path: string, o: ModelInputOptions): Dataset {
         `${path}: ${probe.dtype} values are read as model units as given (not as pixels: only uint8 .npy holds pixels, preprocessed like images); save uint8 pixels or float32 model units to say which`,
       );
     }
-    if (asked.length > 0) o.onWarning?.(`${path}: ${asked.join(', ')} do not apply: a ${probe.dtype} .npy is read as model units`);
+    if (asked.length > 0)
+      o.onWarning?.(`${path}: ${asked.join(', ')} ${asked.length === 1 ? 'does' : 'do'} not apply: ${probe.dtype} .npy values are read as model units`);
     return probe;
   }
   const ds = openDataset(path, { ...base, preprocessing: inputPreprocessing(o) });
