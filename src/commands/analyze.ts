@@ -51,7 +51,8 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model file (piecewise-linear: Conv, Gemm, Relu, MaxPool, ...)' })
       .option('input', {
         type: 'string',
-        describe: 'Input x: .npy (model units; one input or a batch [N, ...]), .png or MNIST idx (pixels, preprocessed); default the zero input',
+        describe:
+          'Input x: .npy (model units; one input or a batch [N, ...]), .png/.jpg or MNIST idx (pixels, preprocessed, resized to the model); default the zero input',
       })
       .option('at', { type: 'string', default: 'mean', describe: "Linearization point: 'mean' (mu = x + noise mean), 'input' (x), or a .npy file" })
       .option('variance', { choices: ['exact', 'paper', 'both', 'none'] as const, default: 'both' as const, describe: 'Which variance to report' })

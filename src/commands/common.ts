@@ -132,7 +132,7 @@ export function selectionOptions<T>(y: Argv<T>, labelsHelp: string): Argv<T & Se
 export function dataOptions<T>(y: Argv<T>, labelsHelp: string): Argv<T & SelectionArgs & { model: string; data: string }> {
   const withData = modelRunOptions(y)
     .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model' })
-    .option('data', { type: 'string', demandOption: true, describe: 'Inputs (.npy in model units, idx, PNG or a folder of PNGs)' });
+    .option('data', { type: 'string', demandOption: true, describe: 'Inputs (.npy in model units, idx, PNG/JPEG, a folder of them or of class folders)' });
   return selectionOptions(withData, labelsHelp) as unknown as Argv<T & SelectionArgs & { model: string; data: string }>;
 }
 

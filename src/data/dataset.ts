@@ -10,7 +10,8 @@
  *     torchvision's ImageFolder reads it): the label of an image is its folder's class index, the
  *     position of the folder name in the model's class names when the model declares them
  *     (`classNames`), else in the folder names sorted by code point (torchvision's order: "10"
- *     before "2"); inputs go class by class, each folder's images sorted by name as above;
+ *     before "2"; an empty folder keeps its class index); inputs go class by class, each folder's
+ *     images sorted by name as above;
  *   - a single PNG or JPEG (a dataset of one).
  *
  * Values are converted to model units at load: (x - mean[c]) / std[c] * scale + offset, where x is
@@ -477,14 +478,14 @@ function openClassFolders(root: string, options: OpenDatasetOptions, p: Preproce
         { file: root },
       );
     }
-    const inside = imageFiles(join(root, folder));
-    if (inside.length === 0) throw new NetmomentsError(`the class folder '${folder}' holds no .png/.jpg/.jpeg files`, { file: root });
+    const inside = imageFiles(join(root, folder)); // an empty folder still holds its class index
     for (const n of inside) {
       files.push(join(root, folder, n));
       names.push(`${folder}/${n}`);
       labels.push(label);
     }
   }
+  if (files.length === 0) throw new NetmomentsError('the class folders hold no .png/.jpg/.jpeg files', { file: root });
   return new ImageDataset(root, files, p, options, Int32Array.from(labels), classes, names);
 }
 

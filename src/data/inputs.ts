@@ -112,6 +112,12 @@ export function openModelInputs(path: string, o: ModelInputOptions): Dataset {
   if (ds.classes) {
     const from = classNames ? "the model's class names (metadata)" : 'the folder names sorted (folder i is class i)';
     o.onWarning?.(`${path}: ${ds.classes.length} classes from the folders; labels by ${from}`);
+    const moved = ds.classes.findIndex((name, i) => /^\d+$/.test(name) && Number(name) !== i);
+    if (!classNames && moved >= 0) {
+      o.onWarning?.(
+        `${path}: the class folder '${ds.classes[moved]}' is class ${moved}, not ${Number(ds.classes[moved])} (folder i is class i: add an empty folder for each missing class, or name the classes in the model's metadata)`,
+      );
+    }
   }
   return ds;
 }
