@@ -35,15 +35,18 @@ export interface ModelInputOptions extends InputPreprocessingOptions {
 }
 
 /**
- * Preprocessing for image-like sources: each of scale and offset given, else the model's metadata,
- * else identity; mean and std given (either or both), else the model's metadata (preprocess.ts,
- * normalizationFromMetadata), else none.
+ * Preprocessing for image-like sources: each of scale and offset given, else the model's metadata
+ * (none of it when a mean or std is given), else identity; mean and std given (either or both), else the
+ * model's metadata (preprocess.ts, normalizationFromMetadata; unless a scale or offset is given),
+ * else none.
  */
 export function inputPreprocessing(o: InputPreprocessingOptions): Preprocessing {
-  const meta = preprocessingFromMetadata(o.metadata, o.modelFile);
-  const p: Preprocessing = { scale: o.scale ?? meta?.scale ?? 1, offset: o.offset ?? meta?.offset ?? 0 };
   const given = o.mean !== undefined || o.std !== undefined;
-  const norm = given ? { mean: o.mean, std: o.std } : normalizationFromMetadata(o.metadata, o.modelFile);
+  const affineGiven = o.scale !== undefined || o.offset !== undefined;
+  // options replace the metadata: --mean/--std drop its scale and offset, --scale/--offset its mean and std
+  const meta = given ? undefined : preprocessingFromMetadata(o.metadata, o.modelFile);
+  const p: Preprocessing = { scale: o.scale ?? meta?.scale ?? 1, offset: o.offset ?? meta?.offset ?? 0 };
+  const norm = given ? { mean: o.mean, std: o.std } : affineGiven ? {} : normalizationFromMetadata(o.metadata, o.modelFile);
   if (norm.mean) p.mean = [...norm.mean];
   if (norm.std) p.std = [...norm.std];
   if (meta && o.scale === undefined && o.offset === undefined && o.onWarning) {

@@ -180,6 +180,10 @@ describe('per-channel mean and std', () => {
     expect(notes.join('\n')).toMatch(/normalized per channel as the model's metadata says/);
     const overridden = openModelInputs(file, { ...o, metadata: { mean: '0.5', std: '0.5' }, mean: [0], std: [1] }).get(0);
     expect(overridden[0]).toBeCloseTo(1, 5);
+    // --mean/--std replace the metadata's scale and offset too: (x - 0.5) / 0.5 * 127.5 is LeNet's pixel - 127.5
+    const lenetMeta = { 'netmoments.preprocessing': '{"scale": 255, "offset": -127.5}' };
+    const digit = (extra: object) => openModelInputs('fixtures/mnist/digit-0.png', { ...o, inputShape: [1, 28, 28], metadata: lenetMeta, ...extra }).get(0);
+    expect(Array.from(digit({ mean: [0.5], std: [0.5], scale: 127.5 }))).toEqual(Array.from(digit({})));
     expect(normalizationFromMetadata({ 'netmoments.preprocessing': '{"scale":1,"offset":0,"mean":[0.5],"std":[0.25]}', mean: '0.1' })).toEqual({
       mean: [0.5],
       std: [0.25],
