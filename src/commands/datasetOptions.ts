@@ -33,7 +33,7 @@ export function datasetRunOptions<T>(y: Argv<T>): Argv<T & DatasetRunArgs> {
       type: 'string',
       demandOption: true,
       describe:
-        'Inputs: .npy batch (float: model units; uint8: pixels; other integers: model units, said), MNIST idx, a PNG/JPEG, a folder of them (labels.txt beside), or class folders root/CLASS/*.png|jpg (labels from the folder names)',
+        'Inputs: .npy batch (float: model units; uint8: pixels; other integers: model units, said), MNIST idx, a PNG/JPEG, a folder of them (labels.txt beside), or class folders root/CLASS/*.png|jpg (labels from the folder names); images resized to the model (bilinear up, area average down)',
       group: 'Data:',
     })
     .option('labels', {
