@@ -51,7 +51,8 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model file (piecewise-linear: Conv, Gemm, Relu, MaxPool, ...)' })
       .option('input', {
         type: 'string',
-        describe: 'Input x: .npy (model units; one input or a batch [N, ...]), .png or MNIST idx (pixels, preprocessed); default the zero input',
+        describe:
+          'Input x: .npy (model units; one input or a batch [N, ...]), .png/.jpg or MNIST idx (pixels, preprocessed; resized to the model: bilinear up, area average down); default the zero input',
       })
       .option('at', { type: 'string', default: 'mean', describe: "Linearization point: 'mean' (mu = x + noise mean), 'input' (x), or a .npy file" })
       .option('variance', { choices: ['exact', 'paper', 'both', 'none'] as const, default: 'both' as const, describe: 'Which variance to report' })
@@ -71,6 +72,10 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       .example(
         '$0 analyze model.onnx --input batch.npy --relu 1 --window 10,10,7,7 --sigma 20 --format csv --out r.csv',
         'noise only in a 7x7 patch, split at ReLU 1',
+      )
+      .example(
+        '$0 analyze fixtures/batchnorm-avgpool.onnx --input fixtures/mnist/digit-0.jpg --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --sigma 0.1',
+        'a JPEG resized to the 3x12x12 input, normalized per channel; sigma in normalized units (0.1 = 5.8 red levels)',
       ) as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);

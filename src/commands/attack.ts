@@ -17,6 +17,7 @@ import {
   checkRunArgs,
   loadModelInput,
   modelRunOptions,
+  preprocessingArgs,
   selectInputs,
   selectionOptions,
   sessionOptions,
@@ -116,7 +117,7 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
     const { model, inputShape } = loadModelInput(argv.model, warn, argv);
     const geometry = pictureGeometry(inputShape, parseLayoutChoice(argv.layout), model.file, warn);
     const { ds, indices } = selectInputs(source, model, inputShape, argv, count, warn);
-    const pre = { metadata: model.graph.metadata, modelFile: model.file, scale: argv.scale, offset: argv.offset };
+    const pre = { metadata: model.graph.metadata, modelFile: model.file, ...preprocessingArgs(argv) };
     const display = { ...inputPreprocessing(pre), range: inputRange(pre) };
     const clipTo = argv['valid-range'] ? requireInputRange(pre) : undefined;
     const linalg = sharedOrtLinearAlgebra({ threads: argv.threads });

@@ -30,7 +30,11 @@ export const bankCommand: CommandModule<object, BankArgs> = {
   builder: (y) =>
     modelRunOptions(y)
       .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model file' })
-      .option('data', { type: 'string', demandOption: true, describe: 'Inputs to cluster: .npy batch (model units), MNIST idx, a folder of PNGs' })
+      .option('data', {
+        type: 'string',
+        demandOption: true,
+        describe: 'Inputs to cluster: .npy batch (model units), MNIST idx, a folder of PNG/JPEG images or of class folders',
+      })
       .option('k', { type: 'number', demandOption: true, describe: 'Number of k-means centres' })
       .option('seed', { type: 'number', default: 0, describe: 'Seed of the k-means++ initialization' })
       .option('max-iterations', { type: 'number', default: 100, describe: 'k-means iterations at most' })

@@ -10,9 +10,11 @@ import { readCovariance, readInputVector } from '../data/vectors.js';
 import { NetmomentsError } from '../errors.js';
 import { wholeNumber } from '../experiments/cli.js';
 import { methodOptions, type MethodArgs } from './methodOptions.js';
+import { preprocessOptions, type PreprocessArgs } from './preprocessOptions.js';
 import { parseWindow, type NoiseSpec } from '../noise.js';
 
 export { methodFromArgs, methodLine, methodOptions, type MethodArgs } from './methodOptions.js';
+export { preprocessingArgs } from './preprocessOptions.js';
 export { emit, loadModelInput, openInputs, preprocessingFor, printableText, selectInputs, sessionOptions, stderrWriter, withProgress } from './run.js';
 
 export interface NoiseArgs {
@@ -23,14 +25,12 @@ export interface NoiseArgs {
   window?: string;
 }
 
-export interface ModelRunArgs {
+export interface ModelRunArgs extends PreprocessArgs {
   relu?: string;
   output?: string;
   jacobian?: 'auto' | 'forward' | 'reverse' | 'jvp' | 'fd';
   threads?: number;
   provider?: 'cpu' | 'cuda';
-  scale?: number;
-  offset?: number;
   'max-memory'?: string;
   layout?: LayoutChoice;
   feed?: string[];
@@ -59,7 +59,7 @@ export function noiseOptions<T>(y: Argv<T>): Argv<T & NoiseArgs> {
 }
 
 export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
-  return y
+  return preprocessOptions(y)
     .option('relu', { type: 'string', describe: 'ReLU to split at: 0-based index from `inspect`, or a node name (default: the last ReLU)', group: 'Model:' })
     .option('output', { type: 'string', describe: 'The tensor g: a model output or an intermediate tensor (default: the first output)', group: 'Model:' })
     .option('jacobian', {
@@ -71,12 +71,6 @@ export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
     })
     .option('threads', { type: 'number', describe: 'onnxruntime intra-op threads (default: onnxruntime decides)', group: 'Model:' })
     .option('provider', { choices: ['cpu', 'cuda'] as const, default: 'cpu' as const, describe: 'onnxruntime execution provider', group: 'Model:' })
-    .option('scale', {
-      type: 'number',
-      describe: 'Preprocessing for image inputs (PNG, idx, uint8 .npy): model = pixel/255 * scale + offset (default: from the model metadata, else 1)',
-      group: 'Model:',
-    })
-    .option('offset', { type: 'number', describe: 'Preprocessing offset (see --scale)', group: 'Model:' })
     .option('max-memory', {
       type: 'string',
       describe: 'Refuse a run whose estimated memory exceeds this size, e.g. 512M or 4G (default: 80% of the memory available)',
@@ -153,7 +147,7 @@ export function selectionOptions<T>(y: Argv<T>, labelsHelp: string): Argv<T & Se
 export function dataOptions<T>(y: Argv<T>, labelsHelp: string): Argv<T & SelectionArgs & { model: string; data: string }> {
   const withData = modelRunOptions(y)
     .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model' })
-    .option('data', { type: 'string', demandOption: true, describe: 'Inputs (.npy in model units, idx, PNG or a folder of PNGs)' });
+    .option('data', { type: 'string', demandOption: true, describe: 'Inputs (.npy in model units, idx, PNG/JPEG, a folder of them or of class folders)' });
   return selectionOptions(withData, labelsHelp) as unknown as Argv<T & SelectionArgs & { model: string; data: string }>;
 }
 

@@ -32,10 +32,15 @@ export function datasetRunOptions<T>(y: Argv<T>): Argv<T & DatasetRunArgs> {
     .option('data', {
       type: 'string',
       demandOption: true,
-      describe: 'Inputs: .npy batch (model units; uint8 is pixels), MNIST idx, a folder of PNGs',
+      describe:
+        'Inputs: .npy batch (float: model units; uint8: pixels; other integers: model units, said), MNIST idx, a PNG/JPEG, a folder of them (labels.txt beside), or class folders root/CLASS/*.png|jpg (labels from the folder names); images resized to the model (bilinear up, area average down)',
       group: 'Data:',
     })
-    .option('labels', { type: 'string', describe: 'Labels: .npy, idx1 or text (default: found beside idx/PNG data)', group: 'Data:' })
+    .option('labels', {
+      type: 'string',
+      describe: 'Labels: .npy, idx1 or text (default: found beside idx/image data; class folders name their own)',
+      group: 'Data:',
+    })
     .option('linearize', {
       type: 'string',
       default: 'input',

@@ -48,6 +48,10 @@ export const gateCommand: CommandModule<object, GateArgs> = {
       .example(
         '$0 gate fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --labels fixtures/mnist/labels-100.npy --sigma 8 --linearize kmeans:10 --max-flip-rate 0.02 --min-accuracy 0.95 --junit gate.xml',
         '',
+      )
+      .example(
+        '$0 gate fixtures/lenet.onnx --data fixtures/mnist/by-class --sigma 8 --max-flip-rate 0.02',
+        'class folders D/CLASS/*.png: labels from the folder names',
       ) as never,
   handler: async (argv) => {
     fraction(argv['max-flip-rate'], 'max-flip-rate');

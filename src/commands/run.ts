@@ -17,6 +17,7 @@ import { loadModel, type LoadedModel } from '../onnx/load.js';
 import { progressBar } from '../report/progress.js';
 import type { Provider } from '../runtime/session.js';
 import { writeFileAtomic } from '../util/files.js';
+import { preprocessingArgs } from './preprocessOptions.js';
 
 /** The options read here: a part of ModelRunArgs and SelectionArgs (common.ts, which re-exports this file). */
 interface ModelRunArgs {
@@ -25,6 +26,8 @@ interface ModelRunArgs {
   threads?: number;
   scale?: number;
   offset?: number;
+  mean?: string;
+  std?: string;
   layout?: LayoutChoice;
   feed?: string[];
   'noise-input'?: string;
@@ -34,9 +37,9 @@ interface SelectionArgs {
   start: number;
 }
 
-/** Preprocessing for image-like sources: --scale/--offset, else the model's metadata, else identity. */
+/** Preprocessing for image-like sources: --scale/--offset/--mean/--std, else the model's metadata, else identity. */
 export function preprocessingFor(model: LoadedModel, args: ModelRunArgs, warn?: (m: string) => void): Preprocessing {
-  return inputPreprocessing({ metadata: model.graph.metadata, modelFile: model.file, scale: args.scale, offset: args.offset, onWarning: warn });
+  return inputPreprocessing({ metadata: model.graph.metadata, modelFile: model.file, ...preprocessingArgs(args), onWarning: warn });
 }
 
 /** Open inputs for a model (data/inputs.ts): image sources get the preprocessing, PNG pixels the --layout. */
@@ -48,8 +51,7 @@ export function openInputs(path: string, model: LoadedModel, inputShape: number[
     labels,
     metadata: model.graph.metadata,
     modelFile: model.file,
-    scale: args.scale,
-    offset: args.offset,
+    ...preprocessingArgs(args),
     onWarning: warn,
   });
 }

@@ -51,7 +51,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
   builder: (y) =>
     noiseRunOptions(y)
       .positional('model', { type: 'string', describe: 'ONNX model (not with --paper)' })
-      .option('data', { type: 'string', describe: 'Runs over the inputs of this dataset (.npy, idx, PNG or a folder of PNGs), under the noise options' })
+      .option('data', { type: 'string', describe: 'Runs over the inputs of this dataset (.npy, idx, PNG/JPEG, image/class folders), under the noise options' })
       .option('synthetic', {
         type: 'boolean',
         describe: "Runs at the zero input with random covariances in each --max-var regime (the paper's synthetic study)",

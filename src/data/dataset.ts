@@ -3,15 +3,24 @@
  *   - a .npy batch (float or uint8), with optional labels (.npy or idx1 or a text file);
  *   - an MNIST idx pair (idx3 images; the idx1 labels are found beside them by name, as in
  *     t10k-images-idx3-ubyte / t10k-labels-idx1-ubyte, or given explicitly);
- *   - a folder of PNGs, sorted by name (numbers in names compare by value: img2 < img10), with
- *     labels from `labels.txt` / `labels.csv` in the folder or an explicit labels file;
- *   - a single PNG (a dataset of one).
+ *   - a folder of images (.png, .jpg, .jpeg), sorted by name (numbers in names compare by value:
+ *     img2 < img10), with labels from `labels.txt` / `labels.csv` in the folder or an explicit
+ *     labels file;
+ *   - a class-per-folder tree root/CLASS/*.png|jpg|jpeg (when the root holds no images itself, as
+ *     torchvision's ImageFolder reads it): the label of an image is its folder's class index, the
+ *     position of the folder name in the model's class names when the model declares them
+ *     (`classNames`), else in the folder names sorted by code point (torchvision's order: "10"
+ *     before "2"; an empty folder keeps its class index); inputs go class by class, each folder's
+ *     images sorted by name as above;
+ *   - a single PNG or JPEG (a dataset of one).
  *
- * Values are converted to model units at load: x * scale + offset, where x is the pixel / 255 in
- * [0, 1] for image sources (PNG, idx, uint8 .npy) and the stored value for float .npy files (see
- * preprocess.ts). When `inputShape` (the model's input shape without the batch axis) is given, the
- * layout rule of layout.ts decides how the file splits into inputs; without it a file of rank >= 2
- * is a batch along axis 0 and a file of rank <= 1 is one input.
+ * Values are converted to model units at load: (x - mean[c]) / std[c] * scale + offset, where x is
+ * the pixel / 255 in [0, 1] for image sources (PNG, JPEG, idx, uint8 .npy) and the stored value for
+ * float .npy files (see preprocess.ts). When `inputShape` (the model's input shape without the batch
+ * axis) is given, the layout rule of layout.ts decides how the file splits into inputs; without it
+ * a file of rank >= 2 is a batch along axis 0 and a file of rank <= 1 is one input. Images whose
+ * rows and columns differ from an image input's are resized to it (resize.ts), said once through
+ * `onNote`.
  *
  * Label text files: either one integer per line (in the sorted order of the items), or
  * `name,label` lines (a first line whose label is not an integer is a header and is skipped);
@@ -22,11 +31,12 @@ import { basename, dirname, extname, join } from 'node:path';
 import { NetmomentsError } from '../errors.js';
 import { readFileOrFail } from '../util/files.js';
 import { maybeGunzip, parseIdx } from './idx.js';
-import { batchLayout, elementCount } from './layout.js';
-import { parseNpy, type NpyArray } from './npy.js';
-import { decodePng, isPng, type ImageLayout } from './png.js';
-import { IDENTITY, checkPreprocessing, type Preprocessing } from './preprocess.js';
+import { decodeImage, hasImageExtension, isImage } from './decode.js';
+import { batchLayout, elementCount, imageGeometry, type ImageLayout } from './layout.js';
+import { parseNpy, type NpyArray, type NpyDtype } from './npy.js';
+import { IDENTITY, channelAffine, checkPreprocessing, isPerChannel, type Preprocessing } from './preprocess.js';
 
+/** 'png': image files, PNG or JPEG (the name predates JPEG support). */
 export type DatasetKind = 'npy' | 'idx' | 'png';
 
 export interface Dataset {
@@ -40,6 +50,10 @@ export interface Dataset {
   /** Class labels, one per input, when known. */
   readonly labels?: Int32Array;
   readonly preprocessing: Preprocessing;
+  /** A class-per-folder dataset's classes: class index -> folder name. */
+  readonly classes?: readonly string[];
+  /** A .npy dataset's stored dtype. */
+  readonly dtype?: NpyDtype;
   /** Input i in model units (a fresh array each call). */
   get(i: number): Float32Array;
   /** Several inputs concatenated in C order ([indices.length, ...inputShape]). */
@@ -55,10 +69,14 @@ export interface OpenDatasetOptions {
   inputShape?: readonly number[];
   /** A labels file (.npy, idx1, or text); default: found beside the data where a convention exists. */
   labels?: string;
-  /** PNG layout: 'chw' (default) or 'hwc'. */
+  /** Image layout: 'chw' (default) or 'hwc'. */
   layout?: ImageLayout;
-  /** PNG channel count; default: from inputShape when given ('chw': its first axis), else the file's. */
+  /** Image channel count; default: from inputShape when given ('chw': its first axis), else the file's. */
   channels?: 1 | 3;
+  /** A class-per-folder dataset's class names in class-index order (default: the folder names, sorted). */
+  classNames?: readonly string[];
+  /** Told things worth knowing once per dataset (images resized to the model's size). */
+  onNote?: (message: string) => void;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -152,7 +170,7 @@ export function readLabelFile(path: string): LabelFile {
 function listLabels(path: string, size: number): Int32Array {
   const lf = readLabelFile(path);
   if (lf.kind !== 'list') {
-    throw new NetmomentsError('name,label lines only apply to a folder of PNGs; give one label per line', { file: path });
+    throw new NetmomentsError('name,label lines only apply to a folder of images; give one label per line', { file: path });
   }
   if (lf.labels.length !== size) {
     throw new NetmomentsError(`holds ${lf.labels.length} labels for ${size} inputs`, { file: path });
@@ -161,7 +179,10 @@ function listLabels(path: string, size: number): Int32Array {
 }
 
 function resolvePreprocessing(p: Partial<Preprocessing> | undefined): Preprocessing {
-  return checkPreprocessing({ scale: p?.scale ?? IDENTITY.scale, offset: p?.offset ?? IDENTITY.offset });
+  const out: Preprocessing = { scale: p?.scale ?? IDENTITY.scale, offset: p?.offset ?? IDENTITY.offset };
+  if (p?.mean) out.mean = p.mean;
+  if (p?.std) out.std = p.std;
+  return checkPreprocessing(out);
 }
 
 /** The inputs `indices` of a dataset one after another (indices.length x n): every Dataset's getBatch. */
@@ -182,6 +203,7 @@ class ArrayDataset implements Dataset {
     private readonly data: Float32Array,
     readonly preprocessing: Preprocessing,
     readonly labels?: Int32Array,
+    readonly dtype?: NpyDtype,
   ) {}
 
   get(i: number): Float32Array {
@@ -199,10 +221,35 @@ class ArrayDataset implements Dataset {
   }
 }
 
-function applyPreprocessing(values: ArrayLike<number>, divisor: number, p: Preprocessing): Float32Array {
+/**
+ * Stored values to model units: value / divisor * scale + offset, or per channel
+ * value / divisor * a[c] + b[c] (preprocess.ts, channelAffine) with element i's channel c read from
+ * the image geometry of one input's shape under `layout` (a non-image input has one channel).
+ */
+function applyPreprocessing(
+  values: ArrayLike<number>,
+  divisor: number,
+  p: Preprocessing,
+  inputShape: readonly number[],
+  layout: ImageLayout | undefined,
+  file: string,
+): Float32Array {
   const out = new Float32Array(values.length);
-  const s = p.scale / divisor;
-  for (let i = 0; i < values.length; i++) out[i] = values[i] * s + p.offset;
+  if (!isPerChannel(p)) {
+    const s = p.scale / divisor;
+    for (let i = 0; i < values.length; i++) out[i] = values[i] * s + p.offset;
+    return out;
+  }
+  const g = imageGeometry(inputShape, layout ?? 'auto');
+  const channels = g ? g.channels : 1;
+  const { a, b } = channelAffine(p, channels, file);
+  const n = elementCount(inputShape);
+  const hw = g ? g.height * g.width : n;
+  const channelOf = (k: number) => (!g ? 0 : g.layout === 'chw' ? Math.floor(k / hw) % channels : k % channels);
+  for (let i = 0; i < values.length; i++) {
+    const c = channelOf(i % n);
+    out[i] = (values[i] / divisor) * a[c] + b[c];
+  }
   return out;
 }
 
@@ -226,7 +273,7 @@ function openNpy(path: string, bytes: Uint8Array, options: OpenDatasetOptions, p
     }
   }
   const { size, inputShape } = layoutOf(a.shape, options.inputShape, path);
-  const data = applyPreprocessing(values, a.dtype === 'uint8' ? 255 : 1, p);
+  const data = applyPreprocessing(values, a.dtype === 'uint8' ? 255 : 1, p, inputShape, options.layout, path);
   // float64 values beyond the float32 range become Infinity here (the model runs in float32)
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
@@ -234,7 +281,7 @@ function openNpy(path: string, bytes: Uint8Array, options: OpenDatasetOptions, p
     }
   }
   const labels = options.labels ? listLabels(options.labels, size) : undefined;
-  return new ArrayDataset('npy', path, size, inputShape, data, p, labels);
+  return new ArrayDataset('npy', path, size, inputShape, data, p, labels, a.dtype);
 }
 
 /** The conventional labels file beside an idx3 images file, if it exists. */
@@ -251,14 +298,20 @@ function openIdx(path: string, bytes: Uint8Array, options: OpenDatasetOptions, p
   const { size, inputShape } = layoutOf(a.shape, options.inputShape, path);
   const labelsPath = options.labels ?? idxLabelsBeside(path);
   const labels = labelsPath ? listLabels(labelsPath, size) : undefined;
-  return new ArrayDataset('idx', path, size, inputShape, applyPreprocessing(a.data, 255, p), p, labels);
+  return new ArrayDataset('idx', path, size, inputShape, applyPreprocessing(a.data, 255, p, inputShape, options.layout, path), p, labels);
 }
 
-/** PNG datasets decode lazily; every image must give the same shape. */
-class PngDataset implements Dataset {
+/**
+ * Image datasets decode lazily. With an image input (inputShape of one picture) every image is
+ * resized to its rows and columns where they differ (said once through onNote); otherwise every
+ * image must give the first one's shape.
+ */
+class ImageDataset implements Dataset {
   readonly kind = 'png' as const;
   readonly inputShape: number[];
   private readonly imageShape: number[];
+  private readonly size2d?: { height: number; width: number };
+  private resizeSaid = false;
 
   constructor(
     readonly source: string,
@@ -266,7 +319,11 @@ class PngDataset implements Dataset {
     readonly preprocessing: Preprocessing,
     private readonly options: OpenDatasetOptions,
     readonly labels?: Int32Array,
+    readonly classes?: readonly string[],
+    private readonly names?: string[],
   ) {
+    const g = options.inputShape ? imageGeometry(options.inputShape, options.layout ?? 'chw') : undefined;
+    if (g && g.picture) this.size2d = { height: g.height, width: g.width };
     const first = this.decode(0);
     this.imageShape = first.shape;
     if (options.inputShape) {
@@ -297,7 +354,17 @@ class PngDataset implements Dataset {
   }
 
   private decode(i: number) {
-    return decodePng(readFileOrFail(this.files[i]), { ...this.preprocessing, layout: this.options.layout, channels: this.channels() }, this.files[i]);
+    const file = this.files[i];
+    const img = decodeImage(readFileOrFail(file), { ...this.preprocessing, layout: this.options.layout, channels: this.channels(), size: this.size2d }, file);
+    if (img.resizedFrom && !this.resizeSaid) {
+      this.resizeSaid = true;
+      const from = img.resizedFrom;
+      this.options.onNote?.(
+        `${this.source}: images whose size differs from the model's ${img.height}x${img.width} (rows x columns) are resized to it ` +
+          `(bilinear when enlarging, area average when shrinking; stretched, not cropped), the first being ${this.nameOf(i)} (${from.height}x${from.width})`,
+      );
+    }
+    return img;
   }
 
   get(i: number): Float32Array {
@@ -317,7 +384,7 @@ class PngDataset implements Dataset {
   }
 
   nameOf(i: number): string {
-    return basename(this.files[i]);
+    return this.names?.[i] ?? basename(this.files[i]);
   }
 }
 
@@ -339,7 +406,7 @@ function pngFolderLabels(folder: string, files: string[], explicit: string | und
   const lf = readLabelFile(path);
   if (lf.kind === 'list') {
     if (lf.labels.length !== files.length) {
-      throw new NetmomentsError(`holds ${lf.labels.length} labels for ${files.length} PNG files in ${folder}`, { file: path });
+      throw new NetmomentsError(`holds ${lf.labels.length} labels for ${files.length} image files in ${folder}`, { file: path });
     }
     return lf.labels;
   }
@@ -353,25 +420,79 @@ function pngFolderLabels(folder: string, files: string[], explicit: string | und
   return out;
 }
 
-function openPngFolder(folder: string, options: OpenDatasetOptions, p: Preprocessing): Dataset {
-  let names: string[];
+function listFolder(folder: string): string[] {
   try {
-    names = readdirSync(folder);
+    return readdirSync(folder);
   } catch (e) {
     throw new NetmomentsError(`cannot list the folder: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { file: folder, cause: e });
   }
-  const files = names
-    .filter((n) => n.toLowerCase().endsWith('.png') && !n.startsWith('.'))
-    .sort(naturalCompare)
-    .map((n) => join(folder, n));
-  if (files.length === 0) throw new NetmomentsError('the folder holds no .png files', { file: folder });
+}
+
+/** The image files of a folder (not hidden), sorted by name with numbers by value. */
+function imageFiles(folder: string): string[] {
+  return listFolder(folder)
+    .filter((n) => hasImageExtension(n) && !n.startsWith('.'))
+    .sort(naturalCompare);
+}
+
+function isFolder(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function openImageFolder(folder: string, options: OpenDatasetOptions, p: Preprocessing): Dataset {
+  const names = imageFiles(folder);
+  if (names.length === 0) return openClassFolders(folder, options, p);
+  const files = names.map((n) => join(folder, n));
   const labels = pngFolderLabels(folder, files, options.labels);
-  return new PngDataset(folder, files, p, options, labels);
+  return new ImageDataset(folder, files, p, options, labels);
+}
+
+/** A class-per-folder tree (module comment): root/CLASS/*.png|jpg|jpeg. */
+function openClassFolders(root: string, options: OpenDatasetOptions, p: Preprocessing): Dataset {
+  const folders = listFolder(root)
+    .filter((n) => !n.startsWith('.') && isFolder(join(root, n)))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  if (folders.length === 0) {
+    throw new NetmomentsError('the folder holds no .png files (nor .jpg/.jpeg files, nor class folders of them: root/CLASS/*.png)', { file: root });
+  }
+  if (options.labels) {
+    throw new NetmomentsError(`a class-per-folder dataset takes its labels from the folder names; drop the labels file ${options.labels}`, {
+      file: root,
+      code: 'BAD_USAGE',
+    });
+  }
+  const classes = options.classNames ? [...options.classNames] : folders;
+  const files: string[] = [];
+  const names: string[] = [];
+  const labels: number[] = [];
+  const byClass = [...folders].sort((a, b) => classes.indexOf(a) - classes.indexOf(b));
+  for (const folder of byClass) {
+    const label = classes.indexOf(folder);
+    if (label < 0) {
+      throw new NetmomentsError(
+        `the class folder '${folder}' is not one of the model's ${classes.length} class names (${classes.slice(0, 5).join(', ')}${classes.length > 5 ? ', ...' : ''})`,
+        { file: root },
+      );
+    }
+    const inside = imageFiles(join(root, folder)); // an empty folder still holds its class index
+    for (const n of inside) {
+      files.push(join(root, folder, n));
+      names.push(`${folder}/${n}`);
+      labels.push(label);
+    }
+  }
+  if (files.length === 0) throw new NetmomentsError('the class folders hold no .png/.jpg/.jpeg files', { file: root });
+  return new ImageDataset(root, files, p, options, Int32Array.from(labels), classes, names);
 }
 
 /**
- * Open a dataset: a folder is a folder of PNGs; a file is recognised by its extension
- * (.npy, .png, idx3-ubyte[.gz]) or, failing that, by its first bytes.
+ * Open a dataset: a folder is a folder of images or of class folders; a file is recognised by its
+ * first bytes (PNG, JPEG, .npy, idx) or, failing that, by its extension (.npy, .png, .jpg,
+ * idx3-ubyte[.gz]).
  */
 export function openDataset(path: string, options: OpenDatasetOptions = {}): Dataset {
   const p = resolvePreprocessing(options.preprocessing);
@@ -381,11 +502,11 @@ export function openDataset(path: string, options: OpenDatasetOptions = {}): Dat
   } catch (e) {
     throw new NetmomentsError('no such file or folder', { file: path, cause: e });
   }
-  if (st.isDirectory()) return openPngFolder(path, options, p);
+  if (st.isDirectory()) return openImageFolder(path, options, p);
   const raw = readFileOrFail(path);
-  if (isPng(raw)) {
+  if (isImage(raw)) {
     const labels = options.labels ? listLabels(options.labels, 1) : undefined;
-    return new PngDataset(path, [path], p, options, labels);
+    return new ImageDataset(path, [path], p, options, labels);
   }
   const bytes = maybeGunzip(raw, path);
   if (isNpyBytes(bytes)) return openNpy(path, bytes, options, p);
@@ -393,8 +514,9 @@ export function openDataset(path: string, options: OpenDatasetOptions = {}): Dat
   const lower = path.toLowerCase();
   if (lower.endsWith('.npy')) return openNpy(path, bytes, options, p); // reports the bad magic
   if (lower.endsWith('.png')) throw new NetmomentsError('not a PNG file (bad signature)', { file: path });
+  if (lower.endsWith('.jpg') || lower.endsWith('.jpeg')) throw new NetmomentsError('not a JPEG file (bad signature)', { file: path });
   if (/idx\d-ubyte(\.gz)?$/.test(lower)) return openIdx(path, bytes, options, p);
-  throw new NetmomentsError('unrecognised data file: expected a .npy array, an MNIST idx3 file, a PNG, or a folder of PNGs', {
+  throw new NetmomentsError('unrecognised data file: expected a .npy array, an MNIST idx3 file, a PNG or JPEG, or a folder of them', {
     file: path,
   });
 }

@@ -2,8 +2,9 @@
  * PNG images (through pngjs) as float arrays in model units.
  *
  * Preprocessing: a pixel value v of bit depth b is first mapped to x = v / (2^b - 1) in [0, 1]
- * (x = v / 255 for 8-bit images and for palette images), then to model units x * scale + offset.
- * The bundled LeNet takes pixel - 127.5, i.e. scale 255, offset -127.5.
+ * (x = v / 255 for 8-bit images and for palette images), then to model units as image.ts says
+ * (x * scale + offset, per channel with a mean and std). The bundled LeNet takes pixel - 127.5,
+ * i.e. scale 255, offset -127.5.
  *
  * Colour types: grayscale (1 channel), grayscale+alpha (1 channel, alpha dropped), RGB and palette
  * (3 channels), RGBA (3 channels, alpha dropped). Transparency (tRNS) is ignored: the colour
@@ -12,27 +13,12 @@
 import { PNG } from 'pngjs';
 import { NetmomentsError } from '../errors.js';
 import { readFileOrFail, writeFileAtomic } from '../util/files.js';
+import { imageToModel, type ImageReadOptions, type ModelImage, type RawImage } from './image.js';
 import type { ImageLayout } from './layout.js';
-import type { Preprocessing } from './preprocess.js';
 
 export type { ImageLayout };
-
-export interface PngReadOptions extends Partial<Preprocessing> {
-  /** 'chw' (default): [C, H, W]; 'hwc': [H, W, C]. */
-  layout?: ImageLayout;
-  /** Force a channel count: 3 replicates a grayscale image; 1 on a colour image is an error. */
-  channels?: 1 | 3;
-}
-
-export interface PngImage {
-  data: Float32Array;
-  shape: number[];
-  width: number;
-  height: number;
-  channels: number;
-  /** Bit depth of the file (1, 2, 4, 8 or 16). */
-  depth: number;
-}
+export type PngReadOptions = ImageReadOptions;
+export type PngImage = ModelImage;
 
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
@@ -66,8 +52,8 @@ function dropChunks(bytes: Uint8Array, names: string[]): Uint8Array {
   return out;
 }
 
-/** Decode PNG bytes; `file` names it in error messages. */
-export function decodePng(bytes: Uint8Array, options: PngReadOptions = {}, file?: string): PngImage {
+/** Decode PNG bytes to pixel values x in [0, 1] (module comment); `file` names it in error messages. */
+export function decodePngPixels(bytes: Uint8Array, file?: string): RawImage {
   if (!isPng(bytes)) throw new NetmomentsError('not a PNG file (bad signature)', { file });
   let png: { width: number; height: number; depth: number; colorType: number; data: ArrayLike<number> };
   try {
@@ -77,39 +63,20 @@ export function decodePng(bytes: Uint8Array, options: PngReadOptions = {}, file?
     throw new NetmomentsError(`cannot decode the PNG: ${(e as Error).message}`, { file, cause: e });
   }
   const { width, height, depth, colorType } = png;
-  const gray = colorType === 0 || colorType === 4;
-  const sourceChannels = gray ? 1 : 3;
-  let channels = sourceChannels;
-  if (options.channels !== undefined) {
-    if (options.channels === 1 && !gray) {
-      throw new NetmomentsError('the model expects 1 channel (grayscale) but the PNG is a colour image', { file });
-    }
-    channels = options.channels;
-  }
+  const channels = colorType === 0 || colorType === 4 ? 1 : 3;
   // pngjs expands everything to 4 samples per pixel (palette to 8-bit RGBA); with skipRescale the
   // samples keep the file's bit depth.
   const maxval = colorType === 3 ? 255 : 2 ** depth - 1;
-  const scale = options.scale ?? 1;
-  const offset = options.offset ?? 0;
   const hw = width * height;
-  const out = new Float32Array(channels * hw);
-  const chw = (options.layout ?? 'chw') === 'chw';
+  const x = new Float64Array(channels * hw);
   const src = png.data;
-  for (let p = 0; p < hw; p++) {
-    for (let c = 0; c < channels; c++) {
-      const v = src[4 * p + (sourceChannels === 1 ? 0 : c)];
-      const x = v / maxval;
-      out[chw ? c * hw + p : p * channels + c] = x * scale + offset;
-    }
-  }
-  return {
-    data: out,
-    shape: chw ? [channels, height, width] : [height, width, channels],
-    width,
-    height,
-    channels,
-    depth,
-  };
+  for (let p = 0; p < hw; p++) for (let c = 0; c < channels; c++) x[p * channels + c] = src[4 * p + c] / maxval;
+  return { format: 'PNG', width, height, channels, depth, x };
+}
+
+/** Decode PNG bytes into model units; `file` names it in error messages. */
+export function decodePng(bytes: Uint8Array, options: PngReadOptions = {}, file?: string): PngImage {
+  return imageToModel(decodePngPixels(bytes, file), options, file);
 }
 
 export function readPng(path: string, options: PngReadOptions = {}): PngImage {
