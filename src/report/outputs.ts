@@ -11,5 +11,6 @@ import { writeFilesAtomic } from '../util/files.js';
 export function writeReportOutputs(outDir: string, files: Record<string, string>): void {
   const { 'summary.json': summary, ...rest } = files;
   writeFilesAtomic(outDir, { ...rest, 'summary.json': summary });
-  if (!files['records.ndjson']) rmSync(join(outDir, 'records.ndjson'), { force: true });
+  // an empty shard (fewer chunks than shards) writes an empty records.ndjson, which merge reads as a complete shard of no inputs
+  if (files['records.ndjson'] === undefined) rmSync(join(outDir, 'records.ndjson'), { force: true });
 }
