@@ -27,3 +27,5 @@ import { foolingCommand } from './fooling.js';
 commands.push(foolingCommand);
 import { attackCommand } from './attack.js';
 commands.push(attackCommand);
+import { certifyCommand } from './certify.js';
+commands.push(certifyCommand);
