@@ -29,3 +29,5 @@ import { attackCommand } from './attack.js';
 commands.push(attackCommand);
 import { certifyCommand } from './certify.js';
 commands.push(certifyCommand);
+import { sweepCommand } from './sweep.js';
+commands.push(sweepCommand);
