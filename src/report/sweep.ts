@@ -179,26 +179,24 @@ export function sweepSvg(r: SweepResult, title: string): string {
   parts.push(`<text x="${left + pw / 2}" y="${top + ph + 36}" text-anchor="middle">sigma (noise sd, model input units)</text>`);
   parts.push(`<text transform="translate(18 ${top + ph / 2}) rotate(-90)" text-anchor="middle">percent of inputs</text>`);
   const legend: string[] = [];
-  const series = (name: string, values: (number | null)[], color: string, k: number) => {
+  const series = (name: string, values: (number | null)[], color: string) => {
     const pts = r.points.map((p, i) => [p.sigma, values[i]] as const).filter(([, v]) => v !== null && Number.isFinite(v));
     if (pts.length === 0) return;
     parts.push(`<polyline points="${pts.map(([s, v]) => `${n2(X(s))},${n2(Y(100 * v!))}`).join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`);
     for (const [s, v] of pts) parts.push(`<circle cx="${n2(X(s))}" cy="${n2(Y(100 * v!))}" r="3.5" fill="${color}"/>`);
     legend.push(
-      `<g transform="translate(${k})"><line x1="0" y1="-4" x2="20" y2="-4" stroke="${color}" stroke-width="2"/><circle cx="10" cy="-4" r="3.5" fill="${color}"/><text x="26" y="0">${escapeXml(name)}</text></g>`,
+      `<g><line x1="0" y1="-4" x2="20" y2="-4" stroke="${color}" stroke-width="2"/><circle cx="10" cy="-4" r="3.5" fill="${color}"/><text x="26" y="0">${escapeXml(name)}</text></g>`,
     );
   };
   series(
     'accuracy under noise (analytic)',
     r.points.map((p) => p.accuracyUnderNoise),
     PALETTE[2],
-    0,
   );
   series(
     'flip rate (analytic, all inputs)',
     r.points.map((p) => p.flipRate),
     PALETTE[0],
-    0,
   );
   const withMc = r.points.filter((p) => p.mc);
   if (withMc.length > 0) {
@@ -224,7 +222,7 @@ export function sweepSvg(r: SweepResult, title: string): string {
   legend.forEach((g, i) => {
     const x = left + (i % 2) * (pw / 2);
     const y = top + ph + 58 + 18 * Math.floor(i / 2);
-    parts.push(`<g transform="translate(${n2(x)} ${y})">${g.replace(/^<g transform="translate\(0\)">/, '<g>')}</g>`);
+    parts.push(`<g transform="translate(${n2(x)} ${y})">${g}</g>`);
   });
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;
