@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { loadModel } from '../dist/onnx/load.js';
 import { readNpy, npyToFloat32 } from '../dist/data/npy.js';
-import { certify, summarize } from '../dist/experiments/certify.js';
+import { certify, summarizeCertify } from '../dist/experiments/certify.js';
 import { PhiInv } from '../dist/moments/special.js';
 import { sharedOrtLinearAlgebra } from '../dist/runtime/linalg.js';
 
@@ -50,7 +50,7 @@ for (const sig of ['SIGINT', 'SIGTERM'])
 report((await rep).results);
 function report(results) {
   if (results.length === 0) return;
-  const s = summarize(results);
+  const s = summarizeCertify(results);
   const a = s.agreement;
   // the MC certificate cannot exceed sigma Phi^-1(alpha^(1/N)) (every sample in class A): the analytic radii above it are compared capped there too
   const cap = sigma * PhiInv(Math.exp(Math.log(0.001) / N));

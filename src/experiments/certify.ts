@@ -238,14 +238,14 @@ export async function certify(
       o.onResult?.(result);
       o.onProgress?.(i + 1, count);
     }
-    return { method: analyzer.method, methodReason: analyzer.decision.reason, sigma: o.sigma, results, summary: summarize(results) };
+    return { method: analyzer.method, methodReason: analyzer.decision.reason, sigma: o.sigma, results, summary: summarizeCertify(results) };
   } finally {
     await analyzer.release();
   }
 }
 
 /** The summary of a certify run (module comment; CertifySummary). */
-export function summarize(results: CertifyResult[]): CertifySummary {
+export function summarizeCertify(results: CertifyResult[]): CertifySummary {
   const column = (
     pick: (r: CertifyResult) => { class: number; radius: number | null; abstain: boolean; seconds: number; cpuSeconds: number } | undefined,
   ): ColumnSummary | null => {
