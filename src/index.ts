@@ -30,7 +30,17 @@ export {
 export * from './moments/index.js';
 export { surrogateMoments, type Surrogate } from './moments/surrogate.js';
 export * from './data/index.js';
-export { runReport, mergeReports, parseLinearize, parseShard, type LinearizeSpec, type ReportOptions, type ReportResult } from './dataset/index.js';
+export {
+  runReport,
+  mergeReports,
+  parseLinearize,
+  parseShard,
+  parseSigmaList,
+  runSweep,
+  type LinearizeSpec,
+  type ReportOptions,
+  type ReportResult,
+} from './dataset/index.js';
 export type { ReportHeader, ReportSummary, SampleRecord } from './report/summary.js';
 export { sharedOrtLinearAlgebra, OrtLinearAlgebra } from './runtime/linalg.js';
 

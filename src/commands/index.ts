@@ -27,3 +27,7 @@ import { foolingCommand } from './fooling.js';
 commands.push(foolingCommand);
 import { attackCommand } from './attack.js';
 commands.push(attackCommand);
+import { certifyCommand } from './certify.js';
+commands.push(certifyCommand);
+import { sweepCommand } from './sweep.js';
+commands.push(sweepCommand);

@@ -9,3 +9,4 @@ export { parseShard, shardChunks } from './shards.js';
 export { CHECKPOINT_DIR } from './checkpoint.js';
 export { mergeReports } from './merge.js';
 export { mcIndices } from './chunk.js';
+export { datasetRange, parseSigmaList, runSweep } from './sweep.js';

@@ -6,3 +6,4 @@ export * from './fooling.js';
 export * from './optimize.js';
 export * from './attack.js';
 export { argmax, topK } from '../util/argmax.js';
+export * from './certify.js';

@@ -5,6 +5,7 @@
  * LinearAlgebra interface (src/runtime/linalg.ts implements it on onnxruntime's float64 Gemm).
  */
 export { INV_SQRT_2PI, Phi, Phi2, PhiInv, SQRT_2PI, millsComplement, phi } from './special.js';
+export { clopperPearsonInterval, clopperPearsonLower, clopperPearsonUpper, inverseRegularizedBeta, logBeta, logGamma, regularizedBeta } from './beta.js';
 export {
   clampRho,
   pairCorrectionClosedForm,

@@ -250,6 +250,8 @@ export interface MonteCarloResult {
   covariance?: Float64Array;
   /** Samples whose argmax differs from MonteCarloOptions.flipClass, when one was given. */
   flips?: number;
+  /** Samples per argmax class (first maximal output), when MonteCarloOptions.classCounts was set. */
+  classCounts?: Float64Array;
 }
 
 export interface MonteCarloOptions {
@@ -266,6 +268,8 @@ export interface MonteCarloOptions {
   onBatch?: (done: number, total: number) => void;
   /** Count the samples whose argmax (first maximal output) differs from this class (the result's `flips`). */
   flipClass?: number;
+  /** Count the samples of each argmax class (the result's `classCounts`; randomized smoothing's counts). */
+  classCounts?: boolean;
 }
 
 /** A model run on a batch: x is batch x n (float32), the result batch x d (float64). */
@@ -291,6 +295,7 @@ async function run(
   const acc = new MomentAccumulator(d, options.covariance ?? false);
   const n = mu.length;
   let flips = 0;
+  const counts = options.classCounts ? new Float64Array(d) : undefined;
   for (let done = 0; done < total;) {
     const b = Math.min(bs, total - done);
     const x = f32 ? new Float32Array(b * n) : new Float64Array(b * n);
@@ -301,11 +306,13 @@ async function run(
     }
     acc.addBatch(y, b);
     if (options.flipClass !== undefined) for (let k = 0; k < b; k++) if (argmax(y, k * d, d) !== options.flipClass) flips++;
+    if (counts) for (let k = 0; k < b; k++) counts[argmax(y, k * d, d)]++;
     done += b;
     options.onBatch?.(done, total);
   }
   const result = acc.result();
   if (options.flipClass !== undefined) result.flips = flips;
+  if (counts) result.classCounts = counts;
   return result;
 }
 
