@@ -8,7 +8,7 @@ import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import { parseLinearize, parseShard, runReport, CHECKPOINT_DIR, type ReportResult } from '../dataset/index.js';
 import { describeRun } from '../report/summary.js';
 import { progressBar, type Progress } from '../report/progress.js';
-import { loadModelInput, methodFromArgs, methodLine, noiseFromArgs, openInputs, sessionOptions, stderrWriter } from './common.js';
+import { checkRunArgs, loadModelInput, methodFromArgs, methodLine, noiseFromArgs, openInputs, sessionOptions, stderrWriter } from './common.js';
 import type { DatasetRunArgs } from './datasetOptions.js';
 
 /** Run the report engine from parsed options, with progress bars and a SIGINT message. */
@@ -27,7 +27,7 @@ export async function runDatasetReport(
   int(argv['mc-inputs'], 'mc-inputs', 1);
   int(argv.chunk, 'chunk', 1);
   int(argv['kmeans-iterations'], 'kmeans-iterations', 1);
-  int(argv.threads, 'threads', 1);
+  checkRunArgs(argv);
   int(argv['probability-samples'], 'probability-samples', 128);
   const linearize = parseLinearize(argv.linearize);
   const shard = argv.shard !== undefined ? parseShard(argv.shard) : undefined;

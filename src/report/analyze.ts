@@ -95,7 +95,17 @@ export function trustText(t: { verdict: 'ok' | 'warn' | 'fail'; reasons: string[
   return t.verdict === 'ok' ? 'trust ok' : `trust ${t.verdict.toUpperCase()}: ${t.reasons.join('; ')}`;
 }
 
-/** A short account for a person, on stderr. */
+/**
+ * What analyze writes to stdout: the explicit --format; else, when the report goes to a file
+ * (--out), JSON to the file; else the human summary on a terminal (stdout a TTY) and JSON when
+ * stdout is a pipe or a file (scripts keep getting JSON).
+ */
+export function analyzeStdoutFormat(format: 'json' | 'csv' | 'text' | undefined, out: string | undefined, stdoutIsTTY: boolean): 'json' | 'csv' | 'text' {
+  if (format !== undefined) return format;
+  return out === undefined && stdoutIsTTY ? 'text' : 'json';
+}
+
+/** A short account for a person, on stderr (or stdout with --format text or on a terminal). */
 export function analyzeSummary(report: AnalyzeReportView, out?: string): string {
   const s = report.split;
   const how = s
