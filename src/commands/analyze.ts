@@ -65,11 +65,11 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       })
       .option('out', { type: 'string', describe: 'Write the report to this file (atomically) instead of stdout' })
       .example(
-        '$0 analyze fixtures/lenet.onnx --input fixtures/mnist/digit-0.png --sigma 8 --mc 10000',
+        '$0 analyze fixtures/lenet.onnx --input fixtures/mnist/digit-0.png --sigma 8 --mc 2000',
         'one MNIST digit, pixel noise sd 8, with Monte Carlo beside',
       )
       .example(
-        '$0 analyze model.onnx --input batch.npy --relu 1 --window 10,10,7,7 --sigma 20 --format csv --out r.csv',
+        '$0 analyze fixtures/lenet.onnx --input fixtures/mnist/digit-0.npy --relu 1 --window 10,10,7,7 --sigma 20 --format csv --out r.csv',
         'noise only in a 7x7 patch, split at ReLU 1',
       ) as never,
   handler: async (argv) => {

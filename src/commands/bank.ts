@@ -41,7 +41,7 @@ export const bankCommand: CommandModule<object, BankArgs> = {
       })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for manifest.json, centres.npy and centre-NNNN/*.npy' })
       .option('max-size', { type: 'string', describe: 'Refuse a bank larger than this (512M, 4G; default: the free disk space)' })
-      .example('$0 bank fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --relu 2 --k 10 --out-dir lenet-bank/', '') as never,
+      .example('$0 bank fixtures/lenet.onnx --data fixtures/mnist/digits-10.npy --relu 2 --k 3 --out-dir lenet-bank/', '') as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
     checkRunArgs(argv);

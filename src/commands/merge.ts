@@ -19,7 +19,7 @@ export const mergeCommand: CommandModule<object, MergeArgs> = {
     y
       .positional('dirs', { type: 'string', array: true, demandOption: true, describe: 'The shard folders (all N of them, any order)' })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for the merged samples.csv, summary.json, summary.md' })
-      .example('$0 merge shard-0 shard-1 shard-2 shard-3 --out-dir report/', '') as never,
+      .example('$0 merge shard-0 shard-1 --out-dir report/', '') as never,
   handler: (argv) => {
     const { files, summary } = mergeReports(argv.dirs);
     writeReportOutputs(argv['out-dir'], files);

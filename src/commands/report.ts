@@ -24,14 +24,12 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
         describe: 'Folder for samples.csv, summary.json, summary.md (and the checkpoint while running)',
         group: 'Report:',
       })
+      .example('$0 report fixtures/lenet.onnx --data fixtures/mnist/digits-10.npy --labels fixtures/mnist/labels-10.npy --sigma 8 --out-dir rep/', '')
       .example(
-        '$0 report fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --labels fixtures/mnist/labels-100.npy --sigma 8 --linearize kmeans:10 --out-dir rep/',
-        '',
+        '$0 report fixtures/lenet.onnx --data fixtures/mnist/digits-10.npy --sigma 8 --chunk 5 --shard 0/2 --out-dir shard-0/',
+        'the first of 2 shards (netmoments merge combines them)',
       )
-      .example(
-        '$0 report model.onnx --data val.npy --labels val-labels.npy --sigma 8 --linearize bank:bank/ --shard 2/8 --out-dir shard-2/',
-        'one of 8 shards',
-      ) as never,
+      .example('$0 report fixtures/lenet.onnx --data fixtures/mnist/digits-10.npy --sigma 8 --chunk 5 --shard 1/2 --out-dir shard-1/', 'the second') as never,
   handler: async (argv) => {
     const { result } = await runDatasetReport(argv, argv['out-dir'], 'report');
     if (!argv.quiet) process.stderr.write(`netmoments: report: ${runLine(result, argv['out-dir'])}`);
