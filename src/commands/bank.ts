@@ -11,6 +11,7 @@ import { checkBankFits, writeBank, type BankPoint } from '../linearize/bank.js';
 import { Linearizer } from '../linearize/linearizer.js';
 import { formatBytes, parseMemorySize } from '../resources.js';
 import { checkRunArgs, loadModelInput, modelRunOptions, openInputs, sessionOptions, stderrWriter, withProgress, type ModelRunArgs } from './common.js';
+import { interruptedLine } from './run.js';
 
 interface BankArgs extends ModelRunArgs {
   model: string;
@@ -63,7 +64,7 @@ export const bankCommand: CommandModule<object, BankArgs> = {
     let stopBar: (() => void) | undefined;
     const onSigint = () => {
       stopBar?.();
-      process.stderr.write(`\nnetmoments: interrupted; ${argv['out-dir']} is unchanged (a bank is complete only once its manifest.json is written)\n`);
+      process.stderr.write(interruptedLine(`${argv['out-dir']} is unchanged (a bank is complete only once its manifest.json is written)`, false));
       process.exit(130);
     };
     process.once('SIGINT', onSigint);

@@ -3,17 +3,16 @@
  * selection (--labels, --count, --start), turned into checked values. What the commands share at
  * run time (inputs, progress, writing the report) is in run.ts, and --method in methodOptions.ts.
  */
-import { existsSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import type { AnalyzeOptions } from '../analyze.js';
 import { LAYOUT_CHOICES, parseLayoutChoice, type LayoutChoice } from '../data/layout.js';
 import { readCovariance, readInputVector } from '../data/vectors.js';
 import { NetmomentsError } from '../errors.js';
-import { wholeNumber } from '../experiments/cli.js';
 import { methodOptions, type MethodArgs } from './methodOptions.js';
 import { checkSigma, parseWindow, type NoiseSpec } from '../noise.js';
 
 export { methodFromArgs, methodLine, methodOptions, type MethodArgs } from './methodOptions.js';
+export { checkExists, checkNoiseArgs, checkRunArgs } from './checks.js';
 export { emit, loadModelInput, openInputs, preprocessingFor, printableText, selectInputs, sessionOptions, stderrWriter, withProgress } from './run.js';
 
 export interface NoiseArgs {
@@ -95,21 +94,6 @@ export function noiseRunOptions<T>(y: Argv<T>): Argv<T & NoiseRunArgs> {
   return methodOptions(modelRunOptions(noiseOptions(y)));
 }
 
-/** A file or folder an option names, checked before the model loads: a one-line error naming it when it is not there. */
-export function checkExists(path: string | undefined, missing = 'no such file or folder'): void {
-  if (path !== undefined && !existsSync(path)) throw new NetmomentsError(missing, { file: path });
-}
-
-/**
- * The noise options that can be checked without the model, before it loads (milliseconds, not the
- * seconds a model takes): --sigma, the --window syntax, that the noise files exist.
- */
-export function checkNoiseArgs(args: NoiseArgs): void {
-  if (args.sigma !== undefined) checkSigma(args.sigma);
-  if (args.window) parseWindow(args.window);
-  for (const file of [args['noise-var'], args['noise-cov'], args['noise-mean']]) checkExists(file);
-}
-
 /** The noise spec, window and noise mean from the options, for inputs of n elements. */
 export function noiseFromArgs(
   args: NoiseArgs & { layout?: LayoutChoice },
@@ -154,18 +138,4 @@ export function dataOptions<T>(y: Argv<T>, labelsHelp: string): Argv<T & Selecti
     .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model' })
     .option('data', { type: 'string', demandOption: true, describe: 'Inputs (.npy in model units, idx, PNG or a folder of PNGs)' });
   return selectionOptions(withData, labelsHelp) as unknown as Argv<T & SelectionArgs & { model: string; data: string }>;
-}
-
-/**
- * What can be checked before the model loads: --threads, --count, the noise options when the
- * command has them, and that the files --input, --data, --labels and --perturbation name exist.
- * The count when given.
- */
-export function checkRunArgs(
-  args: ModelRunArgs & NoiseArgs & { count?: number; input?: string; data?: string; labels?: string; perturbation?: string },
-): number | undefined {
-  if (args.threads !== undefined) wholeNumber('threads', args.threads, 1);
-  checkNoiseArgs(args);
-  for (const file of [args.input, args.data, args.labels, args.perturbation]) checkExists(file);
-  return args.count === undefined ? undefined : wholeNumber('count', args.count, 1);
 }

@@ -10,6 +10,7 @@ import { describeRun } from '../report/summary.js';
 import { progressBar, type Progress } from '../report/progress.js';
 import { checkRunArgs, loadModelInput, methodFromArgs, methodLine, noiseFromArgs, openInputs, sessionOptions, stderrWriter } from './common.js';
 import type { DatasetRunArgs } from './datasetOptions.js';
+import { interruptedLine } from './run.js';
 
 /** Run the report engine from parsed options, with progress bars and a SIGINT message. */
 export async function runDatasetReport(
@@ -41,13 +42,12 @@ export async function runDatasetReport(
   let state = { phase: 'setup', total: 0, done: 0 };
   const onSigint = () => {
     bar?.stop();
-    let where = '';
     if (outDir && state.phase === 'inputs') {
-      where = `; ${state.done} of ${state.total} inputs are checkpointed in ${outDir}/${CHECKPOINT_DIR}: run the same command with --resume to continue`;
+      process.stderr.write(interruptedLine(`${state.done} of ${state.total} inputs are checkpointed in ${outDir}/${CHECKPOINT_DIR}`, true));
     } else if (outDir) {
-      where = `${state.phase === 'bank' ? ' while linearizing at the k-means centres' : ' before any input was done'}; ${outDir} holds its earlier contents (run the same command with --resume to start or continue)`;
-    }
-    process.stderr.write(`\nnetmoments: interrupted${where}\n`);
+      const when = state.phase === 'bank' ? 'while linearizing at the k-means centres' : 'before any input was done';
+      process.stderr.write(interruptedLine(`${when}, ${outDir} holds its earlier contents`, true));
+    } else process.stderr.write(interruptedLine('nothing was kept (--out-dir keeps a checkpoint)', false));
     process.exit(130);
   };
   process.once('SIGINT', onSigint);

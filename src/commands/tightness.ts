@@ -75,10 +75,7 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
         '$0 tightness fixtures/lenet.onnx --data fixtures/mnist/digits-10.npy --sigma 8 --runs 5 --mc 2000 --out-dir out/table1',
         'Table 1 on the bundled LeNet',
       )
-      .example(
-        '$0 tightness --paper --runs 3 --mc 2000 --out-dir out/figure2',
-        'Figure 2: the synthetic FC and conv nets (the paper: --runs 200 --mc 20000)',
-      ) as never,
+      .example('$0 tightness --paper --runs 3 --mc 2000 --out-dir out/figure2', 'Figure 2: synthetic FC and conv nets (paper: --runs 200)') as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
     const runs = wholeNumber('runs', argv.runs, 1);

@@ -111,6 +111,6 @@ describe('examples in --help and README.md run', () => {
       }
       const r = runCli([...e.args, '--quiet'], { cwd: dir, timeoutMs: 300_000 });
       expect(r.code, `${line}\nstderr: ${r.stderr}`).toBe(expectedExit(e));
-    });
+    }, 300_000);
   }
 });
