@@ -88,7 +88,8 @@ export function analyzeCsv(report: AnalyzeReportView): string {
   return csv(CSV_COLUMNS, rows);
 }
 
-const f = (v: number, digits = 4) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(digits));
+/** A number for the summary: fixed or exponential by size; 'n/a' for a value that is not a number (never "NaN"). */
+const f = (v: number, digits = 4) => (Number.isNaN(v) ? 'n/a' : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(digits));
 
 /** A verdict as the summary shows it: "trust ok", "trust WARN: reason; reason", "trust FAIL: ...". */
 export function trustText(t: { verdict: 'ok' | 'warn' | 'fail'; reasons: string[] }): string {
