@@ -51,6 +51,13 @@ const helpCommand = {
   describe: 'Show the help of a command (netmoments help analyze is netmoments analyze --help)',
   builder: (y: Argv) => y.positional('command', { type: 'string', describe: 'the command' }),
   handler: async (argv: { command?: string }) => {
+    const names = commands.map((c) => String(c.command).split(' ')[0]);
+    if (argv.command !== undefined && !names.includes(argv.command)) {
+      const near = closestName(argv.command, names);
+      throw new NetmomentsError(`no command '${argv.command}'${near ? ` (did you mean ${near}?)` : ''}; the commands: ${names.join(', ')}`, {
+        code: 'BAD_USAGE',
+      });
+    }
     process.exitCode = await main(argv.command ? [argv.command, '--help'] : ['--help']);
   },
 };

@@ -56,6 +56,9 @@ describe('netmoments help CMD', () => {
     const overview = runCli(['help']);
     expect(overview.code).toBe(0);
     expect(overview.stdout).toMatch(/netmoments help \[command\]/);
+    const typo = runCli(['help', 'analyse']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr.trim()).toMatch(/^netmoments: no command 'analyse' \(did you mean analyze\?\); the commands: inspect, split, analyze/);
   });
 });
 
