@@ -6,11 +6,61 @@
 import yargs, { type Argv } from 'yargs';
 import { CheckFailed, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK, NetmomentsError, oneLine } from './errors.js';
 import { commands } from './commands/index.js';
+import { closestName } from './util/suggest.js';
 
 // the exit codes and CheckFailed are defined in errors.ts (commands throw CheckFailed without importing the CLI)
 export { CheckFailed, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK } from './errors.js';
 
 class UsageError extends Error {}
+
+/**
+ * yargs's "Unknown argument(s): a, b" with a "did you mean --x?" for each name close to an option
+ * the command knows (`known`: its option names, kebab-case as in --help). yargs also lists the
+ * camelCase twin of a kebab-case name (noise-vr, noiseVr): the twin is dropped.
+ */
+export function withSuggestions(message: string, known: readonly string[]): string {
+  const m = /^Unknown arguments?: (.*)$/s.exec(message);
+  if (!m) return message;
+  const names = m[1].split(', ');
+  const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+  const shown = names.filter((n) => !names.some((o) => o !== n && o.includes('-') && camel(o) === n));
+  const options = known.filter((k) => k.length > 1 && !/[A-Z]/.test(k));
+  const parts = shown.map((n) => {
+    const near = closestName(n.replace(/^-+/, ''), options);
+    return near === undefined ? n : `${n} (did you mean --${near}?)`;
+  });
+  return `Unknown argument${shown.length > 1 ? 's' : ''}: ${parts.join(', ')}`;
+}
+
+/**
+ * A number option given something that is not a number (yargs parses `--sigma abc` as NaN): a
+ * usage error that quotes what was typed, before any check could print "NaN".
+ */
+export function rejectNotANumber(parsed: Record<string, unknown>, argv: readonly string[]): void {
+  for (const [key, value] of Object.entries(parsed)) {
+    if (typeof value !== 'number' || !Number.isNaN(value) || /[A-Z]/.test(key) || key === '$0') continue;
+    const at = argv.findIndex((a) => a === `--${key}` || a.startsWith(`--${key}=`));
+    const typed = at < 0 ? undefined : argv[at].includes('=') ? argv[at].slice(argv[at].indexOf('=') + 1) : argv[at + 1];
+    throw new NetmomentsError(`--${key} takes a number, got ${typed === undefined ? 'none' : `'${typed}'`}`, { code: 'BAD_USAGE' });
+  }
+}
+
+/** `netmoments help [CMD]`: CMD's --help (the overview without CMD). */
+const helpCommand = {
+  command: 'help [command]',
+  describe: 'Show the help of a command (netmoments help analyze is netmoments analyze --help)',
+  builder: (y: Argv) => y.positional('command', { type: 'string', describe: 'the command' }),
+  handler: async (argv: { command?: string }) => {
+    const names = commands.map((c) => String(c.command).split(' ')[0]);
+    if (argv.command !== undefined && !names.includes(argv.command)) {
+      const near = closestName(argv.command, names);
+      throw new NetmomentsError(`no command '${argv.command}'${near ? ` (did you mean ${near}?)` : ''}; the commands: ${names.join(', ')}`, {
+        code: 'BAD_USAGE',
+      });
+    }
+    process.exitCode = await main(argv.command ? [argv.command, '--help'] : ['--help']);
+  },
+};
 
 export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes('--debug');
@@ -31,13 +81,17 @@ export async function main(argv: string[]): Promise<number> {
     .version()
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
-    .fail((msg, err) => {
+    .fail((msg, err, y) => {
       if (err) throw err;
       // stop here: without the throw yargs would go on and run the command's handler
-      usageError = msg;
+      // the usage instance yargs passes knows the described options of the command that failed
+      const described = (y as unknown as { getDescriptions?: () => Record<string, unknown> }).getDescriptions?.() ?? {};
+      usageError = msg ? withSuggestions(msg, Object.keys(described)) : msg;
       throw new UsageError(msg);
     });
+  parser = parser.middleware((parsed) => rejectNotANumber(parsed, argv), true);
   for (const c of commands) parser = parser.command(c);
+  parser = parser.command(helpCommand as never);
   try {
     await parser.parseAsync();
     if (usageError !== undefined) {

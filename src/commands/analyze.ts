@@ -2,19 +2,20 @@
  * `netmoments analyze MODEL --input FILE [options]`: the main job. Closed-form mean, exact and
  * paper variance, covariance, class and flip probabilities of the model's output under Gaussian
  * input noise, per input; optional Monte Carlo through the real model beside them. Writes
- * netmoments.analyze/1 JSON (schemas/analyze.schema.json) or CSV; a human summary goes to stderr
- * when the report goes to a file or a pipe.
+ * netmoments.analyze/1 JSON (schemas/analyze.schema.json), CSV or the human summary (on a terminal
+ * without --out or --format); beside a report the summary goes to stderr.
  */
 import type { CommandModule } from 'yargs';
 import { analyze, type VarianceMode } from '../analyze.js';
 import { parseLinearizationPoint } from '../data/vectors.js';
 import { NetmomentsError } from '../errors.js';
 import { wholeNumber } from '../experiments/cli.js';
-import { analyzeCsv, analyzeSummary } from '../report/analyze.js';
+import { analyzeCsv, analyzeStdoutFormat, analyzeSummary } from '../report/analyze.js';
 import { allocateFloat32, memoryLimit } from '../resources.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import { readFileOrFail } from '../util/files.js';
 import {
+  checkExists,
   checkRunArgs,
   emit,
   loadModelInput,
@@ -38,7 +39,7 @@ interface AnalyzeArgs extends NoiseRunArgs {
   covariance?: boolean;
   mc: number;
   seed: number;
-  format: 'json' | 'csv';
+  format?: 'json' | 'csv' | 'text';
   out?: string;
   quiet?: boolean;
 }
@@ -63,14 +64,17 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
         type: 'number',
         describe: 'Class probabilities on the K classes of largest mean, the rest bounded (default: all up to 100 classes, 10 above; 0: all)',
       })
-      .option('format', { choices: ['json', 'csv'] as const, default: 'json' as const, describe: 'Report format' })
+      .option('format', {
+        choices: ['json', 'csv', 'text'] as const,
+        describe: 'Report format; text is the human summary (default: the summary on a terminal without --out, else JSON)',
+      })
       .option('out', { type: 'string', describe: 'Write the report to this file (atomically) instead of stdout' })
       .example(
-        '$0 analyze fixtures/lenet.onnx --input fixtures/mnist/digit-0.png --sigma 8 --mc 10000',
+        '$0 analyze fixtures/lenet.onnx --input fixtures/mnist/digit-0.png --sigma 8 --mc 2000',
         'one MNIST digit, pixel noise sd 8, with Monte Carlo beside',
       )
       .example(
-        '$0 analyze model.onnx --input batch.npy --relu 1 --window 10,10,7,7 --sigma 20 --format csv --out r.csv',
+        '$0 analyze fixtures/lenet.onnx --input fixtures/mnist/digit-0.npy --relu 1 --window 10,10,7,7 --sigma 20 --format csv --out r.csv',
         'noise only in a 7x7 patch, split at ReLU 1',
       )
       .example(
@@ -79,8 +83,13 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       ) as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
+    // every check that needs no model first: a bad option fails before the model loads
     const mc = wholeNumber('mc', argv.mc, 0);
     checkRunArgs(argv);
+    const method = methodFromArgs(argv);
+    if (argv.at !== 'mean' && method.method === 'propagate')
+      throw new NetmomentsError('--at sets a linearization point, which --method propagate does not use; drop one of them', { code: 'BAD_USAGE' });
+    if (argv.at !== 'mean' && argv.at !== 'input') checkExists(argv.at, "no such file (--at takes 'mean', 'input' or a .npy file)");
     // The input's shape comes from a linearizer-independent probe: the model's declared input.
     const { model, inputShape, n } = loadModelInput(argv.model, warn, argv);
     let inputs: Float32Array;
@@ -95,11 +104,8 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       inputs = allocateFloat32(n, `the zero input (${n} values)`, argv.model, memoryLimit(argv['max-memory']));
       count = 1;
     }
-    const method = methodFromArgs(argv);
     // a linearization point is two-stage's: under auto, --at other than 'mean' picks two-stage
     const pointGiven = argv.at !== 'mean' && method.method === 'auto';
-    if (argv.at !== 'mean' && method.method === 'propagate')
-      throw new NetmomentsError('--at sets a linearization point, which --method propagate does not use; drop one of them', { code: 'BAD_USAGE' });
     let at: 'mean' | 'input' | Float32Array = 'mean';
     if (argv.at === 'input' || argv.at === 'mean') at = argv.at;
     else {
@@ -139,8 +145,10 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
     warn(methodLine(report));
     if (noise.noiseMeanFile) report.noise.meanFile = noise.noiseMeanFile;
     if (typeof at !== 'string' && report.method === 'two-stage') report.linearizationPoint = argv.at;
-    const text = argv.format === 'csv' ? analyzeCsv(report) : `${JSON.stringify(report, null, 2)}\n`;
+    const format = analyzeStdoutFormat(argv.format, argv.out, process.stdout.isTTY === true);
+    const text = format === 'csv' ? analyzeCsv(report) : format === 'text' ? printableText(analyzeSummary(report)) : `${JSON.stringify(report, null, 2)}\n`;
     emit(text, argv.out);
-    if (!argv.quiet && (argv.out || !process.stdout.isTTY)) process.stderr.write(printableText(analyzeSummary(report, argv.out)));
+    // beside a report in a file or a pipe, the summary goes to stderr
+    if (!argv.quiet && format !== 'text' && (argv.out || !process.stdout.isTTY)) process.stderr.write(printableText(analyzeSummary(report, argv.out)));
   },
 };

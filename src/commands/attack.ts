@@ -88,9 +88,9 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for attack.json, mu.npy and the PNGs' })
       .option('zoom', { type: 'number', describe: 'PNG pixels per input pixel, nearest neighbour (default 224 / long side: 8 for 28 x 28)' })
       .example('$0 attack fixtures/lenet.onnx --input fixtures/mnist/digit-0.npy --target 3 --out-dir out/eq3', 'Eq. 3: noise that makes the LeNet say 3')
-      .example('$0 attack fixtures/lenet.onnx --input fixtures/mnist/digits-100.npy --count 10 --untargeted --out-dir out/eq4', 'Eq. 4 on 4% of the pixels')
+      .example('$0 attack fixtures/lenet.onnx --input fixtures/mnist/digits-10.npy --count 2 --untargeted --out-dir out/eq4', 'Eq. 4 on 4% of the pixels')
       .example(
-        '$0 attack fixtures/lenet.onnx --universal --data fixtures/mnist/digits-100.npy --count 50 --beta 60 --out-dir out/universal',
+        '$0 attack fixtures/lenet.onnx --universal --data fixtures/mnist/digits-10.npy --beta 60 --out-dir out/universal',
         'one noise mean for 50 digits',
       ) as never,
   handler: async (argv) => {

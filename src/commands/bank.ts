@@ -11,6 +11,7 @@ import { checkBankFits, writeBank, type BankPoint } from '../linearize/bank.js';
 import { Linearizer } from '../linearize/linearizer.js';
 import { formatBytes, parseMemorySize } from '../resources.js';
 import { checkRunArgs, loadModelInput, modelRunOptions, openInputs, sessionOptions, stderrWriter, withProgress, type ModelRunArgs } from './common.js';
+import { interruptedLine } from './run.js';
 
 interface BankArgs extends ModelRunArgs {
   model: string;
@@ -45,7 +46,7 @@ export const bankCommand: CommandModule<object, BankArgs> = {
       })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for manifest.json, centres.npy and centre-NNNN/*.npy' })
       .option('max-size', { type: 'string', describe: 'Refuse a bank larger than this (512M, 4G; default: the free disk space)' })
-      .example('$0 bank fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --relu 2 --k 10 --out-dir lenet-bank/', '') as never,
+      .example('$0 bank fixtures/lenet.onnx --data fixtures/mnist/digits-10.npy --relu 2 --k 3 --out-dir lenet-bank/', '') as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
     checkRunArgs(argv);
@@ -67,7 +68,7 @@ export const bankCommand: CommandModule<object, BankArgs> = {
     let stopBar: (() => void) | undefined;
     const onSigint = () => {
       stopBar?.();
-      process.stderr.write(`\nnetmoments: interrupted; ${argv['out-dir']} is unchanged (a bank is complete only once its manifest.json is written)\n`);
+      process.stderr.write(interruptedLine(`${argv['out-dir']} is unchanged (a bank is complete only once its manifest.json is written)`, false));
       process.exit(130);
     };
     process.once('SIGINT', onSigint);

@@ -83,7 +83,7 @@ export const certifyCommand: CommandModule<object, CertifyArgs> = {
     const n0 = wholeNumber('n0', argv.n0, 2);
     const alpha = numberIn('alpha', argv.alpha, 0, 1, { lo: true, hi: true });
     const count = checkRunArgs(argv);
-    const { model, inputShape } = loadModelInput(argv.model, warn);
+    const { model, inputShape } = loadModelInput(argv.model, warn, argv);
     const { ds, indices } = selectInputs(source, model, inputShape, argv, count, warn);
     const labels = ds.labels ? indices.map((i) => ds.labels![i]) : null;
     const rep = await withProgress(argv.quiet || indices.length < 2, 'certify', indices.length, (update) =>

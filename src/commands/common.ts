@@ -8,13 +8,13 @@ import type { AnalyzeOptions } from '../analyze.js';
 import { LAYOUT_CHOICES, parseLayoutChoice, type LayoutChoice } from '../data/layout.js';
 import { readCovariance, readInputVector } from '../data/vectors.js';
 import { NetmomentsError } from '../errors.js';
-import { wholeNumber } from '../experiments/cli.js';
 import { methodOptions, type MethodArgs } from './methodOptions.js';
 import { preprocessOptions, type PreprocessArgs } from './preprocessOptions.js';
-import { parseWindow, type NoiseSpec } from '../noise.js';
+import { checkSigma, parseWindow, type NoiseSpec } from '../noise.js';
 
 export { methodFromArgs, methodLine, methodOptions, type MethodArgs } from './methodOptions.js';
 export { preprocessingArgs } from './preprocessOptions.js';
+export { checkExists, checkNoiseArgs, checkRunArgs } from './checks.js';
 export { emit, loadModelInput, openInputs, preprocessingFor, printableText, selectInputs, sessionOptions, stderrWriter, withProgress } from './run.js';
 
 export interface NoiseArgs {
@@ -120,9 +120,7 @@ export function noiseFromArgs(
   } else {
     if (args.sigma === undefined) warn('no noise given: using isotropic noise with sigma 1 (model input units); set --sigma, --noise-var or --noise-cov');
     noise = { kind: 'isotropic', sigma: args.sigma ?? 1 };
-    if (!Number.isFinite(noise.sigma) || noise.sigma < 0) {
-      throw new NetmomentsError(`--sigma must be a finite number >= 0, got ${args.sigma}`, { code: 'BAD_USAGE' });
-    }
+    checkSigma(noise.sigma);
   }
   const window = args.window ? parseWindow(args.window) : undefined;
   const noiseMean = args['noise-mean'] ? readInputVector(args['noise-mean'], n, 'the noise mean') : undefined;
@@ -149,10 +147,4 @@ export function dataOptions<T>(y: Argv<T>, labelsHelp: string): Argv<T & Selecti
     .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model' })
     .option('data', { type: 'string', demandOption: true, describe: 'Inputs (.npy in model units, idx, PNG/JPEG, a folder of them or of class folders)' });
   return selectionOptions(withData, labelsHelp) as unknown as Argv<T & SelectionArgs & { model: string; data: string }>;
-}
-
-/** --threads and --count, checked before anything loads; the count when given. */
-export function checkRunArgs(args: ModelRunArgs & { count?: number }): number | undefined {
-  if (args.threads !== undefined) wholeNumber('threads', args.threads, 1);
-  return args.count === undefined ? undefined : wholeNumber('count', args.count, 1);
 }

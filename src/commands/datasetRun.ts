@@ -8,8 +8,9 @@ import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import { parseLinearize, parseShard, runReport, CHECKPOINT_DIR, type ReportResult } from '../dataset/index.js';
 import { describeRun } from '../report/summary.js';
 import { progressBar, type Progress } from '../report/progress.js';
-import { loadModelInput, methodFromArgs, methodLine, noiseFromArgs, openInputs, sessionOptions, stderrWriter } from './common.js';
+import { checkRunArgs, loadModelInput, methodFromArgs, methodLine, noiseFromArgs, openInputs, sessionOptions, stderrWriter } from './common.js';
 import type { DatasetRunArgs } from './datasetOptions.js';
+import { interruptedLine } from './run.js';
 
 /** Run the report engine from parsed options, with progress bars and a SIGINT message. */
 export async function runDatasetReport(
@@ -27,7 +28,7 @@ export async function runDatasetReport(
   int(argv['mc-inputs'], 'mc-inputs', 1);
   int(argv.chunk, 'chunk', 1);
   int(argv['kmeans-iterations'], 'kmeans-iterations', 1);
-  int(argv.threads, 'threads', 1);
+  checkRunArgs(argv);
   int(argv['probability-samples'], 'probability-samples', 128);
   const linearize = parseLinearize(argv.linearize);
   const shard = argv.shard !== undefined ? parseShard(argv.shard) : undefined;
@@ -41,13 +42,12 @@ export async function runDatasetReport(
   let state = { phase: 'setup', total: 0, done: 0 };
   const onSigint = () => {
     bar?.stop();
-    let where = '';
     if (outDir && state.phase === 'inputs') {
-      where = `; ${state.done} of ${state.total} inputs are checkpointed in ${outDir}/${CHECKPOINT_DIR}: run the same command with --resume to continue`;
+      process.stderr.write(interruptedLine(`${state.done} of ${state.total} inputs are checkpointed in ${outDir}/${CHECKPOINT_DIR}`, true));
     } else if (outDir) {
-      where = `${state.phase === 'bank' ? ' while linearizing at the k-means centres' : ' before any input was done'}; ${outDir} holds its earlier contents (run the same command with --resume to start or continue)`;
-    }
-    process.stderr.write(`\nnetmoments: interrupted${where}\n`);
+      const when = state.phase === 'bank' ? 'while linearizing at the k-means centres' : 'before any input was done';
+      process.stderr.write(interruptedLine(`${when}, ${outDir} holds its earlier contents`, true));
+    } else process.stderr.write(interruptedLine('nothing was kept (--out-dir keeps a checkpoint)', false));
     process.exit(130);
   };
   process.once('SIGINT', onSigint);

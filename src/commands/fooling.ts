@@ -57,7 +57,7 @@ export const foolingCommand: CommandModule<object, FoolingArgs> = {
       .option('format', { choices: ['json', 'csv'] as const, default: 'json' as const, describe: 'Report format' })
       .option('out', { type: 'string', describe: 'Write the report here (atomically) instead of stdout' })
       .example(
-        '$0 fooling fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --perturbation out/universal/mu.npy --sigma 1 --out fooling.json',
+        '$0 fooling fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --start 50 --count 10 --perturbation out/universal/mu.npy --sigma 1 --out fooling.json',
         'Table 2 on the bundled LeNet',
       ) as never,
   handler: async (argv) => {

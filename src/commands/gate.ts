@@ -46,7 +46,7 @@ export const gateCommand: CommandModule<object, GateArgs> = {
       })
       .option('out-dir', { type: 'string', describe: 'Also keep the full report (samples.csv, summary.json, summary.md) here', group: 'Report:' })
       .example(
-        '$0 gate fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --labels fixtures/mnist/labels-100.npy --sigma 8 --linearize kmeans:10 --max-flip-rate 0.02 --min-accuracy 0.95 --junit gate.xml',
+        '$0 gate fixtures/lenet.onnx --data fixtures/mnist/digits-10.npy --labels fixtures/mnist/labels-10.npy --sigma 8 --max-flip-rate 0.02 --min-accuracy 0.95 --junit gate.xml',
         '',
       )
       .example(

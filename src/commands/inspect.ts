@@ -19,7 +19,9 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
   builder: (y) =>
     y
       .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model file' })
-      .option('json', { type: 'boolean', describe: 'Print the report as JSON (schema netmoments.inspect/1)' }) as never,
+      .option('json', { type: 'boolean', describe: 'Print the report as JSON (schema netmoments.inspect/1)' })
+      .example('$0 inspect fixtures/lenet.onnx', 'inputs, outputs, ops and the ReLU split points of the bundled LeNet')
+      .example('$0 inspect fixtures/lenet.onnx --json', 'the same as JSON (schemas/inspect.schema.json)') as never,
   handler: async (argv) => {
     const model = loadModel(argv.model);
     if (!argv.quiet) for (const w of model.warnings) process.stderr.write(`netmoments: ${argv.model}: note: ${w}\n`);

@@ -10,7 +10,7 @@ import { Linearizer } from '../linearize/linearizer.js';
 import { encodeNpy } from '../data/npy.js';
 import { writeFilesAtomic } from '../util/files.js';
 import { VERSION } from '../analyze.js';
-import { loadModelInput, modelRunOptions, openInputs, sessionOptions, stderrWriter, type ModelRunArgs } from './common.js';
+import { checkRunArgs, loadModelInput, modelRunOptions, openInputs, sessionOptions, stderrWriter, type ModelRunArgs } from './common.js';
 import { checkMemory, estimateAnalyzeMemory, linearizerSizes, memoryLimit } from '../resources.js';
 
 interface LinearizeArgs extends ModelRunArgs {
@@ -33,6 +33,7 @@ export const linearizeCommand: CommandModule<object, LinearizeArgs> = {
       .example('$0 linearize fixtures/lenet.onnx --input fixtures/mnist/digit-0.npy --relu 2 --out-dir lin/', '') as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
+    checkRunArgs(argv);
     const { model, inputShape: shape, n } = loadModelInput(argv.model, warn, argv);
     let x: Float32Array = new Float32Array(n);
     if (argv.input) {

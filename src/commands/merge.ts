@@ -25,7 +25,7 @@ export const mergeCommand: CommandModule<object, MergeArgs> = {
       .positional('dirs', { type: 'string', array: true, demandOption: true, describe: 'The shard folders (all N of them, any order)' })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for the merged samples.csv, summary.json, summary.md' })
       .option('html', { type: 'boolean', describe: 'Also write report.html, the self-contained page of `report --html` (without the input pictures)' })
-      .example('$0 merge shard-0 shard-1 shard-2 shard-3 --out-dir report/', '') as never,
+      .example('$0 merge shard-0 shard-1 --out-dir report/', '') as never,
   handler: (argv) => {
     const { files, summary, records } = mergeReports(argv.dirs);
     writeReportOutputs(argv['out-dir'], files);

@@ -37,14 +37,12 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
           'Also write report.html: one self-contained page (summary, per-class table and flip-rate chart, least robust inputs with their trust verdicts)',
         group: 'Report:',
       })
+      .example('$0 report fixtures/lenet.onnx --data fixtures/mnist/digits-10.npy --labels fixtures/mnist/labels-10.npy --sigma 8 --out-dir rep/', '')
       .example(
-        '$0 report fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --labels fixtures/mnist/labels-100.npy --sigma 8 --linearize kmeans:10 --out-dir rep/',
-        '',
+        '$0 report fixtures/lenet.onnx --data fixtures/mnist/digits-10.npy --sigma 8 --chunk 5 --shard 0/2 --out-dir shard-0/',
+        'the first of 2 shards (netmoments merge combines them)',
       )
-      .example(
-        '$0 report model.onnx --data val.npy --labels val-labels.npy --sigma 8 --linearize bank:bank/ --shard 2/8 --out-dir shard-2/',
-        'one of 8 shards',
-      ) as never,
+      .example('$0 report fixtures/lenet.onnx --data fixtures/mnist/digits-10.npy --sigma 8 --chunk 5 --shard 1/2 --out-dir shard-1/', 'the second') as never,
   handler: async (argv) => {
     const { result, inputs, inputShape } = await runDatasetReport(argv, argv['out-dir'], 'report');
     if (argv.html) {

@@ -122,6 +122,15 @@ export async function withProgress<T>(
   }
 }
 
+/**
+ * The one wording of an interrupted run (report, gate, bank): "interrupted; <what is kept>: run the
+ * same command with --resume to continue" for a run that checkpoints, "... again to start over" for
+ * one that does not.
+ */
+export function interruptedLine(kept: string, resumable: boolean): string {
+  return `\nnetmoments: interrupted; ${kept}: run the same command ${resumable ? 'with --resume to continue' : 'again to start over'}\n`;
+}
+
 /** Write a report to `out` atomically, or to stdout. */
 export function emit(text: string, out?: string): void {
   if (out) writeFileAtomic(out, text);

@@ -43,7 +43,7 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
       .option('seed', { type: 'number', default: 0, describe: 'Seed of the quasi-Monte Carlo shifts' })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for sensitivity.json, the .npy maps and the PNG heat maps' })
       .example(
-        '$0 sensitivity fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --labels fixtures/mnist/labels-100.npy --sigma 100 --out-dir out/fig3',
+        '$0 sensitivity fixtures/lenet.onnx --data fixtures/mnist/digits-10.npy --labels fixtures/mnist/labels-10.npy --stride 3 --sigma 100 --out-dir out/fig3',
         'Figure 3 on the bundled LeNet',
       ) as never,
   handler: async (argv) => {

@@ -28,7 +28,9 @@ export const splitCommand: CommandModule<object, SplitArgs> = {
       .option('relu', { type: 'string', demandOption: true, describe: 'ReLU index (see inspect), node name or output tensor name' })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for bottom.onnx, top.onnx and split.json' })
       .option('output', { type: 'string', describe: 'Top output: a model output or an intermediate tensor above the cut (default: the model outputs)' })
-      .option('dynamic-batch', { type: 'boolean', describe: 'Make the batch dimension dynamic first (for models exported with batch 1)' }) as never,
+      .option('dynamic-batch', { type: 'boolean', describe: 'Make the batch dimension dynamic first (for models exported with batch 1)' })
+      .example('$0 split fixtures/lenet.onnx --relu 1 --out-dir parts/', 'bottom.onnx, top.onnx and split.json at the second ReLU')
+      .example('$0 split fixtures/lenet-batch1.onnx --relu 2 --dynamic-batch --out-dir parts-batch1/', 'a model exported with batch 1') as never,
   handler: async (argv) => {
     const outDir = argv['out-dir'];
     const { files, manifest } = await splitFiles(argv.model, argv.relu, { output: argv.output, dynamicBatch: argv['dynamic-batch'] });

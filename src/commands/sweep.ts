@@ -72,8 +72,9 @@ export const sweepCommand: CommandModule<object, SweepArgs> = {
     const mc = argv.mc === 0 ? 0 : wholeNumber('mc', argv.mc, 2);
     const mcInputs = wholeNumber('mc-inputs', argv['mc-inputs'], 1);
     const probabilitySamples = wholeNumber('probability-samples', argv['probability-samples'], 128);
-    const count = checkRunArgs(argv);
-    const { model, inputShape } = loadModelInput(argv.model, warn);
+    // --sigma is a list here: checked by parseSigmaList above, not as one number
+    const count = checkRunArgs({ ...argv, sigma: undefined });
+    const { model, inputShape } = loadModelInput(argv.model, warn, argv);
     const sel = selectInputs(argv.data, model, inputShape, argv, count, warn);
     const ds = datasetRange(sel.ds, sel.indices[0], sel.indices.length);
     let bar: Progress | undefined;

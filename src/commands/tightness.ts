@@ -72,10 +72,10 @@ export const tightnessCommand: CommandModule<object, TightnessArgs> = {
       .option('seed', { type: 'number', default: 0, describe: 'Seed of the covariance draws and the Monte Carlo' })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for tightness.json, runs.csv and the SVG plots' })
       .example(
-        '$0 tightness fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --sigma 8 --runs 100 --mc 10000 --out-dir out/table1',
+        '$0 tightness fixtures/lenet.onnx --data fixtures/mnist/digits-10.npy --sigma 8 --runs 5 --mc 2000 --out-dir out/table1',
         'Table 1 on the bundled LeNet',
       )
-      .example('$0 tightness --paper --runs 200 --mc 20000 --out-dir out/figure2', 'Figure 2: the synthetic FC and conv nets') as never,
+      .example('$0 tightness --paper --runs 3 --mc 2000 --out-dir out/figure2', 'Figure 2: synthetic FC and conv nets (paper: --runs 200)') as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
     const runs = wholeNumber('runs', argv.runs, 1);

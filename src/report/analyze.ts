@@ -88,14 +88,25 @@ export function analyzeCsv(report: AnalyzeReportView): string {
   return csv(CSV_COLUMNS, rows);
 }
 
-const f = (v: number, digits = 4) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(digits));
+/** A number for the summary: fixed or exponential by size; 'n/a' for a value that is not a number (never "NaN"). */
+const f = (v: number, digits = 4) => (Number.isNaN(v) ? 'n/a' : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(digits));
 
 /** A verdict as the summary shows it: "trust ok", "trust WARN: reason; reason", "trust FAIL: ...". */
 export function trustText(t: { verdict: 'ok' | 'warn' | 'fail'; reasons: string[] }): string {
   return t.verdict === 'ok' ? 'trust ok' : `trust ${t.verdict.toUpperCase()}: ${t.reasons.join('; ')}`;
 }
 
-/** A short account for a person, on stderr. */
+/**
+ * What analyze writes to stdout: the explicit --format; else, when the report goes to a file
+ * (--out), JSON to the file; else the human summary on a terminal (stdout a TTY) and JSON when
+ * stdout is a pipe or a file (scripts keep getting JSON).
+ */
+export function analyzeStdoutFormat(format: 'json' | 'csv' | 'text' | undefined, out: string | undefined, stdoutIsTTY: boolean): 'json' | 'csv' | 'text' {
+  if (format !== undefined) return format;
+  return out === undefined && stdoutIsTTY ? 'text' : 'json';
+}
+
+/** A short account for a person, on stderr (or stdout with --format text or on a terminal). */
 export function analyzeSummary(report: AnalyzeReportView, out?: string): string {
   const s = report.split;
   const how = s

@@ -37,7 +37,7 @@ export function checkValue(c: GateCheck, x = c.value): string {
 }
 
 function pct(x: number, digits = 3): string {
-  return `${(100 * x).toFixed(digits)}%`;
+  return Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(digits)}%`;
 }
 
 /** Evaluate the thresholds on a report summary (the caller makes sure the numbers exist). */

@@ -296,11 +296,11 @@ export function buildSummary(h: ReportHeader, records: SampleRecord[], csv: stri
 }
 
 function pct(x: number | null | undefined, digits = 2): string {
-  return x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(digits)}%`;
+  return x === null || x === undefined || Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(digits)}%`;
 }
 
 function fmt(x: number, digits = 4): string {
-  if (!Number.isFinite(x)) return String(x);
+  if (!Number.isFinite(x)) return Number.isNaN(x) ? 'n/a' : String(x);
   return Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : x.toFixed(digits);
 }
 
