@@ -108,15 +108,8 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
     const pointGiven = argv.at !== 'mean' && method.method === 'auto';
     let at: 'mean' | 'input' | Float32Array = 'mean';
     if (argv.at === 'input' || argv.at === 'mean') at = argv.at;
-    else {
-      let bytes: Uint8Array;
-      try {
-        bytes = readFileOrFail(argv.at);
-      } catch {
-        throw new NetmomentsError("no such file (--at takes 'mean', 'input' or a .npy file)", { file: argv.at });
-      }
-      at = parseLinearizationPoint(bytes, argv.at, n);
-    }
+    // checked to exist before the model loaded
+    else at = parseLinearizationPoint(readFileOrFail(argv.at), argv.at, n);
     const noise = noiseFromArgs(argv, n, warn);
     const report = await withProgress(argv.quiet || count < 2, 'analyze', count, (update) =>
       analyze(

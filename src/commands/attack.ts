@@ -112,8 +112,7 @@ export const attackCommand: CommandModule<object, AttackArgs> = {
     const zoom = argv.zoom === undefined ? undefined : wholeNumber('zoom', argv.zoom, 1);
     const verify = wholeNumber('verify', argv.verify ?? (mode === 'universal' ? 100 : 1000), 0);
     const count = checkRunArgs(argv);
-    if (mode === 'universal' && rounds !== 1)
-      throw new NetmomentsError('--rounds applies to per-input attacks; the universal attack linearizes once per image', { code: 'BAD_USAGE' });
+    if (mode === 'universal' && rounds !== 1) throw new NetmomentsError('--rounds applies to per-input attacks, not --universal', { code: 'BAD_USAGE' });
     const { model, inputShape } = loadModelInput(argv.model, warn, argv);
     const geometry = pictureGeometry(inputShape, parseLayoutChoice(argv.layout), model.file, warn);
     const { ds, indices } = selectInputs(source, model, inputShape, argv, count, warn);

@@ -9,6 +9,7 @@ import { LAYOUT_CHOICES, parseLayoutChoice, type LayoutChoice } from '../data/la
 import { readCovariance, readInputVector } from '../data/vectors.js';
 import { NetmomentsError } from '../errors.js';
 import { methodOptions, type MethodArgs } from './methodOptions.js';
+import { inputFeedOptions, type InputFeedArgs } from './inputFeeds.js';
 import { preprocessOptions, type PreprocessArgs } from './preprocessOptions.js';
 import { checkSigma, parseWindow, type NoiseSpec } from '../noise.js';
 
@@ -25,7 +26,7 @@ export interface NoiseArgs {
   window?: string;
 }
 
-export interface ModelRunArgs extends PreprocessArgs {
+export interface ModelRunArgs extends PreprocessArgs, InputFeedArgs {
   relu?: string;
   output?: string;
   jacobian?: 'auto' | 'forward' | 'reverse' | 'jvp' | 'fd';
@@ -33,8 +34,6 @@ export interface ModelRunArgs extends PreprocessArgs {
   provider?: 'cpu' | 'cuda';
   'max-memory'?: string;
   layout?: LayoutChoice;
-  feed?: string[];
-  'noise-input'?: string;
 }
 
 /** --help text of --layout (the rule itself lives in data/layout.ts). */
@@ -59,7 +58,7 @@ export function noiseOptions<T>(y: Argv<T>): Argv<T & NoiseArgs> {
 }
 
 export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
-  return preprocessOptions(y)
+  return inputFeedOptions(preprocessOptions(y))
     .option('relu', { type: 'string', describe: 'ReLU to split at: 0-based index from `inspect`, or a node name (default: the last ReLU)', group: 'Model:' })
     .option('output', { type: 'string', describe: 'The tensor g: a model output or an intermediate tensor (default: the first output)', group: 'Model:' })
     .option('jacobian', {
@@ -80,18 +79,6 @@ export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
       choices: LAYOUT_CHOICES,
       default: 'auto' as LayoutChoice,
       describe: LAYOUT_HELP,
-      group: 'Model:',
-    })
-    .option('noise-input', {
-      type: 'string',
-      describe: 'For a model with several data inputs: the input the noise goes on (--input gives its values); fix every other input with --feed',
-      group: 'Model:',
-    })
-    .option('feed', {
-      type: 'string',
-      array: true,
-      describe:
-        'NAME=FILE.npy: fix the data input NAME to the values in FILE.npy (with or without the batch axis); repeat for each input other than --noise-input',
       group: 'Model:',
     }) as unknown as Argv<T & ModelRunArgs>;
 }

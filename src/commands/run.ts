@@ -11,12 +11,11 @@ import { NetmomentsError } from '../errors.js';
 import { firstIndices, wholeNumber } from '../experiments/cli.js';
 import type { JacobianMode } from '../linearize/jacobian.js';
 import { Linearizer } from '../linearize/linearizer.js';
-import { readNpy } from '../data/npy.js';
-import type { InputFeed } from '../onnx/feeds.js';
 import { loadModel, type LoadedModel } from '../onnx/load.js';
 import { progressBar } from '../report/progress.js';
 import type { Provider } from '../runtime/session.js';
 import { writeFileAtomic } from '../util/files.js';
+import { inputChoice, type InputFeedArgs } from './inputFeeds.js';
 import { preprocessingArgs } from './preprocessOptions.js';
 
 /** The options read here: a part of ModelRunArgs and SelectionArgs (common.ts, which re-exports this file). */
@@ -29,8 +28,6 @@ interface ModelRunArgs {
   mean?: string;
   std?: string;
   layout?: LayoutChoice;
-  feed?: string[];
-  'noise-input'?: string;
 }
 interface SelectionArgs {
   labels?: string;
@@ -61,24 +58,11 @@ export function openInputs(path: string, model: LoadedModel, inputShape: number[
  * loading noted or rewrote (a batch axis added or reduced to 1, initializers read as constants,
  * nodes re-sorted) goes to `warn`.
  */
-export function loadModelInput(
-  file: string,
-  warn: (m: string) => void,
-  args: Pick<ModelRunArgs, 'feed' | 'noise-input'> = {},
-): { model: LoadedModel; inputShape: number[]; n: number } {
-  const model = loadModel(file, { inputs: { feeds: (args.feed ?? []).map(readFeed), noiseInput: args['noise-input'] } });
+export function loadModelInput(file: string, warn: (m: string) => void, args: InputFeedArgs = {}): { model: LoadedModel; inputShape: number[]; n: number } {
+  const model = loadModel(file, { inputs: inputChoice(args) });
   for (const w of model.warnings) warn(`${file}: note: ${w}`);
   const inputShape = Linearizer.inputShapeOf(model);
   return { model, inputShape, n: inputShape.reduce((a, b) => a * b, 1) };
-}
-
-/** One `--feed NAME=FILE.npy`: the input's name and the array in the file. */
-export function readFeed(spec: string): InputFeed {
-  const eq = spec.indexOf('=');
-  if (eq <= 0 || eq === spec.length - 1) throw new NetmomentsError(`--feed ${spec}: expected NAME=FILE.npy`, { code: 'BAD_INPUT' });
-  const source = spec.slice(eq + 1);
-  const array = readNpy(source);
-  return { name: spec.slice(0, eq), dims: [...array.shape], data: array.data, source };
 }
 
 /** `source` opened for the model, and the inputs --start and `count` pick from it (a usage error when none). */
