@@ -207,6 +207,23 @@ function pool(n: GraphNode, x: T64, kind: 'max' | 'avg'): T64 {
   return { dims, data: out };
 }
 
+/** Constant-mode Pad with non-negative pads [b_0, ..., b_{r-1}, e_0, ..., e_{r-1}]. */
+function pad(n: GraphNode, x: T64, pads: number[], value: number): T64 {
+  const mode = n.attributes.find((a) => a.name === 'mode');
+  if (mode && new TextDecoder().decode(mode.s as Uint8Array) !== 'constant') throw new Error('reference Pad: constant mode only');
+  const r = x.dims.length;
+  if (pads.some((p) => p < 0)) throw new Error('reference Pad: negative pads');
+  const dims = x.dims.map((d, i) => d + pads[i] + pads[i + r]);
+  const data = new Float64Array(size(dims)).fill(value);
+  let k = 0;
+  for (const idx of indices(x.dims)) {
+    let o = 0;
+    for (let i = 0; i < r; i++) o = o * dims[i] + idx[i] + pads[i];
+    data[o] = x.data[k++];
+  }
+  return { dims, data };
+}
+
 function gemm(n: GraphNode, a: T64, b: T64, c?: T64): T64 {
   const tA = attrInt(n, 'transA', 0) === 1;
   const tB = attrInt(n, 'transB', 0) === 1;
@@ -351,6 +368,15 @@ export function evaluate64(graph: Graph, feeds: Record<string, T64>): Map<string
         y = { dims: [data.length], data };
         break;
       }
+      case 'Tanh':
+        y = { dims: x.dims, data: x.data.map(Math.tanh) };
+        break;
+      case 'Sigmoid':
+        y = { dims: x.dims, data: x.data.map((v) => 1 / (1 + Math.exp(-v))) };
+        break;
+      case 'Pad':
+        y = pad(n, x, opset < 11 ? (attrInts(n, 'pads') ?? []) : Array.from(get(1)!.data), opset < 11 ? attrFloat(n, 'value', 0) : (get(2)?.data[0] ?? 0));
+        break;
       default:
         throw new Error(`reference evaluator: no ${n.opType}`);
     }
