@@ -90,6 +90,7 @@ export class AffineSegment {
       isVariable: (t: string) => variable.has(t),
       rName,
       shape: sampleShape,
+      opset: graph.opset,
       fresh: (hint: string) => `${hint}::netmoments_${counter++}`,
       constant: (values: number[], dims: number[]) => {
         const name = `netmoments_const_${counter++}`;
