@@ -1,13 +1,13 @@
 /**
  * Moment propagation through every layer (issue 13): the mean and covariance of a model's output
  * under Gaussian input noise, carried through the graph in topological order as
- * (m, F, r): mean, factor image of the input noise, residual variance per unit (src/propagate/rules.ts).
+ * (m, F, r): mean, factor image of the input noise, residual variance per unit (src/propagate/rules/).
  *
  * The graph (the part the output depends on) is cut into steps: maximal runs of consecutive affine
  * nodes become one segment, run by onnxruntime (mean = the segment at m, F's rows = JVPs of the
  * segment at m along F's directions, r through a "variance model" of the segment that applies the
  * squared linear parts; src/propagate/segment.ts; before it, incoming residuals also become residual
- * rows, see rules.ts); unit-wise nodes, MaxPool and Softmax run here (float64
+ * rows, see rules/index.ts); unit-wise nodes, MaxPool and Softmax run here (float64
  * arithmetic on the float32 factor). Before cutting, every MaxPool fed only by a nondecreasing
  * unit-wise op (Relu, ...) is swapped with it: maxpool(relu(x)) = relu(maxpool(x)), so the max is
  * taken over Gaussian pre-activations, and a Relu right after a MaxPool joins it as one step,
@@ -40,7 +40,7 @@ import {
   type MaxPoolGram,
   type TensorMoments,
   type UnitMoments,
-} from './rules.js';
+} from './rules/index.js';
 import { AffineSegment } from './segment.js';
 
 export type InputNoise =
@@ -59,7 +59,7 @@ export interface PropagatorOptions {
   /**
    * Rows per Hermite order added at each kinked op (K, default DEFAULT_HERMITE_COLUMNS; 0 turns
    * them off): the order-2 and -3 Hermite parts of each kinked op's residual, correlated between
-   * units, sketched from 2K probes (see rules.ts).
+   * units, sketched from 2K probes (see rules/index.ts).
    */
   hermiteColumns?: number;
   /** Highest Hermite order carried by those rows: 2 or 3 (default 3). */
@@ -67,7 +67,7 @@ export interface PropagatorOptions {
   /**
    * Residual rows (R, default DEFAULT_RESIDUAL_ROWS; 0 turns them off): before each affine segment
    * whose inputs carry a residual, the residual variances are carried as R random-sign rows, so that
-   * the segment's off-diagonal L diag(r) L^T is kept (see rules.ts).
+   * the segment's off-diagonal L diag(r) L^T is kept (see rules/index.ts).
    */
   residualRows?: number;
   threads?: number;
