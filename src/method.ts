@@ -33,7 +33,8 @@ export const METHOD_CHOICES = ['auto', 'two-stage', 'propagate'] as const;
 export const FALLBACK_RANK = 256;
 /** Rows the propagator adds on top of the factor's: 2K probe rows, and K rows per Hermite order (2, 3) at each kinked or smooth op (K = 32, src/propagate/propagator.ts). */
 const PROBE_ROWS = 64;
-const HERMITE_ROWS_PER_OP = 64;
+/** K Hermite rows at each kinked or smooth op, and 32 residual rows before the affine segment after it. */
+const HERMITE_ROWS_PER_OP = 64 + 32;
 
 export interface MethodDecision {
   method: Method;

@@ -19,4 +19,4 @@ export {
   varianceNodes,
   type TensorMoments,
   type UnitMoments,
-} from './rules.js';
+} from './rules/index.js';

@@ -1,12 +1,13 @@
 /**
  * Moment propagation through every layer (issue 13): the mean and covariance of a model's output
  * under Gaussian input noise, carried through the graph in topological order as
- * (m, F, r): mean, factor image of the input noise, residual variance per unit (src/propagate/rules.ts).
+ * (m, F, r): mean, factor image of the input noise, residual variance per unit (src/propagate/rules/).
  *
  * The graph (the part the output depends on) is cut into steps: maximal runs of consecutive affine
  * nodes become one segment, run by onnxruntime (mean = the segment at m, F's rows = JVPs of the
  * segment at m along F's directions, r through a "variance model" of the segment that applies the
- * squared linear parts; src/propagate/segment.ts); unit-wise nodes and MaxPool run here (float64
+ * squared linear parts; src/propagate/segment.ts; before it, incoming residuals also become residual
+ * rows, see rules/index.ts); unit-wise nodes, MaxPool and Softmax run here (float64
  * arithmetic on the float32 factor). Before cutting, every MaxPool fed only by a nondecreasing
  * unit-wise op (Relu, ...) is swapped with it: maxpool(relu(x)) = relu(maxpool(x)), so the max is
  * taken over Gaussian pre-activations, and a Relu right after a MaxPool joins it as one step,
@@ -26,16 +27,20 @@ import { Rng } from '../moments/montecarlo.js';
 import type { Provider } from '../runtime/session.js';
 import {
   AFFINE_OPS,
+  absorbResidualRows,
+  appendResidualRows,
   applyMaxPool,
+  applySoftmax,
   applyUnitRule,
   hasMomentRule,
   isMonotoneUnit,
   maxPoolWindows,
+  softmaxSlices,
   unitRule,
   type MaxPoolGram,
   type TensorMoments,
   type UnitMoments,
-} from './rules.js';
+} from './rules/index.js';
 import { AffineSegment } from './segment.js';
 
 export type InputNoise =
@@ -54,11 +59,17 @@ export interface PropagatorOptions {
   /**
    * Rows per Hermite order added at each kinked op (K, default DEFAULT_HERMITE_COLUMNS; 0 turns
    * them off): the order-2 and -3 Hermite parts of each kinked op's residual, correlated between
-   * units, sketched from 2K probes (see rules.ts).
+   * units, sketched from 2K probes (see rules/index.ts).
    */
   hermiteColumns?: number;
   /** Highest Hermite order carried by those rows: 2 or 3 (default 3). */
   hermiteOrder?: number;
+  /**
+   * Residual rows (R, default DEFAULT_RESIDUAL_ROWS; 0 turns them off): before each affine segment
+   * whose inputs carry a residual, the residual variances are carried as R random-sign rows, so that
+   * the segment's off-diagonal L diag(r) L^T is kept (see rules/index.ts).
+   */
+  residualRows?: number;
   threads?: number;
   provider?: Provider;
 }
@@ -184,10 +195,17 @@ function swapMaxPools(graph: Graph, output: string): number {
 type Step =
   | { kind: 'unit'; label: string; input: string; output: string; rule: UnitMoments }
   | { kind: 'maxpool'; label: string; input: string; output: string; windows: Int32Array[]; gram: MaxPoolGram; floor: number }
-  | { kind: 'affine'; label: string; segment: AffineSegment };
+  | { kind: 'affine'; label: string; segment: AffineSegment }
+  | { kind: 'softmax'; label: string; input: string; output: string; slices: { outer: number; D: number; inner: number } };
 
 /** Hermite rows per order and kinked op by default (see PropagatorOptions.hermiteColumns). */
 export const DEFAULT_HERMITE_COLUMNS = 32;
+
+/** Residual rows before an affine segment by default (see PropagatorOptions.residualRows). */
+export const DEFAULT_RESIDUAL_ROWS = 32;
+
+/** Seed of the residual rows' signs (fixed: the same input gives the same moments). */
+const RESIDUAL_SEED = 0x5eed_0013;
 
 export async function createPropagator(model: LoadedModel, options: PropagatorOptions = {}): Promise<Propagator> {
   const graph = model.graph.clone();
@@ -272,6 +290,9 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         });
         i += fuse ? 2 : 1;
         continue;
+      } else if (n.opType === 'Softmax' && isDefault(n)) {
+        const slices = softmaxSlices(n, graph.opset, sampleShape(n.inputs[0]));
+        steps.push({ kind: 'softmax', label: 'Softmax', input: n.inputs[0], output: n.outputs[0], slices });
       } else {
         const rule = unitRule(n, graph, sampleShape(n.inputs[0]));
         if (!rule) throw new NetmomentsError(`propagate has no moment rule for ${n.opType} ('${n.name}')`, { code: 'UNSUPPORTED', file: model.file });
@@ -294,6 +315,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
   }
 
   const hermiteOrder = options.hermiteOrder ?? 3;
+  const residualRows = options.residualRows ?? DEFAULT_RESIDUAL_ROWS;
   let inputCache: { noise: InputNoise; start: ReturnType<typeof inputMoments> } | undefined;
   return {
     input,
@@ -317,13 +339,22 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         const s = steps[k];
         const t0 = performance.now();
         if (s.kind === 'affine') {
-          const ins = s.segment.inputs.map((t) => state.get(t)!);
-          const outs = await s.segment.run(padRows(ins));
-          outs.forEach((v, idx) => state.set(s.segment.outputs[idx], v));
+          const ins = padRows(s.segment.inputs.map((t) => state.get(t)!));
+          const withRows = appendResidualRows(ins, residualRows, new Rng(RESIDUAL_SEED + k));
+          const outs = await s.segment.run(withRows);
+          const at = ins[0].F.length / ins[0].m.length;
+          outs.forEach((v, idx) => state.set(s.segment.outputs[idx], withRows === ins ? v : absorbResidualRows(v, at, residualRows)));
           segmentSeconds += (performance.now() - t0) / 1000;
         } else {
           const x = state.get(s.input)!;
-          state.set(s.output, s.kind === 'unit' ? applyUnitRule(s.rule, x, hermiteOrder) : applyMaxPool(s.windows, x, s.gram, hermiteOrder, s.floor));
+          state.set(
+            s.output,
+            s.kind === 'unit'
+              ? applyUnitRule(s.rule, x, hermiteOrder)
+              : s.kind === 'softmax'
+                ? applySoftmax(x, s.slices)
+                : applyMaxPool(s.windows, x, s.gram, hermiteOrder, s.floor),
+          );
           ruleSeconds += (performance.now() - t0) / 1000;
         }
         for (const t of freeAfter.get(k) ?? []) state.delete(t);

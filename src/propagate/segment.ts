@@ -3,7 +3,7 @@
  * onnxruntime in ONE session and ONE run per input: the segment's tangent model
  * (src/onnx/tangent/build.ts) gives the mean (the primal output at the incoming mean) and the rows
  * of the outgoing factor (JVPs along the incoming factor's rows, all rows as one batch), and the
- * "variance model" nodes of src/propagate/rules.ts, merged into the same graph, push the residual
+ * "variance model" nodes of src/propagate/rules/affine.ts, merged into the same graph, push the residual
  * variances through the squared linear parts.
  *
  * The factor stays in the layout and type the tangent model takes and returns: [rows, size]
@@ -14,7 +14,7 @@ import { Graph, type GraphNode } from '../onnx/graph.js';
 import { DataType } from '../onnx/proto.js';
 import { buildTangentModel, type TangentModel } from '../onnx/tangent/build.js';
 import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
-import { varianceNodes, type TensorMoments } from './rules.js';
+import { varianceNodes, type TensorMoments } from './rules/index.js';
 
 const rName = (t: string) => `${t}::netmoments_r`;
 
@@ -90,6 +90,7 @@ export class AffineSegment {
       isVariable: (t: string) => variable.has(t),
       rName,
       shape: sampleShape,
+      opset: graph.opset,
       fresh: (hint: string) => `${hint}::netmoments_${counter++}`,
       constant: (values: number[], dims: number[]) => {
         const name = `netmoments_const_${counter++}`;

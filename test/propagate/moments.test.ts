@@ -8,6 +8,7 @@ import { ABS, RELU, clip, leakyRelu, piecewiseLinearMoments, type PiecewiseLinea
 import { clarkMax } from '../../src/moments/clark.js';
 import { SMOOTH_FUNCTIONS, expMoments, gaussHermite, gaussLegendre, smoothMoments } from '../../src/moments/smooth.js';
 import { integratePieces, normalGenerator, npdf } from '../moments/integrate.js';
+import { semidefiniteCholesky, softmaxMoments } from '../../src/moments/softmax.js';
 
 function evalPl(f: PiecewiseLinear, x: number): number {
   let j = 0;
@@ -180,5 +181,103 @@ describe("Clark's max of two correlated Gaussians vs 10^6-sample Monte Carlo (wi
   });
   it('a degenerate difference picks the larger mean', () => {
     expect(clarkMax(1, 2, 0, 2, 2)).toEqual({ mean: 1, variance: 2, weightX: 1, curvature: 0, third: 0 });
+  });
+});
+
+describe('Softmax of a Gaussian vector vs 400,000-sample Monte Carlo of the op alone', () => {
+  // Tolerances: the rule's quadrature error (measured below 1e-3 sd in the mean and 1% in the
+  // variance; src/moments/softmax.ts) plus 5 Monte Carlo standard errors.
+  const N = 400_000;
+  const cases: { name: string; mu: number[]; scale: number; seed: number }[] = [
+    { name: '3 units, spread 0.5', mu: [0.3, -0.2, 0.1], scale: 0.5, seed: 11 },
+    { name: '5 units, spread 1 (a softmax mostly decided)', mu: [0.5, -1, 2, 0, 1.2], scale: 1, seed: 12 },
+    { name: '10 units (a classifier), spread 2', mu: [1, 0.5, -0.5, 2.5, 0, -1, 0.3, 1.7, -2, 0.8], scale: 2, seed: 13 },
+  ];
+  for (const { name, mu, scale, seed } of cases) {
+    it(
+      name,
+      () => {
+        const D = mu.length;
+        const normal = normalGenerator(seed);
+        // C = B B^T / D + 0.05 scale^2 I, B standard normal times scale
+        const B = Array.from({ length: D * D }, () => normal() * scale);
+        const C = new Float64Array(D * D);
+        for (let i = 0; i < D; i++)
+          for (let j = 0; j < D; j++) {
+            let s = 0;
+            for (let k = 0; k < D; k++) s += B[i * D + k] * B[j * D + k];
+            C[i * D + j] = s / D + (i === j ? 0.05 * scale * scale : 0);
+          }
+        const got = softmaxMoments(mu, C, D);
+        const L = semidefiniteCholesky(C, D);
+        const s1 = new Float64Array(D);
+        const s2 = new Float64Array(D * D);
+        const s4 = new Float64Array(D);
+        const sxy = new Float64Array(D * D); // sum (x_l - mu_l) y_j at [j * D + l]
+        const x = new Float64Array(D);
+        const z = new Float64Array(D);
+        const y = new Float64Array(D);
+        for (let n = 0; n < N; n++) {
+          for (let i = 0; i < D; i++) z[i] = normal();
+          let max = -Infinity;
+          for (let i = 0; i < D; i++) {
+            let v = 0;
+            for (let k = 0; k <= i; k++) v += L[i * D + k] * z[k];
+            x[i] = v;
+            max = Math.max(max, mu[i] + v);
+          }
+          let sum = 0;
+          for (let i = 0; i < D; i++) sum += y[i] = Math.exp(mu[i] + x[i] - max);
+          for (let i = 0; i < D; i++) y[i] /= sum;
+          for (let i = 0; i < D; i++) {
+            s1[i] += y[i];
+            s4[i] += y[i] ** 4;
+            for (let j = 0; j < D; j++) {
+              s2[i * D + j] += y[i] * y[j];
+              sxy[i * D + j] += y[i] * x[j];
+            }
+          }
+        }
+        for (let i = 0; i < D; i++) {
+          const mean = s1[i] / N;
+          const second = s2[i * D + i] / N;
+          const variance = second - mean * mean;
+          const sd = Math.sqrt(variance);
+          expect(Math.abs(got.mean[i] - mean), `mean ${i}`).toBeLessThan(1e-3 * sd + (5 * sd) / Math.sqrt(N));
+          const seSecond = Math.sqrt((s4[i] / N - second * second) / N);
+          const gotVariance = got.second[i * D + i] - got.mean[i] ** 2;
+          expect(Math.abs(gotVariance - variance), `variance ${i}`).toBeLessThan(0.01 * variance + 5 * seSecond + 2 * sd * ((5 * sd) / Math.sqrt(N)));
+          for (let j = 0; j < D; j++) {
+            // off-diagonal second moments (the diagonal is the variance above), and Stein's lemma: cov(y, x) = E J C with E J = diag(E y) - E[y y^T]
+            const sdj = Math.sqrt(s2[j * D + j] / N - (s1[j] / N) ** 2);
+            const se = (5 * sd * sdj) / Math.sqrt(N) + 1e-6;
+            if (j !== i) expect(Math.abs(got.second[i * D + j] - s2[i * D + j] / N), `E y_${i} y_${j}`).toBeLessThan(0.01 * sd * sdj + se);
+            let predicted = 0;
+            for (let l = 0; l < D; l++) predicted += ((l === i ? got.mean[i] : 0) - got.second[i * D + l]) * C[l * D + j];
+            const sx = Math.sqrt(C[j * D + j]);
+            expect(Math.abs(predicted - sxy[i * D + j] / N), `cov(y_${i}, x_${j})`).toBeLessThan(0.01 * sd * sx + (5 * sd * sx) / Math.sqrt(N));
+          }
+        }
+      },
+      120_000,
+    );
+  }
+  it('a Softmax with no noise is the softmax of the mean; one noisy unit against 1-D quadrature', () => {
+    const got = softmaxMoments([1, 2, 0], new Float64Array(9), 3);
+    const e = [Math.exp(1), Math.exp(2), 1];
+    const sum = e[0] + e[1] + e[2];
+    for (let i = 0; i < 3; i++) {
+      expect(got.mean[i]).toBeCloseTo(e[i] / sum, 12);
+      for (let j = 0; j < 3; j++) expect(got.second[i * 3 + j]).toBeCloseTo((e[i] * e[j]) / sum ** 2, 12);
+    }
+    // only unit 0 varies: the result depends on one live dimension
+    const C = new Float64Array(9);
+    C[0] = 1;
+    const one = softmaxMoments([1, 2, 0], C, 3);
+    expect(one.mean.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12);
+    // against 1-D quadrature: y_0 = e^x / (e^x + e^2 + 1), x ~ N(1, 1) (tolerance 2e-4: quasi-Monte Carlo in one dimension)
+    const y0 = (x: number) => Math.exp(x) / (Math.exp(x) + e[1] + e[2]);
+    expect(Math.abs(one.mean[0] - expectation(y0, 1, 1))).toBeLessThan(2e-4);
+    expect(Math.abs(one.second[0] - expectation((x) => y0(x) ** 2, 1, 1))).toBeLessThan(2e-4);
   });
 });

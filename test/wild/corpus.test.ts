@@ -131,7 +131,7 @@ async function runModel(name: string, dir: string): Promise<Outcome> {
   const file = join(WILD, `${name}.onnx`);
   const inspect = await runCliAsync(['inspect', file, '--json']);
   const shape = sampleShape(inspect);
-  const args = ['analyze', file, '--sigma', '0.01', '--mc', '200', '--seed', '1', '--quiet', '--out', join(dir, `${name}.json`)];
+  const args = ['analyze', file, '--sigma', String(SIGMA), '--mc', '200', '--seed', '1', '--quiet', '--out', join(dir, `${name}.json`)];
   let x: Float32Array | undefined;
   if (shape) {
     const next = uniform(name.length * 7919 + 1);
@@ -191,8 +191,24 @@ function chiSquareQuantile(k: number, z: number): number {
  * LINEARIZATION_GAPS), and (s - 1) mcVar / variance inside the chi-square(s - 1) band at 5
  * standard deviations ([0.58, 1.58] for s = 200), unless both variances are below
  * 1e-12 (1 + mcMean^2) (an output the noise does not reach, or float32 round-off of a saturated
- * Softmax). Returns the elements that disagree, described, and the largest mean gap in standard errors.
+ * Softmax), or the Monte Carlo saw no variation at all (every sample's output identical: variance
+ * exactly 0) and the analytic variance is below UNREACHED_GAIN^2 SIGMA^2 (see there). Returns the
+ * elements that disagree, described, and the largest mean gap in standard errors.
  */
+/** The input noise sd of every analyze run here (--sigma). */
+const SIGMA = 0.01;
+
+/**
+ * An output whose analytic sd is below 1e-3 times the input noise sd is one the noise practically
+ * does not reach: what reaches it is the far tail of kinked units (a Relu whose pre-activation sits
+ * 5 sd below its kink changes state with probability 3e-7), events a 200-sample Monte Carlo does not
+ * draw. 06-mnistfc-256x2 shows it: every one of the 200 samples gives the same float32 output
+ * (Monte Carlo variance exactly 0) while propagate, which integrates the tails, gives variances of
+ * 1e-14 to 3e-11 (sd below 6e-6, gain below 6e-4). Only a Monte Carlo variance of exactly 0 is
+ * excused this way; every output the samples saw vary is compared in full.
+ */
+const UNREACHED_GAIN = 1e-3;
+
 function compare(r: AnalyzeJson['results'][number], biasAllowed: boolean): { bad: string[]; worstMeanGap: number } {
   const mc = r.mc!;
   const s = mc.samples;
@@ -211,6 +227,7 @@ function compare(r: AnalyzeJson['results'][number], biasAllowed: boolean): { bad
     if (Math.abs(m - mm) > allowed) bad.push(`g[${i}] mean ${m} vs Monte Carlo ${mm} (sd ${Math.sqrt(mv)})`);
     const tiny = 1e-12 * (1 + mm * mm);
     if (v <= tiny && mv <= tiny) continue;
+    if (mv === 0 && v < (UNREACHED_GAIN * SIGMA) ** 2) continue;
     const ratio = mv / v;
     if (!(ratio >= lo && ratio <= hi))
       bad.push(`g[${i}] variance ${v} vs Monte Carlo ${mv} (ratio ${ratio.toFixed(3)}, band [${lo.toFixed(3)}, ${hi.toFixed(3)}])`);

@@ -1,0 +1,462 @@
+/** MaxPool (optionally fused with the Relu after it): window moments and Hermite rows (see ./index.ts). */
+import { attrInts, attrString, type GraphNode } from '../../onnx/graph.js';
+import { clarkMax } from '../../moments/clark.js';
+import { Rng } from '../../moments/montecarlo.js';
+import { LATTICE_SHIFTS, windowMax } from '../../moments/windowmax.js';
+import { FACTORIAL, probeOf, scaleHermiteRows, type TensorMoments } from './factor.js';
+
+/**
+ * MaxPool windows: for each output unit the flat input indices of its window (pads excluded).
+ * Supports kernel_shape, strides, pads, dilations, auto_pad NOTSET/VALID/SAME_*, ceil_mode, over
+ * per-sample shape [C, ...spatial].
+ */
+export function maxPoolWindows(node: GraphNode, inShape: readonly number[], outShape: readonly number[]): Int32Array[] {
+  const [C, ...sp] = inShape;
+  const [, ...osp] = outShape;
+  const nd = sp.length;
+  const kernel = attrInts(node, 'kernel_shape') ?? [];
+  const strides = attrInts(node, 'strides') ?? new Array(nd).fill(1);
+  const dil = attrInts(node, 'dilations') ?? new Array(nd).fill(1);
+  const autoPad = attrString(node, 'auto_pad', 'NOTSET');
+  let padBegin = (attrInts(node, 'pads') ?? new Array(2 * nd).fill(0)).slice(0, nd);
+  if (autoPad === 'VALID') padBegin = new Array(nd).fill(0);
+  else if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
+    padBegin = sp.map((n, a) => {
+      const total = Math.max(0, (osp[a] - 1) * strides[a] + (kernel[a] - 1) * dil[a] + 1 - n);
+      return autoPad === 'SAME_UPPER' ? Math.floor(total / 2) : Math.ceil(total / 2);
+    });
+  }
+  const inSpatial = sp.reduce((a, d) => a * d, 1);
+  const outSpatial = osp.reduce((a, d) => a * d, 1);
+  const windows: Int32Array[] = [];
+  const oc = new Array(nd).fill(0);
+  for (let c = 0; c < C; c++) {
+    for (let o = 0; o < outSpatial; o++) {
+      let rem = o;
+      for (let a = nd - 1; a >= 0; a--) {
+        oc[a] = rem % osp[a];
+        rem = Math.floor(rem / osp[a]);
+      }
+      const idx: number[] = [];
+      const kc = new Array(nd).fill(0);
+      const kTotal = kernel.reduce((a, d) => a * d, 1);
+      for (let t = 0; t < kTotal; t++) {
+        let kr = t;
+        for (let a = nd - 1; a >= 0; a--) {
+          kc[a] = kr % kernel[a];
+          kr = Math.floor(kr / kernel[a]);
+        }
+        let flat = 0;
+        let inside = true;
+        for (let a = 0; a < nd; a++) {
+          const p = oc[a] * strides[a] - padBegin[a] + kc[a] * dil[a];
+          if (p < 0 || p >= sp[a]) {
+            inside = false;
+            break;
+          }
+          flat = flat * sp[a] + p;
+        }
+        if (inside) idx.push(c * inSpatial + flat);
+      }
+      windows.push(Int32Array.from(idx));
+    }
+  }
+  return windows;
+}
+
+/**
+ * Window Gram matrices G_o (L x L, row-major, from gStart[o]) over the factor rows first..first+k-1,
+ * and per row the windows holding a nonzero (CSR: rowStart, windows). `nat` holds the windows'
+ * flat input indices back to back (from start[o]). Windows of 4 (2 x 2 pools) take an unrolled path.
+ */
+function windowGrams(
+  Fx: Float32Array,
+  first: number,
+  k: number,
+  size: number,
+  nat: Int32Array,
+  start: Int32Array,
+  gStart: Int32Array,
+): { G: Float64Array; rowStart: Int32Array; windows: Int32Array } {
+  const outSize = start.length - 1;
+  const G = new Float64Array(gStart[outSize]);
+  const rowStart = new Int32Array(k + 1);
+  let list = new Int32Array(Math.max(16, (k * outSize) >> 3));
+  let count = 0;
+  const all4 = nat.length === 4 * outSize;
+  const v = new Float64Array(64);
+  for (let d = 0; d < k; d++) {
+    const row = (first + d) * size;
+    if (count + outSize > list.length) {
+      const grown = new Int32Array(Math.max(2 * list.length, count + outSize));
+      grown.set(list);
+      list = grown;
+    }
+    if (all4) {
+      for (let o = 0; o < outSize; o++) {
+        const s = 4 * o;
+        const v0 = Fx[row + nat[s]];
+        const v1 = Fx[row + nat[s + 1]];
+        const v2 = Fx[row + nat[s + 2]];
+        const v3 = Fx[row + nat[s + 3]];
+        if (v0 === 0 && v1 === 0 && v2 === 0 && v3 === 0) continue;
+        list[count++] = o;
+        const g = 16 * o;
+        G[g] += v0 * v0;
+        G[g + 1] += v0 * v1;
+        G[g + 2] += v0 * v2;
+        G[g + 3] += v0 * v3;
+        G[g + 5] += v1 * v1;
+        G[g + 6] += v1 * v2;
+        G[g + 7] += v1 * v3;
+        G[g + 10] += v2 * v2;
+        G[g + 11] += v2 * v3;
+        G[g + 15] += v3 * v3;
+      }
+    } else {
+      for (let o = 0; o < outSize; o++) {
+        const s0 = start[o];
+        const L = start[o + 1] - s0;
+        let any = false;
+        for (let a = 0; a < L; a++) {
+          const f = Fx[row + nat[s0 + a]];
+          v[a] = f;
+          if (f !== 0) any = true;
+        }
+        if (!any) continue;
+        list[count++] = o;
+        const g0 = gStart[o];
+        for (let a = 0; a < L; a++) {
+          const va = v[a];
+          const ga = g0 + a * L;
+          for (let b = a; b < L; b++) G[ga + b] += va * v[b];
+        }
+      }
+    }
+    rowStart[d + 1] = count;
+  }
+  for (let o = 0; o < outSize; o++) {
+    const L = start[o + 1] - start[o];
+    const g0 = gStart[o];
+    for (let a = 0; a < L; a++) for (let b = 0; b < a; b++) G[g0 + a * L + b] = G[g0 + b * L + a];
+  }
+  return { G, rowStart, windows: list.subarray(0, count) };
+}
+
+/**
+ * The pooled factor rows: out[d, o] = sum_t weights[t] F[d, idx[t]] over window o's entries
+ * (start[o]..start[o+1]) for rows 0..rows-1; rows from `first` on visit only the windows `active`
+ * lists for them (the others are 0), reading its stored values with the weights in natural window
+ * order (natWeights) when it has them.
+ */
+function poolRows(
+  Fx: Float32Array,
+  rows: number,
+  size: number,
+  idx: Int32Array,
+  weights: Float64Array,
+  start: Int32Array,
+  extraRows: number,
+  active: (SparseWindows & { first: number }) | undefined,
+  natWeights?: Float64Array,
+): Float32Array {
+  const outSize = start.length - 1;
+  const F = new Float32Array((rows + extraRows) * outSize);
+  const all4 = idx.length === 4 * outSize;
+  for (let d = 0; d < rows; d++) {
+    const row = d * size;
+    const dst = d * outSize;
+    if (active && d >= active.first && active.values && natWeights) {
+      // the active windows' input values, stored contiguously with the cache
+      const list = active.windows;
+      const vals = active.values;
+      const W = active.width;
+      const e1 = active.rowStart[d - active.first + 1];
+      for (let e = active.rowStart[d - active.first]; e < e1; e++) {
+        const o = list[e];
+        let acc = 0;
+        for (let a = 0; a < W; a++) acc += natWeights[o * W + a] * vals[e * W + a];
+        F[dst + o] = acc;
+      }
+    } else if (active && d >= active.first) {
+      const list = active.windows;
+      const e1 = active.rowStart[d - active.first + 1];
+      for (let e = active.rowStart[d - active.first]; e < e1; e++) {
+        const o = list[e];
+        let acc = 0;
+        for (let t = start[o]; t < start[o + 1]; t++) acc += weights[t] * Fx[row + idx[t]];
+        F[dst + o] = acc;
+      }
+    } else if (all4) {
+      for (let o = 0; o < outSize; o++) {
+        const t = 4 * o;
+        F[dst + o] =
+          weights[t] * Fx[row + idx[t]] + weights[t + 1] * Fx[row + idx[t + 1]] + weights[t + 2] * Fx[row + idx[t + 2]] + weights[t + 3] * Fx[row + idx[t + 3]];
+      }
+    } else {
+      for (let o = 0; o < outSize; o++) {
+        let acc = 0;
+        for (let t = start[o]; t < start[o + 1]; t++) acc += weights[t] * Fx[row + idx[t]];
+        F[dst + o] = acc;
+      }
+    }
+  }
+  return F;
+}
+
+/** Seed of the MaxPool windows' draws of shifted lattices (fixed: the same input gives the same moments). */
+const LATTICE_SEED = 20261206;
+
+/** A MaxPool step's cache of window Gram matrices, valid for one factor array (see applyMaxPool). */
+export interface MaxPoolGram {
+  F?: Float32Array;
+  k?: number;
+  G?: Float64Array;
+  active?: SparseWindows;
+}
+
+/**
+ * Per factor row, the windows holding a nonzero (CSR: rowStart, windows) and, for windows of one
+ * width W, their W input values in natural order (values[e W + a]), read contiguously instead of
+ * gathered from the whole factor.
+ */
+export interface SparseWindows {
+  rowStart: Int32Array;
+  windows: Int32Array;
+  width: number;
+  values?: Float32Array;
+}
+
+/**
+ * MaxPool (with `floor` 0: MaxPool followed by Relu) over each window (see the header). The window
+ * covariance is its Gram matrix G_{ab} = F_{i_a} . F_{i_b} (computed in one pass over the factor,
+ * cached while the factor is the same array) plus the residuals on the diagonal (residuals of
+ * different units taken as uncorrelated); windowMax gives the mean, the variance and the weights
+ * w_a = P(element a is the max), each window drawing one of the randomly shifted lattices from a
+ * fixed-seed generator (the same input gives the same moments). A second pass writes the output
+ * rows sum_a w_a F_{i_a}; the residual is the variance minus w^T G w (minus the Hermite rows).
+ *
+ * Hermite rows follow Clark's recursion (clark.ts) over the window sorted by decreasing mean, the
+ * floor as its last step: step j is max(R, X_j) = X_j + relu(D_j), D_j = R - X_j = u_j^T x_window, whose
+ * order-h Hermite part (h = 2, 3) has the coefficient c_j = E relu^(h)(D_j) (clarkMax's curvature
+ * and third) and reaches the window's max scaled by beta_j, the product of the later steps'
+ * weights of the running max. The window's term sum_j beta_j c_j He_h(D_j) is sketched from the
+ * probes as sum_j beta_j c_j prod_t (u_j . P_t) (see probeOf) and scaled to its exact F-part
+ * variance sum_jl beta_j beta_l c_j c_l (u_j^T G u_l)^h / h! (at most the residual left).
+ */
+export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, cache: MaxPoolGram = {}, hermiteOrder = 3, floor = -Infinity): TensorMoments {
+  const size = x.m.length;
+  const outSize = windows.length;
+  const p = x.probes;
+  const k = x.k;
+  const rows = p + k;
+  const K = p >> 1;
+  const Fx = x.F;
+  const start = new Int32Array(outSize + 1);
+  const gStart = new Int32Array(outSize + 1);
+  let maxLen = 0;
+  for (let o = 0; o < outSize; o++) {
+    const L = windows[o].length;
+    start[o + 1] = start[o] + L;
+    gStart[o + 1] = gStart[o] + L * L;
+    maxLen = Math.max(maxLen, L);
+  }
+  // the Gram of each window in its natural order over the covariance rows (depends on the factor
+  // only, hence the cache) and, per covariance row, the windows holding a nonzero (a factor that
+  // is still sparse, as the image of the input noise through a first convolution is, then costs
+  // only its nonzeros)
+  const nat = new Int32Array(start[outSize]);
+  for (let o = 0; o < outSize; o++) nat.set(windows[o], start[o]);
+  let G: Float64Array;
+  let active: SparseWindows | undefined;
+  if (cache.F === Fx && cache.k === k && cache.G) {
+    G = cache.G;
+    active = cache.active;
+  } else {
+    const grams = windowGrams(Fx, p, k, size, nat, start, gStart);
+    G = grams.G;
+    // the sparse pass pays when at most half the (row, window) pairs hold a nonzero
+    const count = grams.windows.length;
+    if (count <= (k * outSize) / 2) {
+      const width = start[1] - start[0];
+      active = { rowStart: grams.rowStart, windows: grams.windows.slice(), width };
+      if (nat.length === width * outSize) {
+        const values = new Float32Array(count * width);
+        for (let d = 0; d < k; d++) {
+          const row = (p + d) * size;
+          for (let e = grams.rowStart[d]; e < grams.rowStart[d + 1]; e++) {
+            const o = active.windows[e];
+            for (let a = 0; a < width; a++) values[e * width + a] = Fx[row + nat[o * width + a]];
+          }
+        }
+        active.values = values;
+      }
+    } else active = undefined;
+    cache.F = Fx;
+    cache.k = k;
+    cache.G = G;
+    cache.active = active;
+  }
+  // each window's positions ordered by decreasing mean: combining the likely maxima first keeps
+  // Clark's Gaussian re-approximation of the running max closest to the truth
+  const pos = new Int32Array(start[outSize]);
+  const idx = new Int32Array(start[outSize]);
+  for (let o = 0; o < outSize; o++) {
+    const w = windows[o];
+    const order = Array.from({ length: w.length }, (_, a) => a).sort((a, b) => x.m[w[b]] - x.m[w[a]]);
+    for (let a = 0; a < w.length; a++) {
+      pos[start[o] + a] = order[a];
+      idx[start[o] + a] = w[order[a]];
+    }
+  }
+  const orders = K > 0 ? [2, 3].filter((h) => h <= hermiteOrder) : [];
+  const nOrders = orders.length;
+  const floored = Number.isFinite(floor);
+  const m = new Float64Array(outSize);
+  const r = new Float64Array(outSize);
+  const weights = new Float64Array(idx.length);
+  const Q = new Float64Array(nOrders * K * outSize); // [order][column][window]
+  const target = new Float64Array(nOrders * outSize);
+  const S = maxLen + 1; // Clark steps 1..L-1, and the floor's as step L
+  const Gs = new Float64Array(maxLen * maxLen); // the window's Gram in sorted order
+  const C = new Float64Array(maxLen * maxLen); // its covariance (Gram + residuals)
+  const mw = new Float64Array(maxLen);
+  const wMax = new Float64Array(maxLen);
+  const rng = new Rng(LATTICE_SEED);
+  const cw = new Float64Array(maxLen); // Clark's running weights
+  const u = new Float64Array(S * maxLen); // u_j: D_j's coefficients over the window (sorted order)
+  const uGu = new Float64Array(S * S);
+  const coef = new Float64Array(2 * S); // E relu'', E relu''' of D_j
+  const wX = new Float64Array(S);
+  const beta = new Float64Array(S);
+  const uP = new Float64Array(S * Math.max(p, 1));
+  const pv = new Float64Array(maxLen * Math.max(p, 1));
+  let hermite = false;
+  for (let o = 0; o < outSize; o++) {
+    const s0 = start[o];
+    const L = start[o + 1] - s0;
+    const g0 = gStart[o];
+    for (let a = 0; a < L; a++) {
+      mw[a] = x.m[idx[s0 + a]];
+      for (let b = 0; b < L; b++) {
+        const g = G[g0 + pos[s0 + a] * L + pos[s0 + b]];
+        Gs[a * L + b] = g;
+        C[a * L + b] = a === b ? g + x.r[idx[s0 + a]] : g;
+      }
+    }
+    // mean, variance and weights of max(floor, window) by conditional quasi-Monte Carlo
+    const wm = windowMax(mw, C, L, floor, wMax, rng.nextUint32() % LATTICE_SHIFTS);
+    for (let a = 0; a < L; a++) weights[s0 + a] = wMax[a];
+    let wGw = 0;
+    for (let a = 0; a < L; a++) for (let b = 0; b < L; b++) wGw += wMax[a] * wMax[b] * Gs[a * L + b];
+    m[o] = wm.mean;
+    r[o] = Math.max(0, wm.variance - wGw);
+    if (nOrders === 0) continue;
+    // Clark's recursion, with the floor as a last step, gives the differences D_j whose kinks make
+    // the Hermite terms
+    let mean = mw[0];
+    let variance = C[0];
+    cw.fill(0, 0, L);
+    cw[0] = 1;
+    u.fill(0, 0, S * L);
+    const steps = L - 1 + (floored ? 1 : 0);
+    for (let j = 1; j <= steps; j++) {
+      const isFloor = j === L;
+      let cov = 0;
+      for (let a = 0; a < Math.min(j, L); a++) {
+        if (!isFloor) cov += cw[a] * Gs[a * L + j];
+        u[j * L + a] = cw[a];
+      }
+      if (!isFloor) u[j * L + j] = -1;
+      const c = isFloor ? clarkMax(mean, variance, floor, 0, 0) : clarkMax(mean, variance, mw[j], C[j * L + j], cov);
+      mean = c.mean;
+      variance = c.variance;
+      coef[j] = c.curvature;
+      coef[S + j] = c.third;
+      wX[j] = c.weightX;
+      for (let a = 0; a < Math.min(j, L); a++) cw[a] *= c.weightX;
+      if (!isFloor) cw[j] = 1 - c.weightX;
+    }
+    if (steps === 0) continue;
+    beta[steps] = 1;
+    for (let j = steps - 1; j >= 1; j--) beta[j] = beta[j + 1] * wX[j + 1];
+    // F-part covariances of the steps' differences: u_j^T G u_l
+    for (let j = 1; j <= steps; j++) {
+      for (let l = 1; l <= j; l++) {
+        let s = 0;
+        for (let a = 0; a < L; a++) {
+          const ua = u[j * L + a];
+          if (ua === 0) continue;
+          for (let b = 0; b < L; b++) s += ua * u[l * L + b] * Gs[a * L + b];
+        }
+        uGu[j * S + l] = s;
+        uGu[l * S + j] = s;
+      }
+    }
+    let probed = false;
+    let left = r[o];
+    for (let n = 0; n < nOrders; n++) {
+      const h = orders[n];
+      const cOff = (h - 2) * S;
+      // exact F-part variance of the order-h term sum_j beta_j c_j He_h(D_j)
+      let t = 0;
+      for (let j = 1; j <= steps; j++) {
+        const bj = beta[j] * coef[cOff + j];
+        if (bj === 0) continue;
+        for (let l = 1; l <= steps; l++) t += (bj * beta[l] * coef[cOff + l] * uGu[j * S + l] ** h) / FACTORIAL[h];
+      }
+      const given = Math.max(0, Math.min(left, t));
+      target[n * outSize + o] = given;
+      left -= given;
+      if (!(given > 0)) continue;
+      hermite = true;
+      if (!probed) {
+        // the window's probe values, then u_j . P_d for every step and probe
+        for (let a = 0; a < L; a++) {
+          const i = idx[s0 + a];
+          for (let d = 0; d < p; d++) pv[a * p + d] = Fx[d * size + i];
+        }
+        for (let j = 1; j <= steps; j++) {
+          const o = j * p;
+          uP.fill(0, o, o + p);
+          for (let a = 0; a < L; a++) {
+            const ua = u[j * L + a];
+            if (ua === 0) continue;
+            for (let d = 0; d < p; d++) uP[o + d] += ua * pv[a * p + d];
+          }
+        }
+        probed = true;
+      }
+      for (let c = 0; c < K; c++) {
+        const a0 = probeOf(c, 0, p);
+        const a1 = probeOf(c, 1, p);
+        const a2 = probeOf(c, 2, p);
+        let s = 0;
+        for (let j = 1; j <= steps; j++) {
+          const prod = uP[j * p + a0] * uP[j * p + a1] * (h > 2 ? uP[j * p + a2] : 1);
+          s += beta[j] * coef[cOff + j] * prod;
+        }
+        Q[(n * K + c) * outSize + o] = s;
+      }
+    }
+  }
+  const extra = hermite ? K : 0;
+  let natWeights: Float64Array | undefined;
+  if (active?.values) {
+    natWeights = new Float64Array(idx.length);
+    for (let t = 0; t < idx.length; t++) natWeights[start[Math.floor(t / active.width)] + pos[t]] = weights[t];
+  }
+  const F = poolRows(Fx, rows, size, idx, weights, start, extra, active && { ...active, first: p }, natWeights);
+  if (!hermite) return { ...x, m, F, r };
+  // the orders share the K rows (see applyUnitRule)
+  const block = F.subarray(rows * outSize);
+  const buffer = nOrders > 1 ? new Float32Array(K * outSize) : block;
+  for (let n = 0; n < nOrders; n++) {
+    const Qn = n === 0 ? block : buffer;
+    Qn.set(Q.subarray(n * K * outSize, (n + 1) * K * outSize));
+    const given = scaleHermiteRows(Qn, 0, K, outSize, target.subarray(n * outSize, (n + 1) * outSize));
+    if (n > 0) for (let j = 0; j < block.length; j++) block[j] += Qn[j];
+    for (let o = 0; o < outSize; o++) r[o] = Math.max(0, r[o] - given[o]);
+  }
+  return { ...x, m, F, k: k + extra, r };
+}
