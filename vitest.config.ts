@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -6,6 +7,9 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // every core (vitest's default leaves one idle): most tests wait on a CLI child process, so two
+    // files at a time on a 2-core machine keep both cores busy
+    maxWorkers: Math.max(2, availableParallelism()),
     globalSetup: ['test/global-setup.ts'],
   },
 });

@@ -59,12 +59,12 @@ export const sweepCommand: CommandModule<object, SweepArgs> = {
       .option('seed', { type: 'number', default: 0, describe: 'Seed of the class-probability points and Monte Carlo (as `report`)' })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for sweep.csv, sweep.json and sweep.svg' })
       .example(
-        '$0 sweep fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --labels fixtures/mnist/labels-100.npy --count 20 --sigma 0:100:25 --mc 200 --mc-inputs 4 --out-dir sweep/',
+        '$0 sweep fixtures/lenet.onnx --data fixtures/mnist/digits-100.npy --labels fixtures/mnist/labels-100.npy --count 10 --sigma 0:100:50 --mc 100 --mc-inputs 2 --out-dir sweep/',
         '20 LeNet digits from sigma 0 to 100, Monte Carlo check points',
       )
       .example(
-        '$0 sweep fixtures/lenet.onnx --data fixtures/mnist/t10k-100-images-idx3-ubyte --count 20 --sigma 8,32,64 --out-dir sweep/',
-        'three levels; the labels are found beside the idx file',
+        '$0 sweep fixtures/lenet.onnx --data fixtures/mnist/t10k-100-images-idx3-ubyte --count 10 --sigma 8,64 --out-dir sweep/',
+        'two levels; the labels are found beside the idx file',
       ) as never,
   handler: async (argv) => {
     const warn = stderrWriter(argv.quiet);
