@@ -50,7 +50,7 @@ export const gateCommand: CommandModule<object, GateArgs> = {
         '',
       )
       .example(
-        '$0 gate fixtures/lenet.onnx --data fixtures/mnist/by-class --sigma 8 --max-flip-rate 0.02',
+        '$0 gate fixtures/lenet.onnx --data fixtures/mnist/by-class --sigma 8 --max-flip-rate 0.02 --min-accuracy 0.95',
         'class folders D/CLASS/*.png: labels from the folder names',
       ) as never,
   handler: async (argv) => {

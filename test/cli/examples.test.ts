@@ -16,6 +16,8 @@ import { ROOT, runCli } from '../helpers/cli.js';
 
 interface Example {
   source: string;
+  /** Marked slow in the README: run only with NETMOMENTS_SLOW_TESTS=1. */
+  slow?: boolean;
   args: string[];
 }
 
@@ -45,12 +47,13 @@ function splitWords(line: string): string[] {
 /** `netmoments ...` lines of README.md's ```sh blocks (with backslash continuations, without trailing comments). */
 export function readmeCommands(text: string): Example[] {
   const out: Example[] = [];
-  const blocks = text.matchAll(/```sh\n([\s\S]*?)```/g);
-  for (const [, body] of blocks) {
+  // a block right after `<!-- examples: slow ... -->` runs only with NETMOMENTS_SLOW_TESTS=1 (npm run test:slow)
+  const blocks = text.matchAll(/(<!-- examples: slow[^>]*-->\n)?```sh\n([\s\S]*?)```/g);
+  for (const [, slow, body] of blocks) {
     const joined = body.replace(/\\\n\s*/g, ' ');
     for (const raw of joined.split('\n')) {
       const line = raw.replace(/\s+#.*$/, '').trim();
-      if (line.startsWith('netmoments ')) out.push({ source: 'README.md', args: splitWords(line.slice('netmoments '.length)) });
+      if (line.startsWith('netmoments ')) out.push({ source: 'README.md', args: splitWords(line.slice('netmoments '.length)), slow: slow !== undefined });
     }
   }
   return out;
@@ -119,6 +122,10 @@ describe('examples in --help and README.md run', () => {
     it(`${e.source}: ${line}`, (ctx) => {
       if (e.args.some((a) => a.includes('shared/wild')) && !existsSync(join(ROOT, '..', 'shared', 'wild'))) {
         console.warn(`skipped (../shared/wild is absent): ${line}`);
+        ctx.skip();
+      }
+      if (e.slow && process.env.NETMOMENTS_SLOW_TESTS !== '1') {
+        console.warn(`skipped (marked slow in the README; npm run test:slow runs it): ${line}`);
         ctx.skip();
       }
       const r = runCli([...e.args, '--quiet'], { cwd: dir, timeoutMs: 300_000 });
