@@ -137,7 +137,7 @@ export function windowMax(mu: ArrayLike<number>, C: ArrayLike<number>, L: number
   return res;
 }
 
-/** windowMax on the lattice (see the file comment); `scratch` needs 2 L^2 + 3 L doubles. */
+/** windowMax on the lattice (see the file comment); `scratch` needs L^2 + 4 L doubles. */
 function latticeMax(
   mu: ArrayLike<number>,
   C: ArrayLike<number>,
@@ -179,21 +179,28 @@ function latticeMax(
   const tau = Lc[last + L - 1];
   let s1 = 0;
   let s2 = 0;
+  // Lz: the point's image under the Cholesky factor, shared by the antithetic pair
+  const Lz = scratch.subarray(L + L * L + 2 * L, L + L * L + 3 * L);
   for (let i = 0; i < points; i++) {
     const zi = i * dims;
+    let nuz = 0;
+    for (let a = 0; a < dims; a++) {
+      let v = 0;
+      for (let e = 0; e <= a; e++) v += Lc[a * L + e] * z[zi + e];
+      Lz[a] = v;
+      nuz += Lc[last + a] * z[zi + a];
+    }
     for (let sign = -1; sign <= 1; sign += 2) {
       // the first L-1 elements (the largest, c, and which, arg) and the conditional mean of the last
       let c = fl;
       let arg = -1;
-      let nu = 0;
+      const nu = sign * nuz;
       for (let a = 0; a < dims; a++) {
-        let v = m0[a];
-        for (let e = 0; e <= a; e++) v += sign * Lc[a * L + e] * z[zi + e];
+        const v = m0[a] + sign * Lz[a];
         if (v > c) {
           c = v;
           arg = a;
         }
-        nu += sign * Lc[last + a] * z[zi + a];
       }
       let pTop: number;
       let e1: number;

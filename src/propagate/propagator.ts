@@ -62,6 +62,11 @@ export interface PropagatorOptions {
    * units, sketched from 2K probes (see rules/index.ts).
    */
   hermiteColumns?: number;
+  /**
+   * Probe rows carried for the Hermite rows' sketches (default DEFAULT_HERMITE_PROBES, 64;
+   * 0 when hermiteColumns is 0); more columns than probes / 2 share probes (rules/factor.ts probeOf).
+   */
+  hermiteProbes?: number;
   /** Highest Hermite order carried by those rows: 2 or 3 (default 3). */
   hermiteOrder?: number;
   /**
@@ -199,7 +204,10 @@ type Step =
   | { kind: 'softmax'; label: string; input: string; output: string; slices: { outer: number; D: number; inner: number } };
 
 /** Hermite rows per order and kinked op by default (see PropagatorOptions.hermiteColumns). */
-export const DEFAULT_HERMITE_COLUMNS = 32;
+export const DEFAULT_HERMITE_COLUMNS = 64;
+
+/** Probe rows by default (see PropagatorOptions.hermiteProbes). */
+export const DEFAULT_HERMITE_PROBES = 32;
 
 /** Residual rows before an affine segment by default (see PropagatorOptions.residualRows). */
 export const DEFAULT_RESIDUAL_ROWS = 32;
@@ -314,7 +322,11 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
     for (const [t, k] of last) if (t !== output) freeAfter.set(k, [...(freeAfter.get(k) ?? []), t]);
   }
 
+  // a rule's output that an affine segment reads gets room for the residual rows (rules/factor.ts newFactor)
+  const readByAffine = new Set(steps.flatMap((s) => (s.kind === 'affine' ? s.segment.inputs : [])));
   const hermiteOrder = options.hermiteOrder ?? 3;
+  const hermiteColumns = options.hermiteColumns ?? DEFAULT_HERMITE_COLUMNS;
+  const hermiteProbes = options.hermiteProbes ?? DEFAULT_HERMITE_PROBES;
   const residualRows = options.residualRows ?? DEFAULT_RESIDUAL_ROWS;
   let inputCache: { noise: InputNoise; start: ReturnType<typeof inputMoments> } | undefined;
   return {
@@ -328,7 +340,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
       // the input factor depends on the noise only: the same noise again gives the same factor
       // arrays, which lets the first segment and MaxPool reuse their noise-only work
       if (!inputCache || !sameNoise(inputCache.noise, noise)) {
-        const made = inputMoments(mu, noise, n, options.rank, options.seed ?? 1, 2 * (options.hermiteColumns ?? DEFAULT_HERMITE_COLUMNS));
+        const made = inputMoments(mu, noise, n, options.rank, options.seed ?? 1, hermiteColumns > 0 ? hermiteProbes : 0);
         inputCache = { noise: copyNoise(noise), start: made };
       }
       const start = { moments: { ...inputCache.start.moments, m: Float64Array.from(mu) }, sketched: inputCache.start.sketched };
@@ -347,13 +359,14 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
           segmentSeconds += (performance.now() - t0) / 1000;
         } else {
           const x = state.get(s.input)!;
+          const spare = readByAffine.has(s.output) ? residualRows : 0;
           state.set(
             s.output,
             s.kind === 'unit'
-              ? applyUnitRule(s.rule, x, hermiteOrder)
+              ? applyUnitRule(s.rule, x, hermiteOrder, hermiteColumns, spare)
               : s.kind === 'softmax'
-                ? applySoftmax(x, s.slices)
-                : applyMaxPool(s.windows, x, s.gram, hermiteOrder, s.floor),
+                ? applySoftmax(x, s.slices, spare)
+                : applyMaxPool(s.windows, x, s.gram, hermiteOrder, s.floor, hermiteColumns, spare),
           );
           ruleSeconds += (performance.now() - t0) / 1000;
         }

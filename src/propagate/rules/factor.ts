@@ -63,14 +63,52 @@ export function scaleHermiteRows(F: Float32Array, at: number, K: number, size: n
 }
 
 /**
- * The probe whose product sketches Hermite order h in column c (K = probes / 2 columns), t-th of
- * h: order 2 takes the pair (2c, 2c + 1), order 3 adds 2c + 2 (mod 2K). Any two columns, of the
- * same or of different orders, differ in a probe that one of them holds an odd number of times,
- * so their products are uncorrelated; each is an unbiased sketch of S_ij^h for S the covariance
- * of the probes' images (E[prod_t P_t,i P_t,j] = S_ij^h for independent probes).
+ * The probe whose product sketches Hermite order h in column c, t-th of h (P = probes). The first
+ * P / 2 columns take disjoint pairs: order 2 the pair (2c, 2c + 1), order 3 adds 2c + 2 (mod P).
+ * Column c = P / 2 + g P + a (g = 0, 1, ...) takes probes spaced by delta = g + 2: the pair
+ * (a, a + delta) and the triple (a, a + delta, a + 2 delta) (mod P), so that more columns than
+ * P / 2 come from the same probes. Any two columns, of the same or of different orders, differ in
+ * a probe that one of them holds an odd number of times, so their products are uncorrelated; each
+ * is an unbiased sketch of S_ij^h for S the covariance of the probes' images
+ * (E[prod_t P_t,i P_t,j] = S_ij^h for independent probes). Columns sharing a probe are not
+ * independent (their squared sums correlate by about 1 / the effective rank of S), unlike the
+ * disjoint ones. maxHermiteColumns(P) columns are distinct.
  */
 export function probeOf(c: number, t: number, probes: number): number {
-  return t < 2 ? 2 * c + t : (2 * c + 2) % probes;
+  const half = probes >> 1;
+  if (c < half) return t < 2 ? 2 * c + t : (2 * c + 2) % probes;
+  const g = Math.floor((c - half) / probes);
+  const a = (c - half) % probes;
+  return (a + t * (g + 2)) % probes;
+}
+
+/**
+ * How many distinct columns probeOf gives from P probes: the P / 2 disjoint ones and P per spacing
+ * delta = 2 .. with 2 delta < P / 2 (so that no pair or triple repeats, even mod P).
+ */
+export function maxHermiteColumns(probes: number): number {
+  const spacings = Math.max(0, Math.ceil(probes / 4) - 2);
+  return (probes >> 1) + (probes >= 16 ? probes * spacings : 0);
 }
 
 export const FACTORIAL = [1, 1, 2, 6];
+
+/**
+ * A zeroed factor of `rows` rows of `size` whose buffer has room for `spare` more rows after it
+ * (zeroed too), which appendResidualRows (./residual.ts) then fills instead of copying the factor.
+ */
+export function newFactor(rows: number, size: number, spare = 0): Float32Array {
+  if (!(spare > 0)) return new Float32Array(rows * size);
+  const F = new Float32Array((rows + spare) * size).subarray(0, rows * size);
+  spareRows.set(F, spare);
+  return F;
+}
+
+/** The rows of room after factors made by newFactor (only those: another array's buffer may be shared). */
+const spareRows = new WeakMap<Float32Array, number>();
+
+/** The factor F extended in place over `extra` of its spare rows, or undefined when it has fewer. */
+export function extendFactor(F: Float32Array, size: number, extra: number): Float32Array | undefined {
+  if ((spareRows.get(F) ?? 0) < extra) return undefined;
+  return new Float32Array(F.buffer, F.byteOffset, F.length + extra * size);
+}

@@ -32,7 +32,13 @@
  * (E[prod_t P_t,i P_t,j] = S_ij^h) and scaled per unit to their exact F-part variance; only what is left (orders >= 4, the residual's own share) stays in r, taken as
  * independent between units. Without them LeNet's output variance at pixel sigma 32 came out at
  * 0.79-0.95 of Monte Carlo's (the next Conv sums neighbouring units' positively correlated
- * residuals); with K = 32 at 0.93-1.02.
+ * residuals); with K = 32 at 0.93-1.02. The sketch's noise is what spread the logits' variance
+ * ratios at sigma 8 (digit 64, 40,000-sample Monte Carlo: 0.958-1.040 with K = 32 columns from
+ * 64 probes, 0.970-1.015 with K = 128 from 256; the last Relu's own Hermite rows made no
+ * difference: its exact Mehler sum to order 20 gave the same ratios): the default is now K = 64
+ * columns from 32 probes (probeOf: the columns beyond P / 2 share probes but stay uncorrelated),
+ * as many rows into LeNet's second Conv as K = 32 from 64 probes, and 0.978-1.015 on digit 64,
+ * 0.971-1.016 on digit 68.
  *
  * Residual rows. The residual r of a kinked op, pushed through the next affine part L as
  * independent between units by the variance model alone, would lose the off-diagonal

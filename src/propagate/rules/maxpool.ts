@@ -3,7 +3,7 @@ import { attrInts, attrString, type GraphNode } from '../../onnx/graph.js';
 import { clarkMax } from '../../moments/clark.js';
 import { Rng } from '../../moments/montecarlo.js';
 import { LATTICE_SHIFTS, windowMax } from '../../moments/windowmax.js';
-import { FACTORIAL, probeOf, scaleHermiteRows, type TensorMoments } from './factor.js';
+import { FACTORIAL, maxHermiteColumns, newFactor, probeOf, scaleHermiteRows, type TensorMoments } from './factor.js';
 
 /**
  * MaxPool windows: for each output unit the flat input indices of its window (pads excluded).
@@ -159,9 +159,10 @@ function poolRows(
   extraRows: number,
   active: (SparseWindows & { first: number }) | undefined,
   natWeights?: Float64Array,
+  spare = 0,
 ): Float32Array {
   const outSize = start.length - 1;
-  const F = new Float32Array((rows + extraRows) * outSize);
+  const F = newFactor(rows + extraRows, outSize, spare);
   const all4 = idx.length === 4 * outSize;
   for (let d = 0; d < rows; d++) {
     const row = d * size;
@@ -204,6 +205,20 @@ function poolRows(
   return F;
 }
 
+/** The W input values of each active (row, window) pair, in natural window order (SparseWindows.values). */
+function activeValues(Fx: Float32Array, first: number, k: number, size: number, nat: Int32Array, active: SparseWindows): Float32Array {
+  const W = active.width;
+  const values = new Float32Array(active.windows.length * W);
+  for (let d = 0; d < k; d++) {
+    const row = (first + d) * size;
+    for (let e = active.rowStart[d]; e < active.rowStart[d + 1]; e++) {
+      const o = active.windows[e];
+      for (let a = 0; a < W; a++) values[e * W + a] = Fx[row + nat[o * W + a]];
+    }
+  }
+  return values;
+}
+
 /** Seed of the MaxPool windows' draws of shifted lattices (fixed: the same input gives the same moments). */
 const LATTICE_SEED = 20261206;
 
@@ -244,13 +259,21 @@ export interface SparseWindows {
  * probes as sum_j beta_j c_j prod_t (u_j . P_t) (see probeOf) and scaled to its exact F-part
  * variance sum_jl beta_j beta_l c_j c_l (u_j^T G u_l)^h / h! (at most the residual left).
  */
-export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, cache: MaxPoolGram = {}, hermiteOrder = 3, floor = -Infinity): TensorMoments {
+export function applyMaxPool(
+  windows: readonly Int32Array[],
+  x: TensorMoments,
+  cache: MaxPoolGram = {},
+  hermiteOrder = 3,
+  floor = -Infinity,
+  columns = x.probes >> 1,
+  spare = 0,
+): TensorMoments {
   const size = x.m.length;
   const outSize = windows.length;
   const p = x.probes;
   const k = x.k;
   const rows = p + k;
-  const K = p >> 1;
+  const K = Math.min(columns, maxHermiteColumns(p));
   const Fx = x.F;
   const start = new Int32Array(outSize + 1);
   const gStart = new Int32Array(outSize + 1);
@@ -272,26 +295,16 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
   if (cache.F === Fx && cache.k === k && cache.G) {
     G = cache.G;
     active = cache.active;
+    // the second call on the same factor (the input noise's image, the same for every input):
+    // from now on the active windows' values are read contiguously; a factor seen once (every
+    // later MaxPool's) is gathered directly instead, as storing its values would cost as much
+    if (active && !active.values && nat.length === active.width * outSize) active.values = activeValues(Fx, p, k, size, nat, active);
   } else {
     const grams = windowGrams(Fx, p, k, size, nat, start, gStart);
     G = grams.G;
     // the sparse pass pays when at most half the (row, window) pairs hold a nonzero
     const count = grams.windows.length;
-    if (count <= (k * outSize) / 2) {
-      const width = start[1] - start[0];
-      active = { rowStart: grams.rowStart, windows: grams.windows.slice(), width };
-      if (nat.length === width * outSize) {
-        const values = new Float32Array(count * width);
-        for (let d = 0; d < k; d++) {
-          const row = (p + d) * size;
-          for (let e = grams.rowStart[d]; e < grams.rowStart[d + 1]; e++) {
-            const o = active.windows[e];
-            for (let a = 0; a < width; a++) values[e * width + a] = Fx[row + nat[o * width + a]];
-          }
-        }
-        active.values = values;
-      }
-    } else active = undefined;
+    active = count <= (k * outSize) / 2 ? { rowStart: grams.rowStart, windows: grams.windows.slice(), width: start[1] - start[0] } : undefined;
     cache.F = Fx;
     cache.k = k;
     cache.G = G;
@@ -302,11 +315,19 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
   const pos = new Int32Array(start[outSize]);
   const idx = new Int32Array(start[outSize]);
   for (let o = 0; o < outSize; o++) {
+    // insertion sort (windows are short), stable like Array.prototype.sort
     const w = windows[o];
-    const order = Array.from({ length: w.length }, (_, a) => a).sort((a, b) => x.m[w[b]] - x.m[w[a]]);
+    const s0 = start[o];
     for (let a = 0; a < w.length; a++) {
-      pos[start[o] + a] = order[a];
-      idx[start[o] + a] = w[order[a]];
+      const ma = x.m[w[a]];
+      let b = a;
+      while (b > 0 && x.m[idx[s0 + b - 1]] < ma) {
+        pos[s0 + b] = pos[s0 + b - 1];
+        idx[s0 + b] = idx[s0 + b - 1];
+        b--;
+      }
+      pos[s0 + b] = a;
+      idx[s0 + b] = w[a];
     }
   }
   const orders = K > 0 ? [2, 3].filter((h) => h <= hermiteOrder) : [];
@@ -330,6 +351,9 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
   const wX = new Float64Array(S);
   const beta = new Float64Array(S);
   const uP = new Float64Array(S * Math.max(p, 1));
+  // each column's probes (probeOf), looked up once
+  const probeIdx = new Int32Array(3 * K);
+  for (let c = 0; c < K; c++) for (let t = 0; t < 3; t++) probeIdx[3 * c + t] = probeOf(c, t, p);
   const pv = new Float64Array(maxLen * Math.max(p, 1));
   let hermite = false;
   for (let o = 0; o < outSize; o++) {
@@ -403,8 +427,12 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
       for (let j = 1; j <= steps; j++) {
         const bj = beta[j] * coef[cOff + j];
         if (bj === 0) continue;
-        for (let l = 1; l <= steps; l++) t += (bj * beta[l] * coef[cOff + l] * uGu[j * S + l] ** h) / FACTORIAL[h];
+        for (let l = 1; l <= steps; l++) {
+          const g = uGu[j * S + l];
+          t += bj * beta[l] * coef[cOff + l] * (h === 2 ? g * g : g * g * g);
+        }
       }
+      t /= FACTORIAL[h];
       const given = Math.max(0, Math.min(left, t));
       target[n * outSize + o] = given;
       left -= given;
@@ -428,12 +456,13 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
         probed = true;
       }
       for (let c = 0; c < K; c++) {
-        const a0 = probeOf(c, 0, p);
-        const a1 = probeOf(c, 1, p);
-        const a2 = probeOf(c, 2, p);
+        const a0 = probeIdx[3 * c];
+        const a1 = probeIdx[3 * c + 1];
+        const a2 = probeIdx[3 * c + 2];
         let s = 0;
         for (let j = 1; j <= steps; j++) {
-          const prod = uP[j * p + a0] * uP[j * p + a1] * (h > 2 ? uP[j * p + a2] : 1);
+          const jp = j * p;
+          const prod = h > 2 ? uP[jp + a0] * uP[jp + a1] * uP[jp + a2] : uP[jp + a0] * uP[jp + a1];
           s += beta[j] * coef[cOff + j] * prod;
         }
         Q[(n * K + c) * outSize + o] = s;
@@ -446,7 +475,7 @@ export function applyMaxPool(windows: readonly Int32Array[], x: TensorMoments, c
     natWeights = new Float64Array(idx.length);
     for (let t = 0; t < idx.length; t++) natWeights[start[Math.floor(t / active.width)] + pos[t]] = weights[t];
   }
-  const F = poolRows(Fx, rows, size, idx, weights, start, extra, active && { ...active, first: p }, natWeights);
+  const F = poolRows(Fx, rows, size, idx, weights, start, extra, active && { ...active, first: p }, natWeights, spare);
   if (!hermite) return { ...x, m, F, r };
   // the orders share the K rows (see applyUnitRule)
   const block = F.subarray(rows * outSize);

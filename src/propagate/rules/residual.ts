@@ -1,6 +1,6 @@
 /** Residual rows before an affine segment (see ./index.ts, "Residual rows"). */
 import type { Rng } from '../../moments/montecarlo.js';
-import { scaleHermiteRows, type TensorMoments } from './factor.js';
+import { extendFactor, scaleHermiteRows, type TensorMoments } from './factor.js';
 
 /**
  * Residual rows (see the header): before an affine segment, each input's residual variance r is
@@ -18,15 +18,31 @@ export function appendResidualRows(ins: TensorMoments[], R: number, rng: Rng): T
   return ins.map((x) => {
     const size = x.m.length;
     const rows = x.F.length / size;
-    const F = new Float32Array((rows + R) * size);
-    F.set(x.F);
+    // a factor made with room for the rows (newFactor) gets them in place, else a copy
+    let F = extendFactor(x.F, size, R);
+    if (!F) {
+      F = new Float32Array((rows + R) * size);
+      F.set(x.F);
+    }
     const amp = new Float64Array(size);
     for (let i = 0; i < size; i++) amp[i] = Math.sqrt(x.r[i] / R);
+    // the signs are the bits of 32-bit draws, 32 to a draw
+    let bits = 0;
+    let left = 0;
     for (let c = 0; c < R; c++) {
       const o = (rows + c) * size;
       for (let i = 0; i < size; i++) {
-        if (amp[i] === 0) continue;
-        F[o + i] = rng.nextUint32() & 1 ? amp[i] : -amp[i];
+        if (amp[i] === 0) {
+          F[o + i] = 0;
+          continue;
+        }
+        if (left === 0) {
+          bits = rng.nextUint32();
+          left = 32;
+        }
+        F[o + i] = bits & 1 ? amp[i] : -amp[i];
+        bits >>>= 1;
+        left--;
       }
     }
     return { ...x, F, k: x.k + R };
@@ -37,11 +53,13 @@ export function appendResidualRows(ins: TensorMoments[], R: number, rng: Rng): T
  * After the segment: each output unit's part of the R residual rows (from row `at`) is rescaled to
  * the variance model's exact residual variance r_i (their squared norm is only an estimate of it),
  * which then leaves r: the residual is carried by the rows from here on, correlated between units
- * as L diag(r) L^T. A unit whose rows are 0 while r_i > 0 keeps r_i.
+ * as L diag(r) L^T. A unit whose rows are 0 while r_i > 0 keeps r_i. The rows are scaled in place
+ * (y.F must be a factor nothing else reads: a segment's fresh output).
  */
 export function absorbResidualRows(y: TensorMoments, at: number, R: number): TensorMoments {
   const size = y.m.length;
-  const F = y.F.slice();
+  // in place: the factor is the segment's fresh output, read by nothing else yet
+  const F = y.F;
   const given = scaleHermiteRows(F, at, R, size, y.r);
   const r = new Float64Array(size);
   for (let i = 0; i < size; i++) r[i] = given[i] > 0 ? 0 : y.r[i];

@@ -2,7 +2,7 @@
 import { NetmomentsError } from '../../errors.js';
 import { attrInt, type GraphNode } from '../../onnx/graph.js';
 import { softmaxMoments } from '../../moments/softmax.js';
-import type { TensorMoments } from './factor.js';
+import { newFactor, type TensorMoments } from './factor.js';
 
 /**
  * The slices a Softmax normalizes over, in a per-sample tensor of shape `shape` (batch axis
@@ -43,14 +43,14 @@ export const MAX_SOFTMAX_UNITS = 64;
  * (exact covariance with the input noise, Stein's lemma); each unit's residual is its exact
  * variance E[y_j^2] - (E y_j)^2 minus what the passed covariance rows carry (clamped at 0).
  */
-export function applySoftmax(x: TensorMoments, slices: { outer: number; D: number; inner: number }): TensorMoments {
+export function applySoftmax(x: TensorMoments, slices: { outer: number; D: number; inner: number }, spare = 0): TensorMoments {
   const { outer, D, inner } = slices;
   const size = x.m.length;
   const rows = x.F.length / size;
   const p = x.probes;
   const m = new Float64Array(size);
   const r = new Float64Array(size);
-  const F = new Float32Array(rows * size);
+  const F = newFactor(rows, size, spare);
   const idx = new Int32Array(D);
   const C = new Float64Array(D * D);
   const mu = new Float64Array(D);

@@ -7,7 +7,17 @@ import { attrFloat, graphConstant, type Graph, type GraphNode } from '../../onnx
 import type { TensorValue } from '../../onnx/tensor.js';
 import { ABS, RELU, clip, leakyRelu, piecewiseLinearMoments, type PiecewiseLinear } from '../../moments/piecewise.js';
 import { SMOOTH_FUNCTIONS, expMoments, smoothMoments } from '../../moments/smooth.js';
-import { FACTORIAL, isDefault, probeOf, scaleHermiteRows, unitFactorNorms, type TensorMoments, type UnitMoments } from './factor.js';
+import {
+  FACTORIAL,
+  isDefault,
+  maxHermiteColumns,
+  newFactor,
+  probeOf,
+  scaleHermiteRows,
+  unitFactorNorms,
+  type TensorMoments,
+  type UnitMoments,
+} from './factor.js';
 
 function constantScalar(graph: Graph, name: string | undefined, fallback: number): number {
   if (!name) return fallback;
@@ -100,11 +110,11 @@ function broadcastTo(t: TensorValue, shape: readonly number[]): Float64Array {
  * Q_ic = E f^(h)(x_i) prod_t P_t,i (see probeOf), each unit's row scaled to its exact norm
  * E f^(h)(x_i)^2 q_i^h / h! (q_i = |F_i|^2; at most the residual variance left).
  */
-export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder = 3): TensorMoments {
+export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder = 3, columns = x.probes >> 1, spare = 0): TensorMoments {
   const size = x.m.length;
   const p = x.probes;
   const rows = p + x.k;
-  const K = p >> 1;
+  const K = Math.min(columns, maxHermiteColumns(p));
   const q = unitFactorNorms(x.F, p, x.k, size);
   const m = new Float64Array(size);
   const r = new Float64Array(size);
@@ -127,7 +137,7 @@ export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder 
   const orders = K > 0 ? [2, 3].filter((h) => h <= hermiteOrder && used[h - 2]) : [];
   const extra = orders.length > 0 ? K : 0;
   const Fx = x.F;
-  const F = new Float32Array((rows + extra) * size);
+  const F = newFactor(rows + extra, size, spare);
   for (let d = 0; d < rows; d++) {
     const o = d * size;
     for (let i = 0; i < size; i++) F[o + i] = slope[i] * Fx[o + i];
