@@ -375,7 +375,8 @@ export function applyMaxPool(
     for (let a = 0; a < L; a++) for (let b = 0; b < L; b++) wGw += wMax[a] * wMax[b] * Gs[a * L + b];
     m[o] = wm.mean;
     r[o] = Math.max(0, wm.variance - wGw);
-    if (nOrders === 0) continue;
+    // a window without residual (decided: its max is one element, linear) has no Hermite part
+    if (nOrders === 0 || !(r[o] > 0)) continue;
     // Clark's recursion, with the floor as a last step, gives the differences D_j whose kinks make
     // the Hermite terms
     let mean = mw[0];
