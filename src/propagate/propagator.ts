@@ -57,9 +57,9 @@ export interface PropagatorOptions {
   /** Seed of the sketch and of the probes (default 1). */
   seed?: number;
   /**
-   * Rows per Hermite order added at each kinked op (K, default DEFAULT_HERMITE_COLUMNS; 0 turns
-   * them off): the order-2 and -3 Hermite parts of each kinked op's residual, correlated between
-   * units, sketched from 2K probes (see rules/index.ts).
+   * Hermite rows added at each kinked op (K, default DEFAULT_HERMITE_COLUMNS = 128; 0 turns them
+   * off): the order-2 and -3 Hermite parts of each kinked op's residual, correlated between units,
+   * sketched from products of the probes (hermiteProbes; see rules/index.ts).
    */
   hermiteColumns?: number;
   /**
@@ -203,8 +203,8 @@ type Step =
   | { kind: 'affine'; label: string; segment: AffineSegment }
   | { kind: 'softmax'; label: string; input: string; output: string; slices: { outer: number; D: number; inner: number } };
 
-/** Hermite rows per order and kinked op by default (see PropagatorOptions.hermiteColumns). */
-export const DEFAULT_HERMITE_COLUMNS = 64;
+/** Hermite rows per kinked op by default (see PropagatorOptions.hermiteColumns). */
+export const DEFAULT_HERMITE_COLUMNS = 128;
 
 /** Probe rows by default (see PropagatorOptions.hermiteProbes). */
 export const DEFAULT_HERMITE_PROBES = 32;

@@ -35,10 +35,11 @@
  * residuals); with K = 32 at 0.93-1.02. The sketch's noise is what spread the logits' variance
  * ratios at sigma 8 (digit 64, 40,000-sample Monte Carlo: 0.958-1.040 with K = 32 columns from
  * 64 probes, 0.970-1.015 with K = 128 from 256; the last Relu's own Hermite rows made no
- * difference: its exact Mehler sum to order 20 gave the same ratios): the default is now K = 64
- * columns from 32 probes (probeOf: the columns beyond P / 2 share probes but stay uncorrelated),
- * as many rows into LeNet's second Conv as K = 32 from 64 probes, and 0.978-1.015 on digit 64,
- * 0.971-1.016 on digit 68.
+ * difference: its exact Mehler sum to order 20 gave the same ratios). The default is now K = 128
+ * columns from 32 probes (probeOf: the columns beyond P / 2 share probes but stay uncorrelated):
+ * 32 fewer probe rows through every segment pay for most of the 96 more Hermite rows. Digit 68,
+ * 75,000-sample Monte Carlo, logits' var / MC: sigma 8 0.964-1.012 with K = 64 (0.957-1.018 with
+ * another probe seed), 0.977-1.008 with K = 128; sigma 32 0.900-0.983 -> 0.914-1.003.
  *
  * Residual rows. The residual r of a kinked op, pushed through the next affine part L as
  * independent between units by the variance model alone, would lose the off-diagonal
@@ -56,8 +57,8 @@
  *
  * What is still lost: the residual's own correlation between units (the Hermite orders >= 4 of
  * a kinked op, the part of a MaxPool's residual beyond the Hermite rows), taken as independent at
- * its source; and at sigma 8 the residual rows overshoot some logits (up to 1.045 of Monte Carlo's
- * variance on digit 64), not yet explained.
+ * its source. (The overshoot at sigma 8 seen with K = 32 Hermite columns, up to 1.045 of Monte
+ * Carlo's variance on digit 64, was the Hermite sketch's noise: see "Hermite rows".)
  *
  * Tried and dropped (LeNet, digits 50-55, 75,000-sample Monte Carlo, sigma 32):
  *  - Clark's sequential max with the ReLU as one more element sorted by mean: mean error 0.055 sd
