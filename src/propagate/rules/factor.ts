@@ -107,6 +107,13 @@ export function newFactor(rows: number, size: number, spare = 0): Float32Array {
 /** The rows of room after factors made by newFactor (only those: another array's buffer may be shared). */
 const spareRows = new WeakMap<Float32Array, number>();
 
+/** The first `rows` rows of a factor made by newFactor, the rows after them left as room (newFactor). */
+export function truncateFactor(F: Float32Array, size: number, rows: number): Float32Array {
+  const view = F.subarray(0, rows * size);
+  spareRows.set(view, (spareRows.get(F) ?? 0) + F.length / size - rows);
+  return view;
+}
+
 /** The factor F extended in place over `extra` of its spare rows, or undefined when it has fewer. */
 export function extendFactor(F: Float32Array, size: number, extra: number): Float32Array | undefined {
   if ((spareRows.get(F) ?? 0) < extra) return undefined;

@@ -3,7 +3,7 @@ import { attrInts, attrString, type GraphNode } from '../../onnx/graph.js';
 import { clarkMax } from '../../moments/clark.js';
 import { Rng } from '../../moments/montecarlo.js';
 import { LATTICE_SHIFTS, windowMax } from '../../moments/windowmax.js';
-import { FACTORIAL, maxHermiteColumns, newFactor, probeOf, scaleHermiteRows, type TensorMoments } from './factor.js';
+import { FACTORIAL, maxHermiteColumns, newFactor, probeOf, truncateFactor, scaleHermiteRows, type TensorMoments } from './factor.js';
 
 /**
  * MaxPool windows: for each output unit the flat input indices of its window (pads excluded).
@@ -150,19 +150,17 @@ function windowGrams(
  * order (natWeights) when it has them.
  */
 function poolRows(
+  F: Float32Array,
   Fx: Float32Array,
   rows: number,
   size: number,
   idx: Int32Array,
   weights: Float64Array,
   start: Int32Array,
-  extraRows: number,
   active: (SparseWindows & { first: number }) | undefined,
   natWeights?: Float64Array,
-  spare = 0,
 ): Float32Array {
   const outSize = start.length - 1;
-  const F = newFactor(rows + extraRows, outSize, spare);
   const all4 = idx.length === 4 * outSize;
   for (let d = 0; d < rows; d++) {
     const row = d * size;
@@ -336,7 +334,10 @@ export function applyMaxPool(
   const m = new Float64Array(outSize);
   const r = new Float64Array(outSize);
   const weights = new Float64Array(idx.length);
-  const Q = new Float64Array(nOrders * K * outSize); // [order][column][window]
+  // the output factor, with K Hermite rows after the pooled ones (dropped when no window has a
+  // Hermite part); order 2's sketch goes straight into them, order 3's into a buffer ([column][window])
+  const F = newFactor(rows + (nOrders > 0 ? K : 0), outSize, spare);
+  const Q = [F.subarray(rows * outSize), nOrders > 1 ? new Float32Array(K * outSize) : undefined];
   const target = new Float64Array(nOrders * outSize);
   const S = maxLen + 1; // Clark steps 1..L-1, and the floor's as step L
   const Gs = new Float64Array(maxLen * maxLen); // the window's Gram in sorted order
@@ -422,6 +423,7 @@ export function applyMaxPool(
     let left = r[o];
     for (let n = 0; n < nOrders; n++) {
       const h = orders[n];
+      const Qn = Q[n]!;
       const cOff = (h - 2) * S;
       // exact F-part variance of the order-h term sum_j beta_j c_j He_h(D_j)
       let t = 0;
@@ -466,27 +468,24 @@ export function applyMaxPool(
           const prod = h > 2 ? uP[jp + a0] * uP[jp + a1] * uP[jp + a2] : uP[jp + a0] * uP[jp + a1];
           s += beta[j] * coef[cOff + j] * prod;
         }
-        Q[(n * K + c) * outSize + o] = s;
+        Qn[c * outSize + o] = s;
       }
     }
   }
-  const extra = hermite ? K : 0;
   let natWeights: Float64Array | undefined;
   if (active?.values) {
     natWeights = new Float64Array(idx.length);
     for (let t = 0; t < idx.length; t++) natWeights[start[Math.floor(t / active.width)] + pos[t]] = weights[t];
   }
-  const F = poolRows(Fx, rows, size, idx, weights, start, extra, active && { ...active, first: p }, natWeights, spare);
-  if (!hermite) return { ...x, m, F, r };
+  poolRows(F, Fx, rows, size, idx, weights, start, active && { ...active, first: p }, natWeights);
+  if (!hermite) return { ...x, m, F: nOrders > 0 ? truncateFactor(F, outSize, rows) : F, r };
   // the orders share the K rows (see applyUnitRule)
-  const block = F.subarray(rows * outSize);
-  const buffer = nOrders > 1 ? new Float32Array(K * outSize) : block;
+  const block = Q[0]!;
   for (let n = 0; n < nOrders; n++) {
-    const Qn = n === 0 ? block : buffer;
-    Qn.set(Q.subarray(n * K * outSize, (n + 1) * K * outSize));
+    const Qn = Q[n]!;
     const given = scaleHermiteRows(Qn, 0, K, outSize, target.subarray(n * outSize, (n + 1) * outSize));
     if (n > 0) for (let j = 0; j < block.length; j++) block[j] += Qn[j];
     for (let o = 0; o < outSize; o++) r[o] = Math.max(0, r[o] - given[o]);
   }
-  return { ...x, m, F, k: k + extra, r };
+  return { ...x, m, F, k: k + K, r };
 }
