@@ -66,8 +66,9 @@
  *  - an unshifted (or randomly rotated) lattice for the window max: its truncated tails bias
  *    every window alike (mean error 0.029 / 0.016); the random shift per window makes the errors
  *    independent and the next layer averages them out.
- *  - K = 16 or 64 instead of 32: the sketch's noise (relative sd ~ sqrt(2/K) of a ~10% share)
- *    spread the variance ratios (0.88-1.04 at K = 16); 64 costs more rows in every JVP after.
+ *  - (when K columns needed 2K probes) K = 16 or 64 instead of 32: the sketch's noise (relative sd
+ *    ~ sqrt(2/K) of a ~10% share) spread the variance ratios (0.88-1.04 at K = 16); 64 cost 64 more
+ *    probe rows in every JVP after. Columns from shared probes (probeOf) lifted that limit.
  */
 import type { GraphNode } from '../../onnx/graph.js';
 import { SMOOTH_FUNCTIONS } from '../../moments/smooth.js';
