@@ -11,8 +11,8 @@
  *  - during an affine segment: the inputs padded to one row count, with R residual rows appended
  *    when they carry a residual (new arrays), onnxruntime's intermediates (no memory arena, so
  *    freed after the run; the largest one produced inside the segment at the outgoing row count),
- *    its outputs twice (onnxruntime's buffer and the copy onnxruntime-node hands back), and once
- *    more when the residual rows are rescaled (absorbResidualRows copies);
+ *    its outputs twice (onnxruntime's buffer and the copy onnxruntime-node hands back; the
+ *    residual rows are then rescaled in place);
  *  - during a unit-wise step: the outgoing factor with K Hermite rows more, a K-row buffer and
  *    seven float64 arrays per unit; during a MaxPool: the window Gram matrices (L^2 float64 per
  *    window), the Hermite sketch (2K float64 per window), the weights and indices (20 bytes per
@@ -92,7 +92,7 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
       const inner = produced.filter((t) => !kept.includes(t));
       const outUnits = kept.reduce((a, t) => a + size(t), 0);
       transient += Math.max(0, ...inner.map(size)) * rowsOut * F32;
-      transient += (residual ? 3 : 2) * outUnits * rowsOut * F32;
+      transient += 2 * outUnits * rowsOut * F32;
       for (const t of kept) made.push([t, { bytes: tensorBytes(size(t), rowsOut), rows: rowsOut, residual: false }]);
       if (k === 0 && !options.sketched) held += outUnits * rowsOut * F32; // remembered for the next call
     } else {

@@ -24,6 +24,7 @@ import type { LoadedModel } from '../onnx/load.js';
 import { DataType } from '../onnx/proto.js';
 import { probeShapes } from '../linearize/shapes.js';
 import { Rng } from '../moments/montecarlo.js';
+import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import type { Provider } from '../runtime/session.js';
 import {
   AFFINE_OPS,
@@ -349,6 +350,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
     for (const [t, k] of last) if (t !== output) freeAfter.set(k, [...(freeAfter.get(k) ?? []), t]);
   }
 
+  const linalg = sharedOrtLinearAlgebra({ threads: options.threads });
   const hermiteOrder = options.hermiteOrder ?? 3;
   const residualRows = options.residualRows ?? DEFAULT_RESIDUAL_ROWS;
   let inputCache: { noise: InputNoise; start: ReturnType<typeof inputMoments> } | undefined;
@@ -386,7 +388,8 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
           const remember = withRows === ins && ins.every((x) => retained.has(x.F));
           const outs = await s.segment.run(withRows, remember);
           const at = ins[0].F.length / ins[0].m.length;
-          outs.forEach((v, idx) => state.set(s.segment.outputs[idx], withRows === ins ? v : absorbResidualRows(v, at, residualRows)));
+          // a factor the segment does not remember is this call's alone: rescaled in place
+          outs.forEach((v, idx) => state.set(s.segment.outputs[idx], withRows === ins ? v : absorbResidualRows(v, at, residualRows, !remember)));
           if (remember) for (const v of outs) retained.add(v.F);
           segmentSeconds += (performance.now() - t0) / 1000;
         } else {
@@ -412,16 +415,16 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         }
       }
       const y = state.get(output)!;
-      const covariance = new Float64Array(d * d);
-      for (let c = y.probes; c < y.probes + y.k; c++) {
-        const row = c * d;
-        for (let a = 0; a < d; a++) {
-          const fa = y.F[row + a];
-          if (fa === 0) continue;
-          for (let b = 0; b < d; b++) covariance[a * d + b] += fa * y.F[row + b];
-        }
+      // F^T F over the covariance rows (probes excluded) in float64 (the float32 rows widened
+      // exactly), by onnxruntime's DGEMM: at d = 1000 and 1,440 rows (ResNet-18 at rank 256) the
+      // plain loops took seconds
+      const rowsCov = y.k;
+      const Fc = y.F.subarray(y.probes * d, (y.probes + rowsCov) * d);
+      const covariance = rowsCov > 0 ? await linalg.gemm(Fc, rowsCov, d, Fc, rowsCov, d, { transA: true }) : new Float64Array(d * d);
+      for (let a = 0; a < d; a++) {
+        for (let b = 0; b < a; b++) covariance[a * d + b] = covariance[b * d + a] = 0.5 * (covariance[a * d + b] + covariance[b * d + a]); // exactly symmetric
+        covariance[a * d + a] += y.r[a];
       }
-      for (let a = 0; a < d; a++) covariance[a * d + a] += y.r[a];
       const variance = new Float64Array(d);
       for (let a = 0; a < d; a++) variance[a] = covariance[a * d + a];
       return {
