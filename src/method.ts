@@ -126,6 +126,24 @@ export async function planPropagation(model: LoadedModel, request: MethodRequest
   };
 }
 
+/** Inputs above this many elements are "large" (ImageNet-size: 150,528): fewer Hermite and residual rows per kinked op. */
+export const LARGE_INPUT = 65_536;
+/** Hermite rows (K) and residual rows (R) per kinked op and affine segment for a large input. */
+export const LARGE_INPUT_ROWS = 16;
+
+/**
+ * The Hermite and residual rows per kinked op (src/propagate/rules/index.ts) for a plan: the
+ * defaults (32 each, tuned on LeNet), or LARGE_INPUT_ROWS each for a large input. Every kinked op
+ * adds K + R rows to the factor and every later step carries them, so on a deep net at ImageNet
+ * size they, not the rank, set the cost: ResNet-18 at rank 256 ends with 1,440 rows at 32 each
+ * (MobileNetV2, 35 Clips: 2,592), with 16 each 896 (1,440). Measured on ResNet-18 against a
+ * 10,000-sample Monte Carlo: docs/BENCHMARKS.md, "ImageNet scale", propagate.
+ */
+export function propagateRows(plan: Pick<PropagationPlan, 'input'>): { hermiteColumns: number; residualRows: number } {
+  if (plan.input.size > LARGE_INPUT) return { hermiteColumns: LARGE_INPUT_ROWS, residualRows: LARGE_INPUT_ROWS };
+  return { hermiteColumns: DEFAULT_HERMITE_COLUMNS, residualRows: DEFAULT_RESIDUAL_ROWS };
+}
+
 /**
  * Memory of a propagation at factor rank k (`fullRank`: the noise's columns; a smaller k is a
  * sketch): the peak of what the engine holds at once, walked step by step over the same layout
@@ -137,8 +155,9 @@ export async function planPropagation(model: LoadedModel, request: MethodRequest
 export function estimatePropagateMemory(plan: PropagationPlan, rank: number, fullRank = plan.input.size): MemoryEstimate {
   const d = plan.output.size;
   const lever = `a lower --rank (now ${rank}), or --method two-stage`;
+  const rows = propagateRows(plan);
   const mem = plan.layout
-    ? propagationMemory(plan.layout, { rank, sketched: rank < fullRank, hermiteRows: DEFAULT_HERMITE_COLUMNS, residualRows: DEFAULT_RESIDUAL_ROWS })
+    ? propagationMemory(plan.layout, { rank, sketched: rank < fullRank, hermiteRows: rows.hermiteColumns, residualRows: rows.residualRows })
     : undefined;
   const parts = [
     { what: `factors of rank ${rank}${mem ? ` (${mem.rows} rows at the output; at the peak, ${mem.at})` : ''}`, bytes: mem?.peak ?? 0, lever },
@@ -255,7 +274,7 @@ export class PropagateEngine {
   static async create(model: LoadedModel, plan: PropagationPlan, options: { rank: number; threads?: number; provider?: Provider }): Promise<PropagateEngine> {
     const propagator = await createPropagator(
       { ...model, graph: plan.graph },
-      { output: plan.output.name, rank: options.rank, threads: options.threads, provider: options.provider },
+      { output: plan.output.name, rank: options.rank, ...propagateRows(plan), threads: options.threads, provider: options.provider },
     );
     try {
       const evaluator = await ModelEvaluator.create(plan.graph, plan.input, plan.output, {
