@@ -274,7 +274,7 @@ export class PropagateEngine {
   static async create(model: LoadedModel, plan: PropagationPlan, options: { rank: number; threads?: number; provider?: Provider }): Promise<PropagateEngine> {
     const propagator = await createPropagator(
       { ...model, graph: plan.graph },
-      { output: plan.output.name, rank: options.rank, ...propagateRows(plan), threads: options.threads, provider: options.provider },
+      { output: plan.output.name, rank: options.rank, ...propagateRows(plan), shapes: plan.shapes, threads: options.threads, provider: options.provider },
     );
     try {
       const evaluator = await ModelEvaluator.create(plan.graph, plan.input, plan.output, {

@@ -73,6 +73,8 @@ export interface PropagatorOptions {
   residualRows?: number;
   threads?: number;
   provider?: Provider;
+  /** The graph's tensor shapes at batch 1 when the caller probed them already (src/method.ts's plan): one run of the whole model with every tensor as an output less. */
+  shapes?: ReadonlyMap<string, number[]>;
 }
 
 export interface PropagatedMoments {
@@ -299,7 +301,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
       file: model.file,
     });
   }
-  const probed = await probeShapes(graph, { threads: options.threads });
+  const probed = options.shapes ?? (await probeShapes(graph, { threads: options.threads }));
   if (!probed) throw new NetmomentsError('cannot run the model once to find its tensor shapes', { code: 'UNSUPPORTED', file: model.file });
   const layout = layoutPropagation(graph, probed, input, output, model.file);
   const { shapes, variable, lastUse, sampleShape } = layout;
