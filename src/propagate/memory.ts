@@ -9,8 +9,9 @@
  *  - the input noise's factor for the whole call (kept for the next input), and with an unsketched
  *    factor (no residual at the input) the first segment's outputs too (segment.ts, `remember`);
  *  - during an affine segment: the inputs padded to one row count, with R residual rows appended
- *    when they carry a residual (new arrays), onnxruntime's intermediates (no memory arena, so
- *    freed after the run; the largest one produced inside the segment at the outgoing row count),
+ *    when they carry a residual (new arrays), onnxruntime's working set (no memory arena, so
+ *    freed after the run; the largest node's output at the outgoing row count, with a Conv's
+ *    input too: onnxruntime reorders it into its blocked NCHWc layout, a copy),
  *    its outputs twice (onnxruntime's buffer and the copy onnxruntime-node hands back; the
  *    residual rows are then rescaled in place);
  *  - during a unit-wise step: the outgoing factor with K Hermite rows more, a K-row buffer and
@@ -89,9 +90,12 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
       }
       const produced = s.nodes.flatMap((nd) => nd.outputs).filter((t) => t && variable.has(t));
       const kept = produced.filter((t) => t === output || (layout.lastUse.get(t) ?? -1) > s.end - 1);
-      const inner = produced.filter((t) => !kept.includes(t));
       const outUnits = kept.reduce((a, t) => a + size(t), 0);
-      transient += Math.max(0, ...inner.map(size)) * rowsOut * F32;
+      // onnxruntime's working set: per node its output at the outgoing row count, and a Conv's
+      // input (copied into the blocked NCHWc layout)
+      const units = (ts: string[]) => ts.filter((t) => t && variable.has(t)).reduce((a, t) => a + size(t), 0);
+      const working = s.nodes.map((nd) => units(nd.outputs) + (nd.opType === 'Conv' ? units(nd.inputs) : 0));
+      transient += Math.max(0, ...working) * rowsOut * F32;
       transient += 2 * outUnits * rowsOut * F32;
       for (const t of kept) made.push([t, { bytes: tensorBytes(size(t), rowsOut), rows: rowsOut, residual: false }]);
       if (k === 0 && !options.sketched) held += outUnits * rowsOut * F32; // remembered for the next call

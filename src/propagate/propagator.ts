@@ -18,6 +18,8 @@
  * segment's outgoing factor, the first MaxPool's window Gram matrices) is kept from one call to
  * the next while the noise stays the same.
  */
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { NetmomentsError } from '../errors.js';
 import { attrInt, Graph, type GraphNode } from '../onnx/graph.js';
 import type { LoadedModel } from '../onnx/load.js';
@@ -207,6 +209,21 @@ export const DEFAULT_HERMITE_COLUMNS = 32;
 /** Residual rows before an affine segment by default (see PropagatorOptions.residualRows). */
 export const DEFAULT_RESIDUAL_ROWS = 32;
 
+/** Bytes of factors dropped in one step above which the propagation asks V8 for a collection. */
+const COLLECT_BYTES = 256 * 2 ** 20;
+
+/** V8's full collection (the --expose-gc function, switched on here and fetched once), or nothing where it cannot be had. */
+const collectGarbage: () => void = (() => {
+  try {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as unknown;
+    if (typeof gc === 'function') return gc as () => void;
+  } catch {
+    // no gc: memory is collected when V8 decides
+  }
+  return () => {};
+})();
+
 /** Seed of the residual rows' signs (fixed: the same input gives the same moments). */
 const RESIDUAL_SEED = 0x5eed_0013;
 
@@ -384,6 +401,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
       for (let k = 0; k < steps.length; k++) {
         const s = steps[k];
         const t0 = performance.now();
+        let dropped = 0;
         if (s.kind === 'affine') {
           const ins = padRows(s.segment.inputs.map((t) => state.get(t)!));
           const withRows = appendResidualRows(ins, residualRows, new Rng(RESIDUAL_SEED + k));
@@ -393,6 +411,8 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
           // a factor the segment does not remember is this call's alone: rescaled in place
           outs.forEach((v, idx) => state.set(s.segment.outputs[idx], withRows === ins ? v : absorbResidualRows(v, at, residualRows, !remember)));
           if (remember) for (const v of outs) retained.add(v.F);
+          // the copies with residual rows (and padded inputs) are garbage now
+          if (withRows !== ins) for (const x of withRows) dropped += x.F.byteLength;
           segmentSeconds += (performance.now() - t0) / 1000;
         } else {
           const x = state.get(s.input)!;
@@ -407,7 +427,15 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
           if (s.kind === 'maxpool' && !retained.has(x.F)) s.gram = {}; // its cache holds x.F
           ruleSeconds += (performance.now() - t0) / 1000;
         }
-        for (const t of freeAfter.get(k) ?? []) state.delete(t);
+        let freed = dropped;
+        for (const t of freeAfter.get(k) ?? []) {
+          freed += state.get(t)?.F.byteLength ?? 0;
+          state.delete(t);
+        }
+        // a large factor dropped: collect it now, before the next step allocates its own (V8 frees
+        // typed arrays only when it collects; without this MobileNetV2's resident memory ran
+        // gigabytes above what was live)
+        if (freed >= COLLECT_BYTES) collectGarbage();
         if (trace) {
           const y = state.get(s.kind === 'affine' ? s.segment.outputs[0] : s.output);
           const rows = y ? y.F.length / y.m.length : 0;
