@@ -12,6 +12,14 @@
 // Usage: npm run build && /usr/bin/python3 scripts/make-imagenet-models.py /tmp/netmoments-imagenet &&
 //        node bench/scale.mjs [--dir /tmp/netmoments-imagenet] [--models alexnet,resnet18] [--sigma 0.1]
 //        [--samples 1000] [--window K] [--limit 600] [--diagnostics fast]
+// --propagate: instead of two-stage, `analyze --method propagate` (with NETMOMENTS_TRACE_PROPAGATE=1:
+//   its per-step seconds and resident memory) beside auto, the memory estimate auto's choice rests on
+//   (src/method.ts estimatePropagateMemory, plus the process's resident memory when it is made)
+//   against the run's peak, and with --reference DIR (files DIR/mc10k-MODEL.json written by
+//   `--mc-only FILE --samples 10000 --save DIR/mc10k-MODEL.json`) the top-5 logits' mean error in
+//   reference sd and sd ratio. --rank K passes a rank to the propagate run (default: auto's rank).
+//   --skip-mc leaves the Monte Carlo out (when a ratio was measured already); --method auto makes the
+//   traced run plain `analyze` (no separate auto run).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -57,6 +65,12 @@ if (opt('mc-only') !== undefined) {
   });
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
   console.log(JSON.stringify({ seconds: s, samples: mc.samples, meanTop: Math.max(...mc.mean) }));
+  // --save FILE: the per-output mean and sd (the reference a later --propagate run compares with)
+  if (opt('save')) {
+    const { writeFileSync } = await import('node:fs');
+    const sd = Array.from(mc.variance, (v) => Math.sqrt(v));
+    writeFileSync(opt('save'), JSON.stringify({ model: file, sigma, samples: mc.samples, seconds: s, mean: Array.from(mc.mean), sd }));
+  }
   await ev.release();
   process.exit(0);
 }
@@ -79,12 +93,13 @@ const work = mkdtempSync(join(tmpdir(), 'netmoments-scale-'));
 
 /** Run a command under /usr/bin/time and a wall-clock limit: seconds, peak RSS (GB), exit code, last stderr line. */
 function timed(cmd, cmdArgs) {
-  const r = spawnSync('/usr/bin/time', ['-f', 'TIME %e %M', 'timeout', String(limit), cmd, ...cmdArgs], { encoding: 'utf8', maxBuffer: 1 << 28 });
-  const m = /TIME ([\d.]+) (\d+)/.exec(r.stderr ?? '');
+  const r = spawnSync('/usr/bin/time', ['-f', 'TIME %e %M %U %S', 'timeout', String(limit), cmd, ...cmdArgs], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  const m = /TIME ([\d.]+) (\d+) ([\d.]+) ([\d.]+)/.exec(r.stderr ?? '');
   const lines = (r.stderr ?? '').split('\n').filter((l) => l && !l.startsWith('TIME') && !/Command exited/.test(l));
   return {
     seconds: m ? Number(m[1]) : NaN,
     rssGB: m ? Number(m[2]) / 1024 / 1024 : NaN,
+    cpu: m ? Number(m[3]) + Number(m[4]) : NaN,
     code: r.status,
     stdout: r.stdout,
     last: lines.at(-1) ?? '',
@@ -103,12 +118,105 @@ console.log(
 );
 const describeRun = (r) =>
   r.code === 0
-    ? `${r.seconds.toFixed(1)} s, peak ${r.rssGB.toFixed(2)} GB`
+    ? `${r.seconds.toFixed(1)} s (${r.cpu.toFixed(1)} CPU s), peak ${r.rssGB.toFixed(2)} GB`
     : r.code === 124
       ? `did not finish in ${limit} s`
       : `exit ${r.code}: ${r.last.length > 500 ? `${r.last.slice(0, 250)} ... ${r.last.slice(-250)}` : r.last}`;
+/** propagate's memory estimate (the one auto decides with) and the resident memory when it is made: a child process. */
+if (opt('estimate-only') !== undefined) {
+  const { loadModel } = await import('../dist/onnx/load.js');
+  const { planPropagation, estimatePropagateMemory, propagateRank } = await import('../dist/method.js');
+  const { memoryLimit } = await import('../dist/resources.js');
+  const model = loadModel(opt('estimate-only'));
+  const plan = await planPropagation(model, {});
+  const rank = opt('rank') ? Number(opt('rank')) : propagateRank(plan, plan.input.size, memoryLimit(undefined));
+  const e = estimatePropagateMemory(plan, rank, plan.input.size);
+  console.log(
+    JSON.stringify({ rank, bytes: e.total, rss: process.memoryUsage.rss(), parts: e.parts.map((x) => `${x.what} ${(x.bytes / 2 ** 30).toFixed(2)} GiB`) }),
+  );
+  process.exit(0);
+}
+const reference = opt('reference');
+/** Top-5 logits (by reference mean): mean error in reference sd, sd ratio. */
+function compare(report, m) {
+  const refFile = reference && join(reference, `mc10k-${m}.json`);
+  if (!refFile || !existsSync(refFile)) return 'no reference';
+  const ref = JSON.parse(readFileSync(refFile, 'utf8'));
+  const res = report.results[0];
+  const top = ref.mean
+    .map((v, i) => [v, i])
+    .sort((a, b) => b[0] - a[0])
+    .slice(0, 5)
+    .map(([, i]) => i);
+  const err = top.map((i) => Math.abs(res.mean[i] - ref.mean[i]) / ref.sd[i]);
+  const ratio = top.map((i) => Math.sqrt(res.variance[i]) / ref.sd[i]);
+  return (
+    `top-5 vs ${ref.samples}-sample Monte Carlo: |mean error| / sd ${err.map((v) => v.toFixed(3)).join(' ')} (max ${Math.max(...err).toFixed(3)}); ` +
+    `sd / MC sd ${ratio.map((v) => v.toFixed(3)).join(' ')} (worst ${Math.max(...ratio.map((v) => Math.abs(v - 1))).toFixed(3)} off)`
+  );
+}
 for (const m of models) {
   const file = join(dir, `${m}.onnx`);
+  if (opt('propagate') !== undefined) {
+    const common = [bin, 'analyze', file, '--input', input, ...noiseArgs, '--quiet'];
+    const est = timed('node', [new URL(import.meta.url).pathname, '--estimate-only', file, ...(opt('rank') ? ['--rank', opt('rank')] : [])]);
+    const e = est.code === 0 ? JSON.parse(est.stdout.trim().split('\n').at(-1)) : undefined;
+    process.env.NETMOMENTS_TRACE_PROPAGATE = '1';
+    const method = opt('method', 'propagate');
+    const prop = timed('node', [...common, '--method', method, ...(opt('rank') ? ['--rank', opt('rank')] : []), '--out', join(work, `${m}-prop.json`)]);
+    delete process.env.NETMOMENTS_TRACE_PROPAGATE;
+    const auto = opt('skip-auto') !== undefined || method === 'auto' ? undefined : timed('node', [...common, '--out', join(work, `${m}-auto.json`)]);
+    const mc =
+      opt('skip-mc') !== undefined
+        ? undefined
+        : timed('node', [
+            new URL(import.meta.url).pathname,
+            '--mc-only',
+            file,
+            '--input',
+            input,
+            '--sigma',
+            sigma,
+            '--samples',
+            samples,
+            ...(window ? ['--window', window] : []),
+          ]);
+    const steps = prop.stderr.filter((l) => l.startsWith('propagate step'));
+    const slowest = steps
+      .map((l) => [Number(/: ([\d.]+) s/.exec(l)?.[1]), l.replace(/^propagate step /, '')])
+      .sort((a, b) => b[0] - a[0])
+      .slice(0, 3)
+      .map(([, l]) => l);
+    console.log(`${m}:`);
+    if (e)
+      console.log(
+        `  estimate at rank ${e.rank}: ${(e.bytes / 2 ** 30).toFixed(2)} GiB + ${(e.rss / 2 ** 30).toFixed(2)} GiB resident when made (${e.parts.join('; ')})`,
+      );
+    console.log(
+      `  ${method === 'auto' ? 'auto' : 'propagate'}: ${describeRun(prop)}${e && prop.code === 0 ? `; estimate + resident / peak ${((e.bytes + e.rss) / 2 ** 30 / prop.rssGB).toFixed(2)}` : ''}; ${steps.length} steps, slowest: ${slowest.join(' | ')}`,
+    );
+    const pr = prop.code === 0 ? JSON.parse(readFileSync(join(work, `${m}-prop.json`), 'utf8')) : undefined;
+    if (pr)
+      console.log(
+        `  ${method}${method === 'auto' ? ` chose ${pr.method}${pr.rank ? ` at rank ${pr.rank}` : ''} (${pr.methodReason})` : ''}: ${compare(pr, m)}`,
+      );
+    if (auto) {
+      const a = auto.code === 0 ? JSON.parse(readFileSync(join(work, `${m}-auto.json`), 'utf8')) : undefined;
+      console.log(`  auto${a ? ` (${a.method}${a.rank ? `, rank ${a.rank}` : ''})` : ''}: ${describeRun(auto)}`);
+    }
+    if (mc) {
+      const mcSeconds = mc.code === 0 ? JSON.parse(mc.stdout.trim().split('\n').at(-1)).seconds : NaN;
+      console.log(
+        `  Monte Carlo ${samples} samples: ${mc.code === 0 ? `${mcSeconds.toFixed(1)} s sampling (${mc.seconds.toFixed(1)} s with the session), peak ${mc.rssGB.toFixed(2)} GB` : describeRun(mc)}`,
+      );
+      const ratio = (r) => (r && r.code === 0 && mc.code === 0 ? (r.seconds / mc.seconds).toFixed(2) : 'n/a');
+      const cpu = (r) => (r && r.code === 0 && mc.code === 0 ? (r.cpu / mc.cpu).toFixed(2) : 'n/a');
+      console.log(
+        `  ratio ${method} / Monte Carlo (both with model loading): wall ${ratio(prop)}, CPU ${cpu(prop)}${auto ? `; auto: wall ${ratio(auto)}, CPU ${cpu(auto)}` : ''}`,
+      );
+    }
+    continue;
+  }
   const ins = spawnSync('node', [bin, 'inspect', file, '--json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
   const relus = JSON.parse(ins.stdout).relus;
   const last = relus.at(-1);

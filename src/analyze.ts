@@ -502,7 +502,7 @@ async function twoStageRefusal(
     const pl = plan ?? (await planPropagation(model, options));
     if (pl.missing.length === 0) {
       const rank = propagateRank(pl, Math.max(1, r), limit, options.rank);
-      const est = estimatePropagateMemory(pl, rank);
+      const est = estimatePropagateMemory(pl, rank, Math.max(1, r));
       if (est.total <= limit.bytes) fits = `--method propagate (moments through every layer, noise factor rank ${rank}: about ${formatBytes(est.total)})`;
     }
   } catch {

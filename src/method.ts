@@ -21,8 +21,20 @@ import { makeBatchDynamicProbed } from './onnx/batch.js';
 import type { Graph } from './onnx/graph.js';
 import type { LoadedModel } from './onnx/load.js';
 import { isKinked } from './onnx/ops/registry.js';
-import { createPropagator, propagationSupport, type InputNoise, type PropagatedMoments, type Propagator } from './propagate/index.js';
-import { formatBytes, type MemoryEstimate, type MemoryLimit } from './resources.js';
+import {
+  DEFAULT_HERMITE_COLUMNS,
+  DEFAULT_HERMITE_PROBES,
+  DEFAULT_RESIDUAL_ROWS,
+  createPropagator,
+  layoutPropagation,
+  propagationMemory,
+  propagationSupport,
+  type InputNoise,
+  type PropagatedMoments,
+  type PropagationLayout,
+  type Propagator,
+} from './propagate/index.js';
+import { checkMemory, formatBytes, type MemoryEstimate, type MemoryLimit } from './resources.js';
 import type { Provider } from './runtime/session.js';
 
 export type Method = 'two-stage' | 'propagate';
@@ -31,10 +43,6 @@ export const METHOD_CHOICES = ['auto', 'two-stage', 'propagate'] as const;
 
 /** The factor rank propagate falls back to when the full rank does not fit (issue 13). */
 export const FALLBACK_RANK = 256;
-/** Rows the propagator adds on top of the factor's: 2K probe rows, and K rows per Hermite order (2, 3) at each kinked or smooth op (K = 32, src/propagate/propagator.ts). */
-const PROBE_ROWS = 64;
-/** K Hermite rows at each kinked or smooth op, and 32 residual rows before the affine segment after it. */
-const HERMITE_ROWS_PER_OP = 64 + 32;
 
 export interface MethodDecision {
   method: Method;
@@ -75,6 +83,10 @@ export interface PropagationPlan {
   missing: string[];
   /** Non-affine steps (each adds Hermite rows). */
   nonAffine: number;
+  /** The steps the propagation will run (for the memory estimate); absent when the path has an op with no moment rule. */
+  layout?: PropagationLayout;
+  /** Bytes of the model file (the sessions hold its weights). */
+  modelBytes: number;
 }
 
 const describe = (name: string, shapes: Map<string, number[]>, file: string): TensorDescription => {
@@ -100,9 +112,12 @@ export async function planPropagation(model: LoadedModel, request: MethodRequest
   const nonAffine = g.nodes.filter(
     (n) => isKinked(n.opType, n.domain) || ['Sigmoid', 'Tanh', 'Exp', 'Erf', 'Sin', 'Cos', 'Softplus'].includes(n.opType),
   ).length;
+  const layout = support.missing.length === 0 ? layoutPropagation(g.clone(), shapes, g.dataInputs[0].name, outName, file) : undefined;
   return {
     graph,
     shapes,
+    layout,
+    modelBytes: model.bytes.length,
     input: describe(inputName, shapes, file),
     output: describe(outName, shapes, file),
     kinkedLayers,
@@ -112,22 +127,49 @@ export async function planPropagation(model: LoadedModel, request: MethodRequest
   };
 }
 
+/** Inputs above this many elements are "large" (ImageNet-size: 150,528): fewer Hermite and residual rows per kinked op. */
+export const LARGE_INPUT = 65_536;
+/** Hermite rows (K) and residual rows (R) per kinked op and affine segment for a large input. */
+export const LARGE_INPUT_ROWS = 16;
+
 /**
- * Memory of a propagation at factor rank k: every tensor on the path holds its factor, (k + extra
- * rows) x size float32, and onnxruntime holds a segment's tangent intermediates at the same width
- * (so twice the sum of the tensor sizes, a bound: tensors are freed after their last use), plus the
- * d x d float64 output covariance.
+ * The Hermite and residual rows per kinked op (src/propagate/rules/index.ts) for a plan: the
+ * defaults (K = 128 Hermite columns from 32 probes and R = 32, tuned on LeNet), or LARGE_INPUT_ROWS each for a large input. Every kinked op
+ * adds K + R rows to the factor and every later step carries them, so on a deep net at ImageNet
+ * size they, not the rank, set the cost: ResNet-18 at rank 256 ends with 1,440 rows at 32 each
+ * (MobileNetV2, 35 Clips: 2,592), with 16 each 896 (1,440). Measured on ResNet-18 against a
+ * 10,000-sample Monte Carlo: docs/BENCHMARKS.md, "ImageNet scale", propagate.
  */
-export function estimatePropagateMemory(plan: PropagationPlan, rank: number): MemoryEstimate {
-  let sizes = 0;
-  for (const [, s] of plan.shapes) sizes += s.slice(1).reduce((a, b) => a * b, 1);
-  const rows = rank + PROBE_ROWS + HERMITE_ROWS_PER_OP * plan.nonAffine;
-  const factors = 2 * 4 * rows * sizes;
+export function propagateRows(plan: Pick<PropagationPlan, 'input'>): { hermiteColumns: number; residualRows: number } {
+  if (plan.input.size > LARGE_INPUT) return { hermiteColumns: LARGE_INPUT_ROWS, residualRows: LARGE_INPUT_ROWS };
+  return { hermiteColumns: DEFAULT_HERMITE_COLUMNS, residualRows: DEFAULT_RESIDUAL_ROWS };
+}
+
+/**
+ * Memory of a propagation at factor rank k (`fullRank`: the noise's columns; a smaller k is a
+ * sketch): the peak of what the engine holds at once, walked step by step over the same layout
+ * (src/propagate/memory.ts, calibrated against the peak resident memory of real runs), plus the
+ * onnxruntime sessions (the model's weights twice: the propagation's segments and the model
+ * itself for the clean output) and the d x d float64 output covariance (twice: the propagation's
+ * and the report's).
+ */
+export function estimatePropagateMemory(plan: PropagationPlan, rank: number, fullRank = plan.input.size): MemoryEstimate {
   const d = plan.output.size;
   const lever = `a lower --rank (now ${rank}), or --method two-stage`;
+  const rows = propagateRows(plan);
+  const mem = plan.layout
+    ? propagationMemory(plan.layout, {
+        rank,
+        sketched: rank < fullRank,
+        hermiteRows: rows.hermiteColumns,
+        hermiteProbes: DEFAULT_HERMITE_PROBES,
+        residualRows: rows.residualRows,
+      })
+    : undefined;
   const parts = [
-    { what: `factors of rank ${rank}`, bytes: factors, lever },
-    { what: 'output covariance', bytes: 8 * d * d, lever: 'a smaller --output' },
+    { what: `factors of rank ${rank}${mem ? ` (${mem.rows} rows at the output; at the peak, ${mem.at})` : ''}`, bytes: mem?.peak ?? 0, lever },
+    { what: 'onnxruntime sessions', bytes: 2 * plan.modelBytes, lever: 'a smaller model' },
+    { what: 'output covariance', bytes: 2 * 8 * d * d, lever: 'a smaller --output' },
   ].filter((p) => p.bytes > 0);
   return { total: parts.reduce((a, p) => a + p.bytes, 0), parts };
 }
@@ -142,9 +184,10 @@ export const MIN_AUTO_RANK = 16;
  */
 export function propagateRank(plan: PropagationPlan, fullRank: number, limit: MemoryLimit, asked?: number): number {
   if (asked !== undefined) return Math.max(1, Math.min(asked, fullRank));
-  if (estimatePropagateMemory(plan, fullRank).total <= limit.bytes) return fullRank;
+  if (estimatePropagateMemory(plan, fullRank, fullRank).total <= limit.bytes) return fullRank;
   const fallback = Math.min(FALLBACK_RANK, fullRank);
-  for (let rank = fallback; rank >= MIN_AUTO_RANK; rank = Math.floor(rank / 2)) if (estimatePropagateMemory(plan, rank).total <= limit.bytes) return rank;
+  for (let rank = fallback; rank >= MIN_AUTO_RANK; rank = Math.floor(rank / 2))
+    if (estimatePropagateMemory(plan, rank, fullRank).total <= limit.bytes) return rank;
   return fallback;
 }
 
@@ -189,10 +232,12 @@ export async function chooseMethod(
     return { decision: { method: 'two-stage', reason: what }, plan };
   }
   const rank = propagateRank(plan, fullRank, limit, request.rank);
-  const estimate = estimatePropagateMemory(plan, rank);
+  const estimate = estimatePropagateMemory(plan, rank, fullRank);
   if (estimate.total > limit.bytes && asked === 'auto') {
     return { decision: { method: 'two-stage', reason: `propagate at rank ${rank} would need ${formatBytes(estimate.total)}, over the memory limit` }, plan };
   }
+  // asked for: refused here, before any session or factor is allocated, with what lowers it
+  if (asked === 'propagate') checkMemory(estimate, limit, model.file);
   const held = Math.max(0, plan.kinkedLayers - 1);
   const reason =
     asked === 'propagate'
@@ -236,7 +281,7 @@ export class PropagateEngine {
   static async create(model: LoadedModel, plan: PropagationPlan, options: { rank: number; threads?: number; provider?: Provider }): Promise<PropagateEngine> {
     const propagator = await createPropagator(
       { ...model, graph: plan.graph },
-      { output: plan.output.name, rank: options.rank, threads: options.threads, provider: options.provider },
+      { output: plan.output.name, rank: options.rank, ...propagateRows(plan), shapes: plan.shapes, threads: options.threads, provider: options.provider },
     );
     try {
       const evaluator = await ModelEvaluator.create(plan.graph, plan.input, plan.output, {

@@ -1,13 +1,19 @@
 /** Moment propagation through every layer (issue 13). */
 export {
+  DEFAULT_HERMITE_COLUMNS,
+  DEFAULT_HERMITE_PROBES,
+  DEFAULT_RESIDUAL_ROWS,
   createPropagator,
   inputMoments,
+  layoutPropagation,
+  type PropagationLayout,
   propagationSupport,
   type InputNoise,
   type PropagatedMoments,
   type Propagator,
   type PropagatorOptions,
 } from './propagator.js';
+export { propagationMemory, type PropagationMemory, type PropagationMemoryOptions } from './memory.js';
 export {
   AFFINE_OPS,
   applyMaxPool,

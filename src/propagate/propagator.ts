@@ -18,12 +18,15 @@
  * segment's outgoing factor, the first MaxPool's window Gram matrices) is kept from one call to
  * the next while the noise stays the same.
  */
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { NetmomentsError } from '../errors.js';
 import { attrInt, Graph, type GraphNode } from '../onnx/graph.js';
 import type { LoadedModel } from '../onnx/load.js';
 import { DataType } from '../onnx/proto.js';
 import { probeShapes } from '../linearize/shapes.js';
 import { Rng } from '../moments/montecarlo.js';
+import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import type { Provider } from '../runtime/session.js';
 import {
   AFFINE_OPS,
@@ -63,7 +66,7 @@ export interface PropagatorOptions {
    */
   hermiteColumns?: number;
   /**
-   * Probe rows carried for the Hermite rows' sketches (default DEFAULT_HERMITE_PROBES, 64;
+   * Probe rows carried for the Hermite rows' sketches (default DEFAULT_HERMITE_PROBES, 32;
    * 0 when hermiteColumns is 0); more columns than probes / 2 share probes (rules/factor.ts probeOf).
    */
   hermiteProbes?: number;
@@ -77,6 +80,8 @@ export interface PropagatorOptions {
   residualRows?: number;
   threads?: number;
   provider?: Provider;
+  /** The graph's tensor shapes at batch 1 when the caller probed them already (src/method.ts's plan): one run of the whole model with every tensor as an output less. */
+  shapes?: ReadonlyMap<string, number[]>;
 }
 
 export interface PropagatedMoments {
@@ -212,8 +217,102 @@ export const DEFAULT_HERMITE_PROBES = 32;
 /** Residual rows before an affine segment by default (see PropagatorOptions.residualRows). */
 export const DEFAULT_RESIDUAL_ROWS = 32;
 
+/** Bytes of factors dropped in one step above which the propagation asks V8 for a collection. */
+const COLLECT_BYTES = 256 * 2 ** 20;
+
+/** V8's full collection (the --expose-gc function, switched on here and fetched once), or nothing where it cannot be had. */
+const collectGarbage: () => void = (() => {
+  try {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as unknown;
+    if (typeof gc === 'function') return gc as () => void;
+  } catch {
+    // no gc: memory is collected when V8 decides
+  }
+  return () => {};
+})();
+
 /** Seed of the residual rows' signs (fixed: the same input gives the same moments). */
 const RESIDUAL_SEED = 0x5eed_0013;
+
+/** One step of a propagation as laid out (src/propagate/memory.ts walks the same list). */
+export type StepLayout =
+  /** a maximal run of consecutive affine nodes, nodes[begin..end-1] of the noisy path */
+  | { kind: 'affine'; nodes: GraphNode[]; begin: number; end: number }
+  /** a MaxPool, with the Relu that alone reads it when fused (max(0, window)) */
+  | { kind: 'maxpool'; node: GraphNode; relu?: GraphNode; input: string; output: string }
+  | { kind: 'softmax'; node: GraphNode; input: string; output: string }
+  | { kind: 'unit'; node: GraphNode; input: string; output: string };
+
+/** The graph as the propagation walks it: shapes folded, MaxPools swapped, the noisy path cut into steps. */
+export interface PropagationLayout {
+  input: string;
+  output: string;
+  /** Batch-1 shapes (a swapped MaxPool's output has the unit-wise op's shape). */
+  shapes: Map<string, number[]>;
+  sampleShape: (t: string) => number[];
+  variable: Set<string>;
+  /** The noisy path's nodes in order, and the index of each variable tensor's last reader. */
+  nodes: GraphNode[];
+  lastUse: Map<string, number>;
+  steps: StepLayout[];
+}
+
+/**
+ * Lay out a propagation of `graph` (sorted; changed in place: Shape/Size folded at batch 1, MaxPools
+ * swapped before the unit-wise ops that fed them) from `input` to `output`, with the batch-1 shapes
+ * `probed` (copied): the steps createPropagator builds engines for, and the memory estimate walks.
+ */
+export function layoutPropagation(graph: Graph, probed: ReadonlyMap<string, number[]>, input: string, output: string, file?: string): PropagationLayout {
+  const shapes = new Map(probed);
+  foldShapesAtBatchOne(graph, shapes);
+  const swaps = swapMaxPools(graph, output);
+  const { nodes, variable } = noisyPath(graph, input, output);
+  const sampleShape = (t: string): number[] => {
+    const s = shapes.get(t);
+    if (!s) throw new NetmomentsError(`no shape for tensor '${t}'`, { code: 'UNSUPPORTED', file });
+    return s.slice(1);
+  };
+  // a swapped MaxPool's output (the pooled pre-activation) has the shape of the unit-wise op's output
+  if (swaps > 0) {
+    for (const n of graph.nodes) {
+      if (n.opType !== 'MaxPool') continue;
+      const f = graph.consumersOf(n.outputs[0])[0];
+      if (f && isMonotoneUnit(f)) shapes.set(n.outputs[0], shapes.get(f.outputs[0])!);
+    }
+  }
+  const lastUse = new Map<string, number>();
+  nodes.forEach((n, i) => n.inputs.forEach((x) => variable.has(x) && lastUse.set(x, i)));
+  lastUse.set(output, Infinity);
+  const steps: StepLayout[] = [];
+  let i = 0;
+  while (i < nodes.length) {
+    const n = nodes[i];
+    if (AFFINE_OPS.has(n.opType) && isDefault(n)) {
+      let j = i;
+      while (j < nodes.length && AFFINE_OPS.has(nodes[j].opType) && isDefault(nodes[j])) j++;
+      steps.push({ kind: 'affine', nodes: nodes.slice(i, j), begin: i, end: j });
+      i = j;
+    } else if (n.opType === 'MaxPool') {
+      // relu(max(x_1..x_L)) = max(0, x_1..x_L): a Relu that alone reads the pool's output (as
+      // after the swap) joins it, so that its moments are those of the max with a floor
+      const next = nodes[i + 1];
+      const fuse =
+        next !== undefined &&
+        next.opType === 'Relu' &&
+        isDefault(next) &&
+        next.inputs[0] === n.outputs[0] &&
+        n.outputs[0] !== output &&
+        graph.consumersOf(n.outputs[0]).length === 1;
+      steps.push({ kind: 'maxpool', node: n, relu: fuse ? next : undefined, input: n.inputs[0], output: fuse ? next.outputs[0] : n.outputs[0] });
+      i += fuse ? 2 : 1;
+    } else {
+      steps.push({ kind: n.opType === 'Softmax' && isDefault(n) ? 'softmax' : 'unit', node: n, input: n.inputs[0], output: n.outputs[0] });
+      i++;
+    }
+  }
+  return { input, output, shapes, sampleShape, variable, nodes, lastUse, steps };
+}
 
 export async function createPropagator(model: LoadedModel, options: PropagatorOptions = {}): Promise<Propagator> {
   const graph = model.graph.clone();
@@ -227,86 +326,42 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
       file: model.file,
     });
   }
-  const shapes = await probeShapes(graph, { threads: options.threads });
-  if (!shapes) throw new NetmomentsError('cannot run the model once to find its tensor shapes', { code: 'UNSUPPORTED', file: model.file });
-  foldShapesAtBatchOne(graph, shapes);
-  const swaps = swapMaxPools(graph, output);
-  const { nodes, variable } = noisyPath(graph, input, output);
-  const sampleShape = (t: string): number[] => {
-    const s = shapes.get(t);
-    if (!s) throw new NetmomentsError(`no shape for tensor '${t}'`, { code: 'UNSUPPORTED', file: model.file });
-    return s.slice(1);
-  };
-  // a swapped MaxPool's output (the pooled pre-activation) has the shape of the unit-wise op's output
-  if (swaps > 0) {
-    for (const n of graph.nodes) {
-      if (n.opType !== 'MaxPool') continue;
-      const f = graph.consumersOf(n.outputs[0])[0];
-      if (f && isMonotoneUnit(f)) shapes.set(n.outputs[0], shapes.get(f.outputs[0])!);
-    }
-  }
+  const probed = options.shapes ?? (await probeShapes(graph, { threads: options.threads }));
+  if (!probed) throw new NetmomentsError('cannot run the model once to find its tensor shapes', { code: 'UNSUPPORTED', file: model.file });
+  const layout = layoutPropagation(graph, probed, input, output, model.file);
+  const { shapes, variable, lastUse, sampleShape } = layout;
   const size = (t: string) => sampleShape(t).reduce((a, d) => a * d, 1);
-  const lastUse = new Map<string, number>();
-  nodes.forEach((n, i) => n.inputs.forEach((x) => variable.has(x) && lastUse.set(x, i)));
-  lastUse.set(output, Infinity);
 
   const steps: Step[] = [];
   const engines: { release(): Promise<void> }[] = [];
   try {
-    let i = 0;
-    while (i < nodes.length) {
-      const n = nodes[i];
-      if (AFFINE_OPS.has(n.opType) && isDefault(n)) {
-        let j = i;
-        while (j < nodes.length && AFFINE_OPS.has(nodes[j].opType) && isDefault(nodes[j])) j++;
-        const segment = await AffineSegment.create(
-          graph,
-          nodes.slice(i, j),
-          variable,
-          shapes,
-          sampleShape,
-          (t) => t === output || (lastUse.get(t) ?? -1) > j - 1,
-          {
-            threads: options.threads,
-            provider: options.provider,
-          },
-        );
+    for (const p of layout.steps) {
+      if (p.kind === 'affine') {
+        const segment = await AffineSegment.create(graph, p.nodes, variable, shapes, sampleShape, (t) => t === output || (lastUse.get(t) ?? -1) > p.end - 1, {
+          threads: options.threads,
+          provider: options.provider,
+        });
         engines.push(segment);
         steps.push({ kind: 'affine', label: segment.label, segment });
-        i = j;
-        continue;
-      }
-      if (n.opType === 'MaxPool') {
-        // relu(max(x_1..x_L)) = max(0, x_1..x_L): a Relu that alone reads the pool's output (as
-        // after the swap) joins it, so that its moments are those of the max with a floor
-        const next = nodes[i + 1];
-        const fuse =
-          next !== undefined &&
-          next.opType === 'Relu' &&
-          isDefault(next) &&
-          next.inputs[0] === n.outputs[0] &&
-          n.outputs[0] !== output &&
-          graph.consumersOf(n.outputs[0]).length === 1;
+      } else if (p.kind === 'maxpool') {
         steps.push({
           kind: 'maxpool',
-          label: fuse ? 'MaxPool+Relu' : 'MaxPool',
-          input: n.inputs[0],
-          output: fuse ? next.outputs[0] : n.outputs[0],
-          windows: maxPoolWindows(n, sampleShape(n.inputs[0]), sampleShape(n.outputs[0])),
+          label: p.relu ? 'MaxPool+Relu' : 'MaxPool',
+          input: p.input,
+          output: p.output,
+          windows: maxPoolWindows(p.node, sampleShape(p.input), sampleShape(p.node.outputs[0])),
           gram: {},
-          floor: fuse ? 0 : -Infinity,
+          floor: p.relu ? 0 : -Infinity,
         });
-        i += fuse ? 2 : 1;
-        continue;
-      } else if (n.opType === 'Softmax' && isDefault(n)) {
-        const slices = softmaxSlices(n, graph.opset, sampleShape(n.inputs[0]));
-        steps.push({ kind: 'softmax', label: 'Softmax', input: n.inputs[0], output: n.outputs[0], slices });
+      } else if (p.kind === 'softmax') {
+        const slices = softmaxSlices(p.node, graph.opset, sampleShape(p.input));
+        steps.push({ kind: 'softmax', label: 'Softmax', input: p.input, output: p.output, slices });
       } else {
+        const n = p.node;
         const rule = unitRule(n, graph, sampleShape(n.inputs[0]));
         if (!rule) throw new NetmomentsError(`propagate has no moment rule for ${n.opType} ('${n.name}')`, { code: 'UNSUPPORTED', file: model.file });
-        steps.push({ kind: 'unit', label: n.opType, input: n.inputs[0], output: n.outputs[0], rule });
+        steps.push({ kind: 'unit', label: n.opType, input: p.input, output: p.output, rule });
       }
-      i++;
     }
   } catch (e) {
     for (const en of engines) await en.release();
@@ -324,6 +379,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
 
   // a rule's output that an affine segment reads gets room for the residual rows (rules/factor.ts newFactor)
   const readByAffine = new Set(steps.flatMap((s) => (s.kind === 'affine' ? s.segment.inputs : [])));
+  const linalg = sharedOrtLinearAlgebra({ threads: options.threads });
   const hermiteOrder = options.hermiteOrder ?? 3;
   const hermiteColumns = options.hermiteColumns ?? DEFAULT_HERMITE_COLUMNS;
   const hermiteProbes = options.hermiteProbes ?? DEFAULT_HERMITE_PROBES;
@@ -345,17 +401,30 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
       }
       const start = { moments: { ...inputCache.start.moments, m: Float64Array.from(mu) }, sketched: inputCache.start.sketched };
       const state = new Map<string, TensorMoments>([[input, start.moments]]);
+      // NETMOMENTS_TRACE_PROPAGATE=1: each step's seconds, factor rows and the process's resident
+      // memory on stderr (bench/scale.mjs --propagate checks the memory estimate against it)
+      const trace = process.env.NETMOMENTS_TRACE_PROPAGATE === '1';
+      // factor arrays that can come again in the next call (the input noise's, and a segment's
+      // images of it alone): only work on these is kept between calls, anything else would hold a
+      // tensor's factor past its last use (src/method.ts, estimatePropagateMemory)
+      const retained = new Set<Float32Array>([start.moments.F]);
       let segmentSeconds = 0;
       let ruleSeconds = 0;
       for (let k = 0; k < steps.length; k++) {
         const s = steps[k];
         const t0 = performance.now();
+        let dropped = 0;
         if (s.kind === 'affine') {
           const ins = padRows(s.segment.inputs.map((t) => state.get(t)!));
           const withRows = appendResidualRows(ins, residualRows, new Rng(RESIDUAL_SEED + k));
-          const outs = await s.segment.run(withRows);
+          const remember = withRows === ins && ins.every((x) => retained.has(x.F));
+          const outs = await s.segment.run(withRows, remember);
           const at = ins[0].F.length / ins[0].m.length;
-          outs.forEach((v, idx) => state.set(s.segment.outputs[idx], withRows === ins ? v : absorbResidualRows(v, at, residualRows)));
+          // a factor the segment does not remember is this call's alone: rescaled in place
+          outs.forEach((v, idx) => state.set(s.segment.outputs[idx], withRows === ins ? v : absorbResidualRows(v, at, residualRows, !remember)));
+          if (remember) for (const v of outs) retained.add(v.F);
+          // the copies with residual rows (and padded inputs) are garbage now
+          if (withRows !== ins) for (const x of withRows) dropped += x.F.byteLength;
           segmentSeconds += (performance.now() - t0) / 1000;
         } else {
           const x = state.get(s.input)!;
@@ -368,21 +437,37 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
                 ? applySoftmax(x, s.slices, spare)
                 : applyMaxPool(s.windows, x, s.gram, hermiteOrder, s.floor, hermiteColumns, spare),
           );
+          if (s.kind === 'maxpool' && !retained.has(x.F)) s.gram = {}; // its cache holds x.F
           ruleSeconds += (performance.now() - t0) / 1000;
         }
-        for (const t of freeAfter.get(k) ?? []) state.delete(t);
-      }
-      const y = state.get(output)!;
-      const covariance = new Float64Array(d * d);
-      for (let c = y.probes; c < y.probes + y.k; c++) {
-        const row = c * d;
-        for (let a = 0; a < d; a++) {
-          const fa = y.F[row + a];
-          if (fa === 0) continue;
-          for (let b = 0; b < d; b++) covariance[a * d + b] += fa * y.F[row + b];
+        let freed = dropped;
+        for (const t of freeAfter.get(k) ?? []) {
+          freed += state.get(t)?.F.byteLength ?? 0;
+          state.delete(t);
+        }
+        // a large factor dropped: collect it now, before the next step allocates its own (V8 frees
+        // typed arrays only when it collects; without this MobileNetV2's resident memory ran
+        // gigabytes above what was live)
+        if (freed >= COLLECT_BYTES) collectGarbage();
+        if (trace) {
+          const y = state.get(s.kind === 'affine' ? s.segment.outputs[0] : s.output);
+          const rows = y ? y.F.length / y.m.length : 0;
+          process.stderr.write(
+            `propagate step ${k} ${s.label}: ${((performance.now() - t0) / 1000).toFixed(2)} s, ${rows} rows, rss ${(process.memoryUsage.rss() / 2 ** 30).toFixed(2)} GiB\n`,
+          );
         }
       }
-      for (let a = 0; a < d; a++) covariance[a * d + a] += y.r[a];
+      const y = state.get(output)!;
+      // F^T F over the covariance rows (probes excluded) in float64 (the float32 rows widened
+      // exactly), by onnxruntime's DGEMM: at d = 1000 and 1,440 rows (ResNet-18 at rank 256) the
+      // plain loops took seconds
+      const rowsCov = y.k;
+      const Fc = y.F.subarray(y.probes * d, (y.probes + rowsCov) * d);
+      const covariance = rowsCov > 0 ? await linalg.gemm(Fc, rowsCov, d, Fc, rowsCov, d, { transA: true }) : new Float64Array(d * d);
+      for (let a = 0; a < d; a++) {
+        for (let b = 0; b < a; b++) covariance[a * d + b] = covariance[b * d + a] = 0.5 * (covariance[a * d + b] + covariance[b * d + a]); // exactly symmetric
+        covariance[a * d + a] += y.r[a];
+      }
       const variance = new Float64Array(d);
       for (let a = 0; a < d; a++) variance[a] = covariance[a * d + a];
       return {
@@ -457,17 +542,29 @@ export function inputMoments(
     return { moments: { m, F, probes, k, r }, sketched: false };
   }
   const rng = new Rng(seed);
-  const G = new Float64Array(cols * k);
-  for (let i = 0; i < G.length; i++) G[i] = rng.normal() / Math.sqrt(k);
-  const sketch = new Float64Array(k * n);
-  for (let i = 0; i < n; i++) {
-    for (let c = 0; c < cols; c++) {
-      const a = at(i, c);
-      if (a === 0) continue;
-      for (let j = 0; j < k; j++) sketch[j * n + i] += a * G[c * k + j];
+  if (noise.kind !== 'lowrank') {
+    // isotropic or diagonal: the factor is diagonal, so sketch row j at unit i is sd_i G_ij; G is
+    // drawn row by row in the same order as below (the same sketch), never held whole (at n =
+    // 150,528 and k = 256 it would be 308 MB of float64, and the dense loop n^2 steps)
+    const g = new Float64Array(k);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < k; j++) g[j] = rng.normal() / Math.sqrt(k);
+      const a = at(i, i);
+      for (let j = 0; j < k; j++) cov[j * n + i] = a * g[j];
     }
+  } else {
+    const G = new Float64Array(cols * k);
+    for (let i = 0; i < G.length; i++) G[i] = rng.normal() / Math.sqrt(k);
+    const sketch = new Float64Array(k * n);
+    for (let i = 0; i < n; i++) {
+      for (let c = 0; c < cols; c++) {
+        const a = at(i, c);
+        if (a === 0) continue;
+        for (let j = 0; j < k; j++) sketch[j * n + i] += a * G[c * k + j];
+      }
+    }
+    cov.set(sketch);
   }
-  cov.set(sketch);
   for (let i = 0; i < n; i++) {
     let q = 0;
     for (let j = 0; j < k; j++) q += cov[j * n + i] ** 2;

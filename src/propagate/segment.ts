@@ -109,7 +109,9 @@ export class AffineSegment {
     tg.outputs = [...tg.outputs, ...outputs.map((name) => ({ name: rName(name), elemType: DataType.FLOAT }))];
     tg.sortTopologically();
     tg.prune();
-    const session = await ModelSession.create(tg.toBytes(), { threads: options.threads, provider: options.provider });
+    // no memory arena: a segment runs once per input at the factor's width, and an arena would keep
+    // every segment's peak for the whole propagation (src/method.ts, estimatePropagateMemory)
+    const session = await ModelSession.create(tg.toBytes(), { threads: options.threads, provider: options.provider, memoryArena: false });
     const sizes = new Map<string, number>();
     const dims = new Map<string, number[]>();
     for (const t of [...inputs, ...outputs]) {
@@ -124,9 +126,12 @@ export class AffineSegment {
 
   /**
    * Moments of the outputs from the inputs' moments. Every input's factor has the same number of
-   * rows (the caller pads a factor that predates later columns with zero rows).
+   * rows (the caller pads a factor that predates later columns with zero rows). `remember` keeps
+   * this run's factors for the next call (see `last`): only worth it where the same factor arrays
+   * can come again (the input noise's factor); elsewhere it would hold a tensor's factor, the
+   * largest arrays of a propagation, past its last use.
    */
-  async run(ins: TensorMoments[]): Promise<TensorMoments[]> {
+  async run(ins: TensorMoments[], remember = true): Promise<TensorMoments[]> {
     const rows = ins[0].F.length / ins[0].m.length;
     const last = this.last;
     const reuse = last !== undefined && ins.every((x, i) => x.F === last.F[i] && x.r.length === last.r[i].length && x.r.every((v, j) => v === last.r[i][j]));
@@ -154,7 +159,9 @@ export class AffineSegment {
       for (let i = 0; i < size; i++) r[i] = rv[i] > 0 ? rv[i] : 0;
       return { ...ins[0], m, F, r, k: rows - ins[0].probes };
     });
-    if (!reuse) this.last = { F: ins.map((x) => x.F), r: ins.map((x) => Float64Array.from(x.r)), outF: result.map((x) => x.F), outR: result.map((x) => x.r) };
+    if (!remember) this.last = undefined;
+    else if (!reuse)
+      this.last = { F: ins.map((x) => x.F), r: ins.map((x) => Float64Array.from(x.r)), outF: result.map((x) => x.F), outR: result.map((x) => x.r) };
     return result;
   }
 

@@ -39,6 +39,12 @@ export interface SessionOptions {
   provider?: Provider;
   /** The file the model came from, for error messages. */
   file?: string;
+  /**
+   * onnxruntime's CPU memory arena (default on): it keeps every block a run allocated for the
+   * session's next runs. Off for sessions whose runs are large and few, so many of them (moment
+   * propagation: one per affine segment, each with its own peak) do not hold their peaks at once.
+   */
+  memoryArena?: boolean;
 }
 
 export type HostTensorType = 'float32' | 'float64' | 'int64' | 'int32' | 'uint8' | 'bool';
@@ -74,6 +80,7 @@ export class ModelSession {
       graphOptimizationLevel: 'all',
       logSeverityLevel: 4,
     };
+    if (options.memoryArena === false) sessionOptions.enableCpuMemArena = false;
     if (options.threads !== undefined && options.threads > 0) {
       sessionOptions.intraOpNumThreads = options.threads;
       sessionOptions.interOpNumThreads = 1;

@@ -53,13 +53,12 @@ export function appendResidualRows(ins: TensorMoments[], R: number, rng: Rng): T
  * After the segment: each output unit's part of the R residual rows (from row `at`) is rescaled to
  * the variance model's exact residual variance r_i (their squared norm is only an estimate of it),
  * which then leaves r: the residual is carried by the rows from here on, correlated between units
- * as L diag(r) L^T. A unit whose rows are 0 while r_i > 0 keeps r_i. The rows are scaled in place
- * (y.F must be a factor nothing else reads: a segment's fresh output).
+ * as L diag(r) L^T. A unit whose rows are 0 while r_i > 0 keeps r_i. `inPlace`: rescale y.F itself.
  */
-export function absorbResidualRows(y: TensorMoments, at: number, R: number): TensorMoments {
+export function absorbResidualRows(y: TensorMoments, at: number, R: number, inPlace = false): TensorMoments {
   const size = y.m.length;
-  // in place: the factor is the segment's fresh output, read by nothing else yet
-  const F = y.F;
+  // in place when the caller holds y.F alone (a copy of a ResNet-18 first-layer factor is 1.1 GB)
+  const F = inPlace ? y.F : y.F.slice();
   const given = scaleHermiteRows(F, at, R, size, y.r);
   const r = new Float64Array(size);
   for (let i = 0; i < size; i++) r[i] = given[i] > 0 ? 0 : y.r[i];
