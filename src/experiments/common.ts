@@ -227,15 +227,18 @@ export function toPixels(values: ArrayLike<number>, p: Preprocessing, g: ImageGe
   return out;
 }
 
-/** Parse "a,b,c" into numbers (for --max-var and similar lists). */
-export function parseNumberList(text: string, what: string): number[] {
+/**
+ * Parse "a,b,c" into finite numbers (--mean, --std, --max-var, sweep's --sigma list); an empty
+ * item ("1,,2", a trailing comma) is refused, not skipped. `expects` says what the option takes in
+ * the error ("--sigma expects <expects>, got '...'").
+ */
+export function parseNumberList(text: string, what: string, expects = 'a comma-separated list of numbers'): number[] {
   const parts = String(text)
     .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
-  const out = parts.map(Number);
-  if (out.length === 0 || out.some((v) => !Number.isFinite(v))) {
-    throw new NetmomentsError(`${what} expects a comma-separated list of numbers, got '${text}'`, { code: 'BAD_USAGE' });
+    .map((s) => s.trim());
+  const out = parts.map((p) => (p === '' ? Number.NaN : Number(p)));
+  if (out.some((v) => !Number.isFinite(v))) {
+    throw new NetmomentsError(`${what} expects ${expects}, got '${text}'`, { code: 'BAD_USAGE' });
   }
   return out;
 }
