@@ -5,6 +5,7 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { CheckFailed, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK, NetmomentsError, oneLine } from './errors.js';
+import { VERSION } from './analyze.js';
 import { commands } from './commands/index.js';
 import { closestName } from './util/suggest.js';
 
@@ -122,7 +123,8 @@ export async function main(argv: string[]): Promise<number> {
     .recommendCommands()
     .help()
     .alias('h', 'help')
-    .version()
+    // the package's own version: yargs's .version() reads the package.json nearest the working directory
+    .version(VERSION)
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err, y) => {

@@ -2,7 +2,7 @@
  * CLI habits: "did you mean" for mistyped options, `netmoments help CMD`, option checks before the
  * model loads, no "NaN" in messages, and analyze's human summary on a terminal.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -73,6 +73,17 @@ describe('suggestions for mistyped names', () => {
     expect(count.stderr.trim()).toBe(
       'netmoments: Missing required arguments: data, out-dir; Unknown argument: count (not an option of report; sensitivity, fooling, attack, certify, sweep take it) (see --help)',
     );
+  });
+});
+
+describe('netmoments --version', () => {
+  it("is the package's version wherever it runs, not that of the package.json in the working directory", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nm-version-'));
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'someone-else', version: '9.9.9' }));
+    const own = JSON.parse(readFileSync('package.json', 'utf8')).version;
+    const r = runCli(['--version'], { cwd: dir });
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(own);
   });
 });
 
