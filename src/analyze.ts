@@ -254,6 +254,25 @@ export class Analyzer {
     }
   }
   /**
+   * This analyzer under other noise `spec` (the same window, noise mean and options otherwise),
+   * sharing its engine: the split, the onnxruntime sessions and the tangent models do not depend
+   * on the noise; only the factor F the linearization is projected on (two-stage) and the input
+   * noise (propagate) do, and they are made here. Undefined when the new noise has another support
+   * size than this one's (sigma 0 has none), which can change the method and rank chosen: create a
+   * new Analyzer then. The engine is shared: release one of them, once.
+   */
+  withNoise(spec: NoiseSpec, noiseFile?: string): Analyzer | undefined {
+    const o = this.options;
+    const inputShape = Linearizer.inputShapeOf(this.model);
+    const win = o.window ? windowIndices(inputShape, o.window, this.model.file, o.layout) : undefined;
+    const noise = validateNoise(spec, this.factor.n, win, noiseFile);
+    if (noise.support.length !== this.noise.support.length) return undefined;
+    const factor = noiseFactor(noise, noiseFile);
+    const engine = this.engine.method === 'two-stage' ? this.engine : { ...this.engine, noise: propagatorNoise(noise, factor) };
+    return new Analyzer(engine, this.decision, this.model, { ...o, noise: spec, noiseFile }, noise, factor);
+  }
+
+  /**
    * The memory check that can run before any onnxruntime session: the input size n and the noise
    * (its support, a full covariance's eigendecomposition) are known from the model's declared input.
    */

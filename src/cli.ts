@@ -5,6 +5,7 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { CheckFailed, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK, NetmomentsError, oneLine } from './errors.js';
+import { VERSION } from './analyze.js';
 import { commands } from './commands/index.js';
 import { closestName } from './util/suggest.js';
 
@@ -15,10 +16,16 @@ class UsageError extends Error {}
 
 /**
  * yargs's "Unknown argument(s): a, b" with a "did you mean --x?" for each name close to an option
- * the command knows (`known`: its option names, kebab-case as in --help). yargs also lists the
- * camelCase twin of a kebab-case name (noise-vr, noiseVr): the twin is dropped.
+ * the command knows (`known`: its option names, kebab-case as in --help). A name close to none of
+ * them but an option of other commands (`elsewhere`: command -> its options) says which take it
+ * ("count (not an option of report; attack, certify take it)"). yargs also lists the camelCase twin
+ * of a kebab-case name (noise-vr, noiseVr): the twin is dropped.
  */
-export function withSuggestions(message: string, known: readonly string[]): string {
+export function withSuggestions(
+  message: string,
+  known: readonly string[],
+  elsewhere?: { command: string; options: Record<string, readonly string[]> },
+): string {
   const m = /^Unknown arguments?: (.*)$/s.exec(message);
   if (!m) return message;
   const names = m[1].split(', ');
@@ -26,10 +33,48 @@ export function withSuggestions(message: string, known: readonly string[]): stri
   const shown = names.filter((n) => !names.some((o) => o !== n && o.includes('-') && camel(o) === n));
   const options = known.filter((k) => k.length > 1 && !/[A-Z]/.test(k));
   const parts = shown.map((n) => {
-    const near = closestName(n.replace(/^-+/, ''), options);
-    return near === undefined ? n : `${n} (did you mean --${near}?)`;
+    const bare = n.replace(/^-+/, '');
+    const near = closestName(bare, options);
+    if (near !== undefined) return `${n} (did you mean --${near}?)`;
+    const takers = Object.entries(elsewhere?.options ?? {})
+      .filter(([c, opts]) => c !== elsewhere!.command && opts.includes(bare))
+      .map(([c]) => c);
+    if (takers.length === 0) return n;
+    const list = takers.length > 5 ? `${takers.slice(0, 4).join(', ')} and ${takers.length - 4} more` : takers.join(', ');
+    return `${n} (not an option of ${elsewhere!.command}; ${list} take${takers.length === 1 ? 's' : ''} it)`;
   });
   return `Unknown argument${shown.length > 1 ? 's' : ''}: ${parts.join(', ')}`;
+}
+
+/**
+ * The --names in `argv` (after the command) that are none of `known` (kebab-case or camelCase,
+ * --no-X for a known X): yargs reports missing required options before unknown ones, so a run
+ * with both would otherwise hear only of the first.
+ */
+export function unknownOptions(argv: readonly string[], known: readonly string[]): string[] {
+  const all = new Set([...known, 'help', 'version', 'debug', 'quiet']);
+  const out: string[] = [];
+  for (const a of argv) {
+    if (a === '--') break;
+    const m = /^--([^=]+)/.exec(a);
+    if (!m) continue;
+    const name = m[1];
+    if (all.has(name) || (name.startsWith('no-') && all.has(name.slice(3))) || out.includes(name)) continue;
+    out.push(name);
+  }
+  return out;
+}
+
+/** Each command's option names (kebab-case, as in its --help), read from its yargs builder. */
+export function commandOptions(): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const c of commands) {
+    const y = yargs([]);
+    const built = typeof c.builder === 'function' ? ((c.builder as (y: Argv) => Argv | void)(y) ?? y) : y.options((c.builder ?? {}) as never);
+    const keys = Object.keys((built as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions().key);
+    out[String(c.command).split(' ')[0]] = keys.filter((k) => !/[A-Z]/.test(k));
+  }
+  return out;
 }
 
 /**
@@ -78,15 +123,23 @@ export async function main(argv: string[]): Promise<number> {
     .recommendCommands()
     .help()
     .alias('h', 'help')
-    .version()
+    // the package's own version: yargs's .version() reads the package.json nearest the working directory
+    .version(VERSION)
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err, y) => {
       if (err) throw err;
       // stop here: without the throw yargs would go on and run the command's handler
       // the usage instance yargs passes knows the described options of the command that failed
-      const described = (y as unknown as { getDescriptions?: () => Record<string, unknown> }).getDescriptions?.() ?? {};
-      usageError = msg ? withSuggestions(msg, Object.keys(described)) : msg;
+      const described = Object.keys((y as unknown as { getDescriptions?: () => Record<string, unknown> }).getDescriptions?.() ?? {});
+      const names = commands.map((c) => String(c.command).split(' ')[0]);
+      const command = argv.find((a) => names.includes(a));
+      const elsewhere = command === undefined ? undefined : { command, options: commandOptions() };
+      usageError = msg ? withSuggestions(msg, described, elsewhere) : msg;
+      // missing required options hide unknown ones: say both
+      const unknown = command !== undefined && msg?.startsWith('Missing required argument') ? unknownOptions(argv, described) : [];
+      if (unknown.length > 0)
+        usageError += `; ${withSuggestions(`Unknown argument${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`, described, elsewhere)}`;
       throw new UsageError(msg);
     });
   parser = parser.middleware((parsed) => rejectNotANumber(parsed, argv), true);

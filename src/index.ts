@@ -76,7 +76,15 @@ export {
   type InspectRelu,
   type TensorSummary,
 } from './onnx/describe.js';
-export { openModelInputs, inputPreprocessing, inputRange, requireInputRange, type ModelInputOptions, type InputPreprocessingOptions } from './data/inputs.js';
+export {
+  openModelInputs,
+  inputPreprocessing,
+  inputRange,
+  requireInputRange,
+  displayPreprocessing,
+  type ModelInputOptions,
+  type InputPreprocessingOptions,
+} from './data/inputs.js';
 export { readInputVector, readCovariance, readPerturbation, parseLinearizationPoint, isUint8Npy } from './data/vectors.js';
 export { formatInspect } from './report/inspect.js';
 export { tightnessFiles, tightnessPlots, tightnessSummary, runsCsv, type TightnessRunInfo } from './report/tightness.js';

@@ -13,7 +13,8 @@ import { reportHtml } from '../report/html.js';
 import { writeFileAtomic } from '../util/files.js';
 import { datasetRunOptions, type DatasetRunArgs } from './datasetOptions.js';
 import { runDatasetReport, runLine } from './datasetRun.js';
-import { stderrWriter } from './common.js';
+import { preprocessingArgs, stderrWriter } from './common.js';
+import { displayPreprocessing } from '../data/inputs.js';
 
 interface ReportArgs extends DatasetRunArgs {
   'out-dir': string;
@@ -44,13 +45,14 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       )
       .example('$0 report fixtures/lenet.onnx --data fixtures/mnist/digits-10.npy --sigma 8 --chunk 5 --shard 1/2 --out-dir shard-1/', 'the second') as never,
   handler: async (argv) => {
-    const { result, inputs, inputShape } = await runDatasetReport(argv, argv['out-dir'], 'report');
+    const { result, inputs, inputShape, model } = await runDatasetReport(argv, argv['out-dir'], 'report');
     if (argv.html) {
       if (result.alreadyComplete) {
         stderrWriter(argv.quiet)(`report.html needs the per-input records, which a finished run does not keep: run without --resume to write it`);
       } else {
         const geometry = imageGeometry(inputShape, parseLayoutChoice(argv.layout));
-        const pictures = geometry?.picture ? { geometry, input: (i: number) => inputs.get(i) } : undefined;
+        const display = displayPreprocessing({ metadata: model.graph.metadata, modelFile: model.file, ...preprocessingArgs(argv) });
+        const pictures = geometry?.picture ? { geometry, input: (i: number) => inputs.get(i), display } : undefined;
         writeFileAtomic(join(argv['out-dir'], 'report.html'), reportHtml(result.summary, result.records, pictures));
       }
     }

@@ -13,7 +13,18 @@ import { sensitivityMaps } from '../experiments/sensitivity.js';
 import { sensitivityFiles, sensitivitySummary } from '../report/sensitivity.js';
 import { writeFilesAtomic } from '../util/files.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
-import { checkRunArgs, dataOptions, loadModelInput, selectInputs, sessionOptions, stderrWriter, withProgress, type SelectionArgs } from './common.js';
+import { displayPreprocessing } from '../data/inputs.js';
+import {
+  checkRunArgs,
+  dataOptions,
+  preprocessingArgs,
+  loadModelInput,
+  selectInputs,
+  sessionOptions,
+  stderrWriter,
+  withProgress,
+  type SelectionArgs,
+} from './common.js';
 
 interface SensitivityArgs extends SelectionArgs {
   model: string;
@@ -66,6 +77,7 @@ export const sensitivityCommand: CommandModule<object, SensitivityArgs> = {
       seed,
       probabilityPoints: points,
       version: VERSION,
+      display: displayPreprocessing({ metadata: model.graph.metadata, modelFile: model.file, ...preprocessingArgs(argv) }),
     };
     const result = await withProgress(argv.quiet, 'sensitivity', indices.length, (update) =>
       sensitivityMaps(model, ds, indices, {

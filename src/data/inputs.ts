@@ -9,7 +9,7 @@
 import { NetmomentsError } from '../errors.js';
 import { openDataset, type Dataset } from './dataset.js';
 import { pngLayoutFor, type LayoutChoice } from './layout.js';
-import { classNamesFromMetadata, normalizationFromMetadata, preprocessingFromMetadata, type Preprocessing } from './preprocess.js';
+import { classNamesFromMetadata, isPerChannel, normalizationFromMetadata, preprocessingFromMetadata, type Preprocessing } from './preprocess.js';
 
 /** What the preprocessing of a model's image inputs is decided from. */
 export interface InputPreprocessingOptions {
@@ -73,6 +73,16 @@ export function inputRange(o: InputPreprocessingOptions): { lo: number; hi: numb
   const p = inputPreprocessing({ ...o, onWarning: undefined });
   if (p.mean || p.std) return undefined;
   return { lo: Math.min(p.offset, p.offset + p.scale), hi: Math.max(p.offset, p.offset + p.scale) };
+}
+
+/**
+ * The preprocessing a picture undoes to show model-unit inputs as pixels (experiments/common.ts,
+ * toPixels): the one inputs get, when it is known (a declared or given scale and offset, or a
+ * per-channel mean or std); undefined when nothing says it (pictures then scale by min and max).
+ */
+export function displayPreprocessing(o: InputPreprocessingOptions): Preprocessing | undefined {
+  const p = inputPreprocessing({ ...o, onWarning: undefined });
+  return inputRange(o) !== undefined || isPerChannel(p) ? p : undefined;
 }
 
 /** inputRange, or a usage error when the range is unknown (for --valid-range, which keeps inputs inside it). */

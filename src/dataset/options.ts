@@ -2,7 +2,7 @@
  * What a dataset report run takes and gives back, and the parsing of `--linearize`. The runner is
  * src/dataset/runner.ts; src/dataset/index.ts describes the whole.
  */
-import type { AnalyzeOptions } from '../analyze.js';
+import type { AnalyzeOptions, Analyzer } from '../analyze.js';
 import { NetmomentsError } from '../errors.js';
 import type { BankPoint } from '../linearize/bank.js';
 import type { ReportSummary, SampleRecord } from '../report/summary.js';
@@ -56,6 +56,13 @@ export interface ReportOptions extends Omit<AnalyzeOptions, 'variance' | 'covari
   noiseMeanFile?: string;
   /** Bytes a kmeans:K bank may take in memory (default half the available memory). */
   maxBankBytes?: number;
+  /**
+   * Engines kept across runs that differ only in the noise (sweep's sigmas), linearizing at each
+   * input: a run takes a held Analyzer under its noise (Analyzer.withNoise: the split, sessions and
+   * tangent models made once) instead of creating one, adds the one it creates when none fits, and
+   * releases none of them: the caller releases them at the end.
+   */
+  engines?: Analyzer[];
   onPhase?: (phase: 'bank' | 'inputs', total: number, done: number) => void;
   onProgress?: (done: number) => void;
   onWarning?: (m: string) => void;

@@ -150,18 +150,23 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
     warn(
       `--linearize ${o.linearize.kind === 'kmeans' ? `kmeans:${o.linearize.k}` : 'bank:DIR'} linearizes at bank centres, which only two-stage does: using two-stage`,
     );
-  const analyzer = await Analyzer.create(model, {
-    ...o,
-    ...(bankRun ? { method: 'two-stage' as const, methodReason: `--linearize ${o.linearize.kind} linearizes at bank centres` } : {}),
-    relu,
-    output,
-    variance: variance === 'none' ? 'none' : 'exact',
-    // the expected state changes of the layers held fixed feed each input's trust verdict (about a
-    // quarter more time per linearized input on LeNet; bank centres do not have them)
-    flips: true,
-    mc: 0,
-    probabilitySamples,
-  });
+  const noiseSpec = o.noise ?? { kind: 'isotropic' as const, sigma: 1 };
+  const held = o.engines && !bankRun ? o.engines.map((a) => a.withNoise(noiseSpec, o.noiseFile)).find((a) => a !== undefined) : undefined;
+  const analyzer =
+    held ??
+    (await Analyzer.create(model, {
+      ...o,
+      ...(bankRun ? { method: 'two-stage' as const, methodReason: `--linearize ${o.linearize.kind} linearizes at bank centres` } : {}),
+      relu,
+      output,
+      variance: variance === 'none' ? 'none' : 'exact',
+      // the expected state changes of the layers held fixed feed each input's trust verdict (about a
+      // quarter more time per linearized input on LeNet; bank centres do not have them)
+      flips: true,
+      mc: 0,
+      probabilitySamples,
+    }));
+  if (!held && o.engines && !bankRun) o.engines.push(analyzer);
   try {
     const linearizer = analyzer.method === 'two-stage' ? analyzer.linearizer : undefined;
     const { n, d } = analyzer;
@@ -349,6 +354,7 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
       throw e;
     }
   } finally {
-    await analyzer.release();
+    // held engines are the caller's to release
+    if (!(o.engines && !bankRun)) await analyzer.release();
   }
 }

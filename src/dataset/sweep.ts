@@ -12,8 +12,10 @@
  *
  * The result's types live in src/report/sweep.ts, which formats them.
  */
+import type { Analyzer } from '../analyze.js';
 import type { Dataset } from '../data/dataset.js';
 import { NetmomentsError } from '../errors.js';
+import { parseNumberList } from '../experiments/common.js';
 import { clopperPearsonInterval } from '../moments/beta.js';
 import type { LoadedModel } from '../onnx/load.js';
 import type { ReportSummary } from '../report/summary.js';
@@ -37,6 +39,8 @@ export function datasetRange(ds: Dataset, start: number, count: number): Dataset
   };
 }
 
+const EXPECTS = 'numbers >= 0 as a list (1,2,4,8) or a range (0:32:8)';
+
 /**
  * Parse `--sigma`: a list "1,2,4,8" or a range "start:stop:step" (stop included when the steps
  * reach it, e.g. 0:32:8 = 0, 8, 16, 24, 32). Every sigma finite and >= 0; at most 1000 of them.
@@ -54,11 +58,10 @@ export function parseSigmaList(text: string): number[] {
     // a + j s, rounded to 12 significant digits so 0:1:0.1 gives 0.3, not 0.30000000000000004
     out = Array.from({ length: k + 1 }, (_, j) => Number((a + j * s).toPrecision(12)));
   } else {
-    out = t.split(',').map((p) => (p.trim() === '' ? Number.NaN : Number(p)));
+    out = parseNumberList(t, '--sigma', EXPECTS);
     if (out.length > 1000) throw new NetmomentsError(`--sigma lists ${out.length} noise levels; at most 1000`, { code: 'BAD_USAGE' });
   }
-  if (out.length === 0 || out.some((v) => !Number.isFinite(v) || v < 0))
-    throw new NetmomentsError(`--sigma expects numbers >= 0 as a list (1,2,4,8) or a range (0:32:8), got '${text}'`, { code: 'BAD_USAGE' });
+  if (out.some((v) => v < 0)) throw new NetmomentsError(`--sigma expects ${EXPECTS}, got '${text}'`, { code: 'BAD_USAGE' });
   return out;
 }
 
@@ -73,38 +76,44 @@ export async function runSweep(
   let first: ReportSummary | undefined;
   let method: SweepResult['method'];
   let methodReason: SweepResult['methodReason'];
-  for (const [k, sigma] of sigmas.entries()) {
-    options.onSigma?.(sigma, k);
-    const res = await runReport(model, dataset, { ...options, noise: { kind: 'isotropic', sigma }, linearize: { kind: 'input' } });
-    const s = res.summary;
-    first ??= s;
-    method ??= s.method;
-    methodReason ??= s.methodReason;
-    const sampled = res.records.filter((r) => r.mc && r.flip !== null);
-    let mc: SweepPoint['mc'] = null;
-    if (sampled.length > 0) {
-      const samples = sampled.reduce((a, r) => a + r.mc!.samples, 0);
-      // flip fractions times sample counts are whole numbers of flipped samples
-      const flips = Math.round(sampled.reduce((a, r) => a + r.mc!.flip * r.mc!.samples, 0));
-      mc = {
-        inputs: sampled.length,
-        samples,
-        analyticFlipRate: sampled.reduce((a, r) => a + r.flip!, 0) / sampled.length,
-        flipRate: flips / samples,
-        interval: clopperPearsonInterval(flips, samples, 0.05),
-      };
+  // one engine (split, sessions, tangent models) for every sigma with noise on the same elements
+  const engines: Analyzer[] = [];
+  try {
+    for (const [k, sigma] of sigmas.entries()) {
+      options.onSigma?.(sigma, k);
+      const res = await runReport(model, dataset, { ...options, noise: { kind: 'isotropic', sigma }, linearize: { kind: 'input' }, engines });
+      const s = res.summary;
+      first ??= s;
+      method ??= s.method;
+      methodReason ??= s.methodReason;
+      const sampled = res.records.filter((r) => r.mc && r.flip !== null);
+      let mc: SweepPoint['mc'] = null;
+      if (sampled.length > 0) {
+        const samples = sampled.reduce((a, r) => a + r.mc!.samples, 0);
+        // flip fractions times sample counts are whole numbers of flipped samples
+        const flips = Math.round(sampled.reduce((a, r) => a + r.mc!.flip * r.mc!.samples, 0));
+        mc = {
+          inputs: sampled.length,
+          samples,
+          analyticFlipRate: sampled.reduce((a, r) => a + r.flip!, 0) / sampled.length,
+          flipRate: flips / samples,
+          interval: clopperPearsonInterval(flips, samples, 0.05),
+        };
+      }
+      points.push({
+        sigma,
+        inputs: s.inputs,
+        accuracyClean: s.accuracy?.clean ?? null,
+        accuracyUnderNoise: s.accuracy?.underNoise ?? null,
+        flipRate: s.flipRate,
+        trustedFlipRate: s.trustedFlipRate,
+        untrusted: s.untrusted,
+        mc,
+        seconds: res.seconds,
+      });
     }
-    points.push({
-      sigma,
-      inputs: s.inputs,
-      accuracyClean: s.accuracy?.clean ?? null,
-      accuracyUnderNoise: s.accuracy?.underNoise ?? null,
-      flipRate: s.flipRate,
-      trustedFlipRate: s.trustedFlipRate,
-      untrusted: s.untrusted,
-      mc,
-      seconds: res.seconds,
-    });
+  } finally {
+    for (const a of engines) await a.release();
   }
   return { method, methodReason, points, first: first! };
 }

@@ -9,6 +9,8 @@
  * delta = mu - xb (m = zb + A delta, the skip mean D delta), never through c1 = zb - A xb, so that
  * nothing cancels at pixel scale.
  */
+import type { ImageGeometry } from '../data/layout.js';
+import { channelAffine, type Preprocessing } from '../data/preprocess.js';
 import { NetmomentsError } from '../errors.js';
 import type { Linearizer } from '../linearize/linearizer.js';
 import type { ShallowNetwork } from '../moments/network.js';
@@ -203,25 +205,40 @@ export async function monteCarloFactor(
   return acc.result();
 }
 
-/** Pixel display of model-unit values: pixel = (v - offset) / scale * 255, clipped to [0, 255]. */
-export function toPixels(values: ArrayLike<number>, scale: number, offset: number): Uint8Array {
+/**
+ * Pixels (0..255, clipped and rounded) of an image given in model units: the inverse of the input
+ * preprocessing (data/preprocess.ts, model = (x - mean[c]) / std[c] * scale + offset with
+ * x = pixel/255), applied per channel c:
+ *
+ *   pixel = 255 * (((v - offset) / scale) * std[c] + mean[c])
+ *
+ * i.e. x = (v - b[c]) / a[c] with channelAffine's a, b. The channel of each value is read from the
+ * image geometry (channels-first or channels-last); one mean or std value applies to every channel.
+ */
+export function toPixels(values: ArrayLike<number>, p: Preprocessing, g: ImageGeometry): Uint8Array {
+  const { a, b } = channelAffine(p, g.channels);
   const out = new Uint8Array(values.length);
+  const hw = g.height * g.width;
   for (let i = 0; i < values.length; i++) {
-    const p = ((values[i] - offset) / scale) * 255;
-    out[i] = p <= 0 ? 0 : p >= 255 ? 255 : Math.round(p);
+    const c = g.layout === 'chw' ? Math.floor(i / hw) % g.channels : i % g.channels;
+    const t = ((values[i] - b[c]) / a[c]) * 255;
+    out[i] = t <= 0 ? 0 : t >= 255 ? 255 : Math.round(t);
   }
   return out;
 }
 
-/** Parse "a,b,c" into numbers (for --max-var and similar lists). */
-export function parseNumberList(text: string, what: string): number[] {
+/**
+ * Parse "a,b,c" into finite numbers (--mean, --std, --max-var, sweep's --sigma list); an empty
+ * item ("1,,2", a trailing comma) is refused, not skipped. `expects` says what the option takes in
+ * the error ("--sigma expects <expects>, got '...'").
+ */
+export function parseNumberList(text: string, what: string, expects = 'a comma-separated list of numbers'): number[] {
   const parts = String(text)
     .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
-  const out = parts.map(Number);
-  if (out.length === 0 || out.some((v) => !Number.isFinite(v))) {
-    throw new NetmomentsError(`${what} expects a comma-separated list of numbers, got '${text}'`, { code: 'BAD_USAGE' });
+    .map((s) => s.trim());
+  const out = parts.map((p) => (p === '' ? Number.NaN : Number(p)));
+  if (out.some((v) => !Number.isFinite(v))) {
+    throw new NetmomentsError(`${what} expects ${expects}, got '${text}'`, { code: 'BAD_USAGE' });
   }
   return out;
 }

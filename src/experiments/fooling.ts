@@ -13,7 +13,7 @@
  */
 import { Analyzer } from '../analyze.js';
 import type { Method, MethodChoice } from '../method.js';
-import type { TensorDescription } from '../linearize/linearizer.js';
+import type { LinearizerOptions, TensorDescription } from '../linearize/linearizer.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
 import { GaussianSampler, MomentAccumulator, Rng } from '../moments/montecarlo.js';
 import { checkSigma } from '../noise.js';
@@ -25,6 +25,9 @@ import { argmax, topK } from '../util/argmax.js';
 export interface FoolingOptions {
   relu?: number | string;
   output?: string;
+  /** The Jacobian engine and onnxruntime provider (as analyze's --jacobian, --provider). */
+  jacobian?: LinearizerOptions['jacobian'];
+  provider?: LinearizerOptions['provider'];
   threads?: number;
   onWarning?: (m: string) => void;
   method?: MethodChoice;
@@ -89,6 +92,8 @@ export async function foolingRate(
   const analyzer = await Analyzer.create(model, {
     relu: options.relu,
     output: options.output,
+    jacobian: options.jacobian,
+    provider: options.provider,
     threads: options.threads,
     onWarning: options.onWarning,
     noise: { kind: 'isotropic', sigma: options.sigma },

@@ -16,7 +16,7 @@
  * bound); the QMC standard error otherwise is about 0.5/sqrt(points * shifts).
  */
 import { NetmomentsError } from '../errors.js';
-import { Linearizer, type TensorDescription } from '../linearize/linearizer.js';
+import { Linearizer, type LinearizerOptions, type TensorDescription } from '../linearize/linearizer.js';
 import { cantelliMarginBound, classProbabilities } from '../moments/classprob.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
 import { networkMoments } from '../moments/network.js';
@@ -31,6 +31,9 @@ import { RestrictedSurrogate, pointSurrogate } from './common.js';
 export interface SensitivityOptions {
   relu?: number | string;
   output?: string;
+  /** The Jacobian engine and onnxruntime provider of the linearization (as analyze's --jacobian, --provider). */
+  jacobian?: LinearizerOptions['jacobian'];
+  provider?: LinearizerOptions['provider'];
   threads?: number;
   onWarning?: (m: string) => void;
   windowSize: number;
@@ -95,6 +98,8 @@ export async function sensitivityMaps(
   const lin = await Linearizer.create(model, {
     relu: options.relu,
     output: options.output,
+    jacobian: options.jacobian,
+    provider: options.provider,
     threads: options.threads,
     onWarning: options.onWarning,
     flips: false,

@@ -29,7 +29,7 @@ import { Analyzer, seedFor } from '../analyze.js';
 import type { Dataset } from '../data/dataset.js';
 import type { LayoutChoice } from '../data/layout.js';
 import { NetmomentsError } from '../errors.js';
-import { Linearizer, type LayerFlips, type TensorDescription } from '../linearize/linearizer.js';
+import { Linearizer, type LayerFlips, type LinearizerOptions, type TensorDescription } from '../linearize/linearizer.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
 import { Rng } from '../moments/montecarlo.js';
 import { projectedMoments } from '../moments/surrogate.js';
@@ -154,6 +154,9 @@ export async function tightnessOnData(
     /** How the window's rows and columns are read (data/layout.ts; default 'auto'). */
     layout?: LayoutChoice;
     indices?: number[];
+    /** The Jacobian engine and onnxruntime provider (as analyze's --jacobian, --provider). */
+    jacobian?: LinearizerOptions['jacobian'];
+    provider?: LinearizerOptions['provider'];
     threads?: number;
     onWarning?: (m: string) => void;
     name?: string;
@@ -172,6 +175,8 @@ export async function tightnessOnData(
   const analyzer = await Analyzer.create(model, {
     relu: options.relu,
     output: options.output,
+    jacobian: options.jacobian,
+    provider: options.provider,
     threads: options.threads,
     onWarning: options.onWarning,
     noise: options.noise,
@@ -193,6 +198,7 @@ export async function tightnessOnData(
     if (options.method !== 'two-stage') {
       prop = await Analyzer.create(model, {
         output: options.output,
+        provider: options.provider,
         threads: options.threads,
         onWarning: options.onWarning,
         noise: options.noise,

@@ -7,15 +7,19 @@ import { imageGeometry, pixelIndex, requireImageGeometry, type ImageGeometry, ty
 import { encodeNpy } from '../data/npy.js';
 import type { AttackMode, AttackResult, FoundNoise, UniversalResult, UniversalSettings } from '../experiments/attack.js';
 import { sig, toJson } from '../experiments/cli.js';
+import { toPixels } from '../experiments/common.js';
+import { isPerChannel, type Preprocessing } from '../data/preprocess.js';
 import type { TensorDescription } from '../linearize/linearizer.js';
 import type { SplitPoint } from '../onnx/splitpoint.js';
 import { Canvas, textWidth } from './heatmap.js';
 
-/** How model-unit inputs become pixels: pixel/255 = (v - offset) / scale. */
-export interface Display {
-  scale: number;
-  offset: number;
-  /** The valid input range in model units, when the model declares its preprocessing (or --scale/--offset). */
+/**
+ * How model-unit inputs become pixels: the input preprocessing undone, pixel/255 = (v - offset) /
+ * scale * std[c] + mean[c] (experiments/common.ts, toPixels), when it is known (`range`, or a
+ * per-channel mean or std); else the images are scaled by their joint min and max.
+ */
+export interface Display extends Preprocessing {
+  /** The valid input range in model units, when the model declares its preprocessing (or --scale/--offset) and it is not per channel. */
   range?: { lo: number; hi: number };
 }
 
@@ -85,9 +89,12 @@ export function picturesPng(panels: Panel[], g: ImageGeometry, disp: Display, zo
   const ts = zoom * Math.max(H, W) >= 160 ? 2 : 1;
   const titleH = 7 * ts + 8;
   const gap = 16;
+  // a per-channel normalization (--mean/--std or the model's metadata) is undone channel by channel
+  const perChannel = isPerChannel(disp);
+  const known = disp.range !== undefined || perChannel;
   let lo = Infinity,
     hi = -Infinity;
-  if (!disp.range)
+  if (!known)
     for (const p of panels)
       if (p.kind === 'image')
         for (let i = 0; i < p.values.length; i++) {
@@ -97,9 +104,11 @@ export function picturesPng(panels: Panel[], g: ImageGeometry, disp: Display, zo
   let noiseMax = 0;
   for (const p of panels) if (p.kind === 'noise') for (let k = 0; k < p.values.length; k++) noiseMax = Math.max(noiseMax, Math.abs(p.values[k]));
   const caption: string[] = [
-    disp.range
-      ? `images: pixels 0..255 (model units ${sig(disp.range.lo)}..${sig(disp.range.hi)}), ${zoom}x nearest neighbour`
-      : `images: grey from ${sig(lo)} (black) to ${sig(hi)} (white) in model units, ${zoom}x nearest neighbour`,
+    perChannel
+      ? `images: pixels 0..255, the normalization undone per channel (x * std + mean), ${zoom}x nearest neighbour`
+      : disp.range
+        ? `images: pixels 0..255 (model units ${sig(disp.range.lo)}..${sig(disp.range.hi)}), ${zoom}x nearest neighbour`
+        : `images: grey from ${sig(lo)} (black) to ${sig(hi)} (white) in model units, ${zoom}x nearest neighbour`,
   ];
   if (panels.some((p) => p.kind === 'noise')) caption.push(`noise: mid grey 0, white +${sig(noiseMax)}, black -${sig(noiseMax)} (model units)`);
   const pw = Math.max(W * zoom, ...panels.map((p) => textWidth(p.title, ts)));
@@ -107,14 +116,14 @@ export function picturesPng(panels: Panel[], g: ImageGeometry, disp: Display, zo
   const width = Math.max(gap + panels.length * (pw + gap), gap * 2 + Math.max(...caption.map((c) => textWidth(c, ts))));
   const height = gap + titleH + H * zoom + 2 + captionH + gap;
   const cv = new Canvas(width, height);
-  const imageMap = disp.range ? (t: number) => ((t - disp.offset) / disp.scale) * 255 : (t: number) => (hi > lo ? ((t - lo) / (hi - lo)) * 255 : 128);
+  const imageMap = known ? (t: number) => t : (t: number) => (hi > lo ? ((t - lo) / (hi - lo)) * 255 : 128);
   const images: PicturesLayout['images'] = [];
   panels.forEach((p, i) => {
     const x0 = gap + i * (pw + gap);
     const y0 = gap + titleH;
     cv.text(x0, gap, p.title, ts);
     const map = p.kind === 'noise' ? (t: number) => 128 + (noiseMax > 0 ? (127 * t) / noiseMax : 0) : imageMap;
-    drawImage(cv, x0, y0, p.values, g, map, zoom);
+    drawImage(cv, x0, y0, p.kind === 'image' && known ? toPixels(p.values, disp, g) : p.values, g, map, zoom);
     const w = W * zoom,
       h = H * zoom;
     cv.fill(x0 - 1, y0 - 1, w + 2, 1, [120, 120, 120]);

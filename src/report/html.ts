@@ -6,8 +6,10 @@
  * the caller passes them, the inputs themselves in grey). It is written beside the report's other
  * outputs and changes none of them.
  */
-import { pixelIndex, type ImageGeometry } from '../data/layout.js';
+import type { ImageGeometry } from '../data/layout.js';
 import { Canvas } from './heatmap.js';
+import { grayImage } from './sensitivity.js';
+import type { Preprocessing } from '../data/preprocess.js';
 import { describeRun, type ReportSummary, type SampleRecord } from './summary.js';
 import { PALETTE, escapeXml, niceTicks } from './svg.js';
 
@@ -15,6 +17,8 @@ import { PALETTE, escapeXml, niceTicks } from './svg.js';
 export interface HtmlPictures {
   geometry: ImageGeometry;
   input: (index: number) => ArrayLike<number>;
+  /** The input preprocessing when known (data/inputs.ts displayPreprocessing): the inputs are drawn as their pixels. */
+  display?: Preprocessing;
 }
 
 /** Least robust inputs listed (by P(flip), then index). */
@@ -82,26 +86,14 @@ export function flipRateBarsSvg(rows: Array<{ class: number; flipRate: number }>
   return p.join('');
 }
 
-/** One input in grey (the channels averaged, scaled by its own min and max), 3x, as a data-URI PNG. */
-function inputDataUri(x: ArrayLike<number>, g: ImageGeometry): string {
+/** One input in grey (sensitivity.ts's grayImage: the preprocessing undone when known, else scaled by its own min and max), up to 4x, as a data-URI PNG. */
+function inputDataUri(x: ArrayLike<number>, g: ImageGeometry, display?: Preprocessing): string {
   const zoom = Math.max(1, Math.min(4, Math.floor(84 / Math.max(g.height, g.width))));
-  const grey = new Float64Array(g.height * g.width);
-  for (let r = 0; r < g.height; r++)
-    for (let c = 0; c < g.width; c++) {
-      let s = 0;
-      for (let ch = 0; ch < g.channels; ch++) s += x[pixelIndex(g, ch, r, c)];
-      grey[r * g.width + c] = s / g.channels;
-    }
-  let lo = Infinity,
-    hi = -Infinity;
-  for (const v of grey) {
-    lo = Math.min(lo, v);
-    hi = Math.max(hi, v);
-  }
+  const grey = grayImage(x, g, display);
   const cv = new Canvas(g.width * zoom, g.height * zoom);
   for (let r = 0; r < g.height; r++)
     for (let c = 0; c < g.width; c++) {
-      const b = hi > lo ? Math.round((255 * (grey[r * g.width + c] - lo)) / (hi - lo)) : 128;
+      const b = Math.round(255 * Math.min(1, Math.max(0, grey[r * g.width + c])));
       cv.fill(c * zoom, r * zoom, zoom, zoom, [b, b, b]);
     }
   return `data:image/png;base64,${Buffer.from(cv.png()).toString('base64')}`;
@@ -194,7 +186,9 @@ export function reportHtml(s: ReportSummary, records: SampleRecord[], pictures?:
       `<tr>${pictures ? '<th>input image</th>' : ''}<th>input</th><th>label</th><th>clean class</th><th>class of the mean</th><th>P(flip)</th><th>expected margin</th><th>trust</th><th>reasons</th></tr>`,
     );
     for (const r of worst) {
-      const img = pictures ? `<td><img class="input" alt="input ${r.i}" src="${inputDataUri(pictures.input(r.i), pictures.geometry)}"></td>` : '';
+      const img = pictures
+        ? `<td><img class="input" alt="input ${r.i}" src="${inputDataUri(pictures.input(r.i), pictures.geometry, pictures.display)}"></td>`
+        : '';
       L.push(
         `<tr class="worst-row">${img}${numCell(r.i, String(r.i))}<td class="n">${r.label ?? ''}</td>${numCell(r.clean, String(r.clean))}${numCell(r.pred, String(r.pred))}` +
           `${numCell(r.flip, pct(r.flip, 2))}${numCell(r.margin, fmt(r.margin))}<td class="${r.trust.verdict}">${r.trust.verdict}</td><td>${esc(r.trust.reasons.join('; '))}</td></tr>`,

@@ -6,7 +6,9 @@
  */
 import { imageGeometry, pixelIndex, type ImageGeometry } from '../data/layout.js';
 import { encodeNpy } from '../data/npy.js';
+import type { Preprocessing } from '../data/preprocess.js';
 import { sig, toJson } from '../experiments/cli.js';
+import { toPixels } from '../experiments/common.js';
 import { classAverages, type SensitivityImage, type SensitivityResult } from '../experiments/sensitivity.js';
 import { argmax } from '../util/argmax.js';
 import { heatmapPng, windowGrid, type HeatPanel } from './heatmap.js';
@@ -24,6 +26,8 @@ export interface SensitivityRunInfo {
   seed: number;
   probabilityPoints: number;
   version: string;
+  /** The input preprocessing, when known: the inputs under the maps are drawn as pixels (grayImage). */
+  display?: Preprocessing;
 }
 
 /** Maps of equal length stacked into one float32 array (for .npy). */
@@ -63,20 +67,30 @@ function imageSummary(im: SensitivityImage, cols: number, stride: number) {
 /** Inputs shown beside their own maps in inputs-flip-probability.png. */
 export const SHOWN_INPUTS = 6;
 
-/** An input in grey for the picture: the channels averaged, then scaled to 0..1 by its own min and max. */
-export function grayImage(x: ArrayLike<number>, g: ImageGeometry): Float64Array {
+/**
+ * An input in grey for the picture, 0 (black) to 1 (white). With the input preprocessing known
+ * (`display`), each value is first taken back to x = pixel/255 per channel (toPixels: x = ((v -
+ * offset) / scale) * std[c] + mean[c]) and the channels averaged; without it the channels are
+ * averaged in model units and scaled to 0..1 by the image's own min and max.
+ */
+export function grayImage(x: ArrayLike<number>, g: ImageGeometry, display?: Preprocessing): Float64Array {
+  const v = display ? toPixels(x, display, g) : x;
   const out = new Float64Array(g.height * g.width);
   for (let r = 0; r < g.height; r++)
     for (let c = 0; c < g.width; c++) {
       let s = 0;
-      for (let ch = 0; ch < g.channels; ch++) s += x[pixelIndex(g, ch, r, c)];
+      for (let ch = 0; ch < g.channels; ch++) s += v[pixelIndex(g, ch, r, c)];
       out[r * g.width + c] = s / g.channels;
     }
+  if (display) {
+    for (let i = 0; i < out.length; i++) out[i] /= 255;
+    return out;
+  }
   let lo = Infinity,
     hi = -Infinity;
-  for (const v of out) {
-    lo = Math.min(lo, v);
-    hi = Math.max(hi, v);
+  for (const t of out) {
+    lo = Math.min(lo, t);
+    hi = Math.max(hi, t);
   }
   for (let i = 0; i < out.length; i++) out[i] = hi > lo ? (out[i] - lo) / (hi - lo) : 0.5;
   return out;
@@ -107,7 +121,7 @@ export function sensitivityFiles(result: SensitivityResult, info: SensitivityRun
       const m = classMeans[c];
       for (let i = 0; i < n; i++) m[i] += inputs[k][i] / classes[c].images;
     });
-  const backdrop = (x: ArrayLike<number>) => (inputs && geometry ? grayImage(x, geometry) : undefined);
+  const backdrop = (x: ArrayLike<number>) => (inputs && geometry ? grayImage(x, geometry, info.display) : undefined);
   const panels = (pick: (c: (typeof classes)[number]) => Float64Array): HeatPanel[] =>
     classes.map((c, k) => ({
       title: `${c.class} (n=${c.images})`,
@@ -137,7 +151,7 @@ export function sensitivityFiles(result: SensitivityResult, info: SensitivityRun
   if (inputs && geometry && N > 0) {
     const shown: HeatPanel[] = [];
     result.images.slice(0, SHOWN_INPUTS).forEach((im, k) => {
-      const background = grayImage(inputs[k], geometry);
+      const background = grayImage(inputs[k], geometry, info.display);
       shown.push({ title: `input ${im.index}${im.label !== null ? ` label ${im.label}` : ''}`, rows, cols, pixels, background });
       shown.push({ title: `P(flip), clean ${im.cleanClass}`, values: im.flipProbability, rows, cols, pixels, background });
     });

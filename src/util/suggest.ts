@@ -24,7 +24,8 @@ export function editDistance(a: string, b: string): number {
 
 /**
  * The candidate closest to `word`, when it is close enough to be a typo: at most a third of the
- * longer name's length in edits (at least 1), or `word` a prefix of exactly one candidate (at least 3 characters long).
+ * longer name's length in edits (at least 1), or `word` a prefix of exactly one candidate (at least 3 characters long),
+ * or exactly one candidate the first dash-separated part(s) of `word` (--out-dir where only --out exists).
  * Ties go to the first candidate in the given order.
  */
 export function closestName(word: string, candidates: readonly string[]): string | undefined {
@@ -39,5 +40,7 @@ export function closestName(word: string, candidates: readonly string[]): string
   }
   if (best !== undefined) return best;
   const prefixed = word.length >= 3 ? candidates.filter((c) => c.startsWith(word)) : [];
-  return prefixed.length === 1 ? prefixed[0] : undefined;
+  if (prefixed.length === 1) return prefixed[0];
+  const heads = candidates.filter((c) => c.length >= 3 && word.startsWith(`${c}-`));
+  return heads.length === 1 ? heads[0] : undefined;
 }

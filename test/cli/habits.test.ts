@@ -2,11 +2,11 @@
  * CLI habits: "did you mean" for mistyped options, `netmoments help CMD`, option checks before the
  * model loads, no "NaN" in messages, and analyze's human summary on a terminal.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { rejectNotANumber, withSuggestions } from '../../src/cli.js';
+import { describe, expect, it, vi } from 'vitest';
+import { commandOptions, main, rejectNotANumber, unknownOptions, withSuggestions } from '../../src/cli.js';
 import { analyzeStdoutFormat } from '../../src/report/analyze.js';
 import { closestName, editDistance } from '../../src/util/suggest.js';
 import { runCli } from '../helpers/cli.js';
@@ -39,10 +39,51 @@ describe('suggestions for mistyped names', () => {
     expect(withSuggestions('Missing required argument: data', known)).toBe('Missing required argument: data');
   });
 
+  it('a name no option is near: which other commands take it; a head of a name (--out-dir for --out)', () => {
+    const elsewhere = { command: 'report', options: { report: ['sigma', 'out-dir'], sweep: ['count', 'start'], certify: ['count', 'out'] } };
+    expect(withSuggestions('Unknown argument: count', ['sigma', 'out-dir'], elsewhere)).toBe(
+      'Unknown argument: count (not an option of report; sweep, certify take it)',
+    );
+    expect(withSuggestions('Unknown argument: banana', ['sigma'], elsewhere)).toBe('Unknown argument: banana');
+    expect(closestName('out-dir', ['out', 'seed'])).toBe('out');
+    expect(unknownOptions(['report', 'm.onnx', '--count', '3', '--no-resume', '--sigma=2', '-q', '--help'], ['sigma', 'resume'])).toEqual(['count']);
+  });
+
+  it('every command suggests its own option for a typo of it (in process, before any model is read)', async () => {
+    const all = commandOptions();
+    expect(Object.keys(all)).toContain('report');
+    for (const [command, options] of Object.entries(all)) {
+      const option = [...options].sort((a, b) => b.length - a.length)[0];
+      const typo = option.slice(0, 1) + option.slice(2); // one letter dropped
+      const said: string[] = [];
+      const spy = vi.spyOn(process.stderr, 'write').mockImplementation((t) => (said.push(String(t)), true));
+      const code = await main([command, 'm.onnx', `--${typo}`, '1']).finally(() => spy.mockRestore());
+      expect(code, command).toBe(2);
+      expect(said.join(''), command).toContain(`${typo} (did you mean --${option}?)`);
+    }
+  });
+
   it('through the CLI: exit 2 and one line with the suggestion', () => {
     const r = runCli(['inspect', 'fixtures/lenet.onnx', '--jsn']);
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toBe('netmoments: Unknown argument: jsn (did you mean --json?) (see --help)');
+    // report takes no --count; with required options missing too, both are said
+    const count = runCli(['report', 'fixtures/lenet.onnx', '--count', '3']);
+    expect(count.code).toBe(2);
+    expect(count.stderr.trim()).toBe(
+      'netmoments: Missing required arguments: data, out-dir; Unknown argument: count (not an option of report; sensitivity, fooling, attack, certify, sweep take it) (see --help)',
+    );
+  });
+});
+
+describe('netmoments --version', () => {
+  it("is the package's version wherever it runs, not that of the package.json in the working directory", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nm-version-'));
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'someone-else', version: '9.9.9' }));
+    const own = JSON.parse(readFileSync('package.json', 'utf8')).version;
+    const r = runCli(['--version'], { cwd: dir });
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(own);
   });
 });
 

@@ -104,6 +104,24 @@ describe('report --html', () => {
     expect(png.width).toBe(png.height);
   });
 
+  it('a normalized input is drawn as its pixels: x * std + mean undone before the grey', () => {
+    const recs = records();
+    const { summary } = reportFiles(header, recs);
+    const g = imageGeometry([1, 4, 4])!;
+    const input = (i: number) => Float32Array.from({ length: 16 }, (_, k) => ((k + i) % 5) - 1); // -1 .. 3 in model units
+    const html = reportHtml(summary, recs, { geometry: g, input, display: { scale: 1, offset: 0, mean: [0.5], std: [0.25] } });
+    const first = [...recs].sort((a, b) => b.flip! - a.flip! || a.i - b.i)[0].i;
+    const uri = /src="data:image\/png;base64,([A-Za-z0-9+/=]+)"/.exec(html)!;
+    const png = PNG.sync.read(Buffer.from(uri[1], 'base64'));
+    const zoom = png.width / 4;
+    const x = input(first);
+    for (let k = 0; k < 16; k++) {
+      // pixel = 255 (v * 0.25 + 0.5), clipped: -1 -> 64, 0 -> 128, 1 -> 191, 2 and 3 -> 255
+      const want = Math.min(255, Math.max(0, Math.round(255 * (x[k] * 0.25 + 0.5))));
+      expect(png.data[4 * (Math.floor(k / 4) * zoom * png.width + (k % 4) * zoom)], `pixel ${k}`).toBe(want);
+    }
+  });
+
   it('without flip probabilities (--variance none): no bar chart, no worst table', () => {
     const recs = records().map((r) => ({ ...r, flip: null, probs: null, var: null }));
     const { summary } = reportFiles({ ...header, run: { ...header.run, variance: 'none' } }, recs);

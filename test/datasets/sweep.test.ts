@@ -9,9 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { describe, expect, it } from 'vitest';
+import { Analyzer } from '../../src/analyze.js';
 import { openDataset } from '../../src/data/dataset.js';
 import { encodeNpy, npyToFloat32, readNpy } from '../../src/data/npy.js';
 import { parseSigmaList, runSweep } from '../../src/dataset/sweep.js';
+import { parseNumberList } from '../../src/experiments/common.js';
 import { loadModel } from '../../src/onnx/load.js';
 import { runCli } from '../helpers/cli.js';
 
@@ -22,6 +24,10 @@ describe('sweep --sigma', () => {
     expect(parseSigmaList('0:1:0.1')[3]).toBe(0.3);
     expect(parseSigmaList('0:30:8')).toEqual([0, 8, 16, 24]);
     for (const bad of ['', '1,,2', '-1,2', '8:0:1', '0:8:0', 'a:b:c', '1,x', '0:1e6:1']) expect(() => parseSigmaList(bad), bad).toThrow(/--sigma/);
+    // the list is parseNumberList's (as --mean, --std, --max-var): an empty item is refused there too
+    expect(() => parseSigmaList('1,,2')).toThrow("--sigma expects numbers >= 0 as a list (1,2,4,8) or a range (0:32:8), got '1,,2'");
+    expect(() => parseNumberList('0.5,', '--mean')).toThrow("--mean expects a comma-separated list of numbers, got '0.5,'");
+    expect(parseNumberList(' 0.485, 0.456 ,0.406', '--mean')).toEqual([0.485, 0.456, 0.406]);
   });
 });
 
@@ -34,6 +40,28 @@ describe('sweep on LeNet digits', () => {
   const labelFile = join(dir, 'labels-8.npy');
   writeFileSync(data, encodeNpy(all.subarray(0, 8 * 784), [8, 1, 28, 28]));
   writeFileSync(labelFile, encodeNpy(labels.subarray(0, 8), [8]));
+
+  it('an Analyzer under other noise shares its engine and gives what a new one gives (both methods); sigma 0 needs a new one', async () => {
+    const model = loadModel('fixtures/lenet.onnx');
+    const x = all.subarray(0, 784);
+    for (const method of ['two-stage', 'propagate'] as const) {
+      const at8 = await Analyzer.create(model, { method, noise: { kind: 'isotropic', sigma: 8 } });
+      const fresh = await Analyzer.create(model, { method, noise: { kind: 'isotropic', sigma: 48 } });
+      try {
+        expect(at8.withNoise({ kind: 'isotropic', sigma: 0 })).toBeUndefined();
+        const at48 = at8.withNoise({ kind: 'isotropic', sigma: 48 })!;
+        const [a, b] = [await at48.analyzeInput(x, 0), await fresh.analyzeInput(x, 0)];
+        expect(a.mean, method).toEqual(b.mean);
+        expect(a.variance, method).toEqual(b.variance);
+        expect(a.flipProbability, method).toBe(b.flipProbability);
+        // the noise did change: sigma 48 spreads the logits more than sigma 8
+        expect(a.variance![0]).toBeGreaterThan((await at8.analyzeInput(x, 0)).variance![0] * 4);
+      } finally {
+        await at8.release();
+        await fresh.release();
+      }
+    }
+  }, 120_000);
 
   it("rises with sigma, equals report's flip rate at the same sigma, and puts an interval around the MC rate", async () => {
     const model = loadModel('fixtures/lenet.onnx');

@@ -17,7 +17,10 @@ import { RestrictedSurrogate, allIndices, type PointSurrogate } from '../../src/
 import { spgMinimize } from '../../src/experiments/optimize.js';
 import { networkMeanOnly } from '../../src/moments/gradients.js';
 import { Rng } from '../../src/moments/montecarlo.js';
-import { imageGeometry } from '../../src/data/layout.js';
+import { imageGeometry, pixelIndex } from '../../src/data/layout.js';
+import { displayPreprocessing, inputRange, openModelInputs } from '../../src/data/inputs.js';
+import { encodeRgbPng } from '../../src/data/png.js';
+import { grayImage } from '../../src/report/sensitivity.js';
 import { defaultZoom, picturesPng } from '../../src/report/attack.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'nm-attack-'));
@@ -132,6 +135,40 @@ describe('attack pictures: original, perturbation, adversarial, upscaled', () =>
       expect(grey(n.x, n.y)).toBe(255);
       expect(grey(n.x + zoom, n.y)).toBe(1);
       expect(grey(n.x + 2 * zoom, n.y)).toBe(128);
+    }
+  });
+});
+
+describe('pictures of normalized inputs: the per-channel mean/std undone', () => {
+  it('an RGB PNG read with --mean/--std comes back as its own pixels in attack pictures and heat-map backdrops (chw and hwc)', () => {
+    // 3 x 2 RGB pixels spanning 0..255 in every channel
+    const rgb = Uint8Array.from([255, 0, 51, 102, 153, 204, 0, 255, 128, 17, 34, 250, 200, 100, 0, 60, 240, 180]);
+    const d = tmp();
+    const file = join(d, 'rgb.png');
+    writeFileSync(file, encodeRgbPng(rgb, 3, 2));
+    const o = { metadata: {}, modelFile: 'm.onnx', mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+    const display = displayPreprocessing(o)!;
+    expect(display).toBeDefined();
+    for (const [shape, layout] of [
+      [[3, 2, 3], 'chw'],
+      [[2, 3, 3], 'hwc'],
+    ] as const) {
+      const g = imageGeometry([...shape], layout)!;
+      const x = openModelInputs(file, { ...o, inputShape: [...shape], layout }).get(0);
+      // the model sees normalized values (e.g. red 255 -> (1 - 0.485) / 0.229 = 2.249), far outside 0..1
+      expect(x[pixelIndex(g, 0, 0, 0)]).toBeCloseTo((1 - 0.485) / 0.229, 5);
+      const { png, layout: at } = picturesPng([{ title: 'clean', values: x, kind: 'image' }], g, { ...display, range: inputRange(o) }, 2);
+      const img = PNG.sync.read(Buffer.from(png));
+      const im = at.images[0];
+      const back = grayImage(x, g, display);
+      for (let r = 0; r < 2; r++)
+        for (let c = 0; c < 3; c++) {
+          const want = [0, 1, 2].map((ch) => rgb[(r * 3 + c) * 3 + ch]);
+          // the centre of the pixel's 2 x 2 block in the picture
+          const at4 = 4 * ((im.y + 2 * r + 1) * img.width + im.x + 2 * c + 1);
+          expect(Array.from(img.data.subarray(at4, at4 + 3))).toEqual(want);
+          expect(back[r * 3 + c]).toBeCloseTo((want[0] + want[1] + want[2]) / 3 / 255, 6);
+        }
     }
   });
 });
