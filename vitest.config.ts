@@ -11,5 +11,10 @@ export default defineConfig({
     // files at a time on a 2-core machine keep both cores busy
     maxWorkers: Math.max(2, availableParallelism()),
     globalSetup: ['test/global-setup.ts'],
+    // the compiled CLI (test/helpers/cli.ts runs dist/cli.js's main in-process) loads with node's own
+    // import, untransformed, as bin/netmoments.js loads it
+    server: { deps: { external: [/\/dist\//] } },
+    // per-file CPU seconds, only when asked (test/cpu-setup.ts, scripts/test-cpu.mjs)
+    setupFiles: process.env.NETMOMENTS_TEST_CPU ? ['test/cpu-setup.ts'] : [],
   },
 });

@@ -4,20 +4,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodeNpy, npyToFloat32, readNpy } from '../../src/data/npy.js';
-import { expectBadInput, runCli } from '../helpers/cli.js';
+import { cli, expectBadInput } from '../helpers/cli.js';
 import { writeFileSync } from 'node:fs';
 
 const LENET = 'fixtures/lenet.onnx';
 const tmp = () => mkdtempSync(join(tmpdir(), 'nm-analyze-'));
 
 describe('analyze CLI', () => {
-  it('writes a netmoments.analyze/1 report for a batch, with Monte Carlo beside, and a summary on stderr', () => {
+  it('writes a netmoments.analyze/1 report for a batch, with Monte Carlo beside, and a summary on stderr', async () => {
     const dir = tmp();
     const out = join(dir, 'r.json');
     // the first 20 bundled held-out digits
     const x = npyToFloat32(readNpy('fixtures/mnist/digits-100.npy')).slice(0, 20 * 784);
     writeFileSync(join(dir, 'x20.npy'), encodeNpy(x, [20, 1, 28, 28]));
-    const r = runCli(['analyze', LENET, '--input', join(dir, 'x20.npy'), '--sigma', '8', '--relu', '2', '--mc', '2000', '--out', out]);
+    const r = await cli(['analyze', LENET, '--input', join(dir, 'x20.npy'), '--sigma', '8', '--relu', '2', '--mc', '2000', '--out', out]);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(readFileSync(out, 'utf8'));
     expect(report.schema).toBe('netmoments.analyze/1');
@@ -43,16 +43,16 @@ describe('analyze CLI', () => {
     expect(r.stderr).toMatch(/analyzed 20 input\(s\)/);
   }, 300_000);
 
-  it('CSV has one row per input and output index', () => {
-    const r = runCli(['analyze', 'fixtures/affine-relu-affine.onnx', '--sigma', '0.5', '--format', 'csv', '--quiet']);
+  it('CSV has one row per input and output index', async () => {
+    const r = await cli(['analyze', 'fixtures/affine-relu-affine.onnx', '--sigma', '0.5', '--format', 'csv', '--quiet']);
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0].split(',')).toContain('variance_paper');
     expect(lines).toHaveLength(1 + 4);
   });
 
-  it('says on stderr when it uses the zero input and the default noise', () => {
-    const r = runCli(['analyze', 'fixtures/fc-2.onnx']);
+  it('says on stderr when it uses the zero input and the default noise', async () => {
+    const r = await cli(['analyze', 'fixtures/fc-2.onnx']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/zero input/);
     expect(r.stderr).toMatch(/sigma 1/);
@@ -101,10 +101,10 @@ describe('analyze CLI', () => {
     { name: 'CUDA provider not installed', args: () => ['--input', 'fixtures/mnist/digit-0.npy', '--provider', 'cuda'], file: () => LENET, problem: /CUDA/ },
   ];
   for (const c of cases) {
-    it(`${c.name}: exit 2, one line naming the file, no output file`, () => {
+    it(`${c.name}: exit 2, one line naming the file, no output file`, async () => {
       const dir = tmp();
       const out = join(dir, 'report.json');
-      const r = runCli(
+      const r = await cli(
         ['analyze', LENET, ...c.args(dir), '--sigma', '8', '--out', out].filter(
           (a, i, all) => !(a === '--sigma' && all.includes('--noise-cov')) && !(all.includes('--noise-cov') && a === '8' && all[i - 1] === '--sigma'),
         ),
@@ -114,8 +114,8 @@ describe('analyze CLI', () => {
     });
   }
 
-  it('an unknown provider name is a usage error (exit 2)', () => {
-    const r = runCli(['analyze', LENET, '--provider', 'tpu']);
+  it('an unknown provider name is a usage error (exit 2)', async () => {
+    const r = await cli(['analyze', LENET, '--provider', 'tpu']);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });

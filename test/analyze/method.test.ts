@@ -12,7 +12,7 @@ import { analyze } from '../../src/analyze.js';
 import { npyToFloat32, readNpy } from '../../src/data/npy.js';
 import { NetmomentsError } from '../../src/errors.js';
 import { loadModel } from '../../src/onnx/load.js';
-import { runCli } from '../helpers/cli.js';
+import { cli } from '../helpers/cli.js';
 
 const fixture = (f: string) => new URL(`../../fixtures/${f}`, import.meta.url).pathname;
 const digits = npyToFloat32(readNpy(fixture('mnist/digits-100.npy')));
@@ -114,8 +114,8 @@ describe('method auto on the bundled LeNet', () => {
 });
 
 describe('analyze CLI, default method', () => {
-  it('says which method and why on stderr, and the report keys are those of the schema', () => {
-    const r = runCli(['analyze', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.png', '--sigma', '8']);
+  it('says which method and why on stderr, and the report keys are those of the schema', async () => {
+    const r = await cli(['analyze', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.png', '--sigma', '8']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain('netmoments: method: propagate (every op has a moment rule; two-stage would hold 4 kinked layers fixed; noise factor rank 784)');
     const report = JSON.parse(r.stdout);
@@ -123,7 +123,7 @@ describe('analyze CLI, default method', () => {
     for (const k of schema.required) expect(Object.keys(report)).toContain(k);
     for (const k of Object.keys(report)) expect(Object.keys(schema.properties)).toContain(k);
     expect(schema.properties.method.enum).toContain(report.method);
-    const two = runCli(['analyze', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.png', '--sigma', '8', '--at', 'input', '--quiet']);
+    const two = await cli(['analyze', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.png', '--sigma', '8', '--at', 'input', '--quiet']);
     expect(two.code, two.stderr).toBe(0);
     expect(JSON.parse(two.stdout)).toMatchObject({ method: 'two-stage', methodReason: '--at sets a linearization point' });
   }, 120_000);

@@ -2,7 +2,9 @@
  * Every example of every command's --help (yargs `.example(...)`, enumerated from
  * src/commands/index.ts, so commands added later are covered) and every `netmoments ...` command in
  * README.md's code blocks runs as written: exit 0 (a gate example that is meant to fail says so
- * with `--max-flip-rate 0` and exits 1). Each runs in a temporary folder where `fixtures` links to
+ * with `--max-flip-rate 0` and exits 1). Each runs through the CLI's main() in this process
+ * (test/helpers/cli.ts's `cli`; test/cli/inprocess.test.ts checks it agrees with `node
+ * bin/netmoments.js`), in a temporary folder where `fixtures` links to
  * the repository's; examples that read what another writes (`merge` of report shards, `fooling`
  * of attack's mu.npy) run after it. Examples that need ../shared/wild are skipped with a message when it is absent.
  */
@@ -12,7 +14,7 @@ import { join } from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { describe, expect, it } from 'vitest';
 import { commands } from '../../src/commands/index.js';
-import { ROOT, runCli } from '../helpers/cli.js';
+import { ROOT, cli } from '../helpers/cli.js';
 
 interface Example {
   source: string;
@@ -119,7 +121,7 @@ describe('examples in --help and README.md run', () => {
   symlinkSync(join(ROOT, 'fixtures'), join(dir, 'fixtures'));
   for (const e of examples) {
     const line = `netmoments ${e.args.join(' ')}`;
-    it(`${e.source}: ${line}`, (ctx) => {
+    it(`${e.source}: ${line}`, async (ctx) => {
       if (e.args.some((a) => a.includes('shared/wild')) && !existsSync(join(ROOT, '..', 'shared', 'wild'))) {
         console.warn(`skipped (../shared/wild is absent): ${line}`);
         ctx.skip();
@@ -128,7 +130,7 @@ describe('examples in --help and README.md run', () => {
         console.warn(`skipped (marked slow in the README; npm run test:slow runs it): ${line}`);
         ctx.skip();
       }
-      const r = runCli([...e.args, '--quiet'], { cwd: dir, timeoutMs: 300_000 });
+      const r = await cli([...e.args, '--quiet'], { cwd: dir });
       expect(r.code, `${line}\nstderr: ${r.stderr}`).toBe(expectedExit(e));
     }, 300_000);
   }

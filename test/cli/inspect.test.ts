@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT, runCli } from '../helpers/cli.js';
+import { cli, ROOT } from '../helpers/cli.js';
 import { reluInIfNet, residualNet } from '../onnx/models.js';
 
 const LENET = join(ROOT, 'fixtures', 'lenet.onnx');
@@ -17,9 +17,9 @@ function tmpModel(name: string, bytes: Uint8Array): string {
 }
 
 describe('netmoments inspect', () => {
-  it('--json prints the netmoments.inspect/1 report with exactly the documented keys', () => {
+  it('--json prints the netmoments.inspect/1 report with exactly the documented keys', async () => {
     const file = tmpModel('residual.onnx', residualNet());
-    const r = runCli(['inspect', file, '--json']);
+    const r = await cli(['inspect', file, '--json']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
@@ -49,9 +49,9 @@ describe('netmoments inspect', () => {
     });
   });
 
-  it('prints a readable table', () => {
+  it('prints a readable table', async () => {
     const file = tmpModel('residual.onnx', residualNet());
-    const r = runCli(['inspect', file]);
+    const r = await cli(['inspect', file]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/ReLU split points \(2/);
     expect(r.stdout).toMatch(/index\s+node\s+op\s+tensor\s+shape\s+width p\s+linearizable/);
@@ -59,17 +59,17 @@ describe('netmoments inspect', () => {
     expect(r.stdout).toMatch(/netmoments\.preprocess\s+x - 127\.5/);
   });
 
-  it('reports a model whose ReLU sits in a control-flow body as having no split point, with If unsupported', () => {
+  it('reports a model whose ReLU sits in a control-flow body as having no split point, with If unsupported', async () => {
     const file = tmpModel('if.onnx', reluInIfNet());
-    const r = runCli(['inspect', file, '--json']);
+    const r = await cli(['inspect', file, '--json']);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.relus).toEqual([]);
     expect(j.ops.If).toBe(1);
   });
 
-  it.runIf(existsSync(LENET))("lists LeNet's 3 ReLUs with widths 11520, 3200, 500, all supported", () => {
-    const r = runCli(['inspect', 'fixtures/lenet.onnx', '--json']);
+  it.runIf(existsSync(LENET))("lists LeNet's 3 ReLUs with widths 11520, 3200, 500, all supported", async () => {
+    const r = await cli(['inspect', 'fixtures/lenet.onnx', '--json']);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.relus.map((s: { width: number }) => s.width)).toEqual([11520, 3200, 500]);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeNpy, readNpy } from '../../src/data/npy.js';
-import { ROOT, runCli } from '../helpers/cli.js';
+import { ROOT, cli } from '../helpers/cli.js';
 
 const SCHEMAS = join(ROOT, 'schemas');
 const ajv = new Ajv2020({ strict: true, allErrors: true });
@@ -47,8 +47,8 @@ function openRecords(schema: unknown, path = '#'): string[] {
 
 let dir: string;
 /** The CLI in the temporary folder, expecting `code`. */
-function run(args: string[], code = 0): string {
-  const r = runCli([...args, '--quiet'], { cwd: dir, timeoutMs: 300_000 });
+async function run(args: string[], code = 0): Promise<string> {
+  const r = await cli([...args, '--quiet'], { cwd: dir });
   expect(r.code, `netmoments ${args.join(' ')}\n${r.stderr}`).toBe(code);
   return r.stdout;
 }
@@ -74,20 +74,20 @@ describe('JSON outputs against schemas/', () => {
     }
   });
 
-  it('inspect --json, split and linearize', () => {
-    expectValid('inspect', JSON.parse(run(['inspect', 'fixtures/lenet.onnx', '--json'])), 'inspect --json');
-    run(['split', 'fixtures/lenet.onnx', '--relu', '1', '--out-dir', 'split']);
+  it('inspect --json, split and linearize', async () => {
+    expectValid('inspect', JSON.parse(await run(['inspect', 'fixtures/lenet.onnx', '--json'])), 'inspect --json');
+    await run(['split', 'fixtures/lenet.onnx', '--relu', '1', '--out-dir', 'split']);
     expectValid('split', readJson(join(dir, 'split', 'split.json')), 'split.json');
-    run(['linearize', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.npy', '--relu', '2', '--out-dir', 'lin']);
+    await run(['linearize', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.npy', '--relu', '2', '--out-dir', 'lin']);
     expectValid('linearize', readJson(join(dir, 'lin', 'linearization.json')), 'linearization.json');
   });
 
-  it('analyze: propagate and two-stage, with Monte Carlo, a window and the covariance', () => {
-    const propagate = JSON.parse(run(['analyze', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.png', '--sigma', '8', '--mc', '50']));
+  it('analyze: propagate and two-stage, with Monte Carlo, a window and the covariance', async () => {
+    const propagate = JSON.parse(await run(['analyze', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.png', '--sigma', '8', '--mc', '50']));
     expectValid('analyze', propagate, 'analyze (propagate)');
     expect(propagate.results[0].trust.verdict).toMatch(/^(ok|warn|fail)$/);
     const twoStage = JSON.parse(
-      run(
+      await run(
         ['analyze', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.npy', '--relu', '2', '--window', '10,10,7,7', '--sigma', '20'].concat([
           '--covariance',
           '--mc',
@@ -102,10 +102,10 @@ describe('JSON outputs against schemas/', () => {
     expect(validator('analyze')(drifted)).toBe(false);
   });
 
-  it('bank, report with the bank and Monte Carlo, shards and merge, gate --out-dir', () => {
-    run(['bank', 'fixtures/lenet.onnx', '--data', 'd3.npy', '--k', '2', '--out-dir', 'bank']);
+  it('bank, report with the bank and Monte Carlo, shards and merge, gate --out-dir', async () => {
+    await run(['bank', 'fixtures/lenet.onnx', '--data', 'd3.npy', '--k', '2', '--out-dir', 'bank']);
     expectValid('bank', readJson(join(dir, 'bank', 'manifest.json')), 'bank manifest.json');
-    run([
+    await run([
       'report',
       'fixtures/lenet.onnx',
       '--data',
@@ -125,7 +125,21 @@ describe('JSON outputs against schemas/', () => {
     ]);
     expectValid('report', readJson(join(dir, 'rep', 'summary.json')), 'report summary.json (bank, --mc)');
     for (const i of [0, 1]) {
-      run(['report', 'fixtures/lenet.onnx', '--data', 'd3.npy', '--sigma', '8', '--chunk', '2', '--shard', `${i}/2`, '--per-logit', '--out-dir', `shard-${i}`]);
+      await run([
+        'report',
+        'fixtures/lenet.onnx',
+        '--data',
+        'd3.npy',
+        '--sigma',
+        '8',
+        '--chunk',
+        '2',
+        '--shard',
+        `${i}/2`,
+        '--per-logit',
+        '--out-dir',
+        `shard-${i}`,
+      ]);
       expectValid('report', readJson(join(dir, `shard-${i}`, 'summary.json')), `shard ${i} summary.json`);
       const records = readFileSync(join(dir, `shard-${i}`, 'records.ndjson'), 'utf8')
         .split('\n')
@@ -133,18 +147,18 @@ describe('JSON outputs against schemas/', () => {
       expect(records.length).toBeGreaterThan(0);
       for (const line of records) expectValid('report-record', JSON.parse(line), `shard ${i} records.ndjson`);
     }
-    run(['merge', 'shard-0', 'shard-1', '--out-dir', 'merged']);
+    await run(['merge', 'shard-0', 'shard-1', '--out-dir', 'merged']);
     expectValid('report', readJson(join(dir, 'merged', 'summary.json')), 'merge summary.json');
-    run(['gate', 'fixtures/lenet.onnx', '--data', 'd3.npy', '--labels', 'l3.npy', '--sigma', '8', '--max-flip-rate', '0.5', '--out-dir', 'gate']);
+    await run(['gate', 'fixtures/lenet.onnx', '--data', 'd3.npy', '--labels', 'l3.npy', '--sigma', '8', '--max-flip-rate', '0.5', '--out-dir', 'gate']);
     expectValid('report', readJson(join(dir, 'gate', 'summary.json')), 'gate --out-dir summary.json');
   });
 
-  it('tightness on data and on a synthetic net, sensitivity', () => {
-    run(['tightness', 'fixtures/lenet.onnx', '--data', 'd3.npy', '--sigma', '8', '--runs', '1', '--mc', '50', '--out-dir', 'tight']);
+  it('tightness on data and on a synthetic net, sensitivity', async () => {
+    await run(['tightness', 'fixtures/lenet.onnx', '--data', 'd3.npy', '--sigma', '8', '--runs', '1', '--mc', '50', '--out-dir', 'tight']);
     expectValid('tightness', readJson(join(dir, 'tight', 'tightness.json')), 'tightness.json (data)');
-    run(['tightness', 'fixtures/fc-2.onnx', '--synthetic', '--runs', '1', '--mc', '50', '--out-dir', 'tight-synthetic']);
+    await run(['tightness', 'fixtures/fc-2.onnx', '--synthetic', '--runs', '1', '--mc', '50', '--out-dir', 'tight-synthetic']);
     expectValid('tightness', readJson(join(dir, 'tight-synthetic', 'tightness.json')), 'tightness.json (synthetic)');
-    run([
+    await run([
       'sensitivity',
       'fixtures/lenet.onnx',
       '--data',
@@ -163,14 +177,27 @@ describe('JSON outputs against schemas/', () => {
     expectValid('sensitivity', readJson(join(dir, 'sens', 'sensitivity.json')), 'sensitivity.json');
   });
 
-  it('attack (targeted, universal) and fooling', () => {
-    run(['attack', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.npy', '--target', '3', '--iters', '20', '--verify', '20', '--out-dir', 'att']);
+  it('attack (targeted, universal) and fooling', async () => {
+    await run([
+      'attack',
+      'fixtures/lenet.onnx',
+      '--input',
+      'fixtures/mnist/digit-0.npy',
+      '--target',
+      '3',
+      '--iters',
+      '20',
+      '--verify',
+      '20',
+      '--out-dir',
+      'att',
+    ]);
     expectValid('attack', readJson(join(dir, 'att', 'attack.json')), 'attack.json (targeted)');
-    run(['attack', 'fixtures/lenet.onnx', '--universal', '--data', 'd3.npy', '--count', '2', '--iters', '10', '--verify', '10', '--out-dir', 'univ']);
+    await run(['attack', 'fixtures/lenet.onnx', '--universal', '--data', 'd3.npy', '--count', '2', '--iters', '10', '--verify', '10', '--out-dir', 'univ']);
     expectValid('attack', readJson(join(dir, 'univ', 'attack.json')), 'attack.json (universal)');
     expect(existsSync(join(dir, 'univ', 'mu.npy'))).toBe(true);
     const fooling = JSON.parse(
-      run(['fooling', 'fixtures/lenet.onnx', '--data', 'd3.npy', '--count', '2', '--perturbation', 'univ/mu.npy', '--sigma', '1', '--mc', '20']),
+      await run(['fooling', 'fixtures/lenet.onnx', '--data', 'd3.npy', '--count', '2', '--perturbation', 'univ/mu.npy', '--sigma', '1', '--mc', '20']),
     );
     expectValid('fooling', fooling, 'fooling');
   });

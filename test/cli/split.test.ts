@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/onnx/load.js';
 import { compareSplit } from '../../src/onnx/split.js';
 import { zeroFeeds } from '../../src/onnx/shapes.js';
-import { ROOT, runCli } from '../helpers/cli.js';
+import { cli, ROOT } from '../helpers/cli.js';
 import { residualNet, rng, torchBatch1Net } from '../onnx/models.js';
 
 function tmp(): string {
@@ -18,7 +18,7 @@ describe('netmoments split', () => {
     const file = join(dir, 'residual.onnx');
     writeFileSync(file, residualNet());
     const out = join(dir, 'out');
-    const r = runCli(['split', file, '--relu', 'relu1', '--out-dir', out]);
+    const r = await cli(['split', file, '--relu', 'relu1', '--out-dir', out]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(readdirSync(out).sort()).toEqual(['bottom.onnx', 'split.json', 'top.onnx']);
@@ -39,12 +39,12 @@ describe('netmoments split', () => {
     for (const d of diffs) expect(d.maxAbsDiff).toBeLessThan(1e-5 * Math.max(1, d.maxAbs));
   });
 
-  it('--output picks a tensor above the cut; --dynamic-batch fixes a batch-1 export first', () => {
+  it('--output picks a tensor above the cut; --dynamic-batch fixes a batch-1 export first', async () => {
     const dir = tmp();
     const file = join(dir, 'torch.onnx');
     writeFileSync(file, torchBatch1Net());
     const out = join(dir, 'out');
-    const r = runCli(['split', file, '--relu', '1', '--out-dir', out, '--output', '/relu_1/Relu_output_0', '--dynamic-batch']);
+    const r = await cli(['split', file, '--relu', '1', '--out-dir', out, '--output', '/relu_1/Relu_output_0', '--dynamic-batch']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const top = loadModel(join(out, 'top.onnx')).graph;
@@ -53,11 +53,11 @@ describe('netmoments split', () => {
     expect(bottom.inputs[0].shape).toEqual(['N', 1, 5, 5]);
   });
 
-  it('splits fixtures from the command line (ReLU 0 of the first four; the library test covers every split)', () => {
+  it('splits fixtures from the command line (ReLU 0 of the first four; the library test covers every split)', async () => {
     const fixtures = existsSync(join(ROOT, 'fixtures')) ? readdirSync(join(ROOT, 'fixtures')).filter((f) => f.endsWith('.onnx')) : [];
     for (const f of fixtures.slice(0, 4)) {
       const out = join(tmp(), 'out');
-      const r = runCli(['split', join('fixtures', f), '--relu', '0', '--out-dir', out]);
+      const r = await cli(['split', join('fixtures', f), '--relu', '0', '--out-dir', out]);
       expect(r.code, `${f}: ${r.stderr}`).toBe(0);
       expect(readdirSync(out).sort()).toEqual(['bottom.onnx', 'split.json', 'top.onnx']);
     }

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { expectBadInput, runCli } from '../helpers/cli.js';
+import { cli, expectBadInput } from '../helpers/cli.js';
 import { parseNpy } from '../../src/data/npy.js';
 import { openDataset } from '../../src/data/dataset.js';
 import { loadModel } from '../../src/onnx/load.js';
@@ -19,14 +19,14 @@ const dir = tmp('nm-bank-');
 const data = digits(dir, 12);
 const bank = join(dir, 'bank');
 
-beforeAll(() => {
-  const r = runCli(['bank', 'fixtures/lenet.onnx', '--data', data.data, '--relu', '2', '--k', '2', '--out-dir', bank]);
+beforeAll(async () => {
+  const r = await cli(['bank', 'fixtures/lenet.onnx', '--data', data.data, '--relu', '2', '--k', '2', '--out-dir', bank]);
   expect(r.code, r.stderr).toBe(0);
   expect(r.stderr).toMatch(/bank of k = 2 centres x 1\.5 MiB/);
 });
 
 describe('netmoments bank', () => {
-  it('writes float32 .npy per centre and a manifest with the sha256 of every file', () => {
+  it('writes float32 .npy per centre and a manifest with the sha256 of every file', async () => {
     const m = JSON.parse(readFileSync(join(bank, 'manifest.json'), 'utf8'));
     expect(m.schema).toBe('netmoments.bank/1');
     expect(m.model.sha256).toBe(createHash('sha256').update(readFileSync('fixtures/lenet.onnx')).digest('hex'));
@@ -47,10 +47,10 @@ describe('netmoments bank', () => {
     expect(existsSync(join(bank, '.building-' + process.pid))).toBe(false);
   });
 
-  it('--linearize bank:DIR gives the same samples as --linearize kmeans:K built in the run', () => {
+  it('--linearize bank:DIR gives the same samples as --linearize kmeans:K built in the run', async () => {
     const common = ['report', 'fixtures/lenet.onnx', '--data', data.data, '--labels', data.labels, '--sigma', '8', '--per-logit'];
-    const a = runCli([...common, '--linearize', `bank:${bank}`, '--out-dir', join(dir, 'ra')]);
-    const b = runCli([...common, '--linearize', 'kmeans:2', '--out-dir', join(dir, 'rb')]);
+    const a = await cli([...common, '--linearize', `bank:${bank}`, '--out-dir', join(dir, 'ra')]);
+    const b = await cli([...common, '--linearize', 'kmeans:2', '--out-dir', join(dir, 'rb')]);
     expect(a.code, a.stderr).toBe(0);
     expect(b.code, b.stderr).toBe(0);
     expect(readFileSync(join(dir, 'ra', 'samples.csv'), 'utf8')).toBe(readFileSync(join(dir, 'rb', 'samples.csv'), 'utf8'));
@@ -59,16 +59,16 @@ describe('netmoments bank', () => {
     expect(sa.run.modelSha256).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  it('estimates the size first and refuses a K that does not fit (exit 2, the estimate in the message)', () => {
+  it('estimates the size first and refuses a K that does not fit (exit 2, the estimate in the message)', async () => {
     const out = join(dir, 'big');
-    const r = runCli(['bank', 'fixtures/lenet.onnx', '--data', data.data, '--k', '10', '--max-size', '4M', '--out-dir', out]);
+    const r = await cli(['bank', 'fixtures/lenet.onnx', '--data', data.data, '--k', '10', '--max-size', '4M', '--out-dir', out]);
     expectBadInput(
       r,
       out,
       /a bank of k = 10 centres x 1\.5 MiB = 15 MiB \(A alone is p x n = 500 x 784 float32 per centre\) does not fit in --max-size 4\.0 MiB/,
     );
     expect(existsSync(out)).toBe(false);
-    const few = runCli(['bank', 'fixtures/lenet.onnx', '--data', data.data, '--k', '13', '--out-dir', out]);
+    const few = await cli(['bank', 'fixtures/lenet.onnx', '--data', data.data, '--k', '13', '--out-dir', out]);
     expectBadInput(few, data.data, /--k 13 needs at least 13 inputs/);
   });
 
@@ -87,9 +87,9 @@ describe('netmoments bank', () => {
     ).rejects.toThrow(/a bank of k = 4 centres x 1\.5 MiB = 6\.\d MiB .* does not fit in the 2\.0 MiB of memory/);
   });
 
-  it('a damaged or mismatched bank is a one-line error naming the file', () => {
-    const report = (b: string, extra: string[] = [], model = 'fixtures/lenet.onnx') =>
-      runCli(['report', model, '--data', data.data, '--sigma', '8', '--linearize', `bank:${b}`, '--out-dir', join(dir, 'never'), ...extra]);
+  it('a damaged or mismatched bank is a one-line error naming the file', async () => {
+    const report = async (b: string, extra: string[] = [], model = 'fixtures/lenet.onnx') =>
+      await cli(['report', model, '--data', data.data, '--sigma', '8', '--linearize', `bank:${b}`, '--out-dir', join(dir, 'never'), ...extra]);
     const copy = (name: string) => {
       const d = join(dir, name);
       cpSync(bank, d, { recursive: true });
@@ -101,29 +101,29 @@ describe('netmoments bank', () => {
     const bytes = readFileSync(a);
     bytes[5000] ^= 1;
     writeFileSync(a, bytes);
-    expectBadInput(report(flipped), a, /does not match the sha256 in the manifest: the bank is damaged/);
+    expectBadInput(await report(flipped), a, /does not match the sha256 in the manifest: the bank is damaged/);
     // a truncated file
     const short = copy('short');
     truncateSync(join(short, 'centres.npy'), 100);
-    expectBadInput(report(short), join(short, 'centres.npy'), /has 100 bytes, the manifest says \d+/);
+    expectBadInput(await report(short), join(short, 'centres.npy'), /has 100 bytes, the manifest says \d+/);
     // a missing file
     const missing = copy('missing');
     rmSync(join(missing, 'centre-0000', 'B.npy'));
-    expectBadInput(report(missing), join(missing, 'centre-0000', 'B.npy'), /missing: the bank is incomplete/);
+    expectBadInput(await report(missing), join(missing, 'centre-0000', 'B.npy'), /missing: the bank is incomplete/);
     // no manifest (an interrupted build), a manifest that is not JSON, another schema
     const nomf = copy('nomanifest');
     rmSync(join(nomf, 'manifest.json'));
-    expectBadInput(report(nomf), join(nomf, 'manifest.json'), /no manifest\.json: not a bank, or a bank whose build did not finish/);
+    expectBadInput(await report(nomf), join(nomf, 'manifest.json'), /no manifest\.json: not a bank, or a bank whose build did not finish/);
     const badjson = copy('badjson');
     writeFileSync(join(badjson, 'manifest.json'), '{"schema": "netmoments.bank/1", ');
-    expectBadInput(report(badjson), join(badjson, 'manifest.json'), /is not valid JSON/);
+    expectBadInput(await report(badjson), join(badjson, 'manifest.json'), /is not valid JSON/);
     const schema = copy('schema');
     const m = JSON.parse(readFileSync(join(schema, 'manifest.json'), 'utf8'));
     writeFileSync(join(schema, 'manifest.json'), JSON.stringify({ ...m, schema: 'netmoments.bank/9' }));
-    expectBadInput(report(schema), join(schema, 'manifest.json'), /has schema "netmoments\.bank\/9", expected "netmoments\.bank\/1"/);
+    expectBadInput(await report(schema), join(schema, 'manifest.json'), /has schema "netmoments\.bank\/9", expected "netmoments\.bank\/1"/);
     // another model, another split
-    expectBadInput(report(bank, [], 'fixtures/lenet-batch1.onnx'), join(bank, 'manifest.json'), /built for a different model/);
-    expectBadInput(report(bank, ['--relu', '1']), join(bank, 'manifest.json'), /split at ReLU 2 .* this run at ReLU 1/);
+    expectBadInput(await report(bank, [], 'fixtures/lenet-batch1.onnx'), join(bank, 'manifest.json'), /built for a different model/);
+    expectBadInput(await report(bank, ['--relu', '1']), join(bank, 'manifest.json'), /split at ReLU 2 .* this run at ReLU 1/);
     expect(existsSync(join(dir, 'never'))).toBe(false);
   });
 });

@@ -13,7 +13,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { openDataset } from '../../src/data/dataset.js';
 import { parseNpy } from '../../src/data/npy.js';
 import { networkMoments } from '../../src/moments/network.js';
@@ -21,7 +21,7 @@ import type { NoiseSpec as Noise } from '../../src/noise.js';
 import { loadModel } from '../../src/onnx/load.js';
 import { runReport, type ReportOptions } from '../../src/dataset/index.js';
 import { sharedOrtLinearAlgebra } from '../../src/runtime/linalg.js';
-import { runCli } from '../helpers/cli.js';
+import { cli, type CliResult } from '../helpers/cli.js';
 import { residualData, tmp } from './helpers.js';
 
 const COUNT = 12;
@@ -51,7 +51,10 @@ describe('report with a bank == the moments engine on the centre (residual net, 
   const dir = tmp('nm-bankpaths-');
   const { data, labels } = residualData(dir, COUNT, 11);
   const bank = join(dir, 'bank');
-  const built = runCli(['bank', 'fixtures/residual.onnx', '--data', data, '--relu', '1', '--k', '3', '--out-dir', bank, '--quiet']);
+  let built: CliResult;
+  beforeAll(async () => {
+    built = await cli(['bank', 'fixtures/residual.onnx', '--data', data, '--relu', '1', '--k', '3', '--out-dir', bank, '--quiet']);
+  });
   const x = parseNpy(readFileSync(data)).data as Float32Array;
 
   const cases: { name: string; noise: Noise; noiseMean?: Float64Array }[] = [

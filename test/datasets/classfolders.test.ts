@@ -10,7 +10,7 @@ import { openDataset } from '../../src/data/dataset.js';
 import { openModelInputs } from '../../src/data/inputs.js';
 import { encodeNpy, parseNpy } from '../../src/data/npy.js';
 import { encodeGrayPng } from '../../src/data/png.js';
-import { runCli, ROOT } from '../helpers/cli.js';
+import { cli, ROOT } from '../helpers/cli.js';
 import { tmp } from './helpers.js';
 
 const dir = tmp('nm-classes-');
@@ -25,7 +25,7 @@ const order = [...picked].sort((a, b) => y[a] - y[b] || a - b);
 const npy = join(dir, 'digits.npy');
 const labels = join(dir, 'labels.npy');
 
-beforeAll(() => {
+beforeAll(async () => {
   for (const i of picked) {
     mkdirSync(join(root, String(y[i])), { recursive: true });
     // digits-100.npy holds pixel - 127.5 (LeNet's model units): back to 8-bit pixels, exactly
@@ -53,7 +53,7 @@ beforeAll(() => {
 const noise = ['--sigma', '8'];
 
 describe('class-per-folder datasets', () => {
-  it('labels are the folder index, inputs class by class; the values equal the .npy digits', () => {
+  it('labels are the folder index, inputs class by class; the values equal the .npy digits', async () => {
     const ds = openDataset(root, { inputShape: [1, 28, 28], preprocessing: { scale: 255, offset: -127.5 } });
     expect(ds.size).toBe(12);
     expect(ds.classes).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
@@ -62,7 +62,7 @@ describe('class-per-folder datasets', () => {
     for (let k = 0; k < order.length; k++) expect(Array.from(ds.get(k))).toEqual(Array.from(x.subarray(order[k] * 784, (order[k] + 1) * 784)));
   });
 
-  it("the model's class names decide the index; a folder not among them is refused; a subset of numbered folders is said", () => {
+  it("the model's class names decide the index; a folder not among them is refused; a subset of numbered folders is said", async () => {
     const sub = join(dir, 'pets');
     for (const [name, i] of [
       ['dog', picked[0]],
@@ -93,12 +93,12 @@ describe('class-per-folder datasets', () => {
     expect(notes.join('\n')).toMatch(/the class folder '3' is class 0, not 3 \(folder i is class i: add an empty folder for each missing class/);
   });
 
-  it('report and gate on the class folders equal report on the .npy with labels; bank gives the same centres', () => {
+  it('report and gate on the class folders equal report on the .npy with labels; bank gives the same centres', async () => {
     const a = join(dir, 'report-npy');
     const b = join(dir, 'gate-folders');
-    const ra = runCli(['report', 'fixtures/lenet.onnx', '--data', npy, '--labels', labels, ...noise, '--out-dir', a, '--quiet']);
+    const ra = await cli(['report', 'fixtures/lenet.onnx', '--data', npy, '--labels', labels, ...noise, '--out-dir', a, '--quiet']);
     expect(ra.code, ra.stderr).toBe(0);
-    const rb = runCli(['gate', 'fixtures/lenet.onnx', '--data', root, ...noise, '--max-flip-rate', '0.5', '--min-accuracy', '0.5', '--out-dir', b]);
+    const rb = await cli(['gate', 'fixtures/lenet.onnx', '--data', root, ...noise, '--max-flip-rate', '0.5', '--min-accuracy', '0.5', '--out-dir', b]);
     expect(rb.code, rb.stderr).toBe(0);
     expect(rb.stderr).toMatch(/digits: 10 classes from the folders; labels by the folder names sorted/);
     expect(readFileSync(join(b, 'samples.csv'), 'utf8')).toBe(readFileSync(join(a, 'samples.csv'), 'utf8'));
@@ -112,8 +112,8 @@ describe('class-per-folder datasets', () => {
 
     const bankA = join(dir, 'bank-npy');
     const bankB = join(dir, 'bank-folders');
-    expect(runCli(['bank', 'fixtures/lenet.onnx', '--data', npy, '--k', '2', '--out-dir', bankA, '--quiet']).code).toBe(0);
-    expect(runCli(['bank', 'fixtures/lenet.onnx', '--data', root, '--k', '2', '--out-dir', bankB, '--quiet']).code).toBe(0);
+    expect((await cli(['bank', 'fixtures/lenet.onnx', '--data', npy, '--k', '2', '--out-dir', bankA, '--quiet'])).code).toBe(0);
+    expect((await cli(['bank', 'fixtures/lenet.onnx', '--data', root, '--k', '2', '--out-dir', bankB, '--quiet'])).code).toBe(0);
     expect(readFileSync(join(bankB, 'centres.npy'))).toEqual(readFileSync(join(bankA, 'centres.npy')));
   }, 240_000);
 });

@@ -6,21 +6,21 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { expectBadInput, runCli } from '../helpers/cli.js';
+import { cli, expectBadInput } from '../helpers/cli.js';
 import { digits, find, parseXml, tmp } from './helpers.js';
 
 const dir = tmp('nm-gate-');
 const data = digits(dir, 16);
 const bank = join(dir, 'bank');
-const gate = (extra: string[], env: Record<string, string> = {}) =>
-  runCli(['gate', 'fixtures/lenet.onnx', '--data', data.data, '--labels', data.labels, '--sigma', '8', '--linearize', `bank:${bank}`, ...extra], { env });
+const gate = async (extra: string[], env: Record<string, string> = {}) =>
+  await cli(['gate', 'fixtures/lenet.onnx', '--data', data.data, '--labels', data.labels, '--sigma', '8', '--linearize', `bank:${bank}`, ...extra], { env });
 
 let flipRate: number;
 let accuracy: number;
 
-beforeAll(() => {
-  expect(runCli(['bank', 'fixtures/lenet.onnx', '--data', data.data, '--k', '2', '--out-dir', bank]).code).toBe(0);
-  const r = runCli([
+beforeAll(async () => {
+  expect((await cli(['bank', 'fixtures/lenet.onnx', '--data', data.data, '--k', '2', '--out-dir', bank])).code).toBe(0);
+  const r = await cli([
     'report',
     'fixtures/lenet.onnx',
     '--data',
@@ -44,11 +44,11 @@ beforeAll(() => {
 });
 
 describe('netmoments gate', () => {
-  it('passes (exit 0) with JUnit XML and a step summary when the thresholds hold', () => {
+  it('passes (exit 0) with JUnit XML and a step summary when the thresholds hold', async () => {
     const junit = join(dir, 'pass.xml');
     const summary = join(dir, 'step-summary.md');
     writeFileSync(summary, '# earlier step\n');
-    const r = gate(['--max-flip-rate', String(Math.min(1, flipRate + 0.05)), '--min-accuracy', String(Math.max(0, accuracy - 0.05)), '--junit', junit], {
+    const r = await gate(['--max-flip-rate', String(Math.min(1, flipRate + 0.05)), '--min-accuracy', String(Math.max(0, accuracy - 0.05)), '--junit', junit], {
       GITHUB_STEP_SUMMARY: summary,
     });
     expect(r.code, r.stderr).toBe(0);
@@ -72,10 +72,10 @@ describe('netmoments gate', () => {
     expect(md).toMatch(/\| flip rate <= .* \| pass \|/);
   });
 
-  it('fails (exit 1) when the flip rate is too high, with a failure in the JUnit XML', () => {
+  it('fails (exit 1) when the flip rate is too high, with a failure in the JUnit XML', async () => {
     const junit = join(dir, 'fail.xml');
     const summary = join(dir, 'fail-summary.md');
-    const r = gate(['--max-flip-rate', String(flipRate / 2), '--junit', junit, '--out-dir', join(dir, 'kept')], { GITHUB_STEP_SUMMARY: summary });
+    const r = await gate(['--max-flip-rate', String(flipRate / 2), '--junit', junit, '--out-dir', join(dir, 'kept')], { GITHUB_STEP_SUMMARY: summary });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/gate failed: flip rate .* is above the maximum/);
     const xml = parseXml(readFileSync(junit, 'utf8'));
@@ -88,16 +88,16 @@ describe('netmoments gate', () => {
     expect(existsSync(join(dir, 'kept', 'summary.json'))).toBe(true);
   });
 
-  it('fails (exit 1) on --min-accuracy alone', () => {
-    const r = gate(['--max-flip-rate', '1', '--min-accuracy', String(Math.min(1, accuracy + 0.01))]);
+  it('fails (exit 1) on --min-accuracy alone', async () => {
+    const r = await gate(['--max-flip-rate', '1', '--min-accuracy', String(Math.min(1, accuracy + 0.01))]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/accuracy under noise .* is below the minimum/);
   });
 
-  it('bad input is exit 2 with one line and no JUnit file', () => {
+  it('bad input is exit 2 with one line and no JUnit file', async () => {
     const junit = join(dir, 'bad.xml');
-    expectBadInput(gate(['--max-flip-rate', '1.5', '--junit', junit]), '', /--max-flip-rate is a fraction in \[0, 1\]/);
-    const noLabels = runCli([
+    expectBadInput(await gate(['--max-flip-rate', '1.5', '--junit', junit]), '', /--max-flip-rate is a fraction in \[0, 1\]/);
+    const noLabels = await cli([
       'gate',
       'fixtures/lenet.onnx',
       '--data',
@@ -115,8 +115,8 @@ describe('netmoments gate', () => {
     ]);
     expectBadInput(noLabels, data.data, /--min-accuracy needs labels/);
     const missing = join(dir, 'nope.npy');
-    expectBadInput(runCli(['gate', 'fixtures/lenet.onnx', '--data', missing, '--max-flip-rate', '0.1', '--junit', junit]), missing, /no such file/);
-    expect(runCli(['gate', 'fixtures/lenet.onnx', '--data', data.data, '--labels', data.labels]).code).toBe(2); // --max-flip-rate is required
+    expectBadInput(await cli(['gate', 'fixtures/lenet.onnx', '--data', missing, '--max-flip-rate', '0.1', '--junit', junit]), missing, /no such file/);
+    expect((await cli(['gate', 'fixtures/lenet.onnx', '--data', data.data, '--labels', data.labels])).code).toBe(2); // --max-flip-rate is required
     expect(existsSync(junit)).toBe(false);
   });
 });

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { cli } from '../helpers/cli.js';
 import { residualData, startCli, tmp, waitFor } from './helpers.js';
 
 const FILES = ['samples.csv', 'summary.json', 'summary.md'];
@@ -48,9 +48,9 @@ function expectConsistent(out: string): 'checkpoint' | 'complete' | 'nothing' {
 
 let reference: Record<string, string>;
 
-beforeAll(() => {
+beforeAll(async () => {
   const out = join(dir, 'reference');
-  const r = runCli(args(out));
+  const r = await cli(args(out));
   expect(r.code, r.stderr).toBe(0);
   reference = read(out);
   expect(existsSync(ckOf(out))).toBe(false);
@@ -68,7 +68,7 @@ describe('report --resume', () => {
     expect(existsSync(join(out, 'samples.csv'))).toBe(false);
     const saved = chunksIn(out);
     // --html writes report.html beside the outputs and changes none of their bytes
-    const r = runCli([...args(out), '--resume', '--html']);
+    const r = await cli([...args(out), '--resume', '--html']);
     expect(r.code, r.stderr).toBe(0);
     const html = readFileSync(join(out, 'report.html'), 'utf8');
     expect(html).toContain(`id="flip-rate" class="n" data-value="${JSON.stringify(JSON.parse(reference['summary.json']).flipRate)}"`);
@@ -89,7 +89,7 @@ describe('report --resume', () => {
     expect(end.code).toBe(130);
     expect(end.stderr).toMatch(/interrupted; \d+ of 60 inputs are checkpointed in .*\.netmoments-checkpoint: run the same command with --resume/);
     expect(expectConsistent(out)).toBe('checkpoint');
-    const r = runCli([...args(out), '--resume']);
+    const r = await cli([...args(out), '--resume']);
     expect(r.code, r.stderr).toBe(0);
     expect(read(out)).toEqual(reference);
   });
@@ -97,7 +97,7 @@ describe('report --resume', () => {
   it('killed at several points over earlier complete outputs: always the old outputs intact or a checkpoint; then --resume', async () => {
     const out = join(dir, 'over-old');
     // complete outputs of another run (other noise) in the folder first
-    expect(runCli(args(out, '0.05')).code).toBe(0);
+    expect((await cli(args(out, '0.05'))).code).toBe(0);
     const old = read(out);
     const delays = [0, 1000, 2200];
     for (const ms of delays) {
@@ -112,11 +112,11 @@ describe('report --resume', () => {
         expect([JSON.stringify(old), JSON.stringify(reference)]).toContain(JSON.stringify(now));
       }
     }
-    const r = runCli([...args(out), '--resume']);
+    const r = await cli([...args(out), '--resume']);
     expect(r.code, r.stderr).toBe(0);
     expect(read(out)).toEqual(reference);
     // --resume of a finished run does nothing and says so
-    const again = runCli([...args(out), '--resume']);
+    const again = await cli([...args(out), '--resume']);
     expect(again.code).toBe(0);
     expect(again.stderr).toMatch(/already holds the complete report/);
     expect(read(out)).toEqual(reference);
@@ -128,13 +128,13 @@ describe('report --resume', () => {
     expect(await waitFor(() => chunksIn(out) >= 1, 90_000)).toBe(true);
     child.kill('SIGKILL');
     await done;
-    const r = runCli([...args(out, '0.2'), '--resume']);
+    const r = await cli([...args(out, '0.2'), '--resume']);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain(out);
     expect(r.stderr).toMatch(/checkpoint here belongs to a run with other options/);
     // without --resume the old checkpoint is replaced, and the run completes
-    const fresh = runCli(args(out));
+    const fresh = await cli(args(out));
     expect(fresh.code, fresh.stderr).toBe(0);
     expect(fresh.stderr).toMatch(/discarding the checkpoint/);
     expect(read(out)).toEqual(reference);

@@ -15,10 +15,10 @@ import { encodeNpy, npyToFloat32, readNpy } from '../../src/data/npy.js';
 import { parseSigmaList, runSweep } from '../../src/dataset/sweep.js';
 import { parseNumberList } from '../../src/experiments/common.js';
 import { loadModel } from '../../src/onnx/load.js';
-import { runCli } from '../helpers/cli.js';
+import { cli } from '../helpers/cli.js';
 
 describe('sweep --sigma', () => {
-  it('takes a list or a start:stop:step range, and refuses the rest', () => {
+  it('takes a list or a start:stop:step range, and refuses the rest', async () => {
     expect(parseSigmaList('1,2,4,8')).toEqual([1, 2, 4, 8]);
     expect(parseSigmaList('0:32:8')).toEqual([0, 8, 16, 24, 32]);
     expect(parseSigmaList('0:1:0.1')[3]).toBe(0.3);
@@ -83,16 +83,16 @@ describe('sweep on LeNet digits', () => {
       expect(m.interval[1]).toBeGreaterThanOrEqual(m.flipRate);
       expect(m.interval[1] - m.interval[0]).toBeLessThan(0.2);
     }
-    const r = runCli(['report', 'fixtures/lenet.onnx', '--data', data, '--labels', labelFile, '--sigma', '64', '--out-dir', join(dir, 'rep'), '-q']);
+    const r = await cli(['report', 'fixtures/lenet.onnx', '--data', data, '--labels', labelFile, '--sigma', '64', '--out-dir', join(dir, 'rep'), '-q']);
     expect(r.code, r.stderr).toBe(0);
     const summary = JSON.parse(readFileSync(join(dir, 'rep', 'summary.json'), 'utf8'));
     expect(res.points[1].flipRate).toBe(summary.flipRate);
     expect(res.points[1].accuracyUnderNoise).toBe(summary.accuracy.underNoise);
   }, 400_000); // four dataset runs: about a minute alone, several on a loaded 2-core machine
 
-  it('CLI: sweep.csv, sweep.json inside its schema, and an SVG with axes, legend and error bars', () => {
+  it('CLI: sweep.csv, sweep.json inside its schema, and an SVG with axes, legend and error bars', async () => {
     const out = join(dir, 'sw');
-    const r = runCli([
+    const r = await cli([
       'sweep',
       'fixtures/lenet.onnx',
       '--data',

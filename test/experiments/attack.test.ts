@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { describe, expect, it } from 'vitest';
-import { expectBadInput, runCli } from '../helpers/cli.js';
+import { cli, expectBadInput } from '../helpers/cli.js';
 import { encodeNpy, npyToFloat32, npyToFloat64, readNpy } from '../../src/data/npy.js';
 import { AttackProblem, chooseElements, smoothedObjective } from '../../src/experiments/attack.js';
 import { RestrictedSurrogate, allIndices, type PointSurrogate } from '../../src/experiments/common.js';
@@ -43,7 +43,7 @@ function randomSurrogate(n: number, p: number, d: number, seed: number, skip: bo
 }
 
 describe('attack: objective, optimizer, gradients', () => {
-  it('the smoothed max is within t log(d - 1) of the max and its weights sum to 0', () => {
+  it('the smoothed max is within t log(d - 1) of the max and its weights sum to 0', async () => {
     const E = [1, 3, 2.5, -1];
     const t = 0.1;
     const tg = smoothedObjective(E, 'targeted', 2, t);
@@ -93,7 +93,7 @@ describe('attack: objective, optimizer, gradients', () => {
     }
   });
 
-  it('the attacked elements: round(alpha n), sorted, seeded', () => {
+  it('the attacked elements: round(alpha n), sorted, seeded', async () => {
     const a = chooseElements(784, 0.04, 3);
     expect(a.length).toBe(31);
     expect(Array.from(a)).toEqual([...a].sort((x, y) => x - y));
@@ -105,7 +105,7 @@ describe('attack: objective, optimizer, gradients', () => {
 });
 
 describe('attack pictures: original, perturbation, adversarial, upscaled', () => {
-  it('each panel is zoom x the input, nearest neighbour, with the perturbation mid grey at 0', () => {
+  it('each panel is zoom x the input, nearest neighbour, with the perturbation mid grey at 0', async () => {
     const g = imageGeometry([1, 28, 28])!;
     expect(defaultZoom(g)).toBe(8);
     const x = Float64Array.from({ length: 784 }, (_, i) => ((i * 37) % 256) / 255);
@@ -174,7 +174,7 @@ describe('pictures of normalized inputs: the per-channel mean/std undone', () =>
 });
 
 describe('attack: CLI on the LeNet', () => {
-  it('Eq. 3: the target (3) is reached on at least 5 digits with at least 50% of verification samples', () => {
+  it('Eq. 3: the target (3) is reached on at least 5 digits with at least 50% of verification samples', async () => {
     const dir = tmp();
     const all = npyToFloat32(readNpy('fixtures/mnist/digits-100.npy'));
     const pick = [0, 1, 2, 3, 4, 5, 6, 8]; // index 7 is a 3
@@ -183,7 +183,7 @@ describe('attack: CLI on the LeNet', () => {
     const input = join(dir, 'eight.npy');
     writeFileSync(input, encodeNpy(batch, [pick.length, 1, 28, 28]));
     const out = join(dir, 'out');
-    const r = runCli(
+    const r = await cli(
       ['attack', 'fixtures/lenet.onnx', '--input', input, '--target', '3', '--rounds', '4', '--iters', '25', '--verify', '200', '--out-dir', out, '-q'],
       { timeoutMs: 300_000 },
     );
@@ -208,9 +208,9 @@ describe('attack: CLI on the LeNet', () => {
     expect(readFileSync(join(out, 'attack-0.png')).subarray(1, 4).toString()).toBe('PNG');
   });
 
-  it('Eq. 4: the noise lives on alpha = 4% of the pixels inside the box, and lowers the true-class margin', () => {
+  it('Eq. 4: the noise lives on alpha = 4% of the pixels inside the box, and lowers the true-class margin', async () => {
     const out = tmp();
-    const r = runCli([
+    const r = await cli([
       'attack',
       'fixtures/lenet.onnx',
       '--input',
@@ -234,9 +234,9 @@ describe('attack: CLI on the LeNet', () => {
     expect(Math.max(...Array.from(mu, Math.abs))).toBeLessThanOrEqual(550 + 1e-3);
   });
 
-  it('universal: one mu for several digits lowers the average margin; mu.npy has the input shape', () => {
+  it('universal: one mu for several digits lowers the average margin; mu.npy has the input shape', async () => {
     const out = tmp();
-    const r = runCli([
+    const r = await cli([
       'attack',
       'fixtures/lenet.onnx',
       '--universal',
@@ -274,15 +274,15 @@ describe('attack: CLI on the LeNet', () => {
       }
   });
 
-  it('bad usage: no mode, a target out of range', () => {
+  it('bad usage: no mode, a target out of range', async () => {
     const out = tmp();
-    const r = runCli(['attack', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.npy', '--out-dir', out]);
+    const r = await cli(['attack', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.npy', '--out-dir', out]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/exactly one of --target/);
-    const r2 = runCli(['attack', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.npy', '--target', '12', '--out-dir', out]);
+    const r2 = await cli(['attack', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.npy', '--target', '12', '--out-dir', out]);
     expect(r2.code).toBe(2);
     expect(r2.stderr.trim().split('\n')).toHaveLength(1);
     expect(r2.stderr).toMatch(/--target must be a class index in \[0, 10\)/);
-    expectBadInput(runCli(['attack', 'fixtures/lenet.onnx', '--input', 'nothere.npy', '--target', '1', '--out-dir', out]), 'nothere.npy', /no such file/);
+    expectBadInput(await cli(['attack', 'fixtures/lenet.onnx', '--input', 'nothere.npy', '--target', '1', '--out-dir', out]), 'nothere.npy', /no such file/);
   });
 });

@@ -15,7 +15,7 @@ import { certify, pairwiseMissBound, radiusFromMiss } from '../../src/experiment
 import { clopperPearsonLower } from '../../src/moments/beta.js';
 import { Phi, PhiInv } from '../../src/moments/special.js';
 import { loadModel } from '../../src/onnx/load.js';
-import { runCli } from '../helpers/cli.js';
+import { cli } from '../helpers/cli.js';
 
 const digits = npyToFloat32(readNpy('fixtures/mnist/digits-100.npy'));
 const labels = Array.from(readNpy('fixtures/mnist/labels-100.npy').data as BigInt64Array, Number);
@@ -26,11 +26,11 @@ const pick = (idx: number[]) => {
 };
 
 describe('certify: formulas', () => {
-  it('radiusFromMiss(q) = sigma Phi^-1(1 - q), and keeps digits where 1 - q rounds to 1', () => {
+  it('radiusFromMiss(q) = sigma Phi^-1(1 - q), and keeps digits where 1 - q rounds to 1', async () => {
     for (const p of [0.6, 0.9, 0.999]) expect(radiusFromMiss(2, 1 - p)).toBeCloseTo(2 * PhiInv(p), 10);
     expect(radiusFromMiss(1, 1e-20)).toBeCloseTo(9.262340089798408, 9); // Phi^-1(1 - 1e-20), mpmath
   });
-  it('the pairwise miss bound is exact for two classes and an upper bound (Bonferroni) for three', () => {
+  it('the pairwise miss bound is exact for two classes and an upper bound (Bonferroni) for three', async () => {
     // two classes: P(y_1 >= y_0) = Phi(-(m0 - m1) / sqrt(v0 + v1 - 2 c))
     expect(
       pairwiseMissBound(
@@ -117,10 +117,10 @@ describe('certify on LeNet digits', () => {
 });
 
 describe('certify CLI', () => {
-  it('writes JSON inside its schema and a CSV beside it with --data; refuses --window', () => {
+  it('writes JSON inside its schema and a CSV beside it with --data; refuses --window', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nm-certify-'));
     const out = join(dir, 'cert.json');
-    const r = runCli([
+    const r = await cli([
       'certify',
       'fixtures/lenet.onnx',
       '--data',
@@ -149,7 +149,7 @@ describe('certify CLI', () => {
     expect(rows[0]).toMatch(/^input,label,clean_class,analytic_class,analytic_pA,analytic_radius/);
     expect(rows[1].split(',')[4]).toBe(String(rep.results[0].analytic.pA));
 
-    const w = runCli(['certify', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.npy', '--sigma', '8', '--window', '0,0,7,7']);
+    const w = await cli(['certify', 'fixtures/lenet.onnx', '--input', 'fixtures/mnist/digit-0.npy', '--sigma', '8', '--window', '0,0,7,7']);
     expect(w.code).toBe(2);
     expect(w.stderr).toMatch(/noise on every input element/);
   });

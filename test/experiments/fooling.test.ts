@@ -7,24 +7,24 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { expectBadInput, runCli } from '../helpers/cli.js';
+import { cli, expectBadInput } from '../helpers/cli.js';
 import { encodeNpy, readNpy, npyToFloat32 } from '../../src/data/npy.js';
 import { topK } from '../../src/util/argmax.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'nm-fooling-'));
 
 describe('fooling', () => {
-  it('top-k lists are ordered and break ties by index', () => {
+  it('top-k lists are ordered and break ties by index', async () => {
     expect(topK([1, 5, 3, 5], 3)).toEqual([1, 3, 2]);
   });
 
-  it('a zero perturbation with vanishing sigma predicts 0% and is 0%, with perfect top-k ordering', () => {
+  it('a zero perturbation with vanishing sigma predicts 0% and is 0%, with perfect top-k ordering', async () => {
     const dir = tmp();
     const p = join(dir, 'zero.npy');
     writeFileSync(p, encodeNpy(new Float32Array(784), [1, 28, 28]));
     for (const sigma of ['0', '1e-3']) {
       const out = join(dir, `f${sigma}.json`);
-      const r = runCli([
+      const r = await cli([
         'fooling',
         'fixtures/lenet.onnx',
         '--data',
@@ -50,7 +50,7 @@ describe('fooling', () => {
     }
   });
 
-  it('a large perturbation: some images fooled, counts consistent, CSV one row per image', () => {
+  it('a large perturbation: some images fooled, counts consistent, CSV one row per image', async () => {
     const dir = tmp();
     // half of another digit (a "7", digits-100 index 4) added to every image
     const seven = npyToFloat32(readNpy('fixtures/mnist/digits-100.npy')).subarray(4 * 784, 5 * 784);
@@ -63,7 +63,7 @@ describe('fooling', () => {
       ),
     );
     const out = join(dir, 'f.json');
-    const r = runCli([
+    const r = await cli([
       'fooling',
       'fixtures/lenet.onnx',
       '--data',
@@ -87,7 +87,7 @@ describe('fooling', () => {
     expect(rep.realFoolingRate).toBeCloseTo(rep.results.filter((x: { realFooled: boolean }) => x.realFooled).length / N, 12);
     for (let k = 1; k < rep.topK.length; k++) expect(rep.topK[k].accuracy).toBeLessThanOrEqual(rep.topK[k - 1].accuracy);
     const csvOut = join(dir, 'f.csv');
-    const c = runCli([
+    const c = await cli([
       'fooling',
       'fixtures/lenet.onnx',
       '--data',
@@ -106,15 +106,15 @@ describe('fooling', () => {
     expect(readFileSync(csvOut, 'utf8').trim().split('\n')).toHaveLength(4);
   });
 
-  it('a perturbation of the wrong size, or with NaN, is one line naming the file (exit 2)', () => {
+  it('a perturbation of the wrong size, or with NaN, is one line naming the file (exit 2)', async () => {
     const dir = tmp();
     const bad = join(dir, 'bad.npy');
     writeFileSync(bad, encodeNpy(new Float32Array(100), [100]));
-    expectBadInput(runCli(['fooling', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digit-0.npy', '--perturbation', bad]), bad, /784|elements|values/);
+    expectBadInput(await cli(['fooling', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digit-0.npy', '--perturbation', bad]), bad, /784|elements|values/);
     const nan = join(dir, 'nan.npy');
     const v = new Float32Array(784);
     v[5] = Number.NaN;
     writeFileSync(nan, encodeNpy(v, [784]));
-    expectBadInput(runCli(['fooling', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digit-0.npy', '--perturbation', nan]), nan, /non-finite/);
+    expectBadInput(await cli(['fooling', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digit-0.npy', '--perturbation', nan]), nan, /non-finite/);
   });
 });

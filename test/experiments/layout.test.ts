@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { expectBadInput, runCli } from '../helpers/cli.js';
+import { expectBadInput, cli } from '../helpers/cli.js';
 import { encodeNpy, npyToFloat64, readNpy } from '../../src/data/npy.js';
 import { encodeRgbPng } from '../../src/data/png.js';
 import { loadModel } from '../../src/onnx/load.js';
@@ -70,13 +70,13 @@ const NUMBERS = [
   'cleanPredicted',
 ] as const;
 
-function analyzeJson(args: string[]): { noise: Record<string, unknown>; results: Array<Record<string, unknown>> } {
-  const r = runCli(['analyze', ...args, '-q']);
+async function analyzeJson(args: string[]): Promise<{ noise: Record<string, unknown>; results: Array<Record<string, unknown>> }> {
+  const r = await cli(['analyze', ...args, '-q']);
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout);
 }
 
-function expectSameResults(a: ReturnType<typeof analyzeJson>, b: ReturnType<typeof analyzeJson>): void {
+function expectSameResults(a: Awaited<ReturnType<typeof analyzeJson>>, b: Awaited<ReturnType<typeof analyzeJson>>): void {
   expect(a.results.length).toBe(b.results.length);
   a.results.forEach((ra, i) => {
     for (const k of NUMBERS) expectClose(ra[k], b.results[i][k], 1e-6, 1e-9, `results[${i}].${k}`);
@@ -87,7 +87,7 @@ function expectSameResults(a: ReturnType<typeof analyzeJson>, b: ReturnType<type
 const NCHW_DATA = join(dir, 'digits-nchw.npy');
 const NHWC_DATA = join(dir, 'digits-nhwc.npy');
 
-beforeAll(() => {
+beforeAll(async () => {
   writeNhwcLenet();
   const digits = readNpy('fixtures/mnist/digits-100.npy');
   const x = Float32Array.from(digits.data as Float32Array).subarray(0, 3 * 784);
@@ -96,11 +96,11 @@ beforeAll(() => {
 });
 
 describe('channels-last LeNet twin: the same numbers as the NCHW LeNet', () => {
-  it('analyze --window R,C,H,W (rows and columns of the image, not the last two axes)', () => {
+  it('analyze --window R,C,H,W (rows and columns of the image, not the last two axes)', async () => {
     // a non-square window off the diagonal: swapped rows and columns would give other numbers
     const common = ['--sigma', '60', '--window', '5,9,6,8', '--covariance'];
-    const nchw = analyzeJson([LENET, '--input', NCHW_DATA, ...common]);
-    const nhwc = analyzeJson([TWIN, '--input', NHWC_DATA, ...common]);
+    const nchw = await analyzeJson([LENET, '--input', NCHW_DATA, ...common]);
+    const nhwc = await analyzeJson([TWIN, '--input', NHWC_DATA, ...common]);
     expect(nchw.noise).toMatchObject({ window: [5, 9, 6, 8], layout: 'chw', support: 48 });
     expect(nhwc.noise).toMatchObject({ window: [5, 9, 6, 8], layout: 'hwc', support: 48 });
     expectSameResults(nhwc, nchw);
@@ -108,14 +108,14 @@ describe('channels-last LeNet twin: the same numbers as the NCHW LeNet', () => {
     expect(Math.max(...(nchw.results[0].variance as number[]))).toBeGreaterThan(1e-4);
   });
 
-  it('sensitivity: the same maps and summaries', () => {
+  it('sensitivity: the same maps and summaries', async () => {
     const out = (name: string) => join(dir, name);
     const args = ['--count', '2', '--window-size', '7', '--stride', '7', '--sigma', '400', '--probability-points', '128', '-q'];
     for (const [model, data, o] of [
       [LENET, NCHW_DATA, 'sens-nchw'],
       [TWIN, NHWC_DATA, 'sens-nhwc'],
     ]) {
-      const r = runCli(['sensitivity', model, '--data', data, ...args, '--out-dir', out(o)]);
+      const r = await cli(['sensitivity', model, '--data', data, ...args, '--out-dir', out(o)]);
       expect(r.code, r.stderr).toBe(0);
     }
     const a = JSON.parse(readFileSync(join(out('sens-nhwc'), 'sensitivity.json'), 'utf8'));
@@ -148,65 +148,67 @@ describe('channels-last LeNet twin: the same numbers as the NCHW LeNet', () => {
     }
   });
 
-  it("a PNG digit is read in the twin's layout: the same numbers as lenet.onnx", () => {
+  it("a PNG digit is read in the twin's layout: the same numbers as lenet.onnx", async () => {
     for (const extra of [[], ['--window', '10,3,7,9']]) {
-      const nchw = analyzeJson([LENET, '--input', 'fixtures/mnist/digit-0.png', '--sigma', '8', ...extra]);
-      const nhwc = analyzeJson([TWIN, '--input', 'fixtures/mnist/digit-0.png', '--sigma', '8', ...extra]);
+      const nchw = await analyzeJson([LENET, '--input', 'fixtures/mnist/digit-0.png', '--sigma', '8', ...extra]);
+      const nhwc = await analyzeJson([TWIN, '--input', 'fixtures/mnist/digit-0.png', '--sigma', '8', ...extra]);
       expectSameResults(nhwc, nchw);
     }
   });
 
-  it('--layout overrides the rule: chw reads [28, 28, 1] as 28 channels of 28 x 1', () => {
+  it('--layout overrides the rule: chw reads [28, 28, 1] as 28 channels of 28 x 1', async () => {
     // rows 0..6 of column 0 over all 28 "channels" are, in the NHWC image, columns 0..6 of every row
-    const over = analyzeJson([TWIN, '--input', NHWC_DATA, '--sigma', '60', '--layout', 'chw', '--window', '0,0,7,1']);
-    const ref = analyzeJson([LENET, '--input', NCHW_DATA, '--sigma', '60', '--window', '0,0,28,7']);
+    const over = await analyzeJson([TWIN, '--input', NHWC_DATA, '--sigma', '60', '--layout', 'chw', '--window', '0,0,7,1']);
+    const ref = await analyzeJson([LENET, '--input', NCHW_DATA, '--sigma', '60', '--window', '0,0,28,7']);
     expect(over.noise).toMatchObject({ layout: 'chw', support: 196 });
     expectSameResults(over, ref);
     // the same window under the rule (hwc) is 7 pixels of column 0
-    const auto = analyzeJson([TWIN, '--input', NHWC_DATA, '--sigma', '60', '--window', '0,0,7,1']);
-    const explicit = analyzeJson([TWIN, '--input', NHWC_DATA, '--sigma', '60', '--layout', 'hwc', '--window', '0,0,7,1']);
-    const small = analyzeJson([LENET, '--input', NCHW_DATA, '--sigma', '60', '--window', '0,0,7,1']);
+    const auto = await analyzeJson([TWIN, '--input', NHWC_DATA, '--sigma', '60', '--window', '0,0,7,1']);
+    const explicit = await analyzeJson([TWIN, '--input', NHWC_DATA, '--sigma', '60', '--layout', 'hwc', '--window', '0,0,7,1']);
+    const small = await analyzeJson([LENET, '--input', NCHW_DATA, '--sigma', '60', '--window', '0,0,7,1']);
     expect(auto.noise.support).toBe(7);
     expectSameResults(auto, small);
     expectSameResults(explicit, small);
     // a window that does not fit the overridden reading: one line naming the model, exit 2
     expectBadInput(
-      runCli(['analyze', TWIN, '--input', NHWC_DATA, '--sigma', '1', '--layout', 'chw', '--window', '0,0,7,7']),
+      await cli(['analyze', TWIN, '--input', NHWC_DATA, '--sigma', '1', '--layout', 'chw', '--window', '0,0,7,7']),
       TWIN,
       /--window 0,0,7,7 does not fit inside the input \[28, 28, 1\], channels-first \(--layout chw\), rows x columns 28x1/,
     );
     expectBadInput(
-      runCli(['sensitivity', TWIN, '--data', NHWC_DATA, '--sigma', '1', '--layout', 'chw', '--out-dir', join(dir, 'never')]),
+      await cli(['sensitivity', TWIN, '--data', NHWC_DATA, '--sigma', '1', '--layout', 'chw', '--out-dir', join(dir, 'never')]),
       TWIN,
       /a 7x7 window does not fit in the input \[28, 28, 1\], channels-first \(--layout chw\), rows x columns 28x1/,
     );
     expect(existsSync(join(dir, 'never'))).toBe(false);
   });
 
-  it("attack draws the twin's pictures as 28 x 28 images, like the LeNet's", () => {
-    const sizes = [LENET, TWIN].map((model, k) => {
-      const out = join(dir, `attack-${k}`);
-      const r = runCli([
-        'attack',
-        model,
-        '--input',
-        k === 0 ? NCHW_DATA : NHWC_DATA,
-        '--count',
-        '1',
-        '--target',
-        '3',
-        '--iters',
-        '5',
-        '--verify',
-        '20',
-        '--out-dir',
-        out,
-        '-q',
-      ]);
-      expect(r.code, r.stderr).toBe(0);
-      const png = PNG.sync.read(readFileSync(join(out, 'attack-0.png')));
-      return [png.width, png.height];
-    });
+  it("attack draws the twin's pictures as 28 x 28 images, like the LeNet's", async () => {
+    const sizes = await Promise.all(
+      [LENET, TWIN].map(async (model, k) => {
+        const out = join(dir, `attack-${k}`);
+        const r = await cli([
+          'attack',
+          model,
+          '--input',
+          k === 0 ? NCHW_DATA : NHWC_DATA,
+          '--count',
+          '1',
+          '--target',
+          '3',
+          '--iters',
+          '5',
+          '--verify',
+          '20',
+          '--out-dir',
+          out,
+          '-q',
+        ]);
+        expect(r.code, r.stderr).toBe(0);
+        const png = PNG.sync.read(readFileSync(join(out, 'attack-0.png')));
+        return [png.width, png.height];
+      }),
+    );
     expect(sizes[1]).toEqual(sizes[0]);
     expect(sizes[0][1]).toBeGreaterThan(100); // 28 rows zoomed, not a 28 x 1 strip
   });
@@ -248,7 +250,7 @@ describe('colour PNGs follow the layout', () => {
     };
   }
 
-  it('an RGB PNG given to a channels-last model is decoded channels-last (and --layout chw says otherwise)', () => {
+  it('an RGB PNG given to a channels-last model is decoded channels-last (and --layout chw says otherwise)', async () => {
     const { nchw, nhwc } = colourNets();
     const png = join(dir, 'rgb.png');
     writeFileSync(
@@ -259,10 +261,10 @@ describe('colour PNGs follow the layout', () => {
         5,
       ),
     );
-    const a = analyzeJson([nchw, '--input', png, '--sigma', '0.05', '--relu', '0']);
-    const b = analyzeJson([nhwc, '--input', png, '--sigma', '0.05', '--relu', '0']);
+    const a = await analyzeJson([nchw, '--input', png, '--sigma', '0.05', '--relu', '0']);
+    const b = await analyzeJson([nhwc, '--input', png, '--sigma', '0.05', '--relu', '0']);
     expectSameResults(b, a);
-    const wrong = analyzeJson([nhwc, '--input', png, '--sigma', '0.05', '--relu', '0', '--layout', 'chw']);
+    const wrong = await analyzeJson([nhwc, '--input', png, '--sigma', '0.05', '--relu', '0', '--layout', 'chw']);
     expect(wrong.results[0].mean).not.toEqual(b.results[0].mean);
   });
 });
@@ -270,7 +272,7 @@ describe('colour PNGs follow the layout', () => {
 describe('non-image inputs', () => {
   const FLAT = 'fixtures/affine-relu-affine.onnx'; // input [N, 12]
   const flatData = join(dir, 'flat.npy');
-  beforeAll(() => {
+  beforeAll(async () => {
     writeFileSync(
       flatData,
       encodeNpy(
@@ -280,9 +282,9 @@ describe('non-image inputs', () => {
     );
   });
 
-  it('attack on a flat input: exit 0, mu.npy and attack.json, no PNG, a note on stderr', () => {
+  it('attack on a flat input: exit 0, mu.npy and attack.json, no PNG, a note on stderr', async () => {
     const out = join(dir, 'attack-flat');
-    const r = runCli(['attack', FLAT, '--input', flatData, '--target', '1', '--beta', '0.5', '--iters', '20', '--verify', '50', '--out-dir', out]);
+    const r = await cli(['attack', FLAT, '--input', flatData, '--target', '1', '--beta', '0.5', '--iters', '20', '--verify', '50', '--out-dir', out]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/the model's input \[12\] is not an image \(no rows and columns\): writing no PNG pictures, only mu\.npy and attack\.json/);
     expect(readdirSync(out).sort()).toEqual(['attack.json', 'mu.npy']);
@@ -293,26 +295,30 @@ describe('non-image inputs', () => {
     expect(readNpy(join(out, 'mu.npy')).shape).toEqual([3, 12]);
 
     const uni = join(dir, 'attack-flat-universal');
-    const u = runCli(['attack', FLAT, '--universal', '--data', flatData, '--beta', '0.5', '--iters', '20', '--verify', '20', '--out-dir', uni, '-q']);
+    const u = await cli(['attack', FLAT, '--universal', '--data', flatData, '--beta', '0.5', '--iters', '20', '--verify', '20', '--out-dir', uni, '-q']);
     expect(u.code, u.stderr).toBe(0);
     expect(readdirSync(uni).sort()).toEqual(['attack.json', 'mu.npy']);
     expect(JSON.parse(readFileSync(join(uni, 'attack.json'), 'utf8')).files).toEqual(['mu.npy', 'attack.json']);
     expect(readNpy(join(uni, 'mu.npy')).shape).toEqual([12]);
   });
 
-  it('impossible combinations: one line naming the model, exit 2, nothing written', () => {
+  it('impossible combinations: one line naming the model, exit 2, nothing written', async () => {
     const out = join(dir, 'never-flat');
     expectBadInput(
-      runCli(['attack', FLAT, '--input', flatData, '--target', '1', '--layout', 'hwc', '--out-dir', out]),
+      await cli(['attack', FLAT, '--input', flatData, '--target', '1', '--layout', 'hwc', '--out-dir', out]),
       FLAT,
       /--layout hwc needs an image input .*the model's input has shape \[12\]/,
     );
     expectBadInput(
-      runCli(['sensitivity', FLAT, '--data', flatData, '--sigma', '1', '--out-dir', out]),
+      await cli(['sensitivity', FLAT, '--data', flatData, '--sigma', '1', '--out-dir', out]),
       FLAT,
       /a sliding window needs an image input .*shape \[12\]/,
     );
-    expectBadInput(runCli(['analyze', FLAT, '--input', flatData, '--sigma', '1', '--window', '0,0,1,1']), FLAT, /--window needs an image input .*shape \[12\]/);
+    expectBadInput(
+      await cli(['analyze', FLAT, '--input', flatData, '--sigma', '1', '--window', '0,0,1,1']),
+      FLAT,
+      /--window needs an image input .*shape \[12\]/,
+    );
     expect(existsSync(out)).toBe(false);
   });
 });

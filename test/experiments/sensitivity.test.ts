@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { describe, expect, it } from 'vitest';
-import { expectBadInput, runCli } from '../helpers/cli.js';
+import { cli, expectBadInput } from '../helpers/cli.js';
 import { Analyzer } from '../../src/analyze.js';
 import { openDataset } from '../../src/data/dataset.js';
 import { readNpy, npyToFloat64 } from '../../src/data/npy.js';
@@ -51,7 +51,7 @@ describe('sensitivity: one Jacobian per image', () => {
     }
   });
 
-  it('window positions and per-class averages', () => {
+  it('window positions and per-class averages', async () => {
     expect(windowPositions(28, 7, 1)).toBe(22);
     expect(windowPositions(28, 7, 7)).toBe(4);
     expect(windowPositions(28, 7, 3)).toBe(8);
@@ -73,7 +73,7 @@ describe('sensitivity: one Jacobian per image', () => {
     expect(Number.isNaN(c[2].foolingMean[0])).toBe(true);
   });
 
-  it('heat maps: a PNG with the panels in viridis and a colour bar', () => {
+  it('heat maps: a PNG with the panels in viridis and a colour bar', async () => {
     const png = PNG.sync.read(Buffer.from(heatmapPng([{ title: 'a', values: [0, 1, 2, 3], rows: 2, cols: 2 }], { cell: 10, title: 'T' })));
     expect(png.width).toBeGreaterThan(20);
     const colours = new Set<string>();
@@ -96,7 +96,7 @@ describe('heat maps: axes, colour bar, the image underneath', () => {
     return best;
   };
 
-  it('the map lies on the pixel grid (28 x 28 at 6 px), the colour bar runs from vmax down to vmin, the grey image shows where no window is centred', () => {
+  it('the map lies on the pixel grid (28 x 28 at 6 px), the colour bar runs from vmax down to vmin, the grey image shows where no window is centred', async () => {
     const rows = 22,
       cols = 22;
     const values = Float64Array.from({ length: rows * cols }, (_, i) => i / (rows * cols - 1));
@@ -132,16 +132,16 @@ describe('heat maps: axes, colour bar, the image underneath', () => {
     expect(axisTicks(4)).toEqual([0, 1, 2, 3]);
   });
 
-  it('windowGrid puts a window with a large stride on its whole block', () => {
+  it('windowGrid puts a window with a large stride on its whole block', async () => {
     expect(windowGrid(28, 28, 7, 7)).toEqual({ height: 28, width: 28, offset: 0, stride: 7, size: 7 });
     expect(windowGrid(28, 28, 3, 5)).toEqual({ height: 28, width: 28, offset: 0, stride: 5, size: 3 });
   });
 });
 
 describe('sensitivity: CLI on the LeNet', () => {
-  it('writes per-image and per-class maps of the documented shapes, not constant, and PNG heat maps', () => {
+  it('writes per-image and per-class maps of the documented shapes, not constant, and PNG heat maps', async () => {
     const out = tmp();
-    const r = runCli([
+    const r = await cli([
       'sensitivity',
       'fixtures/lenet.onnx',
       '--data',
@@ -194,12 +194,23 @@ describe('sensitivity: CLI on the LeNet', () => {
     expect(shown.width).toBeGreaterThan(4 * 28 * 6);
   });
 
-  it('bad input: a window larger than the image, a missing labels file', () => {
+  it('bad input: a window larger than the image, a missing labels file', async () => {
     const out = tmp();
-    const r = runCli(['sensitivity', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digit-0.npy', '--window-size', '40', '--sigma', '1', '--out-dir', out]);
+    const r = await cli([
+      'sensitivity',
+      'fixtures/lenet.onnx',
+      '--data',
+      'fixtures/mnist/digit-0.npy',
+      '--window-size',
+      '40',
+      '--sigma',
+      '1',
+      '--out-dir',
+      out,
+    ]);
     expectBadInput(r, 'fixtures/lenet.onnx', /does not fit/);
     expectBadInput(
-      runCli(['sensitivity', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digit-0.npy', '--labels', 'missing.npy', '--sigma', '1', '--out-dir', out]),
+      await cli(['sensitivity', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digit-0.npy', '--labels', 'missing.npy', '--sigma', '1', '--out-dir', out]),
       'missing.npy',
       /no such file|cannot read/,
     );

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { expectBadInput, runCli } from '../helpers/cli.js';
+import { expectBadInput, cli } from '../helpers/cli.js';
 import { fitThroughOrigin, meanStd } from '../../src/experiments/common.js';
 import { regimeFactor, summarizeRuns, type TightnessRun } from '../../src/experiments/tightness.js';
 import { Rng } from '../../src/moments/montecarlo.js';
@@ -16,7 +16,7 @@ import { scatterGridSvg, scatterSvg } from '../../src/report/svg.js';
 const tmp = () => mkdtempSync(join(tmpdir(), 'nm-tightness-'));
 
 describe('tightness: helpers', () => {
-  it('fits a line through the origin with R^2', () => {
+  it('fits a line through the origin with R^2', async () => {
     const f = fitThroughOrigin([1, 2, 3, 4], [2, 4, 6, 8]);
     expect(f.slope).toBeCloseTo(2, 12);
     expect(f.r2).toBeCloseTo(1, 12);
@@ -27,7 +27,7 @@ describe('tightness: helpers', () => {
     expect(meanStd([1, 2, 3, Infinity]).dropped).toBe(1);
   });
 
-  it('regime covariances have every variance at most the regime maximum, and random correlations', () => {
+  it('regime covariances have every variance at most the regime maximum, and random correlations', async () => {
     const n = 30;
     const { Ft, scale } = regimeFactor(n, 200, new Rng(3));
     expect(scale).toBeGreaterThan(0);
@@ -46,7 +46,7 @@ describe('tightness: helpers', () => {
     expect(offDiag).toBeGreaterThan(0.2);
   });
 
-  it('summarizes runs per output: ratios MC/analytic and the mean error in output sd', () => {
+  it('summarizes runs per output: ratios MC/analytic and the mean error in output sd', async () => {
     const run = (k: number): TightnessRun => ({
       run: k,
       analytic: { mean: [2, 0.001], variance: [4, 1], variancePaper: [2, 1] },
@@ -63,7 +63,7 @@ describe('tightness: helpers', () => {
     expect(s.table[1].meanErrorSd.mean).toBeCloseTo(0.1, 12);
   });
 
-  it('draws a scatter plot as an SVG document with the fit line and the points', () => {
+  it('draws a scatter plot as an SVG document with the fit line and the points', async () => {
     const svg = scatterSvg({ title: 't <x>', xLabel: 'a', yLabel: 'b', series: [{ name: 's', x: [1, 2, 3], y: [1.1, 2, 2.9] }], slope: 0.98 });
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg).toContain('t &lt;x&gt;');
@@ -71,7 +71,7 @@ describe('tightness: helpers', () => {
     expect(svg).toContain('slope 0.980');
   });
 
-  it('the legend lies below every plot area, the points inside them: one plot and the combined figure', () => {
+  it('the legend lies below every plot area, the points inside them: one plot and the combined figure', async () => {
     const series = Array.from({ length: 10 }, (_, i) => ({ name: `output ${i}`, x: [1 + i, 2 + i, 30], y: [1 + i, 2.1 + i, 29] }));
     const plot = { title: 'm', xLabel: 'a', yLabel: 'b', series, slope: 0.99 };
     const num = (t: string, name: string) => Number(new RegExp(`${name}="([-0-9.]+)"`).exec(t)![1]);
@@ -94,9 +94,9 @@ describe('tightness: helpers', () => {
 });
 
 describe('tightness: CLI', () => {
-  it('on an (Affine, ReLU, Affine) net the Figure-2 slopes are 1 for the mean and the exact variance', () => {
+  it('on an (Affine, ReLU, Affine) net the Figure-2 slopes are 1 for the mean and the exact variance', async () => {
     const out = tmp();
-    const r = runCli([
+    const r = await cli([
       'tightness',
       'fixtures/affine-relu-affine.onnx',
       '--synthetic',
@@ -129,9 +129,9 @@ describe('tightness: CLI', () => {
     expect(csv).toHaveLength(1 + 8 * 4);
   });
 
-  it('Table 1 on the LeNet: ten logits, finite ratios, the mean within a fraction of an output sd', () => {
+  it('Table 1 on the LeNet: ten logits, finite ratios, the mean within a fraction of an output sd', async () => {
     const out = tmp();
-    const r = runCli([
+    const r = await cli([
       'tightness',
       'fixtures/lenet.onnx',
       '--data',
@@ -160,10 +160,10 @@ describe('tightness: CLI', () => {
     expect(existsSync(join(out, `${s.name}-variance-paper.svg`))).toBe(true);
   });
 
-  it('Table 1 gets a propagate column beside two-stage (default method), against the same Monte Carlo; --method two-stage has none', () => {
+  it('Table 1 gets a propagate column beside two-stage (default method), against the same Monte Carlo; --method two-stage has none', async () => {
     const out = tmp();
     const args = ['tightness', 'fixtures/lenet.onnx', '--data', 'fixtures/mnist/digits-100.npy', '--sigma', '8', '--runs', '2', '--mc', '4000', '-q'];
-    const r = runCli([...args, '--out-dir', out]);
+    const r = await cli([...args, '--out-dir', out]);
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(readFileSync(join(out, 'tightness.json'), 'utf8')).studies[0];
     expect(s.propagate).toEqual({ rank: 784, reason: 'every op has a moment rule; two-stage would hold 4 kinked layers fixed' });
@@ -175,20 +175,20 @@ describe('tightness: CLI', () => {
     }
     expect(readFileSync(join(out, 'runs.csv'), 'utf8').split('\n')[0]).toMatch(/,propagate_mean,propagate_variance$/);
     const two = tmp();
-    expect(runCli([...args, '--method', 'two-stage', '--out-dir', two]).code).toBe(0);
+    expect((await cli([...args, '--method', 'two-stage', '--out-dir', two])).code).toBe(0);
     const t = JSON.parse(readFileSync(join(two, 'tightness.json'), 'utf8')).studies[0];
     expect(t.propagate.rank).toBeNull();
     expect(t.table[0].propagate).toBeUndefined();
   });
 
-  it('bad usage: no mode, --paper with a model, a missing data file', () => {
+  it('bad usage: no mode, --paper with a model, a missing data file', async () => {
     const out = tmp();
-    const r1 = runCli(['tightness', 'fixtures/fc-2.onnx', '--out-dir', out]);
+    const r1 = await cli(['tightness', 'fixtures/fc-2.onnx', '--out-dir', out]);
     expect(r1.code).toBe(2);
     expect(r1.stderr.trim().split('\n')).toHaveLength(1);
     expect(r1.stderr).toMatch(/exactly one of --data/);
-    expectBadInput(runCli(['tightness', 'fixtures/fc-2.onnx', '--paper', '--out-dir', out]), 'fixtures/fc-2.onnx', /--paper builds its own nets/);
-    expectBadInput(runCli(['tightness', 'fixtures/lenet.onnx', '--data', 'nope.npy', '--out-dir', out]), 'nope.npy', /no such file/);
+    expectBadInput(await cli(['tightness', 'fixtures/fc-2.onnx', '--paper', '--out-dir', out]), 'fixtures/fc-2.onnx', /--paper builds its own nets/);
+    expectBadInput(await cli(['tightness', 'fixtures/lenet.onnx', '--data', 'nope.npy', '--out-dir', out]), 'nope.npy', /no such file/);
     expect(existsSync(join(out, 'tightness.json'))).toBe(false);
   });
 });

@@ -6,21 +6,20 @@
  * must refuse it by itself. Mutations are test/fuzz/mutate.mjs's (bit flips, interesting bytes,
  * truncation, splices, header fields, values), seeded by fast-check.
  *
- * Every case runs the real CLI (`netmoments report`) and must end either
+ * Every case runs the CLI (`netmoments report`, its main() in this process) and must end either
  *   - in exit 0 with complete outputs (summary.json, samples.csv with one row per input), or
  *   - in exit 2 with one stderr line that starts with `netmoments: ` and names a file, no stack
  *     trace, and no report outputs in --out-dir (a checkpoint that --resume could continue is
  *     allowed, a samples.csv or summary.json is not).
  * Knobs: REPORT_FUZZ_SEED (default 11), REPORT_FUZZ_CASES (default 24 in npm test; `npm run test:slow` runs 48).
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BIN, ROOT, runCli } from '../helpers/cli.js';
+import { cli } from '../helpers/cli.js';
 import { residualData } from '../datasets/helpers.js';
 import { mutateNpy, NPY_OPS } from './mutate.mjs';
 
@@ -41,19 +40,8 @@ const caseArb = fc.record({
   variance: fc.constantFrom('exact', 'none'),
 });
 
-function run(args: string[]): Promise<{ code: number; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    p.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 120_000);
-    p.on('error', reject);
-    p.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? (signal ? 128 : -1), stderr });
-    });
-  });
-}
+/** A `netmoments report` run, in this process (test/helpers/cli.ts's `cli`; the runs queue one at a time). */
+const run = (args: string[]): Promise<{ code: number; stderr: string }> => cli(args);
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -64,7 +52,7 @@ describe('fuzz: mutated datasets, labels and banks through report', () => {
   it(`${CASES} cases: complete outputs (exit 0) or one line naming a file (exit 2) and no report outputs`, async () => {
     const { data, labels } = residualData(root, 10, 3);
     const bank = join(root, 'bank');
-    const built = runCli(['bank', 'fixtures/residual.onnx', '--relu', '1', '--data', data, '--k', '2', '--out-dir', bank, '--quiet']);
+    const built = await cli(['bank', 'fixtures/residual.onnx', '--relu', '1', '--data', data, '--k', '2', '--out-dir', bank, '--quiet']);
     expect(built.code, built.stderr).toBe(0);
     const cases = fc.sample(caseArb, { seed: SEED, numRuns: CASES });
     const problems: string[] = [];

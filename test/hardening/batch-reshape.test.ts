@@ -24,7 +24,7 @@ import { DataType, encodeModel, makeModel, makeNode, makeTensor, makeValueInfo, 
 import { runWithIntermediates } from '../../src/onnx/shapes.js';
 import { toIntegers } from '../../src/onnx/tensor.js';
 import { writeNpy } from '../../src/data/npy.js';
-import { expectBadInput, runCli } from '../helpers/cli.js';
+import { cli, expectBadInput } from '../helpers/cli.js';
 import { randn, rng } from '../onnx/models.js';
 import { tmp, write } from './models.js';
 
@@ -173,7 +173,7 @@ describe('makeBatchDynamicProbed: Reshapes that bake batch 1 in', () => {
     await expectCleanOutputs(d);
   });
 
-  it('models that need nothing are rewritten without a run (no probe tensors)', () => {
+  it('models that need nothing are rewritten without a run (no probe tensors)', async () => {
     expect(batchProbeTensors(graphOf('clean'))).toEqual([]);
   });
 });
@@ -201,20 +201,20 @@ describe('analyze, inspect and split agree on such models', () => {
     }
   });
 
-  it('the analyze command runs the F2 and F4 patterns (exit 0) with the clean model numbers', () => {
+  it('the analyze command runs the F2 and F4 patterns (exit 0) with the clean model numbers', async () => {
     const dir = tmp('nm-batchreshape-');
     const input = join(dir, 'x.npy');
     writeNpy(input, randn(rng(9), N_IN, 0.8), [1, ...ROW]);
-    const report = (v: Variant) => {
+    const report = async (v: Variant) => {
       const file = write(dir, `${v}.onnx`, convNet(v));
       const out = join(dir, `${v}.json`);
-      const r = runCli(['analyze', file, '--input', input, '--sigma', '0.3', '--relu', '1', '--out', out]);
+      const r = await cli(['analyze', file, '--input', input, '--sigma', '0.3', '--relu', '1', '--out', out]);
       expect(r.code, `${v}: ${r.stderr}`).toBe(0);
       return JSON.parse(readFileSync(out, 'utf8')).results[0] as { mean: number[]; variance: number[] };
     };
-    const ref = report('clean');
+    const ref = await report('clean');
     for (const v of ['chain13', 'allowzero14'] as const) {
-      const got = report(v);
+      const got = await report(v);
       for (let i = 0; i < 3; i++) {
         expect(Math.abs(got.mean[i] - ref.mean[i])).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(ref.mean[i])));
         expect(Math.abs(got.variance[i] - ref.variance[i])).toBeLessThanOrEqual(1e-6 * Math.max(1, ref.variance[i]));
@@ -222,10 +222,10 @@ describe('analyze, inspect and split agree on such models', () => {
     }
   });
 
-  it('inspect exits 0 with ReLU widths 32 and 5 for every variant; the dynamic one shows its batch symbol', () => {
+  it('inspect exits 0 with ReLU widths 32 and 5 for every variant; the dynamic one shows its batch symbol', async () => {
     const dir = tmp('nm-batchreshape-');
     for (const v of ['clean', ...BROKEN] as Variant[]) {
-      const r = runCli(['inspect', write(dir, `${v}.onnx`, convNet(v)), '--json']);
+      const r = await cli(['inspect', write(dir, `${v}.onnx`, convNet(v)), '--json']);
       expect(r.code, `${v}: ${r.stderr}`).toBe(0);
       expect(r.stderr).toBe('');
       const j = JSON.parse(r.stdout);
@@ -243,7 +243,7 @@ describe('analyze, inspect and split agree on such models', () => {
     const file = write(dir, 'dyn.onnx', convNet('dynReshape1'));
     for (const relu of ['0', '1']) {
       const out = join(dir, `out${relu}`);
-      const r = runCli(['split', file, '--relu', relu, '--out-dir', out]);
+      const r = await cli(['split', file, '--relu', relu, '--out-dir', out]);
       expect(r.code, r.stderr).toBe(0);
       const manifest = JSON.parse(readFileSync(join(out, 'split.json'), 'utf8'));
       expect(manifest.relu.width).toBe(relu === '0' ? 32 : 5);
@@ -263,7 +263,7 @@ describe('analyze, inspect and split agree on such models', () => {
     }
   });
 
-  it('inspect shows a declared-dynamic model that only runs at batch 1 (shapes at batch 1, one note)', () => {
+  it('inspect shows a declared-dynamic model that only runs at batch 1 (shapes at batch 1, one note)', async () => {
     // a constant [1, 2] concatenated with the activations: batch 1 is baked in where no rewrite reaches
     const r0 = rng(3);
     const bytes = encodeModel(
@@ -287,7 +287,7 @@ describe('analyze, inspect and split agree on such models', () => {
       }),
     );
     const file = write(tmp('nm-batchreshape-'), 'concat1.onnx', bytes);
-    const r = runCli(['inspect', file, '--json']);
+    const r = await cli(['inspect', file, '--json']);
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.relus.map((s: { width: number }) => s.width)).toEqual([5]);
@@ -295,10 +295,10 @@ describe('analyze, inspect and split agree on such models', () => {
     const lines = r.stderr.split('\n').filter((l) => l);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^netmoments: .*concat1\.onnx: note: the model does not run at batch 2 .*the shapes shown are at batch 1$/);
-    expect(runCli(['inspect', file, '--quiet']).stderr).toBe('');
+    expect((await cli(['inspect', file, '--quiet'])).stderr).toBe('');
   });
 
-  it('an allowzero Reshape whose batch is not on axis 0 is refused in one line that asks nothing of the user', () => {
+  it('an allowzero Reshape whose batch is not on axis 0 is refused in one line that asks nothing of the user', async () => {
     // Transpose moves the batch off axis 0, then Reshape [1, -1] allowzero=1: no batch-dynamic form exists
     const r0 = rng(4);
     const bytes = encodeModel(
@@ -326,7 +326,7 @@ describe('analyze, inspect and split agree on such models', () => {
     const file = write(dir, 'az_t.onnx', bytes);
     const input = join(dir, 'x.npy');
     writeNpy(input, randn(r0, 6), [1, 2, 3]);
-    const r = runCli(['analyze', file, '--input', input, '--sigma', '0.1', '--out', join(dir, 'a.json')]);
+    const r = await cli(['analyze', file, '--input', input, '--sigma', '0.1', '--out', join(dir, 'a.json')]);
     expectBadInput(r, 'az_t.onnx', /Reshape 'reshape' fixes batch 1 with allowzero=1.*data \[2, 1, 3\] and output \[1, 6\].*cannot make its batch dynamic/);
     expect(r.stderr).not.toMatch(/pass the shapes|options\.shapes|makeBatchDynamic/);
   });

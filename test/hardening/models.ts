@@ -7,8 +7,6 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/cli.js';
-import type { CliResult } from '../helpers/cli.js';
 import {
   DataType,
   encodeModel,
@@ -269,33 +267,6 @@ export function withGraphLength(bytes: Uint8Array, length: number): Uint8Array {
 // ---------------------------------------------------------------------------------------------
 // running the CLI
 
-/**
- * The CLI's main() in this process, stdout and stderr captured: the same code path as
- * bin/netmoments.js without the ~1 s start of a process (each file also checks a few cases
- * through the real CLI with runCli).
- */
-export async function cli(args: string[]): Promise<CliResult> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const ow = process.stdout.write;
-  const ew = process.stderr.write;
-  const grab = (sink: string[]) =>
-    ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      sink.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-      const cb = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
-      cb?.();
-      return true;
-    }) as typeof process.stdout.write;
-  process.stdout.write = grab(out);
-  process.stderr.write = grab(err);
-  const before = process.exitCode;
-  process.exitCode = undefined;
-  try {
-    const code = await main(args);
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  } finally {
-    process.stdout.write = ow;
-    process.stderr.write = ew;
-    process.exitCode = before;
-  }
-}
+// the CLI's main() in this process, stdout and stderr captured (each file also checks a few cases
+// through the real CLI with runCli)
+export { cli } from '../helpers/cli.js';

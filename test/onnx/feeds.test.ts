@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeNpy } from '../../src/data/npy.js';
 import { ModelSession } from '../../src/runtime/session.js';
-import { expectBadInput, ROOT, runCli } from '../helpers/cli.js';
+import { cli, expectBadInput, ROOT } from '../helpers/cli.js';
 import { twoInputNet } from './models.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nm-feeds-'));
@@ -22,7 +22,7 @@ const cFile = join(dir, 'c.npy');
 const x = Float32Array.from([0.2, 0.1, -0.4, 0.9]);
 const c = Float32Array.from([0.3, -0.7, 1.2]);
 
-beforeAll(() => {
+beforeAll(async () => {
   writeFileSync(model, twoInputNet());
   writeFileSync(xFile, encodeNpy(x, [4]));
   // the batch axis may be given or left out: this one has it
@@ -36,11 +36,11 @@ interface Report {
 }
 
 const reports = new Map<string, Report>();
-function analyze(method: string): Report {
+async function analyze(method: string): Promise<Report> {
   const done = reports.get(method);
   if (done) return done;
   const out = join(dir, `${method}.json`);
-  const r = runCli([
+  const r = await cli([
     'analyze',
     model,
     '--input',
@@ -69,7 +69,7 @@ function analyze(method: string): Report {
 
 describe('--noise-input and --feed', () => {
   it('the clean output is the original model fed both inputs', async () => {
-    const report = analyze('two-stage');
+    const report = await analyze('two-stage');
     const session = await ModelSession.create(twoInputNet());
     try {
       const want = await session.run({ x: { type: 'float32', data: x, dims: [1, 4] }, c: { type: 'float32', data: c, dims: [1, 3] } }, ['y']);
@@ -82,8 +82,8 @@ describe('--noise-input and --feed', () => {
   });
 
   for (const method of ['two-stage', 'propagate']) {
-    it(`${method}: moments agree with a 20,000-sample Monte Carlo of the real model`, () => {
-      const r = analyze(method).results[0];
+    it(`${method}: moments agree with a 20,000-sample Monte Carlo of the real model`, async () => {
+      const r = (await analyze(method)).results[0];
       for (let i = 0; i < 2; i++) {
         const se = Math.sqrt(r.mc.variance[i] / r.mc.samples);
         // one ReLU layer: both means are exact (nothing else is held fixed; propagate's ReLU mean is
@@ -98,19 +98,19 @@ describe('--noise-input and --feed', () => {
     });
   }
 
-  it('misuse: one line, exit 2', () => {
+  it('misuse: one line, exit 2', async () => {
     const base = ['analyze', model, '--input', xFile, '--sigma', '0.5'];
-    expectBadInput(runCli(base), model, /2 data inputs \('x', 'c'\).*--noise-input x --feed c=FILE\.npy/);
-    expectBadInput(runCli([...base, '--noise-input', 'x']), model, /the noise goes on 'x'; give the other inputs fixed values: --feed c=FILE\.npy/);
+    expectBadInput(await cli(base), model, /2 data inputs \('x', 'c'\).*--noise-input x --feed c=FILE\.npy/);
+    expectBadInput(await cli([...base, '--noise-input', 'x']), model, /the noise goes on 'x'; give the other inputs fixed values: --feed c=FILE\.npy/);
     expectBadInput(
-      runCli([...base, '--noise-input', 'z', '--feed', `c=${cFile}`]),
+      await cli([...base, '--noise-input', 'z', '--feed', `c=${cFile}`]),
       model,
       /--noise-input z: the model has no data input of that name \(its inputs: 'x', 'c'\)/,
     );
-    expectBadInput(runCli([...base, '--feed', `q=${cFile}`]), model, /--feed q: the model has no data input of that name/);
-    expectBadInput(runCli([...base, '--feed', `c=${join(dir, 'c-bad.npy')}`]), model, /--feed c: .*c-bad\.npy has shape \[2\], the input 'c' is \[N,3\]/);
-    expectBadInput(runCli([...base, '--feed', `c=${join(dir, 'missing.npy')}`]), 'missing.npy', /no such file/);
-    expectBadInput(runCli([...base, '--noise-input', 'x', '--feed', `x=${xFile}`, '--feed', `c=${cFile}`]), model, /--feed x: that is the --noise-input/);
+    expectBadInput(await cli([...base, '--feed', `q=${cFile}`]), model, /--feed q: the model has no data input of that name/);
+    expectBadInput(await cli([...base, '--feed', `c=${join(dir, 'c-bad.npy')}`]), model, /--feed c: .*c-bad\.npy has shape \[2\], the input 'c' is \[N,3\]/);
+    expectBadInput(await cli([...base, '--feed', `c=${join(dir, 'missing.npy')}`]), 'missing.npy', /no such file/);
+    expectBadInput(await cli([...base, '--noise-input', 'x', '--feed', `x=${xFile}`, '--feed', `c=${cFile}`]), model, /--feed x: that is the --noise-input/);
   });
 });
 
@@ -124,7 +124,7 @@ describe.skipIf(!existsSync(CONTROLLER))('a third-party two-input model (../shar
     writeFileSync(join(dir, 'x1.npy'), encodeNpy(x1, [4]));
     writeFileSync(join(dir, 'x2.npy'), encodeNpy(x2, [1, 4]));
     const out = join(dir, 'controller.json');
-    const r = runCli([
+    const r = await cli([
       'analyze',
       CONTROLLER,
       '--input',

@@ -8,35 +8,35 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { cli } from '../helpers/cli.js';
 import { digits, readCsv, tmp } from '../datasets/helpers.js';
 
 const LENET = 'fixtures/lenet.onnx';
 const dir = tmp('nm-trust-');
 
-function analyze(sigma: number, mc: number) {
+async function analyze(sigma: number, mc: number) {
   const out = join(dir, `a-${sigma}-${mc}.json`);
-  const r = runCli(['analyze', LENET, '--input', 'fixtures/mnist/digit-0.npy', '--relu', '2', '--sigma', String(sigma), '--mc', String(mc), '--out', out]);
+  const r = await cli(['analyze', LENET, '--input', 'fixtures/mnist/digit-0.npy', '--relu', '2', '--sigma', String(sigma), '--mc', String(mc), '--out', out]);
   expect(r.code, r.stderr).toBe(0);
   return { report: JSON.parse(readFileSync(out, 'utf8')), stderr: r.stderr };
 }
 
 describe('analyze: the verdict per input', () => {
-  it('LeNet at sigma 8 is ok, with and without --mc 2000, and says so first', () => {
+  it('LeNet at sigma 8 is ok, with and without --mc 2000, and says so first', async () => {
     for (const mc of [0, 2000]) {
-      const { report, stderr } = analyze(8, mc);
+      const { report, stderr } = await analyze(8, mc);
       expect(report.results[0].trust).toEqual({ verdict: 'ok', reasons: [] });
       expect(stderr).toMatch(/\n {2}input 0: trust ok\n {4}clean class 2/);
       if (mc) expect(report.results[0].mc.flipRate).toBe(0);
     }
   }, 120_000);
 
-  it('LeNet at sigma 100 is warn without Monte Carlo (the held-fixed layers) and fail with --mc 2000', () => {
-    const plain = analyze(100, 0);
+  it('LeNet at sigma 100 is warn without Monte Carlo (the held-fixed layers) and fail with --mc 2000', async () => {
+    const plain = await analyze(100, 0);
     expect(['warn', 'fail']).toContain(plain.report.results[0].trust.verdict);
     expect(plain.report.results[0].trust.reasons.join('\n')).toMatch(/expected to change the state of \d+% of \/MaxPool's 2880 units/);
     expect(plain.stderr).toMatch(/input 0: trust (WARN|FAIL): /);
-    const withMc = analyze(100, 2000);
+    const withMc = await analyze(100, 2000);
     const t = withMc.report.results[0].trust;
     expect(t.verdict).toBe('fail');
     expect(t.reasons.join('\n')).toMatch(/Monte Carlo sd from Monte Carlo's/);
@@ -51,9 +51,9 @@ describe('report and gate', () => {
   // two-stage: what these verdicts judge (propagate, the default, agrees with Monte Carlo even at sigma 100)
   const common = ['--method', 'two-stage', '--data', data.data, '--labels', data.labels, '--mc', '500', '--mc-inputs', '2'];
 
-  it('samples.csv has a trust column, summary.json the trusted flip rate and the untrusted count', () => {
+  it('samples.csv has a trust column, summary.json the trusted flip rate and the untrusted count', async () => {
     const out = join(dir, 'r100');
-    const r = runCli(['report', LENET, ...common, '--sigma', '100', '--out-dir', out]);
+    const r = await cli(['report', LENET, ...common, '--sigma', '100', '--out-dir', out]);
     expect(r.code, r.stderr).toBe(0);
     const rows = readCsv(join(out, 'samples.csv'));
     const header = readFileSync(join(out, 'samples.csv'), 'utf8').split('\n')[0].split(',');
@@ -75,20 +75,20 @@ describe('report and gate', () => {
     expect(readFileSync(join(out, 'summary.md'), 'utf8')).toMatch(/## Trust[\s\S]*\| fail \| .*Monte Carlo/);
   }, 180_000);
 
-  it('gate fails (exit 1) on untrusted inputs and on disagreeing flip rates; --allow-untrusted lifts only the first', () => {
-    const gate = (extra: string[]) => runCli(['gate', LENET, ...common, '--sigma', '100', '--max-flip-rate', '1', ...extra]);
-    const r = gate([]);
+  it('gate fails (exit 1) on untrusted inputs and on disagreeing flip rates; --allow-untrusted lifts only the first', async () => {
+    const gate = async (extra: string[]) => await cli(['gate', LENET, ...common, '--sigma', '100', '--max-flip-rate', '1', ...extra]);
+    const r = await gate([]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/FAIL: \d of 8 inputs failed the trust checks/);
     expect(r.stderr).toMatch(/FAIL: the analytic flip rate .* and Monte Carlo's .* differ by/);
-    const allowed = gate(['--allow-untrusted']);
+    const allowed = await gate(['--allow-untrusted']);
     expect(allowed.code).toBe(1);
     expect(allowed.stderr).toMatch(/pass: inputs whose numbers failed the trust checks \(allowed\)/);
     expect(allowed.stderr).toMatch(/FAIL: the analytic flip rate/);
   }, 180_000);
 
-  it('gate at sigma 8 on LeNet digits passes, Monte Carlo check included', () => {
-    const r = runCli(['gate', LENET, ...common, '--sigma', '8', '--max-flip-rate', '0.02']);
+  it('gate at sigma 8 on LeNet digits passes, Monte Carlo check included', async () => {
+    const r = await cli(['gate', LENET, ...common, '--sigma', '8', '--max-flip-rate', '0.02']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/pass: no input fails the trust checks \(measured 0\)/);
     expect(r.stderr).toMatch(/pass: analytic and Monte Carlo flip rates agree within 10\.000%/);

@@ -1,9 +1,10 @@
 /**
  * Models as they are exported in the wild (issue 14): every model of ../shared/wild (third-party
  * ONNX exports kept beside the project, never copied into it; see its README.md and MANIFEST.tsv)
- * goes through the real CLI as a user would run it: `inspect --json`, then `analyze --sigma 0.01
- * --mc 200 --seed 1` with the default method (auto: moments through every layer where every op has
- * a moment rule, else two-stage at the default split) on a seeded random input in [0, 1).
+ * goes through the CLI as a user would run it (its main() in this process, test/helpers/cli.ts's
+ * `cli`): `inspect --json`, then `analyze --sigma 0.01 --mc 200 --seed 1` with the default method
+ * (auto: moments through every layer where every op has a moment rule, else two-stage at the
+ * default split) on a seeded random input in [0, 1).
  *
  * - A model that passes exits 0 with finite mean and variance; its clean output equals a direct
  *   onnxruntime run of the ORIGINAL file at the same input (for a fixed batch B > 1 the input is
@@ -15,10 +16,9 @@
  * - A model listed in EXPECTED_FAILURES exits 2 with one stderr line that names the file and says
  *   what would make it work. A listed model that starts to pass fails the test: take it off the list.
  *
- * Skipped, with a note, when ../shared/wild is absent. Models run two at a time (about 1 to 3
- * minutes on two cores).
+ * Skipped, with a note, when ../shared/wild is absent. Two models at a time (the CLI runs queue
+ * one at a time; about 1 to 3 minutes on two cores).
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -27,7 +27,7 @@ import { encodeNpy } from '../../src/data/npy.js';
 import { loadModel } from '../../src/onnx/load.js';
 import { onnx, toNumber } from '../../src/onnx/proto.js';
 import { ModelSession } from '../../src/runtime/session.js';
-import { BIN, ROOT, type CliResult } from '../helpers/cli.js';
+import { cli, ROOT, type CliResult } from '../helpers/cli.js';
 
 const WILD = join(ROOT, '..', 'shared', 'wild');
 const PRESENT = existsSync(join(WILD, 'MANIFEST.tsv'));
@@ -72,22 +72,6 @@ function uniform(seed: number): () => number {
   };
 }
 
-function runCliAsync(args: string[], timeoutMs = 300_000): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? (signal ? 128 : -1), stdout, stderr });
-    });
-  });
-}
-
 interface AnalyzeJson {
   method: 'two-stage' | 'propagate';
   output: { name: string; size: number };
@@ -129,7 +113,7 @@ function sampleShape(inspect: CliResult): number[] | undefined {
 
 async function runModel(name: string, dir: string): Promise<Outcome> {
   const file = join(WILD, `${name}.onnx`);
-  const inspect = await runCliAsync(['inspect', file, '--json']);
+  const inspect = await cli(['inspect', file, '--json']);
   const shape = sampleShape(inspect);
   const args = ['analyze', file, '--sigma', String(SIGMA), '--mc', '200', '--seed', '1', '--quiet', '--out', join(dir, `${name}.json`)];
   let x: Float32Array | undefined;
@@ -139,11 +123,11 @@ async function runModel(name: string, dir: string): Promise<Outcome> {
     writeFileSync(join(dir, `${name}.npy`), encodeNpy(x, shape));
     args.push('--input', join(dir, `${name}.npy`));
   }
-  const analyze = await runCliAsync(args);
+  const analyze = await cli(args);
   const report = analyze.code === 0 ? (JSON.parse(readFileSync(join(dir, `${name}.json`), 'utf8')) as AnalyzeJson) : undefined;
   if (!(name in LINEARIZATION_GAPS)) return { inspect, analyze, x, report };
   const out2 = join(dir, `${name}-two-stage.json`);
-  const run = await runCliAsync([...args.map((a) => (a === join(dir, `${name}.json`) ? out2 : a)), '--method', 'two-stage']);
+  const run = await cli([...args.map((a) => (a === join(dir, `${name}.json`) ? out2 : a)), '--method', 'two-stage']);
   const twoStage = { run, report: run.code === 0 ? (JSON.parse(readFileSync(out2, 'utf8')) as AnalyzeJson) : undefined };
   return { inspect, analyze, x, report, twoStage };
 }
