@@ -163,7 +163,7 @@ export function estimateAnalyzeMemory(s: RunSizes): MemoryEstimate {
     const flips = chunkT * (Ot + K) * 20;
     const step = Math.max(bottom, topB, flips);
     const which = step === bottom ? 'JVP batches through the bottom part' : step === topB ? 'Jacobian B in panels' : 'flip statistics through the top part';
-    add(gram && step === bottom ? 'reverse and forward passes of the Gram form, one block of rows at a time' : which, step, step === bottom ? NOISE : RELU);
+    add(gram && step === bottom ? 'reverse (and forward) passes of the Gram form, one block of rows at a time' : which, step, step === bottom ? NOISE : RELU);
     // skipDirs of the linearizer: only with tensors that skip the cut (the Gram form has none)
     if (!gram) add(`top input directions (${r + 1} x ${K})`, (r + 1) * K * 8, NOISE);
   }

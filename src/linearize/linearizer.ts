@@ -657,7 +657,13 @@ export class Linearizer {
     const chunk = await this.gramRows();
     const rows = Int32Array.from({ length: p }, (_, i) => i);
     const kept = strategy === 'gemm' ? new Float32Array(p * n) : undefined;
+    let logged = 0;
+    const progress = stage(`Gram form rows (${strategy}, blocks of ${chunk})`);
     await bottom.reverseRows(point, rows, chunk, async (r0, m, block) => {
+      if (r0 + m >= logged + p / 8 || r0 + m === p) {
+        logged = r0 + m;
+        progress(`${logged} of ${p} rows`);
+      }
       for (let i = 0; i < m; i++) {
         const o = i * n;
         if (Adelta && delta) {
