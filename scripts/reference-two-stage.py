@@ -15,7 +15,8 @@ the last ReLU (fc7, p = 4096) at the noise mean x, for isotropic noise sigma on 
                                          kernels cost ~20x more: --rows float64 for all of it), with
                                          the first block also computed in float64 and the largest
                                          difference printed (and written as rowsCheck)
-    S    = sigma^2 A A^T                 float64 GEMM over the rows (A held on disk as a float64 memmap)
+    S    = sigma^2 A A^T                 float64 GEMM (torch's BLAS) over blocks of rows (A held on disk
+                                         as a float64 memmap; --rows-file reuses one an earlier run left)
     B    = dg/dy at y = relu(z(x))       by reverse mode too (for AlexNet / VGG it is fc8's weight)
     m    = z(x), s = sqrt(diag S), a = m / s,   c2 = g(relu(m)) - B relu(m)
 
@@ -170,6 +171,7 @@ def main():
     ap.add_argument("--arch", default=None)
     ap.add_argument("--compare", default=None)
     ap.add_argument("--block", type=int, default=64, help="rows of A per backward pass")
+    ap.add_argument("--rows-file", default=None, help="take A's rows (float64, p x n) from this file instead of computing them")
     ap.add_argument("--rows", choices=["float32", "float64"], default="float32", help="precision of the backward passes that give A's rows")
     args = ap.parse_args()
     arch = args.arch or ("vgg11" if "vgg" in os.path.basename(args.model) else "alexnet")
@@ -184,9 +186,14 @@ def main():
     p = m.numel()
 
     # A by reverse mode, block by block, into a float64 memmap; S = sigma^2 A A^T accumulated as blocks arrive
-    tmp = tempfile.NamedTemporaryFile(prefix="netmoments-ref-A-", suffix=".f64", dir=os.environ.get("TMPDIR", "/tmp"), delete=False)
-    tmp.close()
-    A = np.memmap(tmp.name, dtype=np.float64, mode="w+", shape=(p, n))
+    if args.rows_file:
+        # A's rows as an earlier run left them (a float64 p x n file), e.g. after an interrupted S
+        A = np.memmap(args.rows_file, dtype=np.float64, mode="r", shape=(p, n))
+        tmp = None
+    else:
+        tmp = tempfile.NamedTemporaryFile(prefix="netmoments-ref-A-", suffix=".f64", dir=os.environ.get("TMPDIR", "/tmp"), delete=False)
+        tmp.close()
+        A = np.memmap(tmp.name, dtype=np.float64, mode="w+", shape=(p, n))
     # the rows' pass: float64 throughout (--rows float64), or float32 autograd (PyTorch's fast
     # convolution kernels; --rows float32, the default) checked against float64 on the first block
     bottom_rows = bottom
@@ -206,7 +213,7 @@ def main():
         return g.reshape(rows, n).double().numpy()
 
     try:
-        for r0 in range(0, p, args.block):
+        for r0 in range(0, p, args.block) if tmp else []:
             rows = min(args.block, p - r0)
             A[r0 : r0 + rows] = rows_of(bottom_rows, x_rows, r0, rows)
             if r0 == 0 and args.rows == "float32":
@@ -216,18 +223,21 @@ def main():
             if r0 == 0 or (r0 // args.block) % 16 == 0:
                 print(f"A rows {r0 + rows}/{p}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         t_a = time.time() - t0
-        S = np.zeros((p, p))
+        # float64 GEMM by torch's BLAS (numpy's may be the reference BLAS, ~1 GFLOP/s)
+        S = torch.zeros(p, p, dtype=torch.float64)
         blk = 512
         for i0 in range(0, p, blk):
-            Ai = np.asarray(A[i0 : i0 + blk])
+            Ai = torch.from_numpy(np.array(A[i0 : i0 + blk]))
             for j0 in range(0, i0 + blk, blk):
-                Aj = Ai if j0 == i0 else np.asarray(A[j0 : j0 + blk])
+                Aj = Ai if j0 == i0 else torch.from_numpy(np.array(A[j0 : j0 + blk]))
                 S[i0 : i0 + blk, j0 : j0 + blk] = Ai @ Aj.T
-        S = np.tril(S) + np.tril(S, -1).T
-        S *= args.sigma**2
+            print(f"S rows {min(p, i0 + blk)}/{p}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        S = torch.tril(S) + torch.tril(S, -1).T
+        S = (S * args.sigma**2).numpy()
     finally:
         del A
-        os.unlink(tmp.name)
+        if tmp:
+            os.unlink(tmp.name)
     t_s = time.time() - t0
 
     # B by reverse mode at y = relu(m)
