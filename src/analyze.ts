@@ -18,7 +18,15 @@
  */
 import { createRequire } from 'node:module';
 import { NetmomentsError } from './errors.js';
-import { Linearizer, type LayerFlips, type LinearizerOptions, type TensorDescription } from './linearize/linearizer.js';
+import {
+  Linearizer,
+  gramStrategy,
+  gramTile,
+  type GramStrategy,
+  type LayerFlips,
+  type LinearizerOptions,
+  type TensorDescription,
+} from './linearize/linearizer.js';
 import type { LoadedModel } from './onnx/load.js';
 import type { SplitPoint } from './onnx/splitpoint.js';
 import type { NetworkMoments } from './moments/network.js';
@@ -36,7 +44,9 @@ import {
 } from './method.js';
 import type { InputNoise, PropagatedMoments } from './propagate/index.js';
 import { surrogateMoments } from './moments/surrogate.js';
-import type { LinearAlgebra } from './moments/linalg.js';
+import { gramMoments } from './linearize/bankMoments.js';
+import { stage } from './util/timing.js';
+import { jsLinearAlgebra, type LinearAlgebra } from './moments/linalg.js';
 import { classProbabilities } from './moments/classprob.js';
 import { monteCarloMoments } from './moments/montecarlo.js';
 import { noiseFactor, validateNoise, windowIndices, type InputWindow, type Noise, type NoiseCovariance, type NoiseFactor, type NoiseSpec } from './noise.js';
@@ -170,7 +180,9 @@ interface InputMoments {
 /** One model, one engine (a two-stage split or moment propagation), one noise: analyses inputs one by one, sessions created once. */
 export class Analyzer {
   private constructor(
-    private readonly engine: { method: 'two-stage'; linearizer: Linearizer } | { method: 'propagate'; propagate: PropagateEngine; noise: InputNoise },
+    private readonly engine:
+      | { method: 'two-stage'; linearizer: Linearizer; gram: boolean; strategy?: GramStrategy }
+      | { method: 'propagate'; propagate: PropagateEngine; noise: InputNoise },
     /** The engine and why it was chosen (src/method.ts). */
     readonly decision: MethodDecision,
     readonly model: LoadedModel,
@@ -182,6 +194,8 @@ export class Analyzer {
   ) {}
 
   static async create(model: LoadedModel, options: AnalyzeOptions = {}): Promise<Analyzer> {
+    stage('analyzer start (the memory limit is taken here)')();
+    const rss0 = process.memoryUsage.rss();
     const limit = memoryLimit(options.maxMemory);
     Analyzer.checkMemoryBeforeSplit(model, options, limit);
     const inputShape = Linearizer.inputShapeOf(model);
@@ -218,6 +232,7 @@ export class Analyzer {
         plan = undefined;
       }
     }
+    const doneSetup = stage('split and sessions (Linearizer.create)');
     const linearizer = await inModel(Linearizer.create(model, options)).catch((e: unknown) => {
       // neither engine: two-stage's reason, and propagate's with what to do
       if (!(e instanceof NetmomentsError) || !plan || plan.missing.length === 0 || model.graph.relus().length > 0) throw e;
@@ -226,27 +241,47 @@ export class Analyzer {
         { file: model.file, code: e.code, cause: e },
       );
     });
+    doneSetup();
+    let gram = false;
+    let strategy: GramStrategy | undefined;
     try {
-      checkMemory(
+      // A F replaced by S = (A F)(A F)^T where A F would be gigabytes (src/linearize/linearizer.ts gramPlanned)
+      gram = await linearizer.gramPlanned(factor);
+      // what the split and its sessions took already, measured (the limit was taken before them)
+      const sessionsBytes = Math.max(0, process.memoryUsage.rss() - rss0);
+      const estimateFor = (strategy: GramStrategy | undefined) =>
         estimateAnalyzeMemory({
           ...linearizerSizes(linearizer),
+          gram,
+          gramChunk: gram ? gramRowsChunk : undefined,
+          gramRows: strategy === 'gemm' ? gramTile(linearizer.n, linearizer.p) : undefined,
           r: noise.support.length,
           modelBytes: model.bytes.length,
+          sessionsBytes,
           covarianceSupport: noise.sigma.kind === 'full' ? noise.support.length : 0,
           mc: options.mc,
           mcLowRank: noise.sigma.kind === 'full',
           probabilityPoints: options.variance === 'none' ? 0 : (options.probabilitySamples ?? 2048),
           paper: options.variance !== 'exact' && options.variance !== 'none',
           variance: options.variance !== 'none',
-        }),
-        limit,
-        model.file,
+        });
+      const gramRowsChunk = gram ? await linearizer.gramRows() : 0;
+      // the Gram form keeps A's rows for a GEMM where they fit the limit, else pushes them forward again
+      if (gram) strategy = gramStrategy(linearizer.p, linearizer.n, options.linalg);
+      let estimate = estimateFor(strategy);
+      if (strategy === 'gemm' && estimate.total > limit.bytes) {
+        strategy = 'forward';
+        estimate = estimateFor(strategy);
+      }
+      stage('memory estimate')(
+        `${formatBytes(estimate.total)} on top of the memory in use at the start (${estimate.parts.map((x) => `${x.what} ${formatBytes(x.bytes)}`).join(', ')})`,
       );
-      return new Analyzer({ method: 'two-stage', linearizer }, decision, model, options, noise, factor);
+      checkMemory(estimate, limit, model.file);
+      return new Analyzer({ method: 'two-stage', linearizer, gram, strategy }, decision, model, options, noise, factor);
     } catch (e) {
       try {
         if (e instanceof NetmomentsError && e.code === 'RESOURCE')
-          throw await twoStageRefusal(e, model, options, linearizer, noise.support.length, plan, limit, decision.reason);
+          throw await twoStageRefusal(e, model, options, linearizer, noise.support.length, plan, limit, decision.reason, gram);
       } finally {
         await linearizer.release();
       }
@@ -382,8 +417,14 @@ export class Analyzer {
       }
       const delta = new Float64Array(n);
       for (let i = 0; i < n; i++) delta[i] = mu[i] - xb[i];
-      lin = await this.engine.linearizer.linearize(xb, this.factor, delta);
-      const nm = await surrogateMoments(lin, this.factor, { offset: { A: lin.Adelta, D: lin.Ddelta }, ...varianceOptions(mode), linalg: o.linalg });
+      const doneLin = stage('linearization');
+      lin = await this.engine.linearizer.linearize(xb, this.factor, delta, { gram: this.engine.gram, linalg: o.linalg, gramStrategy: this.engine.strategy });
+      doneLin();
+      const doneMoments = stage('moments of the surrogate');
+      const nm = lin.S
+        ? await gramMoments(o.linalg ?? jsLinearAlgebra, { ...lin, S: lin.S }, varianceOptions(mode))
+        : await surrogateMoments(lin, this.factor, { offset: { A: lin.Adelta, D: lin.Ddelta }, ...varianceOptions(mode), linalg: o.linalg });
+      doneMoments(`${nm.units.uncertain} uncertain units, ${nm.pairTerms} pair terms`);
       moments = full = nm;
       linearization = {
         point: o.at instanceof Float32Array ? 'file' : (o.at ?? 'mean'),
@@ -509,13 +550,15 @@ async function twoStageRefusal(
   limit: MemoryLimit,
   /** Why two-stage was chosen (src/method.ts), said when auto chose it. */
   reason: string,
+  /** Whether the linearization would be formed in its Gram form (Linearizer.gramPlanned). */
+  gram = false,
 ): Promise<NetmomentsError> {
   const zeros = new Float32Array(linearizer.n);
   await linearizer.evaluate(zeros, 1); // warm-up
   const t0 = performance.now();
   await linearizer.evaluate(zeros, 1);
   const forward = (performance.now() - t0) / 1000;
-  const passes = r + linearizer.units;
+  const { passes, text } = linearizer.jacobianPasses(r, gram);
   let fits = 'noise on fewer input elements (--window) or a narrower split (a later --relu)';
   try {
     const pl = plan ?? (await planPropagation(model, options));
@@ -530,7 +573,7 @@ async function twoStageRefusal(
   return new NetmomentsError(
     `two-stage at split point ${linearizer.split.index} ('${linearizer.split.node}', p = ${linearizer.p})` +
       `${(options.method ?? 'auto') === 'auto' ? ` (auto chose two-stage: ${reason})` : ''} is refused before it starts: ${e.message}; ` +
-      `it would also take about ${passes} tangent passes (${r} noise directions for A, ${linearizer.units} columns for B), roughly ${formatSeconds(2 * passes * forward)} ` +
+      `it would also take about ${passes} tangent passes (${text}), roughly ${formatSeconds(2 * passes * forward)} ` +
       `at ${(forward * 1000).toFixed(0)} ms per forward pass; what fits: ${fits}`,
     { file: model.file, code: 'RESOURCE', cause: e },
   );

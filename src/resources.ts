@@ -19,7 +19,10 @@
  *                     in reverse mode (src/linearize/jacobian.ts, direction by cost) the bottom's
  *                     rows come in blocks of the same size (rows x n float32 with their identity
  *                     cotangents, chunked like the directions) and B in panels of rows within the
- *                     same budget, so the same bounds hold
+ *                     same budget, so the same bounds hold; where A F would be gigabytes (ImageNet
+ *                     inputs, src/linearize/linearizer.ts gramPlanned) the Gram form S = A Sigma A^T
+ *                     (p x p) replaces it: one block of reverse rows at a time plus, for the 'gemm'
+ *                     strategy, A's rows kept (p x n float32) and two float64 tiles of them
  *   moments           pair blocks (at most 4M doubles a panel, three live), noise factors of A
  *                     (p x r, up to three copies), the d x d covariance, class probabilities
  *   Monte Carlo       one batch of samples (1000 x n) and the model's activations for it
@@ -28,7 +31,9 @@
  * Phases that run one after another still count together: typed arrays are freed by the garbage
  * collector some time after their last use, so the sum is closer to the peak than the maximum is.
  * Memory already in use when the check runs (Node, onnxruntime, the model file, the inputs) is not
- * counted: the default limit is a fraction of the memory still available at that point.
+ * counted: the default limit is a fraction of the memory still available at that point. The
+ * two-stage check runs once the split's sessions exist: it counts what they took as measured
+ * (sessionsBytes, resident memory since the limit was taken) instead of six copies of the model.
  * Calibration on the bundled LeNet, digit 0, sigma 8: split at ReLU 0 (p = 11520) the estimate is
  * about 1.1 GiB for a measured growth of about 0.7 GiB; at ReLU 2 (p = 500) about 0.35 GiB for 0.25.
  */
@@ -62,6 +67,11 @@ export interface RunSizes {
   r: number;
   /** Bytes of the model file (sessions hold several copies). */
   modelBytes?: number;
+  /**
+   * Memory the sessions and the split took, measured once they exist (resident memory now less at
+   * the start of the run, when the limit was taken); replaces the guess of six copies of the model.
+   */
+  sessionsBytes?: number;
   /** Elements the bottom part's JVP returns per direction (the split ReLU's input and every tensor the flip statistics read). */
   bottomOutputs?: number;
   /** Elements of the top part's inputs per direction: p plus the tensors that skip the cut. */
@@ -83,6 +93,18 @@ export interface RunSizes {
   paper?: boolean;
   /** Any variance is computed (default true): without, no pair blocks. */
   variance?: boolean;
+  /**
+   * The linearization is formed as its Gram matrix S = (A F)(A F)^T (p x p) by reverse-then-forward
+   * passes over blocks of the bottom's rows, instead of A F (src/linearize/linearizer.ts gramPlanned).
+   */
+  gram?: boolean;
+  /** Rows per block of the Gram form (src/linearize/linearizer.ts gramChunk), when known. */
+  gramChunk?: number;
+  /**
+   * The Gram form keeps A's rows (p x n float32) and multiplies them by GEMM in tiles of this many
+   * rows (src/linearize/linearizer.ts gramStrategy 'gemm', gramTile); absent: the 'forward' strategy.
+   */
+  gramRows?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -107,7 +129,8 @@ export function estimateAnalyzeMemory(s: RunSizes): MemoryEstimate {
   const RELU = 'a later --relu (a narrower split)';
   const NOISE = '--window (noise on fewer input elements)';
 
-  add('onnxruntime sessions', (s.modelBytes ?? 0) * 6, 'a smaller model');
+  if (s.sessionsBytes !== undefined) add('onnxruntime sessions and the split (measured)', s.sessionsBytes, 'a smaller model');
+  else add('onnxruntime sessions', (s.modelBytes ?? 0) * 6, 'a smaller model');
   const q = s.covarianceSupport ?? 0;
   // the noise factor: dense only for a full covariance (q x r on its support); isotropic and
   // diagonal noise keep the support (int32) and one standard deviation (float64) per direction
@@ -115,8 +138,12 @@ export function estimateAnalyzeMemory(s: RunSizes): MemoryEstimate {
   else add(`noise support and standard deviations (${r} elements)`, r * 12, NOISE);
   add(`the input, its mean, linearization point and offset (${n} elements each)`, n * 24, 'a model with a smaller input');
   add(`eigendecomposition of the ${q} x ${q} noise covariance`, q * q * 8 * 6, `${NOISE} or --noise-var`);
+  const gram = s.gram === true && p > 0;
   if (p > 0) {
-    add(`A F (${p} x ${r})`, p * r * 8, RELU);
+    if (gram) add(`S = (A F)(A F)^T (${p} x ${p})`, p * p * 8, RELU);
+    else add(`A F (${p} x ${r})`, p * r * 8, RELU);
+    // the kept rows, and per GEMM of two tiles their float64 copies (onnxruntime widens the operands) and the product
+    if (gram && s.gramRows) add(`A's rows (${p} x ${n} float32) and the GEMM tiles of S`, p * n * 4 + 2 * s.gramRows * n * 12 + s.gramRows ** 2 * 8, RELU);
     add(`B (${d} x ${p})`, d * p * 8, RELU);
   }
   const K = s.topInputs ?? p;
@@ -126,20 +153,29 @@ export function estimateAnalyzeMemory(s: RunSizes): MemoryEstimate {
   if (p > 0) {
     const Ob = Math.max(s.bottomOutputs ?? p, 1);
     const chunkB = Math.min(r + 1, Math.max(1, Math.floor(LINEARIZER_CHUNK_BYTES / (8 * Math.max(Ob, n)))));
-    const bottom = chunkB * (12 * n + 20 * Ob);
+    // the Gram form: per block of m rows, the rows (float32, from onnxruntime and as scaled), their
+    // identity cotangents and images (float32), each engine's working set within its budget
+    const m = Math.max(1, Math.min(p, s.gramChunk ?? Math.floor(LINEARIZER_CHUNK_BYTES / (4 * Math.max(n, 1)))));
+    const bottom = gram ? m * (8 * n + 12 * Ob) + 2 * ENGINE_BUDGET_BYTES : chunkB * (12 * n + 20 * Ob);
     const topB = s.topChunk && s.topChunk > 0 ? ENGINE_BUDGET_BYTES * Math.min(1, p / s.topChunk) : p * (K + d) * 12 * 4;
     const Ot = s.topFlipOutputs ?? 0;
     const chunkT = Ot > 0 ? Math.min(r + 1, Math.max(1, Math.floor(LINEARIZER_CHUNK_BYTES / (8 * Math.max(Ot, K))))) : 0;
     const flips = chunkT * (Ot + K) * 20;
     const step = Math.max(bottom, topB, flips);
     const which = step === bottom ? 'JVP batches through the bottom part' : step === topB ? 'Jacobian B in panels' : 'flip statistics through the top part';
-    add(which, step, step === bottom ? NOISE : RELU);
-    add(`top input directions (${r + 1} x ${K})`, (r + 1) * K * 8, NOISE);
+    add(gram && step === bottom ? 'reverse (and forward) passes of the Gram form, one block of rows at a time' : which, step, step === bottom ? NOISE : RELU);
+    // skipDirs of the linearizer: only with tensors that skip the cut (the Gram form has none)
+    if (!gram) add(`top input directions (${r + 1} x ${K})`, (r + 1) * K * 8, NOISE);
   }
 
   // moments, Monte Carlo, class probabilities: one after the other; the largest counts
   const later: MemoryPart[] = [];
-  if (p > 0 && s.variance !== false) {
+  if (p > 0 && s.variance !== false && gram) {
+    // gramForm (src/linearize/bankMoments.ts): S gathered on the units on or uncertain (up to p x p),
+    // B diag(w) and its product with it (d x p each), the pair panels and their B columns
+    const qq = Math.min(p * p, PANEL_ELEMENTS);
+    later.push({ what: 'pair blocks and Gram gathers of the variance', bytes: qq * 8 * 3 + p * p * 8 + d * p * 8 * 4 + d * d * 8 * 3, lever: RELU });
+  } else if (p > 0 && s.variance !== false) {
     const qq = Math.min(p * p, PANEL_ELEMENTS);
     later.push({
       what: 'pair blocks and noise factors of the variance',

@@ -20,7 +20,7 @@
  * (`useCentreGram`); otherwise the caller runs surrogateMoments on A F directly.
  */
 import { rowDots, type LinearAlgebra } from '../moments/linalg.js';
-import { momentsFromForm, type CovarianceForm } from '../moments/network.js';
+import { momentsFromForm, type CovarianceForm, type MomentsOptions, type NetworkMoments } from '../moments/network.js';
 import { topOffset, type Surrogate } from '../moments/surrogate.js';
 
 /** A centre's input-independent quantities for one noise. */
@@ -170,4 +170,24 @@ export async function inputMoments(
     threads: 1,
   });
   return { mean: mo.mean, variance: mo.variance, covariance: mo.covariance, uncertain: mo.units.uncertain };
+}
+
+/**
+ * The moments of a linearization held in its Gram form (src/linearize/linearizer.ts
+ * PointLinearization.S = (A F)(A F)^T, no skip path) at the input mean mu = xb + delta: the moments
+ * core with m = zb + A delta, c2 = gb - B relu(zb), and S in place of the noise factors (gramForm),
+ * the same numbers surrogateMoments gives from A F up to rounding.
+ */
+export async function gramMoments(
+  la: LinearAlgebra,
+  lin: { S: Float64Array; B: Float64Array; zb: Float64Array; gb: Float64Array; Adelta?: Float64Array },
+  options: MomentsOptions = {},
+): Promise<NetworkMoments> {
+  const p = lin.zb.length;
+  const d = lin.gb.length;
+  if (lin.S.length !== p * p) throw new Error(`gramMoments: S has ${lin.S.length} values for ${p} units`);
+  const s = Float64Array.from({ length: p }, (_, v) => (lin.S[v * p + v] > 0 ? Math.sqrt(lin.S[v * p + v]) : 0));
+  const g: CentreGram = { p, d, S: lin.S, s, B: lin.B, zb: lin.zb, c2: topOffset(lin.B, lin.zb, lin.gb, p, d) };
+  const m = Float64Array.from(lin.zb, (z, v) => z + (lin.Adelta ? lin.Adelta[v] : 0));
+  return momentsFromForm({ data: lin.B, rows: d, cols: p }, m, g.c2, undefined, gramForm(la, g), { ...options, linalg: la });
 }

@@ -243,7 +243,7 @@ export class JacobianEngine {
     }
     let fallback: { opType: string; reason: string } | undefined;
     if (mode !== 'fd') {
-      const shapes = options.staticShapes === false ? undefined : await probeShapes(graph, { threads: options.threads });
+      const shapes = options.staticShapes === false ? undefined : await probedShapes(graph, options.threads);
       let tm: TangentModel | undefined;
       let session: ModelSession | undefined;
       try {
@@ -720,6 +720,20 @@ export class JacobianEngine {
     const rev = await this.reverse;
     await rev?.session.release();
   }
+}
+
+/**
+ * probeShapes once per model part: the linearizer makes two engines of the same bottom (and of the
+ * same top), and each probe is a session running the whole part (seconds for an ImageNet model).
+ */
+const probed = new WeakMap<Graph, Promise<Map<string, number[]> | undefined>>();
+function probedShapes(graph: Graph, threads: number | undefined): Promise<Map<string, number[]> | undefined> {
+  let p = probed.get(graph);
+  if (!p) {
+    p = probeShapes(graph, { threads });
+    probed.set(graph, p);
+  }
+  return p;
 }
 
 /** Factory: one engine per model part (see JacobianEngine). */

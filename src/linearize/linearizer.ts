@@ -44,6 +44,8 @@ import { surrogateOffsets, type Surrogate } from '../moments/surrogate.js';
 import { Phi } from '../moments/special.js';
 import { Rng } from '../moments/montecarlo.js';
 import { perInputShape } from '../data/layout.js';
+import type { LinearAlgebra } from '../moments/linalg.js';
+import { stage } from '../util/timing.js';
 
 export interface LinearizerOptions {
   /** ReLU index (0-based, graph order) or node/tensor name; default the last ReLU. */
@@ -124,7 +126,59 @@ export interface PointLinearization extends Surrogate {
   /** Columns of the factor. */
   r: number;
   flips: LayerFlips[];
+  /**
+   * The Gram form S = (A F)(A F)^T (p x p) when the linearization was asked for it (gram: true,
+   * see Linearizer.gramPlanned): A F itself is then not formed and `A` is empty.
+   */
+  S?: Float64Array;
 }
+
+/** Options of one linearization. */
+export interface LinearizeOptions {
+  /**
+   * Form S = (A F)(A F)^T instead of A F when Linearizer.gramPlanned says it applies (the factored
+   * form would not fit: p x r float64 for ImageNet inputs is gigabytes).
+   */
+  gram?: boolean;
+  /** gramPlanned's size threshold on A F (default GRAM_MIN_BYTES; tests lower it to compare both forms on small nets). */
+  gramMinBytes?: number;
+  /**
+   * Float64 products (onnxruntime's, src/runtime/linalg.ts): with them the Gram form keeps A's rows
+   * (float32, p x n) and forms S by float64 GEMM when they fit in GRAM_ROWS_MAX_BYTES (gramStrategy).
+   */
+  linalg?: LinearAlgebra;
+  /** The Gram form's strategy, when the caller chose it (e.g. from the memory limit); default gramStrategy(p, n, linalg). */
+  gramStrategy?: GramStrategy;
+  /** Rows per GEMM tile of the 'gemm' strategy (default gramTile; tests make it small to cover the tiling). */
+  gramTileRows?: number;
+}
+
+/**
+ * Most bytes of A's rows (p x n float32) the Gram form keeps to form S by GEMM (gramStrategy): AlexNet's
+ * and VGG's fc7 with noise on a 224 x 224 image take 2.3 GiB.
+ */
+export const GRAM_ROWS_MAX_BYTES = 3 * 1024 * 1024 * 1024;
+
+/**
+ * How the Gram form gets S = A Sigma A^T from the rows of A (reverse mode): 'gemm' keeps the rows
+ * (scaled by the noise sds, float32) and multiplies them in float64 tiles (2 p^2 n flops at GEMM
+ * speed); 'forward' pushes each block of rows, scaled by the variances, forward through the bottom
+ * again (p more tangent passes, no p x n storage).
+ */
+export type GramStrategy = 'gemm' | 'forward';
+
+/** The Gram form's strategy for p rows of n elements: gemm where products are given and the rows fit. */
+export function gramStrategy(p: number, n: number, linalg: LinearAlgebra | undefined): GramStrategy {
+  return linalg !== undefined && p * n * 4 <= GRAM_ROWS_MAX_BYTES ? 'gemm' : 'forward';
+}
+
+/** Rows per tile of the Gram form's GEMM: a tile's float64 copy (onnxruntime widens float32 operands) within 128 MiB. */
+export function gramTile(n: number, p: number): number {
+  return Math.max(1, Math.min(p, Math.floor((128 * 1024 * 1024) / (8 * Math.max(n, 1)))));
+}
+
+/** A F at or above this size is replaced by its Gram form S when gramPlanned allows (AlexNet fc7, full noise: 4.6 GiB). */
+export const GRAM_MIN_BYTES = 512 * 1024 * 1024;
 
 /** The surrogate over the n inputs with its plain offsets c1, c2 (surrogateOffsets), as `netmoments linearize` writes it. */
 export interface AffineSurrogate extends Surrogate {
@@ -401,7 +455,7 @@ export class Linearizer {
    * Linearize at `point` and project on the noise factor F (Sigma = F F^T; src/noise.ts
    * noiseFactor); `delta` is the offset mu - xb (omitted when zero).
    */
-  async linearize(point: Float32Array, factor: NoiseFactor, delta?: Float64Array): Promise<PointLinearization> {
+  async linearize(point: Float32Array, factor: NoiseFactor, delta?: Float64Array, options: LinearizeOptions = {}): Promise<PointLinearization> {
     const { n, p, d } = this;
     if (point.length !== n) throw new NetmomentsError(`the linearization point has ${point.length} elements, the model input has ${n}`);
     if (factor.n !== n) throw new Error(`linearize: a noise factor for ${factor.n} elements, the input has ${n}`);
@@ -421,8 +475,10 @@ export class Linearizer {
     const base = await bottom.jvp(point, new Float64Array(0), 0);
     const zSlot = slotOf(bottom, this.split.input);
     const zb = base.outputValue.slice(zSlot.offset, zSlot.offset + zSlot.size);
-    const AF = new Float64Array(p * r);
+    const gram = options.gram === true && (await this.gramPlanned(factor, options.gramMinBytes));
+    const AF = new Float64Array(gram ? 0 : p * r);
     const Adelta = withDelta ? new Float64Array(p) : undefined;
+    let S: Float64Array | undefined;
     const skipSlots = this.parts.innerSkips.map((s) => slotOf(bottom, s));
     const skipSize = skipSlots.reduce((a, s) => a + s.size, 0) + this.parts.inputSkips.length * n;
     // directions of the top's inputs [y (p), skip tensors in split order] with y' = 0, for D F
@@ -432,7 +488,10 @@ export class Linearizer {
     // the split op's slope at the point (ReLU: z > 0), for the top's flip statistics
     const pieces = this.parts.pieces;
     const mask = Float64Array.from(zb, (v, u) => pieces.slopes[pieceOf(v, pieces.at)][u]);
-    if (bottom.prefersReverse(kTotal) && (await bottom.reverseReady())) {
+    const doneBottom = stage(`bottom Jacobian (p = ${p}, r = ${r}${gram ? ', Gram form' : ''})`);
+    if (gram) {
+      S = await this.gramByReverse(point, factor, withDelta ? delta! : undefined, Adelta, options);
+    } else if (bottom.prefersReverse(kTotal) && (await bottom.reverseReady())) {
       await this.bottomByReverse(point, factor, withDelta ? delta! : undefined, directions, { AF, Adelta, skipDirs, K, zOffset: zSlot.offset, skipSlots });
     } else {
       await bottom.jvpBatches(point, directions, chunk, (k0, m, t, dirs) => {
@@ -459,7 +518,9 @@ export class Linearizer {
       });
     }
 
+    doneBottom();
     // ---- top: B (identity on y), D F (y' = 0, skips), and flips of top layers
+    const doneTop = stage(`top Jacobian B (${d} x ${p})`);
     const topPoint: Record<string, Float64Array | Float32Array> = { [this.split.output]: Float64Array.from(zb, (v, u) => applyPieces(pieces, u, v)) };
     for (const s of this.skip) {
       if (this.parts.inputSkips.includes(s)) topPoint[s] = point;
@@ -498,14 +559,18 @@ export class Linearizer {
       for (let k = 0; k < r; k++) for (let i = 0; i < d; i++) DF[i * r + k] = t[k * d + i];
       if (withDelta) Ddelta = t.slice(r * d, r * d + d);
     }
+    doneTop();
+    const doneFlips = stage(`expected state changes (diagnostics ${this.parts.diagnostics})`);
     const { bottomStats, topStats } = await this.flipStatistics(point, topPoint, factor, n, delta && withDelta ? delta : undefined, mask, skipSize);
 
     // the split ReLU itself: P(sign flips) of each unit from its exact marginal
     const splitFlips: LayerFlips = (() => {
       let e = 0;
+      doneFlips();
       for (let u = 0; u < p; u++) {
         let v = 0;
-        for (let k = 0; k < r; k++) v += AF[u * r + k] ** 2;
+        if (S) v = S[u * p + u];
+        else for (let k = 0; k < r; k++) v += AF[u * r + k] ** 2;
         const m = zb[u] + (Adelta ? Adelta[u] : 0);
         e += pieceChangeProbability(m, zb[u], Math.sqrt(v), this.parts.splitKinks);
       }
@@ -514,10 +579,134 @@ export class Linearizer {
     const sketch = r > flipSketch(this.parts.diagnostics) ? { sketch: flipSketch(this.parts.diagnostics) } : {};
     const flips = [...bottomStats.map((st) => ({ ...finish(st), ...sketch })), splitFlips, ...topStats.map((st) => ({ ...finish(st), ...sketch }))];
     const terms = this.parts.reluTerms;
-    if (!terms) return { point, zb, gb, A: AF, Adelta, B, D: DF, Ddelta, r, flips };
+    if (!terms) return { point, zb, gb, A: AF, Adelta, B, D: DF, Ddelta, r, flips, ...(S ? { S } : {}) };
     // LeakyRelu, PRelu, Clip: the same surrogate with ReLU units (pieces.ts)
     const relu = expandToRelu({ A: AF, B, zb, Adelta }, terms, r, d);
     return { point, zb: relu.zb, gb, A: relu.A, Adelta: relu.Adelta, B: relu.B, D: DF, Ddelta, r, flips };
+  }
+
+  /**
+   * Whether linearize(..., { gram: true }) forms the Gram form S = (A F)(A F)^T (p x p) instead of
+   * A F (p x r): for isotropic and diagonal noise (F's columns are scaled axes), a plain Relu split
+   * with no tensor skipping the cut, a bottom built in reverse mode (its p rows fewer than the r
+   * noise directions and every op with an adjoint rule; asking builds the adjoint session), and A F
+   * of at least GRAM_MIN_BYTES.
+   */
+  async gramPlanned(factor: NoiseFactor, minBytes = GRAM_MIN_BYTES): Promise<boolean> {
+    if (factor.kind !== 'axes' || this.skip.length > 0 || this.parts.reluTerms) return false;
+    if (this.p * factor.r * 8 < minBytes) return false;
+    const bottom = this.parts.bottom;
+    return bottom.outputSize === this.p && bottom.prefersReverse(factor.r + 1) && (await bottom.reverseReady());
+  }
+
+  /**
+   * Tangent passes a linearization on r noise directions takes, by the direction each part would
+   * use (the engines' preference by cost; a part without adjoint rules runs forward instead), in
+   * words for a refusal: the bottom's r directions, or its p rows (twice with the Gram form), and
+   * B's p columns or d rows.
+   */
+  jacobianPasses(r: number, gram: boolean): { passes: number; text: string } {
+    const { p, d } = this;
+    const units = this.units;
+    const bottomRev = this.parts.bottom.prefersReverse(r + 1);
+    const bottom = gram ? 2 * p : bottomRev ? this.parts.bottom.outputSize : r;
+    const bottomText = gram
+      ? `${p} reverse and ${p} forward passes for A Sigma A^T`
+      : bottomRev
+        ? `${this.parts.bottom.outputSize} reverse passes for A`
+        : `${r} noise directions for A`;
+    const topRev = this.parts.topB.prefersReverse(units, d);
+    const top = topRev ? d : units;
+    return { passes: bottom + top, text: `${bottomText}, ${top} ${topRev ? 'reverse passes' : 'columns'} for B` };
+  }
+
+  /** Rows per block of the Gram form (gramChunk with this bottom's engine chunks); after gramPlanned. */
+  async gramRows(): Promise<number> {
+    const bottom = this.parts.bottom;
+    return gramChunk(this.n, await bottom.reverseChunk(), bottom.defaultChunk, this.p);
+  }
+
+  /**
+   * S = A Sigma A^T (p x p) for noise on scaled axes (Sigma = F F^T = diag(sd_k^2) on the support,
+   * 0 elsewhere), A = d bottom/dx at the point, without forming A F in float64: reverse mode gives
+   * the rows a_u = A^T e_u in blocks of m (float32, as every tangent run is), then (gramStrategy)
+   *   gemm     the rows scaled by the sds, a~_u = F^T a_u (float32, p x n), kept whole; S = A~ A~^T by
+   *            float64 GEMM (`linalg`, the float32 operands widened exactly) over tiles of rows, the
+   *            lower triangle of tiles mirrored: 2 p^2 n flops, p x n x 4 bytes;
+   *   forward  each block, multiplied by Sigma's diagonal, pushed forward through the same bottom
+   *            (JVP): A (Sigma a_u) = S e_u, a column of S; p more tangent passes and never more
+   *            than one [m, n] block; the two passes round differently, so S is symmetrized.
+   * For isotropic noise S = sigma^2 A A^T. A delta (the offset's image) comes from the same rows:
+   * a_u . delta.
+   */
+  private async gramByReverse(
+    point: Float32Array,
+    factor: NoiseFactor,
+    delta: Float64Array | undefined,
+    Adelta: Float64Array | undefined,
+    options: Pick<LinearizeOptions, 'linalg' | 'gramStrategy' | 'gramTileRows'>,
+  ): Promise<Float64Array> {
+    const linalg = options.linalg;
+    const { n, p } = this;
+    if (factor.kind !== 'axes') throw new Error('internal: the Gram form needs noise on scaled axes');
+    const bottom = this.parts.bottom;
+    const strategy = linalg ? (options.gramStrategy ?? gramStrategy(p, n, linalg)) : 'forward';
+    const scale = new Float32Array(n); // sd (gemm) or sd^2 (forward) on the support, 0 elsewhere
+    for (let k = 0; k < factor.r; k++) scale[factor.support[k]] = strategy === 'gemm' ? factor.sd[k] : factor.sd[k] * factor.sd[k];
+    const S = new Float64Array(p * p);
+    const chunk = await this.gramRows();
+    const rows = Int32Array.from({ length: p }, (_, i) => i);
+    const kept = strategy === 'gemm' ? new Float32Array(p * n) : undefined;
+    let logged = 0;
+    const progress = stage(`Gram form rows (${strategy}, blocks of ${chunk})`);
+    await bottom.reverseRows(point, rows, chunk, async (r0, m, block) => {
+      if (r0 + m >= logged + p / 8 || r0 + m === p) {
+        logged = r0 + m;
+        progress(`${logged} of ${p} rows`);
+      }
+      for (let i = 0; i < m; i++) {
+        const o = i * n;
+        if (Adelta && delta) {
+          let dot = 0;
+          for (let j = 0; j < n; j++) dot += block[o + j] * delta[j];
+          Adelta[r0 + i] = dot;
+        }
+        if (kept) {
+          const dst = (r0 + i) * n;
+          for (let j = 0; j < n; j++) kept[dst + j] = block[o + j] * scale[j];
+        } else for (let j = 0; j < n; j++) block[o + j] *= scale[j];
+      }
+      if (kept) return;
+      const t = (await bottom.jvpByOutput(point, block.length === m * n ? block : block.subarray(0, m * n), m))[this.split.input];
+      for (let i = 0; i < m; i++) for (let v = 0; v < p; v++) S[(r0 + i) * p + v] = t[i * p + v];
+    });
+    if (kept) {
+      const done = stage(`Gram form: S by float64 GEMM of the kept rows (${p} x ${n})`);
+      const tile = options.gramTileRows ?? gramTile(n, p);
+      for (let i0 = 0; i0 < p; i0 += tile) {
+        const ti = Math.min(tile, p - i0);
+        for (let j0 = 0; j0 <= i0; j0 += tile) {
+          const tj = Math.min(tile, p - j0);
+          const P = await linalg!.gemm(kept.subarray(i0 * n, (i0 + ti) * n), ti, n, kept.subarray(j0 * n, (j0 + tj) * n), tj, n, { transB: true });
+          for (let i = 0; i < ti; i++) {
+            for (let j = 0; j < tj; j++) {
+              S[(i0 + i) * p + j0 + j] = P[i * tj + j];
+              S[(j0 + j) * p + i0 + i] = P[i * tj + j];
+            }
+          }
+        }
+      }
+      done();
+      return S;
+    }
+    for (let u = 0; u < p; u++) {
+      for (let v = u + 1; v < p; v++) {
+        const x = 0.5 * (S[u * p + v] + S[v * p + u]);
+        S[u * p + v] = x;
+        S[v * p + u] = x;
+      }
+    }
+    return S;
   }
 
   /**
@@ -711,6 +900,15 @@ export class Linearizer {
     await this.parts.topFlips?.release();
     await this.parts.forward.release();
   }
+}
+
+/**
+ * Rows per block of the Gram form (gramByReverse): within the reverse engine's chunk and the
+ * forward engine's chunk (each sized from its 256 MiB budget), and [m, n] float32 within the
+ * linearizer's chunk of CHUNK_BYTES (src/resources.ts counts the same block).
+ */
+export function gramChunk(n: number, reverseChunk: number, forwardChunk: number, p: number): number {
+  return Math.max(1, Math.min(p, reverseChunk, forwardChunk, Math.floor(CHUNK_BYTES / (4 * n))));
 }
 
 /** Most noise directions the flip statistics sum over exactly; more are sketched with this many. */

@@ -1,7 +1,7 @@
 /**
  * A two-stage run over the memory limit is refused before the linearization starts, and the refusal
- * says what it would cost (tangent passes: r noise directions for A, p columns for B, with a rough
- * time) and which method fits: --method propagate where its estimate is under the limit, else a
+ * says what it would cost (tangent passes: r noise directions for A, and B by reverse mode, d = 10 rows
+ * instead of p columns, with a rough time) and which method fits: --method propagate where its estimate is under the limit, else a
  * window or a narrower split. LeNet split at ReLU 0 (p = 11520), isotropic noise on all 784 pixels.
  */
 import { describe, expect, it } from 'vitest';
@@ -22,7 +22,7 @@ describe('two-stage refusal for memory', () => {
     expect(fitsPropagate).toBeInstanceOf(NetmomentsError);
     expect((fitsPropagate as NetmomentsError).code).toBe('RESOURCE');
     expect((fitsPropagate as Error).message).toMatch(
-      /two-stage at split point 0 \('\/Relu', p = 11520\) is refused before it starts: this run would need about .*; it would also take about 12304 tangent passes \(784 noise directions for A, 11520 columns for B\), roughly \d+ (s|min) at \d+ ms per forward pass; what fits: --method propagate \(moments through every layer, noise factor rank \d+: about \d+ MiB\)/,
+      /two-stage at split point 0 \('\/Relu', p = 11520\) is refused before it starts: this run would need about .*; it would also take about 794 tangent passes \(784 noise directions for A, 10 reverse passes for B\), roughly \d+ (s|min) at \d+ ms per forward pass; what fits: --method propagate \(moments through every layer, noise factor rank \d+: about \d+ MiB\)/,
     );
     const nothingFits = await run('12M'); // propagate's estimate at its lowest auto rank (16) is about 14 MiB
     expect((nothingFits as Error).message).toMatch(/what fits: noise on fewer input elements \(--window\) or a narrower split \(a later --relu\)$/);
