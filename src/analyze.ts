@@ -534,10 +534,13 @@ function formatSeconds(s: number): string {
   return s < 120 ? `${Math.round(s)} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toPrecision(2)} h`;
 }
 
+/** Inputs per batch of the forward pass a refusal times (fewer where 2^24 elements would not fit). */
+const REFUSAL_TIMING_BATCH = 8;
+
 /**
  * A two-stage run refused for memory, said with what it would cost in time and what fits: r noise
  * directions for A F and p (ReLU-surrogate) columns for B, each a tangent pass, timed from one
- * forward pass of the model at batch 1 (a tangent pass of a batch of directions costs about two
+ * forward pass of the model per input of a batch (a tangent pass of a batch of directions costs about two
  * forward passes per direction: a rough figure, stated as one); and whether --method propagate fits.
  */
 async function twoStageRefusal(
@@ -553,11 +556,14 @@ async function twoStageRefusal(
   /** Whether the linearization would be formed in its Gram form (Linearizer.gramPlanned). */
   gram = false,
 ): Promise<NetmomentsError> {
-  const zeros = new Float32Array(linearizer.n);
-  await linearizer.evaluate(zeros, 1); // warm-up
+  // timed per input of a batch (tangent passes run batched: at batch 1 AlexNet's per-input time is
+  // several times its batched one, and the estimate came out at 50 min for 2 CPU min of work)
+  const batch = Math.max(1, Math.min(REFUSAL_TIMING_BATCH, Math.floor(2 ** 24 / linearizer.n)));
+  const zeros = new Float32Array(batch * linearizer.n);
+  await linearizer.evaluate(zeros, batch); // warm-up
   const t0 = performance.now();
-  await linearizer.evaluate(zeros, 1);
-  const forward = (performance.now() - t0) / 1000;
+  await linearizer.evaluate(zeros, batch);
+  const forward = (performance.now() - t0) / 1000 / batch;
   const { passes, text } = linearizer.jacobianPasses(r, gram);
   let fits = 'noise on fewer input elements (--window) or a narrower split (a later --relu)';
   try {
@@ -574,7 +580,7 @@ async function twoStageRefusal(
     `two-stage at split point ${linearizer.split.index} ('${linearizer.split.node}', p = ${linearizer.p})` +
       `${(options.method ?? 'auto') === 'auto' ? ` (auto chose two-stage: ${reason})` : ''} is refused before it starts: ${e.message}; ` +
       `it would also take about ${passes} tangent passes (${text}), roughly ${formatSeconds(2 * passes * forward)} ` +
-      `at ${(forward * 1000).toFixed(0)} ms per forward pass; what fits: ${fits}`,
+      `at ${(forward * 1000).toFixed(forward < 0.01 ? 1 : 0)} ms per forward pass (per input of a batch of ${batch}); what fits: ${fits}`,
     { file: model.file, code: 'RESOURCE', cause: e },
   );
 }
