@@ -411,6 +411,22 @@ function poolRows(
       }
     } else {
       for (let o = 0; o < outSize; o++) {
+        const t = start[o];
+        if (start[o + 1] - t === 9) {
+          // 3 x 3 windows unrolled: the same sum, 0 + term_0 + ... + term_8 left to right
+          F[dst + o] =
+            0 +
+            weights[t + 0] * Fx[row + idx[t + 0]] +
+            weights[t + 1] * Fx[row + idx[t + 1]] +
+            weights[t + 2] * Fx[row + idx[t + 2]] +
+            weights[t + 3] * Fx[row + idx[t + 3]] +
+            weights[t + 4] * Fx[row + idx[t + 4]] +
+            weights[t + 5] * Fx[row + idx[t + 5]] +
+            weights[t + 6] * Fx[row + idx[t + 6]] +
+            weights[t + 7] * Fx[row + idx[t + 7]] +
+            weights[t + 8] * Fx[row + idx[t + 8]];
+          continue;
+        }
         let acc = 0;
         for (let t = start[o]; t < start[o + 1]; t++) acc += weights[t] * Fx[row + idx[t]];
         F[dst + o] = acc;
