@@ -584,6 +584,7 @@ export function applyMaxPool(
   const coef = new Float64Array(2 * S); // E relu'', E relu''' of D_j
   const wX = new Float64Array(S);
   const beta = new Float64Array(S);
+  const bc = new Float64Array(S); // beta_j c_j of the order at hand
   const uP = new Float64Array(S * Math.max(p, 1));
   // each column's probes (probeOf), looked up once
   const probeIdx = new Int32Array(3 * K);
@@ -691,16 +692,15 @@ export function applyMaxPool(
         }
         probed = true;
       }
+      // beta_j c_j once per window and order (the same product (beta_j c_j) prod as inline)
+      for (let j = 1; j <= steps; j++) bc[j] = beta[j] * coef[cOff + j];
       for (let c = 0; c < K; c++) {
         const a0 = probeIdx[3 * c];
         const a1 = probeIdx[3 * c + 1];
         const a2 = probeIdx[3 * c + 2];
         let s = 0;
-        for (let j = 1; j <= steps; j++) {
-          const jp = j * p;
-          const prod = h > 2 ? uP[jp + a0] * uP[jp + a1] * uP[jp + a2] : uP[jp + a0] * uP[jp + a1];
-          s += beta[j] * coef[cOff + j] * prod;
-        }
+        if (h > 2) for (let jp = p, j = 1; j <= steps; j++, jp += p) s += bc[j] * (uP[jp + a0] * uP[jp + a1] * uP[jp + a2]);
+        else for (let jp = p, j = 1; j <= steps; j++, jp += p) s += bc[j] * (uP[jp + a0] * uP[jp + a1]);
         Qn[c * outSize + o] = s;
       }
     }
