@@ -81,40 +81,236 @@ function windowGrams(
   const outSize = start.length - 1;
   const G = new Float64Array(gStart[outSize]);
   const rowStart = new Int32Array(k + 1);
-  let list = new Int32Array(Math.max(16, (k * outSize) >> 3));
-  let count = 0;
-  const all4 = nat.length === 4 * outSize;
+  // (row, window) pairs holding a nonzero, one bit each ([row][window / 32]), listed after the pass
+  const words = (outSize + 31) >> 5;
+  const nonzero = new Int32Array(k * words);
   const v = new Float64Array(64);
-  for (let d = 0; d < k; d++) {
-    const row = (first + d) * size;
-    if (count + outSize > list.length) {
-      const grown = new Int32Array(Math.max(2 * list.length, count + outSize));
-      grown.set(list);
-      list = grown;
-    }
-    if (all4) {
-      for (let o = 0; o < outSize; o++) {
-        const s = 4 * o;
-        const v0 = Fx[row + nat[s]];
-        const v1 = Fx[row + nat[s + 1]];
-        const v2 = Fx[row + nat[s + 2]];
-        const v3 = Fx[row + nat[s + 3]];
+  // windows of 4 (2 x 2 pools) and 9 (3 x 3) first, one at a time over all rows, their Gram
+  // entries summed in locals (in increasing row order, as the blocked pass below does)
+  const done = new Uint8Array(outSize);
+  for (let o = 0; o < outSize; o++) {
+    const s0 = start[o];
+    const L = start[o + 1] - s0;
+    const g0 = gStart[o];
+    if (L === 4) {
+      // 2 x 2 windows
+      const i0 = nat[s0];
+      const i1 = nat[s0 + 1];
+      const i2 = nat[s0 + 2];
+      const i3 = nat[s0 + 3];
+      let g00 = 0,
+        g01 = 0,
+        g02 = 0,
+        g03 = 0,
+        g11 = 0,
+        g12 = 0,
+        g13 = 0,
+        g22 = 0,
+        g23 = 0,
+        g33 = 0;
+      for (let d = 0; d < k; d++) {
+        const row = (first + d) * size;
+        const v0 = Fx[row + i0];
+        const v1 = Fx[row + i1];
+        const v2 = Fx[row + i2];
+        const v3 = Fx[row + i3];
         if (v0 === 0 && v1 === 0 && v2 === 0 && v3 === 0) continue;
-        list[count++] = o;
-        const g = 16 * o;
-        G[g] += v0 * v0;
-        G[g + 1] += v0 * v1;
-        G[g + 2] += v0 * v2;
-        G[g + 3] += v0 * v3;
-        G[g + 5] += v1 * v1;
-        G[g + 6] += v1 * v2;
-        G[g + 7] += v1 * v3;
-        G[g + 10] += v2 * v2;
-        G[g + 11] += v2 * v3;
-        G[g + 15] += v3 * v3;
+        nonzero[d * words + (o >> 5)] |= 1 << (o & 31);
+        g00 += v0 * v0;
+        g01 += v0 * v1;
+        g02 += v0 * v2;
+        g03 += v0 * v3;
+        g11 += v1 * v1;
+        g12 += v1 * v2;
+        g13 += v1 * v3;
+        g22 += v2 * v2;
+        g23 += v2 * v3;
+        g33 += v3 * v3;
       }
-    } else {
-      for (let o = 0; o < outSize; o++) {
+      G[g0] = g00;
+      G[g0 + 1] = g01;
+      G[g0 + 2] = g02;
+      G[g0 + 3] = g03;
+      G[g0 + 5] = g11;
+      G[g0 + 6] = g12;
+      G[g0 + 7] = g13;
+      G[g0 + 10] = g22;
+      G[g0 + 11] = g23;
+      G[g0 + 15] = g33;
+      done[o] = 1;
+    } else if (L === 9) {
+      // 3 x 3 windows, unrolled: the 45 Gram entries summed in locals over the rows in order
+      const i0 = nat[s0 + 0];
+      const i1 = nat[s0 + 1];
+      const i2 = nat[s0 + 2];
+      const i3 = nat[s0 + 3];
+      const i4 = nat[s0 + 4];
+      const i5 = nat[s0 + 5];
+      const i6 = nat[s0 + 6];
+      const i7 = nat[s0 + 7];
+      const i8 = nat[s0 + 8];
+      let g00 = 0,
+        g01 = 0,
+        g02 = 0,
+        g03 = 0,
+        g04 = 0,
+        g05 = 0,
+        g06 = 0,
+        g07 = 0,
+        g08 = 0,
+        g11 = 0,
+        g12 = 0,
+        g13 = 0,
+        g14 = 0,
+        g15 = 0,
+        g16 = 0,
+        g17 = 0,
+        g18 = 0,
+        g22 = 0,
+        g23 = 0,
+        g24 = 0,
+        g25 = 0,
+        g26 = 0,
+        g27 = 0,
+        g28 = 0,
+        g33 = 0,
+        g34 = 0,
+        g35 = 0,
+        g36 = 0,
+        g37 = 0,
+        g38 = 0,
+        g44 = 0,
+        g45 = 0,
+        g46 = 0,
+        g47 = 0,
+        g48 = 0,
+        g55 = 0,
+        g56 = 0,
+        g57 = 0,
+        g58 = 0,
+        g66 = 0,
+        g67 = 0,
+        g68 = 0,
+        g77 = 0,
+        g78 = 0,
+        g88 = 0;
+      for (let d = 0; d < k; d++) {
+        const row = (first + d) * size;
+        const v0 = Fx[row + i0];
+        const v1 = Fx[row + i1];
+        const v2 = Fx[row + i2];
+        const v3 = Fx[row + i3];
+        const v4 = Fx[row + i4];
+        const v5 = Fx[row + i5];
+        const v6 = Fx[row + i6];
+        const v7 = Fx[row + i7];
+        const v8 = Fx[row + i8];
+        if (v0 === 0 && v1 === 0 && v2 === 0 && v3 === 0 && v4 === 0 && v5 === 0 && v6 === 0 && v7 === 0 && v8 === 0) continue;
+        nonzero[d * words + (o >> 5)] |= 1 << (o & 31);
+        g00 += v0 * v0;
+        g01 += v0 * v1;
+        g02 += v0 * v2;
+        g03 += v0 * v3;
+        g04 += v0 * v4;
+        g05 += v0 * v5;
+        g06 += v0 * v6;
+        g07 += v0 * v7;
+        g08 += v0 * v8;
+        g11 += v1 * v1;
+        g12 += v1 * v2;
+        g13 += v1 * v3;
+        g14 += v1 * v4;
+        g15 += v1 * v5;
+        g16 += v1 * v6;
+        g17 += v1 * v7;
+        g18 += v1 * v8;
+        g22 += v2 * v2;
+        g23 += v2 * v3;
+        g24 += v2 * v4;
+        g25 += v2 * v5;
+        g26 += v2 * v6;
+        g27 += v2 * v7;
+        g28 += v2 * v8;
+        g33 += v3 * v3;
+        g34 += v3 * v4;
+        g35 += v3 * v5;
+        g36 += v3 * v6;
+        g37 += v3 * v7;
+        g38 += v3 * v8;
+        g44 += v4 * v4;
+        g45 += v4 * v5;
+        g46 += v4 * v6;
+        g47 += v4 * v7;
+        g48 += v4 * v8;
+        g55 += v5 * v5;
+        g56 += v5 * v6;
+        g57 += v5 * v7;
+        g58 += v5 * v8;
+        g66 += v6 * v6;
+        g67 += v6 * v7;
+        g68 += v6 * v8;
+        g77 += v7 * v7;
+        g78 += v7 * v8;
+        g88 += v8 * v8;
+      }
+      G[g0 + 0] = g00;
+      G[g0 + 1] = g01;
+      G[g0 + 2] = g02;
+      G[g0 + 3] = g03;
+      G[g0 + 4] = g04;
+      G[g0 + 5] = g05;
+      G[g0 + 6] = g06;
+      G[g0 + 7] = g07;
+      G[g0 + 8] = g08;
+      G[g0 + 10] = g11;
+      G[g0 + 11] = g12;
+      G[g0 + 12] = g13;
+      G[g0 + 13] = g14;
+      G[g0 + 14] = g15;
+      G[g0 + 15] = g16;
+      G[g0 + 16] = g17;
+      G[g0 + 17] = g18;
+      G[g0 + 20] = g22;
+      G[g0 + 21] = g23;
+      G[g0 + 22] = g24;
+      G[g0 + 23] = g25;
+      G[g0 + 24] = g26;
+      G[g0 + 25] = g27;
+      G[g0 + 26] = g28;
+      G[g0 + 30] = g33;
+      G[g0 + 31] = g34;
+      G[g0 + 32] = g35;
+      G[g0 + 33] = g36;
+      G[g0 + 34] = g37;
+      G[g0 + 35] = g38;
+      G[g0 + 40] = g44;
+      G[g0 + 41] = g45;
+      G[g0 + 42] = g46;
+      G[g0 + 43] = g47;
+      G[g0 + 44] = g48;
+      G[g0 + 50] = g55;
+      G[g0 + 51] = g56;
+      G[g0 + 52] = g57;
+      G[g0 + 53] = g58;
+      G[g0 + 60] = g66;
+      G[g0 + 61] = g67;
+      G[g0 + 62] = g68;
+      G[g0 + 70] = g77;
+      G[g0 + 71] = g78;
+      G[g0 + 80] = g88;
+      done[o] = 1;
+    }
+  }
+  // windows in blocks whose Grams stay in cache while every row adds to them (each G entry still
+  // sums the rows in increasing order: the same result as a row-by-row sweep)
+  const BLOCK = 128;
+  for (let o0 = 0; o0 < outSize; o0 += BLOCK) {
+    const o1 = Math.min(outSize, o0 + BLOCK);
+    for (let d = 0; d < k; d++) {
+      const row = (first + d) * size;
+      const bits = d * words;
+      for (let o = o0; o < o1; o++) {
+        if (done[o]) continue;
         const s0 = start[o];
         const L = start[o + 1] - s0;
         let any = false;
@@ -124,13 +320,34 @@ function windowGrams(
           if (f !== 0) any = true;
         }
         if (!any) continue;
-        list[count++] = o;
+        nonzero[bits + (o >> 5)] |= 1 << (o & 31);
         const g0 = gStart[o];
         for (let a = 0; a < L; a++) {
           const va = v[a];
           const ga = g0 + a * L;
           for (let b = a; b < L; b++) G[ga + b] += va * v[b];
         }
+      }
+    }
+  }
+  let count = 0;
+  for (let j = 0; j < nonzero.length; j++) {
+    let w = nonzero[j];
+    while (w !== 0) {
+      w &= w - 1;
+      count++;
+    }
+  }
+  const list = new Int32Array(count);
+  count = 0;
+  for (let d = 0; d < k; d++) {
+    const bits = d * words;
+    for (let j = 0; j < words; j++) {
+      let w = nonzero[bits + j];
+      while (w !== 0) {
+        const low = w & -w;
+        list[count++] = (j << 5) + (31 - Math.clz32(low));
+        w ^= low;
       }
     }
     rowStart[d + 1] = count;
@@ -140,7 +357,7 @@ function windowGrams(
     const g0 = gStart[o];
     for (let a = 0; a < L; a++) for (let b = 0; b < a; b++) G[g0 + a * L + b] = G[g0 + b * L + a];
   }
-  return { G, rowStart, windows: list.subarray(0, count) };
+  return { G, rowStart, windows: list };
 }
 
 /**
@@ -194,6 +411,22 @@ function poolRows(
       }
     } else {
       for (let o = 0; o < outSize; o++) {
+        const t = start[o];
+        if (start[o + 1] - t === 9) {
+          // 3 x 3 windows unrolled: the same sum, 0 + term_0 + ... + term_8 left to right
+          F[dst + o] =
+            0 +
+            weights[t + 0] * Fx[row + idx[t + 0]] +
+            weights[t + 1] * Fx[row + idx[t + 1]] +
+            weights[t + 2] * Fx[row + idx[t + 2]] +
+            weights[t + 3] * Fx[row + idx[t + 3]] +
+            weights[t + 4] * Fx[row + idx[t + 4]] +
+            weights[t + 5] * Fx[row + idx[t + 5]] +
+            weights[t + 6] * Fx[row + idx[t + 6]] +
+            weights[t + 7] * Fx[row + idx[t + 7]] +
+            weights[t + 8] * Fx[row + idx[t + 8]];
+          continue;
+        }
         let acc = 0;
         for (let t = start[o]; t < start[o + 1]; t++) acc += weights[t] * Fx[row + idx[t]];
         F[dst + o] = acc;
@@ -302,7 +535,7 @@ export function applyMaxPool(
     G = grams.G;
     // the sparse pass pays when at most half the (row, window) pairs hold a nonzero
     const count = grams.windows.length;
-    active = count <= (k * outSize) / 2 ? { rowStart: grams.rowStart, windows: grams.windows.slice(), width: start[1] - start[0] } : undefined;
+    active = count <= (k * outSize) / 2 ? { rowStart: grams.rowStart, windows: grams.windows, width: start[1] - start[0] } : undefined;
     cache.F = Fx;
     cache.k = k;
     cache.G = G;
@@ -351,6 +584,7 @@ export function applyMaxPool(
   const coef = new Float64Array(2 * S); // E relu'', E relu''' of D_j
   const wX = new Float64Array(S);
   const beta = new Float64Array(S);
+  const bc = new Float64Array(S); // beta_j c_j of the order at hand
   const uP = new Float64Array(S * Math.max(p, 1));
   // each column's probes (probeOf), looked up once
   const probeIdx = new Int32Array(3 * K);
@@ -458,16 +692,15 @@ export function applyMaxPool(
         }
         probed = true;
       }
+      // beta_j c_j once per window and order (the same product (beta_j c_j) prod as inline)
+      for (let j = 1; j <= steps; j++) bc[j] = beta[j] * coef[cOff + j];
       for (let c = 0; c < K; c++) {
         const a0 = probeIdx[3 * c];
         const a1 = probeIdx[3 * c + 1];
         const a2 = probeIdx[3 * c + 2];
         let s = 0;
-        for (let j = 1; j <= steps; j++) {
-          const jp = j * p;
-          const prod = h > 2 ? uP[jp + a0] * uP[jp + a1] * uP[jp + a2] : uP[jp + a0] * uP[jp + a1];
-          s += beta[j] * coef[cOff + j] * prod;
-        }
+        if (h > 2) for (let jp = p, j = 1; j <= steps; j++, jp += p) s += bc[j] * (uP[jp + a0] * uP[jp + a1] * uP[jp + a2]);
+        else for (let jp = p, j = 1; j <= steps; j++, jp += p) s += bc[j] * (uP[jp + a0] * uP[jp + a1]);
         Qn[c * outSize + o] = s;
       }
     }
