@@ -220,17 +220,24 @@ export const DEFAULT_RESIDUAL_ROWS = 32;
 /** Bytes of factors dropped in one step above which the propagation asks V8 for a collection. */
 const COLLECT_BYTES = 256 * 2 ** 20;
 
-/** V8's full collection (the --expose-gc function, switched on here and fetched once), or nothing where it cannot be had. */
-const collectGarbage: () => void = (() => {
-  try {
-    v8.setFlagsFromString('--expose-gc');
-    const gc = vm.runInNewContext('gc') as unknown;
-    if (typeof gc === 'function') return gc as () => void;
-  } catch {
-    // no gc: memory is collected when V8 decides
+/**
+ * V8's full collection (the --expose-gc function, switched on and fetched at the first call, so that
+ * importing the library changes no V8 flag), or nothing where it cannot be had.
+ */
+let fullCollection: (() => void) | undefined;
+function collectGarbage(): void {
+  if (!fullCollection) {
+    fullCollection = () => {};
+    try {
+      v8.setFlagsFromString('--expose-gc');
+      const gc = vm.runInNewContext('gc') as unknown;
+      if (typeof gc === 'function') fullCollection = gc as () => void;
+    } catch {
+      // no gc: memory is collected when V8 decides
+    }
   }
-  return () => {};
-})();
+  fullCollection();
+}
 
 /** Seed of the residual rows' signs (fixed: the same input gives the same moments). */
 const RESIDUAL_SEED = 0x5eed_0013;
