@@ -125,6 +125,13 @@ export interface AnalyzeResult {
   marginBound: number | null;
   /** What was done: two-stage's linearization point, Jacobians and the layers it held fixed; for propagate point 'none' and no flips (nothing is held fixed). */
   linearization: { point: string; jacobian: string; expectedFlips: LayerFlips[]; uncertainUnits: number };
+  /**
+   * Propagate: how the output covariance was formed. 'reverse': exactly for the statistically
+   * linearized net by reverse passes, for `exactUnits` output units (all of them, or the largest
+   * means, the rest of the covariance from the noise factor rescaled to them); 'factor': the Gram
+   * matrix of the output's factor rows (src/propagate/adjoint.ts).
+   */
+  outputCovariance?: { by: 'reverse' | 'factor'; exactUnits: number };
   mc?: MonteCarloSummary;
   /** Whether the numbers can be trusted (src/trust.ts). */
   trust: Trust;
@@ -404,6 +411,7 @@ export class Analyzer {
     let full: NetworkMoments | PropagatedMoments;
     let linearization: AnalyzeResult['linearization'];
     let lin: Awaited<ReturnType<Linearizer['linearize']>> | undefined;
+    let outputCovariance: AnalyzeResult['outputCovariance'];
     if (this.engine.method === 'two-stage') {
       const xb = o.at instanceof Float32Array ? o.at : o.at === 'input' ? x : Float32Array.from(mu);
       for (let i = 0; i < n; i++) {
@@ -438,6 +446,7 @@ export class Analyzer {
       full = pm;
       moments = mode === 'none' ? { mean: pm.mean } : pm;
       linearization = { point: 'none', jacobian: 'none', expectedFlips: [], uncertainUnits: 0 };
+      outputCovariance = { by: pm.reverseUnits > 0 ? 'reverse' : 'factor', exactUnits: pm.reverseUnits };
     }
     const mean = finiteArray(moments.mean, 'mean', file);
     const clean = Array.from(await this.evaluate(x, 1));
@@ -474,6 +483,7 @@ export class Analyzer {
       flipProbability: flip,
       marginBound: bound,
       linearization,
+      ...(outputCovariance ? { outputCovariance } : {}),
       trust: { verdict: 'ok', reasons: [] }, // judged below, once Monte Carlo has run
       moments: full,
     };

@@ -41,16 +41,15 @@ import {
   softmaxSlices,
   unitRule,
   type MaxPoolGram,
+  type InputNoise,
+  type StepTape,
   type TensorMoments,
   type UnitMoments,
 } from './rules/index.js';
 import { AffineSegment } from './segment.js';
+import { reverseOutputCovariance, type ReverseStep } from './adjoint.js';
 
-export type InputNoise =
-  | { kind: 'isotropic'; sigma: number }
-  | { kind: 'diagonal'; variance: ArrayLike<number> }
-  /** factor [n, r] row-major: Sigma = factor factor^T */
-  | { kind: 'lowrank'; factor: ArrayLike<number>; columns: number };
+export type { InputNoise } from './rules/index.js';
 
 export interface PropagatorOptions {
   /** The tensor whose moments are wanted (default: the model's first output). */
@@ -78,6 +77,14 @@ export interface PropagatorOptions {
    * the segment's off-diagonal L diag(r) L^T is kept (see rules/index.ts).
    */
   residualRows?: number;
+  /**
+   * How the output covariance is formed (default 'reverse' where it applies): 'reverse', exactly for
+   * the statistically linearized net by reverse passes (./adjoint.ts; all output units when there
+   * are at most REVERSE_ALL_OUTPUTS, else the REVERSE_TOP_OUTPUTS of largest mean, whose variances
+   * then rescale the factor's covariance); 'factor', the Gram matrix of the output's factor rows
+   * plus its residual. 'reverse' needs residual rows (residualRows > 0).
+   */
+  outputCovariance?: 'reverse' | 'factor';
   threads?: number;
   provider?: Provider;
   /** The graph's tensor shapes at batch 1 when the caller probed them already (src/method.ts's plan): one run of the whole model with every tensor as an output less. */
@@ -93,8 +100,14 @@ export interface PropagatedMoments {
   rank: number;
   /** Whether the input factor was a random sketch. */
   sketched: boolean;
-  /** Seconds spent in onnxruntime segments and in the rules here. */
-  stats: { segmentSeconds: number; ruleSeconds: number; steps: number };
+  /**
+   * Output units whose variance (and covariance between them) came from reverse passes (./adjoint.ts):
+   * all d, the largest means only (the rest of the covariance from the factor, rescaled to them), or
+   * none (the factor's Gram matrix alone).
+   */
+  reverseUnits: number;
+  /** Seconds spent in onnxruntime segments and in the rules here (the reverse pass: reverseSeconds). */
+  stats: { segmentSeconds: number; ruleSeconds: number; reverseSeconds: number; steps: number };
 }
 
 export interface Propagator {
@@ -216,6 +229,12 @@ export const DEFAULT_HERMITE_PROBES = 32;
 
 /** Residual rows before an affine segment by default (see PropagatorOptions.residualRows). */
 export const DEFAULT_RESIDUAL_ROWS = 32;
+
+/** Outputs up to this many get their whole covariance by reverse passes (one cotangent row each). */
+export const REVERSE_ALL_OUTPUTS = 64;
+
+/** With more outputs, the reverse passes cover this many of largest mean. */
+export const REVERSE_TOP_OUTPUTS = 16;
 
 /** Bytes of factors dropped in one step above which the propagation asks V8 for a collection. */
 const COLLECT_BYTES = 256 * 2 ** 20;
@@ -392,6 +411,11 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
   const hermiteProbes = options.hermiteProbes ?? DEFAULT_HERMITE_PROBES;
   const residualRows = options.residualRows ?? DEFAULT_RESIDUAL_ROWS;
   let inputCache: { noise: InputNoise; start: ReturnType<typeof inputMoments> } | undefined;
+  // the reverse pass (./adjoint.ts) needs residual rows; with a sketched input it also needs the
+  // input read by affine steps only (a rule reading it would fold the sketch's missing variance
+  // into its residual, which the exact input term counts again)
+  const reverse = (options.outputCovariance ?? 'reverse') === 'reverse' && residualRows > 0;
+  const inputReadByAffineOnly = steps.every((s) => s.kind === 'affine' || s.input !== input);
   return {
     input,
     output,
@@ -417,6 +441,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
       const retained = new Set<Float32Array>([start.moments.F]);
       let segmentSeconds = 0;
       let ruleSeconds = 0;
+      const tape: ReverseStep[] | undefined = reverse && (!start.sketched || inputReadByAffineOnly) ? [] : undefined;
       for (let k = 0; k < steps.length; k++) {
         const s = steps[k];
         const t0 = performance.now();
@@ -426,6 +451,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
           const withRows = appendResidualRows(ins, residualRows, new Rng(RESIDUAL_SEED + k));
           const remember = withRows === ins && ins.every((x) => retained.has(x.F));
           const outs = await s.segment.run(withRows, remember);
+          tape?.push({ kind: 'affine', segment: s.segment, inputs: s.segment.inputs, outputs: s.segment.outputs, means: ins.map((x) => x.m) });
           const at = ins[0].F.length / ins[0].m.length;
           // a factor the segment does not remember is this call's alone: rescaled in place
           outs.forEach((v, idx) => state.set(s.segment.outputs[idx], withRows === ins ? v : absorbResidualRows(v, at, residualRows, !remember)));
@@ -436,14 +462,16 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         } else {
           const x = state.get(s.input)!;
           const spare = readByAffine.has(s.output) ? residualRows : 0;
+          const stepTape: StepTape | undefined = tape ? {} : undefined;
           state.set(
             s.output,
             s.kind === 'unit'
-              ? applyUnitRule(s.rule, x, hermiteOrder, hermiteColumns, spare)
+              ? applyUnitRule(s.rule, x, hermiteOrder, hermiteColumns, spare, stepTape)
               : s.kind === 'softmax'
-                ? applySoftmax(x, s.slices, spare)
-                : applyMaxPool(s.windows, x, s.gram, hermiteOrder, s.floor, hermiteColumns, spare),
+                ? applySoftmax(x, s.slices, spare, stepTape)
+                : applyMaxPool(s.windows, x, s.gram, hermiteOrder, s.floor, hermiteColumns, spare, stepTape),
           );
+          if (tape && stepTape) tape.push({ kind: 'rule', input: s.input, output: s.output, inputSize: x.m.length, tape: stepTape });
           if (s.kind === 'maxpool' && !retained.has(x.F)) s.gram = {}; // its cache holds x.F
           ruleSeconds += (performance.now() - t0) / 1000;
         }
@@ -475,6 +503,29 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         for (let b = 0; b < a; b++) covariance[a * d + b] = covariance[b * d + a] = 0.5 * (covariance[a * d + b] + covariance[b * d + a]); // exactly symmetric
         covariance[a * d + a] += y.r[a];
       }
+      let reverseSeconds = 0;
+      let reverseUnits = 0;
+      if (tape) {
+        const t0 = performance.now();
+        const units = reverseUnitsOf(y.m);
+        const exact = await reverseOutputCovariance(tape, input, n, output, d, units, noise);
+        tape.length = 0;
+        const u = units.length;
+        if (u === d) covariance.set(exact);
+        else {
+          // D C D with D rescaling the selected units to their exact variances: positive
+          // semi-definite as C is, their correlations (and all others) still the factor's
+          const scale = new Float64Array(d).fill(1);
+          units.forEach((j, a) => {
+            const v = covariance[j * d + j];
+            if (v > 0) scale[j] = Math.sqrt(exact[a * u + a] / v);
+          });
+          for (let a = 0; a < d; a++) for (let b = 0; b < d; b++) covariance[a * d + b] *= scale[a] * scale[b];
+        }
+        reverseUnits = u;
+        reverseSeconds = (performance.now() - t0) / 1000;
+        if (trace) process.stderr.write(`propagate reverse pass: ${reverseSeconds.toFixed(2)} s, ${u} output rows\n`);
+      }
       const variance = new Float64Array(d);
       for (let a = 0; a < d; a++) variance[a] = covariance[a * d + a];
       return {
@@ -483,13 +534,21 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         variance,
         rank: start.moments.k,
         sketched: start.sketched,
-        stats: { segmentSeconds, ruleSeconds, steps: steps.length },
+        reverseUnits,
+        stats: { segmentSeconds, ruleSeconds, reverseSeconds, steps: steps.length },
       };
     },
     async release() {
       for (const en of engines) await en.release();
     },
   };
+}
+
+/** The output units the reverse pass covers: all, or the REVERSE_TOP_OUTPUTS of largest mean. */
+function reverseUnitsOf(mean: Float64Array): number[] {
+  const all = [...mean.keys()];
+  if (mean.length <= REVERSE_ALL_OUTPUTS) return all;
+  return all.sort((a, b) => mean[b] - mean[a] || a - b).slice(0, REVERSE_TOP_OUTPUTS);
 }
 
 /**

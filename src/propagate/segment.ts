@@ -13,6 +13,7 @@ import { NetmomentsError } from '../errors.js';
 import { Graph, type GraphNode } from '../onnx/graph.js';
 import { DataType } from '../onnx/proto.js';
 import { buildTangentModel, type TangentModel } from '../onnx/tangent/build.js';
+import { buildAdjointModel, type AdjointModel } from '../onnx/tangent/reverse.js';
 import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
 import { varianceNodes, type TensorMoments } from './rules/index.js';
 
@@ -34,7 +35,14 @@ export class AffineSegment {
     private readonly dims: Map<string, number[]>,
     private readonly tm: TangentModel,
     private readonly session: ModelSession,
+    /** The segment alone (its nodes, the constants they read), for the adjoint model. */
+    private readonly graph: Graph,
+    private readonly shapes: ReadonlyMap<string, readonly number[]>,
+    private readonly options: SegmentOptions,
   ) {}
+
+  /** The adjoint model's session, made at the first reverse pass (src/propagate/adjoint.ts). */
+  private adjoint?: { model: AdjointModel; session: ModelSession };
 
   /**
    * The last run's factor and residual inputs and outputs. The segment is affine in its inputs, so
@@ -121,7 +129,7 @@ export class AffineSegment {
         sampleShape(t).reduce((a, d) => a * d, 1),
       );
     }
-    return new AffineSegment(`affine[${seg.map((n) => n.opType).join(',')}]`, inputs, outputs, sizes, dims, tm, session);
+    return new AffineSegment(`affine[${seg.map((n) => n.opType).join(',')}]`, inputs, outputs, sizes, dims, tm, session, g, shapes, options);
   }
 
   /**
@@ -165,7 +173,48 @@ export class AffineSegment {
     return result;
   }
 
-  release(): Promise<void> {
-    return this.session.release();
+  /**
+   * The reverse pass (VJP) of the segment's linear part: given `rows` cotangent rows per output
+   * ([rows, size] float64, row-major; undefined for an output nothing downstream reads), the rows
+   * u^T L for each input. The segment is affine, so these do not depend on the mean (fed as the
+   * primal point because the adjoint model computes its primal branch). Run in float32, as the
+   * forward rows are.
+   */
+  async vjp(means: Float64Array[], cotangents: (Float64Array | undefined)[], rows: number): Promise<Float64Array[]> {
+    if (!this.adjoint) {
+      const model = buildAdjointModel(this.graph, { varying: this.inputs, outputs: this.outputs, shapes: this.shapes });
+      const session = await ModelSession.create(model.bytes, { threads: this.options.threads, provider: this.options.provider, memoryArena: false });
+      this.adjoint = { model, session };
+    }
+    const { model, session } = this.adjoint;
+    const feeds: Record<string, HostTensor> = {};
+    for (const p of model.primalInputs) {
+      const i = this.inputs.indexOf(p.name);
+      if (i < 0) throw new NetmomentsError(`internal: the adjoint of ${this.label} reads '${p.name}', which is not a segment input`);
+      feeds[p.name] = { type: 'float32', data: Float32Array.from(means[i]), dims: [1, ...this.dims.get(p.name)!] };
+    }
+    this.outputs.forEach((o, idx) => {
+      const size = this.sizes.get(o)!;
+      const ct = cotangents[idx];
+      feeds[model.cotangentInputs[o]] = {
+        type: 'float32',
+        data: ct ? Float32Array.from(ct) : new Float32Array(rows * size),
+        dims: [rows, ...this.dims.get(o)!],
+      };
+    });
+    const names = this.inputs.map((t) => model.cotangentOutputs[t]);
+    const out = await session.run(feeds, names);
+    return this.inputs.map((t) => {
+      const v = out[model.cotangentOutputs[t]].data as Float32Array;
+      const size = this.sizes.get(t)!;
+      if (v.length !== rows * size) throw new NetmomentsError(`internal: the adjoint of ${this.label} returned ${v.length} values for ${rows} rows of ${size}`);
+      return Float64Array.from(v);
+    });
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+    if (this.adjoint) await this.adjoint.session.release();
+    this.adjoint = undefined;
   }
 }

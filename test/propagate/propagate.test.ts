@@ -28,8 +28,9 @@ describe('affine segments vs the Jacobian of the real op (relative 1e-4: float32
       const n = 3 * 12 * 12;
       const mu = new Float64Array(n).map((_, i) => Math.sin(i));
       const noise = { kind: 'isotropic' as const, sigma: 0.7 };
-      const atFrom = await createPropagator(model, { output: from });
-      const atTo = await createPropagator(model, { output: to });
+      // the forward rule under test: the output covariance from the factor (the reverse pass has its own tests, adjoint.test.ts)
+      const atFrom = await createPropagator(model, { output: from, outputCovariance: 'factor' });
+      const atTo = await createPropagator(model, { output: to, outputCovariance: 'factor' });
       const a = await atFrom.moments(mu, noise);
       const b = await atTo.moments(mu, noise);
       await atFrom.release();

@@ -6,6 +6,13 @@
 import type { GraphNode } from '../../onnx/graph.js';
 import type { GaussianImage } from '../../moments/piecewise.js';
 
+/** The Gaussian noise on the input of a propagation: its covariance Sigma. */
+export type InputNoise =
+  | { kind: 'isotropic'; sigma: number }
+  | { kind: 'diagonal'; variance: ArrayLike<number> }
+  /** factor [n, r] row-major: Sigma = factor factor^T */
+  | { kind: 'lowrank'; factor: ArrayLike<number>; columns: number };
+
 /** Moments of one tensor (per sample, batch axis dropped). */
 export interface TensorMoments {
   m: Float64Array;
@@ -118,4 +125,21 @@ export function truncateFactor(F: Float32Array, size: number, rows: number): Flo
 export function extendFactor(F: Float32Array, size: number, extra: number): Float32Array | undefined {
   if ((spareRows.get(F) ?? 0) < extra) return undefined;
   return new Float32Array(F.buffer, F.byteOffset, F.length + extra * size);
+}
+
+/**
+ * What a non-affine rule records for the reverse pass of the output covariance
+ * (src/propagate/adjoint.ts), when the propagator asks: the linear map the rule applied to the
+ * factor's rows (one of slope, pool, slices), the Hermite rows it appended (a copy, K x output
+ * size) and its output's residual variance (fresh: noise that no factor row carries).
+ */
+export interface StepTape {
+  /** unit-wise: row i of the output = slope_i x row i of the input */
+  slope?: Float64Array;
+  /** MaxPool: output o = sum over t in start[o]..start[o+1]-1 of weights[t] x input idx[t] */
+  pool?: { idx: Int32Array; weights: Float64Array; start: Int32Array };
+  /** Softmax: per slice (slice s = o * inner + t), the D x D expected Jacobian, symmetric */
+  slices?: { outer: number; D: number; inner: number; A: Float64Array };
+  hermite?: Float32Array;
+  r?: Float64Array;
 }

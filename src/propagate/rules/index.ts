@@ -76,7 +76,7 @@ import { AFFINE_OPS } from './affine.js';
 import { isDefault } from './factor.js';
 
 export { AFFINE_OPS, varianceNodes, type VarianceContext } from './affine.js';
-export { unitFactorNorms, type TensorMoments, type UnitMoments } from './factor.js';
+export { unitFactorNorms, type InputNoise, type StepTape, type TensorMoments, type UnitMoments } from './factor.js';
 export { applyMaxPool, maxPoolWindows, type MaxPoolGram, type SparseWindows } from './maxpool.js';
 export { absorbResidualRows, appendResidualRows } from './residual.js';
 export { MAX_SOFTMAX_UNITS, applySoftmax, softmaxSlices } from './softmax.js';

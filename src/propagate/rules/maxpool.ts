@@ -3,7 +3,7 @@ import { attrInts, attrString, type GraphNode } from '../../onnx/graph.js';
 import { clarkMax } from '../../moments/clark.js';
 import { Rng } from '../../moments/montecarlo.js';
 import { LATTICE_SHIFTS, windowMax } from '../../moments/windowmax.js';
-import { FACTORIAL, maxHermiteColumns, newFactor, probeOf, truncateFactor, scaleHermiteRows, type TensorMoments } from './factor.js';
+import { FACTORIAL, maxHermiteColumns, newFactor, probeOf, truncateFactor, scaleHermiteRows, type StepTape, type TensorMoments } from './factor.js';
 
 /**
  * MaxPool windows: for each output unit the flat input indices of its window (pads excluded).
@@ -498,6 +498,7 @@ export function applyMaxPool(
   floor = -Infinity,
   columns = x.probes >> 1,
   spare = 0,
+  tape?: StepTape,
 ): TensorMoments {
   const size = x.m.length;
   const outSize = windows.length;
@@ -711,6 +712,10 @@ export function applyMaxPool(
     for (let t = 0; t < idx.length; t++) natWeights[start[Math.floor(t / active.width)] + pos[t]] = weights[t];
   }
   poolRows(F, Fx, rows, size, idx, weights, start, active && { ...active, first: p }, natWeights);
+  if (tape) {
+    tape.pool = { idx, weights, start };
+    tape.r = r;
+  }
   if (!hermite) return { ...x, m, F: nOrders > 0 ? truncateFactor(F, outSize, rows) : F, r };
   // the orders share the K rows (see applyUnitRule)
   const block = Q[0]!;
@@ -720,5 +725,6 @@ export function applyMaxPool(
     if (n > 0) for (let j = 0; j < block.length; j++) block[j] += Qn[j];
     for (let o = 0; o < outSize; o++) r[o] = Math.max(0, r[o] - given[o]);
   }
+  if (tape) tape.hermite = block.slice();
   return { ...x, m, F, k: k + K, r };
 }

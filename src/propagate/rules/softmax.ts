@@ -2,7 +2,7 @@
 import { NetmomentsError } from '../../errors.js';
 import { attrInt, type GraphNode } from '../../onnx/graph.js';
 import { softmaxMoments } from '../../moments/softmax.js';
-import { newFactor, type TensorMoments } from './factor.js';
+import { newFactor, type StepTape, type TensorMoments } from './factor.js';
 
 /**
  * The slices a Softmax normalizes over, in a per-sample tensor of shape `shape` (batch axis
@@ -43,7 +43,7 @@ export const MAX_SOFTMAX_UNITS = 64;
  * (exact covariance with the input noise, Stein's lemma); each unit's residual is its exact
  * variance E[y_j^2] - (E y_j)^2 minus what the passed covariance rows carry (clamped at 0).
  */
-export function applySoftmax(x: TensorMoments, slices: { outer: number; D: number; inner: number }, spare = 0): TensorMoments {
+export function applySoftmax(x: TensorMoments, slices: { outer: number; D: number; inner: number }, spare = 0, tape?: StepTape): TensorMoments {
   const { outer, D, inner } = slices;
   const size = x.m.length;
   const rows = x.F.length / size;
@@ -57,6 +57,7 @@ export function applySoftmax(x: TensorMoments, slices: { outer: number; D: numbe
   const A = new Float64Array(D * D);
   const v = new Float64Array(D);
   const q = new Float64Array(D);
+  const taped = tape ? new Float64Array(outer * inner * D * D) : undefined;
   for (let o = 0; o < outer; o++) {
     for (let t = 0; t < inner; t++) {
       for (let j = 0; j < D; j++) idx[j] = (o * D + j) * inner + t;
@@ -77,6 +78,7 @@ export function applySoftmax(x: TensorMoments, slices: { outer: number; D: numbe
       }
       const sm = softmaxMoments(mu, C, D);
       for (let j = 0; j < D; j++) for (let l = 0; l < D; l++) A[j * D + l] = (j === l ? sm.mean[j] : 0) - sm.second[j * D + l];
+      taped?.set(A, (o * inner + t) * D * D);
       q.fill(0);
       for (let d = 0; d < rows; d++) {
         const row = d * size;
@@ -93,6 +95,10 @@ export function applySoftmax(x: TensorMoments, slices: { outer: number; D: numbe
         r[idx[j]] = Math.max(0, sm.second[j * D + j] - sm.mean[j] ** 2 - q[j]);
       }
     }
+  }
+  if (tape && taped) {
+    tape.slices = { outer, D, inner, A: taped };
+    tape.r = r;
   }
   return { ...x, m, F, r };
 }

@@ -15,6 +15,7 @@ import {
   probeOf,
   scaleHermiteRows,
   unitFactorNorms,
+  type StepTape,
   type TensorMoments,
   type UnitMoments,
 } from './factor.js';
@@ -110,7 +111,7 @@ function broadcastTo(t: TensorValue, shape: readonly number[]): Float64Array {
  * Q_ic = E f^(h)(x_i) prod_t P_t,i (see probeOf), each unit's row scaled to its exact norm
  * E f^(h)(x_i)^2 q_i^h / h! (q_i = |F_i|^2; at most the residual variance left).
  */
-export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder = 3, columns = x.probes >> 1, spare = 0): TensorMoments {
+export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder = 3, columns = x.probes >> 1, spare = 0, tape?: StepTape): TensorMoments {
   const size = x.m.length;
   const p = x.probes;
   const rows = p + x.k;
@@ -165,5 +166,10 @@ export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder 
     if (n > 0) for (let j = 0; j < block.length; j++) block[j] += Q[j];
     for (let i = 0; i < size; i++) r[i] = Math.max(0, r[i] - given[i]);
   });
+  if (tape) {
+    tape.slope = slope;
+    tape.r = r;
+    if (extra > 0) tape.hermite = block.slice();
+  }
   return { ...x, m, F, k: x.k + extra, r };
 }
