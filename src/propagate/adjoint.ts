@@ -129,7 +129,9 @@ export async function reverseOutputCovariance(
   units.forEach((j, a) => (seed[a * d + j] = 1));
   // every cotangent, and the part that reached a tensor through affine steps only (see the header)
   const ct = new Map<string, Float64Array>([[output, seed]]);
-  const viaAffine = new Map<string, Float64Array>([[output, seed]]);
+  const viaAffine = new Map<string, Float64Array>([[output, seed.slice()]]);
+  // only the outputs of rules carry a fresh residual (the others need no affine-only part)
+  const fresh = new Set(steps.flatMap((s) => (s.kind === 'rule' && s.tape.r ? [s.output] : [])));
   for (let k = steps.length - 1; k >= 0; k--) {
     const s = steps[k];
     if (s.kind === 'affine') {
@@ -141,8 +143,8 @@ export async function reverseOutputCovariance(
       if (cts.every((c) => c === undefined)) continue;
       const ins = await s.segment.vjp(s.means, cts, u);
       s.inputs.forEach((t, i) => {
+        if (fresh.has(t)) accumulate(viaAffine, t, Float64Array.from(ins[i]));
         accumulate(ct, t, ins[i]);
-        accumulate(viaAffine, t, Float64Array.from(ins[i]));
       });
     } else {
       const c = ct.get(s.output);

@@ -493,39 +493,42 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         }
       }
       const y = state.get(output)!;
-      // F^T F over the covariance rows (probes excluded) in float64 (the float32 rows widened
-      // exactly), by onnxruntime's DGEMM: at d = 1000 and 1,440 rows (ResNet-18 at rank 256) the
-      // plain loops took seconds
-      const rowsCov = y.k;
-      const Fc = y.F.subarray(y.probes * d, (y.probes + rowsCov) * d);
-      const covariance = rowsCov > 0 ? await linalg.gemm(Fc, rowsCov, d, Fc, rowsCov, d, { transA: true }) : new Float64Array(d * d);
-      for (let a = 0; a < d; a++) {
-        for (let b = 0; b < a; b++) covariance[a * d + b] = covariance[b * d + a] = 0.5 * (covariance[a * d + b] + covariance[b * d + a]); // exactly symmetric
-        covariance[a * d + a] += y.r[a];
-      }
       let reverseSeconds = 0;
-      let reverseUnits = 0;
+      let exact: { units: number[]; covariance: Float64Array } | undefined;
       if (tape) {
         const t0 = performance.now();
         const units = reverseUnitsOf(y.m);
-        const exact = await reverseOutputCovariance(tape, input, n, output, d, units, noise);
+        exact = { units, covariance: await reverseOutputCovariance(tape, input, n, output, d, units, noise) };
         tape.length = 0;
-        const u = units.length;
-        if (u === d) covariance.set(exact);
-        else {
+        reverseSeconds = (performance.now() - t0) / 1000;
+        if (trace) process.stderr.write(`propagate reverse pass: ${reverseSeconds.toFixed(2)} s, ${units.length} output rows\n`);
+      }
+      let covariance: Float64Array;
+      if (exact && exact.units.length === d) covariance = exact.covariance;
+      else {
+        // F^T F over the covariance rows (probes excluded) in float64 (the float32 rows widened
+        // exactly), by onnxruntime's DGEMM: at d = 1000 and 1,440 rows (ResNet-18 at rank 256) the
+        // plain loops took seconds
+        const rowsCov = y.k;
+        const Fc = y.F.subarray(y.probes * d, (y.probes + rowsCov) * d);
+        covariance = rowsCov > 0 ? await linalg.gemm(Fc, rowsCov, d, Fc, rowsCov, d, { transA: true }) : new Float64Array(d * d);
+        for (let a = 0; a < d; a++) {
+          for (let b = 0; b < a; b++) covariance[a * d + b] = covariance[b * d + a] = 0.5 * (covariance[a * d + b] + covariance[b * d + a]); // exactly symmetric
+          covariance[a * d + a] += y.r[a];
+        }
+        if (exact) {
           // D C D with D rescaling the selected units to their exact variances: positive
           // semi-definite as C is, their correlations (and all others) still the factor's
+          const u = exact.units.length;
           const scale = new Float64Array(d).fill(1);
-          units.forEach((j, a) => {
+          exact.units.forEach((j, a) => {
             const v = covariance[j * d + j];
-            if (v > 0) scale[j] = Math.sqrt(exact[a * u + a] / v);
+            if (v > 0) scale[j] = Math.sqrt(exact.covariance[a * u + a] / v);
           });
           for (let a = 0; a < d; a++) for (let b = 0; b < d; b++) covariance[a * d + b] *= scale[a] * scale[b];
         }
-        reverseUnits = u;
-        reverseSeconds = (performance.now() - t0) / 1000;
-        if (trace) process.stderr.write(`propagate reverse pass: ${reverseSeconds.toFixed(2)} s, ${u} output rows\n`);
       }
+      const reverseUnits = exact?.units.length ?? 0;
       const variance = new Float64Array(d);
       for (let a = 0; a < d; a++) variance[a] = covariance[a * d + a];
       return {
