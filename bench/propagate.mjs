@@ -3,7 +3,7 @@
 // variance ratio range (analytic / MC) of each method, their medians and worsts, and the CPU-time
 // ratio propagate / two-stage / MC per input.
 // Usage: npm run build && node bench/propagate.mjs [inputs=20] [mcSamples=75000] [sigmas=8,32] [first=50]
-//          [--model FILE.onnx] [--images FOLDER] [--rank K] [--output-covariance reverse|factor]
+//          [--model FILE.onnx] [--images FOLDER] [--rank K] [--output-covariance reverse|factor] [--hermite K]
 // Default: the bundled LeNet on fixtures/mnist/digits-100.npy from digit `first` (held out from the
 // tests' 0-2). With --images, PNGs of a folder (sorted by name, from the `first`-th, default 0),
 // read with the model's preprocessing metadata as the CLI reads them (e.g. --model
@@ -53,8 +53,9 @@ console.log(
 );
 const rank = flags.rank !== undefined ? Number(flags.rank) : undefined;
 const outputCovariance = flags['output-covariance'];
-const prop = await createPropagator(model, { threads: 1, rank, outputCovariance });
-console.log(`propagate plan: ${prop.plan.join(' -> ')}; rank ${rank ?? 'full'}, output covariance ${outputCovariance ?? 'default'}`);
+const hermiteColumns = flags.hermite !== undefined ? Number(flags.hermite) : undefined;
+const prop = await createPropagator(model, { threads: 1, rank, outputCovariance, hermiteColumns });
+console.log(`propagate plan: ${prop.plan.join(' -> ')}; rank ${rank ?? 'full'}, output covariance ${outputCovariance ?? 'default'}, Hermite columns ${hermiteColumns ?? 'default'}`);
 for (const sigma of sigmas) {
   const noise = { kind: 'isotropic', sigma };
   const two = await Analyzer.create(model, { noise, variance: 'exact', flips: false, probabilitySamples: 0, threads: 1, method: 'two-stage' });

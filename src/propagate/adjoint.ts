@@ -51,13 +51,28 @@ function addWeightedGram(cov: Float64Array, X: Float64Array, u: number, size: nu
 function addHermite(cov: Float64Array, X: Float64Array, u: number, size: number, H: Float32Array): void {
   const K = H.length / size;
   const Y = new Float64Array(u * K);
-  for (let a = 0; a < u; a++) {
+  // four rows of X per pass over each Hermite row (H read once per four)
+  for (let a = 0; a < u; a += 4) {
+    const n = Math.min(4, u - a);
+    const r0 = a * size;
+    const r1 = (a + Math.min(1, n - 1)) * size;
+    const r2 = (a + Math.min(2, n - 1)) * size;
+    const r3 = (a + Math.min(3, n - 1)) * size;
     for (let c = 0; c < K; c++) {
-      let s = 0;
-      const ra = a * size;
       const rc = c * size;
-      for (let i = 0; i < size; i++) s += X[ra + i] * H[rc + i];
-      Y[a * K + c] = s;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      for (let i = 0; i < size; i++) {
+        const h = H[rc + i];
+        s0 += X[r0 + i] * h;
+        s1 += X[r1 + i] * h;
+        s2 += X[r2 + i] * h;
+        s3 += X[r3 + i] * h;
+      }
+      const sums = [s0, s1, s2, s3];
+      for (let t = 0; t < n; t++) Y[(a + t) * K + c] = sums[t];
     }
   }
   for (let a = 0; a < u; a++)

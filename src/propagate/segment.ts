@@ -22,6 +22,11 @@ const rName = (t: string) => `${t}::netmoments_r`;
 export interface SegmentOptions {
   threads?: number;
   provider?: Provider;
+  /**
+   * Keep onnxruntime's memory arena for the segment's session (default false): faster runs (no
+   * fresh pages for every output), at the price of keeping the run's peak for the session's life.
+   */
+  memoryArena?: boolean;
 }
 
 export class AffineSegment {
@@ -117,9 +122,14 @@ export class AffineSegment {
     tg.outputs = [...tg.outputs, ...outputs.map((name) => ({ name: rName(name), elemType: DataType.FLOAT }))];
     tg.sortTopologically();
     tg.prune();
-    // no memory arena: a segment runs once per input at the factor's width, and an arena would keep
-    // every segment's peak for the whole propagation (src/method.ts, estimatePropagateMemory)
-    const session = await ModelSession.create(tg.toBytes(), { threads: options.threads, provider: options.provider, memoryArena: false });
+    // no memory arena unless asked (small segments): a segment runs once per input at the factor's
+    // width, and an arena would keep every segment's peak for the whole propagation (src/method.ts,
+    // estimatePropagateMemory)
+    const session = await ModelSession.create(tg.toBytes(), {
+      threads: options.threads,
+      provider: options.provider,
+      memoryArena: options.memoryArena ?? false,
+    });
     const sizes = new Map<string, number>();
     const dims = new Map<string, number[]>();
     for (const t of [...inputs, ...outputs]) {
