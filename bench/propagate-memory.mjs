@@ -7,14 +7,17 @@
 //      NETMOMENTS_TIMING=1: after each traced line, the peak resident memory since the line before
 //      (VmHWM of /proc/self/status, then reset by writing 5 to /proc/self/clear_refs, Linux), so
 //      each step's own peak; the first line is the analyzer's start, where the memory limit is taken.
-// Prints per step: estimate, measured peak above the analyzer's start, ratio; then the totals:
+// Prints per step: estimate (the walk's figure for the step and the parts held beside it:
+// sessions, plan, output covariance), measured peak above the analyzer's start, ratio (a step's
+// measured peak includes the resident memory it started from, which the step before may have
+// left: garbage the estimate counts in that step); then the totals:
 // estimate, resident memory at the analyzer's start, peak, (estimate + start) / peak and
 // estimate / (peak - start). (The reset makes /usr/bin/time's maximum meaningless for child 2:
 // the largest step peak is the run's peak.)
 // Usage: npm run build && node bench/propagate-memory.mjs MODEL --input FILE [--sigma 0.1]
 //        [--method propagate|auto] [--rank K]
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 
 const args = process.argv.slice(2);
 const opt = (name, fallback) => {
@@ -76,41 +79,31 @@ const est = spawnSync(process.execPath, [new URL(import.meta.url).pathname, '--c
 });
 if (est.status !== 0) throw new Error(`estimate failed: ${est.stderr}`);
 const e = JSON.parse(est.stdout.trim().split('\n').at(-1));
-const analyzeArgs = [
-  'analyze',
-  model,
-  '--input',
-  input,
-  '--sigma',
-  sigma,
-  '--method',
-  method,
-  '--rank',
-  String(e.rank),
-  '--quiet',
-  '--out',
-  `/tmp/propagate-memory-${process.pid}.json`,
-];
+const out = `/tmp/propagate-memory-${process.pid}.json`;
+const analyzeArgs = ['analyze', model, '--input', input, '--sigma', sigma, '--method', method, '--rank', String(e.rank), '--out', out];
 if (method === 'auto' && !rankArg) analyzeArgs.splice(analyzeArgs.indexOf('--rank'), 2); // auto picks the rank itself
 const run = spawnSync(process.execPath, [new URL(import.meta.url).pathname, '--child-run', JSON.stringify(analyzeArgs)], {
   encoding: 'utf8',
   maxBuffer: 1 << 26,
   env: { ...process.env, NETMOMENTS_TRACE_PROPAGATE: '1', NETMOMENTS_TIMING: '1' },
 });
+rmSync(out, { force: true });
 const line = run.stdout.split('\n').find((l) => l.startsWith('PEAKS '));
 if (!line) throw new Error(`run failed (exit ${run.status}): ${run.stderr.slice(-2000)}`);
 const { code, peaks } = JSON.parse(line.slice(6));
-const method_ = run.stderr.split('\n').find((l) => l.startsWith('netmoments: method:'));
+const method_ = run.stderr.split('\n').find((l) => l.includes('method: '));
 const start = peaks[0].rss;
 console.log(
   `${model}: ${method_ ?? method} (exit ${code}); estimate at rank ${e.rank}: ${GiB(e.total)} GiB (${e.parts.map(([w, b]) => `${w} ${GiB(b)}`).join('; ')})`,
 );
-console.log('step | estimate (GiB) | measured peak above the start (GiB) | ratio');
+// the parts beside the walk (sessions, plan, output covariance) are held through every step
+const beside = e.parts.filter(([w]) => !w.startsWith('factors')).reduce((a, [, b]) => a + b, 0);
+console.log(`step | estimate: the walk's figure + ${GiB(beside)} GiB beside it (GiB) | measured peak above the start (GiB) | ratio`);
 const steps = peaks.slice(1).filter((p) => p.line.startsWith('propagate step'));
 steps.forEach((p, k) => {
   const s = e.steps[k];
   const m = p.peak - start;
-  console.log(`${k} ${s?.label ?? '?'} | ${s ? GiB(s.bytes) : '?'} | ${GiB(m)} | ${s ? (s.bytes / m).toFixed(2) : '?'}`);
+  console.log(`${k} ${s?.label ?? '?'} | ${s ? GiB(s.bytes + beside) : '?'} | ${GiB(m)} | ${s ? ((s.bytes + beside) / m).toFixed(2) : '?'}`);
 });
 const peak = Math.max(...peaks.map((p) => p.peak));
 console.log(
