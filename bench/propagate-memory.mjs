@@ -16,6 +16,10 @@
 // the largest step peak is the run's peak.)
 // Usage: npm run build && node bench/propagate-memory.mjs MODEL --input FILE [--sigma 0.1]
 //        [--method propagate|auto] [--rank K]
+// Also: --sessions MODEL (node --expose-gc): resident memory the segment sessions and the evaluator
+// take, each after a full V8 collection; --segment MODEL --step K --rows N: one affine step's
+// segment run alone on N factor rows, the growth of the peak resident memory over its run against
+// its outputs' size.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 
@@ -45,6 +49,70 @@ if (opt('child-estimate') !== undefined) {
     residualRows: rows.residualRows,
   });
   console.log(JSON.stringify({ rank, total: e.total, parts: e.parts.map((p) => [p.what, p.bytes]), steps: walk.steps }));
+  process.exit(0);
+}
+
+if (opt('sessions') !== undefined) {
+  const { loadModel } = await import('../dist/onnx/load.js');
+  const { planPropagation, propagateRows } = await import('../dist/method.js');
+  const { createPropagator } = await import('../dist/propagate/index.js');
+  const { ModelEvaluator } = await import('../dist/linearize/evaluator.js');
+  const settle = async () => {
+    for (let i = 0; i < 2; i++) {
+      globalThis.gc();
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    return process.memoryUsage.rss();
+  };
+  const model = loadModel(opt('sessions'));
+  const plan = await planPropagation(model, {});
+  const r0 = await settle();
+  await createPropagator({ ...model, graph: plan.graph }, { output: plan.output.name, rank: 256, ...propagateRows(plan), shapes: plan.shapes });
+  const r1 = await settle();
+  await ModelEvaluator.create(plan.graph, plan.input, plan.output, { file: model.file });
+  const r2 = await settle();
+  const mb = model.bytes.length;
+  const MiB = (b) => (b / 2 ** 20).toFixed(1);
+  const segs = plan.layout.steps.filter((s) => s.kind === 'affine').length;
+  console.log(
+    `${opt('sessions')}: weights ${MiB(mb)} MiB (Conv ${MiB(plan.convWeightBytes)}), ${segs} segments: segment sessions ${MiB(r1 - r0)} MiB, ` +
+      `evaluator ${MiB(r2 - r1)} MiB; the plan ${MiB(plan.planBytes)} MiB`,
+  );
+  process.exit(0);
+}
+
+if (opt('segment') !== undefined) {
+  const status = () => readFileSync('/proc/self/status', 'utf8');
+  const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status())[1]) * 1024;
+  const { loadModel } = await import('../dist/onnx/load.js');
+  const { planPropagation } = await import('../dist/method.js');
+  const { layoutPropagation } = await import('../dist/propagate/propagator.js');
+  const { AffineSegment } = await import('../dist/propagate/segment.js');
+  const model = loadModel(opt('segment'));
+  const plan = await planPropagation(model, {});
+  const g = plan.graph.clone();
+  g.sortTopologically();
+  const layout = layoutPropagation(g, plan.shapes, plan.input.name, plan.output.name);
+  const k = Number(opt('step'));
+  const rows = Number(opt('rows'));
+  const p = layout.steps[k];
+  const size = (t) => layout.sampleShape(t).reduce((a, d) => a * d, 1);
+  const keep = (t) => t === layout.output || (layout.lastUse.get(t) ?? -1) > p.end - 1;
+  const seg = await AffineSegment.create(g, p.nodes, layout.variable, layout.shapes, layout.sampleShape, keep, {});
+  const ins = seg.inputs.map((t) => {
+    const F = new Float32Array(rows * size(t));
+    for (let i = 0; i < F.length; i++) F[i] = ((i * 7919) % 1000) / 1e4; // every page written
+    return { m: new Float64Array(size(t)).fill(0.1), F, probes: 0, k: rows, r: new Float64Array(size(t)).fill(0.01) };
+  });
+  const before = kb('VmRSS');
+  writeFileSync('/proc/self/clear_refs', '5');
+  await seg.run(ins, false);
+  const growth = kb('VmHWM') - before;
+  const outBytes = seg.outputs.reduce((a, t) => a + size(t), 0) * rows * 4;
+  console.log(
+    `${seg.label} (step ${k}, ${rows} rows; inputs ${seg.inputs.map(size).join(' + ')} units, outputs ${seg.outputs.map(size).join(' + ')}): ` +
+      `peak growth over the run ${(growth / 2 ** 20).toFixed(0)} MiB = ${(growth / outBytes).toFixed(2)} x the outputs (${(outBytes / 2 ** 20).toFixed(0)} MiB)`,
+  );
   process.exit(0);
 }
 
