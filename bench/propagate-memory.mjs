@@ -67,10 +67,16 @@ if (opt('sessions') !== undefined) {
   const model = loadModel(opt('sessions'));
   const plan = await planPropagation(model, {});
   const r0 = await settle();
-  await createPropagator({ ...model, graph: plan.graph }, { output: plan.output.name, rank: 256, ...propagateRows(plan), shapes: plan.shapes });
+  // kept referenced: a session nothing points to is released by the collection
+  const propagator = await createPropagator(
+    { ...model, graph: plan.graph },
+    { output: plan.output.name, rank: 256, ...propagateRows(plan), shapes: plan.shapes },
+  );
   const r1 = await settle();
-  await ModelEvaluator.create(plan.graph, plan.input, plan.output, { file: model.file });
+  const evaluator = await ModelEvaluator.create(plan.graph, plan.input, plan.output, { file: model.file });
   const r2 = await settle();
+  await evaluator.release();
+  await propagator.release();
   const mb = model.bytes.length;
   const MiB = (b) => (b / 2 ** 20).toFixed(1);
   const segs = plan.layout.steps.filter((s) => s.kind === 'affine').length;

@@ -173,15 +173,16 @@ export const SESSION_BYTES = 3 * 2 ** 20;
  * Copies of a Conv's weights the sessions hold: per segment the weights and their squares (the
  * variance model: in the tangent model's graph in JS, and in onnxruntime), the filters onnxruntime
  * reorders into its NCHWc layout for the primal, tangent and variance nodes, and the evaluator's.
- * Measured after a full V8 collection (docs/BENCHMARKS.md): ResNet-18's 18 segment sessions took
- * 388 MiB and its evaluator 16 MiB for 44.6 MiB of Conv weights, SqueezeNet 1.1's 29 about 113 MiB
- * for 4.7 MiB.
+ * Measured after a full V8 collection (`node --expose-gc bench/propagate-memory.mjs --sessions
+ * MODEL`, docs/BENCHMARKS.md): ResNet-18's 18 segment sessions took 396 MiB and its evaluator 25 MiB
+ * for 42.6 MiB of Conv weights (the estimate: 409 MiB), SqueezeNet 1.1's 29 took 130 MiB for 4.7 MiB
+ * (131).
  */
 export const CONV_WEIGHT_COPIES = 8;
 /**
  * Copies of the other weights (Gemm's): the weights, their squares in JS and in onnxruntime, and
- * the evaluator's. Measured: AlexNet's 8 segment sessions took 830 MiB and its evaluator 208 MiB
- * for 224 MiB of Gemm and 9 MiB of Conv weights.
+ * the evaluator's. Measured: AlexNet's 8 segment sessions took 859 MiB and its evaluator 208 MiB
+ * for 224 MiB of Gemm and 9 MiB of Conv weights (the estimate: 1000 MiB).
  */
 export const OTHER_WEIGHT_COPIES = 4;
 
@@ -192,9 +193,9 @@ export const OTHER_WEIGHT_COPIES = 4;
  * against the peak resident memory of real runs), plus what the plan took (measured), the onnxruntime
  * sessions (a segment session per affine step, the evaluator's and the float64 GEMM's: SESSION_BYTES
  * each, CONV_WEIGHT_COPIES copies of the Conv weights and OTHER_WEIGHT_COPIES of the rest) and the
- * d x d float64 output covariance
- * (twice: onnxruntime's GEMM output and the copy handed back, then the propagation's and the
- * report's) with the covariance rows widened to float64 for the GEMM (twice, one per operand).
+ * d x d float64 output covariance (twice: onnxruntime's GEMM output and the copy handed back, then
+ * the propagation's and the report's) with the covariance rows widened to float64 for the GEMM
+ * (twice, one per operand).
  */
 export function estimatePropagateMemory(plan: PropagationPlan, rank: number, fullRank = plan.input.size): MemoryEstimate {
   const d = plan.output.size;

@@ -227,9 +227,11 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
  * segment's outputs, `outs`, to the end), and a copy of each Conv's variable inputs reordered into
  * the blocked NCHWc layout, all but those a Conv of the segment made (already in that layout): of
  * the segment's inputs made before the first node, of a tensor made inside (a Concat's output) just
- * before the Conv; each held until that Conv has run. Measured on segments alone: ResNet-18's
- * [Conv] and [Conv,Add] 2.0 x their output, [Conv,Conv,Add] 4.0 x, as this walk gives; SqueezeNet's
- * [Concat,Conv] ran about one Concat output above the walk without the Concat output's copy.
+ * before the Conv; each held until that Conv has run. Measured on segments alone (`node
+ * bench/propagate-memory.mjs --segment MODEL --step K --rows N`, the growth of the peak over the
+ * run in outputs' sizes): ResNet-18's [Conv] 1.93-2.00, [Conv,Add] 2.00, [Conv,Conv,Add] 4.00,
+ * SqueezeNet 1.1's [Concat] 2.00 and [Concat,Conv] 16.0 (the larger of this walk and 2: 2, 2, 4, 2, 17),
+ * MobileNetV2's [Conv,Conv] and [Conv,Add,Conv] 2.00 (2 and 2).
  */
 export function segmentWorkingSet(
   nodes: readonly { opType: string; inputs: string[]; outputs: string[] }[],
