@@ -87,6 +87,14 @@ export interface PropagationPlan {
   layout?: PropagationLayout;
   /** Bytes of the model file (the sessions hold its weights). */
   modelBytes: number;
+  /**
+   * Resident memory the plan itself took, measured (resident memory after planPropagation less
+   * before: the batch-rewritten graph, what the shape probes' sessions left): held on top of the
+   * memory in use when the limit was taken, for the rest of the run.
+   */
+  planBytes?: number;
+  /** Bytes of the weights Conv nodes read (the sessions hold those more often than the rest). */
+  convWeightBytes?: number;
 }
 
 const describe = (name: string, shapes: Map<string, number[]>, file: string): TensorDescription => {
@@ -99,6 +107,7 @@ const describe = (name: string, shapes: Map<string, number[]>, file: string): Te
 /** The batch rewrite, the shapes and the moment-rule coverage of the path to the output. */
 export async function planPropagation(model: LoadedModel, request: MethodRequest): Promise<PropagationPlan> {
   const file = model.file;
+  const rss0 = process.memoryUsage.rss();
   const graph = await makeBatchDynamicProbed(model.graph, { file, threads: request.threads, provider: request.provider });
   const g = graph.clone();
   g.sortTopologically(file);
@@ -124,7 +133,17 @@ export async function planPropagation(model: LoadedModel, request: MethodRequest
     relus: g.relus().length,
     missing: support.missing,
     nonAffine,
+    planBytes: Math.max(0, process.memoryUsage.rss() - rss0),
+    convWeightBytes: convWeightBytes(g),
   };
+}
+
+/** Bytes of the initializers Conv nodes read (float32: 4 bytes an element). */
+function convWeightBytes(g: Graph): number {
+  const names = new Set(g.nodes.filter((n) => n.opType === 'Conv').flatMap((n) => n.inputs));
+  let bytes = 0;
+  for (const [name, t] of g.initializers) if (names.has(name)) bytes += 4 * t.dims.reduce((a, d) => a * d, 1);
+  return bytes;
 }
 
 /** Inputs above this many elements are "large" (ImageNet-size: 150,528): fewer Hermite and residual rows per kinked op. */
@@ -146,12 +165,37 @@ export function propagateRows(plan: Pick<PropagationPlan, 'input'>): { hermiteCo
 }
 
 /**
+ * onnxruntime's state per session beyond the weights (kernels, allocators, the graph; measured:
+ * 1.5 MiB for a session of a 50 kB model) and the JS graph each segment is built from.
+ */
+export const SESSION_BYTES = 3 * 2 ** 20;
+/**
+ * Copies of a Conv's weights the sessions hold: per segment the weights and their squares (the
+ * variance model: in the tangent model's graph in JS, and in onnxruntime), the filters onnxruntime
+ * reorders into its NCHWc layout for the primal, tangent and variance nodes, and the evaluator's.
+ * Measured after a full V8 collection (`node --expose-gc bench/propagate-memory.mjs --sessions
+ * MODEL`, docs/BENCHMARKS.md): ResNet-18's 18 segment sessions took 396 MiB and its evaluator 25 MiB
+ * for 42.6 MiB of Conv weights (the estimate: 409 MiB), SqueezeNet 1.1's 29 took 130 MiB for 4.7 MiB
+ * (131).
+ */
+export const CONV_WEIGHT_COPIES = 8;
+/**
+ * Copies of the other weights (Gemm's): the weights, their squares in JS and in onnxruntime, and
+ * the evaluator's. Measured: AlexNet's 8 segment sessions took 859 MiB and its evaluator 208 MiB
+ * for 224 MiB of Gemm and 9 MiB of Conv weights (the estimate: 1000 MiB).
+ */
+export const OTHER_WEIGHT_COPIES = 4;
+
+/**
  * Memory of a propagation at factor rank k (`fullRank`: the noise's columns; a smaller k is a
- * sketch): the peak of what the engine holds at once, walked step by step over the same layout
- * (src/propagate/memory.ts, calibrated against the peak resident memory of real runs), plus the
- * onnxruntime sessions (the model's weights twice: the propagation's segments and the model
- * itself for the clean output) and the d x d float64 output covariance (twice: the propagation's
- * and the report's).
+ * sketch), on top of the memory in use when the limit was taken: the peak of what the engine holds
+ * at once, walked step by step over the same layout (src/propagate/memory.ts, checked step by step
+ * against the peak resident memory of real runs), plus what the plan took (measured), the onnxruntime
+ * sessions (a segment session per affine step, the evaluator's and the float64 GEMM's: SESSION_BYTES
+ * each, CONV_WEIGHT_COPIES copies of the Conv weights and OTHER_WEIGHT_COPIES of the rest) and the
+ * d x d float64 output covariance (twice: onnxruntime's GEMM output and the copy handed back, then
+ * the propagation's and the report's) with the covariance rows widened to float64 for the GEMM
+ * (twice, one per operand).
  */
 export function estimatePropagateMemory(plan: PropagationPlan, rank: number, fullRank = plan.input.size): MemoryEstimate {
   const d = plan.output.size;
@@ -166,12 +210,20 @@ export function estimatePropagateMemory(plan: PropagationPlan, rank: number, ful
         residualRows: rows.residualRows,
       })
     : undefined;
+  const sessions = (plan.layout ? plan.layout.steps.filter((s) => s.kind === 'affine').length : 0) + 2;
   const parts = [
     { what: `factors of rank ${rank}${mem ? ` (${mem.rows} rows at the output; at the peak, ${mem.at})` : ''}`, bytes: mem?.peak ?? 0, lever },
-    { what: 'onnxruntime sessions', bytes: 2 * plan.modelBytes, lever: 'a smaller model' },
-    { what: 'output covariance', bytes: 2 * 8 * d * d, lever: 'a smaller --output' },
+    { what: `onnxruntime sessions (${sessions})`, bytes: sessionBytes(plan, sessions), lever: 'a smaller model' },
+    { what: 'the propagation plan (measured)', bytes: plan.planBytes ?? 0, lever: 'a smaller model' },
+    { what: 'output covariance', bytes: 2 * 8 * d * d + 2 * 8 * d * (mem?.rows ?? 0), lever: 'a smaller --output' },
   ].filter((p) => p.bytes > 0);
   return { total: parts.reduce((a, p) => a + p.bytes, 0), parts };
+}
+
+/** What `sessions` onnxruntime sessions of the plan's model hold (see SESSION_BYTES and the weight copies). */
+function sessionBytes(plan: PropagationPlan, sessions: number): number {
+  const conv = Math.min(plan.convWeightBytes ?? 0, plan.modelBytes);
+  return sessions * SESSION_BYTES + CONV_WEIGHT_COPIES * conv + OTHER_WEIGHT_COPIES * (plan.modelBytes - conv);
 }
 
 /** The lowest rank auto halves FALLBACK_RANK down to when FALLBACK_RANK does not fit (a wide net at ImageNet size). */

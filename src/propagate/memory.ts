@@ -1,30 +1,47 @@
 /**
  * Memory of a propagation, estimated before anything is allocated (issue 15: "a memory estimate
  * that matches what the run allocates"), by walking the same steps the engine runs
- * (layoutPropagation) with the factor's row count as it grows, and counting what is live at once.
+ * (layoutPropagation) with the factor's row count as it grows and following every large array the
+ * engine (src/propagate/propagator.ts, segment.ts, rules/) makes: from the step that allocates it
+ * to the V8 collection after which it is gone. Each term is an array the run holds; checked step by
+ * step against the peak resident memory of real runs (docs/BENCHMARKS.md, "Memory estimate of
+ * propagate, step by step").
  *
- * What the engine holds (src/propagate/propagator.ts, segment.ts, rules/):
- *  - every tensor from the step that makes it to its last reader (then dropped): its factor F,
- *    rows x size float32, and its mean and residual, 2 x size float64;
- *  - the input noise's factor for the whole call (kept for the next input), and with an unsketched
- *    factor (no residual at the input) the first segment's outputs too (segment.ts, `remember`);
- *  - during an affine segment: the inputs padded to one row count, with R residual rows appended
- *    when they carry a residual (new arrays), onnxruntime's working set (no memory arena, so
- *    freed after the run; the largest node's output at the outgoing row count, with a Conv's
- *    input too: onnxruntime reorders it into its blocked NCHWc layout, a copy),
- *    its outputs twice (onnxruntime's buffer and the copy onnxruntime-node hands back; the
- *    residual rows are then rescaled in place);
- *  - during a unit-wise step: the outgoing factor with K Hermite rows more, a K-row buffer and
- *    seven float64 arrays per unit; during a MaxPool: the window Gram matrices (L^2 float64 per
- *    window), the Hermite sketch (2K float64 per window), the weights and indices (20 bytes per
- *    window element) and the outgoing factor;
- *  - building the input factor: the probes (float64, probes x n) besides the factor.
- * Row counts: probes (P, none when K = 0) + k at the input; + R at each affine segment whose inputs carry a
- * residual (all but a first segment fed an unsketched factor); + K at each unit-wise or MaxPool
- * step (Softmax adds none). The peak is the largest (live + transient) over the steps.
- *
- * Calibration (docs/BENCHMARKS.md, "ImageNet scale", propagate): the estimate against the peak
- * resident memory of real runs of `analyze --method propagate`.
+ * What is held (F: rows x units float32, a factor; m and r: 2 x units float64 beside it):
+ *  - the input noise's factor, for the whole call (kept for the next input); with an unsketched
+ *    factor (no residual at the input) also the first segment's outputs (segment.ts, `remember`),
+ *    and a MaxPool's window Grams on them;
+ *  - every tensor's (F, m, r) from the step that makes it to its last reader. A rule's output that
+ *    an affine segment reads is made with room for the R residual rows (rules/factor.ts newFactor):
+ *    that room is untouched, so not resident, until the residual rows are written into it;
+ *  - what the engine's locals still point to: V8 keeps a local of the async `moments` loop alive
+ *    until the same variable is assigned again (a suspended async function keeps its registers), so
+ *    a unit-wise step's input stays until the next unit-wise step starts, and an affine step's
+ *    inputs (padded), its inputs with residual rows and its outputs until the next affine step
+ *    replaces each of them;
+ *  - garbage: an array nothing points to any more is freed at the next V8 collection: the engine
+ *    asks for one after a step that dropped COLLECT_BYTES or more (propagator.ts), and V8 makes one
+ *    itself when the next step allocates its first large array; so it is counted to the end of the
+ *    step in which it became garbage (ResNet-18, rank 512: the first segment's copy of the input
+ *    with residual rows is still resident while the third step runs);
+ *  - with `reverse` (a reverse pass after the forward one): each unit-wise and MaxPool step's slopes
+ *    to the end of the call, then the reverse pass's d x d float64 arrays.
+ * Transient, during one step:
+ *  - an affine segment: the inputs padded to one row count (new arrays), the residual rows (written
+ *    into the room a rule left, else a copy of the input with rows + R rows), and onnxruntime's run
+ *    (no memory arena, so freed after it): the larger of its working set, walked node by node
+ *    (each node's output, held until its last reader in the segment, and a copy of a Conv's
+ *    inputs, reordered into the blocked NCHWc layout), and twice the outputs (onnxruntime's
+ *    buffers and the copies onnxruntime-node hands back; see segmentWorkingSet);
+ *  - a unit-wise step: the outgoing factor with K Hermite rows more, a K-row buffer (two Hermite
+ *    orders) and ten float64 arrays per unit; a MaxPool: the window Gram matrices (L^2 float64 per
+ *    window), the list of (row, window) pairs holding a nonzero (an int32 per pair, all pairs of a
+ *    dense factor) with its bitset, the window weights and indices (20 bytes per window element)
+ *    and the Hermite targets;
+ *  - building the input factor: the probes (float64, probes x n).
+ * Row counts: probes (P, none when K = 0) + k at the input; + R at each affine segment whose inputs
+ * carry a residual (all but a first segment fed an unsketched factor); + K at each unit-wise or
+ * MaxPool step (Softmax adds none). The peak is the largest (held + transient) over the steps.
  */
 import { attrInts } from '../onnx/graph.js';
 import type { PropagationLayout } from './propagator.js';
@@ -40,6 +57,12 @@ export interface PropagationMemoryOptions {
   hermiteProbes: number;
   /** Residual rows per affine segment, R. */
   residualRows: number;
+  /**
+   * A reverse pass after the forward one: `slopes`, each unit-wise and MaxPool step keeps a float64
+   * per unit (its slopes) from the step to the end of the call; `arrays`, the reverse pass then
+   * holds that many d x d float64 arrays (d: the output's units) beside what the forward pass left.
+   */
+  reverse?: { slopes: boolean; arrays: number };
 }
 
 export interface PropagationMemory {
@@ -49,10 +72,15 @@ export interface PropagationMemory {
   at: string;
   /** Factor rows at the output (probes, columns, Hermite and residual rows). */
   rows: number;
+  /** Per step: its label and the most bytes held at once while it runs (the peak is the largest). */
+  steps: { label: string; bytes: number }[];
 }
 
 const F32 = 4;
 const F64 = 8;
+
+/** Bytes freed by one step above which the engine asks V8 for a collection (propagator.ts COLLECT_BYTES). */
+export const COLLECT_BYTES = 256 * 2 ** 20;
 
 /** The peak memory of one propagation (see the file comment). */
 export function propagationMemory(layout: PropagationLayout, options: PropagationMemoryOptions): PropagationMemory {
@@ -63,66 +91,173 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
   const probes = K > 0 ? options.hermiteProbes : 0;
   const n = size(layout.input);
   const rows0 = probes + options.rank;
-  const tensorBytes = (units: number, rows: number) => units * (rows * F32 + 2 * F64);
 
-  const live = new Map<string, { bytes: number; rows: number; residual: boolean }>();
-  live.set(layout.input, { bytes: tensorBytes(n, rows0), rows: rows0, residual: options.sketched });
-  // the input factor stays for the next call; while it is being made, the probes too
-  let held = tensorBytes(n, rows0);
-  let peak = held + probes * n * F64;
+  // every array allocated and not yet collected (key: a tensor's name for its (F, m, r), else a
+  // name of its own), and what points to them: the engine's state, the input cache, its locals
+  const arrays = new Map<string, number>();
+  interface Tensor {
+    rows: number;
+    residual: boolean;
+    /** Made by a rule with room for the residual rows (newFactor). */
+    room: boolean;
+  }
+  const state = new Map<string, Tensor>();
+  const kept = new Set<string>(); // held for the whole call
+  const locals = { ins: [] as string[], withRows: [] as string[], outs: [] as string[], x: [] as string[] };
+  const factorBytes = (units: number, rows: number) => units * rows * F32;
+  const held = () => [...arrays.values()].reduce((a, b) => a + b, 0);
+  const collect = () => {
+    const live = new Set([...state.keys(), ...kept, ...locals.ins, ...locals.withRows, ...locals.outs, ...locals.x]);
+    for (const key of [...arrays.keys()]) if (!live.has(key)) arrays.delete(key);
+  };
+
+  arrays.set(layout.input, factorBytes(n, rows0) + 2 * n * F64);
+  state.set(layout.input, { rows: rows0, residual: options.sketched, room: false });
+  kept.add(layout.input);
+  let peak = held() + probes * n * F64 + n * F64;
   let at = 'input factor';
-  const liveBytes = () => [...live.values()].reduce((a, v) => a + v.bytes, 0);
+
   const lastStep = new Map<string, number>();
   layout.steps.forEach((s, k) => {
     const reads = s.kind === 'affine' ? segmentInputs(s.nodes, variable) : [s.input];
     for (const t of reads) lastStep.set(t, k);
   });
+  const readByAffine = new Set(layout.steps.flatMap((s) => (s.kind === 'affine' ? segmentInputs(s.nodes, variable) : [])));
   let outRows = rows0;
+  const perStep: { label: string; bytes: number }[] = [];
   layout.steps.forEach((s, k) => {
-    let transient = 0;
-    const made: [string, { bytes: number; rows: number; residual: boolean }][] = [];
+    let top = 0; // the most held at once during the step
+    let freed = 0; // what the engine counts as dropped (its V8 collection threshold)
+    const label = s.kind === 'affine' ? `affine[${s.nodes.map((nd) => nd.opType).join(',')}]` : s.kind === 'maxpool' && s.relu ? 'MaxPool+Relu' : s.node.opType;
+    // V8 collects on its own when a large array is allocated: what was garbage before the step is
+    // gone by its first allocation (what its locals still point to is not garbage yet)
+    collect();
     if (s.kind === 'affine') {
-      const ins = segmentInputs(s.nodes, variable).map((t) => ({ t, units: size(t), ...live.get(t)! }));
+      const names = segmentInputs(s.nodes, variable);
+      const ins = names.map((t) => ({ t, units: size(t), ...state.get(t)! }));
       const rowsIn = Math.max(...ins.map((x) => x.rows));
       const residual = ins.some((x) => x.residual);
-      const rowsOut = rowsIn + (residual ? R : 0);
-      for (const x of ins) {
-        if (x.rows < rowsIn) transient += x.units * rowsIn * F32;
-        if (residual) transient += x.units * rowsOut * F32;
-      }
+      const rowsOut = rowsIn + (residual && R > 0 ? R : 0);
+      // padRows: a new array for an input with fewer rows
+      locals.ins = ins.map((x) => {
+        if (x.rows === rowsIn) return x.t;
+        arrays.set(`pad:${k}:${x.t}`, factorBytes(x.units, rowsIn));
+        return `pad:${k}:${x.t}`;
+      });
+      // appendResidualRows: into a rule's room (its pages now written), else a copy with R rows more
+      if (rowsOut > rowsIn) {
+        locals.withRows = ins.map((x) => {
+          if (x.room && x.rows === rowsIn) {
+            arrays.set(x.t, arrays.get(x.t)! + factorBytes(x.units, R));
+            return x.t;
+          }
+          arrays.set(`with:${k}:${x.t}`, factorBytes(x.units, rowsOut));
+          return `with:${k}:${x.t}`;
+        });
+        for (const x of ins) freed += factorBytes(x.units, rowsOut);
+      } else locals.withRows = locals.ins;
+      // onnxruntime's run
       const produced = s.nodes.flatMap((nd) => nd.outputs).filter((t) => t && variable.has(t));
-      const kept = produced.filter((t) => t === output || (layout.lastUse.get(t) ?? -1) > s.end - 1);
-      const outUnits = kept.reduce((a, t) => a + size(t), 0);
-      // onnxruntime's working set: per node its output at the outgoing row count, and a Conv's
-      // input (copied into the blocked NCHWc layout)
-      const units = (ts: string[]) => ts.filter((t) => t && variable.has(t)).reduce((a, t) => a + size(t), 0);
-      const working = s.nodes.map((nd) => units(nd.outputs) + (nd.opType === 'Conv' ? units(nd.inputs) : 0));
-      transient += Math.max(0, ...working) * rowsOut * F32;
-      transient += 2 * outUnits * rowsOut * F32;
-      for (const t of kept) made.push([t, { bytes: tensorBytes(size(t), rowsOut), rows: rowsOut, residual: false }]);
-      if (k === 0 && !options.sketched) held += outUnits * rowsOut * F32; // remembered for the next call
-    } else {
-      const x = live.get(s.input)!;
-      const units = size(s.output);
-      const rowsOut = x.rows + (s.kind === 'softmax' ? 0 : K);
-      transient += units * rowsOut * F32 + units * 7 * F64 + (s.kind === 'softmax' ? 0 : units * K * F32);
-      if (s.kind === 'maxpool') {
-        const inUnits = size(s.node.outputs[0]);
-        const L = (attrInts(s.node, 'kernel_shape') ?? [1]).reduce((a, v) => a * v, 1);
-        transient += inUnits * (L * L * F64 + 2 * K * F64 + L * 20);
+      const outs = produced.filter((t) => t === output || (layout.lastUse.get(t) ?? -1) > s.end - 1);
+      const outUnits = outs.reduce((a, t) => a + size(t), 0);
+      const working = Math.max(2 * outUnits, segmentWorkingSet(s.nodes, variable, new Set(outs), size));
+      top = held() + working * rowsOut * F32;
+      locals.outs = outs;
+      for (const t of outs) {
+        arrays.set(t, factorBytes(size(t), rowsOut) + 2 * size(t) * F64);
+        state.set(t, { rows: rowsOut, residual: false, room: false });
       }
-      made.push([s.output, { bytes: tensorBytes(units, rowsOut), rows: rowsOut, residual: true }]);
+      // the first segment fed an unsketched factor is remembered for the next call
+      if (k === 0 && !residual) for (const t of outs) kept.add(t);
+    } else {
+      const x = state.get(s.input)!;
+      locals.x = [s.input];
+      const units = size(s.output);
+      const hermite = s.kind === 'softmax' ? 0 : K;
+      const rowsOut = x.rows + hermite;
+      // the second order's buffer and the per-unit arrays: garbage after the step
+      arrays.set(`tmp:${k}`, hermite * units * F32 + 10 * units * F64);
+      if (s.kind === 'maxpool') {
+        // per window (units: the pool's outputs) of L elements: Grams, weights and indices, Hermite
+        // targets; per covariance row and window a nonzero's entry and bit
+        const L = (attrInts(s.node, 'kernel_shape') ?? [1]).reduce((a, v) => a * v, 1);
+        const grams = units * L * L * F64 + units * (x.rows - probes) * (F32 + 1 / 8);
+        arrays.set(`tmp:${k}`, arrays.get(`tmp:${k}`)! + units * (L * 20 + 2 * F64));
+        // the Grams are cached with the factor they came from: for the whole call on a remembered one
+        arrays.set(`gram:${k}`, grams);
+        if (kept.has(s.input)) kept.add(`gram:${k}`);
+      }
+      arrays.set(s.output, factorBytes(units, rowsOut) + 2 * units * F64);
+      state.set(s.output, { rows: rowsOut, residual: true, room: readByAffine.has(s.output) && R > 0 });
+      if (options.reverse?.slopes) {
+        arrays.set(`slopes:${k}`, units * F64);
+        kept.add(`slopes:${k}`);
+      }
+      top = held();
     }
-    const now = liveBytes() + transient + (live.has(layout.input) ? 0 : held);
-    if (now > peak) {
-      peak = now;
-      at = s.kind === 'affine' ? `affine[${s.nodes.map((nd) => nd.opType).join(',')}]` : s.kind === 'maxpool' && s.relu ? 'MaxPool+Relu' : s.node.opType;
+    for (const [t, last] of lastStep) {
+      if (last !== k || t === output || !state.has(t)) continue;
+      freed += factorBytes(size(t), state.get(t)!.rows);
+      state.delete(t);
     }
-    for (const [t, v] of made) live.set(t, v);
-    for (const [t, last] of lastStep) if (last === k && t !== output) live.delete(t);
-    outRows = live.get(output)?.rows ?? outRows;
+    if (freed >= COLLECT_BYTES) collect();
+    perStep.push({ label, bytes: top });
+    if (top > peak) {
+      peak = top;
+      at = label;
+    }
+    outRows = state.get(output)?.rows ?? outRows;
   });
-  return { peak, at, rows: outRows };
+  if (options.reverse && options.reverse.arrays > 0) {
+    collect();
+    const d = size(output);
+    const top = held() + options.reverse.arrays * d * d * F64;
+    perStep.push({ label: 'reverse pass', bytes: top });
+    if (top > peak) {
+      peak = top;
+      at = 'reverse pass';
+    }
+  }
+  return { peak, at, rows: outRows, steps: perStep };
+}
+
+/**
+ * The most elements (per factor row) onnxruntime holds at once while it runs a segment, walked in
+ * node order: each node's variable outputs from the node to their last reader in the segment (the
+ * segment's outputs, `outs`, to the end), and a copy of each Conv's variable inputs reordered into
+ * the blocked NCHWc layout, all but those a Conv of the segment made (already in that layout): of
+ * the segment's inputs made before the first node, of a tensor made inside (a Concat's output) just
+ * before the Conv; each held until that Conv has run. Measured on segments alone (`node
+ * bench/propagate-memory.mjs --segment MODEL --step K --rows N`, the growth of the peak over the
+ * run in outputs' sizes): ResNet-18's [Conv] 1.93-2.00, [Conv,Add] 2.00, [Conv,Conv,Add] 4.00,
+ * SqueezeNet 1.1's [Concat] 2.00 and [Concat,Conv] 16.0 (the larger of this walk and 2: 2, 2, 4, 2, 17),
+ * MobileNetV2's [Conv,Conv] and [Conv,Add,Conv] 2.00 (2 and 2).
+ */
+export function segmentWorkingSet(
+  nodes: readonly { opType: string; inputs: string[]; outputs: string[] }[],
+  variable: ReadonlySet<string>,
+  outs: ReadonlySet<string>,
+  size: (t: string) => number,
+): number {
+  const produced = new Set(nodes.flatMap((nd) => nd.outputs));
+  const byConv = new Set(nodes.filter((nd) => nd.opType === 'Conv').flatMap((nd) => nd.outputs));
+  const last = new Map<string, number>();
+  nodes.forEach((nd, i) => nd.inputs.forEach((x) => x && last.set(x, i)));
+  const reordered = (nd: { opType: string; inputs: string[] }, inside: boolean) =>
+    nd.opType !== 'Conv' ? 0 : nd.inputs.filter((x) => x && variable.has(x) && !byConv.has(x) && produced.has(x) === inside).reduce((a, x) => a + size(x), 0);
+  const copies = new Map<number, number>(); // node index -> the reordered inputs it frees
+  nodes.forEach((nd, i) => copies.set(i, reordered(nd, false)));
+  const alive = new Map<string, number>();
+  const sum = (m: Map<unknown, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+  let top = sum(copies);
+  nodes.forEach((nd, i) => {
+    copies.set(i, copies.get(i)! + reordered(nd, true));
+    for (const t of nd.outputs) if (t && variable.has(t)) alive.set(t, size(t));
+    top = Math.max(top, sum(alive) + sum(copies));
+    copies.delete(i);
+    for (const [t] of alive) if (!outs.has(t) && (last.get(t) ?? -1) <= i) alive.delete(t);
+  });
+  return top;
 }
 
 /** Variable tensors a run of affine nodes reads that it does not produce (AffineSegment's inputs). */

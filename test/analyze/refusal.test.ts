@@ -24,7 +24,7 @@ describe('two-stage refusal for memory', () => {
     expect((fitsPropagate as Error).message).toMatch(
       /two-stage at split point 0 \('\/Relu', p = 11520\) is refused before it starts: this run would need about .*; it would also take about 794 tangent passes \(784 noise directions for A, 10 reverse passes for B\), roughly \d+ (s|min) at [\d.]+ ms per forward pass \(per input of a batch of 8\); what fits: --method propagate \(moments through every layer, noise factor rank \d+: about \d+ MiB\)/,
     );
-    const nothingFits = await run('12M'); // propagate's estimate at its lowest auto rank (16) is about 14 MiB
+    const nothingFits = await run('12M'); // propagate's estimate at its lowest auto rank (16) is about 69 MiB
     expect((nothingFits as Error).message).toMatch(/what fits: noise on fewer input elements \(--window\) or a narrower split \(a later --relu\)$/);
   }, 120_000);
 });

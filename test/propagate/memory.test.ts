@@ -1,16 +1,20 @@
 /**
  * The propagation's memory estimate (src/propagate/memory.ts, src/method.ts) walks the steps the
  * engine runs: on the bundled LeNet the layout's steps are the propagator's plan, one for one; the
- * estimate grows with the rank and covers the factor at the input; an asked-for propagation over
- * the memory limit is refused with a RESOURCE error before any session is made, while auto falls
- * back to two-stage. (The estimate against real peak memory at ImageNet size is a benchmark:
- * bench/scale.mjs --propagate, docs/BENCHMARKS.md.)
+ * estimate grows with the rank and covers the factor at the input; each step's figure is the sum of
+ * the arrays the engine holds then (checked by hand on LeNet's first steps); onnxruntime's working
+ * set of a segment is the larger of its node-by-node walk and twice its outputs (4x the output for
+ * ResNet-18's [Conv,Conv,Add], as measured); an asked-for propagation over the memory limit is
+ * refused with a RESOURCE error before any session is made, while auto falls back to two-stage. (The
+ * estimate against real peak memory at ImageNet size is a benchmark: docs/BENCHMARKS.md, "Memory
+ * estimate of propagate, step by step".)
  */
 import { describe, expect, it } from 'vitest';
 import { chooseMethod, estimatePropagateMemory, planPropagation } from '../../src/method.js';
 import { NetmomentsError } from '../../src/errors.js';
 import { loadModel } from '../../src/onnx/load.js';
-import { createPropagator } from '../../src/propagate/index.js';
+import { createPropagator, propagationMemory } from '../../src/propagate/index.js';
+import { segmentWorkingSet } from '../../src/propagate/memory.js';
 
 const fixture = (f: string) => new URL(`../../fixtures/${f}`, import.meta.url).pathname;
 
@@ -34,6 +38,84 @@ describe('propagate memory estimate', () => {
     // at least the input's factor: (2K probes + rank) rows of n float32 values
     expect(at(n)).toBeGreaterThan((64 + n) * n * 4);
   }, 60_000);
+
+  it("counts, step by step, the arrays the engine holds (LeNet's first steps by hand)", async () => {
+    const model = loadModel(fixture('lenet.onnx'));
+    const plan = await planPropagation(model, {});
+    const layout = plan.layout!;
+    const units = (t: string) => layout.sampleShape(t).reduce((a, d) => a * d, 1);
+    const [conv1, pool1, conv2] = layout.steps;
+    if (conv1.kind !== 'affine' || pool1.kind !== 'maxpool' || conv2.kind !== 'affine') throw new Error('unexpected LeNet layout');
+    const n = units(layout.input); // 784
+    const c1 = units(conv1.nodes[0].outputs[0]); // 20 x 24 x 24
+    const p1 = units(pool1.output); // 20 x 12 x 12
+    const c2 = units(conv2.nodes[0].outputs[0]);
+    const [P, K, R, rank] = [32, 16, 16, 64];
+    const mem = propagationMemory(layout, { rank, sketched: true, hermiteRows: K, hermiteProbes: P, residualRows: R });
+    expect(mem.steps.map((s) => s.label)).toEqual([
+      'affine[Conv]',
+      'MaxPool+Relu',
+      'affine[Conv]',
+      'MaxPool+Relu',
+      'affine[Flatten,Gemm]',
+      'Relu',
+      'affine[Gemm]',
+    ]);
+    expect(mem.peak).toBe(Math.max(...mem.steps.map((s) => s.bytes)));
+    expect(mem.rows).toBe(P + rank + 4 * R + 3 * K); // a residual before each segment, Hermite rows at each kinked step
+    const tensor = (u: number, rows: number) => u * rows * 4 + 2 * u * 8;
+    const input = tensor(n, P + rank);
+    // first segment: the input factor, its copy with R residual rows, onnxruntime's output and the copy handed back
+    const rows1 = P + rank + R;
+    expect(mem.steps[0].bytes).toBe(input + n * rows1 * 4 + 2 * c1 * rows1 * 4);
+    // MaxPool+Relu: besides those (the copy still pointed to by the engine's local), the segment's
+    // output, the pooled factor with K rows more, its buffers and the window Grams (2 x 2 windows)
+    const rows2 = rows1 + K;
+    const buffers = K * p1 * 4 + 10 * p1 * 8 + p1 * (4 * 20 + 2 * 8);
+    const grams = p1 * 16 * 8 + p1 * (rows1 - P) * (4 + 1 / 8);
+    expect(mem.steps[1].bytes).toBeCloseTo(input + n * rows1 * 4 + tensor(c1, rows1) + tensor(p1, rows2) + buffers + grams, 6);
+    // second segment: the residual rows go into the room the pool left (no copy); the first
+    // segment's output is still pointed to by the engine's locals (its outputs, the pool's input),
+    // and its copy with residual rows, no longer pointed to, is not collected before the run
+    const rows3 = rows2 + R;
+    const ort = Math.max(2 * c2, p1 + c2) * rows3 * 4;
+    expect(mem.steps[2].bytes).toBeCloseTo(input + n * rows1 * 4 + tensor(c1, rows1) + tensor(p1, rows2) + p1 * R * 4 + ort, 6);
+  }, 60_000);
+
+  it("adds a reverse pass: each kinked step's slopes to the end, then d x d float64 arrays", async () => {
+    const model = loadModel(fixture('lenet.onnx'));
+    const plan = await planPropagation(model, {});
+    const layout = plan.layout!;
+    const units = (t: string) => layout.sampleShape(t).reduce((a, d) => a * d, 1);
+    const options = { rank: 64, sketched: true, hermiteRows: 16, hermiteProbes: 32, residualRows: 16 };
+    const forward = propagationMemory(layout, options);
+    const reverse = propagationMemory(layout, { ...options, reverse: { slopes: true, arrays: 3 } });
+    // the last step holds the slopes of both MaxPool+Relu steps and the Relu
+    const slopes = layout.steps.reduce((a, s) => a + (s.kind === 'affine' ? 0 : units(s.output) * 8), 0);
+    expect(reverse.steps[6].bytes - forward.steps[6].bytes).toBe(slopes);
+    expect(reverse.steps).toHaveLength(8);
+    expect(reverse.steps[7].label).toBe('reverse pass');
+    expect(reverse.steps[7].bytes).toBeGreaterThanOrEqual(3 * 10 * 10 * 8 + slopes);
+  }, 60_000);
+
+  it("takes onnxruntime's working set as the larger of its node walk and twice the outputs", () => {
+    const size = (t: string) => ({ a: 100, b: 200, c1: 100, c2: 100, y: 100 })[t] ?? 0;
+    const variable = new Set(['a', 'b', 'c1', 'c2', 'y']);
+    // ResNet-18's downsampling [Conv,Conv,Add]: both inputs reordered (1 + 2), then the two Conv
+    // outputs and the sum: 4 outputs' worth at once (measured 4.00 x the output alone)
+    const down = [
+      { opType: 'Conv', inputs: ['a', 'w1'], outputs: ['c1'] },
+      { opType: 'Conv', inputs: ['b', 'w2'], outputs: ['c2'] },
+      { opType: 'Add', inputs: ['c1', 'c2'], outputs: ['y'] },
+    ];
+    expect(segmentWorkingSet(down, variable, new Set(['y']), size)).toBe(400);
+    // [Conv,Add]: the reordered input and the Conv's output, then the output and the sum (2 x the output, measured 2.00)
+    const block = [
+      { opType: 'Conv', inputs: ['a', 'w1'], outputs: ['c1'] },
+      { opType: 'Add', inputs: ['c1', 'c2'], outputs: ['y'] },
+    ];
+    expect(segmentWorkingSet(block, variable, new Set(['y']), size)).toBe(200);
+  });
 
   it('refuses --method propagate over the limit before any session; auto falls back to two-stage', async () => {
     const model = loadModel(fixture('lenet.onnx'));
