@@ -55,7 +55,9 @@ const rank = flags.rank !== undefined ? Number(flags.rank) : undefined;
 const outputCovariance = flags['output-covariance'];
 const hermiteColumns = flags.hermite !== undefined ? Number(flags.hermite) : undefined;
 const prop = await createPropagator(model, { threads: 1, rank, outputCovariance, hermiteColumns });
-console.log(`propagate plan: ${prop.plan.join(' -> ')}; rank ${rank ?? 'full'}, output covariance ${outputCovariance ?? 'default'}, Hermite columns ${hermiteColumns ?? 'default'}`);
+console.log(
+  `propagate plan: ${prop.plan.join(' -> ')}; rank ${rank ?? 'full'}, output covariance ${outputCovariance ?? 'default'}, Hermite columns ${hermiteColumns ?? 'default'}`,
+);
 for (const sigma of sigmas) {
   const noise = { kind: 'isotropic', sigma };
   const two = await Analyzer.create(model, { noise, variance: 'exact', flips: false, probabilitySamples: 0, threads: 1, method: 'two-stage' });

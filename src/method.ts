@@ -25,6 +25,8 @@ import {
   DEFAULT_HERMITE_COLUMNS,
   DEFAULT_HERMITE_PROBES,
   DEFAULT_RESIDUAL_ROWS,
+  REVERSE_ALL_OUTPUTS,
+  REVERSE_TOP_OUTPUTS,
   createPropagator,
   layoutPropagation,
   propagationMemory,
@@ -186,6 +188,9 @@ export const CONV_WEIGHT_COPIES = 8;
  */
 export const OTHER_WEIGHT_COPIES = 4;
 
+/** Copies of the weights in the reverse pass's adjoint sessions (src/propagate/segment.ts vjp: a transposed op and the primal branch). */
+export const ADJOINT_WEIGHT_COPIES = 2;
+
 /**
  * Memory of a propagation at factor rank k (`fullRank`: the noise's columns; a smaller k is a
  * sketch), on top of the memory in use when the limit was taken: the peak of what the engine holds
@@ -208,9 +213,13 @@ export function estimatePropagateMemory(plan: PropagationPlan, rank: number, ful
         hermiteRows: rows.hermiteColumns,
         hermiteProbes: DEFAULT_HERMITE_PROBES,
         residualRows: rows.residualRows,
+        // the output covariance by reverse passes (src/propagate/adjoint.ts): one cotangent row per output unit covered
+        reverse: { rows: d <= REVERSE_ALL_OUTPUTS ? d : REVERSE_TOP_OUTPUTS },
       })
     : undefined;
-  const sessions = (plan.layout ? plan.layout.steps.filter((s) => s.kind === 'affine').length : 0) + 2;
+  const segments = plan.layout ? plan.layout.steps.filter((s) => s.kind === 'affine').length : 0;
+  // a segment session per affine step and its adjoint's (made at the first reverse pass), the evaluator's and the GEMM's
+  const sessions = 2 * segments + 2;
   const parts = [
     { what: `factors of rank ${rank}${mem ? ` (${mem.rows} rows at the output; at the peak, ${mem.at})` : ''}`, bytes: mem?.peak ?? 0, lever },
     { what: `onnxruntime sessions (${sessions})`, bytes: sessionBytes(plan, sessions), lever: 'a smaller model' },
@@ -223,7 +232,9 @@ export function estimatePropagateMemory(plan: PropagationPlan, rank: number, ful
 /** What `sessions` onnxruntime sessions of the plan's model hold (see SESSION_BYTES and the weight copies). */
 function sessionBytes(plan: PropagationPlan, sessions: number): number {
   const conv = Math.min(plan.convWeightBytes ?? 0, plan.modelBytes);
-  return sessions * SESSION_BYTES + CONV_WEIGHT_COPIES * conv + OTHER_WEIGHT_COPIES * (plan.modelBytes - conv);
+  // + the adjoint sessions of the reverse pass: ADJOINT_WEIGHT_COPIES of the weights (ResNet-18:
+  // they and the reverse pass's arrays added 0.25 GiB, 5.3 times its 47 MB of weights)
+  return sessions * SESSION_BYTES + CONV_WEIGHT_COPIES * conv + OTHER_WEIGHT_COPIES * (plan.modelBytes - conv) + ADJOINT_WEIGHT_COPIES * plan.modelBytes;
 }
 
 /** The lowest rank auto halves FALLBACK_RANK down to when FALLBACK_RANK does not fit (a wide net at ImageNet size). */

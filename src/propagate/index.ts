@@ -3,6 +3,8 @@ export {
   DEFAULT_HERMITE_COLUMNS,
   DEFAULT_HERMITE_PROBES,
   DEFAULT_RESIDUAL_ROWS,
+  REVERSE_ALL_OUTPUTS,
+  REVERSE_TOP_OUTPUTS,
   createPropagator,
   inputMoments,
   layoutPropagation,

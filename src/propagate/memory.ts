@@ -14,18 +14,23 @@
  *  - every tensor's (F, m, r) from the step that makes it to its last reader. A rule's output that
  *    an affine segment reads is made with room for the R residual rows (rules/factor.ts newFactor):
  *    that room is untouched, so not resident, until the residual rows are written into it;
- *  - what the engine's locals still point to: V8 keeps a local of the async `moments` loop alive
- *    until the same variable is assigned again (a suspended async function keeps its registers), so
- *    a unit-wise step's input stays until the next unit-wise step starts, and an affine step's
- *    inputs (padded), its inputs with residual rows and its outputs until the next affine step
- *    replaces each of them;
+ *  - what the engine's locals point to during a step: V8 keeps a local of a suspended async
+ *    function alive until the same variable is assigned again, so the engine runs each step in its
+ *    own function (a unit-wise step's input, an affine step's padded inputs, their copies with
+ *    residual rows and its outputs die when the step returns; before, as locals of the `moments`
+ *    loop, they lived until the next step of their kind);
  *  - garbage: an array nothing points to any more is freed at the next V8 collection: the engine
  *    asks for one after a step that dropped COLLECT_BYTES or more (propagator.ts), and V8 makes one
  *    itself when the next step allocates its first large array; so it is counted to the end of the
  *    step in which it became garbage (ResNet-18, rank 512: the first segment's copy of the input
  *    with residual rows is still resident while the third step runs);
- *  - with `reverse` (a reverse pass after the forward one): each unit-wise and MaxPool step's slopes
- *    to the end of the call, then the reverse pass's d x d float64 arrays.
+ *  - with `reverse` (the output covariance by reverse passes, src/propagate/adjoint.ts): what each
+ *    rule records for it, to the end of the forward pass (a unit-wise step: slopes and residual,
+ *    2 float64 per unit, and a copy of its K Hermite rows; a MaxPool: the same per output unit and
+ *    the window weights and indices, 12 bytes per window element; a Softmax: its D x D expected
+ *    Jacobians); then the reverse pass: u cotangent rows (u output units) at a step's inputs and
+ *    outputs, as float64 (with an affine-only copy at a rule's output) and as float32 on their way
+ *    through onnxruntime (about 20 bytes per row and unit), and the u x u result.
  * Transient, during one step:
  *  - an affine segment: the inputs padded to one row count (new arrays), the residual rows (written
  *    into the room a rule left, else a copy of the input with rows + R rows), and onnxruntime's run
@@ -45,6 +50,7 @@
  */
 import { attrInts } from '../onnx/graph.js';
 import type { PropagationLayout } from './propagator.js';
+import { ARENA_SEGMENT_BYTES, keepsArena } from './segment.js';
 
 export interface PropagationMemoryOptions {
   /** Factor columns carried (the rank). */
@@ -57,12 +63,8 @@ export interface PropagationMemoryOptions {
   hermiteProbes: number;
   /** Residual rows per affine segment, R. */
   residualRows: number;
-  /**
-   * A reverse pass after the forward one: `slopes`, each unit-wise and MaxPool step keeps a float64
-   * per unit (its slopes) from the step to the end of the call; `arrays`, the reverse pass then
-   * holds that many d x d float64 arrays (d: the output's units) beside what the forward pass left.
-   */
-  reverse?: { slopes: boolean; arrays: number };
+  /** The output covariance by reverse passes with `rows` cotangent rows (the output units it covers). */
+  reverse?: { rows: number };
 }
 
 export interface PropagationMemory {
@@ -167,6 +169,15 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
         arrays.set(t, factorBytes(size(t), rowsOut) + 2 * size(t) * F64);
         state.set(t, { rows: rowsOut, residual: false, room: false });
       }
+      // a small segment's session keeps its arena, at the run's peak, for the whole call
+      const segmentUnits = [...new Set(s.nodes.flatMap((nd) => [...nd.inputs, ...nd.outputs]).filter((t) => t && variable.has(t)))].reduce(
+        (a, t) => a + size(t),
+        0,
+      );
+      if (keepsArena(k, segmentUnits, rows0, Math.max(K, R), ARENA_SEGMENT_BYTES)) {
+        arrays.set(`arena:${k}`, working * rowsOut * F32);
+        kept.add(`arena:${k}`);
+      }
       // the first segment fed an unsketched factor is remembered for the next call
       if (k === 0 && !residual) for (const t of outs) kept.add(t);
     } else {
@@ -189,9 +200,13 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
       }
       arrays.set(s.output, factorBytes(units, rowsOut) + 2 * units * F64);
       state.set(s.output, { rows: rowsOut, residual: true, room: readByAffine.has(s.output) && R > 0 });
-      if (options.reverse?.slopes) {
-        arrays.set(`slopes:${k}`, units * F64);
-        kept.add(`slopes:${k}`);
+      if (options.reverse) {
+        // what the rule records for the reverse pass (see the header)
+        let tape = 2 * units * F64 + hermite * units * F32;
+        if (s.kind === 'maxpool') tape += size(s.input) * 12;
+        if (s.kind === 'softmax') tape = 2 * units * F64 + units * units * F64; // at most: one slice of all units
+        arrays.set(`tape:${k}`, tape);
+        kept.add(`tape:${k}`);
       }
       top = held();
     }
@@ -200,6 +215,11 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
       freed += factorBytes(size(t), state.get(t)!.rows);
       state.delete(t);
     }
+    // the engine runs each step in its own function: its locals die when the step returns
+    locals.ins = [];
+    locals.withRows = [];
+    locals.outs = [];
+    locals.x = [];
     if (freed >= COLLECT_BYTES) collect();
     perStep.push({ label, bytes: top });
     if (top > peak) {
@@ -208,10 +228,22 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
     }
     outRows = state.get(output)?.rows ?? outRows;
   });
-  if (options.reverse && options.reverse.arrays > 0) {
+  if (options.reverse && options.reverse.rows > 0) {
     collect();
-    const d = size(output);
-    const top = held() + options.reverse.arrays * d * d * F64;
+    const u = options.reverse.rows;
+    // the widest step: its inputs' and outputs' cotangent rows at about 20 bytes per row and unit
+    // (float64 rows and the affine-only copy, the float32 rows fed to onnxruntime and those it
+    // returns, widened again); ResNet-18, 16 rows: the reverse pass and its sessions added 0.25 GiB
+    // to the resident memory the forward pass left (below the forward pass's own peak)
+    let widest = 0;
+    for (const st of layout.steps) {
+      const ts = st.kind === 'affine' ? st.nodes.flatMap((nd) => [...nd.inputs, ...nd.outputs]).filter((t) => t && variable.has(t)) : [st.input, st.output];
+      widest = Math.max(
+        widest,
+        [...new Set(ts)].reduce((a, t) => a + size(t), 0),
+      );
+    }
+    const top = held() + u * widest * 20 + 2 * u * u * F64;
     perStep.push({ label: 'reverse pass', bytes: top });
     if (top > peak) {
       peak = top;

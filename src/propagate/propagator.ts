@@ -46,7 +46,7 @@ import {
   type TensorMoments,
   type UnitMoments,
 } from './rules/index.js';
-import { AffineSegment } from './segment.js';
+import { ARENA_SEGMENT_BYTES, AffineSegment, keepsArena } from './segment.js';
 import { reverseOutputCovariance, type ReverseStep } from './adjoint.js';
 
 export type { InputNoise } from './rules/index.js';
@@ -236,14 +236,6 @@ export const REVERSE_ALL_OUTPUTS = 64;
 /** With more outputs, the reverse passes cover this many of largest mean. */
 export const REVERSE_TOP_OUTPUTS = 16;
 
-/**
- * A segment whose tensors (inputs, intermediates and outputs at the most factor rows it can see)
- * take at most this many bytes keeps onnxruntime's memory arena: without it every run gets fresh
- * pages for its outputs, which doubled the segments' time on LeNet (0.13 -> 0.27 CPU s per digit);
- * with it a session keeps its run's peak, harmless at this size, gigabytes at ImageNet size.
- */
-export const ARENA_SEGMENT_BYTES = 64 * 2 ** 20;
-
 /** Bytes of factors dropped in one step above which the propagation asks V8 for a collection. */
 const COLLECT_BYTES = 256 * 2 ** 20;
 
@@ -376,14 +368,13 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
   try {
     for (const p of layout.steps) {
       if (p.kind === 'affine') {
-        // an upper bound on the factor's rows here: probes, the noise's columns, and K or R rows per step before
-        const rowsBound = probes + Math.min(options.rank ?? Infinity, size(input)) + steps.length * Math.max(hermiteColumns, residualRows);
         const tensors = new Set([...p.nodes.flatMap((nd) => [...nd.inputs, ...nd.outputs])].filter((t) => t && variable.has(t)));
-        const segmentBytes = 4 * rowsBound * [...tensors].reduce((a, t) => a + size(t), 0);
+        const units = [...tensors].reduce((a, t) => a + size(t), 0);
+        const rows0 = probes + Math.min(options.rank ?? Infinity, size(input));
         const segment = await AffineSegment.create(graph, p.nodes, variable, shapes, sampleShape, (t) => t === output || (lastUse.get(t) ?? -1) > p.end - 1, {
           threads: options.threads,
           provider: options.provider,
-          memoryArena: segmentBytes <= ARENA_SEGMENT_BYTES,
+          memoryArena: keepsArena(steps.length, units, rows0, Math.max(hermiteColumns, residualRows), ARENA_SEGMENT_BYTES),
         });
         engines.push(segment);
         steps.push({ kind: 'affine', label: segment.label, segment });
@@ -456,7 +447,11 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
       let segmentSeconds = 0;
       let ruleSeconds = 0;
       const tape: ReverseStep[] | undefined = reverse && (!start.sketched || inputReadByAffineOnly) ? [] : undefined;
-      for (let k = 0; k < steps.length; k++) {
+      // one step in its own function: its locals (the inputs, their copies with residual rows, the
+      // outputs) die when it returns, where a local of this loop would stay alive until the same
+      // variable is assigned again at the next step of its kind (V8 keeps a suspended async
+      // function's registers; src/propagate/memory.ts)
+      const runStep = async (k: number): Promise<number> => {
         const s = steps[k];
         const t0 = performance.now();
         let dropped = 0;
@@ -494,11 +489,17 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
           freed += state.get(t)?.F.byteLength ?? 0;
           state.delete(t);
         }
-        // a large factor dropped: collect it now, before the next step allocates its own (V8 frees
-        // typed arrays only when it collects; without this MobileNetV2's resident memory ran
-        // gigabytes above what was live)
+        return freed;
+      };
+      for (let k = 0; k < steps.length; k++) {
+        const t0 = performance.now();
+        const freed = await runStep(k);
+        // a large factor dropped: collect it now (the step's locals are gone), before the next step
+        // allocates its own (V8 frees typed arrays only when it collects; without this MobileNetV2's
+        // resident memory ran gigabytes above what was live)
         if (freed >= COLLECT_BYTES) collectGarbage();
         if (trace) {
+          const s = steps[k];
           const y = state.get(s.kind === 'affine' ? s.segment.outputs[0] : s.output);
           const rows = y ? y.F.length / y.m.length : 0;
           process.stderr.write(
@@ -506,6 +507,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
           );
         }
       }
+
       const y = state.get(output)!;
       let reverseSeconds = 0;
       let exact: { units: number[]; covariance: Float64Array } | undefined;

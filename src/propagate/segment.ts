@@ -19,6 +19,24 @@ import { varianceNodes, type TensorMoments } from './rules/index.js';
 
 const rName = (t: string) => `${t}::netmoments_r`;
 
+/**
+ * A segment whose tensors (inputs, intermediates and outputs at the most factor rows it can see)
+ * take at most this many bytes keeps onnxruntime's memory arena (keepsArena): without it every run
+ * gets fresh pages for its outputs, which doubled the segments' time on LeNet (0.13 -> 0.27 CPU s
+ * per digit); with it a session keeps its run's peak, harmless at this size, gigabytes at ImageNet
+ * size.
+ */
+export const ARENA_SEGMENT_BYTES = 64 * 2 ** 20;
+
+/**
+ * Whether the engine keeps onnxruntime's memory arena for the segment of step `k` (propagator.ts): its variable tensors (`units`, summed) at an upper bound on the factor's
+ * rows there (the probes, the noise's columns, and K or R more rows for each step before it) fit in
+ * `limit` bytes of float32. The arena then keeps the run's peak for the session's life.
+ */
+export function keepsArena(k: number, units: number, rows0: number, perStep: number, limit: number): boolean {
+  return 4 * (rows0 + k * perStep) * units <= limit;
+}
+
 export interface SegmentOptions {
   threads?: number;
   provider?: Provider;

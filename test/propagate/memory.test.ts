@@ -68,34 +68,42 @@ describe('propagate memory estimate', () => {
     // first segment: the input factor, its copy with R residual rows, onnxruntime's output and the copy handed back
     const rows1 = P + rank + R;
     expect(mem.steps[0].bytes).toBe(input + n * rows1 * 4 + 2 * c1 * rows1 * 4);
-    // MaxPool+Relu: besides those (the copy still pointed to by the engine's local), the segment's
-    // output, the pooled factor with K rows more, its buffers and the window Grams (2 x 2 windows)
+    // MaxPool+Relu: the input factor, the segment's output, the pooled factor with K rows more, its
+    // buffers and the window Grams (2 x 2 windows); the copy with residual rows died with the first
+    // step's function and was collected at this step's first allocation
     const rows2 = rows1 + K;
     const buffers = K * p1 * 4 + 10 * p1 * 8 + p1 * (4 * 20 + 2 * 8);
     const grams = p1 * 16 * 8 + p1 * (rows1 - P) * (4 + 1 / 8);
-    expect(mem.steps[1].bytes).toBeCloseTo(input + n * rows1 * 4 + tensor(c1, rows1) + tensor(p1, rows2) + buffers + grams, 6);
+    // (and the first segment's session's memory arena, kept at its run's peak: a small segment)
+    const arena1 = 2 * c1 * rows1 * 4;
+    expect(mem.steps[1].bytes).toBeCloseTo(input + arena1 + tensor(c1, rows1) + tensor(p1, rows2) + buffers + grams, 6);
     // second segment: the residual rows go into the room the pool left (no copy); the first
-    // segment's output is still pointed to by the engine's locals (its outputs, the pool's input),
-    // and its copy with residual rows, no longer pointed to, is not collected before the run
+    // segment's output (last read by the pool) is gone, collected at this step's first allocation
     const rows3 = rows2 + R;
     const ort = Math.max(2 * c2, p1 + c2) * rows3 * 4;
-    expect(mem.steps[2].bytes).toBeCloseTo(input + n * rows1 * 4 + tensor(c1, rows1) + tensor(p1, rows2) + p1 * R * 4 + ort, 6);
+    expect(mem.steps[2].bytes).toBeCloseTo(input + arena1 + tensor(p1, rows2) + p1 * R * 4 + ort, 6);
   }, 60_000);
 
-  it("adds a reverse pass: each kinked step's slopes to the end, then d x d float64 arrays", async () => {
+  it('adds the reverse pass: what each rule records to the end, then the cotangent rows of the widest step', async () => {
     const model = loadModel(fixture('lenet.onnx'));
     const plan = await planPropagation(model, {});
     const layout = plan.layout!;
     const units = (t: string) => layout.sampleShape(t).reduce((a, d) => a * d, 1);
-    const options = { rank: 64, sketched: true, hermiteRows: 16, hermiteProbes: 32, residualRows: 16 };
+    const K = 16;
+    const options = { rank: 64, sketched: true, hermiteRows: K, hermiteProbes: 32, residualRows: 16 };
     const forward = propagationMemory(layout, options);
-    const reverse = propagationMemory(layout, { ...options, reverse: { slopes: true, arrays: 3 } });
-    // the last step holds the slopes of both MaxPool+Relu steps and the Relu
-    const slopes = layout.steps.reduce((a, s) => a + (s.kind === 'affine' ? 0 : units(s.output) * 8), 0);
-    expect(reverse.steps[6].bytes - forward.steps[6].bytes).toBe(slopes);
+    const reverse = propagationMemory(layout, { ...options, reverse: { rows: 10 } });
+    // the last step holds the tapes of both MaxPool+Relu steps and the Relu: slopes and residual
+    // (2 float64 per unit), K Hermite rows (float32), and the MaxPools' window weights and indices
+    const tapes = layout.steps.reduce(
+      (a, s) => a + (s.kind === 'affine' ? 0 : units(s.output) * (16 + 4 * K) + (s.kind === 'maxpool' ? units(s.input) * 12 : 0)),
+      0,
+    );
+    expect(reverse.steps[6].bytes - forward.steps[6].bytes).toBe(tapes);
     expect(reverse.steps).toHaveLength(8);
     expect(reverse.steps[7].label).toBe('reverse pass');
-    expect(reverse.steps[7].bytes).toBeGreaterThanOrEqual(3 * 10 * 10 * 8 + slopes);
+    // the widest step is the first Conv (784 + 11,520 units): 20 bytes per cotangent row and unit
+    expect(reverse.steps[7].bytes).toBeGreaterThanOrEqual(10 * (784 + 11520) * 20 + tapes);
   }, 60_000);
 
   it("takes onnxruntime's working set as the larger of its node walk and twice the outputs", () => {
