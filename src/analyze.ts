@@ -45,7 +45,7 @@ import {
 import type { InputNoise, PropagatedMoments } from './propagate/index.js';
 import { surrogateMoments } from './moments/surrogate.js';
 import { gramMoments } from './linearize/bankMoments.js';
-import { collectGarbage } from './util/gc.js';
+import { collectGarbageAfter } from './util/gc.js';
 import { stage } from './util/timing.js';
 import { jsLinearAlgebra, type LinearAlgebra } from './moments/linalg.js';
 import { classProbabilities } from './moments/classprob.js';
@@ -249,8 +249,8 @@ export class Analyzer {
       // A F replaced by S = (A F)(A F)^T where A F would be gigabytes (src/linearize/linearizer.ts gramPlanned)
       gram = await linearizer.gramPlanned(factor);
       // what the split and its sessions took already, measured (the limit was taken before them),
-      // once the serialized models they were made from are collected
-      collectGarbage();
+      // once the serialized models they were made from (the weights once more each) are collected
+      collectGarbageAfter(model.bytes.length);
       const sessionsBytes = Math.max(0, process.memoryUsage.rss() - rss0);
       const deferredSessionsBytes = linearizer.deferredSessionsBytes();
       const estimateFor = async (strategy: GramStrategy | undefined) =>

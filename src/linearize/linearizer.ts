@@ -45,7 +45,7 @@ import { Phi } from '../moments/special.js';
 import { Rng } from '../moments/montecarlo.js';
 import { perInputShape } from '../data/layout.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
-import { collectGarbage } from '../util/gc.js';
+import { collectGarbageAfter } from '../util/gc.js';
 import { stage } from '../util/timing.js';
 
 export interface LinearizerOptions {
@@ -233,11 +233,11 @@ interface Lazy<T> {
   get(): Promise<T>;
   made(): Promise<T | undefined>;
 }
-function lazy<T>(make: () => Promise<T>): Lazy<T> {
+function lazy<T>(make: () => Promise<T>, weights: number): Lazy<T> {
   let value: Promise<T> | undefined;
   return {
     // the serialized model it was made from is garbage then (the part's weights once more): collected
-    get: () => (value ??= make().then((v) => (collectGarbage(), v))),
+    get: () => (value ??= make().then((v) => (collectGarbageAfter(weights), v))),
     made: () => (value ? value.catch(() => undefined) : Promise.resolve(undefined)),
   };
 }
@@ -415,12 +415,14 @@ export class Linearizer {
     // while the Gram form keeps A's rows (VGG-11: 0.5 GB of weights beside 2.3 GiB of rows)
     const bottomFlipsEngine =
       bottomFlips.length + topFlipSpecs.length > 0
-        ? lazy(() =>
-            createJacobianEngine(sr.bottom, {
-              ...engineOptions,
-              varying: [inp.name],
-              outputs: unique([sr.relu.input, ...innerSkips, ...bottomFlips.map((f) => f.tensor)]),
-            }),
+        ? lazy(
+            () =>
+              createJacobianEngine(sr.bottom, {
+                ...engineOptions,
+                varying: [inp.name],
+                outputs: unique([sr.relu.input, ...innerSkips, ...bottomFlips.map((f) => f.tensor)]),
+              }),
+            weightBytes(sr.bottom),
           )
         : undefined;
     const topVarying = [sr.relu.output, ...sr.skip];
@@ -435,7 +437,7 @@ export class Linearizer {
     fwd.prune();
     // the whole model, for evaluate (the clean output, Monte Carlo): made at its first use, for the
     // same reason as the flips' bottom engine (it holds every weight of the model once more)
-    const forward = lazy(() => ModelSession.create(fwd.toBytes(), sessionOptions));
+    const forward = lazy(() => ModelSession.create(fwd.toBytes(), sessionOptions), weightBytes(fwd));
     const modes = new Set([bottom.mode, topB.mode, ...(topFlips ? [topFlips.mode] : [])]);
     return new Linearizer(model, sr.relu, sr.skip, input, output, {
       bottom,
@@ -535,7 +537,8 @@ export class Linearizer {
       S = await this.gramByReverse(point, factor, withDelta ? delta! : undefined, Adelta, options);
       // A's kept rows (gemm: p x n float32, 2.3 GiB for VGG's fc7) are garbage now: collected before
       // the sessions made at their first use (flips, the whole model) allocate
-      collectGarbage();
+      const keptRows = options.linalg && (options.gramStrategy ?? gramStrategy(p, n, options.linalg)) === 'gemm';
+      collectGarbageAfter(keptRows ? p * n * 4 : 0);
     } else if (bottom.prefersReverse(kTotal) && (await bottom.reverseReady())) {
       await this.bottomByReverse(point, factor, withDelta ? delta! : undefined, directions, { AF, Adelta, skipDirs, K, zOffset: zSlot.offset, skipSlots });
     } else {
