@@ -45,6 +45,7 @@ import {
 import type { InputNoise, PropagatedMoments } from './propagate/index.js';
 import { surrogateMoments } from './moments/surrogate.js';
 import { gramMoments } from './linearize/bankMoments.js';
+import { collectGarbageAfter } from './util/gc.js';
 import { stage } from './util/timing.js';
 import { jsLinearAlgebra, type LinearAlgebra } from './moments/linalg.js';
 import { classProbabilities } from './moments/classprob.js';
@@ -254,17 +255,22 @@ export class Analyzer {
     try {
       // A F replaced by S = (A F)(A F)^T where A F would be gigabytes (src/linearize/linearizer.ts gramPlanned)
       gram = await linearizer.gramPlanned(factor);
-      // what the split and its sessions took already, measured (the limit was taken before them)
+      // what the split and its sessions took already, measured (the limit was taken before them),
+      // once the serialized models they were made from (the weights once more each) are collected
+      collectGarbageAfter(model.bytes.length);
       const sessionsBytes = Math.max(0, process.memoryUsage.rss() - rss0);
-      const estimateFor = (strategy: GramStrategy | undefined) =>
+      const deferredSessionsBytes = linearizer.deferredSessionsBytes();
+      const estimateFor = async (strategy: GramStrategy | undefined) =>
         estimateAnalyzeMemory({
           ...linearizerSizes(linearizer),
           gram,
-          gramChunk: gram ? gramRowsChunk : undefined,
+          gramChunk: strategy ? await linearizer.gramRows(strategy) : undefined,
+          gramBlockBytes: strategy ? await linearizer.gramBlockBytes(strategy) : undefined,
           gramRows: strategy === 'gemm' ? gramTile(linearizer.n, linearizer.p) : undefined,
           r: noise.support.length,
           modelBytes: model.bytes.length,
           sessionsBytes,
+          deferredSessionsBytes,
           covarianceSupport: noise.sigma.kind === 'full' ? noise.support.length : 0,
           mc: options.mc,
           mcLowRank: noise.sigma.kind === 'full',
@@ -272,13 +278,12 @@ export class Analyzer {
           paper: options.variance !== 'exact' && options.variance !== 'none',
           variance: options.variance !== 'none',
         });
-      const gramRowsChunk = gram ? await linearizer.gramRows() : 0;
       // the Gram form keeps A's rows for a GEMM where they fit the limit, else pushes them forward again
       if (gram) strategy = gramStrategy(linearizer.p, linearizer.n, options.linalg);
-      let estimate = estimateFor(strategy);
+      let estimate = await estimateFor(strategy);
       if (strategy === 'gemm' && estimate.total > limit.bytes) {
         strategy = 'forward';
-        estimate = estimateFor(strategy);
+        estimate = await estimateFor(strategy);
       }
       stage('memory estimate')(
         `${formatBytes(estimate.total)} on top of the memory in use at the start (${estimate.parts.map((x) => `${x.what} ${formatBytes(x.bytes)}`).join(', ')})`,

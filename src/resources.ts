@@ -101,6 +101,17 @@ export interface RunSizes {
   /** Rows per block of the Gram form (src/linearize/linearizer.ts gramChunk), when known. */
   gramChunk?: number;
   /**
+   * What one block of the Gram form holds in onnxruntime's arenas (rows times the engines' bytes per
+   * row, src/linearize/linearizer.ts gramBlockBytes), when known; else two engine budgets.
+   */
+  gramBlockBytes?: number;
+  /**
+   * Sessions made at their first use, after the bottom Jacobian (the flips' bottom engine and the
+   * whole model, src/linearize/linearizer.ts deferredSessionsBytes): not in sessionsBytes. With the
+   * Gram form's kept rows (collected before they are made) the larger of the two counts.
+   */
+  deferredSessionsBytes?: number;
+  /**
    * The Gram form keeps A's rows (p x n float32) and multiplies them by GEMM in tiles of this many
    * rows (src/linearize/linearizer.ts gramStrategy 'gemm', gramTile); absent: the 'forward' strategy.
    */
@@ -139,13 +150,18 @@ export function estimateAnalyzeMemory(s: RunSizes): MemoryEstimate {
   add(`the input, its mean, linearization point and offset (${n} elements each)`, n * 24, 'a model with a smaller input');
   add(`eigendecomposition of the ${q} x ${q} noise covariance`, q * q * 8 * 6, `${NOISE} or --noise-var`);
   const gram = s.gram === true && p > 0;
+  const deferred = Math.max(0, s.deferredSessionsBytes ?? 0);
+  const deferredText = "onnxruntime sessions made at their first use (the flips' bottom and the whole model)";
   if (p > 0) {
     if (gram) add(`S = (A F)(A F)^T (${p} x ${p})`, p * p * 8, RELU);
     else add(`A F (${p} x ${r})`, p * r * 8, RELU);
-    // the kept rows, and per GEMM of two tiles their float64 copies (onnxruntime widens the operands) and the product
-    if (gram && s.gramRows) add(`A's rows (${p} x ${n} float32) and the GEMM tiles of S`, p * n * 4 + 2 * s.gramRows * n * 12 + s.gramRows ** 2 * 8, RELU);
+    // the kept rows, and per GEMM of two tiles their float64 copies (onnxruntime widens the operands)
+    // and the product; collected before the deferred sessions are made, so the larger counts
+    const kept = gram && s.gramRows ? p * n * 4 + 2 * s.gramRows * n * 12 + s.gramRows ** 2 * 8 : 0;
+    if (kept > 0 && kept >= deferred) add(`A's rows (${p} x ${n} float32) and the GEMM tiles of S`, kept, RELU);
+    else add(deferredText, deferred, 'a smaller model');
     add(`B (${d} x ${p})`, d * p * 8, RELU);
-  }
+  } else add(deferredText, deferred, 'a smaller model');
   const K = s.topInputs ?? p;
   if (K > p) add(`D F (${d} x ${r})`, d * r * 8, NOISE);
 
@@ -156,7 +172,7 @@ export function estimateAnalyzeMemory(s: RunSizes): MemoryEstimate {
     // the Gram form: per block of m rows, the rows (float32, from onnxruntime and as scaled), their
     // identity cotangents and images (float32), each engine's working set within its budget
     const m = Math.max(1, Math.min(p, s.gramChunk ?? Math.floor(LINEARIZER_CHUNK_BYTES / (4 * Math.max(n, 1)))));
-    const bottom = gram ? m * (8 * n + 12 * Ob) + 2 * ENGINE_BUDGET_BYTES : chunkB * (12 * n + 20 * Ob);
+    const bottom = gram ? m * (8 * n + 12 * Ob) + (s.gramBlockBytes ?? 2 * ENGINE_BUDGET_BYTES) : chunkB * (12 * n + 20 * Ob);
     const topB = s.topChunk && s.topChunk > 0 ? ENGINE_BUDGET_BYTES * Math.min(1, p / s.topChunk) : p * (K + d) * 12 * 4;
     const Ot = s.topFlipOutputs ?? 0;
     const chunkT = Ot > 0 ? Math.min(r + 1, Math.max(1, Math.floor(LINEARIZER_CHUNK_BYTES / (8 * Math.max(Ot, K))))) : 0;

@@ -189,13 +189,15 @@ export class JacobianEngine {
   readonly outputSize: number;
   /** Directions per tangent run when none is asked for. */
   readonly defaultChunk: number;
+  /** Bytes one tangent direction takes in a run (the estimate defaultChunk is sized from: 8 per element of every tangent tensor). */
+  readonly directionBytes: number;
   /** Forward or reverse mode for jacobian() and reverse-capable callers (jvp mode only). */
   readonly direction: JacobianDirection;
   /** Why reverse mode is unavailable for this part (an op without an adjoint rule), once that is known. */
   reverseFallback?: { opType: string; reason: string };
   /** Whether reverse mode has been used (for the description). */
   private reverseUsed = false;
-  private reverse?: Promise<{ model: AdjointModel; session: ModelSession; chunk: number } | undefined>;
+  private reverse?: Promise<{ model: AdjointModel; session: ModelSession; chunk: number; rowBytes: number } | undefined>;
   private graph?: Graph;
   private shapes?: ReadonlyMap<string, readonly number[]>;
   private engineOptions: JacobianEngineOptions = {};
@@ -209,6 +211,7 @@ export class JacobianEngine {
       varying: string[];
       outputs: TensorSlot[];
       defaultChunk: number;
+      directionBytes?: number;
       tangent?: TangentModel;
       fd?: { batched: boolean; step?: number };
       direction?: JacobianDirection;
@@ -223,6 +226,7 @@ export class JacobianEngine {
     this.inputSize = total(this.inputs);
     this.outputSize = total(this.outputs);
     this.defaultChunk = init.defaultChunk;
+    this.directionBytes = init.directionBytes ?? 0;
     this.tangent = init.tangent;
     this.fd = init.fd;
   }
@@ -249,6 +253,9 @@ export class JacobianEngine {
       try {
         tm = buildTangentModel(graph, { varying, outputs, shapes });
         session = await ModelSession.create(tm.bytes, sessionOptions);
+        // the session holds the model now: the serialized copy (the part's weights once more, 0.5 GB
+        // for VGG's bottom) is not kept
+        tm = { ...tm, bytes: new Uint8Array(0) };
         const primalInputs = slots(tm.primalInputs);
         const engine = new JacobianEngine(session, {
           mode: 'jvp',
@@ -264,7 +271,16 @@ export class JacobianEngine {
         const perDirection = 8 * tangentElements(tm, shapes, engine.inputSize + total(outSlots));
         const defaultChunk = Math.max(1, Math.floor(budget / perDirection));
         const direction: JacobianDirection = mode === 'reverse' ? 'reverse' : mode === 'auto' ? 'auto' : 'forward';
-        const made = new JacobianEngine(session, { mode: 'jvp', primalInputs, varying, outputs: outSlots, defaultChunk, tangent: tm, direction });
+        const made = new JacobianEngine(session, {
+          mode: 'jvp',
+          primalInputs,
+          varying,
+          outputs: outSlots,
+          defaultChunk,
+          directionBytes: perDirection,
+          tangent: tm,
+          direction,
+        });
         made.graph = graph;
         made.shapes = shapes;
         made.engineOptions = options;
@@ -331,7 +347,16 @@ export class JacobianEngine {
     const outSlots = slots(outputs.map((o) => ({ name: o, dims: dims[o] })));
     const perDirection = 2 * 4 * (total(primalInputs) + total(outSlots)) * 4;
     const defaultChunk = Math.max(1, Math.min(4096, Math.floor((options.memoryBudgetBytes ?? DEFAULT_BUDGET) / perDirection)));
-    return new JacobianEngine(session, { mode: 'fd', fallback, primalInputs, varying, outputs: outSlots, defaultChunk, fd: { batched, step: options.fdStep } });
+    return new JacobianEngine(session, {
+      mode: 'fd',
+      fallback,
+      primalInputs,
+      varying,
+      outputs: outSlots,
+      defaultChunk,
+      directionBytes: perDirection,
+      fd: { batched, step: options.fdStep },
+    });
   }
 
   /** How this engine computes Jacobians, in words (reports and warnings). */
@@ -357,17 +382,19 @@ export class JacobianEngine {
    * The adjoint session, created on first use; undefined when an op of the part has no adjoint rule
    * (then `reverseFallback` says which, and the forward path is used; in reverse mode with a warning).
    */
-  private reverseSession(): Promise<{ model: AdjointModel; session: ModelSession; chunk: number } | undefined> {
+  private reverseSession(): Promise<{ model: AdjointModel; session: ModelSession; chunk: number; rowBytes: number } | undefined> {
     this.reverse ??= (async () => {
       const graph = this.graph;
       if (!graph) return undefined;
       let session: ModelSession | undefined;
       try {
-        const model = buildAdjointModel(graph, { varying: this.inputs.map((s) => s.name), outputs: this.outputs.map((o) => o.name), shapes: this.shapes });
-        session = await ModelSession.create(model.bytes, { threads: this.engineOptions.threads, provider: this.engineOptions.provider });
+        const built = buildAdjointModel(graph, { varying: this.inputs.map((s) => s.name), outputs: this.outputs.map((o) => o.name), shapes: this.shapes });
+        session = await ModelSession.create(built.bytes, { threads: this.engineOptions.threads, provider: this.engineOptions.provider });
+        // as for the tangent model: the session holds the model, its serialized copy is not kept
+        const model: AdjointModel = { ...built, bytes: new Uint8Array(0) };
         const perRow = 8 * adjointElements(model, this.shapes, this.inputSize + this.outputSize);
         const chunk = Math.max(1, Math.floor((this.engineOptions.memoryBudgetBytes ?? DEFAULT_BUDGET) / perRow));
-        return { model, session, chunk };
+        return { model, session, chunk, rowBytes: perRow };
       } catch (e) {
         await session?.release();
         this.reverseFallback =
@@ -385,6 +412,15 @@ export class JacobianEngine {
   async reverseReady(): Promise<boolean> {
     if (this.mode !== 'jvp' || this.direction === 'forward') return false;
     return (await this.reverseSession()) !== undefined;
+  }
+
+  /**
+   * Bytes one cotangent row takes in an adjoint run (8 per element of every adjoint tensor, the
+   * estimate reverseChunk is sized from; VGG-11's bottom at fc7: 133 MB, of which onnxruntime's
+   * arena measured about 85 MB a row); undefined without reverse mode.
+   */
+  async reverseRowBytes(): Promise<number | undefined> {
+    return (await this.reverseSession())?.rowBytes;
   }
 
   /** Cotangent rows per adjoint run when none is asked for (after reverseReady()). */
@@ -457,7 +493,7 @@ export class JacobianEngine {
     }
   }
 
-  /** The serialized tangent model (jvp mode), e.g. for inspection. */
+  /** The tangent model (jvp mode), e.g. for inspection; its `bytes` are empty (the session holds the model, no serialized copy is kept). */
   get tangentModel(): TangentModel | undefined {
     return this.tangent;
   }

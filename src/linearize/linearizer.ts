@@ -45,6 +45,7 @@ import { Phi } from '../moments/special.js';
 import { Rng } from '../moments/montecarlo.js';
 import { perInputShape } from '../data/layout.js';
 import type { LinearAlgebra } from '../moments/linalg.js';
+import { collectGarbageAfter } from '../util/gc.js';
 import { stage } from '../util/timing.js';
 
 export interface LinearizerOptions {
@@ -213,6 +214,34 @@ export const FLIP_DIRECTIONS = 128;
 export const FAST_FLIP_DIRECTIONS = 16;
 const FLIP_SEED = 20180618;
 
+/** Bytes of the initializers a graph holds (the weights a session of it copies). */
+function weightBytes(g: Graph): number {
+  let b = 0;
+  for (const t of g.initializers.values()) b += t.data.byteLength;
+  return b;
+}
+
+/**
+ * Resident bytes of an onnxruntime session per byte of its weights, once made and the serialized
+ * model collected: measured 1.31 for VGG-11 and 1.32 for AlexNet (the whole model, one run at batch 1;
+ * docs/BENCHMARKS.md).
+ */
+const SESSION_BYTES_PER_WEIGHT = 1.35;
+
+/** A session or engine made at its first use (get), once; made() is it when it exists, for release. */
+interface Lazy<T> {
+  get(): Promise<T>;
+  made(): Promise<T | undefined>;
+}
+function lazy<T>(make: () => Promise<T>, weights: number): Lazy<T> {
+  let value: Promise<T> | undefined;
+  return {
+    // the serialized model it was made from is garbage then (the part's weights once more): collected
+    get: () => (value ??= make().then((v) => (collectGarbageAfter(weights), v))),
+    made: () => (value ? value.catch(() => undefined) : Promise.resolve(undefined)),
+  };
+}
+
 export class Linearizer {
   private constructor(
     readonly model: LoadedModel,
@@ -223,11 +252,13 @@ export class Linearizer {
     readonly output: TensorDescription,
     private readonly parts: {
       bottom: JacobianEngine;
-      bottomFlipsEngine?: JacobianEngine;
+      bottomFlipsEngine?: Lazy<JacobianEngine>;
       topB: JacobianEngine;
       topFlips?: JacobianEngine;
-      forward: ModelSession;
+      forward: Lazy<ModelSession>;
       forwardBatched: { value: boolean };
+      /** Bytes of the weights the deferred sessions hold (the whole model; the bottom), and the flips' output elements. */
+      deferred: { modelWeights: number; bottomWeights: number; flipOutputs: number };
       bottomFlips: FlipLayerSpec[];
       topFlipSpecs: FlipLayerSpec[];
       /** Where the split op's slope changes. */
@@ -379,14 +410,20 @@ export class Linearizer {
       outputs: unique([sr.relu.input, ...innerSkips]),
     });
     // a second bottom session exposes the other layers' tangents for the expected flips; it runs on
-    // at most FLIP_DIRECTIONS directions, the main one on all r noise directions
+    // at most FLIP_DIRECTIONS directions, the main one on all r noise directions. Made at its first
+    // use (after the bottom Jacobian), so that its copy of the bottom's weights is not resident
+    // while the Gram form keeps A's rows (VGG-11: 0.5 GB of weights beside 2.3 GiB of rows)
     const bottomFlipsEngine =
       bottomFlips.length + topFlipSpecs.length > 0
-        ? await createJacobianEngine(sr.bottom, {
-            ...engineOptions,
-            varying: [inp.name],
-            outputs: unique([sr.relu.input, ...innerSkips, ...bottomFlips.map((f) => f.tensor)]),
-          })
+        ? lazy(
+            () =>
+              createJacobianEngine(sr.bottom, {
+                ...engineOptions,
+                varying: [inp.name],
+                outputs: unique([sr.relu.input, ...innerSkips, ...bottomFlips.map((f) => f.tensor)]),
+              }),
+            weightBytes(sr.bottom),
+          )
         : undefined;
     const topVarying = [sr.relu.output, ...sr.skip];
     const topB = await createJacobianEngine(sr.top, { ...engineOptions, varying: topVarying, outputs: [outName] });
@@ -398,7 +435,9 @@ export class Linearizer {
     fwd.outputs = [{ name: outName, elemType: DataType.FLOAT }];
     fwd.valueInfo.delete(outName);
     fwd.prune();
-    const forward = await ModelSession.create(fwd.toBytes(), sessionOptions);
+    // the whole model, for evaluate (the clean output, Monte Carlo): made at its first use, for the
+    // same reason as the flips' bottom engine (it holds every weight of the model once more)
+    const forward = lazy(() => ModelSession.create(fwd.toBytes(), sessionOptions), weightBytes(fwd));
     const modes = new Set([bottom.mode, topB.mode, ...(topFlips ? [topFlips.mode] : [])]);
     return new Linearizer(model, sr.relu, sr.skip, input, output, {
       bottom,
@@ -407,6 +446,11 @@ export class Linearizer {
       topFlips,
       forward,
       forwardBatched: { value: true },
+      deferred: {
+        modelWeights: weightBytes(fwd),
+        bottomWeights: weightBytes(sr.bottom),
+        flipOutputs: bottomFlips.reduce((a, f) => a + dimsOf(f.tensor).reduce((x, y) => x * y, 1), 0),
+      },
       bottomFlips,
       topFlipSpecs,
       splitKinks: pieces.at,
@@ -432,7 +476,7 @@ export class Linearizer {
     const out = new Float64Array(count * this.d);
     const run = async (start: number, m: number) => {
       const feed: HostTensor = { type: 'float32', data: xs.subarray(start * this.n, (start + m) * this.n), dims: [m, ...this.input.shape] };
-      const r = await this.parts.forward.run({ [this.input.name]: feed }, [this.output.name]);
+      const r = await (await this.parts.forward.get()).run({ [this.input.name]: feed }, [this.output.name]);
       const t = r[this.output.name].data as Float32Array;
       if (t.length !== m * this.d)
         throw new NetmomentsError(`the model returned ${t.length} values for ${m} inputs, expected ${m * this.d}`, { file: this.model.file });
@@ -491,6 +535,10 @@ export class Linearizer {
     const doneBottom = stage(`bottom Jacobian (p = ${p}, r = ${r}${gram ? ', Gram form' : ''})`);
     if (gram) {
       S = await this.gramByReverse(point, factor, withDelta ? delta! : undefined, Adelta, options);
+      // A's kept rows (gemm: p x n float32, 2.3 GiB for VGG's fc7) are garbage now: collected before
+      // the sessions made at their first use (flips, the whole model) allocate
+      const keptRows = options.linalg && (options.gramStrategy ?? gramStrategy(p, n, options.linalg)) === 'gemm';
+      collectGarbageAfter(keptRows ? p * n * 4 : 0);
     } else if (bottom.prefersReverse(kTotal) && (await bottom.reverseReady())) {
       await this.bottomByReverse(point, factor, withDelta ? delta! : undefined, directions, { AF, Adelta, skipDirs, K, zOffset: zSlot.offset, skipSlots });
     } else {
@@ -586,6 +634,27 @@ export class Linearizer {
   }
 
   /**
+   * Memory of the sessions made at their first use, after the bottom Jacobian (the flips' bottom
+   * engine and the whole model; the split's measured memory does not hold them): each session
+   * SESSION_BYTES_PER_WEIGHT times its weights, the flips' runs (their chunk of directions through
+   * the bottom, as flipStatistics sizes it, and their tangents), and the serialized model while a
+   * session is made (the larger one's weights).
+   */
+  deferredSessionsBytes(): number {
+    const { modelWeights, bottomWeights, flipOutputs } = this.parts.deferred;
+    let bytes = SESSION_BYTES_PER_WEIGHT * modelWeights;
+    let transient = modelWeights;
+    if (this.parts.bottomFlipsEngine) {
+      const bottom = this.parts.bottom;
+      const outputs = bottom.outputSize + flipOutputs;
+      const chunk = Math.max(1, Math.min(FLIP_DIRECTIONS + 1, Math.floor(CHUNK_BYTES / (4 * Math.max(outputs, this.n)))));
+      bytes += SESSION_BYTES_PER_WEIGHT * bottomWeights + chunk * (bottom.directionBytes + 4 * outputs);
+      transient = Math.max(transient, bottomWeights);
+    }
+    return bytes + transient;
+  }
+
+  /**
    * Whether linearize(..., { gram: true }) forms the Gram form S = (A F)(A F)^T (p x p) instead of
    * A F (p x r): for isotropic and diagonal noise (F's columns are scaled axes), a plain Relu split
    * with no tensor skipping the cut, a bottom built in reverse mode (its p rows fewer than the r
@@ -620,10 +689,23 @@ export class Linearizer {
     return { passes: bottom + top, text: `${bottomText}, ${top} ${topRev ? 'reverse passes' : 'columns'} for B` };
   }
 
-  /** Rows per block of the Gram form (gramChunk with this bottom's engine chunks); after gramPlanned. */
-  async gramRows(): Promise<number> {
+  /** Rows per block of the Gram form under `strategy` (gramChunk with this bottom's per-row bytes); after gramPlanned. */
+  async gramRows(strategy: GramStrategy): Promise<number> {
     const bottom = this.parts.bottom;
-    return gramChunk(this.n, await bottom.reverseChunk(), bottom.defaultChunk, this.p);
+    const rowBytes = (await bottom.reverseRowBytes()) ?? bottom.directionBytes;
+    return gramChunk(this.n, this.p, rowBytes, strategy === 'forward' ? bottom.directionBytes : undefined);
+  }
+
+  /**
+   * What one block of the Gram form holds in onnxruntime under `strategy`: its rows times the
+   * adjoint's bytes per row (each session's arena keeps its largest run), and for 'forward' the
+   * same rows through the tangent model too.
+   */
+  async gramBlockBytes(strategy: GramStrategy): Promise<number> {
+    const bottom = this.parts.bottom;
+    const m = await this.gramRows(strategy);
+    const rowBytes = (await bottom.reverseRowBytes()) ?? bottom.directionBytes;
+    return m * (rowBytes + (strategy === 'forward' ? bottom.directionBytes : 0));
   }
 
   /**
@@ -654,7 +736,7 @@ export class Linearizer {
     const scale = new Float32Array(n); // sd (gemm) or sd^2 (forward) on the support, 0 elsewhere
     for (let k = 0; k < factor.r; k++) scale[factor.support[k]] = strategy === 'gemm' ? factor.sd[k] : factor.sd[k] * factor.sd[k];
     const S = new Float64Array(p * p);
-    const chunk = await this.gramRows();
+    const chunk = await this.gramRows(strategy);
     const rows = Int32Array.from({ length: p }, (_, i) => i);
     const kept = strategy === 'gemm' ? new Float32Array(p * n) : undefined;
     let logged = 0;
@@ -814,8 +896,8 @@ export class Linearizer {
     mask: Float64Array,
     skipSize: number,
   ): Promise<{ bottomStats: Stats[]; topStats: Stats[] }> {
-    const engine = this.parts.bottomFlipsEngine;
-    if (!engine) return { bottomStats: [], topStats: [] };
+    if (!this.parts.bottomFlipsEngine) return { bottomStats: [], topStats: [] };
+    const engine = await this.parts.bottomFlipsEngine.get();
     const p = this.p;
     const r = factor.r;
     let s = r;
@@ -895,20 +977,35 @@ export class Linearizer {
 
   async release(): Promise<void> {
     await this.parts.bottom.release();
-    await this.parts.bottomFlipsEngine?.release();
+    await (await this.parts.bottomFlipsEngine?.made())?.release();
     await this.parts.topB.release();
     await this.parts.topFlips?.release();
-    await this.parts.forward.release();
+    await (await this.parts.forward.made())?.release();
   }
 }
 
 /**
- * Rows per block of the Gram form (gramByReverse): within the reverse engine's chunk and the
- * forward engine's chunk (each sized from its 256 MiB budget), and [m, n] float32 within the
- * linearizer's chunk of CHUNK_BYTES (src/resources.ts counts the same block).
+ * Rows per block of the Gram form (gramByReverse) where memory allows. Each block re-runs the
+ * bottom's primal part once (the adjoint model takes the point, not its activations), so one or two
+ * rows a block waste much of a run; large blocks fall out of the caches. Measured on this project's
+ * 2-core machine, CPU s per reverse row of the fc7 bottom (docs/BENCHMARKS.md): VGG-11 0.28 (1 row a
+ * block), 0.20 (2), 0.16 (4), 0.17 (8), 0.24 (16); AlexNet 0.021 (4), 0.019 (8), 0.020 (16), 0.028
+ * (32), 0.035 (64).
  */
-export function gramChunk(n: number, reverseChunk: number, forwardChunk: number, p: number): number {
-  return Math.max(1, Math.min(p, reverseChunk, forwardChunk, Math.floor(CHUNK_BYTES / (4 * n))));
+export const GRAM_BLOCK_ROWS = 8;
+
+/** Most bytes one Gram block may hold in each onnxruntime session (rows times the engine's bytes per row). */
+export const GRAM_BLOCK_BYTES = 512 * 1024 * 1024;
+
+/**
+ * Rows per block of the Gram form: GRAM_BLOCK_ROWS, within GRAM_BLOCK_BYTES of the adjoint's working
+ * set (rowBytes a row) and, for the 'forward' strategy, of the tangent model's (forwardBytes a
+ * direction), and [m, n] float32 within the linearizer's chunk of CHUNK_BYTES (src/resources.ts
+ * counts the same block). VGG-11's fc7: 4 rows (133 MB a row); AlexNet's: 8.
+ */
+export function gramChunk(n: number, p: number, rowBytes: number, forwardBytes?: number): number {
+  const within = (bytes: number | undefined) => (bytes && bytes > 0 ? Math.floor(GRAM_BLOCK_BYTES / bytes) : GRAM_BLOCK_ROWS);
+  return Math.max(1, Math.min(p, GRAM_BLOCK_ROWS, within(rowBytes), within(forwardBytes), Math.floor(CHUNK_BYTES / (4 * n))));
 }
 
 /** Most noise directions the flip statistics sum over exactly; more are sketched with this many. */

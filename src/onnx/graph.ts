@@ -316,6 +316,11 @@ function encodeTensorValue(t: TensorValue): TensorProto {
   if (dt === DataType.INT8) {
     return { name: t.name, dataType: dt, dims: t.dims, rawData: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).slice() };
   }
+  if (dt === DataType.FLOAT && t.data instanceof Float32Array && t.data.length === t.dims.reduce((a, b) => a * b, 1)) {
+    // a view, not a copy: toBytes encodes at once, and a copy of every weight (0.5 GB for VGG-11)
+    // would only be garbage afterwards (makeTensor's Float32Array.from has the same byte order)
+    return { name: t.name, dataType: dt, dims: t.dims, rawData: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) };
+  }
   return makeTensor(t.name, dt, t.dims, t.data as ArrayLike<number>);
 }
 

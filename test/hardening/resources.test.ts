@@ -114,6 +114,37 @@ describe('the memory estimate', () => {
     expect(relu0.parts[0].bytes).toBeGreaterThanOrEqual(relu0.parts[1].bytes);
   });
 
+  it("the Gram form: A's kept rows or the sessions made after them, whichever is larger, and the block's real working set", () => {
+    // VGG-11 at fc7 with noise on the whole image (docs/BENCHMARKS.md): p = 4096, n = 150,528
+    const vgg = (gramRows: number | undefined, deferred: number) =>
+      estimateAnalyzeMemory({
+        n: 150528,
+        p: 4096,
+        d: 1000,
+        r: 150528,
+        gram: true,
+        gramChunk: 4,
+        gramBlockBytes: 4 * 132.8e6,
+        topChunk: 4096,
+        gramRows,
+        sessionsBytes: 2e9,
+        deferredSessionsBytes: deferred,
+      });
+    const part = (e: ReturnType<typeof estimateAnalyzeMemory>, re: RegExp) => e.parts.find((x) => re.test(x.what))?.bytes;
+    const kept = 4096 * 150528 * 4 + 2 * 111 * 150528 * 12 + 111 ** 2 * 8;
+    const gemm = vgg(111, 2.2e9);
+    expect(part(gemm, /^A's rows/)).toBe(kept);
+    expect(part(gemm, /made at their first use/)).toBeUndefined();
+    expect(part(gemm, /^reverse \(and forward\) passes of the Gram form/)).toBe(4 * (8 * 150528 + 12 * 4096) + 4 * 132.8e6);
+    // the forward strategy keeps no rows: the deferred sessions count in full
+    const forward = vgg(undefined, 2.2e9);
+    expect(part(forward, /^A's rows/)).toBeUndefined();
+    expect(part(forward, /made at their first use/)).toBe(2.2e9);
+    // deferred sessions larger than the kept rows replace them
+    expect(part(vgg(111, 4e9), /made at their first use/)).toBe(4e9);
+    expect(vgg(111, 4e9).total - gemm.total).toBeCloseTo(4e9 - kept, -3);
+  });
+
   it('counts Monte Carlo batches and a full covariance eigendecomposition', () => {
     const base = lenet(500, 784).total;
     expect(estimateAnalyzeMemory({ n: 784, p: 500, d: 10, r: 784, modelBytes: 1.7e6, mc: 75000 }).total).toBeGreaterThan(base);

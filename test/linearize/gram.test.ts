@@ -10,7 +10,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { gramMoments } from '../../src/linearize/bankMoments.js';
-import { Linearizer, gramStrategy } from '../../src/linearize/linearizer.js';
+import { GRAM_BLOCK_ROWS, Linearizer, gramChunk, gramStrategy } from '../../src/linearize/linearizer.js';
 import { surrogateMoments } from '../../src/moments/surrogate.js';
 import { jsLinearAlgebra } from '../../src/moments/linalg.js';
 import type { NoiseFactor } from '../../src/noise.js';
@@ -19,6 +19,20 @@ import { maxAbs, maxAbsDiff, rng } from '../tangent/helpers.js';
 import { digit } from './nets.js';
 
 const LENET = new URL('../../fixtures/lenet.onnx', import.meta.url).pathname;
+
+describe('rows per block of the Gram form', () => {
+  it('GRAM_BLOCK_ROWS where the working set allows, fewer within 512 MiB a session, never more than p', () => {
+    // VGG-11's fc7 bottom: 133 MB a reverse row -> 4 rows; AlexNet's: 9.9 MB -> GRAM_BLOCK_ROWS (8)
+    expect(gramChunk(150528, 4096, 132.8e6)).toBe(4);
+    expect(gramChunk(150528, 4096, 9.9e6)).toBe(GRAM_BLOCK_ROWS);
+    // the forward strategy also pushes the block through the tangent model: its bytes a direction count too
+    expect(gramChunk(150528, 4096, 9.9e6, 200e6)).toBe(2);
+    expect(gramChunk(150528, 4096, 600e6)).toBe(1);
+    expect(gramChunk(784, 5, 1e3)).toBe(5);
+    // [m, n] float32 within the linearizer's chunk of 96 MiB
+    expect(gramChunk(16e6, 4096, 1e3)).toBe(1);
+  });
+});
 
 describe('two-stage linearization in its Gram form', () => {
   it('S and the moments equal those of A F (LeNet, ReLU 2)', async () => {
