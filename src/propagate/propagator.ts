@@ -18,14 +18,13 @@
  * segment's outgoing factor, the first MaxPool's window Gram matrices) is kept from one call to
  * the next while the noise stays the same.
  */
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { NetmomentsError } from '../errors.js';
 import { attrInt, Graph, type GraphNode } from '../onnx/graph.js';
 import type { LoadedModel } from '../onnx/load.js';
 import { DataType } from '../onnx/proto.js';
 import { probeShapes } from '../linearize/shapes.js';
 import { Rng } from '../moments/montecarlo.js';
+import { collectGarbage } from '../util/gc.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import type { Provider } from '../runtime/session.js';
 import {
@@ -238,25 +237,6 @@ export const REVERSE_TOP_OUTPUTS = 16;
 
 /** Bytes of factors dropped in one step above which the propagation asks V8 for a collection. */
 const COLLECT_BYTES = 256 * 2 ** 20;
-
-/**
- * V8's full collection (the --expose-gc function, switched on and fetched at the first call, so that
- * importing the library changes no V8 flag), or nothing where it cannot be had.
- */
-let fullCollection: (() => void) | undefined;
-function collectGarbage(): void {
-  if (!fullCollection) {
-    fullCollection = () => {};
-    try {
-      v8.setFlagsFromString('--expose-gc');
-      const gc = vm.runInNewContext('gc') as unknown;
-      if (typeof gc === 'function') fullCollection = gc as () => void;
-    } catch {
-      // no gc: memory is collected when V8 decides
-    }
-  }
-  fullCollection();
-}
 
 /** Seed of the residual rows' signs (fixed: the same input gives the same moments). */
 const RESIDUAL_SEED = 0x5eed_0013;

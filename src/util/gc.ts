@@ -3,8 +3,8 @@
  * (the Gram form's kept rows of A before the next sessions are made): V8 collects typed arrays when
  * it decides, which can be after the next large allocation. The --expose-gc function is switched on
  * and fetched at the first call, so that importing the library changes no V8 flag; where it cannot
- * be had, nothing happens (memory is collected when V8 decides). The same as src/propagate/propagator.ts
- * does for its factors.
+ * be had, nothing happens (memory is collected when V8 decides). src/propagate/propagator.ts uses it
+ * for its factors (at its own threshold, COLLECT_BYTES).
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
