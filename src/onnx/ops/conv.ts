@@ -24,43 +24,10 @@ function kernelOf(c: AdjointContext): number[] {
 }
 
 /**
- * The adjoint of a stride-1, undilated, ungrouped Conv with constant float32 weights W [M, C, k...]
- * and pads p (begin) and q (end) per axis no larger than k - 1, as a Conv itself: y_o = sum_i
- * x_{o+i-p} w_i gives x'_j = sum_o y'_o w_{j-o+p} = sum_i y'_{j+i-(k-1-p)} w_{k-1-i}, the
- * correlation of y' with the flipped kernel, pads k-1-p (begin) and k-1-q (end), the weights'
- * channel axes swapped: W' [C, M, k...], W'[c, m, s] = W[m, c, S-1-s] (s the flattened spatial
- * index, S its count: reversing every spatial axis reverses s). onnxruntime runs a Conv on its
- * thread pool and a ConvTranspose on one thread (VGG-11's reverse rows ran at one core), so this is
- * the form used where it applies; undefined where it does not.
- */
-function convAdjointAsConv(c: AdjointContext, u: string, kernel: number[], g: ReturnType<typeof windowGeometry>): string | undefined {
-  const W = c.b.constantValue(c.x(1));
-  if (!W || !(W.data instanceof Float32Array) || W.dims.length !== kernel.length + 2) return undefined;
-  if (attrInt(c.node, 'group', 1) !== 1 || g.strides.some((v) => v !== 1) || g.dilations.some((v) => v !== 1)) return undefined;
-  const r = kernel.length;
-  const pads = [...kernel.map((k, a) => k - 1 - g.pads[a]), ...kernel.map((k, a) => k - 1 - g.pads[a + r])];
-  if (pads.some((v) => v < 0)) return undefined;
-  const [M, C] = W.dims;
-  const S = kernel.reduce((a, k) => a * k, 1);
-  if (W.data.length !== M * C * S) return undefined;
-  const src = W.data;
-  const dst = new Float32Array(src.length);
-  for (let m = 0; m < M; m++)
-    for (let ch = 0; ch < C; ch++) {
-      const from = (m * C + ch) * S;
-      const to = (ch * M + m) * S + S - 1;
-      for (let s = 0; s < S; s++) dst[to - s] = src[from + s];
-    }
-  const name = c.b.fresh(`${c.x(1)}__adjoint_conv`);
-  c.b.initializers.set(name, { name, dataType: W.dataType, dims: [C, M, ...kernel], data: dst });
-  return c.b.op('Conv', [u, name], { kernel_shape: kernel, pads, strides: new Array<number>(r).fill(1), dilations: new Array<number>(r).fill(1), group: 1 });
-}
-
-/**
  * Conv's adjoint in its data input: u -> ConvTranspose(u, W) with the same weights (Conv's
  * [M, C/g, k...] is ConvTranspose's [C_in, C_out/g, k...] layout), groups, strides, dilations and
  * pads, and the output_padding that gives back the input's spatial size (rows the strided
- * windows never reach get 0); as a Conv with flipped weights where that applies (convAdjointAsConv).
+ * windows never reach get 0).
  */
 const convAdjoint: AdjointRule = (c) => {
   onlyDataVaries(c);
@@ -69,8 +36,6 @@ const convAdjoint: AdjointRule = (c) => {
   if (!u) return none;
   const kernel = kernelOf(c);
   const g = windowGeometry(c, c.x(0), kernel);
-  const asConv = convAdjointAsConv(c, u, kernel, g);
-  if (asConv) return [asConv, ...none.slice(1)];
   const attrs = {
     group: attrInt(c.node, 'group', 1),
     kernel_shape: kernel,
