@@ -19,6 +19,7 @@
  * the next while the noise stays the same.
  */
 import { NetmomentsError } from '../errors.js';
+import { MissingAdjointRuleError } from '../onnx/tangent/types.js';
 import { attrInt, Graph, type GraphNode } from '../onnx/graph.js';
 import type { LoadedModel } from '../onnx/load.js';
 import { DataType } from '../onnx/proto.js';
@@ -81,7 +82,8 @@ export interface PropagatorOptions {
    * the statistically linearized net by reverse passes (./adjoint.ts; all output units when there
    * are at most REVERSE_ALL_OUTPUTS, else the REVERSE_TOP_OUTPUTS of largest mean, whose variances
    * then rescale the factor's covariance); 'factor', the Gram matrix of the output's factor rows
-   * plus its residual. 'reverse' needs residual rows (residualRows > 0).
+   * plus its residual. 'reverse' needs residual rows (residualRows > 0); where a segment holds an
+   * op without an adjoint rule (Gather, Tile) the factor's covariance is used (reverseUnits 0).
    */
   outputCovariance?: 'reverse' | 'factor';
   threads?: number;
@@ -401,6 +403,8 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
   // into its residual, which the exact input term counts again)
   const reverse = (options.outputCovariance ?? 'reverse') === 'reverse' && residualRows > 0;
   const inputReadByAffineOnly = steps.every((s) => s.kind === 'affine' || s.input !== input);
+  // set when a segment has no adjoint (an op without an adjoint rule): the factor's covariance then
+  let reverseUnavailable: string | undefined;
   return {
     input,
     output,
@@ -426,7 +430,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
       const retained = new Set<Float32Array>([start.moments.F]);
       let segmentSeconds = 0;
       let ruleSeconds = 0;
-      const tape: ReverseStep[] | undefined = reverse && (!start.sketched || inputReadByAffineOnly) ? [] : undefined;
+      const tape: ReverseStep[] | undefined = reverse && !reverseUnavailable && (!start.sketched || inputReadByAffineOnly) ? [] : undefined;
       // one step in its own function: its locals (the inputs, their copies with residual rows, the
       // outputs) die when it returns, where a local of this loop would stay alive until the same
       // variable is assigned again at the next step of its kind (V8 keeps a suspended async
@@ -494,7 +498,14 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
       if (tape) {
         const t0 = performance.now();
         const units = reverseUnitsOf(y.m);
-        exact = { units, covariance: await reverseOutputCovariance(tape, input, n, output, d, units, noise) };
+        try {
+          exact = { units, covariance: await reverseOutputCovariance(tape, input, n, output, d, units, noise) };
+        } catch (e) {
+          // a segment op without an adjoint rule (Gather, Tile, ...): the factor's covariance, from now on
+          if (!(e instanceof MissingAdjointRuleError)) throw e;
+          reverseUnavailable = e.message;
+          if (trace) process.stderr.write(`propagate reverse pass unavailable (${e.message}): output covariance from the factor\n`);
+        }
         tape.length = 0;
         reverseSeconds = (performance.now() - t0) / 1000;
         if (trace) process.stderr.write(`propagate reverse pass: ${reverseSeconds.toFixed(2)} s, ${units.length} output rows\n`);

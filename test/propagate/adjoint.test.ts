@@ -8,7 +8,8 @@
  *    grow, and on LeNet it stays within the Monte Carlo bounds of the engine's other tests.
  */
 import { describe, expect, it } from 'vitest';
-import { loadModel } from '../../src/onnx/load.js';
+import { loadModel, loadModelBytes } from '../../src/onnx/load.js';
+import { buildGraph, intInit, makeNode, randomInit, rng } from '../tangent/helpers.js';
 import { attrInt, graphConstant } from '../../src/onnx/graph.js';
 import { createPropagator } from '../../src/propagate/index.js';
 import { pullBack } from '../../src/propagate/adjoint.js';
@@ -185,4 +186,35 @@ describe("residual net (Conv, Relu, residual Add): the factor's covariance tends
     expect(many).toBeLessThan(0.02);
     expect(many).toBeLessThan(few);
   }, 60_000);
+});
+
+describe('a segment with an op that has no adjoint rule (Gather)', () => {
+  it('falls back to the factor covariance, says so, and gives the same numbers as asking for it', async () => {
+    const r = rng(5);
+    const g = buildGraph({
+      inputs: [['x', ['N', 6]]],
+      outputs: ['y'],
+      nodes: [
+        makeNode('Gemm', ['x', 'w1', 'b1'], ['h'], { attributes: { transB: 1 } }),
+        makeNode('Relu', ['h'], ['a']),
+        makeNode('Gather', ['a', 'idx'], ['s'], { attributes: { axis: 1 } }),
+        makeNode('Gemm', ['s', 'w2'], ['y'], { attributes: { transB: 1 } }),
+      ],
+      initializers: [randomInit(r, 'w1', [8, 6]), randomInit(r, 'b1', [8]), intInit('idx', [0, 2, 4, 6]), randomInit(r, 'w2', [3, 4])],
+    });
+    const model = loadModelBytes(g.toBytes(), 'gather.onnx');
+    const mu = new Float64Array(6).map((_, i) => 0.3 * i - 0.7);
+    const noise = { kind: 'isotropic' as const, sigma: 0.6 };
+    const run = async (opts: object) => {
+      const prop = await createPropagator(model, opts);
+      const p = await prop.moments(mu, noise);
+      await prop.release();
+      return p;
+    };
+    const fallback = await run({});
+    const factor = await run({ outputCovariance: 'factor' });
+    expect(fallback.reverseUnits).toBe(0);
+    expect(Array.from(fallback.covariance)).toEqual(Array.from(factor.covariance));
+    expect(fallback.variance.every((v) => v > 0)).toBe(true);
+  });
 });
