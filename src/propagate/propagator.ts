@@ -501,8 +501,9 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         try {
           exact = { units, covariance: await reverseOutputCovariance(tape, input, n, output, d, units, noise) };
         } catch (e) {
-          // a segment op without an adjoint rule (Gather, Tile, ...): the factor's covariance, from now on
-          if (!(e instanceof MissingAdjointRuleError)) throw e;
+          // a segment op without an adjoint rule (Gather, Tile, ...), or an adjoint model onnxruntime
+          // cannot load: the factor's covariance, from now on (running out of memory is still an error)
+          if (!(e instanceof MissingAdjointRuleError) && !(e instanceof NetmomentsError && e.code !== 'RESOURCE')) throw e;
           reverseUnavailable = e.message;
           if (trace) process.stderr.write(`propagate reverse pass unavailable (${e.message}): output covariance from the factor\n`);
         }
