@@ -50,7 +50,7 @@
  */
 import { attrInts } from '../onnx/graph.js';
 import type { PropagationLayout } from './propagator.js';
-import { ARENA_SEGMENT_BYTES, keepsArena } from './segment.js';
+import { keepsArena, segmentUnits } from './segment.js';
 
 export interface PropagationMemoryOptions {
   /** Factor columns carried (the rank). */
@@ -170,11 +170,7 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
         state.set(t, { rows: rowsOut, residual: false, room: false });
       }
       // a small segment's session keeps its arena, at the run's peak, for the whole call
-      const segmentUnits = [...new Set(s.nodes.flatMap((nd) => [...nd.inputs, ...nd.outputs]).filter((t) => t && variable.has(t)))].reduce(
-        (a, t) => a + size(t),
-        0,
-      );
-      if (keepsArena(k, segmentUnits, rows0, Math.max(K, R), ARENA_SEGMENT_BYTES)) {
+      if (keepsArena(k, segmentUnits(s.nodes, variable, size), rows0, Math.max(K, R))) {
         arrays.set(`arena:${k}`, working * rowsOut * F32);
         kept.add(`arena:${k}`);
       }
@@ -236,13 +232,7 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
     // returns, widened again); ResNet-18, 16 rows: the reverse pass and its sessions added 0.25 GiB
     // to the resident memory the forward pass left (below the forward pass's own peak)
     let widest = 0;
-    for (const st of layout.steps) {
-      const ts = st.kind === 'affine' ? st.nodes.flatMap((nd) => [...nd.inputs, ...nd.outputs]).filter((t) => t && variable.has(t)) : [st.input, st.output];
-      widest = Math.max(
-        widest,
-        [...new Set(ts)].reduce((a, t) => a + size(t), 0),
-      );
-    }
+    for (const st of layout.steps) widest = Math.max(widest, st.kind === 'affine' ? segmentUnits(st.nodes, variable, size) : size(st.input) + size(st.output));
     const top = held() + u * widest * 20 + 2 * u * u * F64;
     perStep.push({ label: 'reverse pass', bytes: top });
     if (top > peak) {

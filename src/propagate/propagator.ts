@@ -46,7 +46,7 @@ import {
   type TensorMoments,
   type UnitMoments,
 } from './rules/index.js';
-import { ARENA_SEGMENT_BYTES, AffineSegment, keepsArena } from './segment.js';
+import { AffineSegment, keepsArena, segmentUnits } from './segment.js';
 import { reverseOutputCovariance, type ReverseStep } from './adjoint.js';
 
 export type { InputNoise } from './rules/index.js';
@@ -350,13 +350,11 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
   try {
     for (const p of layout.steps) {
       if (p.kind === 'affine') {
-        const tensors = new Set([...p.nodes.flatMap((nd) => [...nd.inputs, ...nd.outputs])].filter((t) => t && variable.has(t)));
-        const units = [...tensors].reduce((a, t) => a + size(t), 0);
         const rows0 = probes + Math.min(options.rank ?? Infinity, size(input));
         const segment = await AffineSegment.create(graph, p.nodes, variable, shapes, sampleShape, (t) => t === output || (lastUse.get(t) ?? -1) > p.end - 1, {
           threads: options.threads,
           provider: options.provider,
-          memoryArena: keepsArena(steps.length, units, rows0, Math.max(hermiteColumns, residualRows), ARENA_SEGMENT_BYTES),
+          memoryArena: keepsArena(steps.length, segmentUnits(p.nodes, variable, size), rows0, Math.max(hermiteColumns, residualRows)),
         });
         engines.push(segment);
         steps.push({ kind: 'affine', label: segment.label, segment });

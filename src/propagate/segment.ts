@@ -28,13 +28,21 @@ const rName = (t: string) => `${t}::netmoments_r`;
  */
 export const ARENA_SEGMENT_BYTES = 64 * 2 ** 20;
 
+/** Units of the noisy (variable) tensors a run of nodes reads or makes, each counted once (`size`: units of a tensor). */
+export function segmentUnits(nodes: readonly GraphNode[], variable: ReadonlySet<string>, size: (t: string) => number): number {
+  const tensors = new Set(nodes.flatMap((nd) => [...nd.inputs, ...nd.outputs]).filter((t) => t && variable.has(t)));
+  return [...tensors].reduce((a, t) => a + size(t), 0);
+}
+
 /**
- * Whether the engine keeps onnxruntime's memory arena for the segment of step `k` (propagator.ts): its variable tensors (`units`, summed) at an upper bound on the factor's
- * rows there (the probes, the noise's columns, and K or R more rows for each step before it) fit in
- * `limit` bytes of float32. The arena then keeps the run's peak for the session's life.
+ * Whether the engine keeps onnxruntime's memory arena for the segment of step `k` (propagator.ts):
+ * its variable tensors (`units`, segmentUnits) at an upper bound on the factor's rows there (`rows0`
+ * at the input: the probes and the noise's columns, and `perStep`, K or R, more for each step
+ * before it) fit in ARENA_SEGMENT_BYTES of float32. The arena then keeps the run's peak for the
+ * session's life.
  */
-export function keepsArena(k: number, units: number, rows0: number, perStep: number, limit: number): boolean {
-  return 4 * (rows0 + k * perStep) * units <= limit;
+export function keepsArena(k: number, units: number, rows0: number, perStep: number): boolean {
+  return 4 * (rows0 + k * perStep) * units <= ARENA_SEGMENT_BYTES;
 }
 
 export interface SegmentOptions {
