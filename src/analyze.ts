@@ -20,6 +20,7 @@ import { createRequire } from 'node:module';
 import { NetmomentsError } from './errors.js';
 import {
   Linearizer,
+  defaultGramWorkers,
   gramStrategy,
   gramTile,
   type GramStrategy,
@@ -189,7 +190,7 @@ interface InputMoments {
 export class Analyzer {
   private constructor(
     private readonly engine:
-      | { method: 'two-stage'; linearizer: Linearizer; gram: boolean; strategy?: GramStrategy }
+      | { method: 'two-stage'; linearizer: Linearizer; gram: boolean; strategy?: GramStrategy; workers: number }
       | { method: 'propagate'; propagate: PropagateEngine; noise: InputNoise },
     /** The engine and why it was chosen (src/method.ts). */
     readonly decision: MethodDecision,
@@ -260,13 +261,15 @@ export class Analyzer {
       collectGarbageAfter(model.bytes.length);
       const sessionsBytes = Math.max(0, process.memoryUsage.rss() - rss0);
       const deferredSessionsBytes = linearizer.deferredSessionsBytes();
-      const estimateFor = async (strategy: GramStrategy | undefined) =>
+      const estimateFor = async (strategy: GramStrategy | undefined, workers: number) =>
         estimateAnalyzeMemory({
           ...linearizerSizes(linearizer),
           gram,
           gramChunk: strategy ? await linearizer.gramRows(strategy) : undefined,
           gramBlockBytes: strategy ? await linearizer.gramBlockBytes(strategy) : undefined,
           gramRows: strategy === 'gemm' ? gramTile(linearizer.n, linearizer.p) : undefined,
+          gramWorkers: workers,
+          gramWorkerBytes: strategy && workers > 0 ? await linearizer.gramWorkerBytes(strategy) : undefined,
           r: noise.support.length,
           modelBytes: model.bytes.length,
           sessionsBytes,
@@ -278,18 +281,23 @@ export class Analyzer {
           paper: options.variance !== 'exact' && options.variance !== 'none',
           variance: options.variance !== 'none',
         });
-      // the Gram form keeps A's rows for a GEMM where they fit the limit, else pushes them forward again
+      // the Gram form keeps A's rows for a GEMM where they fit the limit, else pushes them forward
+      // again; worker threads run its reverse passes where they fit too (fewer before 'forward')
       if (gram) strategy = gramStrategy(linearizer.p, linearizer.n, options.linalg);
-      let estimate = await estimateFor(strategy);
+      let workers = gram ? (options.workers ?? defaultGramWorkers()) : 0;
+      let estimate = await estimateFor(strategy, workers);
+      while (workers > 0 && estimate.total > limit.bytes && options.workers === undefined) estimate = await estimateFor(strategy, --workers);
       if (strategy === 'gemm' && estimate.total > limit.bytes) {
         strategy = 'forward';
-        estimate = await estimateFor(strategy);
+        workers = gram ? (options.workers ?? defaultGramWorkers()) : 0;
+        estimate = await estimateFor(strategy, workers);
+        while (workers > 0 && estimate.total > limit.bytes && options.workers === undefined) estimate = await estimateFor(strategy, --workers);
       }
       stage('memory estimate')(
         `${formatBytes(estimate.total)} on top of the memory in use at the start (${estimate.parts.map((x) => `${x.what} ${formatBytes(x.bytes)}`).join(', ')})`,
       );
       checkMemory(estimate, limit, model.file);
-      return new Analyzer({ method: 'two-stage', linearizer, gram, strategy }, decision, model, options, noise, factor);
+      return new Analyzer({ method: 'two-stage', linearizer, gram, strategy, workers }, decision, model, options, noise, factor);
     } catch (e) {
       try {
         if (e instanceof NetmomentsError && e.code === 'RESOURCE')
@@ -431,7 +439,12 @@ export class Analyzer {
       const delta = new Float64Array(n);
       for (let i = 0; i < n; i++) delta[i] = mu[i] - xb[i];
       const doneLin = stage('linearization');
-      lin = await this.engine.linearizer.linearize(xb, this.factor, delta, { gram: this.engine.gram, linalg: o.linalg, gramStrategy: this.engine.strategy });
+      lin = await this.engine.linearizer.linearize(xb, this.factor, delta, {
+        gram: this.engine.gram,
+        linalg: o.linalg,
+        gramStrategy: this.engine.strategy,
+        gramWorkers: this.engine.workers,
+      });
       doneLin();
       const doneMoments = stage('moments of the surrogate');
       const nm = lin.S

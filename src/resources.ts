@@ -116,6 +116,13 @@ export interface RunSizes {
    * rows (src/linearize/linearizer.ts gramStrategy 'gemm', gramTile); absent: the 'forward' strategy.
    */
   gramRows?: number;
+  /**
+   * Worker threads that run the Gram form's reverse passes beside the main thread (src/linearize/
+   * linearizer.ts gramWorkers), and what each holds (gramWorkerBytes: a session of the bottom's
+   * adjoint, one block): they exist while the rows are made, released before the deferred sessions.
+   */
+  gramWorkers?: number;
+  gramWorkerBytes?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -158,8 +165,16 @@ export function estimateAnalyzeMemory(s: RunSizes): MemoryEstimate {
     // the kept rows, and per GEMM of two tiles their float64 copies (onnxruntime widens the operands)
     // and the product; collected before the deferred sessions are made, so the larger counts
     const kept = gram && s.gramRows ? p * n * 4 + 2 * s.gramRows * n * 12 + s.gramRows ** 2 * 8 : 0;
-    if (kept > 0 && kept >= deferred) add(`A's rows (${p} x ${n} float32) and the GEMM tiles of S`, kept, RELU);
-    else add(deferredText, deferred, 'a smaller model');
+    const workers = gram ? Math.max(0, s.gramWorkers ?? 0) : 0;
+    const workerBytes = workers * Math.max(0, s.gramWorkerBytes ?? 0);
+    if (kept + workerBytes > 0 && kept + workerBytes >= deferred) {
+      add(`A's rows (${p} x ${n} float32) and the GEMM tiles of S`, kept, RELU);
+      add(
+        `${workers} worker thread${workers > 1 ? 's' : ''} with a session of the bottom's adjoint each`,
+        workerBytes,
+        '--workers 0 (the reverse passes on one core)',
+      );
+    } else add(deferredText, deferred, 'a smaller model');
     add(`B (${d} x ${p})`, d * p * 8, RELU);
   } else add(deferredText, deferred, 'a smaller model');
   const K = s.topInputs ?? p;

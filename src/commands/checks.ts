@@ -10,6 +10,7 @@ import { checkSigma, parseWindow } from '../noise.js';
 /** The options read here (a part of common.ts's NoiseArgs, ModelRunArgs and SelectionArgs). */
 interface CheckedArgs {
   threads?: number;
+  workers?: number;
   sigma?: number;
   window?: string;
   'noise-var'?: string;
@@ -41,6 +42,7 @@ export function checkRunArgs(
   args: CheckedArgs & { count?: number; input?: string; data?: string; labels?: string; perturbation?: string },
 ): number | undefined {
   if (args.threads !== undefined) wholeNumber('threads', args.threads, 1);
+  if (args.workers !== undefined) wholeNumber('workers', args.workers, 0);
   checkNoiseArgs(args);
   for (const file of [args.input, args.data, args.labels, args.perturbation]) checkExists(file);
   return args.count === undefined ? undefined : wholeNumber('count', args.count, 1);

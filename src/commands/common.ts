@@ -31,6 +31,7 @@ export interface ModelRunArgs extends PreprocessArgs, InputFeedArgs {
   output?: string;
   jacobian?: 'auto' | 'forward' | 'reverse' | 'jvp' | 'fd';
   threads?: number;
+  workers?: number;
   provider?: 'cpu' | 'cuda';
   'max-memory'?: string;
   layout?: LayoutChoice;
@@ -69,6 +70,12 @@ export function modelRunOptions<T>(y: Argv<T>): Argv<T & ModelRunArgs> {
       group: 'Model:',
     })
     .option('threads', { type: 'number', describe: 'onnxruntime intra-op threads (default: onnxruntime decides)', group: 'Model:' })
+    .option('workers', {
+      type: 'number',
+      describe:
+        "Worker threads, each with its own onnxruntime session, for the reverse passes of two-stage on large inputs (e.g. VGG at fc7 with noise on the whole image): each holds the bottom part's weights once more. Default: one per core beyond the first, at most 3, fewer if the memory limit needs; 0: none",
+      group: 'Model:',
+    })
     .option('provider', { choices: ['cpu', 'cuda'] as const, default: 'cpu' as const, describe: 'onnxruntime execution provider', group: 'Model:' })
     .option('max-memory', {
       type: 'string',

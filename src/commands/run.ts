@@ -23,6 +23,7 @@ interface ModelRunArgs {
   relu?: string;
   output?: string;
   threads?: number;
+  workers?: number;
   scale?: number;
   offset?: number;
   mean?: string;
@@ -82,7 +83,15 @@ export function selectInputs(
 
 /** Split point, output tensor, Jacobian engine, threads, provider and warnings: the session settings of every command that runs the model. */
 export function sessionOptions(args: ModelRunArgs & { jacobian?: JacobianMode; provider?: Provider }, warn: (m: string) => void) {
-  return { relu: args.relu, output: args.output, jacobian: args.jacobian, threads: args.threads, provider: args.provider, onWarning: warn };
+  return {
+    relu: args.relu,
+    output: args.output,
+    jacobian: args.jacobian,
+    threads: args.threads,
+    workers: args.workers,
+    provider: args.provider,
+    onWarning: warn,
+  };
 }
 
 /**

@@ -28,6 +28,7 @@ import { DataType } from '../onnx/proto.js';
 import { buildTangentModel, inputDims, type TangentModel } from '../onnx/tangent/build.js';
 import { MissingAdjointRuleError, MissingTangentRuleError } from '../onnx/tangent/types.js';
 import { buildAdjointModel, type AdjointModel } from '../onnx/tangent/reverse.js';
+import { SessionWorkers } from '../runtime/workers.js';
 import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
 import {
   defaultStep,
@@ -197,7 +198,7 @@ export class JacobianEngine {
   reverseFallback?: { opType: string; reason: string };
   /** Whether reverse mode has been used (for the description). */
   private reverseUsed = false;
-  private reverse?: Promise<{ model: AdjointModel; session: ModelSession; chunk: number; rowBytes: number } | undefined>;
+  private reverse?: Promise<{ model: AdjointModel; session: ModelSession; chunk: number; rowBytes: number; modelBytes: number } | undefined>;
   private graph?: Graph;
   private shapes?: ReadonlyMap<string, readonly number[]>;
   private engineOptions: JacobianEngineOptions = {};
@@ -382,7 +383,7 @@ export class JacobianEngine {
    * The adjoint session, created on first use; undefined when an op of the part has no adjoint rule
    * (then `reverseFallback` says which, and the forward path is used; in reverse mode with a warning).
    */
-  private reverseSession(): Promise<{ model: AdjointModel; session: ModelSession; chunk: number; rowBytes: number } | undefined> {
+  private reverseSession(): Promise<{ model: AdjointModel; session: ModelSession; chunk: number; rowBytes: number; modelBytes: number } | undefined> {
     this.reverse ??= (async () => {
       const graph = this.graph;
       if (!graph) return undefined;
@@ -394,7 +395,7 @@ export class JacobianEngine {
         const model: AdjointModel = { ...built, bytes: new Uint8Array(0) };
         const perRow = 8 * adjointElements(model, this.shapes, this.inputSize + this.outputSize);
         const chunk = Math.max(1, Math.floor((this.engineOptions.memoryBudgetBytes ?? DEFAULT_BUDGET) / perRow));
-        return { model, session, chunk, rowBytes: perRow };
+        return { model, session, chunk, rowBytes: perRow, modelBytes: built.bytes.length };
       } catch (e) {
         await session?.release();
         this.reverseFallback =
@@ -423,6 +424,11 @@ export class JacobianEngine {
     return (await this.reverseSession())?.rowBytes;
   }
 
+  /** Bytes of the serialized adjoint model (what each of reverseRows' worker threads loads); undefined without reverse mode. */
+  async reverseModelBytes(): Promise<number | undefined> {
+    return (await this.reverseSession())?.modelBytes;
+  }
+
   /** Cotangent rows per adjoint run when none is asked for (after reverseReady()). */
   async reverseChunk(): Promise<number> {
     return (await this.reverseSession())?.chunk ?? this.defaultChunk;
@@ -437,10 +443,16 @@ export class JacobianEngine {
     const rev = await this.reverseSession();
     if (!rev)
       throw new NetmomentsError(`reverse mode is unavailable: ${this.reverseFallback?.reason ?? 'not a tangent-model engine'}`, { code: 'UNSUPPORTED' });
+    this.reverseUsed = true;
+    const feeds = { ...(isFeeds(point) ? point : this.pointFeeds(point)), ...this.cotangentFeeds(rev.model, rows, k) };
+    return this.vjpResult(rev.model, await rev.session.run(feeds, this.vjpOutputNames(rev.model)), k);
+  }
+
+  /** The adjoint model's cotangent inputs for k rows U ([k, outputSize] float32). */
+  private cotangentFeeds(model: AdjointModel, rows: Float32Array, k: number): Record<string, HostTensor> {
     if (rows.length !== k * this.outputSize)
       throw new NetmomentsError(`${rows.length} cotangent values for ${k} rows of ${this.outputSize} elements`, { code: 'BAD_USAGE' });
-    this.reverseUsed = true;
-    const feeds = isFeeds(point) ? { ...point } : this.pointFeeds(point);
+    const feeds: Record<string, HostTensor> = {};
     for (const o of this.outputs) {
       let data: Float32Array;
       if (this.outputs.length === 1) data = rows.subarray(0, k * o.size);
@@ -448,49 +460,114 @@ export class JacobianEngine {
         data = new Float32Array(k * o.size);
         for (let d = 0; d < k; d++) data.set(rows.subarray(d * this.outputSize + o.offset, d * this.outputSize + o.offset + o.size), d * o.size);
       }
-      feeds[rev.model.cotangentInputs[o.name]] = { type: 'float32', data, dims: [k, ...o.dims] };
+      feeds[model.cotangentInputs[o.name]] = { type: 'float32', data, dims: [k, ...o.dims] };
     }
-    const names = [...this.outputs.map((o) => rev.model.primalOutputs[o.name]), ...this.inputs.map((s) => rev.model.cotangentOutputs[s.name])];
-    const out = await rev.session.run(feeds, names);
+    return feeds;
+  }
+
+  private vjpOutputNames(model: AdjointModel): string[] {
+    return [...this.outputs.map((o) => model.primalOutputs[o.name]), ...this.inputs.map((s) => model.cotangentOutputs[s.name])];
+  }
+
+  /** U J ([k, inputSize], over the varying inputs concatenated) and the output value from an adjoint run's outputs. */
+  private vjpResult(model: AdjointModel, out: Record<string, HostTensor>, k: number): { cotangents: Float32Array; outputValue: Float64Array } {
     const cotangents = new Float32Array(k * this.inputSize);
     for (const s of this.inputs) {
-      const t = out[rev.model.cotangentOutputs[s.name]];
+      const t = out[model.cotangentOutputs[s.name]];
       if (t.dims[0] !== k) throw new Error(`adjoint model: cotangent of '${s.name}' has batch ${t.dims[0]}, expected ${k}`);
       const data = toFloat32(t);
       if (this.inputs.length === 1) cotangents.set(data);
       else for (let d = 0; d < k; d++) cotangents.set(data.subarray(d * s.size, (d + 1) * s.size), d * this.inputSize + s.offset);
     }
     const outputValue = new Float64Array(this.outputSize);
-    for (const o of this.outputs) outputValue.set(toFloat32(out[rev.model.primalOutputs[o.name]]), o.offset);
+    for (const o of this.outputs) outputValue.set(toFloat32(out[model.primalOutputs[o.name]]), o.offset);
     return { cotangents, outputValue };
   }
 
   /**
    * Rows of J for the output elements `rows` (indices into the concatenated outputs), `chunk` at a
    * time by reverse mode: each block of m rows ([m, inputSize] float32, row i of the block is row
-   * rows[r0 + i] of J) goes to `visit`. Only one block exists at a time. Needs reverseReady().
+   * rows[r0 + i] of J) goes to `visit`, in order of r0. Needs reverseReady().
+   * With `workers` > 0, that many worker threads with their own adjoint sessions (src/runtime/workers.ts)
+   * run blocks beside the main thread's session: each lane holds one block at a time, and waits
+   * for its turn to visit, so at most workers + 1 blocks exist at once. The workers exist for this
+   * call only (each holds the part's weights once more); when they cannot be made, the rows are
+   * done on the main thread alone, with a warning.
    */
   async reverseRows(
     point: Point | Record<string, HostTensor>,
     rows: Int32Array,
     chunk: number,
     visit: (r0: number, m: number, block: Float32Array, outputValue: Float64Array) => void | Promise<void>,
+    options: { workers?: number } = {},
   ): Promise<void> {
     const feeds = isFeeds(point) ? point : this.pointFeeds(point);
     const step = Math.max(1, Math.min(rows.length, chunk));
-    const U = new Float32Array(step * this.outputSize);
-    for (let r0 = 0; r0 < rows.length; r0 += step) {
-      const m = Math.min(step, rows.length - r0);
-      U.fill(0);
+    const blocks = Math.ceil(rows.length / step);
+    const identity = (r0: number, m: number): Float32Array => {
+      const U = new Float32Array(m * this.outputSize);
       for (let i = 0; i < m; i++) {
         const row = rows[r0 + i];
         if (!(row >= 0 && row < this.outputSize))
           throw new NetmomentsError(`row ${row} is outside the ${this.outputSize} output elements`, { code: 'BAD_USAGE' });
         U[i * this.outputSize + row] = 1;
       }
-      const r = await this.vjp(feeds, m === step ? U : U.subarray(0, m * this.outputSize), m);
-      await visit(r0, m, r.cotangents, r.outputValue);
+      return U;
+    };
+    const workers = Math.max(0, Math.min(options.workers ?? 0, blocks - 1));
+    if (workers === 0 || !this.graph) {
+      for (let r0 = 0; r0 < rows.length; r0 += step) {
+        const m = Math.min(step, rows.length - r0);
+        const r = await this.vjp(feeds, identity(r0, m), m);
+        await visit(r0, m, r.cotangents, r.outputValue);
+      }
+      return;
     }
+    const rev = await this.reverseSession();
+    if (!rev)
+      throw new NetmomentsError(`reverse mode is unavailable: ${this.reverseFallback?.reason ?? 'not a tangent-model engine'}`, { code: 'UNSUPPORTED' });
+    this.reverseUsed = true;
+    const names = this.vjpOutputNames(rev.model);
+    const turns = new BlockTurns();
+    let claimed = 0;
+    const lane = async (run: (U: Float32Array, m: number) => Promise<Record<string, HostTensor>>) => {
+      try {
+        while (!turns.failed && claimed < blocks) {
+          const b = claimed++;
+          const r0 = b * step;
+          const m = Math.min(step, rows.length - r0);
+          const r = this.vjpResult(rev.model, await run(identity(r0, m), m), m);
+          await turns.wait(b);
+          if (turns.failed) return;
+          await visit(r0, m, r.cotangents, r.outputValue);
+          turns.advance();
+        }
+      } catch (e) {
+        turns.fail(e);
+      }
+    };
+    const graph = this.graph;
+    const made = (async () => {
+      const bytes = buildAdjointModel(graph, { varying: this.inputs.map((s) => s.name), outputs: this.outputs.map((o) => o.name), shapes: this.shapes }).bytes;
+      const pool = await SessionWorkers.create(bytes, workers, { provider: this.engineOptions.provider });
+      await pool.setConstants(feeds);
+      return pool;
+    })().catch((e: unknown) => {
+      this.engineOptions.onWarning?.(
+        `the reverse passes run on the main thread only: worker threads could not be made (${e instanceof Error ? e.message : String(e)})`,
+      );
+      return undefined;
+    });
+    const lanes = [lane((U, m) => rev.session.run({ ...feeds, ...this.cotangentFeeds(rev.model, U, m) }, names))];
+    for (let i = 0; i < workers; i++) {
+      lanes.push(made.then((pool) => (pool ? lane((U, m) => pool.run(i, this.cotangentFeeds(rev.model, U, m), names)) : undefined)));
+    }
+    try {
+      await Promise.all(lanes);
+    } finally {
+      await (await made)?.release();
+    }
+    if (turns.failed) throw turns.error;
   }
 
   /** The tangent model (jvp mode), e.g. for inspection; its `bytes` are empty (the session holds the model, no serialized copy is kept). */
@@ -811,4 +888,33 @@ function tangentElements(tm: TangentModel, shapes: ReadonlyMap<string, readonly 
     n += s ? s.slice(1).reduce((a, d) => a * d, 1) : fallback;
   }
   return Math.max(n, fallback);
+}
+
+/**
+ * Whose turn it is to visit a block in reverseRows' lanes: wait(b) resolves once blocks 0..b-1 are
+ * visited (advance() after each), or at once after fail().
+ */
+class BlockTurns {
+  private visited = 0;
+  private readonly waiting = new Map<number, () => void>();
+  failed = false;
+  error: unknown;
+
+  wait(b: number): Promise<void> {
+    if (this.failed || this.visited >= b) return Promise.resolve();
+    return new Promise<void>((resolve) => this.waiting.set(b, resolve));
+  }
+
+  advance(): void {
+    this.visited++;
+    this.waiting.get(this.visited)?.();
+    this.waiting.delete(this.visited);
+  }
+
+  fail(e: unknown): void {
+    if (!this.failed) this.error = e;
+    this.failed = true;
+    for (const resolve of this.waiting.values()) resolve();
+    this.waiting.clear();
+  }
 }

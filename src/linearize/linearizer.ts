@@ -17,6 +17,7 @@
  * r x n matrix. The linearization point's offset delta = mu - xb is one more direction. The result
  * is the surrogate of src/moments/surrogate.ts in its factored form.
  */
+import { availableParallelism } from 'node:os';
 import { NetmomentsError } from '../errors.js';
 import { makeBatchDynamicProbed } from '../onnx/batch.js';
 import type { Graph, GraphNode } from '../onnx/graph.js';
@@ -55,6 +56,12 @@ export interface LinearizerOptions {
   output?: string;
   jacobian?: JacobianMode;
   threads?: number;
+  /**
+   * Worker threads for the reverse passes of the Gram form (two-stage with noise on a large input),
+   * each with a session of the bottom's adjoint (default: defaultGramWorkers, as few as the memory
+   * limit needs; 0: the main thread only).
+   */
+  workers?: number;
   provider?: Provider;
   /** One-line warnings (finite-difference fallback, ...). */
   onWarning?: (message: string) => void;
@@ -152,7 +159,32 @@ export interface LinearizeOptions {
   gramStrategy?: GramStrategy;
   /** Rows per GEMM tile of the 'gemm' strategy (default gramTile; tests make it small to cover the tiling). */
   gramTileRows?: number;
+  /**
+   * Worker threads that run the Gram form's reverse passes beside the main thread, each with its own
+   * adjoint session (src/linearize/jacobian.ts reverseRows; default 0). Count their memory with
+   * gramWorkerBytes.
+   */
+  gramWorkers?: number;
 }
+
+/**
+ * Worker threads for the Gram form's reverse passes by default: one per core beyond the main
+ * thread's, at most GRAM_WORKERS_MAX (each holds the bottom's weights once more). The reverse
+ * passes of a large bottom run on one core (onnxruntime's ConvTranspose, the adjoint of Conv, does
+ * not use a second intra-op thread); VGG-11's fc7 Gram rows take 660 s of a 785 s run on one core.
+ */
+export function defaultGramWorkers(cores = availableParallelism()): number {
+  return Math.max(0, Math.min(GRAM_WORKERS_MAX, cores - 1));
+}
+
+/** Most worker threads defaultGramWorkers gives. */
+export const GRAM_WORKERS_MAX = 3;
+
+/** Resident bytes of a worker's session per byte of the serialized model (0.60 GiB for 515 MB measured: 1.25; rounded up). */
+export const WORKER_SESSION_BYTES_PER_BYTE = 1.3;
+
+/** A worker thread's own V8 heap and onnxruntime binding, without its session. */
+export const WORKER_THREAD_BYTES = 48 * 1024 * 1024;
 
 /**
  * Most bytes of A's rows (p x n float32) the Gram form keeps to form S by GEMM (gramStrategy): AlexNet's
@@ -709,6 +741,20 @@ export class Linearizer {
   }
 
   /**
+   * What each of the Gram form's worker threads holds (gramWorkers): a session of the bottom's
+   * adjoint model (WORKER_SESSION_BYTES_PER_BYTE of its serialized size: measured 0.60 GiB for
+   * VGG-11's 515 MB, no pre-packed weights), its arena for one block, the block's cotangent rows
+   * twice (in the worker and copied out) and the thread's own heap.
+   */
+  async gramWorkerBytes(strategy: GramStrategy): Promise<number> {
+    const bottom = this.parts.bottom;
+    const m = await this.gramRows(strategy);
+    const rowBytes = (await bottom.reverseRowBytes()) ?? bottom.directionBytes;
+    const modelBytes = (await bottom.reverseModelBytes()) ?? 0;
+    return WORKER_SESSION_BYTES_PER_BYTE * modelBytes + m * rowBytes + 2 * m * this.n * 4 + WORKER_THREAD_BYTES;
+  }
+
+  /**
    * S = A Sigma A^T (p x p) for noise on scaled axes (Sigma = F F^T = diag(sd_k^2) on the support,
    * 0 elsewhere), A = d bottom/dx at the point, without forming A F in float64: reverse mode gives
    * the rows a_u = A^T e_u in blocks of m (float32, as every tangent run is), then (gramStrategy)
@@ -726,7 +772,7 @@ export class Linearizer {
     factor: NoiseFactor,
     delta: Float64Array | undefined,
     Adelta: Float64Array | undefined,
-    options: Pick<LinearizeOptions, 'linalg' | 'gramStrategy' | 'gramTileRows'>,
+    options: Pick<LinearizeOptions, 'linalg' | 'gramStrategy' | 'gramTileRows' | 'gramWorkers'>,
   ): Promise<Float64Array> {
     const linalg = options.linalg;
     const { n, p } = this;
@@ -740,28 +786,37 @@ export class Linearizer {
     const rows = Int32Array.from({ length: p }, (_, i) => i);
     const kept = strategy === 'gemm' ? new Float32Array(p * n) : undefined;
     let logged = 0;
-    const progress = stage(`Gram form rows (${strategy}, blocks of ${chunk})`);
-    await bottom.reverseRows(point, rows, chunk, async (r0, m, block) => {
-      if (r0 + m >= logged + p / 8 || r0 + m === p) {
-        logged = r0 + m;
-        progress(`${logged} of ${p} rows`);
-      }
-      for (let i = 0; i < m; i++) {
-        const o = i * n;
-        if (Adelta && delta) {
-          let dot = 0;
-          for (let j = 0; j < n; j++) dot += block[o + j] * delta[j];
-          Adelta[r0 + i] = dot;
+    const workers = options.gramWorkers ?? 0;
+    const progress = stage(
+      `Gram form rows (${strategy}, blocks of ${chunk}${workers > 0 ? `, ${workers} worker thread${workers > 1 ? 's' : ''} beside the main thread` : ''})`,
+    );
+    await bottom.reverseRows(
+      point,
+      rows,
+      chunk,
+      async (r0, m, block) => {
+        if (r0 + m >= logged + p / 8 || r0 + m === p) {
+          logged = r0 + m;
+          progress(`${logged} of ${p} rows`);
         }
-        if (kept) {
-          const dst = (r0 + i) * n;
-          for (let j = 0; j < n; j++) kept[dst + j] = block[o + j] * scale[j];
-        } else for (let j = 0; j < n; j++) block[o + j] *= scale[j];
-      }
-      if (kept) return;
-      const t = (await bottom.jvpByOutput(point, block.length === m * n ? block : block.subarray(0, m * n), m))[this.split.input];
-      for (let i = 0; i < m; i++) for (let v = 0; v < p; v++) S[(r0 + i) * p + v] = t[i * p + v];
-    });
+        for (let i = 0; i < m; i++) {
+          const o = i * n;
+          if (Adelta && delta) {
+            let dot = 0;
+            for (let j = 0; j < n; j++) dot += block[o + j] * delta[j];
+            Adelta[r0 + i] = dot;
+          }
+          if (kept) {
+            const dst = (r0 + i) * n;
+            for (let j = 0; j < n; j++) kept[dst + j] = block[o + j] * scale[j];
+          } else for (let j = 0; j < n; j++) block[o + j] *= scale[j];
+        }
+        if (kept) return;
+        const t = (await bottom.jvpByOutput(point, block.length === m * n ? block : block.subarray(0, m * n), m))[this.split.input];
+        for (let i = 0; i < m; i++) for (let v = 0; v < p; v++) S[(r0 + i) * p + v] = t[i * p + v];
+      },
+      { workers },
+    );
     if (kept) {
       const done = stage(`Gram form: S by float64 GEMM of the kept rows (${p} x ${n})`);
       const tile = options.gramTileRows ?? gramTile(n, p);

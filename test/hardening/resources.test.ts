@@ -143,6 +143,23 @@ describe('the memory estimate', () => {
     // deferred sessions larger than the kept rows replace them
     expect(part(vgg(111, 4e9), /made at their first use/)).toBe(4e9);
     expect(vgg(111, 4e9).total - gemm.total).toBeCloseTo(4e9 - kept, -3);
+    // worker threads for the reverse passes: each one's bytes, beside the kept rows (they are
+    // released before the deferred sessions are made, so the larger of the two phases counts)
+    const withWorkers = (workers: number, deferred: number) =>
+      estimateAnalyzeMemory({
+        ...{ n: 150528, p: 4096, d: 1000, r: 150528, gram: true, gramChunk: 4, gramBlockBytes: 4 * 132.8e6 },
+        topChunk: 4096,
+        gramRows: 111,
+        sessionsBytes: 2e9,
+        deferredSessionsBytes: deferred,
+        gramWorkers: workers,
+        gramWorkerBytes: 1.3e9,
+      });
+    expect(part(withWorkers(2, 2.2e9), /^2 worker threads with a session/)).toBe(2.6e9);
+    expect(withWorkers(2, 2.2e9).total - gemm.total).toBeCloseTo(2.6e9, -3);
+    expect(part(withWorkers(0, 2.2e9), /worker thread/)).toBeUndefined();
+    expect(part(withWorkers(1, 5e9), /worker thread/)).toBeUndefined();
+    expect(part(withWorkers(1, 5e9), /made at their first use/)).toBe(5e9);
   });
 
   it('counts Monte Carlo batches and a full covariance eigendecomposition', () => {

@@ -36,7 +36,8 @@ describe('rows per block of the Gram form', () => {
 
 describe('two-stage linearization in its Gram form', () => {
   it('S and the moments equal those of A F (LeNet, ReLU 2)', async () => {
-    const lin = await Linearizer.create(loadModel(LENET), { relu: 2, jacobian: 'auto', flips: false });
+    const warnings: string[] = [];
+    const lin = await Linearizer.create(loadModel(LENET), { relu: 2, jacobian: 'auto', flips: false, onWarning: (m) => warnings.push(m) });
     try {
       const r = rng(11);
       const x = Float32Array.from(digit(), (v) => v + r.normal());
@@ -74,6 +75,14 @@ describe('two-stage linearization in its Gram form', () => {
         const c = await lin.linearize(x, factor, delta, { gram: true, gramMinBytes: 0, linalg: jsLinearAlgebra, gramTileRows: 64 });
         expect(maxAbsDiff(c.S!, S)).toBeLessThanOrEqual(1e-5 * maxAbs(S));
         if (delta) expect(maxAbsDiff(c.Adelta!, a.Adelta!)).toBeLessThanOrEqual(1e-5 * maxAbs(a.Adelta!));
+        // the reverse passes shared with worker threads (their own adjoint sessions, without
+        // pre-packed weights: float32 rounding may differ), both strategies
+        const w = await lin.linearize(x, factor, delta, { gram: true, gramMinBytes: 0, linalg: jsLinearAlgebra, gramTileRows: 64, gramWorkers: 2 });
+        expect(maxAbsDiff(w.S!, S)).toBeLessThanOrEqual(1e-5 * maxAbs(S));
+        if (delta) expect(maxAbsDiff(w.Adelta!, a.Adelta!)).toBeLessThanOrEqual(1e-5 * maxAbs(a.Adelta!));
+        const wf = await lin.linearize(x, factor, delta, { gram: true, gramMinBytes: 0, gramWorkers: 1 });
+        expect(maxAbsDiff(wf.S!, S)).toBeLessThanOrEqual(1e-5 * maxAbs(S));
+        expect(warnings).toEqual([]); // the workers were made (else: a warning, and the main thread alone)
         if (delta) expect(maxAbsDiff(b.Adelta!, a.Adelta!)).toBeLessThanOrEqual(1e-5 * maxAbs(a.Adelta!));
         expect(maxAbsDiff(b.B, a.B)).toBe(0);
         const ma = await surrogateMoments(a, factor, { offset: { A: a.Adelta }, paper: true });
