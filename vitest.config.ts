@@ -1,6 +1,12 @@
 import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
+// glibc's huge-page tunable for the test processes, as bin/netmoments.js's shebang gives the CLI (see
+// there): the forks that run the test files are started after this file is read and inherit it (a
+// tunable is read when a process starts, so this process itself runs without it); GLIBC_TUNABLES set
+// by the caller is kept as it is
+process.env.GLIBC_TUNABLES ??= 'glibc.malloc.hugetlb=1';
+
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],

@@ -91,9 +91,17 @@ const models = readdirSync(dir)
   .sort();
 const work = mkdtempSync(join(tmpdir(), 'netmoments-scale-'));
 
+// every child (analyze and the Monte Carlo alike) gets glibc's huge-page tunable, as bin/netmoments.js's
+// shebang gives the CLI (see there); GLIBC_TUNABLES set by the caller is kept as it is
+const tunables = process.env.GLIBC_TUNABLES ?? 'glibc.malloc.hugetlb=1';
+
 /** Run a command under /usr/bin/time and a wall-clock limit: seconds, peak RSS (GB), exit code, last stderr line. */
 function timed(cmd, cmdArgs) {
-  const r = spawnSync('/usr/bin/time', ['-f', 'TIME %e %M %U %S', 'timeout', String(limit), cmd, ...cmdArgs], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  const r = spawnSync('/usr/bin/time', ['-f', 'TIME %e %M %U %S', 'timeout', String(limit), cmd, ...cmdArgs], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+    env: { ...process.env, GLIBC_TUNABLES: tunables },
+  });
   const m = /TIME ([\d.]+) (\d+) ([\d.]+) ([\d.]+)/.exec(r.stderr ?? '');
   const lines = (r.stderr ?? '').split('\n').filter((l) => l && !l.startsWith('TIME') && !/Command exited/.test(l));
   return {
@@ -114,7 +122,7 @@ const noiseArgs = [
 ];
 console.log(
   `machine: ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}; input ${input}; isotropic sigma ${sigma} on ${window ? `a ${window}x${window} window` : 'the whole image'}; ` +
-    `Monte Carlo ${samples} samples; limit ${limit} s per run; diagnostics ${diagnostics}`,
+    `Monte Carlo ${samples} samples; limit ${limit} s per run; diagnostics ${diagnostics}; GLIBC_TUNABLES=${tunables}`,
 );
 const describeRun = (r) =>
   r.code === 0
