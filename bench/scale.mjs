@@ -145,7 +145,7 @@ if (opt('estimate-only') !== undefined) {
   process.exit(0);
 }
 const reference = opt('reference');
-/** Top-5 logits (by reference mean): mean error in reference sd, sd ratio. */
+/** Top-5 logits (by reference mean): mean error in reference sd, sd ratio; then the same over all outputs (median, p95, max; sd ratio p1, median, p99). */
 function compare(report, m) {
   const refFile = reference && join(reference, `mc10k-${m}.json`);
   if (!refFile || !existsSync(refFile)) return 'no reference';
@@ -158,9 +158,13 @@ function compare(report, m) {
     .map(([, i]) => i);
   const err = top.map((i) => Math.abs(res.mean[i] - ref.mean[i]) / ref.sd[i]);
   const ratio = top.map((i) => Math.sqrt(res.variance[i]) / ref.sd[i]);
+  const allErr = ref.mean.map((v, i) => Math.abs(res.mean[i] - v) / ref.sd[i]).sort((a, b) => a - b);
+  const allRatio = ref.sd.map((v, i) => Math.sqrt(res.variance[i]) / v).sort((a, b) => a - b);
+  const pct = (a, f) => a[Math.min(a.length - 1, Math.floor(f * a.length))].toFixed(3);
   return (
     `top-5 vs ${ref.samples}-sample Monte Carlo: |mean error| / sd ${err.map((v) => v.toFixed(3)).join(' ')} (max ${Math.max(...err).toFixed(3)}); ` +
-    `sd / MC sd ${ratio.map((v) => v.toFixed(3)).join(' ')} (worst ${Math.max(...ratio.map((v) => Math.abs(v - 1))).toFixed(3)} off)`
+    `sd / MC sd ${ratio.map((v) => v.toFixed(3)).join(' ')} (worst ${Math.max(...ratio.map((v) => Math.abs(v - 1))).toFixed(3)} off); ` +
+    `all ${allErr.length}: |mean error| / sd median ${pct(allErr, 0.5)} p95 ${pct(allErr, 0.95)} max ${pct(allErr, 1)}, sd / MC sd p1 ${pct(allRatio, 0.01)} median ${pct(allRatio, 0.5)} p99 ${pct(allRatio, 0.99)}`
   );
 }
 for (const m of models) {

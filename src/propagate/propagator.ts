@@ -13,6 +13,18 @@
  * taken over Gaussian pre-activations, and a Relu right after a MaxPool joins it as one step,
  * max(0, window).
  *
+ * Exact marginals: with a sketched input (rank k below the noise's columns) and diagonal noise
+ * (isotropic or diagonal Sigma), a segment that reads the input alone gets its outputs' exact
+ * marginal variances: y = L x + b has Var(y_i) = sum_j L_ij^2 Sigma_jj, which the segment's
+ * variance model ((L o L) r, ./segment.ts) computes when fed r = diag(Sigma) (no residual rows);
+ * each output unit's sketch rows (probes excluded) are then rescaled to it and r becomes 0
+ * (absorbResidualRows over the k rows). The sketch's own |(L F)_i|^2 is only an estimate (relative
+ * sd about sqrt(2 / k), +-9% per unit at k = 256, and biased up by the input's clamped residual
+ * r_i = max(0, Sigma_ii - |F_i|^2), by about 0.4 sqrt(2 / k)); every later rule reads the per-unit
+ * variance, and a window max's or a Relu's mean moves with it. On ResNet-18 at rank 256 this took
+ * the logits' median mean error from 0.043 to 0.032 MC sd (docs/BENCHMARKS.md, "Where ResNet-18's
+ * propagate error enters"). The correlations between units stay the sketch's.
+ *
  * Sessions are created once per propagator (one session per segment); `moments` can then be
  * called for many inputs. Work that depends on the noise only (the input factor, the first
  * segment's outgoing factor, the first MaxPool's window Gram matrices) is kept from one call to
@@ -90,6 +102,11 @@ export interface PropagatorOptions {
   provider?: Provider;
   /** The graph's tensor shapes at batch 1 when the caller probed them already (src/method.ts's plan): one run of the whole model with every tensor as an output less. */
   shapes?: ReadonlyMap<string, number[]>;
+  /**
+   * Diagnostics (bench/propagate-inside.mjs): called after each step with each tensor the step made
+   * and its moments as the next steps read them (read only, valid during the call).
+   */
+  onTensor?: (name: string, moments: TensorMoments) => void;
 }
 
 export interface PropagatedMoments {
@@ -418,6 +435,8 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         inputCache = { noise: copyNoise(noise), start: made };
       }
       const start = { moments: { ...inputCache.start.moments, m: Float64Array.from(mu) }, sketched: inputCache.start.sketched };
+      // see "Exact marginals" in the file comment
+      const exactMarginals = start.sketched && noise.kind !== 'lowrank' ? inputCache.start.variance : undefined;
       const state = new Map<string, TensorMoments>([[input, start.moments]]);
       // NETMOMENTS_TRACE_PROPAGATE=1: each step's seconds, factor rows and the process's resident
       // memory on stderr (bench/scale.mjs --propagate checks the memory estimate against it)
@@ -438,14 +457,24 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         const t0 = performance.now();
         let dropped = 0;
         if (s.kind === 'affine') {
-          const ins = padRows(s.segment.inputs.map((t) => state.get(t)!));
-          const withRows = appendResidualRows(ins, residualRows, new Rng(RESIDUAL_SEED + k));
-          const remember = withRows === ins && ins.every((x) => retained.has(x.F));
+          // a segment that reads only the sketched input: its outputs' exact marginal variances (see exactMarginals)
+          const marginals = exactMarginals && s.segment.inputs.length === 1 && s.segment.inputs[0] === input;
+          const padded = padRows(s.segment.inputs.map((t) => state.get(t)!));
+          const ins = marginals ? [{ ...padded[0], r: exactMarginals! }] : padded;
+          const withRows = marginals ? ins : appendResidualRows(ins, residualRows, new Rng(RESIDUAL_SEED + k));
+          // (not remembered, as with the residual rows it replaces: the rescaled factor would
+          // be held for the whole call, 0.9 GiB at ResNet-18's first Conv at rank 256)
+          const remember = !marginals && withRows === ins && ins.every((x) => retained.has(x.F));
           const outs = await s.segment.run(withRows, remember);
           tape?.push({ kind: 'affine', segment: s.segment, inputs: s.segment.inputs, outputs: s.segment.outputs, means: ins.map((x) => x.m) });
           const at = ins[0].F.length / ins[0].m.length;
           // a factor the segment does not remember is this call's alone: rescaled in place
-          outs.forEach((v, idx) => state.set(s.segment.outputs[idx], withRows === ins ? v : absorbResidualRows(v, at, residualRows, !remember)));
+          outs.forEach((v, idx) =>
+            state.set(
+              s.segment.outputs[idx],
+              marginals ? absorbResidualRows(v, v.probes, v.k, true) : withRows === ins ? v : absorbResidualRows(v, at, residualRows, !remember),
+            ),
+          );
           if (remember) for (const v of outs) retained.add(v.F);
           // the copies with residual rows (and padded inputs) are garbage now
           if (withRows !== ins) for (const x of withRows) dropped += x.F.byteLength;
@@ -476,6 +505,13 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
       for (let k = 0; k < steps.length; k++) {
         const t0 = performance.now();
         const freed = await runStep(k);
+        if (options.onTensor) {
+          const s = steps[k];
+          for (const t of s.kind === 'affine' ? s.segment.outputs : [s.output]) {
+            const v = state.get(t);
+            if (v) options.onTensor(t, v);
+          }
+        }
         // a large factor dropped: collect it now (the step's locals are gone), before the next step
         // allocates its own (V8 frees typed arrays only when it collects; without this MobileNetV2's
         // resident memory ran gigabytes above what was live)
@@ -574,7 +610,7 @@ export function inputMoments(
   rank: number | undefined,
   seed: number,
   probes = 0,
-): { moments: TensorMoments; sketched: boolean } {
+): { moments: TensorMoments; sketched: boolean; variance: Float64Array } {
   const m = Float64Array.from(mu);
   let cols: number;
   let at: (i: number, c: number) => number;
@@ -614,7 +650,7 @@ export function inputMoments(
   const cov = F.subarray(probes * n);
   if (k === cols) {
     for (let c = 0; c < cols; c++) for (let i = 0; i < n; i++) cov[c * n + i] = at(i, c);
-    return { moments: { m, F, probes, k, r }, sketched: false };
+    return { moments: { m, F, probes, k, r }, sketched: false, variance: diagSigma };
   }
   const rng = new Rng(seed);
   if (noise.kind !== 'lowrank') {
@@ -645,7 +681,7 @@ export function inputMoments(
     for (let j = 0; j < k; j++) q += cov[j * n + i] ** 2;
     r[i] = Math.max(0, diagSigma[i] - q);
   }
-  return { moments: { m, F, probes, k, r }, sketched: true };
+  return { moments: { m, F, probes, k, r }, sketched: true, variance: diagSigma };
 }
 
 /**

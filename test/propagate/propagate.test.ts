@@ -13,6 +13,7 @@ import { monteCarloMoments } from '../../src/moments/montecarlo.js';
 import { Analyzer } from '../../src/analyze.js';
 import { NetmomentsError } from '../../src/errors.js';
 import { ModelEvaluator } from '../../src/linearize/evaluator.js';
+import { Phi, phi } from '../../src/moments/special.js';
 
 const fixture = (f: string) => new URL(`../../fixtures/${f}`, import.meta.url).pathname;
 
@@ -54,6 +55,50 @@ describe('affine segments vs the Jacobian of the real op (relative 1e-4: float32
         }
         expect(Math.abs(b.variance[i] - v) / v).toBeLessThan(1e-4);
         expect(Math.abs(b.mean[i] - outputValue[i])).toBeLessThan(1e-4 * (1 + Math.abs(outputValue[i])));
+      }
+    }, 60_000);
+  }
+});
+
+describe('a sketched input: exact marginal variances after the first affine segment (relative 1e-4: float32 runs)', () => {
+  // With diagonal Sigma, the segment y = L x + b has Var(y_i) = sum_j L_ij^2 Sigma_jj exactly (L from
+  // the real op's Jacobian here); a rank-16 sketch's own |(L F)_i|^2 is 35% off per unit (sqrt(2/16)),
+  // so this fails without the rescaling. The Relu after it then has the closed-form mean of
+  // relu(N(m_i, v_i)) = m Phi(m/s) + s phi(m/s) (Theorem 1) at that exact variance.
+  const model = loadModel(fixture('batchnorm-avgpool.onnx'));
+  const n = 3 * 12 * 12;
+  const mu = new Float64Array(n).map((_, i) => Math.sin(i));
+  const diagonal = new Float64Array(n).map((_, i) => (0.3 + (i % 7) / 10) ** 2);
+  for (const noise of [
+    { kind: 'isotropic' as const, sigma: 0.7 },
+    { kind: 'diagonal' as const, variance: diagonal },
+  ]) {
+    it(`${noise.kind} noise, rank 16: Conv + BatchNormalization (bn0), then the Relu's mean (relu0)`, async () => {
+      const atBn = await createPropagator(model, { output: 'bn0', rank: 16, outputCovariance: 'factor' });
+      const atRelu = await createPropagator(model, { output: 'relu0', rank: 16, outputCovariance: 'factor' });
+      const a = await atBn.moments(mu, noise);
+      const again = await atBn.moments(mu, noise); // the segment hands its remembered factor back: rescaled once
+      const b = await atRelu.moments(mu, noise);
+      await atBn.release();
+      await atRelu.release();
+      expect(a.sketched).toBe(true);
+      expect(a.rank).toBe(16);
+      const part = model.graph.clone();
+      part.outputs = [{ name: 'bn0', elemType: 1 }];
+      part.prune();
+      const J = await createJacobianEngine(part, { mode: 'jvp' });
+      const { J: L, rows, cols } = await J.jacobian(Float32Array.from(mu));
+      await J.release();
+      expect(cols).toBe(n);
+      for (let i = 0; i < rows; i++) {
+        let v = 0;
+        for (let j = 0; j < n; j++) v += L[i * n + j] ** 2 * (noise.kind === 'isotropic' ? noise.sigma ** 2 : diagonal[j]);
+        expect(Math.abs(a.variance[i] - v) / v).toBeLessThan(1e-4);
+        expect(again.variance[i]).toBe(a.variance[i]);
+        const s = Math.sqrt(v);
+        const m = a.mean[i];
+        const relu = m * Phi(m / s) + s * phi(m / s);
+        expect(Math.abs(b.mean[i] - relu)).toBeLessThan(1e-4 * (Math.abs(relu) + s));
       }
     }, 60_000);
   }
