@@ -1,9 +1,14 @@
 /**
  * Build dist/ once before the tests that run the CLI (bin/netmoments.js runs the compiled code).
  * Skipped when every compiled file is newer than its source (`npm test` has just built).
+ *
+ * The test files make scratch folders and files with os.tmpdir() (models, reports, banks: about a
+ * thousand a run). They all go into one folder of this run, TMPDIR for the forks that run the files
+ * (started after this setup, they inherit it), removed when the run ends.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -22,7 +27,14 @@ function upToDate(): boolean {
   return true;
 }
 
-export default function setup(): void {
+export default function setup(): () => void {
+  const scratch = mkdtempSync(join(tmpdir(), 'netmoments-test-'));
+  process.env.TMPDIR = scratch;
+  build();
+  return () => rmSync(scratch, { recursive: true, force: true });
+}
+
+function build(): void {
   if (upToDate()) return;
   try {
     execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.json')], {
