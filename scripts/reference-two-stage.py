@@ -58,6 +58,14 @@ def load_model(path, arch):
     model = {"alexnet": torchvision.models.alexnet, "vgg11": torchvision.models.vgg11}[arch](weights=None)
     proto = onnx.load(path)
     weights = {i.name: torch.from_numpy(onnx.numpy_helper.to_array(i).copy()) for i in proto.graph.initializer}
+    # the exporter keeps one copy of identical initializers and names the others through Identity
+    # nodes (VGG-11: its zero-initialised conv biases, 'features.8.bias' = Identity('features.6.bias'))
+    aliases = {n.output[0]: n.input[0] for n in proto.graph.node if n.op_type == "Identity"}
+    for name, source in aliases.items():
+        while source not in weights and source in aliases:
+            source = aliases[source]
+        if name not in weights and source in weights:
+            weights[name] = weights[source]
     state = model.state_dict()
     missing = [k for k in state if k not in weights]
     if missing:
