@@ -30,6 +30,8 @@ const opt = (name, fallback) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : fallback;
 };
+/** A switch without a value (--propagate, --skip-auto, --skip-mc), wherever it stands. */
+const flag = (name) => args.includes(`--${name}`);
 const bin = new URL('../bin/netmoments.js', import.meta.url).pathname;
 
 if (opt('mc-only') !== undefined) {
@@ -169,7 +171,7 @@ function compare(report, m) {
 }
 for (const m of models) {
   const file = join(dir, `${m}.onnx`);
-  if (opt('propagate') !== undefined) {
+  if (flag('propagate')) {
     const common = [bin, 'analyze', file, '--input', input, ...noiseArgs, '--quiet'];
     const est = timed('node', [new URL(import.meta.url).pathname, '--estimate-only', file, ...(opt('rank') ? ['--rank', opt('rank')] : [])]);
     const e = est.code === 0 ? JSON.parse(est.stdout.trim().split('\n').at(-1)) : undefined;
@@ -177,22 +179,21 @@ for (const m of models) {
     const method = opt('method', 'propagate');
     const prop = timed('node', [...common, '--method', method, ...(opt('rank') ? ['--rank', opt('rank')] : []), '--out', join(work, `${m}-prop.json`)]);
     delete process.env.NETMOMENTS_TRACE_PROPAGATE;
-    const auto = opt('skip-auto') !== undefined || method === 'auto' ? undefined : timed('node', [...common, '--out', join(work, `${m}-auto.json`)]);
-    const mc =
-      opt('skip-mc') !== undefined
-        ? undefined
-        : timed('node', [
-            new URL(import.meta.url).pathname,
-            '--mc-only',
-            file,
-            '--input',
-            input,
-            '--sigma',
-            sigma,
-            '--samples',
-            samples,
-            ...(window ? ['--window', window] : []),
-          ]);
+    const auto = flag('skip-auto') || method === 'auto' ? undefined : timed('node', [...common, '--out', join(work, `${m}-auto.json`)]);
+    const mc = flag('skip-mc')
+      ? undefined
+      : timed('node', [
+          new URL(import.meta.url).pathname,
+          '--mc-only',
+          file,
+          '--input',
+          input,
+          '--sigma',
+          sigma,
+          '--samples',
+          samples,
+          ...(window ? ['--window', window] : []),
+        ]);
     const steps = prop.stderr.filter((l) => l.startsWith('propagate step'));
     const slowest = steps
       .map((l) => [Number(/: ([\d.]+) s/.exec(l)?.[1]), l.replace(/^propagate step /, '')])
