@@ -283,15 +283,18 @@ export class Analyzer {
         });
       // the Gram form keeps A's rows for a GEMM where they fit the limit, else pushes them forward
       // again; worker threads run its reverse passes where they fit too (fewer before 'forward')
+      // the workers asked for, or the most of the default that fit the limit
+      const fitWorkers = async (strategy: GramStrategy | undefined) => {
+        let workers = gram ? (options.workers ?? defaultGramWorkers()) : 0;
+        let estimate = await estimateFor(strategy, workers);
+        while (workers > 0 && estimate.total > limit.bytes && options.workers === undefined) estimate = await estimateFor(strategy, --workers);
+        return { workers, estimate };
+      };
       if (gram) strategy = gramStrategy(linearizer.p, linearizer.n, options.linalg);
-      let workers = gram ? (options.workers ?? defaultGramWorkers()) : 0;
-      let estimate = await estimateFor(strategy, workers);
-      while (workers > 0 && estimate.total > limit.bytes && options.workers === undefined) estimate = await estimateFor(strategy, --workers);
+      let { workers, estimate } = await fitWorkers(strategy);
       if (strategy === 'gemm' && estimate.total > limit.bytes) {
         strategy = 'forward';
-        workers = gram ? (options.workers ?? defaultGramWorkers()) : 0;
-        estimate = await estimateFor(strategy, workers);
-        while (workers > 0 && estimate.total > limit.bytes && options.workers === undefined) estimate = await estimateFor(strategy, --workers);
+        ({ workers, estimate } = await fitWorkers(strategy));
       }
       stage('memory estimate')(
         `${formatBytes(estimate.total)} on top of the memory in use at the start (${estimate.parts.map((x) => `${x.what} ${formatBytes(x.bytes)}`).join(', ')})`,

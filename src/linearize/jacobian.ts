@@ -389,7 +389,7 @@ export class JacobianEngine {
       if (!graph) return undefined;
       let session: ModelSession | undefined;
       try {
-        const built = buildAdjointModel(graph, { varying: this.inputs.map((s) => s.name), outputs: this.outputs.map((o) => o.name), shapes: this.shapes });
+        const built = this.buildAdjoint(graph);
         session = await ModelSession.create(built.bytes, { threads: this.engineOptions.threads, provider: this.engineOptions.provider });
         // as for the tangent model: the session holds the model, its serialized copy is not kept
         const model: AdjointModel = { ...built, bytes: new Uint8Array(0) };
@@ -429,6 +429,20 @@ export class JacobianEngine {
     return (await this.reverseSession())?.modelBytes;
   }
 
+  /** The part's adjoint model (the session's, and again for reverseRows' workers: its bytes are not kept). */
+  private buildAdjoint(graph: Graph): AdjointModel {
+    return buildAdjointModel(graph, { varying: this.inputs.map((s) => s.name), outputs: this.outputs.map((o) => o.name), shapes: this.shapes });
+  }
+
+  /** The adjoint session for a reverse pass about to run; an error where reverse mode is unavailable. */
+  private async usedReverseSession(): Promise<{ model: AdjointModel; session: ModelSession }> {
+    const rev = await this.reverseSession();
+    if (!rev)
+      throw new NetmomentsError(`reverse mode is unavailable: ${this.reverseFallback?.reason ?? 'not a tangent-model engine'}`, { code: 'UNSUPPORTED' });
+    this.reverseUsed = true;
+    return rev;
+  }
+
   /** Cotangent rows per adjoint run when none is asked for (after reverseReady()). */
   async reverseChunk(): Promise<number> {
     return (await this.reverseSession())?.chunk ?? this.defaultChunk;
@@ -440,10 +454,7 @@ export class JacobianEngine {
    * Needs reverseReady().
    */
   async vjp(point: Point | Record<string, HostTensor>, rows: Float32Array, k: number): Promise<{ cotangents: Float32Array; outputValue: Float64Array }> {
-    const rev = await this.reverseSession();
-    if (!rev)
-      throw new NetmomentsError(`reverse mode is unavailable: ${this.reverseFallback?.reason ?? 'not a tangent-model engine'}`, { code: 'UNSUPPORTED' });
-    this.reverseUsed = true;
+    const rev = await this.usedReverseSession();
     const feeds = { ...(isFeeds(point) ? point : this.pointFeeds(point)), ...this.cotangentFeeds(rev.model, rows, k) };
     return this.vjpResult(rev.model, await rev.session.run(feeds, this.vjpOutputNames(rev.model)), k);
   }
@@ -523,10 +534,7 @@ export class JacobianEngine {
       }
       return;
     }
-    const rev = await this.reverseSession();
-    if (!rev)
-      throw new NetmomentsError(`reverse mode is unavailable: ${this.reverseFallback?.reason ?? 'not a tangent-model engine'}`, { code: 'UNSUPPORTED' });
-    this.reverseUsed = true;
+    const rev = await this.usedReverseSession();
     const names = this.vjpOutputNames(rev.model);
     const turns = new BlockTurns();
     let claimed = 0;
@@ -548,7 +556,7 @@ export class JacobianEngine {
     };
     const graph = this.graph;
     const made = (async () => {
-      const bytes = buildAdjointModel(graph, { varying: this.inputs.map((s) => s.name), outputs: this.outputs.map((o) => o.name), shapes: this.shapes }).bytes;
+      const bytes = this.buildAdjoint(graph).bytes;
       const pool = await SessionWorkers.create(bytes, workers, { provider: this.engineOptions.provider });
       await pool.setConstants(feeds);
       return pool;
