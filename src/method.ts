@@ -24,6 +24,7 @@ import { isKinked } from './onnx/ops/registry.js';
 import {
   DEFAULT_HERMITE_COLUMNS,
   DEFAULT_HERMITE_PROBES,
+  REVERSE_HERMITE_COLUMNS,
   DEFAULT_RESIDUAL_ROWS,
   REVERSE_ALL_OUTPUTS,
   REVERSE_TOP_OUTPUTS,
@@ -159,11 +160,14 @@ export const LARGE_INPUT_ROWS = 16;
  * adds K + R rows to the factor and every later step carries them, so on a deep net at ImageNet
  * size they, not the rank, set the cost: ResNet-18 at rank 256 ends with 1,440 rows at 32 each
  * (MobileNetV2, 35 Clips: 2,592), with 16 each 896 (1,440). Measured on ResNet-18 against a
- * 10,000-sample Monte Carlo: docs/BENCHMARKS.md, "ImageNet scale", propagate.
+ * 10,000-sample Monte Carlo: docs/BENCHMARKS.md, "ImageNet scale", propagate. The reverse pass
+ * records REVERSE_HERMITE_COLUMNS Hermite columns per kinked op either way: they cost no rows in
+ * the steps after, and its output covariance's sketch noise is set by them.
  */
-export function propagateRows(plan: Pick<PropagationPlan, 'input'>): { hermiteColumns: number; residualRows: number } {
-  if (plan.input.size > LARGE_INPUT) return { hermiteColumns: LARGE_INPUT_ROWS, residualRows: LARGE_INPUT_ROWS };
-  return { hermiteColumns: DEFAULT_HERMITE_COLUMNS, residualRows: DEFAULT_RESIDUAL_ROWS };
+export function propagateRows(plan: Pick<PropagationPlan, 'input'>): { hermiteColumns: number; residualRows: number; reverseHermiteColumns: number } {
+  if (plan.input.size > LARGE_INPUT)
+    return { hermiteColumns: LARGE_INPUT_ROWS, residualRows: LARGE_INPUT_ROWS, reverseHermiteColumns: REVERSE_HERMITE_COLUMNS };
+  return { hermiteColumns: DEFAULT_HERMITE_COLUMNS, residualRows: DEFAULT_RESIDUAL_ROWS, reverseHermiteColumns: REVERSE_HERMITE_COLUMNS };
 }
 
 /**
@@ -214,7 +218,7 @@ export function estimatePropagateMemory(plan: PropagationPlan, rank: number, ful
         hermiteProbes: DEFAULT_HERMITE_PROBES,
         residualRows: rows.residualRows,
         // the output covariance by reverse passes (src/propagate/adjoint.ts): one cotangent row per output unit covered
-        reverse: { rows: d <= REVERSE_ALL_OUTPUTS ? d : REVERSE_TOP_OUTPUTS },
+        reverse: { rows: d <= REVERSE_ALL_OUTPUTS ? d : REVERSE_TOP_OUTPUTS, hermiteColumns: rows.reverseHermiteColumns },
       })
     : undefined;
   const segments = plan.layout ? plan.layout.steps.filter((s) => s.kind === 'affine').length : 0;

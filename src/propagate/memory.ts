@@ -26,7 +26,8 @@
  *    with residual rows is still resident while the third step runs);
  *  - with `reverse` (the output covariance by reverse passes, src/propagate/adjoint.ts): what each
  *    rule records for it, to the end of the forward pass (a unit-wise step: slopes and residual,
- *    2 float64 per unit, and a copy of its K Hermite rows; a MaxPool: the same per output unit and
+ *    2 float64 per unit, and a copy of its K Hermite rows, or the Kt > K it sketched for the
+ *    record (rules/factor.ts carryHermiteRows); a MaxPool: the same per output unit and
  *    the window weights and indices, 12 bytes per window element; a Softmax: its D x D expected
  *    Jacobians); then the reverse pass: u cotangent rows (u output units) at a step's inputs and
  *    outputs, as float64 (with an affine-only copy at a rule's output) and as float32 on their way
@@ -49,6 +50,7 @@
  * MaxPool step (Softmax adds none). The peak is the largest (held + transient) over the steps.
  */
 import { attrInts } from '../onnx/graph.js';
+import { maxHermiteColumns } from './rules/factor.js';
 import type { PropagationLayout } from './propagator.js';
 import { keepsArena, segmentUnits } from './segment.js';
 
@@ -63,8 +65,12 @@ export interface PropagationMemoryOptions {
   hermiteProbes: number;
   /** Residual rows per affine segment, R. */
   residualRows: number;
-  /** The output covariance by reverse passes with `rows` cotangent rows (the output units it covers). */
-  reverse?: { rows: number };
+  /**
+   * The output covariance by reverse passes with `rows` cotangent rows (the output units it
+   * covers), each kinked op recording `hermiteColumns` Hermite columns (default K; see
+   * PropagatorOptions.reverseHermiteColumns).
+   */
+  reverse?: { rows: number; hermiteColumns?: number };
 }
 
 export interface PropagationMemory {
@@ -181,9 +187,12 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
       locals.x = [s.input];
       const units = size(s.output);
       const hermite = s.kind === 'softmax' ? 0 : K;
+      // the Hermite columns sketched: more than K when the reverse pass records more (rules/factor.ts tapeHermiteColumns)
+      const sketched =
+        s.kind === 'softmax' || !options.reverse?.hermiteColumns ? hermite : Math.max(K, Math.min(options.reverse.hermiteColumns, maxHermiteColumns(probes)));
       const rowsOut = x.rows + hermite;
       // the second order's buffer and the per-unit arrays: garbage after the step
-      arrays.set(`tmp:${k}`, hermite * units * F32 + 10 * units * F64);
+      arrays.set(`tmp:${k}`, sketched * units * F32 + 11 * units * F64);
       if (s.kind === 'maxpool') {
         // per window (units: the pool's outputs) of L elements: Grams, weights and indices, Hermite
         // targets; per covariance row and window a nonzero's entry and bit
@@ -198,7 +207,7 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
       state.set(s.output, { rows: rowsOut, residual: true, room: readByAffine.has(s.output) && R > 0 });
       if (options.reverse) {
         // what the rule records for the reverse pass (see the header)
-        let tape = 2 * units * F64 + hermite * units * F32;
+        let tape = 2 * units * F64 + sketched * units * F32;
         if (s.kind === 'maxpool') tape += size(s.input) * 12;
         if (s.kind === 'softmax') tape = 2 * units * F64 + units * units * F64; // at most: one slice of all units
         arrays.set(`tape:${k}`, tape);

@@ -81,6 +81,14 @@ export interface PropagatorOptions {
    * 0 when hermiteColumns is 0); more columns than probes / 2 share probes (rules/factor.ts probeOf).
    */
   hermiteProbes?: number;
+  /**
+   * Hermite columns each kinked op records for the reverse pass's output covariance (./adjoint.ts;
+   * default REVERSE_HERMITE_COLUMNS; at least hermiteColumns, at most what the probes give,
+   * rules/factor.ts maxHermiteColumns). More
+   * than hermiteColumns sketch the order-2 and -3 parts of the output covariance with less noise
+   * without adding rows to the steps after (rules/factor.ts carryHermiteRows).
+   */
+  reverseHermiteColumns?: number;
   /** Highest Hermite order carried by those rows: 2 or 3 (default 3). */
   hermiteOrder?: number;
   /**
@@ -241,6 +249,14 @@ type Step =
 
 /** Hermite rows per kinked op by default (see PropagatorOptions.hermiteColumns). */
 export const DEFAULT_HERMITE_COLUMNS = 128;
+
+/**
+ * Hermite columns the reverse pass records per kinked op by default (see
+ * PropagatorOptions.reverseHermiteColumns). With 16 carried forward, the sds of the top-5 logits
+ * against a 10,000-sample Monte Carlo (three sketch seeds, docs/BENCHMARKS.md): AlexNet 4.2-7.8% off
+ * with 16 recorded, 1.8-3.4% with 128; ResNet-18 6.4% and 3.0-4.8%.
+ */
+export const REVERSE_HERMITE_COLUMNS = 128;
 
 /** Probe rows by default (see PropagatorOptions.hermiteProbes). */
 export const DEFAULT_HERMITE_PROBES = 32;
@@ -482,7 +498,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         } else {
           const x = state.get(s.input)!;
           const spare = readByAffine.has(s.output) ? residualRows : 0;
-          const stepTape: StepTape | undefined = tape ? {} : undefined;
+          const stepTape: StepTape | undefined = tape ? { hermiteColumns: options.reverseHermiteColumns ?? REVERSE_HERMITE_COLUMNS } : undefined;
           state.set(
             s.output,
             s.kind === 'unit'
@@ -533,7 +549,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         const t0 = performance.now();
         const units = reverseUnitsOf(y.m);
         try {
-          exact = { units, covariance: await reverseOutputCovariance(tape, input, n, output, d, units, noise) };
+          exact = { units, covariance: await reverseOutputCovariance(tape, input, n, output, d, units, noise, linalg) };
         } catch (e) {
           // a segment op without an adjoint rule (Gather, Tile, ...), or an adjoint model onnxruntime
           // cannot load: the factor's covariance, from now on (running out of memory is still an error)

@@ -69,10 +69,11 @@ describe('propagate memory estimate', () => {
     const rows1 = P + rank + R;
     expect(mem.steps[0].bytes).toBe(input + n * rows1 * 4 + 2 * c1 * rows1 * 4);
     // MaxPool+Relu: the input factor, the segment's output, the pooled factor with K rows more, its
-    // buffers and the window Grams (2 x 2 windows); the copy with residual rows died with the first
-    // step's function and was collected at this step's first allocation
+    // buffers (a K-row buffer, eleven float64 per unit) and the window Grams (2 x 2 windows); the
+    // copy with residual rows died with the first step's function and was collected at this step's
+    // first allocation
     const rows2 = rows1 + K;
-    const buffers = K * p1 * 4 + 10 * p1 * 8 + p1 * (4 * 20 + 2 * 8);
+    const buffers = K * p1 * 4 + 11 * p1 * 8 + p1 * (4 * 20 + 2 * 8);
     const grams = p1 * 16 * 8 + p1 * (rows1 - P) * (4 + 1 / 8);
     // (and the first segment's session's memory arena, kept at its run's peak: a small segment)
     const arena1 = 2 * c1 * rows1 * 4;
@@ -104,6 +105,13 @@ describe('propagate memory estimate', () => {
     expect(reverse.steps[7].label).toBe('reverse pass');
     // the widest step is the first Conv (784 + 11,520 units): 20 bytes per cotangent row and unit
     expect(reverse.steps[7].bytes).toBeGreaterThanOrEqual(10 * (784 + 11520) * 20 + tapes);
+    // recording Kt = 64 Hermite columns instead of K: each tape holds Kt rows, and each kinked step
+    // its Kt-row buffer (rules/factor.ts carryHermiteRows); nothing else changes
+    const Kt = 64;
+    const more = propagationMemory(layout, { ...options, reverse: { rows: 10, hermiteColumns: Kt } });
+    const kinked = layout.steps.reduce((a, s) => a + (s.kind === 'affine' ? 0 : units(s.output)), 0);
+    expect(more.steps[6].bytes - reverse.steps[6].bytes).toBe(kinked * (Kt - K) * 4);
+    expect(more.rows).toBe(reverse.rows);
   }, 60_000);
 
   it("takes onnxruntime's working set as the larger of its node walk and twice the outputs", () => {

@@ -134,6 +134,11 @@ export function extendFactor(F: Float32Array, size: number, extra: number): Floa
  * size) and its output's residual variance (fresh: noise that no factor row carries).
  */
 export interface StepTape {
+  /**
+   * Asked by the propagator: how many Hermite columns to record (default: the K rows the rule
+   * carries forward). More than K are sketched for the record alone (see tapeHermiteColumns).
+   */
+  hermiteColumns?: number;
   /** unit-wise: row i of the output = slope_i x row i of the input */
   slope?: Float64Array;
   /** MaxPool: output o = sum over t in start[o]..start[o+1]-1 of weights[t] x input idx[t] */
@@ -142,4 +147,25 @@ export interface StepTape {
   slices?: { outer: number; D: number; inner: number; A: Float64Array };
   hermite?: Float32Array;
   r?: Float64Array;
+}
+
+/** The Hermite columns a rule sketches: K carried forward, and at least as many for the tape when it asks for more. */
+export function tapeHermiteColumns(K: number, probes: number, tape?: StepTape): number {
+  if (!tape?.hermiteColumns) return K;
+  return Math.max(K, Math.min(tape.hermiteColumns, maxHermiteColumns(probes)));
+}
+
+/**
+ * The forward rows of a rule that sketched more Hermite columns for its tape (Kt) than it carries
+ * (K < Kt): the first K of the tape's columns (`block`, Kt x size, each unit's row at its exact
+ * norm `given`), copied into F from row `at` and scaled per unit back to that norm; what a unit's
+ * K columns cannot give (a unit whose first K columns are all 0) goes back into its residual
+ * `r`. The tape's rows and residual stay as they are: the reverse pass's output covariance counts
+ * the order-2 and -3 parts with all Kt columns, which lowers the sketch's noise there
+ * (relative sd about sqrt(2 / Kt)), while every step after carries only K rows.
+ */
+export function carryHermiteRows(F: Float32Array, at: number, K: number, size: number, block: Float32Array, given: Float64Array, r: Float64Array): void {
+  F.set(block.subarray(0, K * size), at * size);
+  const carried = scaleHermiteRows(F, at, K, size, given);
+  for (let i = 0; i < size; i++) r[i] += given[i] - carried[i];
 }

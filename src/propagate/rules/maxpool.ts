@@ -3,7 +3,18 @@ import { attrInts, attrString, type GraphNode } from '../../onnx/graph.js';
 import { clarkMax } from '../../moments/clark.js';
 import { Rng } from '../../moments/montecarlo.js';
 import { LATTICE_SHIFTS, windowMax } from '../../moments/windowmax.js';
-import { FACTORIAL, maxHermiteColumns, newFactor, probeOf, truncateFactor, scaleHermiteRows, type StepTape, type TensorMoments } from './factor.js';
+import {
+  FACTORIAL,
+  carryHermiteRows,
+  maxHermiteColumns,
+  newFactor,
+  probeOf,
+  tapeHermiteColumns,
+  truncateFactor,
+  scaleHermiteRows,
+  type StepTape,
+  type TensorMoments,
+} from './factor.js';
 
 /**
  * MaxPool windows: for each output unit the flat input indices of its window (pads excluded).
@@ -506,6 +517,8 @@ export function applyMaxPool(
   const k = x.k;
   const rows = p + k;
   const K = Math.min(columns, maxHermiteColumns(p));
+  // Kt >= K columns are sketched when the tape asks for more (carryHermiteRows)
+  const Kt = tapeHermiteColumns(K, p, tape);
   const Fx = x.F;
   const start = new Int32Array(outSize + 1);
   const gStart = new Int32Array(outSize + 1);
@@ -562,7 +575,7 @@ export function applyMaxPool(
       idx[s0 + b] = w[a];
     }
   }
-  const orders = K > 0 ? [2, 3].filter((h) => h <= hermiteOrder) : [];
+  const orders = Kt > 0 ? [2, 3].filter((h) => h <= hermiteOrder) : [];
   const nOrders = orders.length;
   const floored = Number.isFinite(floor);
   const m = new Float64Array(outSize);
@@ -571,7 +584,10 @@ export function applyMaxPool(
   // the output factor, with K Hermite rows after the pooled ones (dropped when no window has a
   // Hermite part); order 2's sketch goes straight into them, order 3's into a buffer ([column][window])
   const F = newFactor(rows + (nOrders > 0 ? K : 0), outSize, spare);
-  const Q = [F.subarray(rows * outSize), nOrders > 1 ? new Float32Array(K * outSize) : undefined];
+  const Q = [
+    Kt === K ? F.subarray(rows * outSize) : new Float32Array(nOrders > 0 ? Kt * outSize : 0),
+    nOrders > 1 ? new Float32Array(Kt * outSize) : undefined,
+  ];
   const target = new Float64Array(nOrders * outSize);
   const S = maxLen + 1; // Clark steps 1..L-1, and the floor's as step L
   const Gs = new Float64Array(maxLen * maxLen); // the window's Gram in sorted order
@@ -588,8 +604,8 @@ export function applyMaxPool(
   const bc = new Float64Array(S); // beta_j c_j of the order at hand
   const uP = new Float64Array(S * Math.max(p, 1));
   // each column's probes (probeOf), looked up once
-  const probeIdx = new Int32Array(3 * K);
-  for (let c = 0; c < K; c++) for (let t = 0; t < 3; t++) probeIdx[3 * c + t] = probeOf(c, t, p);
+  const probeIdx = new Int32Array(3 * Kt);
+  for (let c = 0; c < Kt; c++) for (let t = 0; t < 3; t++) probeIdx[3 * c + t] = probeOf(c, t, p);
   const pv = new Float64Array(maxLen * Math.max(p, 1));
   let hermite = false;
   for (let o = 0; o < outSize; o++) {
@@ -695,7 +711,7 @@ export function applyMaxPool(
       }
       // beta_j c_j once per window and order (the same product (beta_j c_j) prod as inline)
       for (let j = 1; j <= steps; j++) bc[j] = beta[j] * coef[cOff + j];
-      for (let c = 0; c < K; c++) {
+      for (let c = 0; c < Kt; c++) {
         const a0 = probeIdx[3 * c];
         const a1 = probeIdx[3 * c + 1];
         const a2 = probeIdx[3 * c + 2];
@@ -719,12 +735,21 @@ export function applyMaxPool(
   if (!hermite) return { ...x, m, F: nOrders > 0 ? truncateFactor(F, outSize, rows) : F, r };
   // the orders share the K rows (see applyUnitRule)
   const block = Q[0]!;
+  const givenAll = new Float64Array(outSize);
   for (let n = 0; n < nOrders; n++) {
     const Qn = Q[n]!;
-    const given = scaleHermiteRows(Qn, 0, K, outSize, target.subarray(n * outSize, (n + 1) * outSize));
+    const given = scaleHermiteRows(Qn, 0, Kt, outSize, target.subarray(n * outSize, (n + 1) * outSize));
     if (n > 0) for (let j = 0; j < block.length; j++) block[j] += Qn[j];
-    for (let o = 0; o < outSize; o++) r[o] = Math.max(0, r[o] - given[o]);
+    for (let o = 0; o < outSize; o++) {
+      r[o] = Math.max(0, r[o] - given[o]);
+      givenAll[o] += given[o];
+    }
   }
-  if (tape) tape.hermite = block.slice();
-  return { ...x, m, F, k: k + K, r };
+  let rForward = r;
+  if (K > 0 && Kt > K) {
+    rForward = Float64Array.from(r);
+    carryHermiteRows(F, rows, K, outSize, block, givenAll, rForward);
+  }
+  if (tape) tape.hermite = Kt === K ? block.slice() : block;
+  return { ...x, m, F, k: k + K, r: rForward };
 }

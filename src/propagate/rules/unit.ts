@@ -14,6 +14,8 @@ import {
   newFactor,
   probeOf,
   scaleHermiteRows,
+  carryHermiteRows,
+  tapeHermiteColumns,
   unitFactorNorms,
   type StepTape,
   type TensorMoments,
@@ -135,7 +137,9 @@ export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder 
       if (g.third !== 0) used[1] = true;
     }
   }
-  const orders = K > 0 ? [2, 3].filter((h) => h <= hermiteOrder && used[h - 2]) : [];
+  // Kt >= K columns are sketched when the tape asks for more (carryHermiteRows)
+  const Kt = tapeHermiteColumns(K, p, tape);
+  const orders = Kt > 0 ? [2, 3].filter((h) => h <= hermiteOrder && used[h - 2]) : [];
   const extra = orders.length > 0 ? K : 0;
   const Fx = x.F;
   const F = newFactor(rows + extra, size, spare);
@@ -145,13 +149,14 @@ export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder 
   }
   // the orders share the K rows: their sketches are uncorrelated (see probeOf), so the rows'
   // covariance is the sum of the orders' (each order scaled on its own, then added)
-  const block = F.subarray(rows * size);
-  const buffer = orders.length > 1 ? new Float32Array(K * size) : block;
+  const block = Kt === K ? F.subarray(rows * size) : new Float32Array(orders.length > 0 ? Kt * size : 0);
+  const buffer = orders.length > 1 ? new Float32Array(Kt * size) : block;
   const target = new Float64Array(size);
+  const givenAll = new Float64Array(size);
   orders.forEach((h, n) => {
     const ch = coef[h - 2];
     const Q = n === 0 ? block : buffer;
-    for (let c = 0; c < K; c++) {
+    for (let c = 0; c < Kt; c++) {
       const o = c * size;
       const p0 = probeOf(c, 0, p) * size;
       const p1 = probeOf(c, 1, p) * size;
@@ -162,14 +167,22 @@ export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder 
       }
     }
     for (let i = 0; i < size; i++) target[i] = Math.min(r[i], (ch[i] * ch[i] * q[i] ** h) / FACTORIAL[h]);
-    const given = scaleHermiteRows(Q, 0, K, size, target);
+    const given = scaleHermiteRows(Q, 0, Kt, size, target);
     if (n > 0) for (let j = 0; j < block.length; j++) block[j] += Q[j];
-    for (let i = 0; i < size; i++) r[i] = Math.max(0, r[i] - given[i]);
+    for (let i = 0; i < size; i++) {
+      r[i] = Math.max(0, r[i] - given[i]);
+      givenAll[i] += given[i];
+    }
   });
+  let rForward = r;
+  if (extra > 0 && Kt > K) {
+    rForward = Float64Array.from(r);
+    carryHermiteRows(F, rows, K, size, block, givenAll, rForward);
+  }
   if (tape) {
     tape.slope = slope;
     tape.r = r;
-    if (extra > 0) tape.hermite = block.slice();
+    if (orders.length > 0) tape.hermite = Kt === K ? block.slice() : block;
   }
-  return { ...x, m, F, k: x.k + extra, r };
+  return { ...x, m, F, k: x.k + extra, r: rForward };
 }
