@@ -15,7 +15,8 @@
 // Per tensor: |mean error| / MC sd and var / MC var over the units with MC variance > 0 (median,
 // p95, worst), the mean signed error / sd (a bias shared by the units), and the level MC noise alone
 // gives (|N(0, 1/S)|: median 0.674 / sqrt(S), p95 1.96 / sqrt(S); a variance's relative sd about
-// sqrt(2 / S) for a Gaussian unit). With --reference: the top-5 logits' mean error and sd ratio.
+// sqrt(2 / S) for a Gaussian unit). With --reference: the top-5 logits' mean error and sd ratio, and
+// the mean error over all outputs.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../dist/onnx/load.js';
@@ -184,5 +185,9 @@ if (p && opt('reference') && existsSync(opt('reference'))) {
   console.log(
     `top-5 vs ${ref.samples}-sample Monte Carlo: mean error / sd ${signed.map(f3).join(' ')} (max |.| ${f3(Math.max(...err))}); sd / MC sd ${ratio.map(f3).join(' ')} (worst ${f3(Math.max(...ratio.map((r) => Math.abs(r - 1))))} off)`,
   );
+  // every output: |mean error| / sd median, p95, max (as bench/scale.mjs prints)
+  const all = ref.mean.map((v, j) => Math.abs(p.mean[j] - v) / ref.sd[j]).sort((a, b) => a - b);
+  const at = (f) => f3(all[Math.min(all.length - 1, Math.floor(f * all.length))]);
+  console.log(`all ${all.length}: |mean error| / sd median ${at(0.5)} p95 ${at(0.95)} max ${at(1)}`);
 }
 process.exit(0);

@@ -51,6 +51,7 @@ import {
   isMonotoneUnit,
   maxPoolWindows,
   softmaxSlices,
+  unitFactorNorms,
   unitRule,
   type MaxPoolGram,
   type InputNoise,
@@ -614,9 +615,10 @@ function reverseUnitsOf(mean: Float64Array): number[] {
 
 /**
  * The input's moments: F = the noise factor (sigma I, diag(sqrt v) or the given factor), or when
- * rank k < its columns a random sketch F G / sqrt(k) (G Gaussian, E[F G G^T F^T / k] = Sigma) with
- * r set to the marginal variance the sketch misses (diag Sigma - |F_i|^2, clamped at 0), so every
- * input unit keeps its exact variance. Before the factor's rows go `probes` probe rows, the images
+ * rank k < its columns a random sketch F G / sqrt(k) (E[G G^T] = I, so E[F G G^T F^T / k] = Sigma;
+ * G Gaussian for a given factor, of random signs for isotropic or diagonal noise) with r set to the
+ * marginal variance the sketch misses (diag Sigma - |F_i|^2, clamped at 0; 0 for a sketch of
+ * signs), so every input unit keeps its exact variance. Before the factor's rows go `probes` probe rows, the images
  * N g of independent standard Gaussian vectors g under the full noise factor N (N N^T = Sigma).
  */
 export function inputMoments(
@@ -670,14 +672,23 @@ export function inputMoments(
   }
   const rng = new Rng(seed);
   if (noise.kind !== 'lowrank') {
-    // isotropic or diagonal: the factor is diagonal, so sketch row j at unit i is sd_i G_ij; G is
-    // drawn row by row in the same order as below (the same sketch), never held whole (at n =
-    // 150,528 and k = 256 it would be 308 MB of float64, and the dense loop n^2 steps)
-    const g = new Float64Array(k);
-    for (let i = 0; i < n; i++) {
-      for (let j = 0; j < k; j++) g[j] = rng.normal() / Math.sqrt(k);
-      const a = at(i, i);
-      for (let j = 0; j < k; j++) cov[j * n + i] = a * g[j];
+    // isotropic or diagonal: the factor is diagonal, so sketch row j at unit i is sd_i s_ij /
+    // sqrt(k) with random signs s_ij (a Rademacher sketch: E[s s^T] = I, and each unit's k rows
+    // give its variance sd_i^2 exactly, so r = 0; the rows' Gram estimates a unit's variance after
+    // an affine map L with relative variance 2 (1 - sum_j L_ij^4 / |L_i|^4) / k, below a Gaussian
+    // sketch's 2 / k). Drawn 32 signs per random number, row by row: a Gaussian sketch took 38 M
+    // normal draws at n = 150,528 and k = 256 (2.5 CPU s of AlexNet's 17, docs/BENCHMARKS.md).
+    const scale = 1 / Math.sqrt(k);
+    const sd = new Float64Array(n);
+    for (let i = 0; i < n; i++) sd[i] = at(i, i) * scale;
+    for (let j = 0; j < k; j++) {
+      const row = j * n;
+      let bits = 0;
+      for (let i = 0; i < n; i++) {
+        if ((i & 31) === 0) bits = rng.nextUint32();
+        cov[row + i] = bits & 1 ? -sd[i] : sd[i];
+        bits >>>= 1;
+      }
     }
   } else {
     const G = new Float64Array(cols * k);
@@ -692,11 +703,8 @@ export function inputMoments(
     }
     cov.set(sketch);
   }
-  for (let i = 0; i < n; i++) {
-    let q = 0;
-    for (let j = 0; j < k; j++) q += cov[j * n + i] ** 2;
-    r[i] = Math.max(0, diagSigma[i] - q);
-  }
+  const q = unitFactorNorms(cov, 0, k, n);
+  for (let i = 0; i < n; i++) r[i] = Math.max(0, diagSigma[i] - q[i]);
   return { moments: { m, F, probes, k, r }, sketched: true, variance: diagSigma };
 }
 
