@@ -50,7 +50,7 @@
  * MaxPool step (Softmax adds none). The peak is the largest (held + transient) over the steps.
  */
 import { attrInts } from '../onnx/graph.js';
-import { maxHermiteColumns } from './rules/factor.js';
+import { tapeHermiteColumns } from './rules/factor.js';
 import type { PropagationLayout } from './propagator.js';
 import { keepsArena, segmentUnits } from './segment.js';
 
@@ -188,8 +188,7 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
       const units = size(s.output);
       const hermite = s.kind === 'softmax' ? 0 : K;
       // the Hermite columns sketched: more than K when the reverse pass records more (rules/factor.ts tapeHermiteColumns)
-      const sketched =
-        s.kind === 'softmax' || !options.reverse?.hermiteColumns ? hermite : Math.max(K, Math.min(options.reverse.hermiteColumns, maxHermiteColumns(probes)));
+      const sketched = s.kind === 'softmax' ? 0 : tapeHermiteColumns(K, probes, options.reverse?.hermiteColumns);
       const rowsOut = x.rows + hermite;
       // the second order's buffer and the per-unit arrays: garbage after the step
       arrays.set(`tmp:${k}`, sketched * units * F32 + 11 * units * F64);

@@ -85,9 +85,9 @@ export interface PropagatorOptions {
   /**
    * Hermite columns each kinked op records for the reverse pass's output covariance (./adjoint.ts;
    * default REVERSE_HERMITE_COLUMNS; at least hermiteColumns, at most what the probes give,
-   * rules/factor.ts maxHermiteColumns). More
-   * than hermiteColumns sketch the order-2 and -3 parts of the output covariance with less noise
-   * without adding rows to the steps after (rules/factor.ts carryHermiteRows).
+   * rules/factor.ts maxHermiteColumns). More than hermiteColumns sketch the order-2 and -3 parts of
+   * the output covariance with less noise, without adding rows to the steps after
+   * (rules/factor.ts carryHermiteRows).
    */
   reverseHermiteColumns?: number;
   /** Highest Hermite order carried by those rows: 2 or 3 (default 3). */
@@ -254,8 +254,8 @@ export const DEFAULT_HERMITE_COLUMNS = 128;
 /**
  * Hermite columns the reverse pass records per kinked op by default (see
  * PropagatorOptions.reverseHermiteColumns). With 16 carried forward, the sds of the top-5 logits
- * against a 10,000-sample Monte Carlo (three sketch seeds, docs/BENCHMARKS.md): AlexNet 4.2-7.8% off
- * with 16 recorded, 1.8-3.4% with 128; ResNet-18 6.4% and 3.0-4.8%.
+ * against a 10,000-sample Monte Carlo (docs/BENCHMARKS.md): AlexNet 3.4-7.8% off with 16 recorded,
+ * 1.8-3.4% with 128 (three sketch seeds); ResNet-18 6.4% and 3.0-4.8%.
  */
 export const REVERSE_HERMITE_COLUMNS = 128;
 
@@ -618,8 +618,9 @@ function reverseUnitsOf(mean: Float64Array): number[] {
  * rank k < its columns a random sketch F G / sqrt(k) (E[G G^T] = I, so E[F G G^T F^T / k] = Sigma;
  * G Gaussian for a given factor, of random signs for isotropic or diagonal noise) with r set to the
  * marginal variance the sketch misses (diag Sigma - |F_i|^2, clamped at 0; 0 for a sketch of
- * signs), so every input unit keeps its exact variance. Before the factor's rows go `probes` probe rows, the images
- * N g of independent standard Gaussian vectors g under the full noise factor N (N N^T = Sigma).
+ * signs), so every input unit keeps its exact variance. Before the factor's rows go `probes` probe
+ * rows, the images N g of independent standard Gaussian vectors g under the full noise factor N
+ * (N N^T = Sigma).
  */
 export function inputMoments(
   mu: ArrayLike<number>,
@@ -677,7 +678,7 @@ export function inputMoments(
     // give its variance sd_i^2 exactly, so r = 0; the rows' Gram estimates a unit's variance after
     // an affine map L with relative variance 2 (1 - sum_j L_ij^4 / |L_i|^4) / k, below a Gaussian
     // sketch's 2 / k). Drawn 32 signs per random number, row by row: a Gaussian sketch took 38 M
-    // normal draws at n = 150,528 and k = 256 (2.5 CPU s of AlexNet's 17, docs/BENCHMARKS.md).
+    // normal draws at n = 150,528 and k = 256 (2.0-2.3 CPU s; docs/BENCHMARKS.md).
     const scale = 1 / Math.sqrt(k);
     const sd = new Float64Array(n);
     for (let i = 0; i < n; i++) sd[i] = at(i, i) * scale;

@@ -149,10 +149,13 @@ export interface StepTape {
   r?: Float64Array;
 }
 
-/** The Hermite columns a rule sketches: K carried forward, and at least as many for the tape when it asks for more. */
-export function tapeHermiteColumns(K: number, probes: number, tape?: StepTape): number {
-  if (!tape?.hermiteColumns) return K;
-  return Math.max(K, Math.min(tape.hermiteColumns, maxHermiteColumns(probes)));
+/**
+ * The Hermite columns a rule sketches when `asked` for that many for its record (StepTape.hermiteColumns):
+ * at least the K it carries forward, at most what P probes give (maxHermiteColumns).
+ */
+export function tapeHermiteColumns(K: number, probes: number, asked?: number): number {
+  if (!asked) return K;
+  return Math.max(K, Math.min(asked, maxHermiteColumns(probes)));
 }
 
 /**

@@ -518,7 +518,7 @@ export function applyMaxPool(
   const rows = p + k;
   const K = Math.min(columns, maxHermiteColumns(p));
   // Kt >= K columns are sketched when the tape asks for more (carryHermiteRows)
-  const Kt = tapeHermiteColumns(K, p, tape);
+  const Kt = tapeHermiteColumns(K, p, tape?.hermiteColumns);
   const Fx = x.F;
   const start = new Int32Array(outSize + 1);
   const gStart = new Int32Array(outSize + 1);

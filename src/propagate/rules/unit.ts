@@ -138,7 +138,7 @@ export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder 
     }
   }
   // Kt >= K columns are sketched when the tape asks for more (carryHermiteRows)
-  const Kt = tapeHermiteColumns(K, p, tape);
+  const Kt = tapeHermiteColumns(K, p, tape?.hermiteColumns);
   const orders = Kt > 0 ? [2, 3].filter((h) => h <= hermiteOrder && used[h - 2]) : [];
   const extra = orders.length > 0 ? K : 0;
   const Fx = x.F;
