@@ -127,6 +127,14 @@ describe('Hermite columns from shared probes', () => {
     const mean = got.reduce((a, b) => a + b, 0) / draws;
     const se = Math.sqrt(got.reduce((a, b) => a + (b - mean) ** 2, 0) / (draws - 1) / draws);
     expect(Math.abs(mean - hermite)).toBeLessThan(4.5 * se + 0.02 * Math.abs(hermite));
+    // none carried: the recorded columns' variance stays in the carried residual
+    const x: TensorMoments = { m: Float64Array.from(m), F: twoUnits(P, rng), probes: P, k: 2, r: new Float64Array(2) };
+    const tape: StepTape = { hermiteColumns: Kt };
+    const y = applyUnitRule((_i, mi, si) => piecewiseLinearMoments(RELU, mi, si), x, 3, 0, 0, tape);
+    expect(y.k).toBe(2);
+    expect(tape.hermite!.length).toBe(Kt * 2);
+    const linear = rowNorms(y.F, P, 2, 2);
+    for (let i = 0; i < 2; i++) expect(linear[i] + y.r[i]).toBeCloseTo(g[i].variance, 6);
   });
 
   it('MaxPool+Relu (order 2), a tape asking for 64 columns while 8 are carried: the same pooled rows, the same variance per window', () => {

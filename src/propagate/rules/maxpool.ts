@@ -746,7 +746,7 @@ export function applyMaxPool(
     }
   }
   let rForward = r;
-  if (K > 0 && Kt > K) {
+  if (Kt > K) {
     rForward = Float64Array.from(r);
     carryHermiteRows(F, rows, K, outSize, block, givenAll, rForward);
   }

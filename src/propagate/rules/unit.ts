@@ -175,7 +175,7 @@ export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder 
     }
   });
   let rForward = r;
-  if (extra > 0 && Kt > K) {
+  if (orders.length > 0 && Kt > K) {
     rForward = Float64Array.from(r);
     carryHermiteRows(F, rows, K, size, block, givenAll, rForward);
   }
