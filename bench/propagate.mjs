@@ -4,6 +4,7 @@
 // ratio propagate / two-stage / MC per input.
 // Usage: npm run build && node bench/propagate.mjs [inputs=20] [mcSamples=75000] [sigmas=8,32] [first=50]
 //          [--model FILE.onnx] [--images FOLDER] [--rank K] [--output-covariance reverse|factor] [--hermite K]
+//          [--reverse-hermite K] [--probes P]   (Hermite columns carried / recorded for the reverse pass, probe rows)
 // Default: the bundled LeNet on fixtures/mnist/digits-100.npy from digit `first` (held out from the
 // tests' 0-2). With --images, PNGs of a folder (sorted by name, from the `first`-th, default 0),
 // read with the model's preprocessing metadata as the CLI reads them (e.g. --model
@@ -53,10 +54,13 @@ console.log(
 );
 const rank = flags.rank !== undefined ? Number(flags.rank) : undefined;
 const outputCovariance = flags['output-covariance'];
-const hermiteColumns = flags.hermite !== undefined ? Number(flags.hermite) : undefined;
-const prop = await createPropagator(model, { threads: 1, rank, outputCovariance, hermiteColumns });
+const number = (name) => (flags[name] !== undefined ? Number(flags[name]) : undefined);
+const hermiteColumns = number('hermite');
+const reverseHermiteColumns = number('reverse-hermite');
+const hermiteProbes = number('probes');
+const prop = await createPropagator(model, { threads: 1, rank, outputCovariance, hermiteColumns, reverseHermiteColumns, hermiteProbes });
 console.log(
-  `propagate plan: ${prop.plan.join(' -> ')}; rank ${rank ?? 'full'}, output covariance ${outputCovariance ?? 'default'}, Hermite columns ${hermiteColumns ?? 'default'}`,
+  `propagate plan: ${prop.plan.join(' -> ')}; rank ${rank ?? 'full'}, output covariance ${outputCovariance ?? 'default'}, Hermite columns ${hermiteColumns ?? 'default'} carried, ${reverseHermiteColumns ?? 'default'} recorded, probes ${hermiteProbes ?? 'default'}`,
 );
 for (const sigma of sigmas) {
   const noise = { kind: 'isotropic', sigma };
