@@ -22,7 +22,7 @@
  * every segment (one onnxruntime run each, the rows as the batch) instead of one forward row per
  * input direction, and Sigma enters exactly (isotropic, diagonal or the given factor).
  */
-import { gemmSync, type LinearAlgebra } from '../moments/linalg.js';
+import { jsLinearAlgebra, type LinearAlgebra } from '../moments/linalg.js';
 import type { AffineSegment } from './segment.js';
 import type { InputNoise, StepTape } from './rules/index.js';
 
@@ -135,7 +135,7 @@ export async function reverseOutputCovariance(
   d: number,
   units: readonly number[],
   noise: InputNoise,
-  linalg: LinearAlgebra = { gemm: async (...args) => gemmSync(...args) },
+  linalg: LinearAlgebra = jsLinearAlgebra,
 ): Promise<Float64Array> {
   const u = units.length;
   const cov = new Float64Array(u * u);

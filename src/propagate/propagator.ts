@@ -19,8 +19,9 @@
  * variance model ((L o L) r, ./segment.ts) computes when fed r = diag(Sigma) (no residual rows);
  * each output unit's sketch rows (probes excluded) are then rescaled to it and r becomes 0
  * (absorbResidualRows over the k rows). The sketch's own |(L F)_i|^2 is only an estimate (relative
- * sd about sqrt(2 / k), +-9% per unit at k = 256, and biased up by the input's clamped residual
- * r_i = max(0, Sigma_ii - |F_i|^2), by about 0.4 sqrt(2 / k)); every later rule reads the per-unit
+ * sd up to sqrt(2 / k), +-9% per unit at k = 256; the former Gaussian sketch was also biased up by
+ * the input's clamped residual max(0, Sigma_ii - |F_i|^2), which the sketch of signs does not
+ * have: see inputMoments); every later rule reads the per-unit
  * variance, and a window max's or a Relu's mean moves with it. On ResNet-18 at rank 256 this took
  * the logits' median mean error from 0.043 to 0.032 MC sd (docs/BENCHMARKS.md, "Where ResNet-18's
  * propagate error enters"). The correlations between units stay the sketch's.

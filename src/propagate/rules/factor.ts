@@ -161,14 +161,22 @@ export function tapeHermiteColumns(K: number, probes: number, asked?: number): n
 /**
  * The forward rows of a rule that sketched more Hermite columns for its tape (Kt) than it carries
  * (K < Kt): the first K of the tape's columns (`block`, Kt x size, each unit's row at its exact
- * norm `given`), copied into F from row `at` and scaled per unit back to that norm; what a unit's
- * K columns cannot give (a unit whose first K columns are all 0) goes back into its residual
- * `r`. The tape's rows and residual stay as they are: the reverse pass's output covariance counts
+ * norm `given`), copied into F from row `at` and scaled per unit back to that norm. Returns the
+ * carried residual: the tape's `r` (left as it is) plus what a unit's K columns cannot give (a
+ * unit whose first K columns are all 0). The tape's rows and residual stay as they are: the reverse pass's output covariance counts
  * the order-2 and -3 parts with all Kt columns, which lowers the sketch's noise there
  * (relative sd about sqrt(2 / Kt)), while every step after carries only K rows.
  */
-export function carryHermiteRows(F: Float32Array, at: number, K: number, size: number, block: Float32Array, given: Float64Array, r: Float64Array): void {
+export function carryHermiteRows(
+  F: Float32Array,
+  at: number,
+  K: number,
+  size: number,
+  block: Float32Array,
+  given: Float64Array,
+  r: Float64Array,
+): Float64Array {
   F.set(block.subarray(0, K * size), at * size);
   const carried = scaleHermiteRows(F, at, K, size, given);
-  for (let i = 0; i < size; i++) r[i] += given[i] - carried[i];
+  return r.map((v, i) => v + given[i] - carried[i]);
 }

@@ -745,11 +745,7 @@ export function applyMaxPool(
       givenAll[o] += given[o];
     }
   }
-  let rForward = r;
-  if (Kt > K) {
-    rForward = Float64Array.from(r);
-    carryHermiteRows(F, rows, K, outSize, block, givenAll, rForward);
-  }
+  const rForward = Kt > K ? carryHermiteRows(F, rows, K, outSize, block, givenAll, r) : r;
   if (tape) tape.hermite = Kt === K ? block.slice() : block;
   return { ...x, m, F, k: k + K, r: rForward };
 }

@@ -174,11 +174,7 @@ export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder 
       givenAll[i] += given[i];
     }
   });
-  let rForward = r;
-  if (orders.length > 0 && Kt > K) {
-    rForward = Float64Array.from(r);
-    carryHermiteRows(F, rows, K, size, block, givenAll, rForward);
-  }
+  const rForward = orders.length > 0 && Kt > K ? carryHermiteRows(F, rows, K, size, block, givenAll, r) : r;
   if (tape) {
     tape.slope = slope;
     tape.r = r;
