@@ -212,13 +212,13 @@ export class AffineSegment {
   /**
    * The reverse pass (VJP) of the segment's linear part: given `rows` cotangent rows per output
    * ([rows, size] float64, row-major; undefined for an output nothing downstream reads), the rows
-   * u^T L for each input. The segment is affine, so these do not depend on the mean (fed as the
-   * primal point because the adjoint model computes its primal branch). Run in float32, as the
-   * forward rows are.
+   * u^T L for each input. The segment is affine, so these do not depend on the mean (still fed as
+   * the primal point: the model keeps its primal inputs, though without primal outputs it has no
+   * node that reads them). Run in float32, as the forward rows are.
    */
   async vjp(means: Float64Array[], cotangents: (Float64Array | undefined)[], rows: number): Promise<Float64Array[]> {
     if (!this.adjoint) {
-      const model = buildAdjointModel(this.graph, { varying: this.inputs, outputs: this.outputs, shapes: this.shapes });
+      const model = buildAdjointModel(this.graph, { varying: this.inputs, outputs: this.outputs, shapes: this.shapes, primalOutputs: false });
       const session = await ModelSession.create(model.bytes, { threads: this.options.threads, provider: this.options.provider, memoryArena: false });
       this.adjoint = { model, session };
     }

@@ -7,6 +7,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createJacobianEngine } from '../../src/linearize/jacobian.js';
+import { buildAdjointModel } from '../../src/onnx/tangent/reverse.js';
+import { ModelSession } from '../../src/runtime/session.js';
 import { adjointOps } from '../../src/onnx/ops/registry.js';
 import { DataType } from '../../src/onnx/proto.js';
 import type { Graph } from '../../src/onnx/graph.js';
@@ -258,6 +260,58 @@ describe('adjoint rules: <u, J v> = <J^T u, v> against the tangent rules', () =>
         initializers: [randomInit(r, 'slope', [3, 1]), floatInit('lo', [], [-0.5]), floatInit('hi', [], [0.6])],
       }),
     );
+  });
+});
+
+describe('an adjoint model without primal outputs (what an affine segment of moment propagation runs)', () => {
+  it('drops the primal Gemm and Conv, so their weights are loaded once, and gives the same cotangents', async () => {
+    const r = rng(19);
+    const g = buildGraph({
+      inputs: [['x', ['N', 2, 5, 5]]],
+      outputs: ['y'],
+      nodes: [
+        makeNode('Conv', ['x', 'w', 'b'], ['c'], { attributes: { pads: [1, 1, 1, 1] } }),
+        makeNode('Flatten', ['c'], ['f']),
+        makeNode('Gemm', ['f', 'W', 'B'], ['y'], { attributes: { transB: 1 } }),
+      ],
+      initializers: [randomInit(r, 'w', [3, 2, 3, 3]), randomInit(r, 'b', [3]), randomInit(r, 'W', [4, 75]), randomInit(r, 'B', [4])],
+    });
+    const shapes = new Map<string, number[]>([
+      ['x', [1, 2, 5, 5]],
+      ['c', [1, 3, 5, 5]],
+      ['f', [1, 75]],
+      ['y', [1, 4]],
+    ]);
+    const full = buildAdjointModel(g, { varying: ['x'], outputs: ['y'], shapes });
+    const lean = buildAdjointModel(g, { varying: ['x'], outputs: ['y'], shapes, primalOutputs: false });
+    const count = (m: typeof full, op: string) => m.graph.nodes.filter((n) => n.opType === op).length;
+    expect(count(full, 'Gemm')).toBe(2); // the primal and its adjoint
+    expect(count(lean, 'Gemm')).toBe(1);
+    expect(count(lean, 'Conv')).toBe(0); // the Conv's adjoint is a ConvTranspose
+    expect(lean.primalOutputs).toEqual({});
+    expect(lean.graph.outputs.map((o) => o.name)).toEqual([lean.cotangentOutputs.x]);
+    const k = 3;
+    const u = Float32Array.from(r.normals(k * 4));
+    const run = async (m: typeof full) => {
+      const s = await ModelSession.create(m.bytes);
+      try {
+        const out = await s.run(
+          {
+            x: { type: 'float32', data: Float32Array.from(r.normals(50)), dims: [1, 2, 5, 5] },
+            [m.cotangentInputs.y]: { type: 'float32', data: u, dims: [k, 4] },
+          },
+          [m.cotangentOutputs.x],
+        );
+        return out[m.cotangentOutputs.x].data as Float32Array;
+      } finally {
+        await s.release();
+      }
+    };
+    const a = await run(full);
+    const b = await run(lean);
+    expect(b.length).toBe(k * 50);
+    expect(maxAbs(Array.from(a))).toBeGreaterThan(1e-3);
+    expect(maxAbsDiff(Array.from(a), Array.from(b))).toBe(0);
   });
 });
 

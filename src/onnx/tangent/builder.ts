@@ -167,12 +167,21 @@ export class TangentBuilder {
     return s;
   }
 
-  /** Shape of a primal tensor without its leading (batch) entry. */
+  /**
+   * Shape of a primal tensor without its leading (batch) entry: a constant where the static shapes
+   * give it (the per-sample dims do not change from run to run), else read from the primal at run
+   * time. The constant leaves no node that reads the primal only for its shape: an adjoint model
+   * without primal outputs (reverse.ts) then drops a Conv or Gemm whose output a Flatten reshapes.
+   */
   tailShape(primal: string): string {
     const key = `tail:${primal}`;
     let s = this.memo.get(key);
     if (!s) {
-      s = this.slice1d(this.shapeOf(primal), 1, undefined);
+      const known = this.shape(primal);
+      s =
+        known && known.length > 0 && known.every((d) => Number.isInteger(d) && d >= 0)
+          ? this.ints(known.slice(1))
+          : this.slice1d(this.shapeOf(primal), 1, undefined);
       this.memo.set(key, s);
     }
     return s;

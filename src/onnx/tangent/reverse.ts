@@ -27,6 +27,13 @@ export interface AdjointModelOptions {
   outputs: string[];
   /** Static shapes of primal tensors at batch 1 (most adjoint rules need them). */
   shapes?: ReadonlyMap<string, readonly number[]>;
+  /**
+   * Whether the model also outputs the requested outputs' primal values (default true). Without
+   * them the primal nodes the cotangents do not read are pruned: an affine segment's VJP
+   * (src/propagate/segment.ts) reads no primal value, and a primal Gemm or Conv left in would have
+   * onnxruntime pre-pack its weights a second time when the session is made (AlexNet's fc6: 151 MB).
+   */
+  primalOutputs?: boolean;
 }
 
 export interface AdjointModel {
@@ -35,7 +42,7 @@ export interface AdjointModel {
   primalInputs: PrimalInputSpec[];
   /** requested output -> name of its cotangent input ([k, ...]). */
   cotangentInputs: Record<string, string>;
-  /** requested output -> name of the model output holding its primal value (batch 1). */
+  /** requested output -> name of the model output holding its primal value (batch 1; none when options.primalOutputs is false). */
   primalOutputs: Record<string, string>;
   /** varying input -> name of the model output holding its cotangent ([k, ...]). */
   cotangentOutputs: Record<string, string>;
@@ -140,7 +147,7 @@ export function buildAdjointModel(source: Graph, options: AdjointModelOptions): 
     return name;
   };
   const primalOutputs: Record<string, string> = {};
-  for (const o of options.outputs) {
+  for (const o of options.primalOutputs === false ? [] : options.outputs) {
     const p = exposeAs(o, `${o}__primal`);
     outputNames.add(p);
     outputs.push({ name: p, elemType: elemTypeOf(o) });
