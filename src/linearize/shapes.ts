@@ -11,7 +11,7 @@ import { runWithIntermediates, zeroFeeds } from '../onnx/shapes.js';
 export async function probeShapes(graph: Graph, options: { threads?: number } = {}): Promise<Map<string, number[]> | undefined> {
   try {
     const feeds = zeroFeeds(graph, 1);
-    const result = await runWithIntermediates(graph, feeds, 'all', { threads: options.threads });
+    const result = await runWithIntermediates(graph, feeds, 'all', { threads: options.threads, runOnce: true });
     const shapes = new Map<string, number[]>();
     for (const [name, t] of graph.initializers) shapes.set(name, [...t.dims]);
     for (const [name, t] of Object.entries({ ...feeds, ...result })) shapes.set(name, [...t.dims]);

@@ -309,7 +309,7 @@ export async function makeBatchDynamicProbed(graph: Graph, options: BatchDynamic
   const names = batchProbeTensors(graph);
   if (names.length === 0) return makeBatchDynamic(graph, options);
   checkShapeProbe(graph.dataInputs, options.file);
-  const run = await runWithIntermediates(graph, zeroFeeds(graph, 1, options.file), names, options);
+  const run = await runWithIntermediates(graph, zeroFeeds(graph, 1, options.file), names, { ...options, runOnce: true });
   const shapes = new Map<string, readonly number[]>(options.shapes ?? []);
   const values = new Map<string, readonly number[]>(options.values ?? []);
   for (const name of names) {

@@ -45,6 +45,12 @@ export interface SessionOptions {
    * propagation: one per affine segment, each with its own peak) do not hold their peaks at once.
    */
   memoryArena?: boolean;
+  /**
+   * A session run once, at batch 1 (a shape probe): onnxruntime makes it without graph
+   * optimizations and without pre-packing weights, work that costs more than it saves on one run
+   * (AlexNet's probe with every tensor as an output: 1.2 CPU s to make with them).
+   */
+  runOnce?: boolean;
 }
 
 export type HostTensorType = 'float32' | 'float64' | 'int64' | 'int32' | 'uint8' | 'bool';
@@ -77,9 +83,10 @@ export class ModelSession {
     }
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: [provider],
-      graphOptimizationLevel: 'all',
+      graphOptimizationLevel: options.runOnce ? 'disabled' : 'all',
       logSeverityLevel: 4,
     };
+    if (options.runOnce) sessionOptions.extra = { session: { disable_prepacking: '1' } };
     if (options.memoryArena === false) sessionOptions.enableCpuMemArena = false;
     if (options.threads !== undefined && options.threads > 0) {
       sessionOptions.intraOpNumThreads = options.threads;
