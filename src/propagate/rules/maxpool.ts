@@ -598,11 +598,13 @@ export function applyMaxPool(
   const cw = new Float64Array(maxLen); // Clark's running weights
   const u = new Float64Array(S * maxLen); // u_j: D_j's coefficients over the window (sorted order)
   const uGu = new Float64Array(S * S);
+  const Gu = new Float64Array(S * maxLen); // G u_l (sorted order)
   const coef = new Float64Array(2 * S); // E relu'', E relu''' of D_j
   const wX = new Float64Array(S);
   const beta = new Float64Array(S);
-  const bc = new Float64Array(S); // beta_j c_j of the order at hand
+  const bc = new Float64Array(2 * S); // beta_j c_j, order 2 then order 3
   const uP = new Float64Array(S * Math.max(p, 1));
+  const Rp = new Float64Array(Math.max(p, 1)); // the running max's probe values, R_j
   // each column's probes (probeOf), looked up once
   const probeIdx = new Int32Array(3 * Kt);
   for (let c = 0; c < Kt; c++) for (let t = 0; t < 3; t++) probeIdx[3 * c + t] = probeOf(c, t, p);
@@ -657,26 +659,32 @@ export function applyMaxPool(
     if (steps === 0) continue;
     beta[steps] = 1;
     for (let j = steps - 1; j >= 1; j--) beta[j] = beta[j + 1] * wX[j + 1];
-    // F-part covariances of the steps' differences: u_j^T G u_l
-    for (let j = 1; j <= steps; j++) {
-      for (let l = 1; l <= j; l++) {
-        let s = 0;
-        for (let a = 0; a < L; a++) {
-          const ua = u[j * L + a];
-          if (ua === 0) continue;
-          for (let b = 0; b < L; b++) s += ua * u[l * L + b] * Gs[a * L + b];
-        }
-        uGu[j * S + l] = s;
-        uGu[l * S + j] = s;
+    // F-part covariances of the steps' differences, u_j^T G u_l: first G u_l for every step, then
+    // the dot products (u_j is nonzero on its first j + 1 entries only, the floor's on all L)
+    for (let l = 1; l <= steps; l++) {
+      const nl = Math.min(l + 1, L);
+      for (let a = 0; a < L; a++) {
+        let v = 0;
+        for (let b = 0; b < nl; b++) v += Gs[a * L + b] * u[l * L + b];
+        Gu[l * L + a] = v;
       }
     }
-    let probed = false;
+    for (let j = 1; j <= steps; j++) {
+      const nj = Math.min(j + 1, L);
+      for (let l = 1; l <= j; l++) {
+        let g = 0;
+        for (let a = 0; a < nj; a++) g += u[j * L + a] * Gu[l * L + a];
+        uGu[j * S + l] = g;
+        uGu[l * S + j] = g;
+      }
+    }
+    // the exact F-part variance of each order's term sum_j beta_j c_j He_h(D_j), given out of the
+    // residual in turn (order 2 first)
     let left = r[o];
+    let any = false;
     for (let n = 0; n < nOrders; n++) {
       const h = orders[n];
-      const Qn = Q[n]!;
       const cOff = (h - 2) * S;
-      // exact F-part variance of the order-h term sum_j beta_j c_j He_h(D_j)
       let t = 0;
       for (let j = 1; j <= steps; j++) {
         const bj = beta[j] * coef[cOff + j];
@@ -690,36 +698,50 @@ export function applyMaxPool(
       const given = Math.max(0, Math.min(left, t));
       target[n * outSize + o] = given;
       left -= given;
-      if (!(given > 0)) continue;
-      hermite = true;
-      if (!probed) {
-        // the window's probe values, then u_j . P_d for every step and probe
-        for (let a = 0; a < L; a++) {
-          const i = idx[s0 + a];
-          for (let d = 0; d < p; d++) pv[a * p + d] = Fx[d * size + i];
+      // beta_j c_j of this order, 0 where the order gives nothing (its sketch is then 0)
+      for (let j = 1; j <= steps; j++) bc[n * S + j] = given > 0 ? beta[j] * coef[cOff + j] : 0;
+      if (given > 0) any = true;
+    }
+    if (!any) continue;
+    hermite = true;
+    // u_j . P_d for every step and probe: u_j = cw^(j) - e_j (the floor's: cw^(L)), with Clark's
+    // running weights cw^(j+1) = wX_j cw^(j) + (1 - wX_j) e_j, so R_j = cw^(j) . P follows
+    // R_1 = P_0, R_(j+1) = wX_j R_j + (1 - wX_j) P_j
+    for (let a = 0; a < L; a++) {
+      const i = idx[s0 + a];
+      for (let d = 0; d < p; d++) pv[a * p + d] = Fx[d * size + i];
+    }
+    for (let d = 0; d < p; d++) Rp[d] = pv[d];
+    for (let j = 1; j <= steps; j++) {
+      const o = j * p;
+      if (j < L) {
+        const w = wX[j];
+        const pj = j * p;
+        for (let d = 0; d < p; d++) {
+          const pd = pv[pj + d];
+          uP[o + d] = Rp[d] - pd;
+          Rp[d] = w * Rp[d] + (1 - w) * pd;
         }
-        for (let j = 1; j <= steps; j++) {
-          const o = j * p;
-          uP.fill(0, o, o + p);
-          for (let a = 0; a < L; a++) {
-            const ua = u[j * L + a];
-            if (ua === 0) continue;
-            for (let d = 0; d < p; d++) uP[o + d] += ua * pv[a * p + d];
-          }
-        }
-        probed = true;
+      } else for (let d = 0; d < p; d++) uP[o + d] = Rp[d];
+    }
+    // both orders' sketches in one pass over the columns (order 2: the product of the column's first
+    // two probes' values, order 3: of all three)
+    const Q2 = Q[0]!;
+    const Q3 = Q[1];
+    const b3 = nOrders > 1 ? S : 0;
+    for (let c = 0; c < Kt; c++) {
+      const a0 = probeIdx[3 * c];
+      const a1 = probeIdx[3 * c + 1];
+      const a2 = probeIdx[3 * c + 2];
+      let s2 = 0;
+      let s3 = 0;
+      for (let jp = p, j = 1; j <= steps; j++, jp += p) {
+        const q = uP[jp + a0] * uP[jp + a1];
+        s2 += bc[j] * q;
+        s3 += bc[b3 + j] * (q * uP[jp + a2]);
       }
-      // beta_j c_j once per window and order (the same product (beta_j c_j) prod as inline)
-      for (let j = 1; j <= steps; j++) bc[j] = beta[j] * coef[cOff + j];
-      for (let c = 0; c < Kt; c++) {
-        const a0 = probeIdx[3 * c];
-        const a1 = probeIdx[3 * c + 1];
-        const a2 = probeIdx[3 * c + 2];
-        let s = 0;
-        if (h > 2) for (let jp = p, j = 1; j <= steps; j++, jp += p) s += bc[j] * (uP[jp + a0] * uP[jp + a1] * uP[jp + a2]);
-        else for (let jp = p, j = 1; j <= steps; j++, jp += p) s += bc[j] * (uP[jp + a0] * uP[jp + a1]);
-        Qn[c * outSize + o] = s;
-      }
+      Q2[c * outSize + o] = s2;
+      if (Q3) Q3[c * outSize + o] = s3;
     }
   }
   let natWeights: Float64Array | undefined;
