@@ -192,8 +192,11 @@ export const CONV_WEIGHT_COPIES = 8;
  */
 export const OTHER_WEIGHT_COPIES = 4;
 
-/** Copies of the weights in the reverse pass's adjoint sessions (src/propagate/segment.ts vjp: a transposed op and the primal branch). */
-export const ADJOINT_WEIGHT_COPIES = 2;
+/**
+ * Copies of the weights in the reverse pass's adjoint sessions (src/propagate/segment.ts vjp: the
+ * transposed op; the adjoint model has no primal branch left that would hold a second copy).
+ */
+export const ADJOINT_WEIGHT_COPIES = 1;
 
 /**
  * Memory of a propagation at factor rank k (`fullRank`: the noise's columns; a smaller k is a
@@ -236,8 +239,7 @@ export function estimatePropagateMemory(plan: PropagationPlan, rank: number, ful
 /** What `sessions` onnxruntime sessions of the plan's model hold (see SESSION_BYTES and the weight copies). */
 function sessionBytes(plan: PropagationPlan, sessions: number): number {
   const conv = Math.min(plan.convWeightBytes ?? 0, plan.modelBytes);
-  // + the adjoint sessions of the reverse pass: ADJOINT_WEIGHT_COPIES of the weights (ResNet-18:
-  // they and the reverse pass's arrays added 0.25 GiB, 5.3 times its 47 MB of weights)
+  // + the adjoint sessions of the reverse pass: ADJOINT_WEIGHT_COPIES of the weights
   return sessions * SESSION_BYTES + CONV_WEIGHT_COPIES * conv + OTHER_WEIGHT_COPIES * (plan.modelBytes - conv) + ADJOINT_WEIGHT_COPIES * plan.modelBytes;
 }
 
