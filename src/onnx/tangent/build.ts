@@ -41,8 +41,11 @@ export interface PrimalInputSpec {
 }
 
 export interface TangentModel {
-  /** The serialized ONNX model. */
-  bytes: Uint8Array;
+  /**
+   * The model serialized, on first read: a caller that extends `graph` first (propagate's segments
+   * add the variance model) never reads it, and the bytes would have held a copy of the weights.
+   */
+  readonly bytes: Uint8Array;
   graph: Graph;
   /** Inputs to feed with the linearization point, batch 1, in graph order. */
   primalInputs: PrimalInputSpec[];
@@ -177,8 +180,11 @@ export function buildTangentModel(source: Graph, options: TangentModelOptions): 
   tg.nodes = b.nodes;
   tg.initializers = new Map([...graph.initializers, ...b.initializers]);
   tg.prune();
+  let bytes: Uint8Array | undefined;
   return {
-    bytes: tg.toBytes(),
+    get bytes() {
+      return (bytes ??= tg.toBytes());
+    },
     graph: tg,
     primalInputs,
     tangentInputs,
