@@ -176,27 +176,24 @@ export function propagateRows(plan: Pick<PropagationPlan, 'input'>): { hermiteCo
  */
 export const SESSION_BYTES = 3 * 2 ** 20;
 /**
- * Copies of a Conv's weights the sessions hold: per segment the weights and their squares (the
- * variance model: in the tangent model's graph in JS, and in onnxruntime), the filters onnxruntime
- * reorders into its NCHWc layout for the primal, tangent and variance nodes, and the evaluator's.
- * Measured after a full V8 collection (`node --expose-gc bench/propagate-memory.mjs --sessions
- * MODEL`, docs/BENCHMARKS.md): ResNet-18's 18 segment sessions took 396 MiB and its evaluator 25 MiB
- * for 42.6 MiB of Conv weights (the estimate: 409 MiB), SqueezeNet 1.1's 29 took 130 MiB for 4.7 MiB
- * (131).
+ * Copies of a Conv's weights the sessions hold: per segment their squares (the variance model's,
+ * folded by onnxruntime) and the filters onnxruntime reorders into its NCHWc layout for the primal,
+ * tangent and variance nodes, and the weights themselves (src/propagate/segment.ts keeps Conv weights
+ * as initializers; the evaluator's one-run session takes them as inputs). Measured after a full V8
+ * collection (`node --expose-gc bench/propagate-memory.mjs --sessions MODEL`, docs/BENCHMARKS.md):
+ * ResNet-18's 18 segment sessions and the propagator took 362 MiB for 42.6 MiB of Conv weights (the
+ * estimate: 20 sessions and 7 copies, 358 MiB), SqueezeNet 1.1's 29 took 122 MiB for 4.7 MiB (126).
+ * The other weights (a Gemm's, a MatMul's) are fed to the sessions as inputs
+ * (src/onnx/weightInputs.ts): no session holds a copy of them (AlexNet's segment sessions: 98 MiB
+ * for 224 MiB of Gemm weights).
  */
-export const CONV_WEIGHT_COPIES = 8;
-/**
- * Copies of the other weights (Gemm's): the weights, their squares in JS and in onnxruntime, and
- * the evaluator's. Measured: AlexNet's 8 segment sessions took 859 MiB and its evaluator 208 MiB
- * for 224 MiB of Gemm and 9 MiB of Conv weights (the estimate: 1000 MiB).
- */
-export const OTHER_WEIGHT_COPIES = 4;
+export const CONV_WEIGHT_COPIES = 7;
 
 /**
- * Copies of the weights in the reverse pass's adjoint sessions (src/propagate/segment.ts vjp: the
- * transposed op; the adjoint model has no primal branch left that would hold a second copy).
+ * Copies of the Conv weights in the reverse pass's adjoint sessions (src/propagate/segment.ts vjp:
+ * the ConvTranspose's weights and the layout onnxruntime packs them into; the other weights are fed).
  */
-export const ADJOINT_WEIGHT_COPIES = 1;
+export const ADJOINT_WEIGHT_COPIES = 2;
 
 /**
  * Memory of a propagation at factor rank k (`fullRank`: the noise's columns; a smaller k is a
@@ -204,7 +201,7 @@ export const ADJOINT_WEIGHT_COPIES = 1;
  * at once, walked step by step over the same layout (src/propagate/memory.ts, checked step by step
  * against the peak resident memory of real runs), plus what the plan took (measured), the onnxruntime
  * sessions (a segment session per affine step, the evaluator's and the float64 GEMM's: SESSION_BYTES
- * each, CONV_WEIGHT_COPIES copies of the Conv weights and OTHER_WEIGHT_COPIES of the rest) and the
+ * each, CONV_WEIGHT_COPIES copies of the Conv weights; the other weights are fed as inputs) and the
  * d x d float64 output covariance (twice: onnxruntime's GEMM output and the copy handed back, then
  * the propagation's and the report's) with the covariance rows widened to float64 for the GEMM
  * (twice, one per operand).
@@ -239,8 +236,8 @@ export function estimatePropagateMemory(plan: PropagationPlan, rank: number, ful
 /** What `sessions` onnxruntime sessions of the plan's model hold (see SESSION_BYTES and the weight copies). */
 function sessionBytes(plan: PropagationPlan, sessions: number): number {
   const conv = Math.min(plan.convWeightBytes ?? 0, plan.modelBytes);
-  // + the adjoint sessions of the reverse pass: ADJOINT_WEIGHT_COPIES of the weights
-  return sessions * SESSION_BYTES + CONV_WEIGHT_COPIES * conv + OTHER_WEIGHT_COPIES * (plan.modelBytes - conv) + ADJOINT_WEIGHT_COPIES * plan.modelBytes;
+  // + the adjoint sessions of the reverse pass: ADJOINT_WEIGHT_COPIES of the Conv weights
+  return sessions * SESSION_BYTES + (CONV_WEIGHT_COPIES + ADJOINT_WEIGHT_COPIES) * conv;
 }
 
 /** The lowest rank auto halves FALLBACK_RANK down to when FALLBACK_RANK does not fit (a wide net at ImageNet size). */

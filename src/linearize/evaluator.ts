@@ -9,6 +9,7 @@ import { NetmomentsError } from '../errors.js';
 import type { Graph } from '../onnx/graph.js';
 import { DataType } from '../onnx/proto.js';
 import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
+import { moveWeightsToInputs } from '../onnx/weightInputs.js';
 import type { TensorDescription } from './linearizer.js';
 
 /** Inputs per onnxruntime run (as Linearizer.evaluate). */
@@ -16,9 +17,11 @@ const EVALUATE_BATCH = 64;
 
 /**
  * The session starts as a one-run session (ModelSession runOnce: no graph optimizations, no
- * pre-packed weights), which is all an analysis of one input without a Monte Carlo check asks for
- * (its clean output): making an optimized session of AlexNet cost 0.7 CPU s, more than the run.
- * The first call with more than one input, or the second call, replaces it with an optimized one.
+ * pre-packed weights, the large weights fed as inputs: src/onnx/weightInputs.ts), which is all an
+ * analysis of one input without a Monte Carlo check asks for (its clean output): making an
+ * optimized session of AlexNet cost 0.7 CPU s, more than the run, and a one-run session with its
+ * weights as initializers still 0.6 s (serializing, parsing and copying 244 MB). The first call
+ * with more than one input, or the second call, replaces it with an optimized one.
  */
 export class ModelEvaluator {
   private batched = true;
@@ -29,6 +32,8 @@ export class ModelEvaluator {
     readonly input: TensorDescription,
     readonly output: TensorDescription,
     private session: ModelSession,
+    /** The one-run session's weights, fed at each of its runs (none once optimized). */
+    private weights: Record<string, HostTensor>,
     private readonly graph: Graph,
     private readonly options: { threads?: number; provider?: Provider; file: string },
   ) {}
@@ -51,8 +56,10 @@ export class ModelEvaluator {
     fwd.outputs = [{ name: output.name, elemType: DataType.FLOAT }];
     fwd.valueInfo.delete(output.name);
     fwd.prune();
-    const session = await ModelSession.create(fwd.toBytes(), { threads: options.threads, provider: options.provider, file: options.file, runOnce: true });
-    return new ModelEvaluator(input, output, session, fwd, options);
+    const once = fwd.clone();
+    const weights = moveWeightsToInputs(once);
+    const session = await ModelSession.create(once.toBytes(), { threads: options.threads, provider: options.provider, file: options.file, runOnce: true });
+    return new ModelEvaluator(input, output, session, weights, fwd, options);
   }
 
   /** The optimized session, made once the evaluator is asked for more than one output (see the class comment). */
@@ -60,6 +67,7 @@ export class ModelEvaluator {
     this.optimized ??= (async () => {
       const once = this.session;
       this.session = await ModelSession.create(this.graph.toBytes(), { threads: this.options.threads, provider: this.options.provider, file: this.file });
+      this.weights = {};
       await once.release();
     })();
     return this.optimized;
@@ -75,7 +83,7 @@ export class ModelEvaluator {
     const out = new Float64Array(count * d);
     const run = async (start: number, m: number) => {
       const feed: HostTensor = { type: 'float32', data: xs.subarray(start * n, (start + m) * n), dims: [m, ...this.input.shape] };
-      const r = await this.session.run({ [this.input.name]: feed }, [this.output.name]);
+      const r = await this.session.run({ ...this.weights, [this.input.name]: feed }, [this.output.name]);
       const t = r[this.output.name].data as Float32Array;
       if (t.length !== m * d) throw new NetmomentsError(`the model returned ${t.length} values for ${m} inputs, expected ${m * d}`, { file: this.file });
       for (let i = 0; i < m * d; i++) out[start * d + i] = t[i];

@@ -15,9 +15,17 @@ import { DataType } from '../onnx/proto.js';
 import { buildTangentModel, type TangentModel } from '../onnx/tangent/build.js';
 import { buildAdjointModel, type AdjointModel } from '../onnx/tangent/reverse.js';
 import { ModelSession, type HostTensor, type Provider } from '../runtime/session.js';
+import { moveWeightsToInputs } from '../onnx/weightInputs.js';
 import { varianceNodes, type TensorMoments } from './rules/index.js';
 
 const rName = (t: string) => `${t}::netmoments_r`;
+
+/**
+ * Ops whose weights stay initializers of a segment's sessions: onnxruntime reorders a Conv's once
+ * for its blocked kernels, which the wide runs of a segment pay back. The other large weights (a
+ * Gemm's, a MatMul's) are fed as inputs (src/onnx/weightInputs.ts).
+ */
+const CONV_OPS: ReadonlySet<string> = new Set(['Conv', 'ConvTranspose']);
 
 /**
  * A segment whose tensors (inputs, intermediates and outputs at the most factor rows it can see)
@@ -70,10 +78,12 @@ export class AffineSegment {
     private readonly graph: Graph,
     private readonly shapes: ReadonlyMap<string, readonly number[]>,
     private readonly options: SegmentOptions,
+    /** The large weights the session takes as inputs (CONV_OPS), fed at every run. */
+    private readonly weights: Record<string, HostTensor>,
   ) {}
 
-  /** The adjoint model's session, made at the first reverse pass (src/propagate/adjoint.ts). */
-  private adjoint?: { model: AdjointModel; session: ModelSession };
+  /** The adjoint model's session, made at the first reverse pass (src/propagate/adjoint.ts), and its weights fed as inputs. */
+  private adjoint?: { model: AdjointModel; session: ModelSession; weights: Record<string, HostTensor> };
 
   /**
    * The last run's factor and residual inputs and outputs. The segment is affine in its inputs, so
@@ -148,6 +158,7 @@ export class AffineSegment {
     tg.outputs = [...tg.outputs, ...outputs.map((name) => ({ name: rName(name), elemType: DataType.FLOAT }))];
     tg.sortTopologically();
     tg.prune();
+    const weights = moveWeightsToInputs(tg, CONV_OPS);
     // no memory arena unless asked (small segments): a segment runs once per input at the factor's
     // width, and an arena would keep every segment's peak for the whole propagation (src/method.ts,
     // estimatePropagateMemory)
@@ -165,7 +176,7 @@ export class AffineSegment {
         sampleShape(t).reduce((a, d) => a * d, 1),
       );
     }
-    return new AffineSegment(`affine[${seg.map((n) => n.opType).join(',')}]`, inputs, outputs, sizes, dims, tm, session, g, shapes, options);
+    return new AffineSegment(`affine[${seg.map((n) => n.opType).join(',')}]`, inputs, outputs, sizes, dims, tm, session, g, shapes, options, weights);
   }
 
   /**
@@ -179,7 +190,7 @@ export class AffineSegment {
     const rows = ins[0].F.length / ins[0].m.length;
     const last = this.last;
     const reuse = last !== undefined && ins.every((x, i) => x.F === last.F[i] && x.r.length === last.r[i].length && x.r.every((v, j) => v === last.r[i][j]));
-    const feeds: Record<string, HostTensor> = {};
+    const feeds: Record<string, HostTensor> = { ...this.weights };
     this.inputs.forEach((t, i) => {
       const x = ins[i];
       const dims = this.dims.get(t)!;
@@ -219,11 +230,12 @@ export class AffineSegment {
   async vjp(means: Float64Array[], cotangents: (Float64Array | undefined)[], rows: number): Promise<Float64Array[]> {
     if (!this.adjoint) {
       const model = buildAdjointModel(this.graph, { varying: this.inputs, outputs: this.outputs, shapes: this.shapes, primalOutputs: false });
+      const weights = moveWeightsToInputs(model.graph, CONV_OPS);
       const session = await ModelSession.create(model.bytes, { threads: this.options.threads, provider: this.options.provider, memoryArena: false });
-      this.adjoint = { model, session };
+      this.adjoint = { model, session, weights };
     }
     const { model, session } = this.adjoint;
-    const feeds: Record<string, HostTensor> = {};
+    const feeds: Record<string, HostTensor> = { ...this.adjoint.weights };
     for (const p of model.primalInputs) {
       const i = this.inputs.indexOf(p.name);
       if (i < 0) throw new NetmomentsError(`internal: the adjoint of ${this.label} reads '${p.name}', which is not a segment input`);

@@ -37,7 +37,8 @@ export interface AdjointModelOptions {
 }
 
 export interface AdjointModel {
-  bytes: Uint8Array;
+  /** The model serialized, on first read (a caller may first change `graph`, e.g. move weights to inputs: src/onnx/weightInputs.ts). */
+  readonly bytes: Uint8Array;
   graph: Graph;
   primalInputs: PrimalInputSpec[];
   /** requested output -> name of its cotangent input ([k, ...]). */
@@ -185,8 +186,11 @@ export function buildAdjointModel(source: Graph, options: AdjointModelOptions): 
   ag.nodes = b.nodes;
   ag.initializers = new Map([...graph.initializers, ...b.initializers]);
   ag.prune();
+  let bytes: Uint8Array | undefined;
   return {
-    bytes: ag.toBytes(),
+    get bytes() {
+      return (bytes ??= ag.toBytes());
+    },
     graph: ag,
     primalInputs,
     cotangentInputs,
