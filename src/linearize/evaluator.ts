@@ -62,7 +62,7 @@ export class ModelEvaluator {
     return new ModelEvaluator(input, output, session, weights, fwd, options);
   }
 
-  /** The optimized session, made once the evaluator is asked for more than one output (see the class comment). */
+  /** The optimized session, made at the first call with several inputs or the second call (see the class comment). */
   private optimize(): Promise<void> {
     this.optimized ??= (async () => {
       const once = this.session;

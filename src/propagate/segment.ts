@@ -78,7 +78,7 @@ export class AffineSegment {
     private readonly graph: Graph,
     private readonly shapes: ReadonlyMap<string, readonly number[]>,
     private readonly options: SegmentOptions,
-    /** The large weights the session takes as inputs (CONV_OPS), fed at every run. */
+    /** The large weights the session takes as inputs (those no CONV_OPS node reads), fed at every run. */
     private readonly weights: Record<string, HostTensor>,
   ) {}
 
