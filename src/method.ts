@@ -183,9 +183,10 @@ export const SESSION_BYTES = 3 * 2 ** 20;
  * collection (`node --expose-gc bench/propagate-memory.mjs --sessions MODEL`, docs/BENCHMARKS.md):
  * ResNet-18's 18 segment sessions and the propagator took 362 MiB for 42.6 MiB of Conv weights (the
  * estimate: 20 sessions and 7 copies, 358 MiB), SqueezeNet 1.1's 29 took 122 MiB for 4.7 MiB (126).
- * The other weights (a Gemm's, a MatMul's) are fed to the sessions as inputs
- * (src/onnx/weightInputs.ts): no session holds a copy of them (AlexNet's segment sessions: 98 MiB
- * for 224 MiB of Gemm weights).
+ * The other weights (a Gemm's, a MatMul's) of FED_WEIGHT_ELEMENTS or more are fed to the sessions
+ * as inputs (src/onnx/weightInputs.ts): no session holds a copy of them (AlexNet's segment sessions:
+ * 98 MiB for 224 MiB of Gemm weights). Smaller ones stay initializers and are not counted (16 MB at
+ * most per weight; AlexNet's fc8, ResNet-18's fc, LeNet's fc1).
  */
 export const CONV_WEIGHT_COPIES = 7;
 
