@@ -2,21 +2,17 @@
  * Static shapes of every tensor of a model part at batch 1, from one probe run at the zero input
  * (src/onnx/shapes.ts; the graphs we linearize have no data-dependent shapes). The tangent builder
  * uses them to check axes and skip needless broadcasts, and the Jacobian engine to size its chunks.
- * One session, created and released once per engine, its large weights fed as inputs
- * (src/onnx/weightInputs.ts: making the probe's session of AlexNet with them as initializers cost
- * 0.6-0.8 CPU s, 0.06 s without). Undefined when the part cannot be probed (the rules then work
- * from run-time shapes alone).
+ * One one-run session (runOnce: its large weights fed as inputs, src/onnx/shapes.ts), created and
+ * released once per engine. Undefined when the part cannot be probed (the rules then work from
+ * run-time shapes alone).
  */
 import type { Graph } from '../onnx/graph.js';
 import { runWithIntermediates, zeroFeeds } from '../onnx/shapes.js';
-import { moveWeightsToInputs } from '../onnx/weightInputs.js';
 
 export async function probeShapes(graph: Graph, options: { threads?: number } = {}): Promise<Map<string, number[]> | undefined> {
   try {
     const feeds = zeroFeeds(graph, 1);
-    const probe = graph.clone();
-    const weights = moveWeightsToInputs(probe);
-    const result = await runWithIntermediates(probe, { ...feeds, ...weights }, 'all', { threads: options.threads, runOnce: true });
+    const result = await runWithIntermediates(graph, feeds, 'all', { threads: options.threads, runOnce: true });
     const shapes = new Map<string, number[]>();
     for (const [name, t] of graph.initializers) shapes.set(name, [...t.dims]);
     for (const [name, t] of Object.entries({ ...feeds, ...result })) shapes.set(name, [...t.dims]);
