@@ -456,7 +456,8 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
       // see "Exact marginals" in the file comment
       const exactMarginals = start.sketched && noise.kind !== 'lowrank' ? inputCache.start.variance : undefined;
       const state = new Map<string, TensorMoments>([[input, start.moments]]);
-      // NETMOMENTS_TRACE_PROPAGATE=1: each step's seconds, factor rows and the process's resident
+      // NETMOMENTS_TRACE_PROPAGATE=1: each step's seconds (wall, and the process's user and system
+      // CPU: system time is mostly the zeroing of fresh pages), factor rows and the process's resident
       // memory on stderr (bench/scale.mjs --propagate checks the memory estimate against it)
       const trace = process.env.NETMOMENTS_TRACE_PROPAGATE === '1';
       // factor arrays that can come again in the next call (the input noise's, and a segment's
@@ -530,23 +531,25 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
           if (v) onTensor(t, v);
         }
       };
-      const traceStep = (k: number, t0: number): void => {
+      const traceStep = (k: number, t0: number, cpu0: NodeJS.CpuUsage): void => {
         const s = steps[k];
         const y = state.get(s.kind === 'affine' ? s.segment.outputs[0] : s.output);
         const rows = y ? y.F.length / y.m.length : 0;
+        const cpu = process.cpuUsage(cpu0);
         process.stderr.write(
-          `propagate step ${k} ${s.label}: ${((performance.now() - t0) / 1000).toFixed(2)} s, ${rows} rows, rss ${(process.memoryUsage.rss() / 2 ** 30).toFixed(2)} GiB\n`,
+          `propagate step ${k} ${s.label}: ${((performance.now() - t0) / 1000).toFixed(2)} s (user ${(cpu.user / 1e6).toFixed(2)}, system ${(cpu.system / 1e6).toFixed(2)} CPU s), ${rows} rows, rss ${(process.memoryUsage.rss() / 2 ** 30).toFixed(2)} GiB\n`,
         );
       };
       for (let k = 0; k < steps.length; k++) {
         const t0 = performance.now();
+        const cpu0 = process.cpuUsage();
         const freed = await runStep(k);
         if (options.onTensor) reportTensors(k, options.onTensor);
         // a large factor dropped: collect it now (the step's locals are gone), before the next step
         // allocates its own (V8 frees typed arrays only when it collects; without this MobileNetV2's
         // resident memory ran gigabytes above what was live)
         if (freed >= COLLECT_BYTES) collectGarbage();
-        if (trace) traceStep(k, t0);
+        if (trace) traceStep(k, t0, cpu0);
       }
 
       const y = state.get(output)!;
