@@ -9,8 +9,9 @@
 //      node bench/propagate-inside.mjs --model M.onnx --input X.npy --sigma 0.1 --names-out names.json [--reference mc10k.json]
 //   2. the Monte Carlo of those tensors, saved once:
 //      node bench/propagate-inside.mjs --model M.onnx --input X.npy --sigma 0.1 --names names.json --samples 4000 --save DIR
-//   3. a propagation (options as JSON in PROPOPTS, default {"rank":256}) against it, per tensor:
-//      [PROPOPTS='{"rank":256}'] node bench/propagate-inside.mjs --model M.onnx --input X.npy --sigma 0.1 --mc DIR
+//   3. a propagation (options as JSON in PROPOPTS, default analyze's for the input's size when the full
+//      rank does not fit: src/method.ts fallbackRank and propagateRows) against it, per tensor:
+//      [PROPOPTS='{"rank":128,"hermiteColumns":48,"residualRows":16,"seed":2}'] node bench/propagate-inside.mjs --model M.onnx --input X.npy --sigma 0.1 --mc DIR
 //        [--reference mc10k.json] [--filter REGEX] [--stop-after TENSOR]
 // Per tensor: |mean error| / MC sd and var / MC var over the units with MC variance > 0 (median,
 // p95, worst), the mean signed error / sd (a bias shared by the units), and the level MC noise alone
@@ -25,6 +26,7 @@ import { ModelSession } from '../dist/runtime/session.js';
 import { Rng } from '../dist/moments/montecarlo.js';
 import { readNpy, npyToFloat32 } from '../dist/data/npy.js';
 import { createPropagator } from '../dist/propagate/index.js';
+import { fallbackRank, planPropagation, propagateRows } from '../dist/method.js';
 
 const args = process.argv.slice(2);
 const opt = (name, fallback) => {
@@ -106,8 +108,11 @@ if (opt('save')) {
 }
 
 // the propagation, with each carried tensor's per-unit mean and forward variance kept
-// default: analyze's rank at this input size (a full-rank factor of a 224x224 image does not fit)
-const extra = JSON.parse(process.env.PROPOPTS ?? '{"rank":256}');
+// default: analyze's sketch rank and rows at this input size (a full-rank factor of a 224x224 image
+// does not fit); PROPOPTS's fields replace them
+const plan = await planPropagation(model, {});
+const defaults = { rank: fallbackRank(plan), ...propagateRows(plan) };
+const extra = { ...defaults, ...JSON.parse(process.env.PROPOPTS ?? '{}') };
 const filter = new RegExp(opt('filter', '.'));
 const kept = new Map();
 const order = [];

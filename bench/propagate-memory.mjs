@@ -54,7 +54,7 @@ if (opt('child-estimate') !== undefined) {
 
 if (opt('sessions') !== undefined) {
   const { loadModel } = await import('../dist/onnx/load.js');
-  const { planPropagation, propagateRows } = await import('../dist/method.js');
+  const { planPropagation, propagateRows, fallbackRank } = await import('../dist/method.js');
   const { createPropagator } = await import('../dist/propagate/index.js');
   const { ModelEvaluator } = await import('../dist/linearize/evaluator.js');
   const settle = async () => {
@@ -70,7 +70,7 @@ if (opt('sessions') !== undefined) {
   // kept referenced: a session nothing points to is released by the collection
   const propagator = await createPropagator(
     { ...model, graph: plan.graph },
-    { output: plan.output.name, rank: 256, ...propagateRows(plan), shapes: plan.shapes },
+    { output: plan.output.name, rank: fallbackRank(plan), ...propagateRows(plan), shapes: plan.shapes },
   );
   const r1 = await settle();
   const evaluator = await ModelEvaluator.create(plan.graph, plan.input, plan.output, { file: model.file });

@@ -5,8 +5,8 @@
  *
  * `auto` picks propagate when nothing asks for two-stage (a --relu split, a --variance paper
  * report, a linearization point), every op on the path from the input to the output has a moment
- * rule (propagationSupport) and the propagation fits the memory limit at rank 256 at least; else
- * two-stage. The decision carries a one-line reason for stderr and the report.
+ * rule (propagationSupport) and the propagation fits the memory limit (propagateRank: full rank
+ * when it fits, else fallbackRank halved down to MIN_AUTO_RANK); else two-stage. The decision carries a one-line reason for stderr and the report.
  *
  * The propagate engine here wraps a Propagator (moments) and a ModelEvaluator (the real model for
  * clean outputs and Monte Carlo) over the model with its batch axis made dynamic, the same rewrite
@@ -44,7 +44,7 @@ export type Method = 'two-stage' | 'propagate';
 export type MethodChoice = 'auto' | Method;
 export const METHOD_CHOICES = ['auto', 'two-stage', 'propagate'] as const;
 
-/** The factor rank propagate falls back to when the full rank does not fit (issue 13). */
+/** The factor rank propagate falls back to when the full rank does not fit (issue 13); LARGE_INPUT_RANK above LARGE_INPUT inputs. */
 export const FALLBACK_RANK = 256;
 
 export interface MethodDecision {
@@ -62,7 +62,7 @@ export interface MethodRequest {
   methodReason?: string;
   relu?: number | string;
   output?: string;
-  /** Factor columns (--rank); default full rank when it fits, else FALLBACK_RANK. */
+  /** Factor columns (--rank); default full rank when it fits, else fallbackRank(plan). */
   rank?: number;
   /** A variance mode of 'paper' is the two-stage surrogate's Theorem 2. */
   variance?: string;
@@ -149,25 +149,57 @@ function convWeightBytes(g: Graph): number {
   return bytes;
 }
 
-/** Inputs above this many elements are "large" (ImageNet-size: 150,528): fewer Hermite and residual rows per kinked op. */
+/** Inputs above this many elements are "large" (ImageNet-size: 150,528): a lower fallback rank, fewer Hermite and residual rows per kinked op. */
 export const LARGE_INPUT = 65_536;
-/** Hermite rows (K) and residual rows (R) per kinked op and affine segment for a large input. */
-export const LARGE_INPUT_ROWS = 16;
+/**
+ * A large input's sketch rank (when the full rank does not fit) and its rows per kinked op: at most
+ * LARGE_INPUT_HERMITE_COLUMNS Hermite rows (K) per non-affine step and LARGE_INPUT_RESIDUAL_ROWS
+ * residual rows (R) per affine segment, K lowered (not below LARGE_INPUT_MIN_HERMITE_COLUMNS) so
+ * that the steps add at most LARGE_INPUT_ADDED_ROWS rows in all. Chosen on ResNet-18 and AlexNet
+ * against 10,000-sample Monte Carlo references, three sketch seeds each (docs/BENCHMARKS.md, "Rank
+ * 128 with 48 Hermite rows"): the logits' mean error follows the Hermite rows carried more than the
+ * rank. Rank 128 with K = 48, R = 16 beat rank 256 with K = R = 16 at every seed on both nets
+ * (ResNet-18 all-logit median 0.027-0.028 against 0.029-0.034 MC sd, worst top-5 0.035-0.085
+ * against 0.084-0.090; AlexNet worst top-5 0.042-0.052 against 0.026-0.093) at no more CPU; R = 4
+ * lost the gain (median 0.031-0.035). Every step after a kinked op carries its rows, so a net with
+ * many (MobileNetV2: 35 Clips) gets fewer each: at K = 48 its time doubled.
+ */
+export const LARGE_INPUT_RANK = 128;
+export const LARGE_INPUT_HERMITE_COLUMNS = 48;
+export const LARGE_INPUT_MIN_HERMITE_COLUMNS = 16;
+export const LARGE_INPUT_RESIDUAL_ROWS = 16;
+/** ResNet-18's 17 non-affine steps at 48 + 16 rows each. */
+export const LARGE_INPUT_ADDED_ROWS = 1_088;
+
+/** The rank auto falls back to when the full rank does not fit: LARGE_INPUT_RANK for a large input, else FALLBACK_RANK. */
+export function fallbackRank(plan: Pick<PropagationPlan, 'input'>): number {
+  return plan.input.size > LARGE_INPUT ? LARGE_INPUT_RANK : FALLBACK_RANK;
+}
 
 /**
  * The Hermite and residual rows per kinked op (src/propagate/rules/index.ts) for a plan: the
- * defaults (K = 128 Hermite columns from 32 probes and R = 32, tuned on LeNet), or LARGE_INPUT_ROWS each for a large input. Every kinked op
- * adds K + R rows to the factor and every later step carries them, so on a deep net at ImageNet
- * size they, not the rank, set the cost: ResNet-18 at rank 256 ends with 1,440 rows at 32 each
- * (MobileNetV2, 35 Clips: 2,592), with 16 each 896 (1,440). Measured on ResNet-18 against a
- * 10,000-sample Monte Carlo: docs/BENCHMARKS.md, "ImageNet scale", propagate. The reverse pass
- * records REVERSE_HERMITE_COLUMNS Hermite columns per kinked op either way: they cost no rows in
- * the steps after, and its output covariance's sketch noise is set by them.
+ * defaults (K = 128 Hermite columns from 32 probes and R = 32, tuned on LeNet), or for a large input
+ * the rows above (K from the non-affine steps of the plan's layout, else of its nodes). Every
+ * kinked op adds K + R rows to the factor and every later step carries them, so on a deep net at
+ * ImageNet size they, more than the rank, set the cost: ResNet-18 ends with 160 + 17 x 64 = 1,248
+ * rows (its first steps, at 112 x 112 and 56 x 56, carry 160-224). The reverse pass records
+ * REVERSE_HERMITE_COLUMNS Hermite columns per kinked op either way: they cost no rows in the steps
+ * after, and its output covariance's sketch noise is set by them.
  */
-export function propagateRows(plan: Pick<PropagationPlan, 'input'>): { hermiteColumns: number; residualRows: number; reverseHermiteColumns: number } {
-  if (plan.input.size > LARGE_INPUT)
-    return { hermiteColumns: LARGE_INPUT_ROWS, residualRows: LARGE_INPUT_ROWS, reverseHermiteColumns: REVERSE_HERMITE_COLUMNS };
-  return { hermiteColumns: DEFAULT_HERMITE_COLUMNS, residualRows: DEFAULT_RESIDUAL_ROWS, reverseHermiteColumns: REVERSE_HERMITE_COLUMNS };
+export function propagateRows(plan: Pick<PropagationPlan, 'input' | 'layout' | 'nonAffine'>): {
+  hermiteColumns: number;
+  residualRows: number;
+  reverseHermiteColumns: number;
+} {
+  if (plan.input.size <= LARGE_INPUT)
+    return { hermiteColumns: DEFAULT_HERMITE_COLUMNS, residualRows: DEFAULT_RESIDUAL_ROWS, reverseHermiteColumns: REVERSE_HERMITE_COLUMNS };
+  const steps = plan.layout ? plan.layout.steps.filter((s) => s.kind !== 'affine').length : plan.nonAffine;
+  const K = Math.floor(LARGE_INPUT_ADDED_ROWS / Math.max(1, steps)) - LARGE_INPUT_RESIDUAL_ROWS;
+  return {
+    hermiteColumns: Math.max(LARGE_INPUT_MIN_HERMITE_COLUMNS, Math.min(LARGE_INPUT_HERMITE_COLUMNS, K)),
+    residualRows: LARGE_INPUT_RESIDUAL_ROWS,
+    reverseHermiteColumns: REVERSE_HERMITE_COLUMNS,
+  };
 }
 
 /**
@@ -241,18 +273,18 @@ function sessionBytes(plan: PropagationPlan, sessions: number): number {
   return sessions * SESSION_BYTES + (CONV_WEIGHT_COPIES + ADJOINT_WEIGHT_COPIES) * conv;
 }
 
-/** The lowest rank auto halves FALLBACK_RANK down to when FALLBACK_RANK does not fit (a wide net at ImageNet size). */
+/** The lowest rank auto halves the fallback rank down to when it does not fit (a wide net at ImageNet size). */
 export const MIN_AUTO_RANK = 16;
 
 /**
- * The rank to run at: the asked one, else full rank when it fits `limit`, else FALLBACK_RANK (or the
- * full rank when it is smaller), halved down to MIN_AUTO_RANK while it does not fit (where none
- * fits, FALLBACK_RANK: the caller refuses it or falls back to two-stage).
+ * The rank to run at: the asked one, else full rank when it fits `limit`, else fallbackRank(plan)
+ * (or the full rank when it is smaller), halved down to MIN_AUTO_RANK while it does not fit (where
+ * none fits, the fallback rank: the caller refuses it or falls back to two-stage).
  */
 export function propagateRank(plan: PropagationPlan, fullRank: number, limit: MemoryLimit, asked?: number): number {
   if (asked !== undefined) return Math.max(1, Math.min(asked, fullRank));
   if (estimatePropagateMemory(plan, fullRank, fullRank).total <= limit.bytes) return fullRank;
-  const fallback = Math.min(FALLBACK_RANK, fullRank);
+  const fallback = Math.min(fallbackRank(plan), fullRank);
   for (let rank = fallback; rank >= MIN_AUTO_RANK; rank = Math.floor(rank / 2))
     if (estimatePropagateMemory(plan, rank, fullRank).total <= limit.bytes) return rank;
   return fallback;

@@ -28,7 +28,7 @@ export function methodOptions<T>(y: Argv<T>): Argv<T & MethodArgs> {
     })
     .option('rank', {
       type: 'number',
-      describe: 'Propagate: columns of the noise factor carried (default: full rank when it fits the memory limit, else 256)',
+      describe: 'Propagate: columns of the noise factor carried (default: full rank when it fits the memory limit, else 256, or 128 above 65,536 inputs)',
       group: 'Model:',
     })
     .option('diagnostics', {

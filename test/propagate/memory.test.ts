@@ -10,7 +10,8 @@
  * estimate of propagate, step by step".)
  */
 import { describe, expect, it } from 'vitest';
-import { chooseMethod, estimatePropagateMemory, planPropagation } from '../../src/method.js';
+import { chooseMethod, estimatePropagateMemory, fallbackRank, LARGE_INPUT, LARGE_INPUT_ADDED_ROWS, planPropagation, propagateRows } from '../../src/method.js';
+import { DEFAULT_HERMITE_COLUMNS, DEFAULT_RESIDUAL_ROWS } from '../../src/propagate/index.js';
 import { NetmomentsError } from '../../src/errors.js';
 import { loadModel } from '../../src/onnx/load.js';
 import { createPropagator, propagationMemory } from '../../src/propagate/index.js';
@@ -144,4 +145,26 @@ describe('propagate memory estimate', () => {
     expect(auto.decision.method).toBe('two-stage');
     expect(auto.decision.reason).toMatch(/^propagate at rank \d+ would need .*, over the memory limit$/);
   }, 60_000);
+
+  it('a large input falls back to rank 128, its kinked ops sharing at most LARGE_INPUT_ADDED_ROWS rows', () => {
+    const large = (steps: number) => ({ input: { name: 'x', shape: [3, 224, 224], size: 150_528 }, nonAffine: steps, layout: undefined });
+    expect(fallbackRank(large(17))).toBe(128);
+    expect(fallbackRank({ input: { name: 'x', shape: [1, 28, 28], size: 784 } })).toBe(256);
+    const added = (steps: number) => {
+      const r = propagateRows(large(steps));
+      return steps * (r.hermiteColumns + r.residualRows);
+    };
+    // few kinked ops (AlexNet 7, ResNet-18 17): 48 Hermite + 16 residual rows each, within the budget
+    expect(propagateRows(large(7))).toMatchObject({ hermiteColumns: 48, residualRows: 16 });
+    expect(propagateRows(large(17))).toMatchObject({ hermiteColumns: 48, residualRows: 16 });
+    expect(added(17)).toBeLessThanOrEqual(LARGE_INPUT_ADDED_ROWS);
+    // more (SqueezeNet 28): fewer Hermite rows each, still within it; many (MobileNetV2 35, 60): 16 at least
+    expect(propagateRows(large(28)).hermiteColumns).toBeLessThan(48);
+    expect(added(28)).toBeLessThanOrEqual(LARGE_INPUT_ADDED_ROWS);
+    expect(propagateRows(large(35)).hermiteColumns).toBe(16);
+    expect(propagateRows(large(60)).hermiteColumns).toBe(16);
+    // a small input keeps the defaults whatever its depth
+    const small = { input: { name: 'x', shape: [256, 256], size: LARGE_INPUT }, nonAffine: 60, layout: undefined };
+    expect(propagateRows(small)).toMatchObject({ hermiteColumns: DEFAULT_HERMITE_COLUMNS, residualRows: DEFAULT_RESIDUAL_ROWS });
+  });
 });
