@@ -526,12 +526,14 @@ export class Analyzer {
       const modelAtMu = o.noiseMean ? await this.evaluate(Float32Array.from(mu), 1) : clean;
       result.trust = twoStageTrust(result, lin, modelAtMu, this.engine.linearizer.smoothOps);
     } else {
-      // propagate holds nothing fixed and has no surrogate at a point: Monte Carlo is its check
+      // propagate holds nothing fixed and has no surrogate at a point: Monte Carlo is its check,
+      // and without it the depth it went through
       result.trust = assessTrust({
         mean: result.mean,
         variance: result.variance,
         flip: result.flipProbability,
         mc: result.mc && { ...result.mc, flip: result.mc.flipRate },
+        propagateSteps: this.engine.method === 'propagate' ? this.engine.propagate.nonAffineSteps : undefined,
       });
     }
     return result;

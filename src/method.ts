@@ -399,6 +399,11 @@ export class PropagateEngine {
     return this.propagator.moments(mu, noise);
   }
 
+  /** The propagation's non-affine steps (each kinked or curved op; a MaxPool with its Relu one): the depth src/trust.ts judges. */
+  get nonAffineSteps(): number {
+    return this.propagator.plan.filter((label) => !label.startsWith('affine')).length;
+  }
+
   evaluate(xs: Float32Array, count: number): Promise<Float64Array> {
     return this.evaluator.evaluate(xs, count);
   }
