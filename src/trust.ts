@@ -44,7 +44,7 @@ export const TRUST = {
    * goes through unchecked: its Gaussian closure's error grows with depth. Against 10,000-sample
    * Monte Carlo at ImageNet size (docs/RESULTS.md, "Propagate at ImageNet size"), over three sketch
    * seeds, the top-5 logits' worst mean error was 0.052 output sd through AlexNet's 7 steps, 0.085
-   * through ResNet-18's 17, 0.14 through SqueezeNet 1.1's 28, and 0.87 (sds 20% low) through
+   * through ResNet-18's 17, 0.14 through SqueezeNet 1.1's 28, and 0.87 (sds 6-20% low) through
    * MobileNetV2's 35.
    */
   propagateSteps: 24,
