@@ -6,7 +6,8 @@
  * `auto` picks propagate when nothing asks for two-stage (a --relu split, a --variance paper
  * report, a linearization point), every op on the path from the input to the output has a moment
  * rule (propagationSupport) and the propagation fits the memory limit (propagateRank: full rank
- * when it fits, else fallbackRank halved down to MIN_AUTO_RANK); else two-stage. The decision carries a one-line reason for stderr and the report.
+ * when it fits, else fallbackRank halved down to MIN_AUTO_RANK); else two-stage. The decision
+ * carries a one-line reason for stderr and the report.
  *
  * The propagate engine here wraps a Propagator (moments) and a ModelEvaluator (the real model for
  * clean outputs and Monte Carlo) over the model with its batch axis made dynamic, the same rewrite
@@ -171,6 +172,15 @@ export const LARGE_INPUT_RESIDUAL_ROWS = 16;
 /** ResNet-18's 17 non-affine steps at 48 + 16 rows each. */
 export const LARGE_INPUT_ADDED_ROWS = 1_088;
 
+/**
+ * The propagation's non-affine steps (kinked and curved ops, a MaxPool with the Relu it absorbs
+ * counted once) from the plan's layout, else its non-affine nodes: what sets the rows a large
+ * input carries (propagateRows) and the depth src/trust.ts judges.
+ */
+export function nonAffineSteps(plan: Pick<PropagationPlan, 'layout' | 'nonAffine'>): number {
+  return plan.layout ? plan.layout.steps.filter((s) => s.kind !== 'affine').length : plan.nonAffine;
+}
+
 /** The rank auto falls back to when the full rank does not fit: LARGE_INPUT_RANK for a large input, else FALLBACK_RANK. */
 export function fallbackRank(plan: Pick<PropagationPlan, 'input'>): number {
   return plan.input.size > LARGE_INPUT ? LARGE_INPUT_RANK : FALLBACK_RANK;
@@ -193,8 +203,7 @@ export function propagateRows(plan: Pick<PropagationPlan, 'input' | 'layout' | '
 } {
   if (plan.input.size <= LARGE_INPUT)
     return { hermiteColumns: DEFAULT_HERMITE_COLUMNS, residualRows: DEFAULT_RESIDUAL_ROWS, reverseHermiteColumns: REVERSE_HERMITE_COLUMNS };
-  const steps = plan.layout ? plan.layout.steps.filter((s) => s.kind !== 'affine').length : plan.nonAffine;
-  const K = Math.floor(LARGE_INPUT_ADDED_ROWS / Math.max(1, steps)) - LARGE_INPUT_RESIDUAL_ROWS;
+  const K = Math.floor(LARGE_INPUT_ADDED_ROWS / Math.max(1, nonAffineSteps(plan))) - LARGE_INPUT_RESIDUAL_ROWS;
   return {
     hermiteColumns: Math.max(LARGE_INPUT_MIN_HERMITE_COLUMNS, Math.min(LARGE_INPUT_HERMITE_COLUMNS, K)),
     residualRows: LARGE_INPUT_RESIDUAL_ROWS,
@@ -375,6 +384,8 @@ export class PropagateEngine {
     readonly input: TensorDescription,
     readonly output: TensorDescription,
     readonly rank: number,
+    /** nonAffineSteps of the plan: the depth src/trust.ts judges. */
+    readonly nonAffineSteps: number,
   ) {}
 
   static async create(model: LoadedModel, plan: PropagationPlan, options: { rank: number; threads?: number; provider?: Provider }): Promise<PropagateEngine> {
@@ -388,7 +399,7 @@ export class PropagateEngine {
         provider: options.provider,
         file: model.file,
       });
-      return new PropagateEngine(propagator, evaluator, plan.input, plan.output, options.rank);
+      return new PropagateEngine(propagator, evaluator, plan.input, plan.output, options.rank, nonAffineSteps(plan));
     } catch (e) {
       await propagator.release();
       throw e;
@@ -397,11 +408,6 @@ export class PropagateEngine {
 
   moments(mu: Float64Array, noise: InputNoise): Promise<PropagatedMoments> {
     return this.propagator.moments(mu, noise);
-  }
-
-  /** The propagation's non-affine steps (each kinked or curved op; a MaxPool with its Relu one): the depth src/trust.ts judges. */
-  get nonAffineSteps(): number {
-    return this.propagator.plan.filter((label) => !label.startsWith('affine')).length;
   }
 
   evaluate(xs: Float32Array, count: number): Promise<Float64Array> {

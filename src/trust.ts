@@ -13,7 +13,7 @@
  * - warn: a layer held fixed by the linearization is expected to change state in more than
  *   STATE_CHANGE_FRACTION of its units, the surrogate's output at the input is far from the
  *   model's, a non-piecewise-linear op sits inside the linearized part, or (propagate, without
- *   Monte Carlo) the propagation went through more than PROPAGATE_STEPS non-affine steps.
+ *   Monte Carlo) the propagation went through more than TRUST.propagateSteps non-affine steps.
  */
 import { argmax, topK } from './util/argmax.js';
 

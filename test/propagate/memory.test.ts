@@ -10,11 +10,19 @@
  * estimate of propagate, step by step".)
  */
 import { describe, expect, it } from 'vitest';
-import { chooseMethod, estimatePropagateMemory, fallbackRank, LARGE_INPUT, LARGE_INPUT_ADDED_ROWS, planPropagation, propagateRows } from '../../src/method.js';
-import { DEFAULT_HERMITE_COLUMNS, DEFAULT_RESIDUAL_ROWS } from '../../src/propagate/index.js';
+import {
+  chooseMethod,
+  estimatePropagateMemory,
+  fallbackRank,
+  LARGE_INPUT,
+  LARGE_INPUT_ADDED_ROWS,
+  nonAffineSteps,
+  planPropagation,
+  propagateRows,
+} from '../../src/method.js';
 import { NetmomentsError } from '../../src/errors.js';
 import { loadModel } from '../../src/onnx/load.js';
-import { createPropagator, propagationMemory } from '../../src/propagate/index.js';
+import { DEFAULT_HERMITE_COLUMNS, DEFAULT_RESIDUAL_ROWS, createPropagator, propagationMemory } from '../../src/propagate/index.js';
 import { segmentWorkingSet } from '../../src/propagate/memory.js';
 
 const fixture = (f: string) => new URL(`../../fixtures/${f}`, import.meta.url).pathname;
@@ -29,6 +37,9 @@ describe('propagate memory estimate', () => {
       const kinds = plan.layout!.steps.map((s) => (s.kind === 'affine' ? 'affine' : s.kind === 'maxpool' ? 'maxpool' : s.node.opType));
       const engine = p.plan.map((l) => (l.startsWith('affine') ? 'affine' : l.startsWith('MaxPool') ? 'maxpool' : l));
       expect(kinds).toEqual(engine);
+      // the depth trust judges: LeNet's two MaxPool+Relu steps and its Relu
+      expect(nonAffineSteps(plan)).toBe(3);
+      expect(nonAffineSteps(plan)).toBe(p.plan.filter((l) => !l.startsWith('affine')).length);
     } finally {
       await p.release();
     }
