@@ -208,7 +208,7 @@ export function smoothOpReasons(ops: readonly { node: string; op: string }[]): s
 export function deepPropagationReasons(steps: number): string[] {
   if (steps <= TRUST.propagateSteps) return [];
   return [
-    `propagate went through ${steps} non-affine steps (more than ${TRUST.propagateSteps}): its error grows with depth (top logits' means off by up to 0.87 output sd through MobileNetV2's 35, docs/RESULTS.md); check with --mc 1000`,
+    `propagate went through ${steps} non-affine steps (more than ${TRUST.propagateSteps}): its error grows with depth (top logits' means off by up to 0.87 output sd through MobileNetV2's 35 at sigma 0.1 on a 224x224 image, docs/RESULTS.md); check with --mc 1000`,
   ];
 }
 
