@@ -12,11 +12,10 @@ import {
   isDefault,
   maxHermiteColumns,
   newFactor,
+  truncateFactor,
   probeOf,
-  scaleHermiteRows,
   carryHermiteRows,
   tapeHermiteColumns,
-  unitFactorNorms,
   type StepTape,
   type TensorMoments,
   type UnitMoments,
@@ -118,67 +117,156 @@ export function applyUnitRule(rule: UnitMoments, x: TensorMoments, hermiteOrder 
   const p = x.probes;
   const rows = p + x.k;
   const K = Math.min(columns, maxHermiteColumns(p));
-  const q = unitFactorNorms(x.F, p, x.k, size);
+  // Kt >= K columns are sketched when the tape asks for more (carryHermiteRows)
+  const Kt = tapeHermiteColumns(K, p, tape?.hermiteColumns);
+  const Fx = x.F;
   const m = new Float64Array(size);
   const r = new Float64Array(size);
   const slope = new Float64Array(size);
+  const q = new Float64Array(size);
   // expected second and third derivatives
   const coef = [new Float64Array(size), new Float64Array(size)];
   const used = [false, false];
-  for (let i = 0; i < size; i++) {
-    const g = rule(i, x.m[i], Math.sqrt(q[i] + x.r[i]));
-    m[i] = g.mean;
-    slope[i] = g.slope;
-    coef[0][i] = g.curvature;
-    coef[1][i] = g.third;
-    r[i] = Math.max(0, g.variance - g.slope * g.slope * q[i]);
-    if (q[i] > 0) {
-      if (g.curvature !== 0) used[0] = true;
-      if (g.third !== 0) used[1] = true;
-    }
-  }
-  // Kt >= K columns are sketched when the tape asks for more (carryHermiteRows)
-  const Kt = tapeHermiteColumns(K, p, tape?.hermiteColumns);
-  const orders = Kt > 0 ? [2, 3].filter((h) => h <= hermiteOrder && used[h - 2]) : [];
-  const extra = orders.length > 0 ? K : 0;
-  const Fx = x.F;
-  const F = newFactor(rows + extra, size, spare);
-  for (let d = 0; d < rows; d++) {
-    const o = d * size;
-    for (let i = 0; i < size; i++) F[o + i] = slope[i] * Fx[o + i];
-  }
-  // the orders share the K rows: their sketches are uncorrelated (see probeOf), so the rows'
-  // covariance is the sum of the orders' (each order scaled on its own, then added)
-  const block = Kt === K ? F.subarray(rows * size) : new Float32Array(orders.length > 0 ? Kt * size : 0);
-  const buffer = orders.length > 1 ? new Float32Array(Kt * size) : block;
-  const target = new Float64Array(size);
-  const givenAll = new Float64Array(size);
-  orders.forEach((h, n) => {
-    const ch = coef[h - 2];
-    const Q = n === 0 ? block : buffer;
-    for (let c = 0; c < Kt; c++) {
-      const o = c * size;
-      const p0 = probeOf(c, 0, p) * size;
-      const p1 = probeOf(c, 1, p) * size;
-      if (h === 2) for (let i = 0; i < size; i++) Q[o + i] = ch[i] * Fx[p0 + i] * Fx[p1 + i];
-      else {
-        const p2 = probeOf(c, 2, p) * size;
-        for (let i = 0; i < size; i++) Q[o + i] = ch[i] * Fx[p0 + i] * Fx[p1 + i] * Fx[p2 + i];
+  // room for the K Hermite rows, given back as spare rows when no unit has a Hermite part
+  const maybe = Kt > 0 && hermiteOrder >= 2 ? K : 0;
+  const F = newFactor(rows + maybe, size, spare);
+  // the units in tiles of UNIT_TILE, each tile's part of every row read from memory once for both
+  // passes over it: q_i = |F_i|^2 (the covariance rows, in increasing order as unitFactorNorms
+  // sums them), the unit's moments, and its rows scaled by the expected slope
+  for (let i0 = 0; i0 < size; i0 += UNIT_TILE) {
+    const i1 = Math.min(size, i0 + UNIT_TILE);
+    for (let d = p; d < rows; d++) {
+      const o = d * size;
+      for (let i = i0; i < i1; i++) {
+        const f = Fx[o + i];
+        q[i] += f * f;
       }
     }
-    for (let i = 0; i < size; i++) target[i] = Math.min(r[i], (ch[i] * ch[i] * q[i] ** h) / FACTORIAL[h]);
-    const given = scaleHermiteRows(Q, 0, Kt, size, target);
-    if (n > 0) for (let j = 0; j < block.length; j++) block[j] += Q[j];
-    for (let i = 0; i < size; i++) {
-      r[i] = Math.max(0, r[i] - given[i]);
-      givenAll[i] += given[i];
+    for (let i = i0; i < i1; i++) {
+      const g = rule(i, x.m[i], Math.sqrt(q[i] + x.r[i]));
+      m[i] = g.mean;
+      slope[i] = g.slope;
+      coef[0][i] = g.curvature;
+      coef[1][i] = g.third;
+      r[i] = Math.max(0, g.variance - g.slope * g.slope * q[i]);
+      if (q[i] > 0) {
+        if (g.curvature !== 0) used[0] = true;
+        if (g.third !== 0) used[1] = true;
+      }
     }
-  });
+    for (let d = 0; d < rows; d++) {
+      const o = d * size;
+      for (let i = i0; i < i1; i++) F[o + i] = slope[i] * Fx[o + i];
+    }
+  }
+  const orders = Kt > 0 ? [2, 3].filter((h) => h <= hermiteOrder && used[h - 2]) : [];
+  // the orders share the K rows: their sketches are uncorrelated (see probeOf), so the rows'
+  // covariance is the sum of the orders' (each order scaled on its own, then added)
+  const block = orders.length === 0 ? new Float32Array(0) : Kt === K ? F.subarray(rows * size) : new Float32Array(Kt * size);
+  const givenAll = new Float64Array(size);
+  if (orders.length > 0) hermiteSketch(Fx, p, size, Kt, orders, coef, q, r, block, givenAll);
   const rForward = orders.length > 0 && Kt > K ? carryHermiteRows(F, rows, K, size, block, givenAll, r) : r;
   if (tape) {
     tape.slope = slope;
     tape.r = r;
     if (orders.length > 0) tape.hermite = Kt === K ? block.slice() : block;
   }
-  return { ...x, m, F, k: x.k + extra, r: rForward };
+  if (orders.length === 0) return { ...x, m, F: maybe > 0 ? truncateFactor(F, size, rows) : F, k: x.k, r: rForward };
+  return { ...x, m, F, k: x.k + K, r: rForward };
+}
+
+/** Units per tile of applyUnitRule's passes: a tile of ~300 float32 rows (1.2 KB each) stays in a 512 KiB cache. */
+const UNIT_TILE = 512;
+
+/**
+ * The Hermite rows of a unit-wise rule (applyUnitRule): order h's column c is
+ * Q_ic = E f^(h)(x_i) prod_t P_t,i over the column's h probes (probeOf; order 2 the first two,
+ * order 3 all three), each unit's part scaled to its target E f^(h)(x_i)^2 q_i^h / h! (at most
+ * the residual left, order 2 first: `r` is lowered by what each order gives, `givenAll` adds it),
+ * and the orders summed into `block` (Kt x size). Per tile of units, the columns are computed
+ * twice, once for their squared norms and once scaled into `block`, from probe values that stay
+ * in cache: the same float32 values as writing each order, scaling it (scaleHermiteRows) and
+ * adding the orders, without their Kt x size buffers.
+ */
+function hermiteSketch(
+  Fx: Float32Array,
+  p: number,
+  size: number,
+  Kt: number,
+  orders: readonly number[],
+  coef: readonly Float64Array[],
+  q: Float64Array,
+  r: Float64Array,
+  block: Float32Array,
+  givenAll: Float64Array,
+): void {
+  const both = orders.length > 1;
+  const first = coef[orders[0] - 2];
+  const third = coef[1];
+  const two = orders[0] === 2;
+  const probe = new Int32Array(3 * Kt);
+  for (let c = 0; c < Kt; c++) for (let t = 0; t < 3; t++) probe[3 * c + t] = probeOf(c, t, p) * size;
+  const norm0 = new Float64Array(UNIT_TILE);
+  const norm1 = new Float64Array(UNIT_TILE);
+  const scale0 = new Float64Array(UNIT_TILE);
+  const scale1 = new Float64Array(UNIT_TILE);
+  for (let i0 = 0; i0 < size; i0 += UNIT_TILE) {
+    const i1 = Math.min(size, i0 + UNIT_TILE);
+    norm0.fill(0);
+    norm1.fill(0);
+    scale0.fill(0);
+    scale1.fill(0);
+    for (let c = 0; c < Kt; c++) {
+      const p0 = probe[3 * c];
+      const p1 = probe[3 * c + 1];
+      const p2 = probe[3 * c + 2];
+      if (both)
+        for (let i = i0, t = 0; i < i1; i++, t++) {
+          const f0 = Fx[p0 + i];
+          const f1 = Fx[p1 + i];
+          const a = Math.fround(first[i] * f0 * f1);
+          const b = Math.fround(third[i] * f0 * f1 * Fx[p2 + i]);
+          norm0[t] += a * a;
+          norm1[t] += b * b;
+        }
+      else if (two)
+        for (let i = i0, t = 0; i < i1; i++, t++) {
+          const a = Math.fround(first[i] * Fx[p0 + i] * Fx[p1 + i]);
+          norm0[t] += a * a;
+        }
+      else
+        for (let i = i0, t = 0; i < i1; i++, t++) {
+          const a = Math.fround(first[i] * Fx[p0 + i] * Fx[p1 + i] * Fx[p2 + i]);
+          norm0[t] += a * a;
+        }
+    }
+    orders.forEach((h, n) => {
+      const ch = coef[h - 2];
+      const norm = n === 0 ? norm0 : norm1;
+      const scale = n === 0 ? scale0 : scale1;
+      for (let i = i0; i < i1; i++) {
+        const target = Math.min(r[i], (ch[i] * ch[i] * q[i] ** h) / FACTORIAL[h]);
+        if (!(norm[i - i0] > 0 && target > 0)) continue;
+        scale[i - i0] = Math.sqrt(target / norm[i - i0]);
+        r[i] = Math.max(0, r[i] - target);
+        givenAll[i] += target;
+      }
+    });
+    for (let c = 0; c < Kt; c++) {
+      const o = c * size;
+      const p0 = probe[3 * c];
+      const p1 = probe[3 * c + 1];
+      const p2 = probe[3 * c + 2];
+      if (both)
+        for (let i = i0, t = 0; i < i1; i++, t++) {
+          const f0 = Fx[p0 + i];
+          const f1 = Fx[p1 + i];
+          const a = Math.fround(first[i] * f0 * f1);
+          const b = Math.fround(third[i] * f0 * f1 * Fx[p2 + i]);
+          block[o + i] = Math.fround(a * scale0[t]) + Math.fround(b * scale1[t]);
+        }
+      else if (two) for (let i = i0, t = 0; i < i1; i++, t++) block[o + i] = Math.fround(first[i] * Fx[p0 + i] * Fx[p1 + i]) * scale0[t];
+      else for (let i = i0, t = 0; i < i1; i++, t++) block[o + i] = Math.fround(first[i] * Fx[p0 + i] * Fx[p1 + i] * Fx[p2 + i]) * scale0[t];
+    }
+  }
 }
