@@ -154,7 +154,7 @@ const est = spawnSync(process.execPath, [new URL(import.meta.url).pathname, '--c
 if (est.status !== 0) throw new Error(`estimate failed: ${est.stderr}`);
 const e = JSON.parse(est.stdout.trim().split('\n').at(-1));
 const out = `/tmp/propagate-memory-${process.pid}.json`;
-const analyzeArgs = ['analyze', model, '--input', input, '--sigma', sigma, '--method', method, '--rank', String(e.rank), '--out', out];
+const analyzeArgs = ['analyze', model, '--input', input, '--sigma', sigma, '--method', method, '--rank', String(e.rank), '--trust-check', '0', '--out', out]; // propagate's memory alone, without the trust check's Monte Carlo after it
 if (method === 'auto' && !rankArg) analyzeArgs.splice(analyzeArgs.indexOf('--rank'), 2); // auto picks the rank itself
 const run = spawnSync(process.execPath, [new URL(import.meta.url).pathname, '--child-run', JSON.stringify(analyzeArgs)], {
   encoding: 'utf8',

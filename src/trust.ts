@@ -48,6 +48,12 @@ export const TRUST = {
    * MobileNetV2's 35.
    */
   propagateSteps: 24,
+  /**
+   * Fewest Monte Carlo samples that silence the deep-propagation warning: the errors it is about
+   * (0.1 to 0.9 output sd) are below the meanErrorSd a failure needs, and 1,000 samples put the
+   * Monte Carlo's own standard error at 0.03 sd, so the user can read them off the comparison.
+   */
+  deepCheckSamples: 1000,
 } as const;
 
 /** Two-sided 95% normal quantile. */
@@ -246,7 +252,8 @@ export function assessTrust(t: TrustInputs): Trust {
   }
   if (t.layers) warn.push(...stateChangeReasons(t.layers));
   if (t.smoothOps) warn.push(...smoothOpReasons(t.smoothOps));
-  if (t.propagateSteps !== undefined && !t.mc) warn.push(...deepPropagationReasons(t.propagateSteps));
+  // a Monte Carlo too small to resolve the errors the warning is about leaves it standing
+  if (t.propagateSteps !== undefined && !(t.mc && t.mc.samples >= TRUST.deepCheckSamples)) warn.push(...deepPropagationReasons(t.propagateSteps));
   return trustVerdict(fail, warn);
 }
 
@@ -262,6 +269,7 @@ export function twoStageTrust(
     variancePaper: ArrayLike<number> | null;
     flipProbability: number | null;
     mc?: { samples: number; mean: ArrayLike<number>; variance: ArrayLike<number>; flipRate?: number };
+    trustCheck?: { samples: number; mean: ArrayLike<number>; variance: ArrayLike<number>; flipRate?: number };
   },
   lin: {
     B: ArrayLike<number>;
@@ -278,7 +286,7 @@ export function twoStageTrust(
     mean: result.mean,
     variance: result.variance ?? result.variancePaper,
     flip: result.flipProbability,
-    mc: result.mc && { ...result.mc, flip: result.mc.flipRate },
+    mc: result.mc ? { ...result.mc, flip: result.mc.flipRate } : result.trustCheck && { ...result.trustCheck, flip: result.trustCheck.flipRate },
     layers: lin.flips,
     surrogate: { surrogate: surrogateOutputAt(lin.B, lin.zb, lin.gb, lin.Adelta, lin.Ddelta), model: modelAtCentre },
     smoothOps,

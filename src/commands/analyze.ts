@@ -38,6 +38,7 @@ interface AnalyzeArgs extends NoiseRunArgs {
   variance: VarianceMode;
   covariance?: boolean;
   mc: number;
+  'trust-check': number;
   seed: number;
   format?: 'json' | 'csv' | 'text';
   out?: string;
@@ -59,6 +60,12 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
       .option('variance', { choices: ['exact', 'paper', 'both', 'none'] as const, default: 'both' as const, describe: 'Which variance to report' })
       .option('covariance', { type: 'boolean', describe: 'Include the full d x d output covariance' })
       .option('mc', { type: 'number', default: 0, describe: 'Also run N Monte Carlo samples through the real model (the paper used 75000)' })
+      .option('trust-check', {
+        type: 'number',
+        default: 256,
+        describe:
+          'Without --mc: run N Monte Carlo samples through the real model behind the trust verdict, which fails where the numbers are far off (a top class mean more than 2 sd away, an sd off by 1.5x). 0: none',
+      })
       .option('seed', { type: 'number', default: 0, describe: 'Seed of Monte Carlo and class probabilities (input i uses (seed, i))' })
       .option('probability-classes', {
         type: 'number',
@@ -85,6 +92,7 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
     const warn = stderrWriter(argv.quiet);
     // every check that needs no model first: a bad option fails before the model loads
     const mc = wholeNumber('mc', argv.mc, 0);
+    const trustCheck = wholeNumber('trust-check', argv['trust-check'], 0);
     checkRunArgs(argv);
     const method = methodFromArgs(argv);
     if (argv.at !== 'mean' && method.method === 'propagate')
@@ -127,6 +135,7 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
           variance: argv.variance,
           covariance: argv.covariance,
           mc,
+          trustCheck,
           seed: argv.seed,
           probabilityClasses: argv['probability-classes'] as number | undefined,
           linalg: sharedOrtLinearAlgebra({ threads: argv.threads }),

@@ -31,6 +31,8 @@ export interface AnalyzeResultView {
   marginBound: number | null;
   linearization: { expectedFlips: { node: string; units: number; expectedFlips: number; isSplit: boolean; sketch?: number }[] };
   mc?: { samples: number; mean: number[]; variance: number[]; flipRate?: number };
+  /** The Monte Carlo check behind the trust verdict (analyze --trust-check), when it ran. */
+  trustCheck?: { samples: number };
   trust?: { verdict: 'ok' | 'warn' | 'fail'; reasons: string[] };
 }
 
@@ -91,6 +93,11 @@ export function analyzeCsv(report: AnalyzeReportView): string {
 /** A number for the summary: fixed or exponential by size; 'n/a' for a value that is not a number (never "NaN"). */
 const f = (v: number, digits = 4) => (Number.isNaN(v) ? 'n/a' : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(digits));
 
+/** What stands behind a verdict the Monte Carlo check judged (analyze --trust-check), and where to see more. */
+function checkedText(samples: number, verdict: 'ok' | 'warn' | 'fail'): string {
+  return ` (checked against ${samples} Monte Carlo samples${verdict === 'ok' ? '' : '; --mc 2000 prints the comparison'})`;
+}
+
 /** A verdict as the summary shows it: "trust ok", "trust WARN: reason; reason", "trust FAIL: ...". */
 export function trustText(t: { verdict: 'ok' | 'warn' | 'fail'; reasons: string[] }): string {
   return t.verdict === 'ok' ? 'trust ok' : `trust ${t.verdict.toUpperCase()}: ${t.reasons.join('; ')}`;
@@ -122,7 +129,7 @@ export function analyzeSummary(report: AnalyzeReportView, out?: string): string 
   const shown = report.results.slice(0, 5);
   for (const r of shown) {
     const flip = r.flipProbability === null ? 'n/a' : f(r.flipProbability, 3);
-    if (r.trust) lines.push(`  input ${r.input}: ${trustText(r.trust)}`);
+    if (r.trust) lines.push(`  input ${r.input}: ${trustText(r.trust)}${r.trustCheck ? checkedText(r.trustCheck.samples, r.trust.verdict) : ''}`);
     lines.push(
       `${r.trust ? '    ' : `  input ${r.input}: `}clean class ${r.cleanPredicted}, class of the mean ${r.predicted}, P(flip) ${flip}` +
         (r.marginBound !== null ? ` (Cantelli bound ${f(r.marginBound, 3)})` : '') +

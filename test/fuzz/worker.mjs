@@ -48,10 +48,10 @@ const STACK = /\n\s+at .+:\d+:\d+/;
 const COMMANDS = { analyze: analyzeCommand, inspect: inspectCommand };
 /** The options' defaults as the commands' yargs builders declare them. */
 const DEFAULTS = {
-  analyze: { at: 'mean', variance: 'both', mc: 0, seed: 0, format: 'json', jacobian: 'auto', provider: 'cpu' },
+  analyze: { at: 'mean', variance: 'both', mc: 0, 'trust-check': 256, seed: 0, format: 'json', jacobian: 'auto', provider: 'cpu' },
   inspect: {},
 };
-const NUMBERS = new Set(['sigma', 'mc', 'seed', 'threads', 'scale', 'offset', 'index']);
+const NUMBERS = new Set(['sigma', 'mc', 'trust-check', 'seed', 'threads', 'scale', 'offset', 'index']);
 
 /**
  * The argv yargs would hand the command: `cmd model --key value --flag ...` (the fuzz cases use

@@ -26,8 +26,13 @@ describe('analyze: the verdict per input', () => {
     for (const mc of [0, 2000]) {
       const { report, stderr } = await analyze(8, mc);
       expect(report.results[0].trust).toEqual({ verdict: 'ok', reasons: [] });
-      expect(stderr).toMatch(/\n {2}input 0: trust ok\n {4}clean class 2/);
+      // without --mc the verdict stands on the default 256-sample Monte Carlo check, and says so
+      expect(stderr).toMatch(
+        mc ? /\n {2}input 0: trust ok\n {4}clean class 2/ : /\n {2}input 0: trust ok \(checked against 256 Monte Carlo samples\)\n {4}clean class 2/,
+      );
       if (mc) expect(report.results[0].mc.flipRate).toBe(0);
+      if (mc) expect(report.results[0].trustCheck).toBeUndefined();
+      else expect(report.results[0].trustCheck.samples).toBe(256);
     }
   }, 120_000);
 
