@@ -92,21 +92,30 @@ export function monteCarloReasons(c: MonteCarloCheckInput): string[] {
   const out: string[] = [];
   // the top classes by Monte Carlo mean and by analytic mean (a class the analysis wrongly puts on top counts)
   const top = [...new Set([...topK(c.mc.mean, TRUST.topClasses), ...topK(c.mean, TRUST.topClasses)])];
-  let worstMean: { j: number; e: number } | undefined;
+  let worstMean: { j: number; e: number; analyticUnit: boolean } | undefined;
   let worstSd: { j: number; r: number } | undefined;
+  // a class that did not vary in the Monte Carlo (sd 0: a clamped output whose crossings are rarer
+  // than the samples can see) has no sd ratio; its mean is measured in the analytic sd instead
   for (const j of top) {
     const mcSd = Math.sqrt(c.mc.variance[j]);
+    const sd = c.variance ? Math.sqrt(c.variance[j]) : NaN;
     const diff = Math.abs(c.mean[j] - c.mc.mean[j]);
-    const e = mcSd > 0 ? diff / mcSd : diff > 0 ? Infinity : 0;
-    if (e > TRUST.meanErrorSd && (!worstMean || e > worstMean.e)) worstMean = { j, e };
+    const unit = mcSd > 0 ? mcSd : sd > 0 ? sd : 0;
+    const e = unit > 0 ? diff / unit : diff > 0 ? Infinity : 0;
+    if (e > TRUST.meanErrorSd && (!worstMean || e > worstMean.e)) worstMean = { j, e, analyticUnit: !(mcSd > 0) && sd > 0 };
     if (c.variance) {
-      const sd = Math.sqrt(c.variance[j]);
-      const r = mcSd > 0 ? sd / mcSd : sd > 0 ? Infinity : 1;
+      if (!(mcSd > 0)) continue;
+      const r = sd / mcSd;
       const off = (x: number) => Math.max(x / TRUST.sdRatio[1], TRUST.sdRatio[0] / x);
       if ((r < TRUST.sdRatio[0] || r > TRUST.sdRatio[1]) && (!worstSd || off(r) > off(worstSd.r))) worstSd = { j, r };
     }
   }
-  if (worstMean) out.push(`mean of g[${worstMean.j}] is ${fmt(worstMean.e)} Monte Carlo sd from Monte Carlo's (limit ${TRUST.meanErrorSd})`);
+  if (worstMean)
+    out.push(
+      worstMean.analyticUnit
+        ? `mean of g[${worstMean.j}] is ${fmt(worstMean.e)} analytic sd from Monte Carlo's, which did not vary (limit ${TRUST.meanErrorSd})`
+        : `mean of g[${worstMean.j}] is ${fmt(worstMean.e)} Monte Carlo sd from Monte Carlo's (limit ${TRUST.meanErrorSd})`,
+    );
   if (worstSd) out.push(`sd of g[${worstSd.j}] is ${fmt(worstSd.r)} x Monte Carlo's (allowed ${TRUST.sdRatio[0]} to ${TRUST.sdRatio[1]})`);
   const mcFlip = c.mc.flip;
   if (c.flip !== null && mcFlip !== undefined && mcFlip !== null) {

@@ -38,6 +38,16 @@ describe('Monte Carlo checks', () => {
     expect(monteCarloReasons({ mean, variance: [1, 1.6 ** 2, 1, 1], flip: null, mc: mc(mean, sd, 0) })[0]).toMatch(/sd of g\[1\] is 1\.60 x/);
     expect(monteCarloReasons({ mean, variance: [1, 1.45 ** 2, 0.7 ** 2, 1], flip: null, mc: mc(mean, sd, 0) })).toEqual([]);
   });
+  it('a class that did not vary in the Monte Carlo: no sd ratio, the mean measured in the analytic sd', () => {
+    // a clamped output: analytic sd 1e-4 from crossings rarer than the samples see, MC sd 0
+    const still = mc([0.4, 0.4, 0.4, 0.4], [0, 0, 0, 0], 0, 256);
+    expect(monteCarloReasons({ mean: [0.40001, 0.4, 0.4, 0.4], variance: [1e-8, 1e-8, 1e-8, 1e-8], flip: null, mc: still })).toEqual([]);
+    // but a mean that is off by more than meanErrorSd of its own sd still fails
+    const r = monteCarloReasons({ mean: [0.4005, 0.4, 0.4, 0.4], variance: [1e-8, 1e-8, 1e-8, 1e-8], flip: null, mc: still });
+    expect(r).toEqual([expect.stringMatching(/mean of g\[0\] is 5\.00 analytic sd from Monte Carlo's, which did not vary/)]);
+    // and an analytic sd of 0 against a Monte Carlo sd of 0 is no failure either
+    expect(monteCarloReasons({ mean: [0.4, 0.4, 0.4, 0.4], variance: [0, 0, 0, 0], flip: null, mc: still })).toEqual([]);
+  });
   it('fail on a flip probability off by more than max(flipTolerance, the MC interval)', () => {
     expect(monteCarloReasons({ mean, variance: null, flip: 0.05, mc: mc(mean, sd, 0.05 + TRUST.flipTolerance * 1.01) })[0]).toMatch(/flip probability/);
     expect(monteCarloReasons({ mean, variance: null, flip: 0.05, mc: mc(mean, sd, 0.05 + TRUST.flipTolerance * 0.99) })).toEqual([]);
