@@ -400,6 +400,10 @@ export class Analyzer {
   get d(): number {
     return this.output.size;
   }
+  /** Propagate: the non-affine steps the propagation goes through (the trust verdict's depth); undefined for two-stage. */
+  get propagateSteps(): number | undefined {
+    return this.engine.method === 'propagate' ? this.engine.propagate.nonAffineSteps : undefined;
+  }
   /** How Jacobians were computed (two-stage), or 'none' (propagate). */
   get jacobianMode(): string {
     return this.engine.method === 'two-stage' ? this.engine.linearizer.jacobianMode : 'none';
@@ -547,7 +551,7 @@ export class Analyzer {
         variance: result.variance,
         flip: result.flipProbability,
         mc: checkedBy && { ...checkedBy, flip: checkedBy.flipRate },
-        propagateSteps: this.engine.method === 'propagate' ? this.engine.propagate.nonAffineSteps : undefined,
+        propagateSteps: this.propagateSteps,
       });
     }
     return result;

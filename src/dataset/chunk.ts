@@ -279,6 +279,7 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
       layers: layers[t],
       surrogate: surrogateAt[t] && { surrogate: surrogateAt[t]!, model: modelAt(t) },
       smoothOps: linearizer?.smoothOps,
+      propagateSteps: analyzer.propagateSteps,
     });
     records.push(rec);
   }

@@ -5,11 +5,14 @@
  * the trusted flip rate; the gate fails on untrusted inputs unless --allow-untrusted, and on analytic
  * and Monte Carlo flip rates that disagree.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli.js';
 import { digits, readCsv, tmp } from '../datasets/helpers.js';
+import { encodeNpy } from '../../src/data/npy.js';
+import { TRUST } from '../../src/trust.js';
+import { fcNet } from '../onnx/models.js';
 
 const LENET = 'fixtures/lenet.onnx';
 const dir = tmp('nm-trust-');
@@ -98,4 +101,40 @@ describe('report and gate', () => {
     expect(r.stderr).toMatch(/pass: no input fails the trust checks \(measured 0\)/);
     expect(r.stderr).toMatch(/pass: analytic and Monte Carlo flip rates agree within 10\.000%/);
   }, 180_000);
+});
+
+describe('report: the deep-propagation warning reaches the per-sample verdicts', () => {
+  it('a 26-layer MLP through propagate: every sample warns, naming the depth', async () => {
+    const model = join(dir, 'deep-mlp.onnx');
+    writeFileSync(
+      model,
+      fcNet(
+        6,
+        Array.from({ length: TRUST.propagateSteps + 2 }, () => 5),
+        3,
+        7,
+      ),
+    );
+    const data = join(dir, 'deep-mlp-x.npy');
+    writeFileSync(
+      data,
+      encodeNpy(
+        Float32Array.from({ length: 4 * 6 }, (_, i) => Math.sin(i)),
+        [4, 6],
+      ),
+    );
+    const out = join(dir, 'deep-report');
+    const r = await cli(['report', model, '--data', data, '--sigma', '0.1', '--method', 'propagate', '--out-dir', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const header = readFileSync(join(out, 'samples.csv'), 'utf8').split('\n')[0].split(',');
+    const verdicts = readFileSync(join(out, 'samples.csv'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(',')[header.indexOf('trust')]);
+    expect(verdicts.length).toBeGreaterThan(0);
+    expect(new Set(verdicts)).toEqual(new Set(['warn']));
+    expect(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')).trust.warn).toBe(verdicts.length);
+    expect(readFileSync(join(out, 'summary.md'), 'utf8')).toMatch(/\| 0 \| warn \| propagate went through 26 non-affine steps \(more than 24\)/);
+  }, 120_000);
 });

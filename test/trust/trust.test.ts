@@ -130,12 +130,15 @@ describe('the verdict', () => {
     expect(smoothOpReasons([])).toEqual([]);
     expect(assessTrust(base).verdict).toBe('ok');
   });
-  it('warns about a propagation deeper than propagateSteps non-affine steps, unless Monte Carlo checked it', () => {
+  it('warns about a propagation deeper than propagateSteps non-affine steps, unless Monte Carlo of deepCheckSamples checked it', () => {
     const base = { mean: [1, 0], variance: [1, 1], flip: 0 };
     expect(assessTrust({ ...base, propagateSteps: TRUST.propagateSteps }).verdict).toBe('ok');
     const deep = assessTrust({ ...base, propagateSteps: TRUST.propagateSteps + 11 });
     expect(deep.verdict).toBe('warn');
     expect(deep.reasons[0]).toMatch(/^propagate went through 35 non-affine steps \(more than 24\).*--mc 1000$/);
     expect(assessTrust({ ...base, propagateSteps: 35, mc: mc([1, 0], [1, 1], 0) }).verdict).toBe('ok');
+    // the default 256-sample check cannot resolve the errors the warning is about: it stays
+    expect(assessTrust({ ...base, propagateSteps: 35, mc: mc([1, 0], [1, 1], 0, 256) }).verdict).toBe('warn');
+    expect(assessTrust({ ...base, propagateSteps: 35, mc: mc([1, 0], [1, 1], 0, TRUST.deepCheckSamples) }).verdict).toBe('ok');
   });
 });
