@@ -216,57 +216,38 @@ function hermiteSketch(
     norm1.fill(0);
     scale0.fill(0);
     scale1.fill(0);
-    for (let c = 0; c < Kt; c++) {
-      const p0 = probe[3 * c];
-      const p1 = probe[3 * c + 1];
-      const p2 = probe[3 * c + 2];
-      if (both)
+    // twice over the columns: their squared norms (pass 0), then, scaled, their sum into `block`
+    // (pass 1); a single order's column is `a` (its probe product times 1 for order 2) and `b` is 0
+    for (let pass = 0; pass < 2; pass++) {
+      if (pass === 1)
+        orders.forEach((h, n) => {
+          const ch = coef[h - 2];
+          const norm = n === 0 ? norm0 : norm1;
+          const scale = n === 0 ? scale0 : scale1;
+          for (let i = i0, t = 0; i < i1; i++, t++) {
+            const target = Math.min(r[i], (ch[i] * ch[i] * q[i] ** h) / FACTORIAL[h]);
+            if (!(norm[t] > 0 && target > 0)) continue;
+            scale[t] = Math.sqrt(target / norm[t]);
+            r[i] = Math.max(0, r[i] - target);
+            givenAll[i] += target;
+          }
+        });
+      for (let c = 0; c < Kt; c++) {
+        const o = c * size;
+        const p0 = probe[3 * c];
+        const p1 = probe[3 * c + 1];
+        const p2 = probe[3 * c + 2];
         for (let i = i0, t = 0; i < i1; i++, t++) {
           const f0 = Fx[p0 + i];
           const f1 = Fx[p1 + i];
-          const a = Math.fround(first[i] * f0 * f1);
-          const b = Math.fround(third[i] * f0 * f1 * Fx[p2 + i]);
-          norm0[t] += a * a;
-          norm1[t] += b * b;
+          const a = Math.fround(first[i] * f0 * f1 * (two ? 1 : Fx[p2 + i]));
+          const b = both ? Math.fround(third[i] * f0 * f1 * Fx[p2 + i]) : 0;
+          if (pass === 0) {
+            norm0[t] += a * a;
+            norm1[t] += b * b;
+          } else block[o + i] = Math.fround(a * scale0[t]) + Math.fround(b * scale1[t]);
         }
-      else if (two)
-        for (let i = i0, t = 0; i < i1; i++, t++) {
-          const a = Math.fround(first[i] * Fx[p0 + i] * Fx[p1 + i]);
-          norm0[t] += a * a;
-        }
-      else
-        for (let i = i0, t = 0; i < i1; i++, t++) {
-          const a = Math.fround(first[i] * Fx[p0 + i] * Fx[p1 + i] * Fx[p2 + i]);
-          norm0[t] += a * a;
-        }
-    }
-    orders.forEach((h, n) => {
-      const ch = coef[h - 2];
-      const norm = n === 0 ? norm0 : norm1;
-      const scale = n === 0 ? scale0 : scale1;
-      for (let i = i0; i < i1; i++) {
-        const target = Math.min(r[i], (ch[i] * ch[i] * q[i] ** h) / FACTORIAL[h]);
-        if (!(norm[i - i0] > 0 && target > 0)) continue;
-        scale[i - i0] = Math.sqrt(target / norm[i - i0]);
-        r[i] = Math.max(0, r[i] - target);
-        givenAll[i] += target;
       }
-    });
-    for (let c = 0; c < Kt; c++) {
-      const o = c * size;
-      const p0 = probe[3 * c];
-      const p1 = probe[3 * c + 1];
-      const p2 = probe[3 * c + 2];
-      if (both)
-        for (let i = i0, t = 0; i < i1; i++, t++) {
-          const f0 = Fx[p0 + i];
-          const f1 = Fx[p1 + i];
-          const a = Math.fround(first[i] * f0 * f1);
-          const b = Math.fround(third[i] * f0 * f1 * Fx[p2 + i]);
-          block[o + i] = Math.fround(a * scale0[t]) + Math.fround(b * scale1[t]);
-        }
-      else if (two) for (let i = i0, t = 0; i < i1; i++, t++) block[o + i] = Math.fround(first[i] * Fx[p0 + i] * Fx[p1 + i]) * scale0[t];
-      else for (let i = i0, t = 0; i < i1; i++, t++) block[o + i] = Math.fround(first[i] * Fx[p0 + i] * Fx[p1 + i] * Fx[p2 + i]) * scale0[t];
     }
   }
 }
