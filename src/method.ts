@@ -23,6 +23,7 @@ import type { Graph } from './onnx/graph.js';
 import type { LoadedModel } from './onnx/load.js';
 import { isKinked } from './onnx/ops/registry.js';
 import {
+  CONV_OPS,
   DEFAULT_HERMITE_COLUMNS,
   DEFAULT_HERMITE_PROBES,
   REVERSE_HERMITE_COLUMNS,
@@ -97,7 +98,7 @@ export interface PropagationPlan {
    * memory in use when the limit was taken, for the rest of the run.
    */
   planBytes?: number;
-  /** Bytes of the weights Conv nodes read (the sessions hold those more often than the rest). */
+  /** Bytes of the weights Conv and ConvTranspose nodes read (the sessions hold those more often than the rest: convWeightBytes). */
   convWeightBytes?: number;
 }
 
@@ -142,9 +143,9 @@ export async function planPropagation(model: LoadedModel, request: MethodRequest
   };
 }
 
-/** Bytes of the initializers Conv nodes read (float32: 4 bytes an element). */
+/** Bytes of the initializers that the segments keep in their sessions (CONV_OPS: Conv and ConvTranspose; float32: 4 bytes an element). */
 function convWeightBytes(g: Graph): number {
-  const names = new Set(g.nodes.filter((n) => n.opType === 'Conv').flatMap((n) => n.inputs));
+  const names = new Set(g.nodes.filter((n) => CONV_OPS.has(n.opType)).flatMap((n) => n.inputs));
   let bytes = 0;
   for (const [name, t] of g.initializers) if (names.has(name)) bytes += 4 * t.dims.reduce((a, d) => a * d, 1);
   return bytes;
@@ -278,7 +279,7 @@ export function estimatePropagateMemory(plan: PropagationPlan, rank: number, ful
 /** What `sessions` onnxruntime sessions of the plan's model hold (see SESSION_BYTES and the weight copies). */
 function sessionBytes(plan: PropagationPlan, sessions: number): number {
   const conv = Math.min(plan.convWeightBytes ?? 0, plan.modelBytes);
-  // + the adjoint sessions of the reverse pass: ADJOINT_WEIGHT_COPIES of the Conv weights
+  // + the adjoint sessions of the reverse pass: ADJOINT_WEIGHT_COPIES of the Conv (and ConvTranspose) weights
   return sessions * SESSION_BYTES + (CONV_WEIGHT_COPIES + ADJOINT_WEIGHT_COPIES) * conv;
 }
 

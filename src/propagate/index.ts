@@ -17,6 +17,7 @@ export {
   type PropagatorOptions,
 } from './propagator.js';
 export { propagationMemory, type PropagationMemory, type PropagationMemoryOptions } from './memory.js';
+export { CONV_OPS } from './segment.js';
 export {
   AFFINE_OPS,
   applyMaxPool,

@@ -25,7 +25,7 @@ const rName = (t: string) => `${t}::netmoments_r`;
  * for its blocked kernels, which the wide runs of a segment pay back. The other large weights (a
  * Gemm's, a MatMul's) are fed as inputs (src/onnx/weightInputs.ts).
  */
-const CONV_OPS: ReadonlySet<string> = new Set(['Conv', 'ConvTranspose']);
+export const CONV_OPS: ReadonlySet<string> = new Set(['Conv', 'ConvTranspose']);
 
 /**
  * A segment whose tensors (inputs, intermediates and outputs at the most factor rows it can see)

@@ -21,7 +21,8 @@ import {
   propagateRows,
 } from '../../src/method.js';
 import { NetmomentsError } from '../../src/errors.js';
-import { loadModel } from '../../src/onnx/load.js';
+import { loadModel, loadModelBytes } from '../../src/onnx/load.js';
+import { buildGraph, makeNode, randomInit, rng } from '../tangent/helpers.js';
 import { DEFAULT_HERMITE_COLUMNS, DEFAULT_RESIDUAL_ROWS, createPropagator, propagationMemory } from '../../src/propagate/index.js';
 import { segmentWorkingSet } from '../../src/propagate/memory.js';
 
@@ -50,6 +51,31 @@ describe('propagate memory estimate', () => {
     // at least the input's factor: (2K probes + rank) rows of n float32 values
     expect(at(n)).toBeGreaterThan((64 + n) * n * 4);
   }, 60_000);
+
+  it('counts the weights of Conv and ConvTranspose, which the segments keep in their sessions', async () => {
+    const r = rng(31);
+    const g = buildGraph({
+      inputs: [['x', ['N', 2, 4, 4]]],
+      outputs: ['y'],
+      nodes: [
+        makeNode('Conv', ['x', 'w1', 'b1'], ['c']),
+        makeNode('Relu', ['c'], ['h']),
+        makeNode('ConvTranspose', ['h', 'w2', 'b2'], ['t']),
+        makeNode('Flatten', ['t'], ['f']),
+        makeNode('MatMul', ['f', 'w3'], ['y']),
+      ],
+      initializers: [
+        randomInit(r, 'w1', [3, 2, 3, 3]),
+        randomInit(r, 'b1', [3]),
+        randomInit(r, 'w2', [3, 2, 3, 3]),
+        randomInit(r, 'b2', [2]),
+        randomInit(r, 'w3', [32, 5]),
+      ],
+    });
+    const plan = await planPropagation(loadModelBytes(g.toBytes(), 'conv-transpose.onnx'), {});
+    // Conv's and ConvTranspose's weights and biases, not MatMul's (fed as an input at each run)
+    expect(plan.convWeightBytes).toBe(4 * (3 * 2 * 9 + 3 + 3 * 2 * 9 + 2));
+  });
 
   it("counts, step by step, the arrays the engine holds (LeNet's first steps by hand)", async () => {
     const model = loadModel(fixture('lenet.onnx'));
