@@ -593,7 +593,7 @@ const REFUSAL_TIMING_BATCH = 8;
  * so that the check adds little to the run's peak (32 ResNet-18 samples' activations are about
  * 100 MB; --mc's batches of 1,000 are gigabytes at that size).
  */
-const TRUST_CHECK_BATCH = 32;
+export const TRUST_CHECK_BATCH = 32;
 
 /**
  * A two-stage run refused for memory, said with what it would cost in time and what fits: r noise

@@ -17,6 +17,7 @@ export interface DatasetRunArgs extends NoiseArgs, ModelRunArgs, MethodArgs {
   'per-logit'?: boolean;
   mc: number;
   'mc-inputs': number;
+  'trust-check': number;
   'probability-samples': number;
   chunk?: number;
   shard?: string;
@@ -71,6 +72,13 @@ export function datasetRunOptions<T>(y: Argv<T>): Argv<T & DatasetRunArgs> {
       group: 'Report:',
     })
     .option('mc-inputs', { type: 'number', default: 10, describe: 'How many inputs (spread evenly over the data) get --mc samples', group: 'Report:' })
+    .option('trust-check', {
+      type: 'number',
+      default: 256,
+      describe:
+        'Without --mc: N Monte Carlo samples through the real model for the --mc-inputs inputs, behind their trust verdicts (a result far off fails; no Monte Carlo columns). 0: none',
+      group: 'Report:',
+    })
     .option('probability-samples', {
       type: 'number',
       default: 8192,

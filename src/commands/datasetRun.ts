@@ -68,6 +68,7 @@ export async function runDatasetReport(
       perLogit: argv['per-logit'],
       mc: argv.mc,
       mcInputs: argv['mc-inputs'],
+      trustCheck: argv['trust-check'],
       probabilitySamples: argv['probability-samples'],
       chunk: argv.chunk,
       shard,

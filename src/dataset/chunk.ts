@@ -4,7 +4,7 @@
  * flip probabilities from the shared QMC point set, and Monte Carlo for the chosen inputs. A chunk
  * is computed the same way in an unsharded, a sharded and a resumed run.
  */
-import { inputFailure, seedFor, type Analyzer } from '../analyze.js';
+import { inputFailure, seedFor, TRUST_CHECK_BATCH, type Analyzer } from '../analyze.js';
 import { NetmomentsError } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import type { Bank } from '../linearize/bank.js';
@@ -55,7 +55,10 @@ export interface ChunkContext {
   qmc?: SharedClassProbabilities;
   la: LinearAlgebra;
   options: ReportOptions;
+  /** The inputs that get Monte Carlo: --mc's samples, or else the trustCheck's. */
   mcSet: Set<number>;
+  /** Without --mc: the samples behind the verdicts of the mcSet inputs (ReportOptions.trustCheck), 0 for none. */
+  trustCheck: number;
   chunk: number;
 }
 
@@ -251,7 +254,11 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
       ...(ctx.bank ? { fallback: fallback[t] } : {}),
       trust: { verdict: 'ok', reasons: [] }, // judged below, once Monte Carlo has run
     };
-    if (ctx.mcSet.has(i) && (o.mc ?? 0) > 0) {
+    // Monte Carlo through the real model: --mc's (kept in the record), or else the trust check's
+    // (behind the verdict only), in its small batches (src/analyze.ts TRUST_CHECK_BATCH)
+    const samples = (o.mc ?? 0) > 0 ? o.mc! : ctx.trustCheck;
+    let checked: { samples: number; mean: number[]; var: number[]; flip: number } | undefined;
+    if (ctx.mcSet.has(i) && samples > 0) {
       let flips = 0;
       const res = await monteCarloMoments(
         async (x, b) => {
@@ -262,20 +269,21 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
         d,
         mus[t],
         analyzer.fullNoise(),
-        { samples: o.mc!, batchSize: 1000, seed: seedFor(o.seed ?? 0, i) },
+        { samples, batchSize: (o.mc ?? 0) > 0 ? 1000 : TRUST_CHECK_BATCH, seed: seedFor(o.seed ?? 0, i) },
       );
-      rec.mc = {
+      checked = {
         samples: res.samples,
         mean: finite(res.mean, 'Monte Carlo mean', i, file),
         var: finite(res.variance, 'Monte Carlo variance', i, file),
         flip: flips / res.samples,
       };
+      if ((o.mc ?? 0) > 0) rec.mc = checked;
     }
     rec.trust = assessTrust({
       mean: rec.mean,
       variance: rec.var,
       flip: rec.flip,
-      mc: rec.mc && { samples: rec.mc.samples, mean: rec.mc.mean, variance: rec.mc.var, flip: rec.mc.flip },
+      mc: checked && { samples: checked.samples, mean: checked.mean, variance: checked.var, flip: checked.flip },
       layers: layers[t],
       surrogate: surrogateAt[t] && { surrogate: surrogateAt[t]!, model: modelAt(t) },
       smoothOps: linearizer?.smoothOps,

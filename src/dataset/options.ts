@@ -42,6 +42,11 @@ export interface ReportOptions extends Omit<AnalyzeOptions, 'variance' | 'covari
   /** Monte Carlo samples per sampled input (0: none) and how many inputs get them. */
   mc?: number;
   mcInputs?: number;
+  /**
+   * Without `mc`: Monte Carlo samples behind the trust verdicts of the mcInputs inputs (0, the
+   * default: none), as analyze's trustCheck; only their verdicts use them (no Monte Carlo columns).
+   */
+  trustCheck?: number;
   /** Points of the shared class-probability estimate (default 8192). */
   probabilitySamples?: number;
   /** Inputs per chunk (default 1024 with a bank, 16 with --linearize input). */

@@ -122,6 +122,9 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
   const mc = o.mc ?? 0;
   if (!(Number.isInteger(mc) && mc >= 0) || mc === 1) throw new NetmomentsError(`--mc must be 0 or a whole number >= 2, got ${mc}`, { code: 'BAD_USAGE' });
   const mcInputs = o.mcInputs ?? 10;
+  const trustCheck = mc > 0 ? 0 : (o.trustCheck ?? 0);
+  if (!(Number.isInteger(trustCheck) && trustCheck >= 0) || trustCheck === 1)
+    throw new NetmomentsError(`--trust-check must be 0 or a whole number >= 2, got ${trustCheck}`, { code: 'BAD_USAGE' });
   if (!(Number.isInteger(mcInputs) && mcInputs >= 1))
     throw new NetmomentsError(`--mc-inputs must be a whole number >= 1, got ${mcInputs}`, { code: 'BAD_USAGE' });
   const probabilitySamples = o.probabilitySamples ?? 8192;
@@ -244,6 +247,7 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
         perLogit: !!o.perLogit,
         probabilitySamples: qmc ? qmc.samples : 0,
         mc: mc > 0 ? { samples: mc, inputs: Math.min(mcInputs, count) } : null,
+        ...(trustCheck > 0 ? { trustCheck: { samples: trustCheck, inputs: Math.min(mcInputs, count) } } : {}),
         chunk,
         jacobian: analyzer.jacobianMode,
       },
@@ -316,7 +320,8 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
         qmc,
         la,
         options: o,
-        mcSet: mc > 0 ? mcIndices(count, mcInputs) : new Set(),
+        mcSet: mc > 0 || trustCheck > 0 ? mcIndices(count, mcInputs) : new Set(),
+        trustCheck,
         chunk,
       };
       const inputsOf = (ci: number) => Math.min(count, (ci + 1) * chunk) - ci * chunk;

@@ -70,6 +70,8 @@ export interface ReportHeader {
     perLogit: boolean;
     probabilitySamples: number;
     mc: { samples: number; inputs: number } | null;
+    /** Without mc: the Monte Carlo check behind the verdicts of `inputs` inputs (ReportOptions.trustCheck). */
+    trustCheck?: { samples: number; inputs: number };
     chunk: number;
     jacobian: string;
   };
@@ -387,15 +389,20 @@ export function summaryMarkdown(s: ReportSummary, records: SampleRecord[]): stri
       );
   }
   const doubtful = records.filter((r) => r.trust.verdict !== 'ok');
+  const check = s.run.trustCheck;
+  const checkLine = check
+    ? `The verdicts of ${check.inputs} input(s) spread over the data stand on a Monte Carlo check of ${check.samples} samples each through the real model (\`--trust-check\`; \`--mc\` shows the comparison).`
+    : undefined;
   if (doubtful.length > 0) {
     const order = { fail: 0, warn: 1, ok: 2 };
     const shown = [...doubtful].sort((a, b) => order[a.trust.verdict] - order[b.trust.verdict] || a.i - b.i).slice(0, 10);
     L.push('', '## Trust', '');
+    if (checkLine) L.push(checkLine, '');
     L.push(`${s.trust.fail} input(s) failed the checks (their numbers are wrong), ${s.trust.warn} drew a warning:`, '');
     L.push('| input | verdict | reasons |');
     L.push('|---:|---|---|');
     for (const r of shown) L.push(`| ${r.i} | ${r.trust.verdict} | ${r.trust.reasons.join('; ').replace(/\|/g, '\\|')} |`);
-  }
+  } else if (checkLine) L.push('', '## Trust', '', `Every input is "ok". ${checkLine}`);
   if (records.some((r) => r.flip !== null)) {
     const worst = records
       .filter((r) => r.flip !== null)

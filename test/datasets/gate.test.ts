@@ -12,8 +12,29 @@ import { digits, find, parseXml, tmp } from './helpers.js';
 const dir = tmp('nm-gate-');
 const data = digits(dir, 16);
 const bank = join(dir, 'bank');
+// the thresholds and their outputs, without the Monte Carlo check of the trust verdicts: at two
+// k-means centres some digits' means are far off, which the check finds (its own test below)
 const gate = async (extra: string[], env: Record<string, string> = {}) =>
-  await cli(['gate', 'fixtures/lenet.onnx', '--data', data.data, '--labels', data.labels, '--sigma', '8', '--linearize', `bank:${bank}`, ...extra], { env });
+  await cli(
+    [
+      'gate',
+      'fixtures/lenet.onnx',
+      '--data',
+      data.data,
+      '--labels',
+      data.labels,
+      '--sigma',
+      '8',
+      '--linearize',
+      `bank:${bank}`,
+      '--trust-check',
+      '0',
+      ...extra,
+    ],
+    {
+      env,
+    },
+  );
 
 let flipRate: number;
 let accuracy: number;
@@ -86,6 +107,38 @@ describe('netmoments gate', () => {
     expect(readFileSync(summary, 'utf8')).toMatch(/netmoments gate failed/);
     // the full report was kept
     expect(existsSync(join(dir, 'kept', 'summary.json'))).toBe(true);
+  });
+
+  it('with the default trust check, the digits whose bank centre is far off fail the trust testcase', async () => {
+    const junit = join(dir, 'checked.xml');
+    const r = await cli(
+      [
+        'gate',
+        'fixtures/lenet.onnx',
+        '--data',
+        data.data,
+        '--labels',
+        data.labels,
+        '--sigma',
+        '8',
+        '--linearize',
+        `bank:${bank}`,
+        '--max-flip-rate',
+        '1',
+        '--junit',
+        junit,
+        '--out-dir',
+        join(dir, 'checked'),
+      ],
+      {},
+    );
+    expect(r.code).toBe(1);
+    const s = JSON.parse(readFileSync(join(dir, 'checked', 'summary.json'), 'utf8'));
+    expect(s.run.trustCheck).toEqual({ samples: 256, inputs: 10 });
+    expect(s.untrusted).toBeGreaterThan(0);
+    const failures = find(parseXml(readFileSync(junit, 'utf8')), 'failure');
+    expect(failures.map((f) => f.attrs.message).join('\n')).toMatch(/trust/);
+    expect(readFileSync(join(dir, 'checked', 'summary.md'), 'utf8')).toMatch(/mean of g\[\d\] is \d+\.\d+ Monte Carlo sd from Monte Carlo's/);
   });
 
   it('fails (exit 1) on --min-accuracy alone', async () => {
