@@ -6,14 +6,16 @@
  * smaller than any that changes a conclusion. docs/RESULTS.md ("Trust verdicts") gives the runs
  * that set them: where Monte Carlo says the numbers are right, and where it says they are wrong.
  *
- * - fail: Monte Carlo through the real model contradicts the analytic numbers on the top classes
- *   (mean off by more than MEAN_ERROR_SD Monte Carlo sd, sd ratio outside SD_RATIO, flip
- *   probability off by more than max(FLIP_TOLERANCE, the Monte Carlo interval)), or the surrogate's
- *   class at the input differs from the model's;
+ * - fail: Monte Carlo through the real model (the user's --mc, or else the commands' small check,
+ *   --trust-check) contradicts the analytic numbers on the top classes (mean off by more than
+ *   MEAN_ERROR_SD Monte Carlo sd, sd ratio outside SD_RATIO, flip probability off by more than
+ *   max(FLIP_TOLERANCE, the Monte Carlo interval)), or the surrogate's class at the input differs
+ *   from the model's;
  * - warn: a layer held fixed by the linearization is expected to change state in more than
  *   STATE_CHANGE_FRACTION of its units, the surrogate's output at the input is far from the
- *   model's, a non-piecewise-linear op sits inside the linearized part, or (propagate, without
- *   Monte Carlo) the propagation went through more than TRUST.propagateSteps non-affine steps.
+ *   model's, a non-piecewise-linear op sits inside the linearized part, or (propagate, without a
+ *   Monte Carlo of TRUST.deepCheckSamples) the propagation went through more than
+ *   TRUST.propagateSteps non-affine steps.
  */
 import { argmax, topK } from './util/argmax.js';
 
