@@ -35,6 +35,7 @@ interface SweepArgs extends SelectionArgs, MethodArgs {
   sigma: string;
   mc: number;
   'mc-inputs': number;
+  'trust-check': number;
   'probability-samples': number;
   seed: number;
   'out-dir': string;
@@ -55,6 +56,12 @@ export const sweepCommand: CommandModule<object, SweepArgs> = {
       })
       .option('mc', { type: 'number', default: 0, describe: 'Monte Carlo samples per sampled input at every sigma (check points on the plot)' })
       .option('mc-inputs', { type: 'number', default: 10, describe: 'How many inputs (spread evenly over the data) get --mc samples' })
+      .option('trust-check', {
+        type: 'number',
+        default: 256,
+        describe:
+          "Without --mc: N Monte Carlo samples for the --mc-inputs inputs at every sigma, behind their trust verdicts (the 'untrusted' column; as `report`). 0: none",
+      })
       .option('probability-samples', { type: 'number', default: 8192, describe: 'Quasi-Monte Carlo points of the flip probabilities (as `report`)' })
       .option('seed', { type: 'number', default: 0, describe: 'Seed of the class-probability points and Monte Carlo (as `report`)' })
       .option('out-dir', { type: 'string', demandOption: true, describe: 'Folder for sweep.csv, sweep.json and sweep.svg' })
@@ -71,6 +78,7 @@ export const sweepCommand: CommandModule<object, SweepArgs> = {
     const sigmas = parseSigmaList(argv.sigma);
     const mc = argv.mc === 0 ? 0 : wholeNumber('mc', argv.mc, 2);
     const mcInputs = wholeNumber('mc-inputs', argv['mc-inputs'], 1);
+    const trustCheck = mc > 0 ? 0 : wholeNumber('trust-check', argv['trust-check'], 0);
     const probabilitySamples = wholeNumber('probability-samples', argv['probability-samples'], 128);
     // --sigma is a list here: checked by parseSigmaList above, not as one number
     const count = checkRunArgs({ ...argv, sigma: undefined });
@@ -89,6 +97,7 @@ export const sweepCommand: CommandModule<object, SweepArgs> = {
       variance: 'exact',
       mc,
       mcInputs,
+      trustCheck,
       probabilitySamples,
       dataFile: argv.data,
       labelsFile: argv.labels,
@@ -101,7 +110,7 @@ export const sweepCommand: CommandModule<object, SweepArgs> = {
       onProgress: (done) => bar?.update(done),
     }).finally(() => bar?.stop());
     if (res.method) warn(methodLine(res));
-    const info = { model, data: argv.data, labels: argv.labels ?? null, seed: argv.seed, mc, mcInputs, version: VERSION };
+    const info = { model, data: argv.data, labels: argv.labels ?? null, seed: argv.seed, mc, mcInputs, trustCheck, version: VERSION };
     const title = `${model.file.split('/').pop()}: accuracy and flip rate against sigma (${res.first.inputs} inputs)`;
     const dir = argv['out-dir'];
     writeFilesAtomic(dir, { 'sweep.csv': sweepCsv(res), 'sweep.svg': sweepSvg(res, title), 'sweep.json': sweepJson(res, info) });

@@ -50,6 +50,8 @@ export interface SweepRunInfo {
   seed: number;
   mc: number;
   mcInputs: number;
+  /** Without mc: the Monte Carlo check's samples behind the mcInputs inputs' verdicts (0: none). */
+  trustCheck: number;
   version: string;
 }
 
@@ -101,7 +103,15 @@ export function sweepJson(r: SweepResult, info: SweepRunInfo): string {
       methodReason: r.methodReason ?? null,
       output: f.output,
       noise: { kind: 'isotropic', units: 'model input', sigmas: r.points.map((p) => p.sigma) },
-      run: { version: info.version, modelSha256: info.model.sha256, seed: info.seed, mc: info.mc, mcInputs: info.mc > 0 ? info.mcInputs : 0 },
+      run: {
+        version: info.version,
+        modelSha256: info.model.sha256,
+        seed: info.seed,
+        mc: info.mc,
+        // the inputs that got samples: at most the data's
+        mcInputs: info.mc > 0 || info.trustCheck > 0 ? Math.min(info.mcInputs, f.inputs) : 0,
+        ...(info.trustCheck > 0 ? { trustCheck: info.trustCheck } : {}),
+      },
       points: r.points,
     },
     null,

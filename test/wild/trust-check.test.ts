@@ -9,9 +9,10 @@
  * [1, 1, 1, 5] shape) says by how much; the default analyze must then say "fail", from its check,
  * and name the Monte Carlo. Skipped when ../shared/wild is absent.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { encodeNpy } from '../../src/data/npy.js';
 import { Rng } from '../../src/moments/montecarlo.js';
 import { ModelSession } from '../../src/runtime/session.js';
 import { cli, ROOT } from '../helpers/cli.js';
@@ -69,5 +70,28 @@ describe.skipIf(!existsSync(ACASXU))('the trust verdict checks itself by Monte C
     expect(res.trust.verdict).toBe('fail');
     expect(res.trust.reasons.join('\n')).toMatch(/Monte Carlo sd from Monte Carlo's/);
     expect(r.stderr).toMatch(/trust FAIL: .*\(checked against 256 Monte Carlo samples; --mc 2000 prints the comparison\)/);
+  }, 120_000);
+
+  it('report and sweep check the verdicts of their --mc-inputs inputs the same way, and fail them', async () => {
+    const dir = tmp('nm-trust-check-data-');
+    const data = join(dir, 'x.npy');
+    writeFileSync(
+      data,
+      encodeNpy(
+        Float32Array.from({ length: 6 * 5 }, (_, i) => 0.05 * Math.sin(i)),
+        [6, 1, 1, 5],
+      ),
+    );
+    const r = await cli(['report', ACASXU, '--data', data, '--sigma', String(SIGMA), '--out-dir', join(dir, 'report'), '--quiet']);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(readFileSync(join(dir, 'report', 'summary.json'), 'utf8'));
+    expect(s.run.trustCheck).toEqual({ samples: 256, inputs: 6 });
+    expect(s.untrusted).toBe(6);
+    expect(readFileSync(join(dir, 'report', 'summary.md'), 'utf8')).toMatch(/Monte Carlo check of 256 samples/);
+    const w = await cli(['sweep', ACASXU, '--data', data, '--sigma', '0.01,0.1', '--out-dir', join(dir, 'sweep'), '--quiet']);
+    expect(w.code, w.stderr).toBe(0);
+    const sw = JSON.parse(readFileSync(join(dir, 'sweep', 'sweep.json'), 'utf8'));
+    expect(sw.run).toMatchObject({ mc: 0, mcInputs: 6, trustCheck: 256 });
+    for (const p of sw.points) expect(p.untrusted).toBeGreaterThan(0);
   }, 120_000);
 });
