@@ -9,7 +9,7 @@ import type { CommandModule } from 'yargs';
 import { analyze, type VarianceMode } from '../analyze.js';
 import { parseLinearizationPoint } from '../data/vectors.js';
 import { NetmomentsError } from '../errors.js';
-import { wholeNumber } from '../experiments/cli.js';
+import { sampleCount, wholeNumber } from '../experiments/cli.js';
 import { analyzeCsv, analyzeStdoutFormat, analyzeSummary } from '../report/analyze.js';
 import { allocateFloat32, memoryLimit } from '../resources.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
@@ -92,7 +92,7 @@ export const analyzeCommand: CommandModule<object, AnalyzeArgs> = {
     const warn = stderrWriter(argv.quiet);
     // every check that needs no model first: a bad option fails before the model loads
     const mc = wholeNumber('mc', argv.mc, 0);
-    const trustCheck = wholeNumber('trust-check', argv['trust-check'], 0);
+    const trustCheck = sampleCount('trust-check', argv['trust-check']);
     checkRunArgs(argv);
     const method = methodFromArgs(argv);
     if (argv.at !== 'mean' && method.method === 'propagate')

@@ -11,6 +11,7 @@ import { progressBar, type Progress } from '../report/progress.js';
 import { checkRunArgs, loadModelInput, methodFromArgs, methodLine, noiseFromArgs, openInputs, sessionOptions, stderrWriter } from './common.js';
 import type { DatasetRunArgs } from './datasetOptions.js';
 import { interruptedLine } from './run.js';
+import { sampleCount } from '../experiments/cli.js';
 
 /** Run the report engine from parsed options, with progress bars and a SIGINT message. */
 export async function runDatasetReport(
@@ -26,6 +27,7 @@ export async function runDatasetReport(
   };
   int(argv.mc, 'mc', 0);
   int(argv['mc-inputs'], 'mc-inputs', 1);
+  sampleCount('trust-check', argv['trust-check']);
   int(argv.chunk, 'chunk', 1);
   int(argv['kmeans-iterations'], 'kmeans-iterations', 1);
   checkRunArgs(argv);

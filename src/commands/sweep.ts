@@ -9,7 +9,7 @@ import type { CommandModule } from 'yargs';
 import { VERSION } from '../analyze.js';
 import { parseLayoutChoice } from '../data/layout.js';
 import { datasetRange, parseSigmaList, runSweep } from '../dataset/sweep.js';
-import { wholeNumber } from '../experiments/cli.js';
+import { sampleCount, wholeNumber } from '../experiments/cli.js';
 import { progressBar, type Progress } from '../report/progress.js';
 import { sweepCsv, sweepJson, sweepSvg, sweepTable } from '../report/sweep.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
@@ -78,7 +78,7 @@ export const sweepCommand: CommandModule<object, SweepArgs> = {
     const sigmas = parseSigmaList(argv.sigma);
     const mc = argv.mc === 0 ? 0 : wholeNumber('mc', argv.mc, 2);
     const mcInputs = wholeNumber('mc-inputs', argv['mc-inputs'], 1);
-    const trustCheck = mc > 0 ? 0 : wholeNumber('trust-check', argv['trust-check'], 0);
+    const trustCheck = mc > 0 ? 0 : sampleCount('trust-check', argv['trust-check']);
     const probabilitySamples = wholeNumber('probability-samples', argv['probability-samples'], 128);
     // --sigma is a list here: checked by parseSigmaList above, not as one number
     const count = checkRunArgs({ ...argv, sigma: undefined });

@@ -8,6 +8,13 @@ export function wholeNumber(name: string, v: unknown, min: number): number {
   return x;
 }
 
+/** A count of Monte Carlo samples: 0 (none) or a whole number of at least 2 (a variance needs two), or a one-line usage error. */
+export function sampleCount(name: string, v: unknown): number {
+  const x = wholeNumber(name, v, 0);
+  if (x === 1) throw new NetmomentsError(`--${name} must be 0 or a whole number >= 2 (a variance needs two samples), got 1`, { code: 'BAD_USAGE' });
+  return x;
+}
+
 /** A finite number in [lo, hi] (open bounds when lo/hiOpen), or a one-line usage error. */
 export function numberIn(name: string, v: unknown, lo: number, hi: number, open: { lo?: boolean; hi?: boolean } = {}): number {
   const x = Number(v);

@@ -5,10 +5,10 @@
  * the trusted flip rate; the gate fails on untrusted inputs unless --allow-untrusted, and on analytic
  * and Monte Carlo flip rates that disagree.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli } from '../helpers/cli.js';
+import { cli, expectBadInput } from '../helpers/cli.js';
 import { digits, readCsv, tmp } from '../datasets/helpers.js';
 import { encodeNpy } from '../../src/data/npy.js';
 import { TRUST } from '../../src/trust.js';
@@ -38,6 +38,22 @@ describe('analyze: the verdict per input', () => {
       else expect(report.results[0].trustCheck.samples).toBe(256);
     }
   }, 120_000);
+
+  it('--trust-check takes 0 or a whole number of at least 2, else one usage line and no report', async () => {
+    for (const [cmd, bad] of [
+      ['analyze', '1'],
+      ['analyze', '-3'],
+      ['report', '1'],
+    ]) {
+      const out = join(dir, `bad-check-${cmd}-${bad}`);
+      const args =
+        cmd === 'analyze'
+          ? ['analyze', LENET, '--trust-check', bad, '--out', out]
+          : ['report', LENET, '--data', 'fixtures/mnist/digit-0.npy', '--trust-check', bad, '--out-dir', out];
+      expectBadInput(await cli(args), '', /--trust-check must be/);
+      expect(existsSync(out)).toBe(false);
+    }
+  });
 
   it('LeNet at sigma 100 is warn without Monte Carlo (the held-fixed layers) and fail with --mc 2000', async () => {
     const plain = await analyze(100, 0);
