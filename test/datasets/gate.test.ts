@@ -12,49 +12,19 @@ import { digits, find, parseXml, tmp } from './helpers.js';
 const dir = tmp('nm-gate-');
 const data = digits(dir, 16);
 const bank = join(dir, 'bank');
-// the thresholds and their outputs, without the Monte Carlo check of the trust verdicts: at two
-// k-means centres some digits' means are far off, which the check finds (its own test below)
-const gate = async (extra: string[], env: Record<string, string> = {}) =>
-  await cli(
-    [
-      'gate',
-      'fixtures/lenet.onnx',
-      '--data',
-      data.data,
-      '--labels',
-      data.labels,
-      '--sigma',
-      '8',
-      '--linearize',
-      `bank:${bank}`,
-      '--trust-check',
-      '0',
-      ...extra,
-    ],
-    {
-      env,
-    },
-  );
+// the thresholds and their outputs, without the Monte Carlo check of the trust verdicts (`checked`
+// false): at two k-means centres some digits' means are far off, which the check finds (its own test below)
+/** The model, the digits and the 2-centre bank at sigma 8, as report and gate take them. */
+const lenetAtBank = () => ['fixtures/lenet.onnx', '--data', data.data, '--labels', data.labels, '--sigma', '8', '--linearize', `bank:${bank}`];
+const gate = async (extra: string[], env: Record<string, string> = {}, checked = false) =>
+  await cli(['gate', ...lenetAtBank(), ...(checked ? [] : ['--trust-check', '0']), ...extra], { env });
 
 let flipRate: number;
 let accuracy: number;
 
 beforeAll(async () => {
   expect((await cli(['bank', 'fixtures/lenet.onnx', '--data', data.data, '--k', '2', '--out-dir', bank])).code).toBe(0);
-  const r = await cli([
-    'report',
-    'fixtures/lenet.onnx',
-    '--data',
-    data.data,
-    '--labels',
-    data.labels,
-    '--sigma',
-    '8',
-    '--linearize',
-    `bank:${bank}`,
-    '--out-dir',
-    join(dir, 'report'),
-  ]);
+  const r = await cli(['report', ...lenetAtBank(), '--out-dir', join(dir, 'report')]);
   expect(r.code, r.stderr).toBe(0);
   const s = JSON.parse(readFileSync(join(dir, 'report', 'summary.json'), 'utf8'));
   flipRate = s.flipRate;
@@ -111,27 +81,7 @@ describe('netmoments gate', () => {
 
   it('with the default trust check, the digits whose bank centre is far off fail the trust testcase', async () => {
     const junit = join(dir, 'checked.xml');
-    const r = await cli(
-      [
-        'gate',
-        'fixtures/lenet.onnx',
-        '--data',
-        data.data,
-        '--labels',
-        data.labels,
-        '--sigma',
-        '8',
-        '--linearize',
-        `bank:${bank}`,
-        '--max-flip-rate',
-        '1',
-        '--junit',
-        junit,
-        '--out-dir',
-        join(dir, 'checked'),
-      ],
-      {},
-    );
+    const r = await gate(['--max-flip-rate', '1', '--junit', junit, '--out-dir', join(dir, 'checked')], {}, true);
     expect(r.code).toBe(1);
     const s = JSON.parse(readFileSync(join(dir, 'checked', 'summary.json'), 'utf8'));
     expect(s.run.trustCheck).toEqual({ samples: 256, inputs: 10 });
