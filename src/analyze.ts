@@ -542,7 +542,8 @@ export class Analyzer {
     // the surrogate is checked where the noise is centred: mu, the input itself unless a noise mean shifts it
     if (this.engine.method === 'two-stage' && lin) {
       const modelAtMu = o.noiseMean ? await this.evaluate(Float32Array.from(mu), 1) : clean;
-      result.trust = twoStageTrust(result, lin, modelAtMu, this.engine.linearizer.smoothOps);
+      // the Monte Carlo that checks it: --mc's, or else the trust check's
+      result.trust = twoStageTrust({ ...result, mc: checkedBy }, lin, modelAtMu, this.engine.linearizer.smoothOps);
     } else {
       // propagate holds nothing fixed and has no surrogate at a point: Monte Carlo is its check,
       // and without it the depth it went through

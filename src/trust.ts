@@ -280,7 +280,6 @@ export function twoStageTrust(
     variancePaper: ArrayLike<number> | null;
     flipProbability: number | null;
     mc?: { samples: number; mean: ArrayLike<number>; variance: ArrayLike<number>; flipRate?: number };
-    trustCheck?: { samples: number; mean: ArrayLike<number>; variance: ArrayLike<number>; flipRate?: number };
   },
   lin: {
     B: ArrayLike<number>;
@@ -297,7 +296,7 @@ export function twoStageTrust(
     mean: result.mean,
     variance: result.variance ?? result.variancePaper,
     flip: result.flipProbability,
-    mc: result.mc ? { ...result.mc, flip: result.mc.flipRate } : result.trustCheck && { ...result.trustCheck, flip: result.trustCheck.flipRate },
+    mc: result.mc && { ...result.mc, flip: result.mc.flipRate },
     layers: lin.flips,
     surrogate: { surrogate: surrogateOutputAt(lin.B, lin.zb, lin.gb, lin.Adelta, lin.Ddelta), model: modelAtCentre },
     smoothOps,

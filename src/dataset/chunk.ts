@@ -256,7 +256,8 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
     };
     // Monte Carlo through the real model: --mc's (kept in the record), or else the trust check's
     // (behind the verdict only), in its small batches (src/analyze.ts TRUST_CHECK_BATCH)
-    const samples = (o.mc ?? 0) > 0 ? o.mc! : ctx.trustCheck;
+    const asked = o.mc ?? 0;
+    const samples = asked > 0 ? asked : ctx.trustCheck;
     let checked: { samples: number; mean: number[]; var: number[]; flip: number } | undefined;
     if (ctx.mcSet.has(i) && samples > 0) {
       let flips = 0;
@@ -269,7 +270,7 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
         d,
         mus[t],
         analyzer.fullNoise(),
-        { samples, batchSize: (o.mc ?? 0) > 0 ? 1000 : TRUST_CHECK_BATCH, seed: seedFor(o.seed ?? 0, i) },
+        { samples, batchSize: asked > 0 ? 1000 : TRUST_CHECK_BATCH, seed: seedFor(o.seed ?? 0, i) },
       );
       checked = {
         samples: res.samples,
@@ -277,7 +278,7 @@ export async function computeChunk(ctx: ChunkContext, ci: number, onInput?: (don
         var: finite(res.variance, 'Monte Carlo variance', i, file),
         flip: flips / res.samples,
       };
-      if ((o.mc ?? 0) > 0) rec.mc = checked;
+      if (asked > 0) rec.mc = checked;
     }
     rec.trust = assessTrust({
       mean: rec.mean,

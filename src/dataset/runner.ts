@@ -31,6 +31,7 @@
 import { createHash } from 'node:crypto';
 import { Analyzer, VERSION } from '../analyze.js';
 import { NetmomentsError } from '../errors.js';
+import { sampleCount } from '../experiments/cli.js';
 import type { Dataset } from '../data/dataset.js';
 import { imageGeometry } from '../data/layout.js';
 import { DiskBank, MemoryBank, estimateBank, readBankManifest, type Bank } from '../linearize/bank.js';
@@ -122,9 +123,7 @@ export async function runReport(model: LoadedModel, dataset: Dataset, options: R
   const mc = o.mc ?? 0;
   if (!(Number.isInteger(mc) && mc >= 0) || mc === 1) throw new NetmomentsError(`--mc must be 0 or a whole number >= 2, got ${mc}`, { code: 'BAD_USAGE' });
   const mcInputs = o.mcInputs ?? 10;
-  const trustCheck = mc > 0 ? 0 : (o.trustCheck ?? 0);
-  if (!(Number.isInteger(trustCheck) && trustCheck >= 0) || trustCheck === 1)
-    throw new NetmomentsError(`--trust-check must be 0 or a whole number >= 2, got ${trustCheck}`, { code: 'BAD_USAGE' });
+  const trustCheck = mc > 0 ? 0 : sampleCount('trust-check', o.trustCheck ?? 0);
   if (!(Number.isInteger(mcInputs) && mcInputs >= 1))
     throw new NetmomentsError(`--mc-inputs must be a whole number >= 1, got ${mcInputs}`, { code: 'BAD_USAGE' });
   const probabilitySamples = o.probabilitySamples ?? 8192;
