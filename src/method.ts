@@ -30,6 +30,7 @@ import {
   DEFAULT_RESIDUAL_ROWS,
   REVERSE_ALL_OUTPUTS,
   REVERSE_TOP_OUTPUTS,
+  UNIT_OPS,
   createPropagator,
   layoutPropagation,
   propagationMemory,
@@ -123,9 +124,7 @@ export async function planPropagation(model: LoadedModel, request: MethodRequest
   if (!shapes) throw new NetmomentsError('cannot run the model once to find its tensor shapes', { code: 'UNSUPPORTED', file });
   const inputName = g.dataInputs[0].name;
   const kinkedLayers = g.nodes.filter((n) => isKinked(n.opType, n.domain)).length;
-  const nonAffine = g.nodes.filter(
-    (n) => isKinked(n.opType, n.domain) || ['Sigmoid', 'Tanh', 'Exp', 'Erf', 'Sin', 'Cos', 'Softplus'].includes(n.opType),
-  ).length;
+  const nonAffine = g.nodes.filter((n) => isKinked(n.opType, n.domain) || ((n.domain === '' || n.domain === 'ai.onnx') && UNIT_OPS.has(n.opType))).length;
   const layout = support.missing.length === 0 ? layoutPropagation(g.clone(), shapes, g.dataInputs[0].name, outName, file) : undefined;
   return {
     graph,

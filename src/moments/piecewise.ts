@@ -115,3 +115,72 @@ export function clip(lo: number, hi: number): PiecewiseLinear {
   }
   return { kinks, slopes, intercepts };
 }
+
+/**
+ * ONNX HardSigmoid, max(0, min(1, alpha x + beta)): 0 and 1 outside the kinks where alpha x + beta
+ * crosses 0 and 1 (in increasing x order), alpha x + beta between; constant for alpha = 0.
+ */
+export function hardSigmoid(alpha: number, beta: number): PiecewiseLinear {
+  if (alpha === 0) return { kinks: [], slopes: [0], intercepts: [Math.min(1, Math.max(0, beta))] };
+  const at0 = -beta / alpha;
+  const at1 = (1 - beta) / alpha;
+  return alpha > 0
+    ? { kinks: [at0, at1], slopes: [0, alpha, 0], intercepts: [0, beta, 1] }
+    : { kinks: [at1, at0], slopes: [0, alpha, 0], intercepts: [1, beta, 0] };
+}
+
+/** The value of a piecewise-linear function at x (at a kink, the piece to its right). */
+export function evaluatePiecewiseLinear(f: PiecewiseLinear, x: number): number {
+  const j = pieceAt(f, x);
+  return f.slopes[j] * x + f.intercepts[j];
+}
+
+/** The index of the piece of f holding x (at a kink, the piece to its right). */
+function pieceAt(f: PiecewiseLinear, x: number): number {
+  let j = 0;
+  while (j < f.kinks.length && x >= f.kinks[j]) j++;
+  return j;
+}
+
+/**
+ * outer(inner(x)) as one piecewise-linear function: its kinks are inner's and the points where
+ * inner crosses one of outer's kinks (on each piece of inner with a nonzero slope a_j:
+ * x = (t - b_j) / a_j when inside the piece). On each interval between them inner is a x + b and
+ * outer c y + d, so the composite is (c a) x + (c b + d), read at a point inside the interval.
+ * Kinks across which nothing changes are dropped.
+ */
+export function composePiecewiseLinear(outer: PiecewiseLinear, inner: PiecewiseLinear): PiecewiseLinear {
+  const cuts = [...inner.kinks];
+  inner.slopes.forEach((a, j) => {
+    if (a === 0) return;
+    const lo = j === 0 ? -Infinity : inner.kinks[j - 1];
+    const hi = j === inner.kinks.length ? Infinity : inner.kinks[j];
+    for (const t of outer.kinks) {
+      const x = (t - inner.intercepts[j]) / a;
+      if (x > lo && x < hi) cuts.push(x);
+    }
+  });
+  const kinks = [...new Set(cuts)].sort((p, q) => p - q);
+  const n = kinks.length;
+  const slopes: number[] = [];
+  const intercepts: number[] = [];
+  for (let j = 0; j <= n; j++) {
+    const x = n === 0 ? 0 : j === 0 ? kinks[0] - 1 : j === n ? kinks[n - 1] + 1 : 0.5 * (kinks[j - 1] + kinks[j]);
+    const i = pieceAt(inner, x);
+    const a = inner.slopes[i];
+    const b = inner.intercepts[i];
+    const k = pieceAt(outer, a * x + b);
+    slopes.push(outer.slopes[k] * a);
+    intercepts.push(outer.slopes[k] * b + outer.intercepts[k]);
+  }
+  const keep: number[] = [];
+  const s: number[] = [slopes[0]];
+  const c: number[] = [intercepts[0]];
+  for (let j = 0; j < n; j++) {
+    if (slopes[j + 1] === s[s.length - 1] && intercepts[j + 1] === c[c.length - 1]) continue;
+    keep.push(kinks[j]);
+    s.push(slopes[j + 1]);
+    c.push(intercepts[j + 1]);
+  }
+  return { kinks: keep, slopes: s, intercepts: c };
+}

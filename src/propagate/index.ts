@@ -25,6 +25,8 @@ export {
   hasMomentRule,
   isMonotoneUnit,
   maxPoolWindows,
+  UNIT_OPS,
+  unitFunction,
   unitRule,
   varianceNodes,
   type TensorMoments,

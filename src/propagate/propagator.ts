@@ -38,6 +38,8 @@ import type { LoadedModel } from '../onnx/load.js';
 import { DataType } from '../onnx/proto.js';
 import { probeShapes } from '../linearize/shapes.js';
 import { Rng } from '../moments/montecarlo.js';
+import { smoothMoments } from '../moments/smooth.js';
+import { piecewiseLinearMoments } from '../moments/piecewise.js';
 import { collectGarbage } from '../util/gc.js';
 import { sharedOrtLinearAlgebra } from '../runtime/linalg.js';
 import type { Provider } from '../runtime/session.js';
@@ -48,9 +50,12 @@ import {
   applyMaxPool,
   applySoftmax,
   applyUnitRule,
+  COMPOSITE_DOMAIN,
+  fuseUnitComposites,
   hasMomentRule,
   isMonotoneUnit,
   maxPoolWindows,
+  nonAffineUse,
   softmaxSlices,
   unitFactorNorms,
   unitRule,
@@ -58,6 +63,7 @@ import {
   type InputNoise,
   type StepTape,
   type TensorMoments,
+  type UnitComposite,
   type UnitMoments,
 } from './rules/index.js';
 import { AffineSegment, keepsArena, segmentUnits } from './segment.js';
@@ -180,13 +186,34 @@ function noisyPath(graph: Graph, input: string, output: string): { nodes: GraphN
   return { nodes: nodes.reverse(), variable };
 }
 
-/** Whether every op on the noisy path from the input to `output` has a moment rule. */
+/** Fuse the unit-wise composites on the noisy path from `input` (rules/composite.ts); `graph` sorted, changed in place. */
+function fuseComposites(graph: Graph, input: string, output: string): Map<string, UnitComposite> {
+  const { variable } = noisyPath(graph, input, output);
+  return fuseUnitComposites(graph, (t) => variable.has(t));
+}
+
+/**
+ * Whether every op on the noisy path from the input to `output` has a moment rule (after fusing
+ * unit-wise composites); `missing` names the others, an affine op used non-affinely (a product
+ * of two noisy tensors, ...) with why.
+ */
 export function propagationSupport(graph: Graph, output?: string): { supported: boolean; missing: string[] } {
   const g = graph.clone();
   g.sortTopologically();
   const input = noisyInput(g);
-  const { nodes } = noisyPath(g, input, output ?? g.outputs[0].name);
-  const missing = [...new Set(nodes.filter((n) => !hasMomentRule(n)).map((n) => (isDefault(n) ? n.opType : `${n.domain}.${n.opType}`)))];
+  const out = output ?? g.outputs[0].name;
+  fuseComposites(g, input, out);
+  const { nodes, variable } = noisyPath(g, input, out);
+  const missing = [
+    ...new Set(
+      nodes.flatMap((n) => {
+        const name = isDefault(n) ? n.opType : `${n.domain}.${n.opType}`;
+        if (!hasMomentRule(n)) return [name];
+        const why = isDefault(n) && AFFINE_OPS.has(n.opType) ? nonAffineUse(n, (t) => variable.has(t)) : undefined;
+        return why ? [`${name} (${why})`] : [];
+      }),
+    ),
+  ];
   return { supported: missing.length === 0, missing };
 }
 
@@ -222,12 +249,24 @@ function foldShapesAtBatchOne(graph: Graph, shapes: ReadonlyMap<string, readonly
   graph.nodes = kept;
 }
 
+/** The moments of a unit-wise composite: exact for a piecewise-linear one, else by quadrature of f. */
+function compositeRule(c: UnitComposite): UnitMoments {
+  const pl = c.piecewiseLinear;
+  return pl ? (_i, m, s) => piecewiseLinearMoments(pl, m, s) : (_i, m, s) => smoothMoments(c.f, m, s);
+}
+
+/** Whether a node (a unit-wise op, or a fused composite of `composites`) is nondecreasing. */
+function isMonotone(n: GraphNode, composites: ReadonlyMap<string, UnitComposite>): boolean {
+  const pl = n.domain === COMPOSITE_DOMAIN ? composites.get(n.name)?.piecewiseLinear : undefined;
+  return pl ? pl.slopes.every((a) => a >= 0) : isMonotoneUnit(n);
+}
+
 /** Swap MaxPool(f(x)) to f(MaxPool(x)) for nondecreasing unit-wise f whose output only the MaxPool reads. */
-function swapMaxPools(graph: Graph, output: string): number {
+function swapMaxPools(graph: Graph, output: string, composites: ReadonlyMap<string, UnitComposite>): number {
   let swaps = 0;
   for (const pool of graph.nodes.filter((n) => n.opType === 'MaxPool' && isDefault(n) && n.outputs.filter((o) => o).length === 1)) {
     const f = graph.producerOf(pool.inputs[0]);
-    if (!f || !isMonotoneUnit(f) || f.outputs[0] === output || graph.consumersOf(f.outputs[0]).length !== 1) continue;
+    if (!f || !isMonotone(f, composites) || f.outputs[0] === output || graph.consumersOf(f.outputs[0]).length !== 1) continue;
     if (graph.outputs.some((o) => o.name === f.outputs[0])) continue;
     const x = f.inputs[0];
     const mid = f.outputs[0];
@@ -299,6 +338,8 @@ export interface PropagationLayout {
   nodes: GraphNode[];
   lastUse: Map<string, number>;
   steps: StepLayout[];
+  /** The unit-wise composites fused, by their node's name (rules/composite.ts). */
+  composites: Map<string, UnitComposite>;
 }
 
 /**
@@ -309,7 +350,8 @@ export interface PropagationLayout {
 export function layoutPropagation(graph: Graph, probed: ReadonlyMap<string, number[]>, input: string, output: string, file?: string): PropagationLayout {
   const shapes = new Map(probed);
   foldShapesAtBatchOne(graph, shapes);
-  const swaps = swapMaxPools(graph, output);
+  const composites = fuseComposites(graph, input, output);
+  const swaps = swapMaxPools(graph, output, composites);
   const { nodes, variable } = noisyPath(graph, input, output);
   const sampleShape = (t: string): number[] => {
     const s = shapes.get(t);
@@ -321,7 +363,7 @@ export function layoutPropagation(graph: Graph, probed: ReadonlyMap<string, numb
     for (const n of graph.nodes) {
       if (n.opType !== 'MaxPool') continue;
       const f = graph.consumersOf(n.outputs[0])[0];
-      if (f && isMonotoneUnit(f)) shapes.set(n.outputs[0], shapes.get(f.outputs[0])!);
+      if (f && isMonotone(f, composites)) shapes.set(n.outputs[0], shapes.get(f.outputs[0])!);
     }
   }
   const lastUse = new Map<string, number>();
@@ -354,7 +396,7 @@ export function layoutPropagation(graph: Graph, probed: ReadonlyMap<string, numb
       i++;
     }
   }
-  return { input, output, shapes, sampleShape, variable, nodes, lastUse, steps };
+  return { input, output, shapes, sampleShape, variable, nodes, lastUse, steps, composites };
 }
 
 export async function createPropagator(model: LoadedModel, options: PropagatorOptions = {}): Promise<Propagator> {
@@ -408,9 +450,10 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         steps.push({ kind: 'softmax', label: 'Softmax', input: p.input, output: p.output, slices });
       } else {
         const n = p.node;
-        const rule = unitRule(n, graph, sampleShape(n.inputs[0]));
+        const composite = layout.composites.get(n.name);
+        const rule: UnitMoments | undefined = composite ? compositeRule(composite) : unitRule(n, graph, sampleShape(n.inputs[0]));
         if (!rule) throw new NetmomentsError(`propagate has no moment rule for ${n.opType} ('${n.name}')`, { code: 'UNSUPPORTED', file: model.file });
-        steps.push({ kind: 'unit', label: n.opType, input: p.input, output: p.output, rule });
+        steps.push({ kind: 'unit', label: composite ? composite.label : n.opType, input: p.input, output: p.output, rule });
       }
     }
   } catch (e) {

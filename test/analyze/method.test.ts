@@ -77,18 +77,18 @@ describe('method auto on the bundled LeNet', () => {
     const model = loadModel(fixture('lenet.onnx'));
     const x = digits.slice(0, 784);
     const one = model.graph.clone();
-    one.nodes.find((n) => n.opType === 'Relu')!.opType = 'Softsign';
+    one.nodes.find((n) => n.opType === 'Relu')!.opType = 'Asinh';
     const r = await analyze({ ...model, graph: one }, x, 1, { noise: { kind: 'isotropic', sigma: 8 }, probabilitySamples: 0 });
     expect(r.method).toBe('two-stage');
-    expect(r.methodReason).toBe('no moment rule for Softsign');
+    expect(r.methodReason).toBe('no moment rule for Asinh');
     const none = model.graph.clone();
-    for (const n of none.nodes) if (n.opType === 'Relu') n.opType = 'Softsign';
+    for (const n of none.nodes) if (n.opType === 'Relu') n.opType = 'Asinh';
     const err = await analyze({ ...model, graph: none }, x, 1, { noise: { kind: 'isotropic', sigma: 8 } }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NetmomentsError);
     expect((err as Error).message).toMatch(
-      /no Relu node to split at.*; and --method propagate has no moment rule for Softsign: analyse a tensor before it with --output NAME/,
+      /no Relu node to split at.*; and --method propagate has no moment rule for Asinh: analyse a tensor before it with --output NAME/,
     );
-    await expect(analyze({ ...model, graph: one }, x, 1, { method: 'propagate' })).rejects.toThrow(/no moment rule for Softsign/);
+    await expect(analyze({ ...model, graph: one }, x, 1, { method: 'propagate' })).rejects.toThrow(/no moment rule for Asinh/);
   }, 120_000);
 
   it('a LeakyRelu LeNet goes through propagate (two-stage could split at a LeakyRelu) and agrees with Monte Carlo', async () => {

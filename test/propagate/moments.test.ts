@@ -9,6 +9,10 @@ import { clarkMax } from '../../src/moments/clark.js';
 import { SMOOTH_FUNCTIONS, expMoments, gaussHermite, gaussLegendre, smoothMoments } from '../../src/moments/smooth.js';
 import { integratePieces, normalGenerator, npdf } from '../moments/integrate.js';
 import { semidefiniteCholesky, softmaxMoments } from '../../src/moments/softmax.js';
+import { composePiecewiseLinear, evaluatePiecewiseLinear, hardSigmoid } from '../../src/moments/piecewise.js';
+import { unitFunction, unitRule } from '../../src/propagate/rules/unit.js';
+import { Graph, type GraphNode } from '../../src/onnx/graph.js';
+import { Phi } from '../../src/moments/special.js';
 
 function evalPl(f: PiecewiseLinear, x: number): number {
   let j = 0;
@@ -66,6 +70,48 @@ describe('piecewise-linear units vs quadrature (tolerance 1e-10 absolute, in uni
       }
     });
   }
+  it('HardSigmoid (alpha 0.2, beta 0.5; alpha -0.3, beta 0.4; alpha 0)', () => {
+    for (const [alpha, beta] of [
+      [0.2, 0.5],
+      [-0.3, 0.4],
+      [0, 1.7],
+    ]) {
+      const f = hardSigmoid(alpha, beta);
+      const g = (x: number) => Math.max(0, Math.min(1, alpha * x + beta));
+      for (const [m, s] of cases) {
+        const got = piecewiseLinearMoments(f, m, s);
+        const ref = reference(g, m, s, f.kinks);
+        expect(Math.abs(got.mean - ref.mean) / s).toBeLessThan(1e-10);
+        expect(Math.abs(got.variance - ref.variance) / (s * s)).toBeLessThan(1e-10);
+        expect(Math.abs(got.slope - ref.slope)).toBeLessThan(1e-10);
+      }
+    }
+  });
+  it('a composition of piecewise-linear functions (Clip after Relu, Abs after a negated LeakyRelu, ...) is their composite everywhere', () => {
+    const neg: PiecewiseLinear = { kinks: [], slopes: [-2], intercepts: [1] };
+    const pairs: [PiecewiseLinear, PiecewiseLinear][] = [
+      [clip(0, 6), RELU],
+      [ABS, composePiecewiseLinear(leakyRelu(0.1), neg)],
+      [hardSigmoid(0.2, 0.5), clip(-1, 4)],
+      [clip(-1, 1), ABS],
+      [RELU, hardSigmoid(-0.3, 0.4)],
+    ];
+    for (const [outer, inner] of pairs) {
+      const f = composePiecewiseLinear(outer, inner);
+      for (let x = -12; x <= 12; x += 0.0625)
+        expect(evaluatePiecewiseLinear(f, x)).toBeCloseTo(evaluatePiecewiseLinear(outer, evaluatePiecewiseLinear(inner, x)), 12);
+      // and its moments are the composite's (quadrature split at every kink of both)
+      const g = (x: number) => evaluatePiecewiseLinear(outer, evaluatePiecewiseLinear(inner, x));
+      for (const [m, s] of cases) {
+        const got = piecewiseLinearMoments(f, m, s);
+        const ref = reference(g, m, s, f.kinks);
+        expect(Math.abs(got.mean - ref.mean) / s).toBeLessThan(1e-10);
+        expect(Math.abs(got.variance - ref.variance) / (s * s)).toBeLessThan(1e-10);
+      }
+    }
+    // kinks that change nothing are dropped: relu(relu(x)) is relu
+    expect(composePiecewiseLinear(RELU, RELU)).toEqual(RELU);
+  });
   it('ReLU: slope is Phi(m/s) and s = 0 gives the point value', () => {
     const r = piecewiseLinearMoments(RELU, 1, 2);
     expect(r.slope).toBeCloseTo(0.6914624612740131, 12);
@@ -120,6 +166,54 @@ describe('smooth units (composite normal rule) vs quadrature', () => {
       expect(Math.abs(got.third / ref.third - 1)).toBeLessThan(1e-9);
     }
   });
+});
+
+describe('unit-wise ops with attributes (ONNX definitions) vs quadrature', () => {
+  // smoothMoments' fixed panels do not split at a kink: units whose derivative jumps (Selu at 0,
+  // HardSwish at +-3) or whose curvature does (Elu, Celu, Softsign at 0) converge more slowly there,
+  // to ~6e-5 (in units of s); the smooth ones to ~1e-12. Either is far below what propagation's
+  // Gaussian closure costs (0.01-0.05 output sd, docs/RESULTS.md).
+  const node = (opType: string, attributes: GraphNode['attributes'] = []): GraphNode => ({
+    name: opType,
+    opType,
+    domain: '',
+    inputs: ['x'],
+    outputs: ['y'],
+    attributes,
+  });
+  const f = (name: string, value: number) => ({ name, type: 1, f: value });
+  const units: [string, GraphNode, (x: number) => number, number[], number][] = [
+    ['Elu alpha 0.7', node('Elu', [f('alpha', 0.7)]), (x) => (x < 0 ? 0.7 * (Math.exp(x) - 1) : x), [0], 1e-4],
+    ['Selu (defaults)', node('Selu'), (x) => 1.0507009873554805 * (x > 0 ? x : 1.6732632423543772 * (Math.exp(x) - 1)), [0], 1e-4],
+    ['Celu alpha 1.5', node('Celu', [f('alpha', 1.5)]), (x) => Math.max(0, x) + Math.min(0, 1.5 * (Math.exp(x / 1.5) - 1)), [0], 1e-4],
+    ['Softsign', node('Softsign'), (x) => x / (1 + Math.abs(x)), [0], 1e-4],
+    ['HardSwish', node('HardSwish'), (x) => (x <= -3 ? 0 : x >= 3 ? x : (x * (x + 3)) / 6), [-3, 3], 1e-4],
+    ['Mish', node('Mish'), (x) => x * Math.tanh(Math.log(1 + Math.exp(x))), [], 1e-8],
+    ['Gelu', node('Gelu'), (x) => x * Phi(x), [], 1e-8],
+    [
+      'Gelu tanh',
+      node('Gelu', [{ name: 'approximate', type: 3, s: new TextEncoder().encode('tanh') }]),
+      (x) => 0.5 * x * (1 + Math.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3))),
+      [],
+      1e-8,
+    ],
+  ];
+  for (const [name, n, g, kinks, tol] of units) {
+    it(`${name} (tolerance ${tol} in units of s, s^2)`, () => {
+      const graph = new Graph();
+      const rule = unitRule(n, graph, [1])!;
+      const fn = unitFunction(n, graph)!;
+      for (const x of [-5, -3, -1.2, 0, 0.4, 2.9, 6]) expect(fn(x)).toBeCloseTo(g(x), 6);
+      for (const [m, s] of [...cases, [-3, 0.05], [2.9, 0.2]] as [number, number][]) {
+        const got = rule(0, m, s);
+        const ref = reference(g, m, s, kinks);
+        expect(Math.abs(got.mean - ref.mean) / s).toBeLessThan(tol);
+        expect(Math.abs(got.variance - ref.variance) / (s * s)).toBeLessThan(tol);
+        expect(Math.abs(got.slope - ref.slope)).toBeLessThan(tol);
+        expect(Math.abs(got.curvature - ref.curvature) * s).toBeLessThan(tol);
+      }
+    });
+  }
 });
 
 describe("Clark's max of two correlated Gaussians vs 10^6-sample Monte Carlo (within 4.5 standard errors)", () => {

@@ -61,6 +61,44 @@ const node = (opType: string, inputs: string[], outputs: string[], attributes: G
 });
 
 /**
+ * Why an affine op's node is not affine in the noise, given which tensors are noisy (undefined when
+ * it is): a product or quotient of two noisy tensors, noisy weights, shapes or indices.
+ */
+export function nonAffineUse(n: GraphNode, isVariable: (name: string) => boolean): string | undefined {
+  const V = (x: string | undefined) => x !== undefined && x !== '' && isVariable(x);
+  const [a, b] = n.inputs;
+  switch (n.opType) {
+    case 'Conv':
+    case 'ConvTranspose':
+      return V(n.inputs[1]) || V(n.inputs[2]) ? 'noisy weights' : undefined;
+    case 'Gemm':
+    case 'MatMul':
+      return V(a) && V(b) ? 'both factors are noisy' : undefined;
+    case 'Mul':
+      return V(a) && V(b) ? 'a product of two noisy tensors' : undefined;
+    case 'Div':
+      return V(b) ? 'a noisy divisor' : undefined;
+    case 'BatchNormalization':
+      return n.inputs.slice(1).some(V) ? 'noisy parameters' : undefined;
+    case 'Reshape':
+    case 'Flatten':
+    case 'Transpose':
+    case 'Squeeze':
+    case 'Unsqueeze':
+    case 'Slice':
+    case 'Gather':
+    case 'Expand':
+    case 'Tile':
+    case 'ReduceSum':
+      return n.inputs.slice(1).some(V) ? 'noisy indices or shapes' : undefined;
+    case 'Split':
+      return n.inputs.slice(1).some(V) ? 'noisy split sizes' : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/**
  * Nodes that compute the residual variance of each variable output of an affine node from its
  * inputs' residual variances: diag(L diag(r) L^T) = (L o L) r for the node's linear part L.
  */
@@ -82,18 +120,18 @@ export function varianceNodes(n: GraphNode, ctx: VarianceContext): GraphNode[] {
   const refuse = (why: string): never => {
     throw new NetmomentsError(`${n.opType} '${n.name}': ${why}; propagate has no moment rule for it`, { code: 'UNSUPPORTED' });
   };
+  const problem = nonAffineUse(n, V);
+  if (problem) refuse(problem);
   const nodes: GraphNode[] = [];
   const vars = n.inputs.filter(V);
   switch (n.opType) {
     case 'Conv':
     case 'ConvTranspose': {
-      if (V(n.inputs[1]) || (n.inputs[2] && V(n.inputs[2]))) refuse('noisy weights');
       nodes.push(node(n.opType, [R(n.inputs[0]), square(n.inputs[1], nodes)], [rOut], n.attributes));
       return nodes;
     }
     case 'Gemm': {
       const [a, b] = n.inputs;
-      if (V(a) && V(b)) refuse('both factors are noisy');
       const alpha = attrFloat(n, 'alpha', 1);
       const attrs = n.attributes.filter((x) => x.name === 'transA' || x.name === 'transB');
       attrs.push({ name: 'alpha', type: 1, f: alpha * alpha });
@@ -106,7 +144,6 @@ export function varianceNodes(n: GraphNode, ctx: VarianceContext): GraphNode[] {
     }
     case 'MatMul': {
       const [a, b] = n.inputs;
-      if (V(a) && V(b)) refuse('both factors are noisy');
       nodes.push(node('MatMul', V(a) ? [R(a), square(b, nodes)] : [square(a, nodes), R(b)], [rOut]));
       return nodes;
     }
@@ -133,14 +170,12 @@ export function varianceNodes(n: GraphNode, ctx: VarianceContext): GraphNode[] {
     }
     case 'Mul': {
       const [a, b] = n.inputs;
-      if (V(a) && V(b)) refuse('a product of two noisy tensors');
       const c = V(a) ? b : a;
       nodes.push(node('Mul', [R(V(a) ? a : b), square(c, nodes)], [rOut]));
       return nodes;
     }
     case 'Div': {
       const [a, b] = n.inputs;
-      if (V(b)) refuse('a noisy divisor');
       nodes.push(node('Div', [R(a), square(b, nodes)], [rOut]));
       return nodes;
     }
@@ -153,7 +188,6 @@ export function varianceNodes(n: GraphNode, ctx: VarianceContext): GraphNode[] {
       // y = scale (x - mean) / sqrt(var + eps) + B: r_y = scale^2 r / (var + eps), written as a
       // BatchNormalization with scale^2, zero B and mean, and var' = (var + eps)^2 - eps
       const [, scale, bias, mean, variance] = n.inputs;
-      if ([scale, bias, mean, variance].some(V)) refuse('noisy parameters');
       const eps = attrFloat(n, 'epsilon', 1e-5);
       const e = ctx.constant([eps], []);
       const vpe = ctx.fresh(`${out}_vpe`);
@@ -200,12 +234,10 @@ export function varianceNodes(n: GraphNode, ctx: VarianceContext): GraphNode[] {
     case 'Expand':
     case 'Tile':
     case 'ReduceSum': {
-      if (n.inputs.slice(1).some(V)) refuse('noisy indices or shapes');
       nodes.push(node(n.opType, [R(n.inputs[0]), ...n.inputs.slice(1)], [rOut], n.attributes));
       return nodes;
     }
     case 'Split': {
-      if (n.inputs.slice(1).some(V)) refuse('noisy split sizes');
       nodes.push(
         node(
           'Split',

@@ -8,7 +8,9 @@
  * rows are probes (images of random input directions, not part of the covariance; see below).
  *
  * Four kinds of rule:
- *  - unit-wise (Relu, LeakyRelu, PRelu, Clip, Abs, Sigmoid, Tanh, Exp, Erf, Sin, Cos, Softplus):
+ *  - unit-wise (Relu, LeakyRelu, PRelu, Clip, Abs, HardSigmoid, Sigmoid, Tanh, Exp, Erf, Sin, Cos,
+ *    Softplus, Elu, Selu, Celu, Softsign, HardSwish, Mish, Gelu; and unit-wise composites such as
+ *    x * sigmoid(x), ./composite.ts):
  *    statistical linearization. Per unit, with s^2 = |F_i|^2 + r_i, the exact mean and variance of
  *    f(x_i), x_i ~ N(m_i, s^2) (src/moments/piecewise.ts, smooth.ts); F_i passes scaled by the
  *    expected slope E f'(x_i) (Stein's lemma: cov(f(x_i), z) = E f'(x_i) cov(x_i, z) for every z
@@ -71,20 +73,23 @@
  *    probe rows in every JVP after. Columns from shared probes (probeOf) lifted that limit.
  */
 import type { GraphNode } from '../../onnx/graph.js';
-import { SMOOTH_FUNCTIONS } from '../../moments/smooth.js';
 import { AFFINE_OPS } from './affine.js';
 import { isDefault } from './factor.js';
+import { COMPOSITE_DOMAIN, COMPOSITE_OP } from './composite.js';
+import { UNIT_OPS } from './unit.js';
 
-export { AFFINE_OPS, varianceNodes, type VarianceContext } from './affine.js';
+export { AFFINE_OPS, nonAffineUse, varianceNodes, type VarianceContext } from './affine.js';
 export { unitFactorNorms, type InputNoise, type StepTape, type TensorMoments, type UnitMoments } from './factor.js';
+export { COMPOSITE_DOMAIN, COMPOSITE_OP, fuseUnitComposites, type UnitComposite } from './composite.js';
 export { applyMaxPool, maxPoolWindows, type MaxPoolGram, type SparseWindows } from './maxpool.js';
 export { absorbResidualRows, appendResidualRows } from './residual.js';
 export { MAX_SOFTMAX_UNITS, applySoftmax, softmaxSlices } from './softmax.js';
-export { applyUnitRule, isMonotoneUnit, unitRule } from './unit.js';
+export { UNIT_OPS, applyUnitRule, isMonotoneUnit, unitFunction, unitRule } from './unit.js';
 
 /** Ops with a moment rule of any kind. */
 export function hasMomentRule(node: GraphNode): boolean {
+  if (node.domain === COMPOSITE_DOMAIN) return node.opType === COMPOSITE_OP;
   if (!isDefault(node)) return false;
   if (AFFINE_OPS.has(node.opType) || node.opType === 'MaxPool' || node.opType === 'Softmax') return true;
-  return ['Relu', 'Abs', 'LeakyRelu', 'Clip', 'PRelu', 'Exp'].includes(node.opType) || node.opType in SMOOTH_FUNCTIONS;
+  return UNIT_OPS.has(node.opType);
 }
