@@ -263,6 +263,21 @@ describe('adjoint rules: <u, J v> = <J^T u, v> against the tangent rules', () =>
   });
 });
 
+describe('the unit-wise smooth ops', () => {
+  it('Elu, Selu, Celu, Softsign, Softplus, Erf, Exp, Sin, Cos, HardSigmoid, HardSwish (opset 14)', async () => {
+    const ops = ['Elu', 'Selu', 'Celu', 'Softsign', 'Softplus', 'Erf', 'Sin', 'Cos', 'HardSigmoid', 'HardSwish', 'Exp'];
+    const names = ['x', ...ops.map((op) => op.toLowerCase())];
+    await expectAdjointMatchesTangent(
+      buildGraph({
+        opset: 14,
+        inputs: [['x', ['N', 3, 4]]],
+        outputs: ['y'],
+        nodes: [...ops.map((op, i) => makeNode(op, [names[i]], [names[i + 1]])), makeNode('Identity', [names.at(-1)!], ['y'])],
+      }),
+    );
+  });
+});
+
 describe('an adjoint model without primal outputs (what an affine segment of moment propagation runs)', () => {
   it('drops the primal Gemm and Conv, so their weights are loaded once, and gives the same cotangents', async () => {
     const r = rng(19);

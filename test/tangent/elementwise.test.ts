@@ -1,7 +1,8 @@
 /**
  * Tangent rules of the elementwise ops: Add/Sub/Mul/Div with constants (broadcasting) and between
  * two varying tensors (product and quotient rules), Sum/Mean/Neg, the piecewise-linear activations
- * (masks from the primal, ReLU'(0) = 0) and the smooth ones (Sigmoid, Tanh, Softmax, LogSoftmax).
+ * (masks from the primal, ReLU'(0) = 0) and the smooth ones (Sigmoid, Tanh, Softmax, LogSoftmax,
+ * Exp, Erf, Softplus, Sin, Cos, Elu, Selu, Celu, Softsign, HardSigmoid, HardSwish, Mish, Gelu).
  * JVP vs central finite differences (float32: |diff| <= 2e-3 * max(1, max |J|), step 1e-3).
  */
 import { describe, expect, it } from 'vitest';
@@ -123,6 +124,48 @@ describe('activations', () => {
 
   it('Sigmoid and Tanh', async () => {
     await expectJvpMatchesFd(act(13, [makeNode('Sigmoid', ['x'], ['s']), makeNode('Tanh', ['x'], ['t'])], ['s', 't']));
+  });
+
+  it('Exp, Erf, Softplus, Sin, Cos, Elu, Selu, Celu, Softsign (opset 13)', async () => {
+    const ops: [string, Record<string, number>][] = [
+      ['Exp', {}],
+      ['Erf', {}],
+      ['Softplus', {}],
+      ['Sin', {}],
+      ['Cos', {}],
+      ['Elu', { alpha: 0.7 }],
+      ['Selu', {}],
+      ['Celu', { alpha: 1.5 }],
+      ['Softsign', {}],
+    ];
+    await expectJvpMatchesFd(
+      act(
+        13,
+        ops.map(([op, attributes]) => makeNode(op, ['x'], [op], { attributes, floatAttributes: Object.keys(attributes) })),
+        ops.map(([op]) => op),
+      ),
+    );
+  });
+
+  it('HardSigmoid and HardSwish across their corners (opset 14), Mish (opset 18), Gelu and its tanh form (opset 20)', async () => {
+    // x spread to sd 3, so that the corners at -3 and 3 (HardSwish) and -2.5, 2.5 (HardSigmoid) lie among the points
+    const spread = (opset: number, nodes: ReturnType<typeof makeNode>[], outputs: string[]) =>
+      act(opset, [makeNode('Mul', ['x', 'three'], ['x3']), ...nodes], outputs, [floatInit('three', [], [3])]);
+    await expectJvpMatchesFd(
+      spread(
+        14,
+        [
+          makeNode('HardSigmoid', ['x3'], ['hs']),
+          makeNode('HardSigmoid', ['x3'], ['hs2'], { attributes: { alpha: -0.3, beta: 0.4 }, floatAttributes: ['alpha', 'beta'] }),
+          makeNode('HardSwish', ['x3'], ['hw']),
+        ],
+        ['hs', 'hs2', 'hw'],
+      ),
+    );
+    await expectJvpMatchesFd(spread(18, [makeNode('Mish', ['x3'], ['m'])], ['m']));
+    await expectJvpMatchesFd(
+      spread(20, [makeNode('Gelu', ['x3'], ['g']), makeNode('Gelu', ['x3'], ['gt'], { attributes: { approximate: 'tanh' } })], ['g', 'gt']),
+    );
   });
 
   it('Softmax and LogSoftmax at opset 13 (axis -1, axis 1)', async () => {

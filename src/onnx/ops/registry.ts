@@ -39,6 +39,7 @@ import { slice } from './slice.js';
 import { logSoftmax, softmax } from './softmax.js';
 import { split } from './split.js';
 import { tanh } from './tanh.js';
+import { celu, cos, elu, erf, exp, gelu, hardSigmoid, hardSwish, mish, selu, sin, softplus, softsign } from './smoothUnits.js';
 import { transpose } from './transpose.js';
 import { where } from './where.js';
 
@@ -75,6 +76,19 @@ const OPS: Readonly<Record<string, OpDefinition>> = {
   Dropout: dropout,
   Sigmoid: sigmoid,
   Tanh: tanh,
+  Exp: exp,
+  Erf: erf,
+  Softplus: softplus,
+  Sin: sin,
+  Cos: cos,
+  Elu: elu,
+  Selu: selu,
+  Celu: celu,
+  Softsign: softsign,
+  HardSigmoid: hardSigmoid,
+  HardSwish: hardSwish,
+  Mish: mish,
+  Gelu: gelu,
   Softmax: softmax,
   LogSoftmax: logSoftmax,
   Cast: cast,
