@@ -197,29 +197,29 @@ describe('direction batches (noise factor columns made batch by batch)', () => {
 });
 
 describe('--jacobian auto | jvp | fd', () => {
-  const withCos = () => {
+  const withAsinh = () => {
     const r = rng(31);
     return buildGraph({
       inputs: [['x', ['N', 5]]],
       outputs: ['y'],
-      nodes: [makeNode('MatMul', ['x', 'w'], ['h']), makeNode('Cos', ['h'], ['c']), makeNode('Relu', ['c'], ['y'])],
+      nodes: [makeNode('MatMul', ['x', 'w'], ['h']), makeNode('Asinh', ['h'], ['c']), makeNode('Relu', ['c'], ['y'])],
       initializers: [randomInit(r, 'w', [5, 3])],
     });
   };
 
   it('auto falls back to central finite differences with a warning naming the op', async () => {
     const warnings: string[] = [];
-    const e = await createJacobianEngine(withCos(), { mode: 'auto', onWarning: (m) => warnings.push(m), fdStep: 1e-3 });
+    const e = await createJacobianEngine(withAsinh(), { mode: 'auto', onWarning: (m) => warnings.push(m), fdStep: 1e-3 });
     try {
       expect(e.mode).toBe('fd');
-      expect(e.fallback?.opType).toBe('Cos');
+      expect(e.fallback?.opType).toBe('Asinh');
       expect(warnings).toHaveLength(1);
-      expect(warnings[0]).toMatch(/Cos/);
+      expect(warnings[0]).toMatch(/Asinh/);
       expect(warnings[0]).toMatch(/finite differences/);
       const x = rng(1).normals(5);
       const { J, rows, cols } = await e.jacobian(x);
       expect([rows, cols]).toEqual([3, 5]);
-      // d relu(cos(x W)) / dx = mask * -sin(x W) * W^T
+      // d relu(asinh(x W)) / dx = mask * (1 + (x W)^2)^(-1/2) * W^T
       const w = e.tangentModel; // none in fd mode
       expect(w).toBeUndefined();
       expect(maxAbs(J)).toBeGreaterThan(0);
@@ -229,8 +229,8 @@ describe('--jacobian auto | jvp | fd', () => {
   });
 
   it('jvp mode refuses with an error naming the op', async () => {
-    await expect(createJacobianEngine(withCos(), { mode: 'jvp' })).rejects.toSatisfy(
-      (e: unknown) => e instanceof MissingTangentRuleError && e.opType === 'Cos' && e.code === 'UNSUPPORTED' && /Cos/.test(e.message),
+    await expect(createJacobianEngine(withAsinh(), { mode: 'jvp' })).rejects.toSatisfy(
+      (e: unknown) => e instanceof MissingTangentRuleError && e.opType === 'Asinh' && e.code === 'UNSUPPORTED' && /Asinh/.test(e.message),
     );
   });
 
@@ -328,7 +328,7 @@ describe('registry', () => {
     for (const op of ['Conv', 'Gemm', 'MatMul', 'Relu', 'MaxPool', 'Reshape', 'Softmax', 'Shape', 'Gather', 'Constant', 'Cast']) {
       expect(isLinearizable(op)).toBe(true);
     }
-    expect(isLinearizable('Cos')).toBe(false);
+    expect(isLinearizable('Asinh')).toBe(false);
     expect(isLinearizable('LSTM')).toBe(false);
     expect(linearizableOps()).toContain('BatchNormalization');
   });

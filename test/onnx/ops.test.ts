@@ -30,14 +30,15 @@ describe('op registry lookups', () => {
       expect(ops).toContain(op);
       expect(isLinearizable(op)).toBe(true);
     }
-    expect(isLinearizable('Cos')).toBe(false);
+    expect(isLinearizable('Asinh')).toBe(false);
     expect(hasNoTangent('Shape')).toBe(true);
     expect(hasNoTangent('Relu')).toBe(false);
     expect(hasNoTangent('constructor')).toBe(false);
   });
 
-  it('kinked ops are exactly Relu, LeakyRelu, PRelu, Clip and MaxPool; split points are the unit-wise ones (all but MaxPool)', () => {
-    expect(linearizableOps().filter((op) => isKinked(op))).toEqual(['Clip', 'LeakyRelu', 'MaxPool', 'PRelu', 'Relu']);
+  it('kinked ops are exactly Relu, LeakyRelu, PRelu, Clip, HardSigmoid and MaxPool; split points are Relu, LeakyRelu, PRelu and Clip', () => {
+    expect(linearizableOps().filter((op) => isKinked(op))).toEqual(['Clip', 'HardSigmoid', 'LeakyRelu', 'MaxPool', 'PRelu', 'Relu']);
+    expect(isSplitPoint('HardSigmoid', '')).toBe(false);
     expect(isKinked('Relu', 'com.example')).toBe(false);
     expect(isSplitPoint('Relu', '')).toBe(true);
     expect(isSplitPoint('Relu', 'ai.onnx')).toBe(true);
@@ -72,7 +73,15 @@ describe('kinksOf', () => {
     expect(kinksOf(g, node('LeakyRelu', ['x']))).toEqual({ kind: 'unit', at: [0] });
     expect(kinksOf(g, node('PRelu', ['x', 's']))).toEqual({ kind: 'unit', at: [0] });
     expect(kinksOf(g, node('Relu', ['x'], [], 'com.example'))).toBeUndefined();
-    for (const op of ['Conv', 'Gemm', 'Sigmoid', 'AveragePool', 'Cos']) expect(kinksOf(g, node(op, ['x']))).toBeUndefined();
+    for (const op of ['Conv', 'Gemm', 'Sigmoid', 'AveragePool', 'Cos', 'HardSwish']) expect(kinksOf(g, node(op, ['x']))).toBeUndefined();
+  });
+
+  it('HardSigmoid: kinks where alpha x + beta crosses 0 and 1, sorted; none when alpha is 0', () => {
+    const g = new Graph();
+    const f = (name: string, v: number) => ({ name, type: 1, f: v });
+    expect(kinksOf(g, node('HardSigmoid', ['x']))).toEqual({ kind: 'unit', at: [-2.5, 2.5] });
+    expect(kinksOf(g, node('HardSigmoid', ['x'], [f('alpha', -0.5), f('beta', 0.25)]))).toEqual({ kind: 'unit', at: [-1.5, 0.5] });
+    expect(kinksOf(g, node('HardSigmoid', ['x'], [f('alpha', 0)]))).toBeUndefined();
   });
 
   it('Clip: bounds from attributes (opset < 11), initializers or Constant nodes, sorted; none when missing or computed', () => {
