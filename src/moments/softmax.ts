@@ -67,6 +67,9 @@ export interface SoftmaxMoments {
   mean: Float64Array;
   /** E[y y^T] (D x D, row-major). */
   second: Float64Array;
+  /** E lse(x) and E lse(x)^2 for the log-sum-exp lse(x) = log sum_l exp(x_l) (LogSoftmax: x - lse(x)). */
+  logSumExp: number;
+  logSumExpSecond: number;
 }
 
 /**
@@ -94,11 +97,13 @@ export function semidefiniteCholesky(C: Float64Array, D: number): Float64Array {
   return L;
 }
 
-/** E y and E[y y^T] of y = softmax(x), x ~ N(mu, C) (see the header). */
+/** E y and E[y y^T] of y = softmax(x), and E lse(x), E lse(x)^2, x ~ N(mu, C) (see the header). */
 export function softmaxMoments(mu: ArrayLike<number>, C: Float64Array, D: number): SoftmaxMoments {
   const mean = new Float64Array(D);
   const second = new Float64Array(D * D);
-  if (D === 0) return { mean, second };
+  if (D === 0) return { mean, second, logSumExp: -Infinity, logSumExpSecond: Infinity };
+  let lse1 = 0;
+  let lse2 = 0;
   const L = semidefiniteCholesky(C, D);
   // the columns that carry variance: z's other coordinates do not move x
   const live: number[] = [];
@@ -122,6 +127,9 @@ export function softmaxMoments(mu: ArrayLike<number>, C: Float64Array, D: number
     let sum = 0;
     for (let i = 0; i < D; i++) sum += y[i] = Math.exp(x[i] - max);
     for (let i = 0; i < D; i++) y[i] /= sum;
+    const lse = max + Math.log(sum);
+    lse1 += lse;
+    lse2 += lse * lse;
     for (let i = 0; i < D; i++) {
       const yi = y[i];
       mean[i] += yi;
@@ -153,5 +161,5 @@ export function softmaxMoments(mu: ArrayLike<number>, C: Float64Array, D: number
       second[j * D + i] = second[i * D + j];
     }
   }
-  return { mean, second };
+  return { mean, second, logSumExp: lse1 / count, logSumExpSecond: lse2 / count };
 }

@@ -99,7 +99,7 @@ export function pullBack(tape: StepTape, ct: Float64Array, u: number, inSize: nu
       }
     }
   } else if (tape.slices) {
-    // A is symmetric (diag(E y) - E[y y^T]), so u^T A = (A u)^T
+    // the tape holds A^T (Softmax's A = diag(E y) - E[y y^T] is symmetric), so u^T A = (A^T u)^T
     const { outer, D, inner, A } = tape.slices;
     for (let a = 0; a < u; a++) {
       const r = a * inSize;

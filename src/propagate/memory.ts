@@ -51,6 +51,7 @@
  */
 import { attrInts } from '../onnx/graph.js';
 import { tapeHermiteColumns } from './rules/factor.js';
+import { MAX_LOG_SOFTMAX_ROWS } from './rules/softmax.js';
 import type { PropagationLayout } from './propagator.js';
 import { keepsArena, segmentUnits } from './segment.js';
 
@@ -186,7 +187,8 @@ export function propagationMemory(layout: PropagationLayout, options: Propagatio
       const x = state.get(s.input)!;
       locals.x = [s.input];
       const units = size(s.output);
-      const hermite = s.kind === 'softmax' ? 0 : K;
+      // a LogSoftmax adds a row per slice, up to MAX_LOG_SOFTMAX_ROWS (rules/softmax.ts)
+      const hermite = s.kind === 'softmax' ? (s.node.opType === 'LogSoftmax' ? Math.min(MAX_LOG_SOFTMAX_ROWS, units) : 0) : K;
       // the Hermite columns sketched: more than K when the reverse pass records more (rules/factor.ts tapeHermiteColumns)
       const sketched = s.kind === 'softmax' ? 0 : tapeHermiteColumns(K, probes, options.reverse?.hermiteColumns);
       const rowsOut = x.rows + hermite;

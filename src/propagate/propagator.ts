@@ -49,10 +49,12 @@ import {
   appendResidualRows,
   applyMaxPool,
   applySoftmax,
+  applyLogSoftmax,
   applyUnitRule,
   COMPOSITE_DOMAIN,
   fuseUnitComposites,
   hasMomentRule,
+  rewriteMaxMin,
   isMonotoneUnit,
   maxPoolWindows,
   nonAffineUse,
@@ -186,8 +188,14 @@ function noisyPath(graph: Graph, input: string, output: string): { nodes: GraphN
   return { nodes: nodes.reverse(), variable };
 }
 
-/** Fuse the unit-wise composites on the noisy path from `input` (rules/composite.ts); `graph` sorted, changed in place. */
-function fuseComposites(graph: Graph, input: string, output: string): Map<string, UnitComposite> {
+/**
+ * Max and Min of noisy tensors rewritten with Relu (rules/maxmin.ts), then the unit-wise composites
+ * fused (rules/composite.ts), on the noisy path from `input`; `graph` sorted, changed in place
+ * (`shapes`, when given, gets the new tensors' shapes).
+ */
+function fuseComposites(graph: Graph, input: string, output: string, shapes?: Map<string, number[]>): Map<string, UnitComposite> {
+  const before = noisyPath(graph, input, output).variable;
+  rewriteMaxMin(graph, (t) => before.has(t), shapes);
   const { variable } = noisyPath(graph, input, output);
   return fuseUnitComposites(graph, (t) => variable.has(t));
 }
@@ -286,7 +294,7 @@ type Step =
   | { kind: 'unit'; label: string; input: string; output: string; rule: UnitMoments }
   | { kind: 'maxpool'; label: string; input: string; output: string; windows: Int32Array[]; gram: MaxPoolGram; floor: number }
   | { kind: 'affine'; label: string; segment: AffineSegment }
-  | { kind: 'softmax'; label: string; input: string; output: string; slices: { outer: number; D: number; inner: number } };
+  | { kind: 'softmax'; label: string; input: string; output: string; slices: { outer: number; D: number; inner: number }; log: boolean };
 
 /** Hermite rows per kinked op by default (see PropagatorOptions.hermiteColumns). */
 export const DEFAULT_HERMITE_COLUMNS = 128;
@@ -350,7 +358,7 @@ export interface PropagationLayout {
 export function layoutPropagation(graph: Graph, probed: ReadonlyMap<string, number[]>, input: string, output: string, file?: string): PropagationLayout {
   const shapes = new Map(probed);
   foldShapesAtBatchOne(graph, shapes);
-  const composites = fuseComposites(graph, input, output);
+  const composites = fuseComposites(graph, input, output, shapes);
   const swaps = swapMaxPools(graph, output, composites);
   const { nodes, variable } = noisyPath(graph, input, output);
   const sampleShape = (t: string): number[] => {
@@ -392,7 +400,12 @@ export function layoutPropagation(graph: Graph, probed: ReadonlyMap<string, numb
       steps.push({ kind: 'maxpool', node: n, relu: fuse ? next : undefined, input: n.inputs[0], output: fuse ? next.outputs[0] : n.outputs[0] });
       i += fuse ? 2 : 1;
     } else {
-      steps.push({ kind: n.opType === 'Softmax' && isDefault(n) ? 'softmax' : 'unit', node: n, input: n.inputs[0], output: n.outputs[0] });
+      steps.push({
+        kind: (n.opType === 'Softmax' || n.opType === 'LogSoftmax') && isDefault(n) ? 'softmax' : 'unit',
+        node: n,
+        input: n.inputs[0],
+        output: n.outputs[0],
+      });
       i++;
     }
   }
@@ -447,7 +460,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
         });
       } else if (p.kind === 'softmax') {
         const slices = softmaxSlices(p.node, graph.opset, sampleShape(p.input));
-        steps.push({ kind: 'softmax', label: 'Softmax', input: p.input, output: p.output, slices });
+        steps.push({ kind: 'softmax', label: p.node.opType, input: p.input, output: p.output, slices, log: p.node.opType === 'LogSoftmax' });
       } else {
         const n = p.node;
         const composite = layout.composites.get(n.name);
@@ -550,7 +563,7 @@ export async function createPropagator(model: LoadedModel, options: PropagatorOp
             s.kind === 'unit'
               ? applyUnitRule(s.rule, x, hermiteOrder, hermiteColumns, spare, stepTape)
               : s.kind === 'softmax'
-                ? applySoftmax(x, s.slices, spare, stepTape)
+                ? (s.log ? applyLogSoftmax : applySoftmax)(x, s.slices, spare, stepTape)
                 : applyMaxPool(s.windows, x, s.gram, hermiteOrder, s.floor, hermiteColumns, spare, stepTape),
           );
           if (tape && stepTape) tape.push({ kind: 'rule', input: s.input, output: s.output, inputSize: x.m.length, tape: stepTape });

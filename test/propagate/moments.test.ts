@@ -278,7 +278,7 @@ describe("Clark's max of two correlated Gaussians vs 10^6-sample Monte Carlo (wi
   });
 });
 
-describe('Softmax of a Gaussian vector vs 400,000-sample Monte Carlo of the op alone', () => {
+describe('Softmax (and the log-sum-exp of LogSoftmax) of a Gaussian vector vs 400,000-sample Monte Carlo of the op alone', () => {
   // Tolerances: the rule's quadrature error (measured below 1e-3 sd in the mean and 1% in the
   // variance; src/moments/softmax.ts) plus 5 Monte Carlo standard errors.
   const N = 400_000;
@@ -311,6 +311,10 @@ describe('Softmax of a Gaussian vector vs 400,000-sample Monte Carlo of the op a
         const x = new Float64Array(D);
         const z = new Float64Array(D);
         const y = new Float64Array(D);
+        // the log-sum-exp (LogSoftmax's rule): its sums
+        let sL = 0;
+        let sL2 = 0;
+        let sL4 = 0;
         for (let n = 0; n < N; n++) {
           for (let i = 0; i < D; i++) z[i] = normal();
           let max = -Infinity;
@@ -323,6 +327,10 @@ describe('Softmax of a Gaussian vector vs 400,000-sample Monte Carlo of the op a
           let sum = 0;
           for (let i = 0; i < D; i++) sum += y[i] = Math.exp(mu[i] + x[i] - max);
           for (let i = 0; i < D; i++) y[i] /= sum;
+          const lse = max + Math.log(sum);
+          sL += lse;
+          sL2 += lse * lse;
+          sL4 += lse ** 4;
           for (let i = 0; i < D; i++) {
             s1[i] += y[i];
             s4[i] += y[i] ** 4;
@@ -332,6 +340,15 @@ describe('Softmax of a Gaussian vector vs 400,000-sample Monte Carlo of the op a
             }
           }
         }
+        const lseMean = sL / N;
+        const lseVariance = sL2 / N - lseMean ** 2;
+        const lseSd = Math.sqrt(lseVariance);
+        expect(Math.abs(got.logSumExp - lseMean), 'E lse').toBeLessThan(1e-3 * lseSd + (5 * lseSd) / Math.sqrt(N));
+        // var(lse) = E lse^2 - (E lse)^2; the standard error of E lse^2 from the fourth moment
+        const seLse2 = Math.sqrt((sL4 / N - (sL2 / N) ** 2) / N);
+        expect(Math.abs(got.logSumExpSecond - got.logSumExp ** 2 - lseVariance), 'var lse').toBeLessThan(
+          0.01 * lseVariance + 5 * seLse2 + 2 * Math.abs(lseMean) * ((5 * lseSd) / Math.sqrt(N)),
+        );
         for (let i = 0; i < D; i++) {
           const mean = s1[i] / N;
           const second = s2[i * D + i] / N;

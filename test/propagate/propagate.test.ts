@@ -210,6 +210,57 @@ describe('a Softmax after LeNet (its class probabilities) against 20,000-sample 
   }, 240_000);
 });
 
+describe('a LogSoftmax after LeNet (log-probabilities) against 20,000-sample Monte Carlo through the real model', () => {
+  // LogSoftmax is x - lse(x): its rule passes the factor through I - 1 E[softmax]^T and carries
+  // the rest, var(lse) - p^T C p the same in every class, as one row (rules/softmax.ts). Bounds as
+  // for the Softmax above; and the differences between classes, which that row must not touch
+  // (measured, digits 0-1, the classes other than the top: mean error up to 0.014 sd, variance / MC
+  // 0.991-1.035, variance of the difference with the top class 0.991-1.029)
+  it('sigma 32, digits 0-1: means within 0.03 sd, variances and the variances of class differences within 0.92-1.08', async () => {
+    const model = loadModel(fixture('lenet.onnx'));
+    const g = model.graph.clone();
+    g.initializers.set('temperature', { name: 'temperature', dataType: 1, dims: [], data: Float32Array.from([0.25]) });
+    g.nodes.push({ name: 'cooled', opType: 'Mul', domain: '', inputs: ['logits', 'temperature'], outputs: ['cooled'], attributes: [] });
+    g.nodes.push({ name: 'logprobs', opType: 'LogSoftmax', domain: '', inputs: ['cooled'], outputs: ['logprobs'], attributes: [] });
+    g.outputs = [{ name: 'logprobs', elemType: 1, shape: ['N', 10] }];
+    expect(propagationSupport(g)).toEqual({ supported: true, missing: [] });
+    const prop = await createPropagator({ ...model, graph: g }, { threads: 1 });
+    expect(prop.plan.at(-1)).toBe('LogSoftmax');
+    const evaluator = await ModelEvaluator.create(
+      g,
+      { name: 'input', shape: [1, 28, 28], size: 784 },
+      { name: 'logprobs', shape: [10], size: 10 },
+      { file: 'lenet+logsoftmax' },
+    );
+    const xs = npyToFloat32(readNpy(fixture('mnist/digits-100.npy')));
+    const noise = { kind: 'isotropic' as const, sigma: 32 };
+    for (const k of [0, 1]) {
+      const x = xs.subarray(k * 784, (k + 1) * 784);
+      const p = await prop.moments(x, noise);
+      const mc = await monteCarloMoments((b, c) => evaluator.evaluate(b, c), 10, Float64Array.from(x), noise, {
+        samples: 20000,
+        batchSize: 2500,
+        seed: 80 + k,
+        covariance: true,
+      });
+      const top = [...p.mean.keys()].sort((a, b) => p.mean[b] - p.mean[a])[0];
+      for (let i = 0; i < 10; i++) {
+        const sd = Math.sqrt(mc.variance[i]);
+        expect(Math.abs(p.mean[i] - mc.mean[i]) / sd, `digit ${k} class ${i} mean`).toBeLessThan(0.03);
+        expect(p.variance[i] / mc.variance[i], `digit ${k} class ${i} variance`).toBeGreaterThan(0.92);
+        expect(p.variance[i] / mc.variance[i], `digit ${k} class ${i} variance`).toBeLessThan(1.08);
+        if (i === top) continue;
+        const diff = (C: Float64Array) => C[i * 10 + i] + C[top * 10 + top] - 2 * C[i * 10 + top];
+        const ratio = diff(p.covariance) / diff(mc.covariance!);
+        expect(ratio, `digit ${k} var(y_${i} - y_${top})`).toBeGreaterThan(0.92);
+        expect(ratio, `digit ${k} var(y_${i} - y_${top})`).toBeLessThan(1.08);
+      }
+    }
+    await prop.release();
+    await evaluator.release();
+  }, 240_000);
+});
+
 describe('ops without a moment rule', () => {
   it('are listed by propagationSupport and refused up front with the op named', async () => {
     const model = loadModel(fixture('lenet.onnx'));

@@ -143,7 +143,10 @@ export interface StepTape {
   slope?: Float64Array;
   /** MaxPool: output o = sum over t in start[o]..start[o+1]-1 of weights[t] x input idx[t] */
   pool?: { idx: Int32Array; weights: Float64Array; start: Int32Array };
-  /** Softmax: per slice (slice s = o * inner + t), the D x D expected Jacobian, symmetric */
+  /**
+   * Softmax, LogSoftmax: per slice (slice s = o * inner + t), the transpose of the D x D expected
+   * Jacobian A (A^T u is the pullback of a cotangent u); Softmax's A is symmetric
+   */
   slices?: { outer: number; D: number; inner: number; A: Float64Array };
   hermite?: Float32Array;
   r?: Float64Array;

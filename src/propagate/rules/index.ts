@@ -23,7 +23,8 @@
  *  - Softmax over an axis: per slice of D units, E y and E[y y^T] by quasi-Monte Carlo over the
  *    slice's Gaussian (src/moments/softmax.ts); F passes through the expected Jacobian
  *    diag(E y) - E[y y^T] (Stein's lemma: exact covariance with the input noise); the rest of each
- *    unit's exact variance is the residual (no Hermite rows).
+ *    unit's exact variance is the residual (no Hermite rows). LogSoftmax likewise, through
+ *    I - 1 E[softmax]^T, with its exactly rank-one rest as one row per slice (applyLogSoftmax).
  *  - affine ops: run by onnxruntime (mean and the rows of F through JVPs of the segment);
  *    `varianceNodes` gives the nodes that push r through the squared linear part (L o L) r.
  *
@@ -81,15 +82,16 @@ import { UNIT_OPS } from './unit.js';
 export { AFFINE_OPS, nonAffineUse, varianceNodes, type VarianceContext } from './affine.js';
 export { unitFactorNorms, type InputNoise, type StepTape, type TensorMoments, type UnitMoments } from './factor.js';
 export { COMPOSITE_DOMAIN, COMPOSITE_OP, fuseUnitComposites, type UnitComposite } from './composite.js';
+export { rewriteMaxMin } from './maxmin.js';
 export { applyMaxPool, maxPoolWindows, type MaxPoolGram, type SparseWindows } from './maxpool.js';
 export { absorbResidualRows, appendResidualRows } from './residual.js';
-export { MAX_SOFTMAX_UNITS, applySoftmax, softmaxSlices } from './softmax.js';
+export { MAX_SOFTMAX_UNITS, applyLogSoftmax, applySoftmax, softmaxSlices } from './softmax.js';
 export { UNIT_OPS, applyUnitRule, isMonotoneUnit, unitFunction, unitRule } from './unit.js';
 
 /** Ops with a moment rule of any kind. */
 export function hasMomentRule(node: GraphNode): boolean {
   if (node.domain === COMPOSITE_DOMAIN) return node.opType === COMPOSITE_OP;
   if (!isDefault(node)) return false;
-  if (AFFINE_OPS.has(node.opType) || node.opType === 'MaxPool' || node.opType === 'Softmax') return true;
+  if (AFFINE_OPS.has(node.opType) || node.opType === 'MaxPool' || node.opType === 'Softmax' || node.opType === 'LogSoftmax') return true;
   return UNIT_OPS.has(node.opType);
 }
