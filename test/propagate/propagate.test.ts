@@ -157,30 +157,38 @@ describe('LeNet against 20,000-sample Monte Carlo through the real model (digits
   }
 });
 
+/**
+ * LeNet's logits at temperature 4 (logits / 4), so that the probabilities are not saturated (a
+ * saturated class's variance lies in rare tail events, which 20,000 samples estimate poorly), then
+ * `op` (Softmax or LogSoftmax): its propagator, checked to hold a rule for every op and to end
+ * with `op`, and the real model's evaluator.
+ */
+async function lenetWithHead(op: 'Softmax' | 'LogSoftmax'): Promise<{ prop: Awaited<ReturnType<typeof createPropagator>>; evaluator: ModelEvaluator }> {
+  const model = loadModel(fixture('lenet.onnx'));
+  const g = model.graph.clone();
+  g.initializers.set('temperature', { name: 'temperature', dataType: 1, dims: [], data: Float32Array.from([0.25]) });
+  g.nodes.push({ name: 'cooled', opType: 'Mul', domain: '', inputs: ['logits', 'temperature'], outputs: ['cooled'], attributes: [] });
+  g.nodes.push({ name: 'head', opType: op, domain: '', inputs: ['cooled'], outputs: ['head'], attributes: [] });
+  g.outputs = [{ name: 'head', elemType: 1, shape: ['N', 10] }];
+  expect(propagationSupport(g)).toEqual({ supported: true, missing: [] });
+  const prop = await createPropagator({ ...model, graph: g }, { threads: 1 });
+  expect(prop.plan.at(-1)).toBe(op);
+  const evaluator = await ModelEvaluator.create(
+    g,
+    { name: 'input', shape: [1, 28, 28], size: 784 },
+    { name: 'head', shape: [10], size: 10 },
+    { file: `lenet+${op}` },
+  );
+  return { prop, evaluator };
+}
+
 describe('a Softmax after LeNet (its class probabilities) against 20,000-sample Monte Carlo through the real model', () => {
   // bounds: just beyond what was measured on these digits and seeds (mean error up to 0.0196 sd,
   // variance / MC 0.951-1.017 over the classes with variance >= 1e-6; MC's standard error of a mean
   // is 0.0071 sd, of a variance ratio about 0.01): the logits' own error (above) plus the Softmax
   // rule's quadrature error (test/propagate/moments.test.ts)
   it('sigma 32, digits 0-1: mean error below 0.03 sd, variance / MC within 0.92-1.08 where the variance is not negligible', async () => {
-    const model = loadModel(fixture('lenet.onnx'));
-    const g = model.graph.clone();
-    // at temperature 4 (logits / 4), so that the probabilities are not saturated: a saturated class's
-    // variance lies in rare tail events, which 20,000 samples estimate poorly
-    g.initializers.set('temperature', { name: 'temperature', dataType: 1, dims: [], data: Float32Array.from([0.25]) });
-    g.nodes.push({ name: 'cooled', opType: 'Mul', domain: '', inputs: ['logits', 'temperature'], outputs: ['cooled'], attributes: [] });
-    g.nodes.push({ name: 'probs', opType: 'Softmax', domain: '', inputs: ['cooled'], outputs: ['probs'], attributes: [] });
-    g.outputs = [{ name: 'probs', elemType: 1, shape: ['N', 10] }];
-    const withSoftmax = { ...model, graph: g };
-    expect(propagationSupport(g)).toEqual({ supported: true, missing: [] });
-    const prop = await createPropagator(withSoftmax, { threads: 1 });
-    expect(prop.plan.at(-1)).toBe('Softmax');
-    const evaluator = await ModelEvaluator.create(
-      g,
-      { name: 'input', shape: [1, 28, 28], size: 784 },
-      { name: 'probs', shape: [10], size: 10 },
-      { file: 'lenet+softmax' },
-    );
+    const { prop, evaluator } = await lenetWithHead('Softmax');
     const xs = npyToFloat32(readNpy(fixture('mnist/digits-100.npy')));
     const noise = { kind: 'isotropic' as const, sigma: 32 };
     let checked = 0;
@@ -217,21 +225,7 @@ describe('a LogSoftmax after LeNet (log-probabilities) against 20,000-sample Mon
   // (measured, digits 0-1, the classes other than the top: mean error up to 0.014 sd, variance / MC
   // 0.991-1.035, variance of the difference with the top class 0.991-1.029)
   it('sigma 32, digits 0-1: means within 0.03 sd, variances and the variances of class differences within 0.92-1.08', async () => {
-    const model = loadModel(fixture('lenet.onnx'));
-    const g = model.graph.clone();
-    g.initializers.set('temperature', { name: 'temperature', dataType: 1, dims: [], data: Float32Array.from([0.25]) });
-    g.nodes.push({ name: 'cooled', opType: 'Mul', domain: '', inputs: ['logits', 'temperature'], outputs: ['cooled'], attributes: [] });
-    g.nodes.push({ name: 'logprobs', opType: 'LogSoftmax', domain: '', inputs: ['cooled'], outputs: ['logprobs'], attributes: [] });
-    g.outputs = [{ name: 'logprobs', elemType: 1, shape: ['N', 10] }];
-    expect(propagationSupport(g)).toEqual({ supported: true, missing: [] });
-    const prop = await createPropagator({ ...model, graph: g }, { threads: 1 });
-    expect(prop.plan.at(-1)).toBe('LogSoftmax');
-    const evaluator = await ModelEvaluator.create(
-      g,
-      { name: 'input', shape: [1, 28, 28], size: 784 },
-      { name: 'logprobs', shape: [10], size: 10 },
-      { file: 'lenet+logsoftmax' },
-    );
+    const { prop, evaluator } = await lenetWithHead('LogSoftmax');
     const xs = npyToFloat32(readNpy(fixture('mnist/digits-100.npy')));
     const noise = { kind: 'isotropic' as const, sigma: 32 };
     for (const k of [0, 1]) {

@@ -35,6 +35,9 @@ export const AFFINE_OPS: ReadonlySet<string> = new Set([
   'ReduceSum',
 ]);
 
+/** Ops that move, copy or sum the data input's units, the other inputs being indices, shapes or axes. */
+const RELABEL_OPS: ReadonlySet<string> = new Set(['Reshape', 'Flatten', 'Transpose', 'Squeeze', 'Unsqueeze', 'Slice', 'Gather', 'Expand', 'Tile', 'ReduceSum']);
+
 /** What a variance-node builder needs to know about the graph. */
 export interface VarianceContext {
   /** Whether a tensor depends on the noisy input. */
@@ -67,6 +70,7 @@ const node = (opType: string, inputs: string[], outputs: string[], attributes: G
 export function nonAffineUse(n: GraphNode, isVariable: (name: string) => boolean): string | undefined {
   const V = (x: string | undefined) => x !== undefined && x !== '' && isVariable(x);
   const [a, b] = n.inputs;
+  if (RELABEL_OPS.has(n.opType)) return n.inputs.slice(1).some(V) ? 'noisy indices or shapes' : undefined;
   switch (n.opType) {
     case 'Conv':
     case 'ConvTranspose':
@@ -80,17 +84,7 @@ export function nonAffineUse(n: GraphNode, isVariable: (name: string) => boolean
       return V(b) ? 'a noisy divisor' : undefined;
     case 'BatchNormalization':
       return n.inputs.slice(1).some(V) ? 'noisy parameters' : undefined;
-    case 'Reshape':
-    case 'Flatten':
-    case 'Transpose':
-    case 'Squeeze':
-    case 'Unsqueeze':
-    case 'Slice':
-    case 'Gather':
-    case 'Expand':
-    case 'Tile':
-    case 'ReduceSum':
-      return n.inputs.slice(1).some(V) ? 'noisy indices or shapes' : undefined;
+
     case 'Split':
       return n.inputs.slice(1).some(V) ? 'noisy split sizes' : undefined;
     default:
@@ -124,6 +118,11 @@ export function varianceNodes(n: GraphNode, ctx: VarianceContext): GraphNode[] {
   if (problem) refuse(problem);
   const nodes: GraphNode[] = [];
   const vars = n.inputs.filter(V);
+  if (RELABEL_OPS.has(n.opType)) {
+    // the residual variances move (or add up, ReduceSum) as the values do
+    nodes.push(node(n.opType, [R(n.inputs[0]), ...n.inputs.slice(1)], [rOut], n.attributes));
+    return nodes;
+  }
   switch (n.opType) {
     case 'Conv':
     case 'ConvTranspose': {
@@ -224,19 +223,7 @@ export function varianceNodes(n: GraphNode, ctx: VarianceContext): GraphNode[] {
       );
       return nodes;
     }
-    case 'Reshape':
-    case 'Flatten':
-    case 'Transpose':
-    case 'Squeeze':
-    case 'Unsqueeze':
-    case 'Slice':
-    case 'Gather':
-    case 'Expand':
-    case 'Tile':
-    case 'ReduceSum': {
-      nodes.push(node(n.opType, [R(n.inputs[0]), ...n.inputs.slice(1)], [rOut], n.attributes));
-      return nodes;
-    }
+
     case 'Split': {
       nodes.push(
         node(
