@@ -6,6 +6,8 @@ import type { CommandModule } from 'yargs';
 import { inspectGraph } from '../onnx/describe.js';
 import { loadModel } from '../onnx/load.js';
 import { formatInspect } from '../report/inspect.js';
+import { NetmomentsError } from '../errors.js';
+import { propagationSummary } from '../propagate/index.js';
 
 interface InspectArgs {
   model: string;
@@ -15,7 +17,7 @@ interface InspectArgs {
 
 export const inspectCommand: CommandModule<object, InspectArgs> = {
   command: 'inspect <model>',
-  describe: "Show a model's inputs, outputs, ops, parameters and ReLU split points",
+  describe: "Show a model's inputs, outputs, ops, parameters, ReLU split points and whether every op has a moment rule (--method propagate)",
   builder: (y) =>
     y
       .positional('model', { type: 'string', demandOption: true, describe: 'ONNX model file' })
@@ -29,6 +31,13 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       if (!argv.quiet) process.stderr.write(`netmoments: ${argv.model}: note: ${m.replace(/\s*\n\s*/g, ' ')}\n`);
     };
     const report = await inspectGraph(model.graph, argv.model, undefined, { onNote: note });
+    try {
+      report.propagate = propagationSummary(model.graph);
+    } catch (e) {
+      // e.g. two data inputs: propagate then needs --noise-input and --feed, which inspect has not
+      if (!(e instanceof NetmomentsError)) throw e;
+      report.propagate = { supported: false, missing: [], fused: [], reason: e.message };
+    }
     process.stdout.write(argv.json ? `${JSON.stringify(report, null, 2)}\n` : formatInspect(report));
   },
 };

@@ -42,6 +42,14 @@ export interface InspectReport {
   parameters: number;
   metadata: Record<string, string>;
   relus: InspectRelu[];
+  /**
+   * Moments through every layer (`--method propagate`) on the path from the input to the first
+   * output: whether every op has a moment rule, the ops that do not, and the unit-wise composites
+   * fused (e.g. 'Sigmoid*Mul'), or why it cannot tell (`reason`: several data inputs, which
+   * analyze fixes with --noise-input and --feed); added by the inspect command (src/propagate/
+   * reads the graph).
+   */
+  propagate?: { supported: boolean; missing: string[]; fused: string[]; reason?: string };
 }
 
 function opName(domain: string, opType: string): string {

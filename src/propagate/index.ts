@@ -11,6 +11,7 @@ export {
   layoutPropagation,
   type PropagationLayout,
   propagationSupport,
+  propagationSummary,
   type InputNoise,
   type PropagatedMoments,
   type Propagator,

@@ -203,14 +203,15 @@ function fuseComposites(graph: Graph, input: string, output: string, shapes?: Ma
 /**
  * Whether every op on the noisy path from the input to `output` has a moment rule (after fusing
  * unit-wise composites); `missing` names the others, an affine op used non-affinely (a product
- * of two noisy tensors, ...) with why.
+ * of two noisy tensors, ...) with why; `fused`, the composites' labels (e.g. 'Sigmoid*Mul'), one per
+ * composite, in graph order.
  */
-export function propagationSupport(graph: Graph, output?: string): { supported: boolean; missing: string[] } {
+export function propagationSummary(graph: Graph, output?: string): { supported: boolean; missing: string[]; fused: string[] } {
   const g = graph.clone();
   g.sortTopologically();
   const input = noisyInput(g);
   const out = output ?? g.outputs[0].name;
-  fuseComposites(g, input, out);
+  const composites = fuseComposites(g, input, out);
   const { nodes, variable } = noisyPath(g, input, out);
   const missing = [
     ...new Set(
@@ -222,7 +223,14 @@ export function propagationSupport(graph: Graph, output?: string): { supported: 
       }),
     ),
   ];
-  return { supported: missing.length === 0, missing };
+  const fused = nodes.flatMap((n) => (n.domain === COMPOSITE_DOMAIN ? (composites.get(n.name)?.label ?? []) : []));
+  return { supported: missing.length === 0, missing, fused };
+}
+
+/** Whether every op on the noisy path from the input to `output` has a moment rule (propagationSummary without the composites). */
+export function propagationSupport(graph: Graph, output?: string): { supported: boolean; missing: string[] } {
+  const { supported, missing } = propagationSummary(graph, output);
+  return { supported, missing };
 }
 
 /**

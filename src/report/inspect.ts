@@ -58,5 +58,19 @@ export function formatInspect(r: InspectReport): string {
     }
     lines.push(table(rows));
   }
+  if (r.propagate) {
+    const p = r.propagate;
+    const counts = new Map<string, number>();
+    for (const f of p.fused) counts.set(f, (counts.get(f) ?? 0) + 1);
+    const fused = [...counts].map(([f, n]) => (n > 1 ? `${n} x ${f}` : f)).join(', ');
+    lines.push('');
+    lines.push(
+      p.reason
+        ? `moments through every layer (--method propagate): not judged here: ${p.reason} (analyze fixes all but one with --noise-input and --feed)`
+        : p.supported
+          ? `moments through every layer (--method propagate): every op on the path to the first output has a moment rule${fused ? ` (fused unit-wise: ${fused})` : ''}`
+          : `moments through every layer (--method propagate): no moment rule for ${p.missing.join(', ')}`,
+    );
+  }
   return `${lines.join('\n')}\n`;
 }

@@ -3,11 +3,37 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, ROOT } from '../helpers/cli.js';
-import { reluInIfNet, residualNet } from '../onnx/models.js';
+import { randn, reluInIfNet, residualNet, rng } from '../onnx/models.js';
+import { DataType, encodeModel, makeModel, makeNode, makeTensor, makeValueInfo } from '../../src/onnx/proto.js';
+
+/** x [N, 4] -> Gemm -> h; Sigmoid of h (gated: of a second Gemm's k) times h -> Gemm -> y. */
+function swishNet(gated: boolean): Uint8Array {
+  const r = rng(5);
+  return encodeModel(
+    makeModel({
+      name: 'swish',
+      node: [
+        makeNode('Gemm', ['x', 'W1', 'b1'], ['h'], { attributes: { transB: 1 } }),
+        makeNode('Gemm', ['x', 'W1', 'b1'], ['k'], { attributes: { transB: 1 } }),
+        makeNode('Sigmoid', [gated ? 'k' : 'h'], ['s']),
+        makeNode('Mul', ['h', 's'], ['a']),
+        makeNode('Gemm', ['a', 'W2', 'b2'], ['y'], { attributes: { transB: 1 } }),
+      ],
+      input: [makeValueInfo('x', DataType.FLOAT, ['N', 4])],
+      output: [makeValueInfo('y', DataType.FLOAT, ['N', 2])],
+      initializer: [
+        makeTensor('W1', DataType.FLOAT, [5, 4], randn(r, 20)),
+        makeTensor('b1', DataType.FLOAT, [5], randn(r, 5)),
+        makeTensor('W2', DataType.FLOAT, [2, 5], randn(r, 10)),
+        makeTensor('b2', DataType.FLOAT, [2], randn(r, 2)),
+      ],
+    }),
+  );
+}
 
 const LENET = join(ROOT, 'fixtures', 'lenet.onnx');
 const RELU_KEYS = ['index', 'node', 'op', 'tensor', 'input', 'output', 'shape', 'width', 'supported', 'unsupportedOps'];
-const TOP_KEYS = ['schema', 'file', 'inputs', 'outputs', 'opset', 'producer', 'ops', 'parameters', 'metadata', 'relus'];
+const TOP_KEYS = ['schema', 'file', 'inputs', 'outputs', 'opset', 'producer', 'ops', 'parameters', 'metadata', 'relus', 'propagate'];
 
 function tmpModel(name: string, bytes: Uint8Array): string {
   const dir = mkdtempSync(join(tmpdir(), 'nm-inspect-'));
@@ -35,6 +61,8 @@ describe('netmoments inspect', () => {
     expect(j.metadata).toEqual({ 'netmoments.preprocess': 'x - 127.5', author: 'test' });
     expect(j.relus).toHaveLength(2);
     for (const s of j.relus) expect(Object.keys(s)).toEqual(RELU_KEYS);
+    // every op of the residual net (Conv, Relu, Add, MaxPool, Flatten, Gemm) has a moment rule
+    expect(j.propagate).toEqual({ supported: true, missing: [], fused: [] });
     expect(j.relus[0]).toEqual({
       index: 0,
       node: 'relu1',
@@ -47,6 +75,17 @@ describe('netmoments inspect', () => {
       supported: true,
       unsupportedOps: [],
     });
+  });
+
+  it('says whether every op has a moment rule (--method propagate), with the composites it fuses or the ops it lacks', async () => {
+    const swish = await cli(['inspect', tmpModel('swish.onnx', swishNet(false))]);
+    expect(swish.code).toBe(0);
+    expect(swish.stdout).toContain('ReLU split points: none');
+    expect(swish.stdout).toContain(
+      'moments through every layer (--method propagate): every op on the path to the first output has a moment rule (fused unit-wise: Sigmoid*Mul)',
+    );
+    const gated = await cli(['inspect', tmpModel('gated.onnx', swishNet(true)), '--json']);
+    expect(JSON.parse(gated.stdout).propagate).toEqual({ supported: false, missing: ['Mul (a product of two noisy tensors)'], fused: [] });
   });
 
   it('prints a readable table', async () => {
