@@ -277,23 +277,46 @@ function isMonotone(n: GraphNode, composites: ReadonlyMap<string, UnitComposite>
   return pl ? pl.slopes.every((a) => a >= 0) : isMonotoneUnit(n);
 }
 
-/** Swap MaxPool(f(x)) to f(MaxPool(x)) for nondecreasing unit-wise f whose output only the MaxPool reads. */
-function swapMaxPools(graph: Graph, output: string, composites: ReadonlyMap<string, UnitComposite>): number {
+/**
+ * Swap MaxPool(f(x)) to f(MaxPool(x)) for nondecreasing unit-wise f (exact: f commutes with a max),
+ * so that the window max reads Gaussian pre-activations. Where f's output has other readers too
+ * (a U-Net's skip, a DenseNet's concatenation), f stays for them and a copy of it follows the pool
+ * (registered in `composites` too when f is a fused composite).
+ */
+function swapMaxPools(graph: Graph, output: string, composites: Map<string, UnitComposite>): number {
   let swaps = 0;
+  const added: GraphNode[] = [];
   for (const pool of graph.nodes.filter((n) => n.opType === 'MaxPool' && isDefault(n) && n.outputs.filter((o) => o).length === 1)) {
     const f = graph.producerOf(pool.inputs[0]);
-    if (!f || !isMonotone(f, composites) || f.outputs[0] === output || graph.consumersOf(f.outputs[0]).length !== 1) continue;
-    if (graph.outputs.some((o) => o.name === f.outputs[0])) continue;
+    if (!f || !isMonotone(f, composites) || f.outputs[0] === output) continue;
     const x = f.inputs[0];
-    const mid = f.outputs[0];
     const y = pool.outputs[0];
-    // pool: x -> mid ; f: mid -> y (mid now names the pooled pre-activation)
-    pool.inputs = [x, ...pool.inputs.slice(1)];
-    pool.outputs = [mid];
-    f.inputs = [mid, ...f.inputs.slice(1)];
-    f.outputs = [y];
+    if (graph.consumersOf(f.outputs[0]).length === 1 && !graph.outputs.some((o) => o.name === f.outputs[0])) {
+      // pool: x -> mid ; f: mid -> y (mid now names the pooled pre-activation)
+      const mid = f.outputs[0];
+      pool.inputs = [x, ...pool.inputs.slice(1)];
+      pool.outputs = [mid];
+      f.inputs = [mid, ...f.inputs.slice(1)];
+      f.outputs = [y];
+    } else {
+      // pool: x -> mid ; copy of f: mid -> y ; f as it was for its other readers
+      const mid = `${y}/netmoments_pooled`;
+      const copy: GraphNode = {
+        ...f,
+        name: `${f.name}/netmoments_after_${pool.name}`,
+        inputs: [mid, ...f.inputs.slice(1)],
+        outputs: [y],
+        attributes: [...f.attributes],
+      };
+      const composite = composites.get(f.name);
+      if (f.domain === COMPOSITE_DOMAIN && composite) composites.set(copy.name, composite);
+      pool.inputs = [x, ...pool.inputs.slice(1)];
+      pool.outputs = [mid];
+      added.push(copy);
+    }
     swaps++;
   }
+  if (added.length > 0) graph.nodes = [...graph.nodes, ...added];
   if (swaps > 0) graph.sortTopologically();
   return swaps;
 }

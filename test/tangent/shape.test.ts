@@ -1,10 +1,11 @@
 /**
  * Tangent rules of the data-movement ops (Flatten, Reshape incl. Shape/Gather/Unsqueeze/Concat
  * chains and a fixed batch of 1, Transpose, Squeeze/Unsqueeze in both opset forms, Concat, Slice,
- * Pad, Identity, Dropout, Gather, Expand, Where, Split, ReduceMean/ReduceSum, Cast), JVP vs central
+ * Pad, Resize, Upsample, Identity, Dropout, Gather, Expand, Where, Split, ReduceMean/ReduceSum, Cast), JVP vs central
  * finite differences (float32: |diff| <= 2e-3 * max(1, max |J|), step 1e-3).
  */
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { createJacobianEngine } from '../../src/linearize/jacobian.js';
 import { DataType } from '../../src/onnx/proto.js';
 import { buildGraph, expectJvpMatchesFd, floatInit, intInit, makeNode, randomInit, rng } from './helpers.js';
 
@@ -185,6 +186,55 @@ describe('combining and selecting', () => {
         initializers: [intInit('p', [1, 2, 2, 1]), intInit('a', [-2, -1])],
       }),
     );
+  });
+
+  it('Resize nearest and bilinear by scales (opset 13), Upsample (opset 9): the same Resize of the tangent', async () => {
+    await expectJvpMatchesFd(
+      buildGraph({
+        opset: 13,
+        inputs: [['x', ['N', 2, 3, 3]]],
+        outputs: ['s', 'l'],
+        nodes: [
+          makeNode('Resize', ['x', '', 'scales'], ['s'], { attributes: { mode: 'nearest' } }),
+          makeNode('Resize', ['x', '', 'scales'], ['l'], { attributes: { mode: 'linear' } }),
+        ],
+        initializers: [floatInit('scales', [4], [1, 1, 2, 2])],
+      }),
+    );
+    await expectJvpMatchesFd(
+      buildGraph({
+        opset: 9,
+        inputs: [['x', ['N', 2, 3, 3]]],
+        outputs: ['u'],
+        nodes: [makeNode('Upsample', ['x', 'scales'], ['u'])],
+        initializers: [floatInit('scales', [4], [1, 1, 2, 3])],
+      }),
+    );
+  });
+
+  it('Resize by sizes (which name the batch of 1): the tangent takes its own batch, and equals the same Resize by scales', async () => {
+    // finite differences cannot check it (the model runs at batch 1 only): against the scales form
+    const net = (how: 'sizes' | 'scales') =>
+      buildGraph({
+        opset: 13,
+        inputs: [['x', [1, 2, 3, 3]]],
+        outputs: ['y'],
+        nodes: [makeNode('Resize', how === 'sizes' ? ['x', '', '', 'sizes'] : ['x', '', 'scales'], ['y'], { attributes: { mode: 'nearest' } })],
+        initializers: [floatInit('scales', [4], [1, 1, 2, 2]), intInit('sizes', [1, 2, 6, 6])],
+      });
+    const point = Float32Array.from({ length: 18 }, (_, i) => Math.sin(i));
+    const J: Float64Array[] = [];
+    for (const how of ['sizes', 'scales'] as const) {
+      const e = await createJacobianEngine(net(how), { mode: 'jvp' });
+      try {
+        J.push(Float64Array.from((await e.jacobian(point)).J));
+      } finally {
+        await e.release();
+      }
+    }
+    expect(J[0].length).toBe(72 * 18);
+    expect([...J[0]]).toEqual([...J[1]]);
+    expect(J[0].reduce((a, v) => a + v, 0)).toBe(72); // each output copies one input
   });
 
   it('Identity, Dropout (opset 9 and 12), Cast float -> float', async () => {

@@ -39,6 +39,7 @@ import { slice } from './slice.js';
 import { logSoftmax, softmax } from './softmax.js';
 import { split } from './split.js';
 import { tanh } from './tanh.js';
+import { resize } from './resize.js';
 import { celu, cos, elu, erf, exp, gelu, hardSigmoid, hardSwish, mish, selu, sin, softplus, softsign } from './smoothUnits.js';
 import { transpose } from './transpose.js';
 import { where } from './where.js';
@@ -76,6 +77,8 @@ const OPS: Readonly<Record<string, OpDefinition>> = {
   Dropout: dropout,
   Sigmoid: sigmoid,
   Tanh: tanh,
+  Resize: resize,
+  Upsample: resize,
   Exp: exp,
   Erf: erf,
   Softplus: softplus,

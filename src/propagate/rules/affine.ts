@@ -33,6 +33,8 @@ export const AFFINE_OPS: ReadonlySet<string> = new Set([
   'GlobalAveragePool',
   'ReduceMean',
   'ReduceSum',
+  'Resize',
+  'Upsample',
 ]);
 
 /** Ops that move, copy or sum the data input's units, the other inputs being indices, shapes or axes. */
@@ -87,6 +89,14 @@ export function nonAffineUse(n: GraphNode, isVariable: (name: string) => boolean
 
     case 'Split':
       return n.inputs.slice(1).some(V) ? 'noisy split sizes' : undefined;
+    case 'Resize':
+    case 'Upsample': {
+      if (n.inputs.slice(1).some(V)) return 'noisy scales or sizes';
+      // nearest copies units, so residual variances move as values do; an interpolation mixes
+      // neighbours with weights whose squares no Resize of r gives
+      const mode = attrString(n, 'mode', 'nearest');
+      return mode === 'nearest' ? undefined : `${mode} interpolation (propagate handles mode 'nearest')`;
+    }
     default:
       return undefined;
   }
@@ -118,8 +128,8 @@ export function varianceNodes(n: GraphNode, ctx: VarianceContext): GraphNode[] {
   if (problem) refuse(problem);
   const nodes: GraphNode[] = [];
   const vars = n.inputs.filter(V);
-  if (RELABEL_OPS.has(n.opType)) {
-    // the residual variances move (or add up, ReduceSum) as the values do
+  if (RELABEL_OPS.has(n.opType) || n.opType === 'Resize' || n.opType === 'Upsample') {
+    // the residual variances move (or add up, ReduceSum; a nearest Resize copies them) as the values do
     nodes.push(node(n.opType, [R(n.inputs[0]), ...n.inputs.slice(1)], [rOut], n.attributes));
     return nodes;
   }
