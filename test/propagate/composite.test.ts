@@ -329,6 +329,31 @@ describe('unit-wise composites as torch exports them (Swish, GELU before opset 2
     await expect(createPropagator(model)).rejects.toThrow(/Mul \(a product of two noisy tensors\)/);
   });
 
+  it('a unit that can be 0 as a divisor is not fused: 1 / tanh(x) has no moments, and propagate says so', async () => {
+    const r = rng(4);
+    const bytes = encodeModel(
+      makeModel({
+        name: 'recip',
+        node: [
+          makeNode('Gemm', ['x', 'W1', 'b1'], ['h'], { attributes: { transB: 1 } }),
+          makeNode('Tanh', ['h'], ['t']),
+          makeNode('Div', ['one', 't'], ['q']),
+          makeNode('Gemm', ['q', 'W2', 'b2'], ['y'], { attributes: { transB: 1 } }),
+        ],
+        input: [makeValueInfo('x', DataType.FLOAT, ['N', 6])],
+        output: [makeValueInfo('y', DataType.FLOAT, ['N', 3])],
+        initializer: [
+          makeTensor('W1', DataType.FLOAT, [8, 6], randn(r, 48)),
+          makeTensor('b1', DataType.FLOAT, [8], randn(r, 8)),
+          makeTensor('W2', DataType.FLOAT, [3, 8], randn(r, 24)),
+          makeTensor('b2', DataType.FLOAT, [3], randn(r, 3)),
+          scalar('one', 1),
+        ],
+      }),
+    );
+    expect(propagationSupport(loadModelBytes(bytes, 'recip.onnx').graph)).toEqual({ supported: false, missing: ['Div (a noisy divisor)'] });
+  });
+
   it('the CLI analyses a Swish net without any ReLU by propagation (method auto)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nm-composite-'));
     const file = join(dir, 'swish.onnx');

@@ -1,8 +1,7 @@
 /**
  * Unit-wise composites. Two kinds of subgraph compute a unit-wise function f(x) of one tensor x
  * without being one op:
- *  - a sum, difference, product or quotient of two noisy tensors that are both unit-wise functions
- *    of x: Swish / SiLU x * sigmoid(x), GELU as torch exports it before opset 20,
+ *  - a sum, difference or product of two noisy tensors that are both unit-wise functions of x: Swish / SiLU x * sigmoid(x), GELU as torch exports it before opset 20,
  *    x * (1 + erf(x / sqrt 2)) / 2, Mish x * tanh(softplus(x)), HardSwish x * HardSigmoid(x) before
  *    opset 14. Each operand alone has moments, but they are correlated non-Gaussian functions of the
  *    same units, and no rule on their separate (m, F, r) gives their product's.
@@ -19,8 +18,9 @@
  *
  * A composite is found from its last node, walking back: a tensor joins when every node reading it
  * is already in the composite and its producer is unit-wise with a scalar function (unitFunction),
- * Identity, Neg, Dropout, or an elementwise binary op whose other inputs are scalar constants or in
- * the composite. The walk stops at tensors read elsewhere too (x itself, in the first kind: both
+ * Identity, Neg, Dropout, or an elementwise binary op (Add, Sub, Mul; Div by a constant; Pow to a
+ * whole constant) whose other inputs are scalar constants or in the composite. (Max and Min were
+ * rewritten with Relu before: rules/maxmin.ts.) The walk stops at tensors read elsewhere too (x itself, in the first kind: both
  * operands read it). It fuses when what is left is one tensor x, and the composite holds a binary
  * op of two noisy tensors or at least two non-affine ops (a lone Relu after a scalar Add gains
  * nothing); its tensors then all have x's shape (scalar constants of rank <= 1 broadcast without
@@ -53,8 +53,6 @@ const BINARY: Readonly<Record<string, (a: number, b: number) => number>> = {
   Mul: (a, b) => a * b,
   Div: (a, b) => a / b,
   Pow: (a, b) => a ** b,
-  Max: (a, b) => Math.max(a, b),
-  Min: (a, b) => Math.min(a, b),
 };
 
 const PASS: Readonly<Record<string, (a: number) => number>> = {
@@ -81,7 +79,7 @@ interface Member {
 
 const line = (slope: number, intercept = 0): PiecewiseLinear => ({ kinks: [], slopes: [slope], intercepts: [intercept] });
 
-/** The piecewise-linear form of a binary op with one noisy operand (at `at`) and the constant c, or undefined. */
+/** The piecewise-linear form of a binary op with one noisy operand (at `at`; Div's is the numerator) and the constant c, or undefined. */
 function binaryPiecewiseLinear(op: string, at: number, c: number): PiecewiseLinear | undefined {
   switch (op) {
     case 'Add':
@@ -91,11 +89,7 @@ function binaryPiecewiseLinear(op: string, at: number, c: number): PiecewiseLine
     case 'Mul':
       return line(c);
     case 'Div':
-      return at === 0 ? line(1 / c) : undefined;
-    case 'Max':
-      return { kinks: [c], slopes: [0, 1], intercepts: [c, 0] };
-    case 'Min':
-      return { kinks: [c], slopes: [1, 0], intercepts: [0, c] };
+      return line(1 / c);
     default:
       return undefined;
   }
@@ -110,6 +104,11 @@ function memberOf(n: GraphNode, graph: Graph, isVariable: (t: string) => boolean
     if (n.inputs.length !== 2) return undefined;
     const consts = n.inputs.map((x) => (isVariable(x) ? undefined : scalarConstant(graph, x)));
     if (n.inputs.some((x, i) => !isVariable(x) && consts[i] === undefined)) return undefined;
+    // a unit that can be 0 as a divisor, or a power that is not a whole number (or of a noisy
+    // exponent), has moments that do not exist or a function undefined for negative units: only
+    // constant divisors and non-negative whole exponents of a noisy base
+    if (n.opType === 'Div' && consts[1] === undefined) return undefined;
+    if (n.opType === 'Pow' && (consts[1] === undefined || !Number.isInteger(consts[1]) || consts[1] < 0)) return undefined;
     // the noisy operands' values come in order; a constant operand keeps its place
     const fn = (args: number[]): number => {
       let k = 0;
