@@ -29,7 +29,7 @@
  */
 import { graphConstant, type Graph, type GraphNode } from '../../onnx/graph.js';
 import { composePiecewiseLinear, type PiecewiseLinear } from '../../moments/piecewise.js';
-import { isDefault } from './factor.js';
+import { constantScalar, isDefault } from './factor.js';
 import { piecewiseLinearOf, unitFunction } from './unit.js';
 
 /** The domain and op type of a fused composite node (never run by onnxruntime). */
@@ -61,10 +61,9 @@ const PASS: Readonly<Record<string, (a: number) => number>> = {
   Neg: (a) => -a,
 };
 
-/** A scalar constant (rank <= 1, one value), or undefined. */
+/** A scalar constant of rank <= 1 (broadcasting it keeps the other operand's shape), or undefined. */
 function scalarConstant(graph: Graph, name: string): number | undefined {
-  const t = graphConstant(graph, name);
-  return t && t.data.length === 1 && t.dims.length <= 1 ? Number(t.data[0]) : undefined;
+  return (graphConstant(graph, name)?.dims.length ?? 2) <= 1 ? constantScalar(graph, name) : undefined;
 }
 
 /** A node that may join a composite: its scalar function, its piecewise-linear form when it has one, and whether it is affine. */
@@ -137,7 +136,6 @@ function memberOf(n: GraphNode, graph: Graph, isVariable: (t: string) => boolean
     return undefined; // e.g. a Clip with bounds that are not constants
   }
   if (!f) return undefined;
-  if (!pl && n.opType === 'PRelu') pl = { kinks: [0], slopes: [f(-1) * -1, 1], intercepts: [0, 0] };
   return { fn: (args) => f(args[0]), piecewiseLinear: pl, affine: false, product: false };
 }
 
@@ -155,7 +153,7 @@ export function fuseUnitComposites(graph: Graph, isVariable: (t: string) => bool
     const { members, root } = found;
     const order = graph.nodes.filter((n) => members.has(n));
     const b = order[order.length - 1];
-    fused.set(b.name, compile(order, root, graph, isVariable));
+    fused.set(b.name, compile(order, members, root, isVariable));
     graph.nodes = graph.nodes.flatMap((n) =>
       n === b
         ? [{ name: b.name, opType: COMPOSITE_OP, domain: COMPOSITE_DOMAIN, inputs: [root], outputs: [b.outputs[0]], attributes: [] }]
@@ -170,12 +168,16 @@ export function fuseUnitComposites(graph: Graph, isVariable: (t: string) => bool
  * The last composite of the graph (by its last node's order: an outer composite then takes in the
  * inner ones, as GELU's tanh form's x^3 = x * x * x), or undefined.
  */
-function findComposite(graph: Graph, isVariable: (t: string) => boolean, outputs: ReadonlySet<string>): { members: Set<GraphNode>; root: string } | undefined {
+function findComposite(
+  graph: Graph,
+  isVariable: (t: string) => boolean,
+  outputs: ReadonlySet<string>,
+): { members: Map<GraphNode, Member>; root: string } | undefined {
   for (let i = graph.nodes.length - 1; i >= 0; i--) {
     const b = graph.nodes[i];
     const last = memberOf(b, graph, isVariable);
     if (!last || last.affine) continue;
-    const members = new Set<GraphNode>([b]);
+    const members = new Map<GraphNode, Member>([[b, last]]);
     let products = last.product ? 1 : 0;
     let nonAffine = 1;
     const frontier = new Set(b.inputs.filter((x) => x && isVariable(x)));
@@ -185,7 +187,7 @@ function findComposite(graph: Graph, isVariable: (t: string) => boolean, outputs
         const p = graph.producerOf(t);
         const m = p && !outputs.has(t) ? memberOf(p, graph, isVariable) : undefined;
         if (!p || !m || !graph.consumersOf(t).every((c) => members.has(c))) continue;
-        members.add(p);
+        members.set(p, m);
         if (m.product) products++;
         if (!m.affine) nonAffine++;
         frontier.delete(t);
@@ -199,9 +201,9 @@ function findComposite(graph: Graph, isVariable: (t: string) => boolean, outputs
 }
 
 /** f(x) of a composite: its nodes run in order on numbers (x in slot 0, each node's output in the next). */
-function compile(order: GraphNode[], root: string, graph: Graph, isVariable: (t: string) => boolean): UnitComposite {
+function compile(order: GraphNode[], found: ReadonlyMap<GraphNode, Member>, root: string, isVariable: (t: string) => boolean): UnitComposite {
   const slot = new Map<string, number>([[root, 0]]);
-  const members = order.map((n) => memberOf(n, graph, isVariable)!);
+  const members = order.map((n) => found.get(n)!);
   // a chain of piecewise-linear members (each reads the one before): one piecewise-linear function
   let piecewiseLinear: PiecewiseLinear | undefined = line(1);
   for (const m of members) piecewiseLinear = m.piecewiseLinear && piecewiseLinear ? composePiecewiseLinear(m.piecewiseLinear, piecewiseLinear) : undefined;

@@ -3,7 +3,7 @@
  * and the factor helpers the non-affine rules share: per-unit factor norms, the per-unit rescaling
  * of sketched rows, and the probe products that sketch the Hermite orders (see ./index.ts).
  */
-import type { GraphNode } from '../../onnx/graph.js';
+import { graphConstant, type Graph, type GraphNode } from '../../onnx/graph.js';
 import type { GaussianImage } from '../../moments/piecewise.js';
 
 /** The Gaussian noise on the input of a propagation: its covariance Sigma. */
@@ -30,6 +30,12 @@ export interface TensorMoments {
 
 /** Per-unit moment function: unit index, input mean and sd -> mean, variance, expected slope. */
 export type UnitMoments = (unit: number, m: number, s: number) => GaussianImage;
+
+/** The value of a one-element constant (an initializer or a Constant node's output), or undefined. */
+export function constantScalar(graph: Graph, name: string | undefined): number | undefined {
+  const t = name ? graphConstant(graph, name) : undefined;
+  return t && t.data.length === 1 ? Number(t.data[0]) : undefined;
+}
 
 /** Whether a node is of the default ONNX domain. */
 export const isDefault = (n: GraphNode) => n.domain === '' || n.domain === 'ai.onnx';

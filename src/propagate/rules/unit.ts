@@ -10,6 +10,7 @@ import { SMOOTH_FUNCTIONS, erf, expMoments, smoothMoments } from '../../moments/
 import { semidefiniteCholesky } from '../../moments/softmax.js';
 import {
   FACTORIAL,
+  constantScalar,
   isDefault,
   maxHermiteColumns,
   newFactor,
@@ -22,12 +23,12 @@ import {
   type UnitMoments,
 } from './factor.js';
 
-function constantScalar(graph: Graph, name: string | undefined, fallback: number): number {
+/** A Clip bound given as an input: its constant value, `fallback` when absent. */
+function clipBound(graph: Graph, name: string | undefined, fallback: number): number {
   if (!name) return fallback;
-  const t = graphConstant(graph, name);
-  if (!t || t.data.length !== 1)
-    throw new NetmomentsError(`Clip bound '${name}' is not a constant scalar; propagate needs constant bounds`, { code: 'UNSUPPORTED' });
-  return Number(t.data[0]);
+  const v = constantScalar(graph, name);
+  if (v === undefined) throw new NetmomentsError(`Clip bound '${name}' is not a constant scalar; propagate needs constant bounds`, { code: 'UNSUPPORTED' });
+  return v;
 }
 
 /** ONNX's Selu defaults (the constants of Klambauer et al. 2017, as float32). */
@@ -58,7 +59,7 @@ export const UNIT_OPS: ReadonlySet<string> = new Set([
   'Gelu',
 ]);
 
-/** The piecewise-linear function of a unit-wise op with scalar parameters (not PRelu), or undefined. */
+/** The piecewise-linear function of a unit-wise op with scalar parameters (PRelu: a one-element slope), or undefined. */
 export function piecewiseLinearOf(node: GraphNode, graph: Graph): PiecewiseLinear | undefined {
   switch (node.opType) {
     case 'Relu':
@@ -69,9 +70,13 @@ export function piecewiseLinearOf(node: GraphNode, graph: Graph): PiecewiseLinea
       return leakyRelu(attrFloat(node, 'alpha', 0.01));
     case 'HardSigmoid':
       return hardSigmoid(attrFloat(node, 'alpha', 0.2), attrFloat(node, 'beta', 0.5));
+    case 'PRelu': {
+      const a = constantScalar(graph, node.inputs[1]);
+      return a === undefined ? undefined : leakyRelu(a);
+    }
     case 'Clip': {
-      const lo = graph.opset >= 11 ? constantScalar(graph, node.inputs[1], -Infinity) : attrFloat(node, 'min', -Infinity);
-      const hi = graph.opset >= 11 ? constantScalar(graph, node.inputs[2], Infinity) : attrFloat(node, 'max', Infinity);
+      const lo = graph.opset >= 11 ? clipBound(graph, node.inputs[1], -Infinity) : attrFloat(node, 'min', -Infinity);
+      const hi = graph.opset >= 11 ? clipBound(graph, node.inputs[2], Infinity) : attrFloat(node, 'max', Infinity);
       return clip(lo, hi);
     }
     default:
@@ -89,12 +94,6 @@ export function unitFunction(node: GraphNode, graph: Graph): ((x: number) => num
   const pl = piecewiseLinearOf(node, graph);
   if (pl) return (x) => evaluatePiecewiseLinear(pl, x);
   switch (node.opType) {
-    case 'PRelu': {
-      const slope = graphConstant(graph, node.inputs[1]);
-      if (!slope || slope.data.length !== 1) return undefined;
-      const a = Number(slope.data[0]);
-      return (x) => (x >= 0 ? x : a * x);
-    }
     case 'Elu': {
       // alpha (e^x - 1) for x < 0, x for x >= 0
       const alpha = attrFloat(node, 'alpha', 1);
